@@ -1,0 +1,99 @@
+"""Slots of the integer arrays shared by Python and the kernels.
+
+A model lives in three arrays:
+
+``lay`` (int64, read-only)
+    Sizes, codes and offsets into ``buf``; the ``L_*`` constants index it.
+``ctr`` (int64)
+    Counters and the TBPTT schedule position; the ``C_*`` constants index it.
+``buf`` (float32 or float64)
+    One flat buffer holding parameters, gradient, optimizer moments, the
+    carried hidden state, the TBPTT window of activations, scratch space and
+    the hyperparameters (indexed by ``HP_*`` from ``lay[L_HP]``).
+
+Plain Python integers, so Numba folds them into constants.
+"""
+
+CELL_RNN, CELL_GRU, CELL_LSTM = 0, 1, 2
+CELL_CODES = {"rnn": CELL_RNN, "gru": CELL_GRU, "lstm": CELL_LSTM}
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+
+LOSS_SQUARED, LOSS_HUBER = 0, 1
+LOSS_CODES = {"squared": LOSS_SQUARED, "huber": LOSS_HUBER}
+
+OPT_SGD, OPT_RMSPROP, OPT_ADAM, OPT_ADAMW = 0, 1, 2, 3
+OPT_CODES = {"sgd": OPT_SGD, "rmsprop": OPT_RMSPROP, "adam": OPT_ADAM, "adamw": OPT_ADAMW}
+
+# --- lay: sizes and flags
+L_CELL = 0
+L_LAYERS = 1
+L_INPUT = 2
+L_HIDDEN = 3
+L_OUTPUT = 4
+L_GATES = 5
+L_K1 = 6
+L_K2 = 7
+L_LOSS = 8
+L_OPT = 9
+L_APPROX = 10
+L_RECOMPUTE = 11
+# --- lay: regions of buf (offsets), each padded
+L_NPARAM = 12  # parameters occupy buf[0:lay[L_NPARAM]]
+L_GRAD = 13
+L_M = 14
+L_V = 15
+L_STATE = 16  # carried state: per layer h then c, each lay[L_HSTRIDE] long
+L_CACHE = 17  # TBPTT ring buffer: k2 rows of lay[L_ROW] values
+L_RCACHE = 18  # k2 rows where a window is recomputed with the current weights
+L_PRED = 19  # one row for pure forward steps (predict)
+L_PSTATE = 20  # state scratch for pure forward steps and recomputation
+L_HP = 21  # hyperparameters
+L_ROW = 22  # stride between rows
+L_ROW_LAYER = 23  # stride between the layer blocks of a row
+L_HSTRIDE = 24  # padded hidden size
+# --- lay: offsets inside a layer block of a row
+L_R_XIN = 25  # layer input
+L_R_HP = 26  # previous hidden state
+L_R_CP = 27  # previous cell state (LSTM)
+L_R_ACT = 28  # gate activations, G*H
+L_R_AUX = 29  # LSTM tanh(c); GRU W_hn h + b_hn
+L_R_HN = 30  # new hidden state
+L_R_CN = 31  # new cell state (LSTM)
+# --- lay: offsets inside a row, after the layer blocks
+L_R_Y = 32  # target
+L_R_YHAT = 33  # prediction
+# --- lay: scratch offsets
+L_S_AX = 34  # input-side pre-activations, G*H
+L_S_AH = 35  # hidden-side pre-activations, G*H
+L_S_DAX = 36
+L_S_DAH = 37
+L_S_DIN = 38  # gradient arriving from above, max(I, H)
+L_S_GH = 39  # gradient with respect to a layer's new hidden state
+L_S_DH = 40  # recurrent gradient of h, per layer
+L_S_DC = 41  # recurrent gradient of c, per layer
+L_HEAD_W = 42
+L_HEAD_B = 43
+L_BUF = 44  # total length of buf
+L_PARAMS0 = 48  # layer l: lay[L_PARAMS0 + 4*l + (0: W_x, 1: W_h, 2: b_x, 3: b_h)]
+
+# --- hyperparameters, at buf[lay[L_HP] + HP_*]
+HP_LR = 0
+HP_MOMENTUM = 1
+HP_BETA1 = 2
+HP_BETA2 = 3
+HP_EPS = 4
+HP_WEIGHT_DECAY = 5
+HP_CLIP = 6
+HP_HUBER_DELTA = 7
+HP_ALPHA = 8
+N_HP = 9
+
+# --- ctr
+C_STEPS = 0  # samples learned from
+C_UPDATES = 1  # weight updates applied
+C_SKIPPED = 2  # updates or steps skipped by the non-finite policy
+C_RESETS = 3  # hidden-state resets after it went non-finite
+C_POS = 4  # next ring-buffer row
+C_FILL = 5  # rows in the window
+C_SINCE = 6  # steps since the last update attempt
+N_CTR = 8

@@ -1,0 +1,673 @@
+"""CPU kernels: forward steps, backpropagation through a window, optimizers and
+the online TBPTT drivers for stacks of Elman RNN, GRU and LSTM cells.
+
+Every function works on the three arrays described in :mod:`.layout`:
+``lay`` (sizes and offsets), ``ctr`` (counters) and ``buf`` (parameters,
+optimizer state, hidden state, activations, hyperparameters). One compiled
+version per float dtype serves every cell, size and optimizer.
+
+Notation (PyTorch's, gate order LSTM i, f, g, o and GRU r, z, n), for a layer
+with input ``x`` and previous state ``h`` (and ``c``)::
+
+    a_x = W_x x + b_x          a_h = W_h h + b_h          (G*H values each)
+    rnn:  h' = tanh(a_x + a_h)
+    lstm: i, f, o = sigmoid(.), g = tanh(.), c' = f c + i g, h' = o tanh(c')
+    gru:  r, z = sigmoid(a_x + a_h), n = tanh(a_x,n + r a_h,n),
+          h' = (1 - z) n + z h
+
+Weights are stored transposed (``W_x`` as ``(in, G*H)``), so the forward pass
+and every gradient are contiguous axpys and dot products.
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+
+from .. import config
+from ._math import act_sigmoid, act_tanh
+from .layout import (
+    C_FILL,
+    C_POS,
+    C_RESETS,
+    C_SINCE,
+    C_SKIPPED,
+    C_STEPS,
+    C_UPDATES,
+    CELL_GRU,
+    CELL_LSTM,
+    CELL_RNN,
+    HP_ALPHA,
+    HP_BETA1,
+    HP_BETA2,
+    HP_CLIP,
+    HP_EPS,
+    HP_HUBER_DELTA,
+    HP_LR,
+    HP_MOMENTUM,
+    HP_WEIGHT_DECAY,
+    L_APPROX,
+    L_CACHE,
+    L_CELL,
+    L_GATES,
+    L_GRAD,
+    L_HEAD_B,
+    L_HEAD_W,
+    L_HIDDEN,
+    L_HP,
+    L_HSTRIDE,
+    L_INPUT,
+    L_K1,
+    L_K2,
+    L_LAYERS,
+    L_LOSS,
+    L_M,
+    L_NPARAM,
+    L_OPT,
+    L_OUTPUT,
+    L_PARAMS0,
+    L_PRED,
+    L_PSTATE,
+    L_R_ACT,
+    L_R_AUX,
+    L_R_CN,
+    L_R_CP,
+    L_R_HN,
+    L_R_HP,
+    L_R_XIN,
+    L_R_Y,
+    L_R_YHAT,
+    L_RCACHE,
+    L_RECOMPUTE,
+    L_ROW,
+    L_ROW_LAYER,
+    L_S_AH,
+    L_S_AX,
+    L_S_DAH,
+    L_S_DAX,
+    L_S_DC,
+    L_S_DH,
+    L_S_DIN,
+    L_S_GH,
+    L_STATE,
+    L_V,
+    LOSS_HUBER,
+    OPT_ADAM,
+    OPT_ADAMW,
+    OPT_RMSPROP,
+    OPT_SGD,
+)
+
+_JIT = dict(cache=config.CACHE, nogil=True, error_model="numpy", fastmath=config.FASTMATH)
+
+# Loops index views of ``buf`` with range variables only: an index computed
+# from an offset could be negative as far as LLVM knows, and the wraparound
+# check that Numba then emits stops vectorisation (measured 8x slower).
+
+
+@njit(inline="always")
+def vec(buf, offset, n):
+    return buf[offset : offset + n]
+
+
+@njit(inline="always")
+def mat(buf, offset, rows, cols):
+    return buf[offset : offset + rows * cols].reshape((rows, cols))
+
+
+@njit(inline="always")
+def accumulate_matvec(a, W, x):
+    """``a += x @ W`` for ``W`` of shape (n, m): rows taken four at a time,
+    which cuts the loads and stores of ``a`` fourfold (2.5x faster at
+    32 x 128 than one row at a time)."""
+    n = W.shape[0]
+    m = W.shape[1]
+    j = 0
+    while j + 4 <= n:
+        x0, x1, x2, x3 = x[j], x[j + 1], x[j + 2], x[j + 3]
+        w0, w1, w2, w3 = W[j], W[j + 1], W[j + 2], W[j + 3]
+        for k in range(m):
+            a[k] += (x0 * w0[k] + x1 * w1[k]) + (x2 * w2[k] + x3 * w3[k])
+        j += 4
+    while j < n:
+        xj = x[j]
+        w = W[j]
+        for k in range(m):
+            a[k] += xj * w[k]
+        j += 1
+
+
+# ----------------------------------------------------------------- forward
+
+
+@njit(inline="always")
+def apply_sigmoid(v, approx):
+    # one branch outside the loop keeps each loop simple enough to vectorise
+    if approx:
+        for k in range(v.shape[0]):
+            v[k] = act_sigmoid(v[k], True)
+    else:
+        for k in range(v.shape[0]):
+            v[k] = act_sigmoid(v[k], False)
+
+
+@njit(inline="always")
+def apply_tanh(v, approx):
+    if approx:
+        for k in range(v.shape[0]):
+            v[k] = act_tanh(v[k], True)
+    else:
+        for k in range(v.shape[0]):
+            v[k] = act_tanh(v[k], False)
+
+
+@njit(**_JIT)
+def cell_forward(lay, buf, layer, base):
+    """Forward one layer at the row block ``base``: reads the input and the
+    previous state stored there, writes activations and the new state.
+
+    Written as short loops over few arrays: LLVM vectorises those; one loop
+    over all seven views of ``buf`` stayed scalar (2x slower for LSTM).
+    """
+    cell = lay[L_CELL]
+    H = lay[L_HIDDEN]
+    GH = lay[L_GATES] * H
+    approx = lay[L_APPROX] != 0
+    nin = lay[L_INPUT] if layer == 0 else H
+    p = L_PARAMS0 + 4 * layer
+    Wx, Wh = mat(buf, lay[p], nin, GH), mat(buf, lay[p + 1], H, GH)
+    bx, bh = vec(buf, lay[p + 2], GH), vec(buf, lay[p + 3], GH)
+    ax, ah = vec(buf, lay[L_S_AX], GH), vec(buf, lay[L_S_AH], GH)
+    xin = vec(buf, base + lay[L_R_XIN], nin)
+    hp, cp = vec(buf, base + lay[L_R_HP], H), vec(buf, base + lay[L_R_CP], H)
+    act, aux = vec(buf, base + lay[L_R_ACT], GH), vec(buf, base + lay[L_R_AUX], H)
+    hn, cn = vec(buf, base + lay[L_R_HN], H), vec(buf, base + lay[L_R_CN], H)
+    one = buf.dtype.type(1.0)
+
+    ax[:] = bx
+    ah[:] = bh
+    accumulate_matvec(ax, Wx, xin)
+    accumulate_matvec(ah, Wh, hp)
+
+    if cell == CELL_GRU:
+        for k in range(2 * H):
+            act[k] = ax[k] + ah[k]
+        apply_sigmoid(act[: 2 * H], approx)
+        for k in range(H):
+            aux[k] = ah[2 * H + k]
+            act[2 * H + k] = ax[2 * H + k] + act[k] * aux[k]
+        apply_tanh(act[2 * H :], approx)
+        for k in range(H):
+            z = act[H + k]
+            hn[k] = (one - z) * act[2 * H + k] + z * hp[k]
+    else:
+        for k in range(GH):
+            act[k] = ax[k] + ah[k]
+        if cell == CELL_LSTM:
+            apply_sigmoid(act[: 2 * H], approx)
+            apply_tanh(act[2 * H : 3 * H], approx)
+            apply_sigmoid(act[3 * H :], approx)
+            for k in range(H):
+                cn[k] = act[H + k] * cp[k] + act[k] * act[2 * H + k]
+            aux[:] = cn
+            apply_tanh(aux, approx)
+            for k in range(H):
+                hn[k] = act[3 * H + k] * aux[k]
+        else:
+            apply_tanh(act, approx)
+            hn[:] = act
+
+
+@njit(**_JIT)
+def head_forward(lay, buf, row):
+    """Linear readout of the top layer's new hidden state into the row's
+    prediction; the head's weight is stored ``(O, H)`` so each output is a
+    contiguous dot product."""
+    H = lay[L_HIDDEN]
+    O = lay[L_OUTPUT]
+    top = vec(buf, row + (lay[L_LAYERS] - 1) * lay[L_ROW_LAYER] + lay[L_R_HN], H)
+    yhat = vec(buf, row + lay[L_R_YHAT], O)
+    W, b = mat(buf, lay[L_HEAD_W], O, H), vec(buf, lay[L_HEAD_B], O)
+    for o in range(O):
+        w = W[o]
+        s = b[o]
+        for j in range(H):
+            s += w[j] * top[j]
+        yhat[o] = s
+
+
+@njit(**_JIT)
+def network_forward(lay, buf, x, row, state):
+    """One time step of the stack and head.
+
+    Copies ``x`` and the state at offset ``state`` into ``row``, computes every
+    layer and the prediction there, and writes the new state back to
+    ``state``. Returns False, leaving ``state`` untouched, if the new state is
+    not finite.
+    """
+    nl = lay[L_LAYERS]
+    H = lay[L_HIDDEN]
+    hs = lay[L_HSTRIDE]
+    rl = lay[L_ROW_LAYER]
+    xin0 = vec(buf, row + lay[L_R_XIN], lay[L_INPUT])
+    for j in range(lay[L_INPUT]):
+        xin0[j] = x[j]
+    for layer in range(nl):
+        base = row + layer * rl
+        if layer > 0:
+            below = vec(buf, base - rl + lay[L_R_HN], H)
+            xin = vec(buf, base + lay[L_R_XIN], H)
+            for j in range(H):
+                xin[j] = below[j]
+        s = state + 2 * layer * hs
+        sh, sc = vec(buf, s, H), vec(buf, s + hs, H)
+        hp, cp = vec(buf, base + lay[L_R_HP], H), vec(buf, base + lay[L_R_CP], H)
+        for j in range(H):
+            hp[j] = sh[j]
+            cp[j] = sc[j]
+        cell_forward(lay, buf, layer, base)
+    head_forward(lay, buf, row)
+
+    finite = True
+    for layer in range(nl):
+        base = row + layer * rl
+        if not (all_finite(vec(buf, base + lay[L_R_HN], H)) and all_finite(vec(buf, base + lay[L_R_CN], H))):
+            finite = False
+    if finite:
+        for layer in range(nl):
+            base = row + layer * rl
+            hn, cn = vec(buf, base + lay[L_R_HN], H), vec(buf, base + lay[L_R_CN], H)
+            s = state + 2 * layer * hs
+            sh, sc = vec(buf, s, H), vec(buf, s + hs, H)
+            for j in range(H):
+                sh[j] = hn[j]
+                sc[j] = cn[j]
+    return finite
+
+
+@njit(**_JIT)
+def all_finite(v):
+    ok = True
+    for j in range(v.shape[0]):
+        ok &= math.isfinite(v[j])
+    return ok
+
+
+@njit(**_JIT)
+def predict_one(lay, buf, x, out):
+    """The prediction for ``x`` from the carried state, into ``out``, without
+    changing the state; NaN if ``x`` or the new state is not finite."""
+    n = 2 * lay[L_LAYERS] * lay[L_HSTRIDE]
+    vec(buf, lay[L_PSTATE], n)[:] = vec(buf, lay[L_STATE], n)
+    row = lay[L_PRED]
+    if all_finite(x) and network_forward(lay, buf, x, row, lay[L_PSTATE]):
+        out[:] = vec(buf, row + lay[L_R_YHAT], out.shape[0])
+    else:
+        out[:] = np.nan
+
+
+@njit(**_JIT)
+def predict_many(lay, buf, X, out):
+    """Predictions for the rows of ``X`` run on from the carried state,
+    without changing it. A row with a non-finite value gives NaN and does not
+    advance the scratch state."""
+    n = 2 * lay[L_LAYERS] * lay[L_HSTRIDE]
+    vec(buf, lay[L_PSTATE], n)[:] = vec(buf, lay[L_STATE], n)
+    row = lay[L_PRED]
+    yhat = vec(buf, row + lay[L_R_YHAT], out.shape[1])
+    for t in range(X.shape[0]):
+        if all_finite(X[t]) and network_forward(lay, buf, X[t], row, lay[L_PSTATE]):
+            out[t] = yhat
+        else:
+            out[t] = np.nan
+
+
+# ---------------------------------------------------------------- backward
+
+
+@njit(**_JIT)
+def cell_backward(lay, buf, layer, base, need_din):
+    """Backward one layer at the row block ``base``.
+
+    Inputs: ``din`` (gradient arriving from the layer above or the head) plus
+    the recurrent gradients ``dh``/``dc`` of this layer carried from the next
+    step. Accumulates the parameter gradients, leaves the gradients with
+    respect to the previous state in ``dh``/``dc`` and, when ``need_din``,
+    the gradient with respect to this layer's input in ``din``.
+    """
+    cell = lay[L_CELL]
+    H = lay[L_HIDDEN]
+    GH = lay[L_GATES] * H
+    hs = lay[L_HSTRIDE]
+    nin = lay[L_INPUT] if layer == 0 else H
+    p = L_PARAMS0 + 4 * layer
+    g0 = lay[L_GRAD]
+    Wx, Wh = mat(buf, lay[p], nin, GH), mat(buf, lay[p + 1], H, GH)
+    gWx, gWh = mat(buf, g0 + lay[p], nin, GH), mat(buf, g0 + lay[p + 1], H, GH)
+    gbx, gbh = vec(buf, g0 + lay[p + 2], GH), vec(buf, g0 + lay[p + 3], GH)
+    dax, dah = vec(buf, lay[L_S_DAX], GH), vec(buf, lay[L_S_DAH], GH)
+    din, gh = vec(buf, lay[L_S_DIN], max(nin, H)), vec(buf, lay[L_S_GH], H)
+    dh = vec(buf, lay[L_S_DH] + layer * hs, H)
+    dc = vec(buf, lay[L_S_DC] + layer * hs, H)
+    xin = vec(buf, base + lay[L_R_XIN], nin)
+    hp, cp = vec(buf, base + lay[L_R_HP], H), vec(buf, base + lay[L_R_CP], H)
+    act, aux = vec(buf, base + lay[L_R_ACT], GH), vec(buf, base + lay[L_R_AUX], H)
+    one = buf.dtype.type(1.0)
+
+    # gradient with respect to the new hidden state; gh then holds the part
+    # of the gradient of the previous state that bypasses the weights
+    for k in range(H):
+        gh[k] = dh[k] + din[k]
+
+    if cell == CELL_LSTM:
+        for k in range(H):
+            g_h = gh[k]
+            i = act[k]
+            f = act[H + k]
+            g = act[2 * H + k]
+            o = act[3 * H + k]
+            tc = aux[k]
+            d_c = dc[k] + g_h * o * (one - tc * tc)
+            dax[k] = d_c * g * i * (one - i)
+            dax[H + k] = d_c * cp[k] * f * (one - f)
+            dax[2 * H + k] = d_c * i * (one - g * g)
+            dax[3 * H + k] = g_h * tc * o * (one - o)
+            dc[k] = d_c * f
+            gh[k] = 0
+        dah[:] = dax
+    elif cell == CELL_GRU:
+        for k in range(H):
+            g_h = gh[k]
+            r = act[k]
+            z = act[H + k]
+            n = act[2 * H + k]
+            d_an = g_h * (one - z) * (one - n * n)
+            d_ar = d_an * aux[k] * r * (one - r)
+            d_az = g_h * (hp[k] - n) * z * (one - z)
+            dax[k] = d_ar
+            dax[H + k] = d_az
+            dax[2 * H + k] = d_an
+            dah[k] = d_ar
+            dah[H + k] = d_az
+            dah[2 * H + k] = d_an * r
+            gh[k] = g_h * z
+    else:
+        for k in range(H):
+            h = act[k]
+            dax[k] = gh[k] * (one - h * h)
+            gh[k] = 0
+        dah[:] = dax
+
+    for k in range(GH):
+        gbx[k] += dax[k]
+        gbh[k] += dah[k]
+    for j in range(nin):
+        xj = xin[j]
+        w = Wx[j]
+        gw = gWx[j]
+        s = buf.dtype.type(0.0)
+        for k in range(GH):
+            d = dax[k]
+            gw[k] += xj * d
+            s += w[k] * d
+        if need_din:
+            din[j] = s
+    for j in range(H):
+        hj = hp[j]
+        w = Wh[j]
+        gw = gWh[j]
+        s = buf.dtype.type(0.0)
+        for k in range(GH):
+            d = dah[k]
+            gw[k] += hj * d
+            s += w[k] * d
+        dh[j] = s + gh[j]
+
+
+@njit(**_JIT)
+def window_backward(lay, buf, rows, start, n_rows, n_loss):
+    """Backpropagate the loss of the last ``n_loss`` of ``n_rows`` steps.
+
+    Step ``s`` of the window is stored in row ``rows + ((start + s) % k2) *
+    stride``; the state before the first step is treated as a constant. The
+    loss is the mean over those steps and outputs of the squared error
+    (PyTorch's ``MSELoss``) or the Huber loss (``HuberLoss(delta)``).
+    Overwrites the gradient region of ``buf`` and returns the loss.
+    """
+    t = buf.dtype.type
+    nl = lay[L_LAYERS]
+    H = lay[L_HIDDEN]
+    O = lay[L_OUTPUT]
+    hs = lay[L_HSTRIDE]
+    k2 = lay[L_K2]
+    rs, rl = lay[L_ROW], lay[L_ROW_LAYER]
+    g0 = lay[L_GRAD]
+    din = vec(buf, lay[L_S_DIN], H)
+    huber = lay[L_LOSS] == LOSS_HUBER
+    delta = buf[lay[L_HP] + HP_HUBER_DELTA]
+    W = mat(buf, lay[L_HEAD_W], O, H)
+    gW, gb = mat(buf, g0 + lay[L_HEAD_W], O, H), vec(buf, g0 + lay[L_HEAD_B], O)
+
+    vec(buf, g0, lay[L_NPARAM])[:] = 0
+    vec(buf, lay[L_S_DH], nl * hs)[:] = 0
+    vec(buf, lay[L_S_DC], nl * hs)[:] = 0
+
+    scale = t(1.0) / t(n_loss * O)
+    loss = t(0.0)
+    for s in range(n_rows - 1, -1, -1):
+        row = rows + ((start + s) % k2) * rs
+        din[:] = 0
+        if s >= n_rows - n_loss:
+            top = vec(buf, row + (nl - 1) * rl + lay[L_R_HN], H)
+            yhat, y = vec(buf, row + lay[L_R_YHAT], O), vec(buf, row + lay[L_R_Y], O)
+            for o in range(O):
+                d = yhat[o] - y[o]
+                if huber and abs(d) > delta:
+                    loss += delta * (abs(d) - t(0.5) * delta)
+                    g = delta * scale if d > 0 else -delta * scale
+                elif huber:
+                    loss += t(0.5) * d * d
+                    g = d * scale
+                else:
+                    loss += d * d
+                    g = t(2.0) * d * scale
+                gb[o] += g
+                gw, w = gW[o], W[o]
+                for j in range(H):
+                    gw[j] += top[j] * g
+                    din[j] += w[j] * g
+        for layer in range(nl - 1, -1, -1):
+            cell_backward(lay, buf, layer, row + layer * rl, layer > 0)
+    return loss * scale
+
+
+# --------------------------------------------------------------- optimizers
+
+
+@njit(**_JIT)
+def optimizer_step(lay, ctr, buf):
+    """Clip the gradient to its global norm and apply one optimizer step.
+
+    Returns False, changing nothing, when the gradient is not finite.
+    Formulas follow ``torch.optim`` (SGD with momentum, RMSprop, Adam, AdamW)
+    and ``torch.nn.utils.clip_grad_norm_``.
+    """
+    t = buf.dtype.type
+    P = lay[L_NPARAM]
+    theta = vec(buf, 0, P)
+    grad, m1, m2 = vec(buf, lay[L_GRAD], P), vec(buf, lay[L_M], P), vec(buf, lay[L_V], P)
+    hp = vec(buf, lay[L_HP], HP_ALPHA + 1)
+    lr = hp[HP_LR]
+    wd = hp[HP_WEIGHT_DECAY]
+    eps = hp[HP_EPS]
+    clip = hp[HP_CLIP]
+    opt = lay[L_OPT]
+
+    sq = t(0.0)
+    for j in range(P):
+        sq += grad[j] * grad[j]
+    if not math.isfinite(sq):
+        return False
+    norm = math.sqrt(sq)
+    gscale = t(1.0)
+    if clip > 0 and norm > clip:
+        gscale = clip / (norm + t(1e-6))
+
+    if opt == OPT_SGD:
+        mom = hp[HP_MOMENTUM]
+        for j in range(P):
+            g = grad[j] * gscale + wd * theta[j]
+            m = mom * m1[j] + g
+            m1[j] = m
+            theta[j] -= lr * m
+    elif opt == OPT_RMSPROP:
+        alpha = hp[HP_ALPHA]
+        for j in range(P):
+            g = grad[j] * gscale + wd * theta[j]
+            v = alpha * m2[j] + (t(1.0) - alpha) * g * g
+            m2[j] = v
+            theta[j] -= lr * g / (math.sqrt(v) + eps)
+    else:
+        b1 = hp[HP_BETA1]
+        b2 = hp[HP_BETA2]
+        n = ctr[C_UPDATES] + 1
+        step = lr / t(1.0 - b1**n)
+        rbc2 = t(1.0) / t(math.sqrt(1.0 - b2**n))
+        decay = t(1.0)
+        l2 = wd
+        if opt == OPT_ADAMW:
+            decay = t(1.0) - lr * wd
+            l2 = t(0.0)
+        for j in range(P):
+            g = grad[j] * gscale + l2 * theta[j]
+            m = b1 * m1[j] + (t(1.0) - b1) * g
+            v = b2 * m2[j] + (t(1.0) - b2) * g * g
+            m1[j] = m
+            m2[j] = v
+            theta[j] = theta[j] * decay - step * m / (math.sqrt(v) * rbc2 + eps)
+    return True
+
+
+# ------------------------------------------------------------- TBPTT driver
+
+
+@njit(**_JIT)
+def recompute_window(lay, buf, start, n_rows):
+    """Re-run the window's steps with the current weights into the recompute
+    rows, from the state stored with its first step. Returns False if a state
+    went non-finite."""
+    H = lay[L_HIDDEN]
+    hs = lay[L_HSTRIDE]
+    k2 = lay[L_K2]
+    rs, rl = lay[L_ROW], lay[L_ROW_LAYER]
+    O = lay[L_OUTPUT]
+    ps = lay[L_PSTATE]
+    first = lay[L_CACHE] + (start % k2) * rs
+    for layer in range(lay[L_LAYERS]):
+        s = ps + 2 * layer * hs
+        base = first + layer * rl
+        vec(buf, s, H)[:] = vec(buf, base + lay[L_R_HP], H)
+        vec(buf, s + hs, H)[:] = vec(buf, base + lay[L_R_CP], H)
+    for s in range(n_rows):
+        src = lay[L_CACHE] + ((start + s) % k2) * rs
+        dst = lay[L_RCACHE] + s * rs
+        if not network_forward(lay, buf, vec(buf, src + lay[L_R_XIN], lay[L_INPUT]), dst, ps):
+            return False
+        vec(buf, dst + lay[L_R_Y], O)[:] = vec(buf, src + lay[L_R_Y], O)
+    return True
+
+
+@njit(**_JIT)
+def tbptt_update(lay, ctr, buf):
+    """One TBPTT(k1, k2) update over the stored window. Returns True if the
+    weights changed; a skipped update is counted in ``ctr[C_SKIPPED]``."""
+    k1, k2 = lay[L_K1], lay[L_K2]
+    n_rows = ctr[C_FILL]
+    n_loss = min(k1, n_rows)
+    start = (ctr[C_POS] - n_rows + k2) % k2
+    rs = lay[L_ROW]
+    for s in range(n_rows - n_loss, n_rows):
+        row = lay[L_CACHE] + ((start + s) % k2) * rs
+        if not all_finite(vec(buf, row + lay[L_R_Y], lay[L_OUTPUT])):
+            ctr[C_SKIPPED] += 1
+            return False
+    rows = lay[L_CACHE]
+    if lay[L_RECOMPUTE] != 0 and k1 < k2:
+        if not recompute_window(lay, buf, start, n_rows):
+            ctr[C_SKIPPED] += 1
+            return False
+        rows = lay[L_RCACHE]
+        start = 0
+    loss = window_backward(lay, buf, rows, start, n_rows, n_loss)
+    if not math.isfinite(loss) or not optimizer_step(lay, ctr, buf):
+        ctr[C_SKIPPED] += 1
+        return False
+    ctr[C_UPDATES] += 1
+    return True
+
+
+@njit(**_JIT)
+def reset_window(lay, ctr, buf):
+    """Zero the carried state and forget the stored window."""
+    vec(buf, lay[L_STATE], 2 * lay[L_LAYERS] * lay[L_HSTRIDE])[:] = 0
+    ctr[C_FILL] = 0
+    ctr[C_SINCE] = 0
+
+
+@njit(**_JIT)
+def learn_one(lay, ctr, buf, x, y, out):
+    """One online step: predict ``x`` from the carried state into ``out``,
+    store the step in the TBPTT window, advance the state, and update the
+    weights every k1 steps.
+
+    Non-finite policy: a non-finite ``x`` is skipped whole (state not
+    advanced, ``out`` NaN, counted); a non-finite target or loss skips the
+    update (counted); a state that went non-finite is reset to zero along
+    with the window (counted in ``ctr[C_RESETS]``).
+    """
+    O = lay[L_OUTPUT]
+    k2 = lay[L_K2]
+    if not all_finite(x):
+        ctr[C_SKIPPED] += 1
+        out[:] = np.nan
+        return
+    row = lay[L_CACHE] + ctr[C_POS] * lay[L_ROW]
+    ok = network_forward(lay, buf, x, row, lay[L_STATE])
+    out[:] = vec(buf, row + lay[L_R_YHAT], O)
+    vec(buf, row + lay[L_R_Y], O)[:] = y
+    ctr[C_STEPS] += 1
+    if not ok:
+        reset_window(lay, ctr, buf)
+        ctr[C_RESETS] += 1
+        ctr[C_SKIPPED] += 1
+        return
+    ctr[C_POS] = (ctr[C_POS] + 1) % k2
+    ctr[C_FILL] = min(ctr[C_FILL] + 1, k2)
+    ctr[C_SINCE] += 1
+    if ctr[C_SINCE] >= lay[L_K1]:
+        ctr[C_SINCE] = 0
+        tbptt_update(lay, ctr, buf)
+
+
+@njit(**_JIT)
+def learn_many(lay, ctr, buf, X, Y, out):
+    """``learn_one`` over the rows of ``X`` and ``Y``; predictions to ``out``."""
+    for t in range(X.shape[0]):
+        learn_one(lay, ctr, buf, X[t], Y[t], out[t])
+
+
+@njit(**_JIT)
+def sequence_gradient(lay, buf, X, Y, n_loss):
+    """Gradient of the loss of the last ``n_loss`` steps of the sequence
+    ``X``, ``Y`` (at most k2 rows) run from the carried state with the current
+    weights, into the gradient region of ``buf``. Returns the loss (NaN if a
+    state went non-finite). Changes no weights, state or counters."""
+    n = 2 * lay[L_LAYERS] * lay[L_HSTRIDE]
+    vec(buf, lay[L_PSTATE], n)[:] = vec(buf, lay[L_STATE], n)
+    rs = lay[L_ROW]
+    for s in range(X.shape[0]):
+        row = lay[L_RCACHE] + s * rs
+        if not network_forward(lay, buf, X[s], row, lay[L_PSTATE]):
+            return np.nan
+        vec(buf, row + lay[L_R_Y], Y.shape[1])[:] = Y[s]
+    return window_backward(lay, buf, lay[L_RCACHE], 0, X.shape[0], n_loss)

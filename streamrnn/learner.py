@@ -1,0 +1,370 @@
+"""``OnlineRNN``: the array-level online learner every estimator is built on."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .kernels import layout as L
+from .kernels import recurrent as K
+from .network import NetworkShape, build_layout, init_parameters, parameter_names, parameter_views
+
+_DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _real(name, value, low=None, high=None, low_open=False, high_open=True):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise ValueError(f"{name} must be a finite real number, got {value!r}")
+    if low is not None and (value < low or (low_open and value == low)):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
+    if high is not None and (value > high or (high_open and value == high)):
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value!r}")
+    return float(value)
+
+
+def _choice(name, value, options):
+    if value not in options:
+        raise ValueError(f"{name} must be one of {sorted(options)}, got {value!r}")
+    return value
+
+
+class OnlineRNN:
+    """A stack of recurrent cells with a linear head that learns one sample at
+    a time by truncated backpropagation through time.
+
+    The hidden state is carried from sample to sample. Every ``k1`` samples
+    the weights are updated with the gradient of the mean loss of the last
+    ``min(k1, k2)`` predictions, backpropagated through the last ``k2`` steps
+    (the state before them is a constant): TBPTT(k1, k2).
+
+    Parameters
+    ----------
+    cell
+        ``"rnn"`` (tanh Elman), ``"gru"`` or ``"lstm"``.
+    input_size, hidden_size, num_layers, output_size
+        Sizes of the network: ``num_layers`` stacked cells, then a linear head.
+    k1
+        Samples between weight updates.
+    k2
+        Steps backpropagated through at each update (the window length).
+    optimizer
+        ``"sgd"`` (with ``momentum``), ``"rmsprop"``, ``"adam"`` or ``"adamw"``,
+        with PyTorch's update formulas.
+    lr
+        Learning rate.
+    clip_norm
+        Gradients are rescaled to this global norm when larger; ``None``
+        disables clipping.
+    loss
+        ``"squared"`` (PyTorch's ``MSELoss``) or ``"huber"`` (``HuberLoss``
+        with ``huber_delta``), averaged over steps and outputs.
+    dtype
+        ``"float32"`` (fast) or ``"float64"`` (reference).
+    device
+        ``"cpu"``.
+    seed
+        Seed of the parameter initialisation; the same seed gives
+        bit-identical results.
+    momentum
+        SGD momentum.
+    betas, eps
+        Adam/AdamW moment decay rates and denominator term; ``eps`` is also
+        RMSprop's.
+    alpha
+        RMSprop's squared-gradient decay rate.
+    weight_decay
+        L2 penalty (SGD, RMSprop, Adam) or decoupled decay (AdamW); ``None``
+        means PyTorch's default: 0.01 for AdamW, 0 otherwise.
+    huber_delta
+        Threshold of the Huber loss.
+    recompute
+        When ``k1 < k2``, recompute the window's activations with the current
+        weights before backpropagating (exact TBPTT) instead of using the
+        activations stored when each step was taken. Identical when
+        ``k1 >= k2``.
+    approx_activations
+        Use a rational approximation of tanh and sigmoid (absolute error
+        < 1e-6, several times faster). ``None``: on for float32, off for
+        float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from streamrnn import OnlineRNN
+    >>> rnn = OnlineRNN(cell="gru", hidden_size=8, lr=0.01, seed=0)
+    >>> x = np.sin(np.arange(400) / 5.0)
+    >>> preds = rnn.learn_many(x[:-1, None], x[1:, None])
+    >>> bool(np.mean((preds[-50:, 0] - x[-50:]) ** 2) < 0.1 * np.var(x))
+    True
+    >>> rnn.n_steps, rnn.n_updates
+    (399, 399)
+    """
+
+    def __init__(
+        self,
+        cell: str = "lstm",
+        input_size: int = 1,
+        hidden_size: int = 32,
+        num_layers: int = 1,
+        output_size: int = 1,
+        k1: int = 1,
+        k2: int = 16,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        clip_norm: float | None = 1.0,
+        loss: str = "squared",
+        dtype: str = "float32",
+        device: str = "cpu",
+        seed: int | None = None,
+        momentum: float = 0.9,
+        betas: tuple = (0.9, 0.999),
+        eps: float = 1e-8,
+        alpha: float = 0.99,
+        weight_decay: float | None = None,
+        huber_delta: float = 1.0,
+        recompute: bool = False,
+        approx_activations: bool | None = None,
+    ):
+        self.cell = cell
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.output_size = output_size
+        self.k1 = k1
+        self.k2 = k2
+        self.optimizer = optimizer
+        self.lr = lr
+        self.clip_norm = clip_norm
+        self.loss = loss
+        self.dtype = dtype
+        self.device = device
+        self.seed = seed
+        self.momentum = momentum
+        self.betas = betas
+        self.eps = eps
+        self.alpha = alpha
+        self.weight_decay = weight_decay
+        self.huber_delta = huber_delta
+        self.recompute = recompute
+        self.approx_activations = approx_activations
+
+        _choice("cell", cell, L.CELL_CODES)
+        _choice("optimizer", optimizer, L.OPT_CODES)
+        _choice("loss", loss, L.LOSS_CODES)
+        dtype_name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+        self._np_dtype = np.dtype(_DTYPES[_choice("dtype", dtype_name, _DTYPES)])
+        if device != "cpu":
+            raise ValueError(f"device must be 'cpu', got {device!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+            raise ValueError(f"seed must be an integer or None, got {seed!r}")
+        if not isinstance(recompute, bool):
+            raise ValueError(f"recompute must be a bool, got {recompute!r}")
+        if approx_activations is not None and not isinstance(approx_activations, bool):
+            raise ValueError(f"approx_activations must be a bool or None, got {approx_activations!r}")
+        if not (isinstance(betas, tuple | list) and len(betas) == 2):
+            raise ValueError(f"betas must be a pair of numbers in [0, 1), got {betas!r}")
+
+        self._shape = NetworkShape(
+            cell=cell,
+            input_size=_positive_int("input_size", input_size),
+            hidden_size=_positive_int("hidden_size", hidden_size),
+            num_layers=_positive_int("num_layers", num_layers),
+            output_size=_positive_int("output_size", output_size),
+            k1=_positive_int("k1", k1),
+            k2=_positive_int("k2", k2),
+            loss=loss,
+            optimizer=optimizer,
+            approx=(self._np_dtype == np.float32) if approx_activations is None else approx_activations,
+            recompute=recompute,
+        )
+        if weight_decay is None:
+            weight_decay = 0.01 if optimizer == "adamw" else 0.0
+        hp = np.zeros(L.N_HP)
+        hp[L.HP_LR] = _real("lr", lr, low=0.0, low_open=True, high=None)
+        hp[L.HP_MOMENTUM] = _real("momentum", momentum, 0.0, 1.0)
+        hp[L.HP_BETA1] = _real("betas[0]", betas[0], 0.0, 1.0)
+        hp[L.HP_BETA2] = _real("betas[1]", betas[1], 0.0, 1.0)
+        hp[L.HP_EPS] = _real("eps", eps, low=0.0, low_open=True)
+        hp[L.HP_ALPHA] = _real("alpha", alpha, 0.0, 1.0)
+        hp[L.HP_WEIGHT_DECAY] = _real("weight_decay", weight_decay, low=0.0)
+        hp[L.HP_CLIP] = 0.0 if clip_norm is None else _real("clip_norm", clip_norm, low=0.0, low_open=True)
+        hp[L.HP_HUBER_DELTA] = _real("huber_delta", huber_delta, low=0.0, low_open=True)
+
+        self._lay = build_layout(self._shape)
+        self._ctr = np.zeros(L.N_CTR, dtype=np.int64)
+        self._buf = np.zeros(self._lay[L.L_BUF], dtype=self._np_dtype)
+        hp_at = self._lay[L.L_HP]
+        self._buf[hp_at : hp_at + L.N_HP] = hp
+        init_parameters(self._shape, self._views(), np.random.default_rng(seed))
+
+    # ------------------------------------------------------------- helpers
+
+    def _views(self) -> dict[str, np.ndarray]:
+        return parameter_views(self._shape, self._lay, self._buf)
+
+    def _matrix(self, a, size, name) -> np.ndarray:
+        """``a`` as a C-contiguous (n, size) array of the model dtype."""
+        a = np.asarray(a)
+        if a.dtype.kind not in "biuf":
+            raise ValueError(f"{name} must be numeric, got dtype {a.dtype}")
+        if a.ndim == 1 and size == 1:
+            a = a[:, None]
+        if a.ndim != 2 or a.shape[1] != size:
+            raise ValueError(f"{name} must have shape (n, {size}), got {a.shape}")
+        return np.ascontiguousarray(a, dtype=self._np_dtype)
+
+    def _vector(self, a, size, name) -> np.ndarray:
+        """``a`` as a C-contiguous (size,) array of the model dtype."""
+        if type(a) is np.ndarray and a.dtype == self._np_dtype and a.shape == (size,) and a.flags.c_contiguous:
+            return a
+        a = np.asarray(a)
+        if a.dtype.kind not in "biuf":
+            raise ValueError(f"{name} must be numeric, got dtype {a.dtype}")
+        if a.shape != (size,) and not (size == 1 and a.shape == ()):
+            raise ValueError(f"{name} must have shape ({size},), got {a.shape}")
+        return np.ascontiguousarray(a, dtype=self._np_dtype).reshape(size)
+
+    # ------------------------------------------------------------ learning
+
+    def predict(self, x) -> np.ndarray:
+        """The prediction for ``x`` (shape ``(input_size,)``) from the carried
+        state; changes no state. NaN if ``x`` is not finite."""
+        x = self._vector(x, self._shape.input_size, "x")
+        out = np.empty(self._shape.output_size, dtype=self._np_dtype)
+        K.predict_one(self._lay, self._buf, x, out)
+        return out
+
+    def predict_many(self, X) -> np.ndarray:
+        """Predictions for the rows of ``X`` run in order from the carried
+        state, shape ``(n, output_size)``; the carried state is not changed."""
+        X = self._matrix(X, self._shape.input_size, "X")
+        out = np.empty((X.shape[0], self._shape.output_size), dtype=self._np_dtype)
+        K.predict_many(self._lay, self._buf, X, out)
+        return out
+
+    def learn(self, x, y) -> np.ndarray:
+        """Learn from one sample; returns the prediction made before the update."""
+        X = self._vector(x, self._shape.input_size, "x").reshape(1, -1)
+        Y = self._vector(y, self._shape.output_size, "y").reshape(1, -1)
+        out = np.empty((1, self._shape.output_size), dtype=self._np_dtype)
+        K.learn_many(self._lay, self._ctr, self._buf, X, Y, out)
+        return out[0]
+
+    def learn_many(self, X, Y) -> np.ndarray:
+        """Learn from the rows of ``X`` and ``Y`` in order, in one kernel call;
+        returns the prequential predictions, bit-identical to ``learn`` in a loop."""
+        X = self._matrix(X, self._shape.input_size, "X")
+        Y = self._matrix(Y, self._shape.output_size, "Y")
+        if X.shape[0] != Y.shape[0]:
+            raise ValueError(f"X and Y must have the same number of rows, got {X.shape[0]} and {Y.shape[0]}")
+        out = np.empty((X.shape[0], self._shape.output_size), dtype=self._np_dtype)
+        K.learn_many(self._lay, self._ctr, self._buf, X, Y, out)
+        return out
+
+    def gradient(self, X, Y, loss_steps: int | None = None) -> tuple[float, dict[str, np.ndarray]]:
+        """Loss and gradient of a sequence run from the carried state.
+
+        The loss is the mean loss of the last ``loss_steps`` rows (default
+        ``min(k1, len(X))``) of ``X``, ``Y`` (at most ``k2`` rows), the
+        gradient that of the parameters, by name, as an update would compute
+        it. Changes no weights, state or counters.
+        """
+        X = self._matrix(X, self._shape.input_size, "X")
+        Y = self._matrix(Y, self._shape.output_size, "Y")
+        n = X.shape[0]
+        if not 1 <= n <= self._shape.k2 or Y.shape[0] != n:
+            raise ValueError(f"X and Y must have the same number of rows, between 1 and k2={self._shape.k2}")
+        loss_steps = min(self._shape.k1, n) if loss_steps is None else loss_steps
+        if isinstance(loss_steps, bool) or not isinstance(loss_steps, numbers.Integral) or not 1 <= loss_steps <= n:
+            raise ValueError(f"loss_steps must be an integer between 1 and {n}, got {loss_steps!r}")
+        loss = K.sequence_gradient(self._lay, self._buf, X, Y, int(loss_steps))
+        g0 = self._lay[L.L_GRAD]
+        grads = parameter_views(self._shape, self._lay, self._buf[g0 : g0 + self._lay[L.L_NPARAM]])
+        return float(loss), {name: np.array(g) for name, g in grads.items()}
+
+    def reset_state(self) -> None:
+        """Zero the carried hidden state and forget the TBPTT window."""
+        K.reset_window(self._lay, self._ctr, self._buf)
+
+    # ------------------------------------------------------------- weights
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of the parameters under PyTorch's names, shapes and gate
+        orders (``torch.nn.RNN/GRU/LSTM`` then ``torch.nn.Linear`` as ``head``)."""
+        return {name: np.array(v) for name, v in self._views().items()}
+
+    def load_state_dict(self, state_dict) -> None:
+        """Set the parameters from a ``state_dict`` of arrays (NumPy or torch
+        tensors) with exactly the names and shapes of :meth:`state_dict`.
+        Optimizer moments and the hidden state are kept."""
+        views = self._views()
+        missing = sorted(set(views) - set(state_dict))
+        unexpected = sorted(set(state_dict) - set(views))
+        if missing or unexpected:
+            raise ValueError(f"state_dict keys do not match: missing {missing}, unexpected {unexpected}")
+        values = {}
+        for name, view in views.items():
+            v = state_dict[name]
+            v = np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v)
+            if v.shape != view.shape:
+                raise ValueError(f"{name} must have shape {view.shape}, got {v.shape}")
+            if v.dtype.kind not in "biuf" or not np.all(np.isfinite(v)):
+                raise ValueError(f"{name} must hold finite real numbers")
+            values[name] = v
+        for name, v in values.items():
+            views[name][...] = v
+
+    # ----------------------------------------------------------- read-outs
+
+    @property
+    def parameter_names(self) -> list[str]:
+        return parameter_names(self._shape)
+
+    @property
+    def n_params(self) -> int:
+        """Number of trainable parameters (as PyTorch counts them)."""
+        return int(sum(v.size for v in self._views().values()))
+
+    @property
+    def hidden_state(self) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the carried ``(h, c)``, each ``(num_layers, hidden_size)``
+        (``c`` is zero except for LSTM)."""
+        s = self._shape
+        hs = self._lay[L.L_HSTRIDE]
+        st = self._buf[self._lay[L.L_STATE] : self._lay[L.L_STATE] + 2 * s.num_layers * hs]
+        st = st.reshape(s.num_layers, 2, hs)[:, :, : s.hidden_size]
+        return np.array(st[:, 0]), np.array(st[:, 1])
+
+    @property
+    def n_steps(self) -> int:
+        """Samples learned from (a sample with a non-finite input is not)."""
+        return int(self._ctr[L.C_STEPS])
+
+    @property
+    def n_updates(self) -> int:
+        """Weight updates applied."""
+        return int(self._ctr[L.C_UPDATES])
+
+    @property
+    def n_skipped(self) -> int:
+        """Samples and updates skipped under the non-finite policy."""
+        return int(self._ctr[L.C_SKIPPED])
+
+    @property
+    def n_resets(self) -> int:
+        """Times the hidden state went non-finite and was reset."""
+        return int(self._ctr[L.C_RESETS])
+
+    def __repr__(self) -> str:
+        return (
+            f"OnlineRNN(cell={self.cell!r}, input_size={self.input_size}, hidden_size={self.hidden_size}, "
+            f"num_layers={self.num_layers}, output_size={self.output_size}, k1={self.k1}, k2={self.k2}, "
+            f"optimizer={self.optimizer!r}, lr={self.lr}, dtype={self.dtype!r})"
+        )
