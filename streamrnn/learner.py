@@ -287,7 +287,7 @@ class OnlineRNN:
         loss = K.sequence_gradient(self._lay, self._buf, X, Y, int(loss_steps))
         g0 = self._lay[L.L_GRAD]
         grads = parameter_views(self._shape, self._lay, self._buf[g0 : g0 + self._lay[L.L_NPARAM]])
-        return float(loss), {name: np.array(g) for name, g in grads.items()}
+        return float(loss), {name: np.array(g, order="C") for name, g in grads.items()}
 
     def reset_state(self) -> None:
         """Zero the carried hidden state and forget the TBPTT window."""
@@ -298,7 +298,7 @@ class OnlineRNN:
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of the parameters under PyTorch's names, shapes and gate
         orders (``torch.nn.RNN/GRU/LSTM`` then ``torch.nn.Linear`` as ``head``)."""
-        return {name: np.array(v) for name, v in self._views().items()}
+        return {name: np.array(v, order="C") for name, v in self._views().items()}
 
     def load_state_dict(self, state_dict) -> None:
         """Set the parameters from a ``state_dict`` of arrays (NumPy or torch

@@ -510,8 +510,8 @@ def optimizer_step(lay, ctr, buf):
         return False
     norm = math.sqrt(sq)
     gscale = t(1.0)
-    if clip > 0 and norm > clip:
-        gscale = clip / (norm + t(1e-6))
+    if clip > 0:
+        gscale = min(clip / (norm + t(1e-6)), t(1.0))
 
     if opt == OPT_SGD:
         mom = hp[HP_MOMENTUM]

@@ -1,0 +1,27 @@
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "default", deadline=None, max_examples=30, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+)
+settings.register_profile("thorough", deadline=None, max_examples=300)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+CELLS = ("rnn", "gru", "lstm")
+
+
+def reference_model(cell, **kwargs):
+    """A float64 OnlineRNN with exact activations, for comparison with the reference."""
+    from streamrnn import OnlineRNN
+
+    kwargs.setdefault("dtype", "float64")
+    kwargs.setdefault("approx_activations", False)
+    return OnlineRNN(cell=cell, **kwargs)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
