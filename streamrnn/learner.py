@@ -237,7 +237,7 @@ class OnlineRNN:
         """The prediction for ``x`` (shape ``(input_size,)``) from the carried
         state; changes no state. NaN if ``x`` is not finite."""
         x = self._vector(x, self._shape.input_size, "x")
-        out = np.empty(self._shape.output_size, dtype=self._np_dtype)
+        out = np.empty(self._shape.output_size, self._np_dtype)
         K.predict_one(self._lay, self._buf, x, out)
         return out
 
@@ -251,11 +251,11 @@ class OnlineRNN:
 
     def learn(self, x, y) -> np.ndarray:
         """Learn from one sample; returns the prediction made before the update."""
-        X = self._vector(x, self._shape.input_size, "x").reshape(1, -1)
-        Y = self._vector(y, self._shape.output_size, "y").reshape(1, -1)
-        out = np.empty((1, self._shape.output_size), dtype=self._np_dtype)
-        K.learn_many(self._lay, self._ctr, self._buf, X, Y, out)
-        return out[0]
+        x = self._vector(x, self._shape.input_size, "x")
+        y = self._vector(y, self._shape.output_size, "y")
+        out = np.empty(self._shape.output_size, self._np_dtype)
+        K.learn_one(self._lay, self._ctr, self._buf, x, y, out)
+        return out
 
     def learn_many(self, X, Y) -> np.ndarray:
         """Learn from the rows of ``X`` and ``Y`` in order, in one kernel call;

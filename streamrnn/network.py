@@ -105,6 +105,8 @@ def build_layout(shape: NetworkShape) -> np.ndarray:
         (L.L_R_AUX, H),
         (L.L_R_HN, H),
         (L.L_R_CN, H),
+        (L.L_R_DAX, GH),
+        (L.L_R_DAH, GH),
     ):
         lay[slot] = r.take(n)
     lay[L.L_ROW_LAYER] = r.size
@@ -120,8 +122,6 @@ def build_layout(shape: NetworkShape) -> np.ndarray:
     for slot, n in (
         (L.L_S_AX, GH),
         (L.L_S_AH, GH),
-        (L.L_S_DAX, GH),
-        (L.L_S_DAH, GH),
         (L.L_S_DIN, n_in_max),
         (L.L_S_GH, H),
         (L.L_S_DH, shape.num_layers * hs),

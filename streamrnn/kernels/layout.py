@@ -65,8 +65,7 @@ L_R_YHAT = 33  # prediction
 # --- lay: scratch offsets
 L_S_AX = 34  # input-side pre-activations, G*H
 L_S_AH = 35  # hidden-side pre-activations, G*H
-L_S_DAX = 36
-L_S_DAH = 37
+# 36, 37: unused
 L_S_DIN = 38  # gradient arriving from above, max(I, H)
 L_S_GH = 39  # gradient with respect to a layer's new hidden state
 L_S_DH = 40  # recurrent gradient of h, per layer
@@ -74,6 +73,8 @@ L_S_DC = 41  # recurrent gradient of c, per layer
 L_HEAD_W = 42
 L_HEAD_B = 43
 L_BUF = 44  # total length of buf
+L_R_DAX = 45  # row, per layer: gradient of the input-side pre-activations, G*H
+L_R_DAH = 46  # row, per layer: gradient of the hidden-side pre-activations, G*H
 L_PARAMS0 = 48  # layer l: lay[L_PARAMS0 + 4*l + (0: W_x, 1: W_h, 2: b_x, 3: b_h)]
 
 # --- hyperparameters, at buf[lay[L_HP] + HP_*]
