@@ -95,3 +95,20 @@ def test_each_optimizer_lowers_the_loss(optimizer, cell, seed):
     last, _ = model.gradient(X, Y, loss_steps=8)
     assert model.n_updates == 50
     assert last < 0.7 * first
+
+
+@given(model_and_data(length=6), st.integers(1, 6))
+def test_any_valid_network_matches_the_reference(case, loss_steps):
+    """The kernels against ``streamrnn.testing``'s reference for any drawn
+    configuration, parameters and sequence (float64, exact activations)."""
+    from streamrnn.testing import assert_gradients_close, network_forward, sequence_gradient
+
+    config, params, X, Y, _ = case
+    X = X / 50.0  # keep the drawn inputs where tanh is not flat
+    model = build(config, params, dtype="float64", approx_activations=False)
+    expected, _, _, _ = network_forward(config["cell"], params, X)
+    np.testing.assert_allclose(model.predict_many(X), expected, rtol=1e-9, atol=1e-12)
+    loss, grads = model.gradient(X, Y, loss_steps=loss_steps)
+    ref_loss, ref_grads = sequence_gradient(config["cell"], params, X, Y, loss_steps=loss_steps)
+    assert abs(loss - ref_loss) <= 1e-9 * (1 + abs(ref_loss))
+    assert_gradients_close(grads, ref_grads, atol=1e-11, rtol=1e-8)
