@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 
 import numpy as np
@@ -64,7 +65,9 @@ class OnlineRNN:
         disables clipping.
     loss
         ``"squared"`` (PyTorch's ``MSELoss``) or ``"huber"`` (``HuberLoss``
-        with ``huber_delta``), averaged over steps and outputs.
+        with ``huber_delta``), averaged over steps and outputs; or
+        ``"cross_entropy"`` (``CrossEntropyLoss``: the outputs are logits,
+        targets are class probabilities, e.g. one-hot), averaged over steps.
     dtype
         ``"float32"`` (fast) or ``"float64"`` (reference).
     device
@@ -205,17 +208,63 @@ class OnlineRNN:
         hp[L.HP_CLIP] = 0.0 if clip_norm is None else _real("clip_norm", clip_norm, low=0.0, low_open=True)
         hp[L.HP_HUBER_DELTA] = _real("huber_delta", huber_delta, low=0.0, low_open=True)
 
-        self._lay = build_layout(self._shape)
-        self._ctr = np.zeros(L.N_CTR, dtype=np.int64)
-        self._buf = np.zeros(self._lay[L.L_BUF], dtype=self._np_dtype)
+        self._allocate(self._shape)
         hp_at = self._lay[L.L_HP]
         self._buf[hp_at : hp_at + L.N_HP] = hp
         init_parameters(self._shape, self._views(), np.random.default_rng(seed))
 
+    def _allocate(self, shape: NetworkShape) -> None:
+        self._shape = shape
+        self._lay = build_layout(shape)
+        self._ctr = np.zeros(L.N_CTR, dtype=np.int64)
+        self._buf = np.zeros(self._lay[L.L_BUF], dtype=self._np_dtype)
+
+    def _region_views(self, region: int) -> dict[str, np.ndarray]:
+        """A parameter-shaped region of ``buf`` (parameters, gradient, moments) by name."""
+        start = 0 if region is None else self._lay[region]
+        return parameter_views(self._shape, self._lay, self._buf[start : start + self._lay[L.L_NPARAM]])
+
+    def resize(self, input_size: int | None = None, output_size: int | None = None) -> None:
+        """Grow the input or the output layer in place, for features or classes
+        that appear in a stream.
+
+        Existing weights, optimizer moments, the hidden state and the counters
+        are kept; the new input columns and output rows start at zero, so the
+        outputs that existed are unchanged until the next update. The TBPTT
+        window restarts.
+        """
+        old = self._shape
+        input_size = old.input_size if input_size is None else _positive_int("input_size", input_size)
+        output_size = old.output_size if output_size is None else _positive_int("output_size", output_size)
+        if input_size < old.input_size or output_size < old.output_size:
+            raise ValueError(
+                f"resize only grows the network: input_size {old.input_size} -> {input_size}, "
+                f"output_size {old.output_size} -> {output_size}"
+            )
+        if (input_size, output_size) == (old.input_size, old.output_size):
+            return
+        regions = (None, L.L_M, L.L_V)
+        saved = [self._region_views(r) for r in regions]
+        lay, buf, ctr = self._lay, self._buf, self._ctr
+        self._allocate(dataclasses.replace(old, input_size=input_size, output_size=output_size))
+        for region, views in zip(regions, saved):
+            for name, new in self._region_views(region).items():
+                v = views[name]
+                new[tuple(slice(0, n) for n in v.shape)] = v
+        hp, n_hp = self._lay[L.L_HP], L.N_HP
+        self._buf[hp : hp + n_hp] = buf[lay[L.L_HP] : lay[L.L_HP] + n_hp]
+        n_state = 2 * old.num_layers * lay[L.L_HSTRIDE]
+        self._buf[self._lay[L.L_STATE] : self._lay[L.L_STATE] + n_state] = buf[
+            lay[L.L_STATE] : lay[L.L_STATE] + n_state
+        ]
+        for c in (L.C_STEPS, L.C_UPDATES, L.C_SKIPPED, L.C_RESETS):
+            self._ctr[c] = ctr[c]
+        self.input_size, self.output_size = input_size, output_size
+
     # ------------------------------------------------------------- helpers
 
     def _views(self) -> dict[str, np.ndarray]:
-        return parameter_views(self._shape, self._lay, self._buf)
+        return self._region_views(None)
 
     def _matrix(self, a, size, name) -> np.ndarray:
         """``a`` as a C-contiguous (n, size) array of the model dtype."""
@@ -293,9 +342,7 @@ class OnlineRNN:
         if isinstance(loss_steps, bool) or not isinstance(loss_steps, numbers.Integral) or not 1 <= loss_steps <= n:
             raise ValueError(f"loss_steps must be an integer between 1 and {n}, got {loss_steps!r}")
         loss = K.sequence_gradient(self._lay, self._buf, X, Y, int(loss_steps))
-        g0 = self._lay[L.L_GRAD]
-        grads = parameter_views(self._shape, self._lay, self._buf[g0 : g0 + self._lay[L.L_NPARAM]])
-        return float(loss), {name: np.array(g, order="C") for name, g in grads.items()}
+        return float(loss), {name: np.array(g, order="C") for name, g in self._region_views(L.L_GRAD).items()}
 
     def reset_state(self) -> None:
         """Zero the carried hidden state and forget the TBPTT window."""

@@ -7,6 +7,7 @@ import pytest
 from conftest import CELLS
 
 from streamrnn import OnlineRNN
+from streamrnn.kernels.layout import L_M, L_NPARAM
 
 
 def stream(rng, n=300, I=2, O=1):
@@ -58,7 +59,7 @@ def test_predict_changes_no_state(rng):
     model.predict(X[0])
     model.gradient(X, rng.normal(size=(5, 1)))
     np.testing.assert_array_equal(model.predict_many(X), first)
-    params = slice(0, int(model._lay[12]))  # parameters; the gradient and scratch regions may change
+    params = slice(0, int(model._lay[L_NPARAM]))  # parameters; the gradient and scratch regions may change
     np.testing.assert_array_equal(model._buf[params], buf[params])
     np.testing.assert_array_equal(model.hidden_state[0], OnlineRNN.hidden_state.fget(model)[0])
     np.testing.assert_array_equal(model._ctr, ctr)
@@ -209,3 +210,29 @@ def test_accepts_scalars_lists_and_other_dtypes():
     np.testing.assert_array_equal(model.predict_many([0.5, 0.5])[0], a)
     model.learn(1, 2)
     assert model.n_steps == 1
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_resize_keeps_what_was_learned(cell, rng):
+    model = OnlineRNN(cell=cell, input_size=2, output_size=2, num_layers=2, seed=0)
+    X, Y = stream(rng, n=40, I=2, O=2)
+    model.learn_many(X, Y)
+    before, h_before = model.state_dict(), model.hidden_state
+    preds = model.predict_many(X[:5])
+    m_before = model._region_views(L_M)["weight_hh_l0"].copy()  # Adam's first moment
+    model.resize(input_size=4, output_size=3)
+    assert (model.input_size, model.output_size, model.n_steps, model.n_updates) == (4, 3, 40, 40)
+    after = model.state_dict()
+    assert after["weight_ih_l0"].shape[1] == 4 and after["head.weight"].shape[0] == 3
+    np.testing.assert_array_equal(after["weight_ih_l0"][:, :2], before["weight_ih_l0"])
+    assert not after["weight_ih_l0"][:, 2:].any() and not after["head.bias"][2:].any()
+    np.testing.assert_array_equal(model.hidden_state[0], h_before[0])
+    # the existing outputs are unchanged while the new inputs are zero
+    wide = np.hstack([X[:5], np.zeros((5, 2))])
+    np.testing.assert_array_equal(model.predict_many(wide)[:, :2], preds)
+    assert m_before.any()
+    np.testing.assert_array_equal(model._region_views(L_M)["weight_hh_l0"], m_before)
+    model.learn_many(np.hstack([X, X]), np.hstack([Y, Y[:, :1]]))
+    assert model.n_updates == 80
+    with pytest.raises(ValueError, match="only grows"):
+        model.resize(input_size=3)

@@ -58,12 +58,14 @@ def test_window_gradient_matches_reference(cell, I, L, O, rng):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("loss", ["squared", "huber"])
+@pytest.mark.parametrize("loss", ["squared", "huber", "cross_entropy"])
 def test_gradients_match_finite_differences(cell, loss, rng):
     model = reference_model(cell, input_size=2, hidden_size=3, num_layers=2, output_size=2, k2=5, loss=loss,
                             huber_delta=0.3, seed=11)
     warm_state(model, rng)
     X, Y = rng.normal(size=(5, 2)), rng.normal(size=(5, 2))
+    if loss == "cross_entropy":
+        Y = np.exp(Y) / np.exp(Y).sum(axis=1, keepdims=True)  # target probabilities
     h0, c0 = carried_state(model)
     params = model.state_dict()
     numeric = finite_difference_gradient(
@@ -127,6 +129,7 @@ CASES = [
     ("gru", 3, 3, "sgd", "squared", False, None),
     ("rnn", 4, 2, "adam", "squared", True, 1.0),
     ("lstm", 3, 7, "adam", "squared", False, 1.0),
+    ("gru", 2, 4, "adam", "cross_entropy", True, 1.0),
 ]
 
 

@@ -88,3 +88,21 @@ def test_tbptt_updates_match_a_torch_loop(cell, optimizer, rng):
     ours, theirs = model.state_dict(), torch_state(rnn, head)
     for name in ours:
         np.testing.assert_allclose(ours[name], theirs[name], rtol=1e-8, atol=1e-10, err_msg=name)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_cross_entropy_matches_torch(cell, rng):
+    model = reference_model(cell, input_size=2, hidden_size=5, output_size=3, k1=6, k2=6, loss="cross_entropy",
+                            seed=2)
+    rnn, head = torch_model(cell, model)
+    X = rng.normal(size=(6, 2))
+    labels = rng.integers(0, 3, size=6)
+    Y = np.eye(3)[labels]
+    logits = torch_run(cell, rnn, head, X)
+    loss = torch.nn.functional.cross_entropy(logits[-4:], torch.from_numpy(labels[-4:]))
+    loss.backward()
+    our_loss, grads = model.gradient(X, Y, loss_steps=4)
+    assert our_loss == pytest.approx(loss.item(), rel=1e-10)
+    expected = torch_grads(rnn, head)
+    for name in grads:
+        np.testing.assert_allclose(grads[name], expected[name], rtol=1e-9, atol=1e-12, err_msg=name)

@@ -18,8 +18,8 @@ CELL_RNN, CELL_GRU, CELL_LSTM = 0, 1, 2
 CELL_CODES = {"rnn": CELL_RNN, "gru": CELL_GRU, "lstm": CELL_LSTM}
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
-LOSS_SQUARED, LOSS_HUBER = 0, 1
-LOSS_CODES = {"squared": LOSS_SQUARED, "huber": LOSS_HUBER}
+LOSS_SQUARED, LOSS_HUBER, LOSS_CROSS_ENTROPY = 0, 1, 2
+LOSS_CODES = {"squared": LOSS_SQUARED, "huber": LOSS_HUBER, "cross_entropy": LOSS_CROSS_ENTROPY}
 
 OPT_SGD, OPT_RMSPROP, OPT_ADAM, OPT_ADAMW = 0, 1, 2, 3
 OPT_CODES = {"sgd": OPT_SGD, "rmsprop": OPT_RMSPROP, "adam": OPT_ADAM, "adamw": OPT_ADAMW}

@@ -91,6 +91,7 @@ from .layout import (
     L_S_GH,
     L_STATE,
     L_V,
+    LOSS_CROSS_ENTROPY,
     LOSS_HUBER,
     OPT_ADAM,
     OPT_ADAMW,
@@ -496,7 +497,9 @@ def window_backward(lay, buf, rows, start, n_rows, n_loss):
     Step ``s`` of the window is stored in row ``rows + ((start + s) % k2) *
     stride``; the state before the first step is treated as a constant. The
     loss is the mean over those steps and outputs of the squared error
-    (PyTorch's ``MSELoss``) or the Huber loss (``HuberLoss(delta)``).
+    (PyTorch's ``MSELoss``) or the Huber loss (``HuberLoss(delta)``), or the
+    mean over those steps of the cross-entropy of the softmax of the outputs
+    against target probabilities (``CrossEntropyLoss``).
     Overwrites the gradient region of ``buf`` and returns the loss.
     """
     t = buf.dtype.type
@@ -517,7 +520,8 @@ def window_backward(lay, buf, rows, start, n_rows, n_loss):
     vec(buf, lay[L_S_DH], nl * hs)[:] = 0
     vec(buf, lay[L_S_DC], nl * hs)[:] = 0
 
-    scale = t(1.0) / t(n_loss * O)
+    cross_entropy = lay[L_LOSS] == LOSS_CROSS_ENTROPY
+    scale = t(1.0) / t(n_loss if cross_entropy else n_loss * O)
     loss = t(0.0)
     for s in range(n_rows - 1, -1, -1):
         row = ring_row(rows, start, s, k2, rs)
@@ -525,9 +529,22 @@ def window_backward(lay, buf, rows, start, n_rows, n_loss):
         if s >= n_rows - n_loss:
             top = vec(buf, row + (nl - 1) * rl + lay[L_R_HN], H)
             yhat, y = vec(buf, row + lay[L_R_YHAT], O), vec(buf, row + lay[L_R_Y], O)
+            m = log_z = t(0.0)
+            if cross_entropy:  # softmax of the outputs against target probabilities
+                m = yhat[0]
+                for o in range(1, O):
+                    m = max(m, yhat[o])
+                z = t(0.0)
+                for o in range(O):
+                    z += math.exp(yhat[o] - m)
+                log_z = math.log(z)
             for o in range(O):
                 d = yhat[o] - y[o]
-                if huber and abs(d) > delta:
+                if cross_entropy:
+                    log_p = yhat[o] - m - log_z
+                    loss -= y[o] * log_p
+                    g = (math.exp(log_p) - y[o]) * scale
+                elif huber and abs(d) > delta:
                     loss += delta * (abs(d) - t(0.5) * delta)
                     g = delta * scale if d > 0 else -delta * scale
                 elif huber:

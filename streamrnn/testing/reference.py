@@ -97,9 +97,15 @@ def network_forward(cell: str, params: dict, X, h0=None, c0=None):
 # --------------------------------------------------------------------- loss
 
 
-def loss_and_grad(y_hat, y, loss: str, huber_delta: float, n: int):
-    """Contribution of one step to the mean loss over ``n`` values, and its
-    gradient with respect to ``y_hat``."""
+def loss_and_grad(y_hat, y, loss: str, huber_delta: float, n_steps: int):
+    """Contribution of one step to the mean loss over ``n_steps`` steps (and
+    over the outputs, except for the cross-entropy), and its gradient with
+    respect to ``y_hat``."""
+    if loss == "cross_entropy":
+        log_p = y_hat - np.max(y_hat)
+        log_p = log_p - np.log(np.sum(np.exp(log_p)))
+        return float(-np.sum(y * log_p)) / n_steps, (np.exp(log_p) - y) / n_steps
+    n = n_steps * len(y_hat)
     d = y_hat - y
     if loss == "squared":
         return float(np.sum(d * d)) / n, 2.0 * d / n
@@ -116,8 +122,7 @@ def sequence_loss(cell, params, X, Y, h0=None, c0=None, loss_steps=None, loss="s
     Y = np.asarray(Y, dtype=np.float64).reshape(Y_hat.shape)
     T = len(Y_hat)
     loss_steps = T if loss_steps is None else loss_steps
-    n = loss_steps * Y_hat.shape[1]
-    return sum(loss_and_grad(Y_hat[t], Y[t], loss, huber_delta, n)[0] for t in range(T - loss_steps, T))
+    return sum(loss_and_grad(Y_hat[t], Y[t], loss, huber_delta, loss_steps)[0] for t in range(T - loss_steps, T))
 
 
 # ----------------------------------------------------------------- backward
@@ -167,12 +172,11 @@ def caches_backward(cell, params, caches, Y, loss_steps, loss="squared", huber_d
     grads = {name: np.zeros_like(v, dtype=np.float64) for name, v in params.items()}
     dh, dc = np.zeros((L, H)), np.zeros((L, H))
     total = 0.0
-    n = loss_steps * O
     for t in range(T - 1, -1, -1):
         cache = caches[t]
         d_in = np.zeros(H)
         if t >= T - loss_steps:
-            value, dy = loss_and_grad(cache["y_hat"], Y[t], loss, huber_delta, n)
+            value, dy = loss_and_grad(cache["y_hat"], Y[t], loss, huber_delta, loss_steps)
             total += value
             grads["head.weight"] += np.outer(dy, cache["top"])
             grads["head.bias"] += dy
