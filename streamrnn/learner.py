@@ -306,6 +306,15 @@ class OnlineRNN:
         K.predict_many(self._lay, self._buf, X, out)
         return out
 
+    def predict_each(self, X) -> np.ndarray:
+        """For each row of ``X`` independently, the prediction of one step
+        from the carried state (what ``predict`` gives row by row), shape
+        ``(n, output_size)``; changes no state."""
+        X = self._matrix(X, self._shape.input_size, "X")
+        out = np.empty((X.shape[0], self._shape.output_size), dtype=self._np_dtype)
+        K.predict_each(self._lay, self._buf, X, out)
+        return out
+
     def learn(self, x, y) -> np.ndarray:
         """Learn from one sample; returns the prediction made before the update."""
         x = self._vector(x, self._shape.input_size, "x")

@@ -236,3 +236,10 @@ def test_resize_keeps_what_was_learned(cell, rng):
     assert model.n_updates == 80
     with pytest.raises(ValueError, match="only grows"):
         model.resize(input_size=3)
+
+
+def test_predict_each_is_predict_row_by_row(rng):
+    model = OnlineRNN(cell="gru", input_size=2, seed=0)
+    model.learn_many(*stream(rng, n=20))
+    X = rng.normal(size=(5, 2))
+    np.testing.assert_array_equal(model.predict_each(X), np.array([model.predict(x) for x in X]))

@@ -343,6 +343,14 @@ def predict_many(lay, buf, X, out):
             out[t] = np.nan
 
 
+@njit(**_JIT)
+def predict_each(lay, buf, X, out):
+    """For each row of ``X`` independently, the prediction of one step from
+    the carried state (``predict_one`` row by row); changes no state."""
+    for t in range(X.shape[0]):
+        predict_one(lay, buf, X[t], out[t])
+
+
 # ---------------------------------------------------------------- backward
 
 

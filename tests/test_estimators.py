@@ -1,0 +1,131 @@
+"""The River regressors and classifiers: River's own checks, pipelines,
+equivalences and bad input (River's bundled data sets only, no network)."""
+
+import copy
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from river import checks, compose, datasets, evaluate, linear_model, metrics, preprocessing
+
+import streamrnn
+from streamrnn import (
+    GRUClassifier,
+    GRURegressor,
+    LSTMClassifier,
+    LSTMRegressor,
+    RNNClassifier,
+    RNNRegressor,
+)
+
+REGRESSORS = [RNNRegressor, GRURegressor, LSTMRegressor]
+CLASSIFIERS = [RNNClassifier, GRUClassifier, LSTMClassifier]
+ESTIMATORS = REGRESSORS + CLASSIFIERS
+
+
+def river_checks(cls):
+    for params in cls._unit_test_params():
+        model = cls(**params)
+        for check in checks.yield_checks(model):
+            if check.__name__ not in model._unit_test_skips():
+                yield pytest.param(model, check, id=f"{cls.__name__}-{check.__name__}-{len(params)}")
+
+
+@pytest.mark.parametrize("model,check", [p for cls in ESTIMATORS for p in river_checks(cls)])
+def test_river_checks(model, check):
+    check(copy.deepcopy(model))
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS)
+def test_top_level_import_repr_and_arguments_stored_unchanged(cls):
+    assert getattr(streamrnn, cls.__name__) is cls
+    model = cls(hidden_size=7, lr=0.01, seed=3)
+    assert model.hidden_size == 7 and model.lr == 0.01 and model.seed == 3
+    assert cls.__name__ in repr(model)
+    assert model.clone()._get_params() == model._get_params()
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS)
+def test_predict_before_learning(cls):
+    model = cls(seed=0)
+    if cls in REGRESSORS:
+        assert model.predict_one({"a": 1.0}) == 0.0
+    else:
+        assert model.predict_proba_one({"a": 1.0}) == {}
+        assert model.predict_one({"a": 1.0}) is None
+
+
+def trump(n=120):
+    return list(datasets.TrumpApproval().take(n))
+
+
+@pytest.mark.parametrize("cls", REGRESSORS)
+def test_regressor_learn_many_equals_learn_one_bit_for_bit(cls):
+    rows = trump()
+    one, many = cls(seed=0), cls(seed=0)
+    for x, y in rows:
+        one.learn_one(x, y)
+    X = pd.DataFrame([x for x, _ in rows])
+    X.iloc[5:40, 2] = np.nan  # a feature missing for a while
+    X.iloc[:10, 4] = np.nan  # a feature that appears in the middle of the batch
+    one = cls(seed=0)
+    for (_, row), (_, y) in zip(X.iterrows(), rows):
+        one.learn_one({k: v for k, v in row.items() if not np.isnan(v)}, y)
+    many.learn_many(X.iloc[:50], pd.Series([y for _, y in rows[:50]]))
+    many.learn_many(X.iloc[50:], pd.Series([y for _, y in rows[50:]]))
+    assert pickle.dumps(one._net._buf) == pickle.dumps(many._net._buf)
+    np.testing.assert_array_equal(one.predict_many(X).to_numpy(), many.predict_many(X).to_numpy())
+    assert many.predict_one(rows[0][0]) == one.predict_one(rows[0][0])
+
+
+@pytest.mark.parametrize("cls", CLASSIFIERS)
+def test_classes_that_appear_over_time(cls):
+    model = cls(seed=0)
+    stream = [({"a": i % 3, "b": -i % 5}, ["x", "y", "z"][min(i // 20, 2)]) for i in range(60)]
+    many = cls(seed=0)
+    for x, y in stream:
+        model.learn_one(x, y)
+    many.learn_many(pd.DataFrame([x for x, _ in stream]), pd.Series([y for _, y in stream]))
+    proba = model.predict_proba_one({"a": 1, "b": 2})
+    assert list(proba) == ["x", "y", "z"] and sum(proba.values()) == pytest.approx(1.0)
+    assert proba == many.predict_proba_one({"a": 1, "b": 2})
+    frame = model.predict_proba_many(pd.DataFrame([x for x, _ in stream[:5]]))
+    assert list(frame.columns) == ["x", "y", "z"]
+    for i in range(5):
+        assert frame.iloc[i].to_dict() == pytest.approx(model.predict_proba_one(stream[i][0]), abs=1e-12)
+
+
+def test_binary_classifier_learns_phishing():
+    metric = evaluate.progressive_val_score(datasets.Phishing(), GRUClassifier(seed=0), metrics.ROCAUC())
+    assert metric.get() > 0.85
+
+
+def test_pipeline_with_a_scaler_beats_a_linear_pipeline():
+    model = preprocessing.StandardScaler() | LSTMRegressor(seed=0)
+    mae = evaluate.progressive_val_score(datasets.TrumpApproval(), model, metrics.MAE())
+    linear = preprocessing.StandardScaler() | linear_model.LinearRegression()
+    linear_mae = evaluate.progressive_val_score(datasets.TrumpApproval(), linear, metrics.MAE())
+    assert isinstance(model, compose.Pipeline)
+    assert mae.get() < linear_mae.get()
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS)
+def test_bad_input_raises_value_error(cls):
+    model = cls(seed=0)
+    with pytest.raises(ValueError, match="feature 'a' must be a real number"):
+        model.learn_one({"a": "high"}, 1)
+    with pytest.raises(ValueError, match="feature 'a' is infinite"):
+        model.learn_one({"a": float("inf")}, 1)
+    with pytest.raises(ValueError, match="x must be a dict"):
+        model.learn_one([1.0], 1)
+    with pytest.raises(ValueError, match="non-numeric columns"):
+        model.learn_many(pd.DataFrame({"a": ["x", "y"]}), pd.Series([1, 0]))
+    with pytest.raises(ValueError, match="y must be one-dimensional with 2 values"):
+        model.learn_many(pd.DataFrame({"a": [1.0, 2.0]}), pd.Series([1]))
+    if cls in REGRESSORS:
+        with pytest.raises(ValueError, match="y must be a finite real number"):
+            model.learn_one({"a": 1.0}, float("nan"))
+    assert model._net.n_steps == 0
+    model.learn_one({"a": None, "b": 2.0}, 1)  # a missing value is fine
+    assert model._net.n_steps == 1
