@@ -1,6 +1,7 @@
 """streamrnn: recurrent networks that learn online, in Numba kernels, behind River's API."""
 
 from .classification import GRUClassifier, LSTMClassifier, RNNClassifier
+from .forecasting import GRUForecaster, LSTMForecaster, RNNForecaster
 from .learner import OnlineRNN
 from .regression import GRURegressor, LSTMRegressor, RNNRegressor
 
@@ -8,11 +9,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "GRUClassifier",
+    "GRUForecaster",
     "GRURegressor",
     "LSTMClassifier",
+    "LSTMForecaster",
     "LSTMRegressor",
     "OnlineRNN",
     "RNNClassifier",
+    "RNNForecaster",
     "RNNRegressor",
     "__version__",
 ]

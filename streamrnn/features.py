@@ -3,11 +3,16 @@
 Features get columns in order of first appearance (names that first appear
 together are sorted, so key order never matters); a feature that is absent,
 None or NaN is missing and reads as its running mean (0 once standardised).
-Non-numeric and infinite values raise ``ValueError`` naming the feature.
+A date or datetime becomes calendar features: the phase of its hour of the
+day, day of the week and month of the year, each as a sine and a cosine
+(named ``"<name>.hour_sin"`` and so on). Other non-numeric values and
+infinities raise ``ValueError`` naming the feature.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import math
 import numbers
 
@@ -21,6 +26,10 @@ CLIP = 10.0
 
 
 def _value(name, v) -> float:
+    if type(v) is float or type(v) is int:  # the common case, without the ABC checks below
+        if math.isinf(v):
+            raise ValueError(f"feature {name!r} is infinite")
+        return float(v)
     if v is None:
         return math.nan
     if isinstance(v, numbers.Real):
@@ -29,6 +38,37 @@ def _value(name, v) -> float:
             raise ValueError(f"feature {name!r} is infinite")
         return v
     raise ValueError(f"feature {name!r} must be a real number, got {v!r}")
+
+
+@functools.lru_cache(maxsize=256)
+def calendar_features(name, when: dt.date) -> dict:
+    """Sine and cosine of the hour-of-day, day-of-week and month-of-year
+    phases of ``when`` (cached: forecasts meet the same dates many times;
+    callers must not modify the dict)."""
+    hour = when.hour + when.minute / 60 if isinstance(when, dt.datetime) else 0.0
+    phases = {
+        "hour": hour / 24,
+        "weekday": when.weekday() / 7,
+        "month": (when.month - 1 + (when.day - 1) / 31) / 12,
+    }
+    out = {}
+    for part, phase in phases.items():
+        out[f"{name}.{part}_sin"] = math.sin(2 * math.pi * phase)
+        out[f"{name}.{part}_cos"] = math.cos(2 * math.pi * phase)
+    return out
+
+
+def expand(x: dict) -> dict:
+    """``x`` with dates and datetimes replaced by their calendar features."""
+    if not any(isinstance(v, dt.date) for v in x.values()):
+        return x
+    out = {}
+    for k, v in x.items():
+        if isinstance(v, dt.date):
+            out.update(calendar_features(k, v))
+        else:
+            out[k] = v
+    return out
 
 
 def _sort_key(name):
@@ -55,13 +95,13 @@ class FeatureSpace:
 
     def present(self, x: dict) -> list:
         """The names of ``x`` with a value (not None or NaN); validates values."""
-        return [k for k, v in x.items() if not math.isnan(_value(k, v))]
+        return [k for k, v in expand(x).items() if not math.isnan(_value(k, v))]
 
     def row(self, x: dict) -> np.ndarray:
         """``x`` as a float64 row over the known columns, NaN where missing;
         unknown features are ignored."""
         row = np.full(len(self.names), np.nan)
-        for k, v in x.items():
+        for k, v in expand(x).items():
             j = self.index.get(k)
             if j is not None:
                 row[j] = _value(k, v)
@@ -73,6 +113,13 @@ class FeatureSpace:
         """``X`` as a float64 matrix (NaN where missing) and its column names."""
         if not isinstance(X, pd.DataFrame):
             raise ValueError(f"X must be a pandas DataFrame, got {type(X).__name__}")
+        dates = [c for c in X.columns if pd.api.types.is_datetime64_any_dtype(X[c])]
+        if dates:
+            parts = [X.drop(columns=dates)]
+            for c in dates:
+                calendar = [calendar_features(c, t) if not pd.isna(t) else {} for t in X[c].dt.to_pydatetime()]
+                parts.append(pd.DataFrame(calendar, index=X.index))
+            X = pd.concat(parts, axis=1)
         try:
             M = X.to_numpy(dtype=np.float64, na_value=np.nan)
         except (TypeError, ValueError):

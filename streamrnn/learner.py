@@ -315,6 +315,22 @@ class OnlineRNN:
         K.predict_each(self._lay, self._buf, X, out)
         return out
 
+    def forecast(self, U, feedback=()) -> np.ndarray:
+        """Run the rows of ``U`` from the carried state without changing it,
+        feeding the first output back into the inputs: for each ``(column,
+        lag)`` in ``feedback``, row ``k >= lag`` reads the output of row
+        ``k - lag`` in that column (earlier rows keep the values given, the
+        known history). Returns the outputs, shape ``(len(U), output_size)``.
+        """
+        U = np.array(self._matrix(U, self._shape.input_size, "U"))
+        fb = np.ascontiguousarray(feedback, dtype=np.int64).reshape(-1, 2)
+        for column, lag in fb.tolist():
+            if not (0 <= column < self._shape.input_size and lag >= 1):
+                raise ValueError("feedback must be (column, lag) pairs with 0 <= column < input_size and lag >= 1")
+        out = np.empty((U.shape[0], self._shape.output_size), dtype=self._np_dtype)
+        K.forecast_recursive(self._lay, self._buf, U, fb, out)
+        return out
+
     def learn(self, x, y) -> np.ndarray:
         """Learn from one sample; returns the prediction made before the update."""
         x = self._vector(x, self._shape.input_size, "x")
@@ -425,6 +441,19 @@ class OnlineRNN:
     def n_resets(self) -> int:
         """Times the hidden state went non-finite and was reset."""
         return int(self._ctr[L.C_RESETS])
+
+    def __getstate__(self) -> dict:
+        # the scratch end of the buffer is not model state: leaving it out
+        # makes pickles of equal models equal, whatever was predicted since
+        state = dict(self.__dict__)
+        state["_buf"] = self._buf[: self._lay[L.L_PERSIST]].copy()
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        persistent = state["_buf"]
+        state["_buf"] = np.zeros(state["_lay"][L.L_BUF], dtype=persistent.dtype)
+        state["_buf"][: len(persistent)] = persistent
+        self.__dict__.update(state)
 
     def __repr__(self) -> str:
         return (

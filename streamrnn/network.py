@@ -88,7 +88,6 @@ def build_layout(shape: NetworkShape) -> np.ndarray:
     lay[L.L_HEAD_B] = a.take(O)
     n_param = a.size
     lay[L.L_NPARAM] = n_param
-    lay[L.L_GRAD] = a.take(n_param)
     lay[L.L_M] = a.take(n_param)
     lay[L.L_V] = a.take(n_param)
 
@@ -116,6 +115,10 @@ def build_layout(shape: NetworkShape) -> np.ndarray:
     lay[L.L_ROW] = r.size
 
     lay[L.L_CACHE] = a.take(shape.k2 * r.size)
+    lay[L.L_HP] = a.take(L.N_HP)
+    # scratch from here on: rewritten before it is read, so not model state
+    lay[L.L_PERSIST] = a.size
+    lay[L.L_GRAD] = a.take(n_param)
     lay[L.L_RCACHE] = a.take(shape.k2 * r.size)
     lay[L.L_PRED] = a.take(r.size)
     lay[L.L_PSTATE] = a.take(2 * shape.num_layers * hs)
@@ -128,7 +131,6 @@ def build_layout(shape: NetworkShape) -> np.ndarray:
         (L.L_S_DC, shape.num_layers * hs),
     ):
         lay[slot] = a.take(n)
-    lay[L.L_HP] = a.take(L.N_HP)
     lay[L.L_BUF] = a.size
     return lay
 

@@ -243,3 +243,24 @@ def test_predict_each_is_predict_row_by_row(rng):
     model.learn_many(*stream(rng, n=20))
     X = rng.normal(size=(5, 2))
     np.testing.assert_array_equal(model.predict_each(X), np.array([model.predict(x) for x in X]))
+
+
+def test_forecast_feeds_predictions_back(rng):
+    model = OnlineRNN(cell="lstm", input_size=3, seed=0, dtype="float64")
+    model.learn_many(*stream(rng, n=30, I=3))
+    buf = model._buf.copy()
+    U = rng.normal(size=(6, 3))
+    out = model.forecast(U, feedback=[(0, 1), (2, 4)])
+    # by hand: rebuild the inputs row by row and run them from the carried state
+    inputs, expected = U.copy(), np.empty(6)
+    for k in range(6):
+        if k >= 1:
+            inputs[k, 0] = expected[k - 1]
+        if k >= 4:
+            inputs[k, 2] = expected[k - 4]
+        expected[k] = model.predict_many(inputs[: k + 1])[-1, 0]
+    np.testing.assert_allclose(out[:, 0], expected, rtol=1e-12)
+    params = slice(0, int(model._lay[L_NPARAM]))
+    np.testing.assert_array_equal(model._buf[params], buf[params])
+    with pytest.raises(ValueError, match="feedback must be"):
+        model.forecast(U, feedback=[(3, 1)])

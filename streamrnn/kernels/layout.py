@@ -7,9 +7,11 @@ A model lives in three arrays:
 ``ctr`` (int64)
     Counters and the TBPTT schedule position; the ``C_*`` constants index it.
 ``buf`` (float32 or float64)
-    One flat buffer holding parameters, gradient, optimizer moments, the
-    carried hidden state, the TBPTT window of activations, scratch space and
-    the hyperparameters (indexed by ``HP_*`` from ``lay[L_HP]``).
+    One flat buffer holding parameters, optimizer moments, the carried
+    hidden state, the TBPTT window of activations and the hyperparameters
+    (indexed by ``HP_*`` from ``lay[L_HP]``), then, from ``lay[L_PERSIST]``,
+    scratch space (gradient, recomputed window, prediction rows), which every
+    kernel writes before it reads and which is therefore not model state.
 
 Plain Python integers, so Numba folds them into constants.
 """
@@ -65,7 +67,8 @@ L_R_YHAT = 33  # prediction
 # --- lay: scratch offsets
 L_S_AX = 34  # input-side pre-activations, G*H
 L_S_AH = 35  # hidden-side pre-activations, G*H
-# 36, 37: unused
+L_PERSIST = 36  # buf[:lay[L_PERSIST]] is model state; the rest is scratch
+# 37: unused
 L_S_DIN = 38  # gradient arriving from above, max(I, H)
 L_S_GH = 39  # gradient with respect to a layer's new hidden state
 L_S_DH = 40  # recurrent gradient of h, per layer

@@ -351,6 +351,29 @@ def predict_each(lay, buf, X, out):
         predict_one(lay, buf, X[t], out[t])
 
 
+@njit(**_JIT)
+def forecast_recursive(lay, buf, U, feedback, out):
+    """Run the rows of ``U`` from the carried state without changing it,
+    feeding predictions back: for each pair ``(column, lag)`` of
+    ``feedback``, row ``k`` reads ``out[k - lag, 0]`` in that column when
+    ``k >= lag`` (earlier rows keep the value given in ``U``, the known
+    history). ``U`` is overwritten with the inputs used; a non-finite row
+    gives NaN and does not advance the scratch state."""
+    n = 2 * lay[L_LAYERS] * lay[L_HSTRIDE]
+    vec(buf, lay[L_PSTATE], n)[:] = vec(buf, lay[L_STATE], n)
+    row = lay[L_PRED]
+    yhat = vec(buf, row + lay[L_R_YHAT], out.shape[1])
+    for k in range(U.shape[0]):
+        for f in range(feedback.shape[0]):
+            lag = feedback[f, 1]
+            if k >= lag:
+                U[k, feedback[f, 0]] = out[k - lag, 0]
+        if all_finite(U[k]) and network_forward(lay, buf, U[k], row, lay[L_PSTATE]):
+            out[k] = yhat
+        else:
+            out[k] = np.nan
+
+
 # ---------------------------------------------------------------- backward
 
 

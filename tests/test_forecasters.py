@@ -1,0 +1,109 @@
+"""The recurrent forecasters under River's Forecaster contract."""
+
+import collections
+import copy
+import math
+import pickle
+
+import numpy as np
+import pytest
+from river import checks, datasets, evaluate, metrics
+
+import streamrnn
+from streamrnn import GRUForecaster, LSTMForecaster, RNNForecaster
+
+FORECASTERS = [RNNForecaster, GRUForecaster, LSTMForecaster]
+
+
+def river_checks(cls):
+    for params in cls._unit_test_params():
+        model = cls(**params)
+        for check in checks.yield_checks(model):
+            yield pytest.param(model, check, id=f"{cls.__name__}-{check.__name__}-{len(params)}")
+
+
+@pytest.mark.parametrize("model,check", [p for cls in FORECASTERS for p in river_checks(cls)])
+def test_river_checks(model, check):
+    check(copy.deepcopy(model))
+
+
+@pytest.mark.parametrize("cls", FORECASTERS)
+def test_river_evaluate_on_airline_passengers(cls):
+    metric = evaluate.evaluate(datasets.AirlinePassengers(), cls(seed=0), metrics.MAE(), horizon=12)
+    values = [m.get() for m in metric.metrics]
+    assert len(values) == 12 and all(math.isfinite(v) and v > 0 for v in values)
+    assert getattr(streamrnn, cls.__name__) is cls
+
+
+def test_forecast_is_pure_and_seeded():
+    a, b = LSTMForecaster(seed=4), LSTMForecaster(seed=4)
+    assert a.forecast(3) == [0.0, 0.0, 0.0]  # before any learning
+    for x, y in datasets.AirlinePassengers():
+        a.learn_one(y, x)
+        b.learn_one(y, x)
+    before = pickle.dumps(a)
+    f = a.forecast(12)
+    assert pickle.dumps(a) == before
+    assert f == a.forecast(12) == b.forecast(12)
+    assert pickle.loads(before).forecast(12) == f
+    assert a.clone().forecast(2) == [0.0, 0.0]
+
+
+def test_drift_is_built_in():
+    """On a ramp the mean change carries the forecast along it."""
+    model = GRUForecaster(seed=0)
+    for t in range(300):
+        model.learn_one(5.0 + 2.0 * t)
+    forecast = np.array(model.forecast(6))
+    expected = 5.0 + 2.0 * np.arange(300, 306)
+    np.testing.assert_allclose(forecast, expected, atol=0.5)
+
+
+def test_seasonality_input_learns_a_seasonal_pattern():
+    rng = np.random.default_rng(0)
+    pattern = rng.normal(size=8)
+    y = np.tile(pattern, 400) + 0.05 * rng.normal(size=3200)
+    errors = {}
+    for m in (None, 8):
+        model = LSTMForecaster(seasonality=m, seed=0)
+        err = []
+        for t in range(len(y) - 8):
+            model.learn_one(float(y[t]))
+            if t > len(y) - 400:
+                err.append(np.abs(np.array(model.forecast(8)) - y[t + 1 : t + 9]).mean())
+        errors[m] = np.mean(err)
+    assert errors[8] < 0.25 * np.std(pattern)
+    assert errors[8] < errors[None]
+
+
+def test_exogenous_features_and_xs_as_a_deque():
+    model = LSTMForecaster(seed=0)
+    for t in range(200):
+        model.learn_one(float(np.sin(t / 3)), {"phase": t % 7, "when": t / 200})
+    xs = [{"phase": (200 + k) % 7, "when": (200 + k) / 200} for k in range(5)]
+    f = model.forecast(5, xs=xs)
+    assert f == model.forecast(5, xs=collections.deque(xs))
+    assert f != model.forecast(5)  # the features matter
+    assert model._net.input_size == 1 + 2
+    with pytest.raises(ValueError, match="xs must hold the features of each of the 5 steps"):
+        model.forecast(5, xs=xs[:3])
+
+
+def test_log_transform_and_bad_input():
+    model = LSTMForecaster(log_transform=True, seed=0)
+    for y in [10.0, 12.0, 14.0, 13.0, 15.0, 18.0]:
+        model.learn_one(y)
+    assert all(v > 0 for v in model.forecast(4))
+    with pytest.raises(ValueError, match="positive"):
+        model.learn_one(-1.0)
+    with pytest.raises(ValueError, match="finite real number"):
+        model.learn_one(float("nan"))
+    with pytest.raises(ValueError, match="finite real number"):
+        model.learn_one("12")
+    with pytest.raises(ValueError, match="horizon must be a positive integer"):
+        model.forecast(0)
+    with pytest.raises(ValueError, match="seasonality must be an integer >= 2"):
+        LSTMForecaster(seasonality=1)
+    with pytest.raises(ValueError, match="x must be a dict"):
+        model.learn_one(20.0, [1.0])
+    assert model._net.n_steps == 5
