@@ -18,7 +18,7 @@ import numbers
 import numpy as np
 from river.time_series.base import Forecaster
 
-from .features import FeatureSpace, RunningScaler
+from .features import CLIP, FeatureSpace, RunningScaler
 from .learner import OnlineRNN
 
 
@@ -28,8 +28,9 @@ class RecurrentForecaster(Forecaster):
 
     Parameters
     ----------
-    hidden_size, num_layers, k1, k2, optimizer, lr, clip_norm, dtype, device, seed
-        Those of the underlying :class:`~streamrnn.OnlineRNN`.
+    hidden_size, num_layers, k1, k2, optimizer, lr, clip_norm, loss, dtype, device, seed
+        Those of the underlying :class:`~streamrnn.OnlineRNN` (``loss``:
+        ``"squared"`` or ``"huber"``, on the standardised changes).
     seasonality
         Period of the series in steps (12 for monthly data with a yearly
         cycle, 24 for hourly data with a daily one), or None.
@@ -49,6 +50,7 @@ class RecurrentForecaster(Forecaster):
         optimizer: str = "adam",
         lr: float = 3e-3,
         clip_norm: float | None = 1.0,
+        loss: str = "squared",
         seasonality: int | None = None,
         log_transform: bool = False,
         dtype: str = "float32",
@@ -62,6 +64,7 @@ class RecurrentForecaster(Forecaster):
         self.optimizer = optimizer
         self.lr = lr
         self.clip_norm = clip_norm
+        self.loss = loss
         self.seasonality = seasonality
         self.log_transform = log_transform
         self.dtype = dtype
@@ -83,13 +86,19 @@ class RecurrentForecaster(Forecaster):
             optimizer=optimizer,
             lr=lr,
             clip_norm=clip_norm,
+            loss=loss,
             dtype=dtype,
             device=device,
             seed=seed,
         )
+        # the head starts at zero: an untrained network forecasts no surprise
+        start = self._net.state_dict()
+        start["head.weight"][:] = 0.0
+        start["head.bias"][:] = 0.0
+        self._net.load_state_dict(start)
         self._features = FeatureSpace()
         self._x_scaler = RunningScaler()
-        self._d_stats = [0, 0.0, 0.0]  # count, mean, sum of squared deviations of the changes
+        self._d_stats = [0, 0.0]  # count and sum of squares of the learned changes
         self._changes: collections.deque = collections.deque(maxlen=seasonality or 1)  # last changes
         self._surprises: collections.deque = collections.deque(maxlen=seasonality or 1)  # what was learned
         self._level: float | None = None
@@ -115,21 +124,22 @@ class RecurrentForecaster(Forecaster):
     def _value_of(self, level: np.ndarray) -> np.ndarray:
         return np.exp(level) if self.log_transform else level
 
+    def _scale(self) -> float:
+        """Root mean square of the learned quantities so far (1 before any)."""
+        count, sum_sq = self._d_stats
+        return math.sqrt(sum_sq / count) if count > 0 and sum_sq > 0 else 1.0
+
     def _scaled_change(self, d: float) -> float:
-        """A learned quantity standardised with its statistics so far."""
-        count, mean, m2 = self._d_stats
-        return (d - mean) / math.sqrt(m2 / count) if count > 1 and m2 > 0 else 0.0
+        """A learned quantity divided by its running root mean square; not
+        centred, so an output of zero forecasts no change (persistence)."""
+        return min(max(d / self._scale(), -CLIP), CLIP)
 
     def _add_change(self, d: float) -> None:
-        stats = self._d_stats
-        stats[0] += 1
-        delta = d - stats[1]
-        stats[1] += delta / stats[0]
-        stats[2] += delta * (d - stats[1])
+        self._d_stats[0] += 1
+        self._d_stats[1] += d * d
 
     def _unscaled_changes(self, z: np.ndarray) -> np.ndarray:
-        count, mean, m2 = self._d_stats
-        return mean + z * (math.sqrt(m2 / count) if count > 1 and m2 > 0 else 0.0)
+        return z * self._scale()
 
     def _exogenous(self, xs: list, learn: bool) -> np.ndarray:
         """Standardised features of the rows ``xs`` (dicts or None)."""
