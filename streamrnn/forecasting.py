@@ -1,42 +1,74 @@
 """Recurrent forecasters implementing River's ``time_series.base.Forecaster``.
 
-The network learns the series' next change, standardised online: a residual
-over the drift forecast (persistence plus the mean change), so an untrained
-network already forecasts like persistence with drift. Its inputs at each
-step are the previous standardised change, the change one season before the
-target (when ``seasonality`` is set), and the standardised exogenous
-features of the target's time. Multi-step forecasts run on from the carried
-hidden state without changing it, feeding each predicted change back in.
+How a forecast is made, from the bottom up:
+
+1. **Changes.** The series' changes ``d_t = v_t - v_{t-1}`` are modelled,
+   where ``v`` is the series or, for a seasonal positive series whose
+   seasonal base forecasts better on the log scale, its logarithm.
+2. **Seasonal base.** When the series has a period ``m`` (given, or found
+   online from the autocorrelation of its changes), the change expected at
+   each phase of the period is an exponentially weighted mean of the past
+   changes at that phase, its smoothing constant chosen online
+   (:class:`~streamrnn.seasonal.SeasonalBase`). Without a period the base is
+   zero: persistence.
+3. **Network.** The network learns the surprise ``w_t = d_t - base_t``,
+   divided by its running root mean square. Its inputs at each step are the
+   previous surprise, the surprise one period before the target, and the
+   standardised exogenous features of the target's time (dates become
+   calendar features). Its head starts at zero, so an untrained network
+   forecasts the base exactly.
+4. **Forecast.** Multi-step forecasts run on from the carried hidden state
+   without changing it, feeding each predicted surprise back in, and add up
+   base plus surprise from the last value.
 """
 
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import math
 import numbers
+import warnings
 
 import numpy as np
 from river.time_series.base import Forecaster
 
 from .features import CLIP, FeatureSpace, RunningScaler
 from .learner import OnlineRNN
+from .seasonal import SeasonalBase, calendar_period, find_period
+
+#: Changes kept to look for a period, and the numbers of changes at which to look.
+HISTORY = 1024
+DETECT_AT = frozenset({24, 36, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024})
+N_BASE_INPUTS = 2  # previous surprise, surprise one period before the target
+
+
+def _as_datetime(when: dt.date) -> dt.datetime:
+    if isinstance(when, dt.datetime):
+        return when.replace(tzinfo=None) if when.tzinfo is None else when
+    return dt.datetime(when.year, when.month, when.day)
 
 
 class RecurrentForecaster(Forecaster):
     """Base of :class:`RNNForecaster`, :class:`GRUForecaster` and
-    :class:`LSTMForecaster`.
+    :class:`LSTMForecaster` (see the module's description).
 
     Parameters
     ----------
     hidden_size, num_layers, k1, k2, optimizer, lr, clip_norm, loss, dtype, device, seed
         Those of the underlying :class:`~streamrnn.OnlineRNN` (``loss``:
-        ``"squared"`` or ``"huber"``, on the standardised changes).
+        ``"squared"`` or ``"huber"``, on the scaled surprises).
     seasonality
-        Period of the series in steps (12 for monthly data with a yearly
-        cycle, 24 for hourly data with a daily one), or None.
+        The series' period in steps (12 for monthly data with a yearly
+        cycle), ``"auto"`` to look for one as the series arrives (a lag of at
+        least 3 where the autocorrelation of the changes reaches 0.5, after
+        two periods), or None for none.
     log_transform
-        Model the logarithm of the series (for positive series whose
-        variations scale with their level). Values must then be positive.
+        Model the logarithm of the series: True, False, or ``"auto"`` (for a
+        seasonal series whose values have all been positive, whichever of
+        the two seasonal bases made the smaller one-step errors when the
+        period became known). A non-positive value under an automatic log
+        scale switches the forecaster back to the linear scale.
     """
 
     _cell = "lstm"
@@ -48,11 +80,11 @@ class RecurrentForecaster(Forecaster):
         k1: int = 1,
         k2: int = 16,
         optimizer: str = "adam",
-        lr: float = 3e-3,
+        lr: float = 1e-3,
         clip_norm: float | None = 1.0,
         loss: str = "squared",
-        seasonality: int | None = None,
-        log_transform: bool = False,
+        seasonality: int | str | None = "auto",
+        log_transform: bool | str = "auto",
         dtype: str = "float32",
         device: str = "cpu",
         seed: int | None = None,
@@ -70,14 +102,15 @@ class RecurrentForecaster(Forecaster):
         self.dtype = dtype
         self.device = device
         self.seed = seed
-        if seasonality is not None and (
+        if seasonality not in (None, "auto") and (
             isinstance(seasonality, bool) or not isinstance(seasonality, numbers.Integral) or seasonality < 2
         ):
-            raise ValueError(f"seasonality must be an integer >= 2 or None, got {seasonality!r}")
-        self._n_base = 1 if seasonality is None else 2
+            raise ValueError(f"seasonality must be an integer >= 2, 'auto' or None, got {seasonality!r}")
+        if log_transform not in (True, False, "auto"):
+            raise ValueError(f"log_transform must be True, False or 'auto', got {log_transform!r}")
         self._net = OnlineRNN(
             cell=self._cell,
-            input_size=self._n_base,
+            input_size=N_BASE_INPUTS,
             hidden_size=hidden_size,
             num_layers=num_layers,
             output_size=1,
@@ -91,55 +124,134 @@ class RecurrentForecaster(Forecaster):
             device=device,
             seed=seed,
         )
-        # the head starts at zero: an untrained network forecasts no surprise
-        start = self._net.state_dict()
+        start = self._net.state_dict()  # the head starts at zero: forecasts start at the base
         start["head.weight"][:] = 0.0
         start["head.bias"][:] = 0.0
         self._net.load_state_dict(start)
         self._features = FeatureSpace()
         self._x_scaler = RunningScaler()
-        self._d_stats = [0, 0.0]  # count and sum of squares of the learned changes
-        self._changes: collections.deque = collections.deque(maxlen=seasonality or 1)  # last changes
-        self._surprises: collections.deque = collections.deque(maxlen=seasonality or 1)  # what was learned
-        self._level: float | None = None
-        # recursion: the previous change is fed back at lag 1, the seasonal one at lag m
-        self._feedback = np.array([(0, 1)] + ([(1, seasonality)] if seasonality else []), dtype=np.int64)
+        self._last: float | None = None  # last value, original scale
+        self._n = 0  # changes seen
+        self._history = {"lin": collections.deque(maxlen=HISTORY), "log": collections.deque(maxlen=HISTORY)}
+        self._positive = True  # every value so far > 0
+        self._log = log_transform is True
+        self._period: int | None = None
+        self._period_from = None  # "given", "calendar" or "autocorrelation"
+        self._first_time = None  # first date seen in x, for the sampling interval
+        self._log_pending = False  # log_transform="auto" decides after two periods
+        self._bases: dict = {}
+        self._base_errors = {"lin": 0.0, "log": 0.0}
+        self._w_stats = [0, 0.0]  # count and sum of squares of the surprises
+        self._surprises: collections.deque = collections.deque(maxlen=1)
+        self._feedback = np.array([(0, 1)], dtype=np.int64)
+        if isinstance(seasonality, numbers.Integral) and not isinstance(seasonality, bool):
+            self._set_period(int(seasonality), "given")
 
     @classmethod
     def _unit_test_params(cls):
         yield {"hidden_size": 4, "k2": 4, "seed": 1}
         yield {"hidden_size": 3, "seasonality": 4, "log_transform": True, "seed": 2}
+        yield {"hidden_size": 3, "seasonality": None, "log_transform": False}
 
-    # ----------------------------------------------------------- transforms
+    # ------------------------------------------------------------ scales
 
-    def _level_of(self, y) -> float:
-        if isinstance(y, bool) or not isinstance(y, numbers.Real) or not math.isfinite(y):
-            raise ValueError(f"y must be a finite real number, got {y!r}")
-        if self.log_transform:
-            if y <= 0:
-                raise ValueError(f"y must be positive with log_transform=True, got {y!r}")
-            return math.log(y)
-        return float(y)
+    @property
+    def period(self) -> int | None:
+        """The period in use (given or found), or None."""
+        return self._period
 
-    def _value_of(self, level: np.ndarray) -> np.ndarray:
-        return np.exp(level) if self.log_transform else level
+    @property
+    def log_scale(self) -> bool:
+        """Whether the series is modelled on the log scale."""
+        return self._log
+
+    def _space(self) -> str:
+        return "log" if self._log else "lin"
 
     def _scale(self) -> float:
-        """Root mean square of the learned quantities so far (1 before any)."""
-        count, sum_sq = self._d_stats
+        count, sum_sq = self._w_stats
         return math.sqrt(sum_sq / count) if count > 0 and sum_sq > 0 else 1.0
 
-    def _scaled_change(self, d: float) -> float:
-        """A learned quantity divided by its running root mean square; not
-        centred, so an output of zero forecasts no change (persistence)."""
-        return min(max(d / self._scale(), -CLIP), CLIP)
+    def _scaled(self, w: float) -> float:
+        """A surprise over its running root mean square, clipped: not
+        centred, so an output of zero forecasts the base."""
+        return min(max(w / self._scale(), -CLIP), CLIP)
 
-    def _add_change(self, d: float) -> None:
-        self._d_stats[0] += 1
-        self._d_stats[1] += d * d
+    def _restart_surprises(self) -> None:
+        self._w_stats = [0, 0.0]
+        self._surprises = collections.deque(maxlen=self._period or 1)
 
-    def _unscaled_changes(self, z: np.ndarray) -> np.ndarray:
-        return z * self._scale()
+    def _set_period(self, m: int, source: str) -> None:
+        self._period = m
+        self._period_from = source
+        self._bases = {"lin": SeasonalBase(m), "log": SeasonalBase(m)}
+        self._base_errors = {"lin": 0.0, "log": 0.0}
+        self._feedback = np.array([(0, 1), (1, m)], dtype=np.int64)
+        # replay the changes seen so far, oldest first, at their phases
+        lin = list(self._history["lin"])
+        before = self._last - np.cumsum(lin[::-1])[::-1] if lin else []  # the level before each change
+        for space, history in self._history.items():
+            if space == "log" and not self._positive:
+                continue
+            n0 = self._n - len(history)
+            for i, d in enumerate(history):
+                phase = (n0 + i) % m
+                self._base_errors[space] += abs(self._relative_error(space, d, phase, before[i]))
+                self._bases[space].update(phase, d)
+        self._log_pending = self.log_transform == "auto"
+        self._decide_scale()
+        self._restart_surprises()
+
+    def _decide_scale(self) -> None:
+        """With ``log_transform="auto"``, once the seasonal bases have seen
+        two periods: the log scale if the series has stayed positive and the
+        log base is in use and erred less, relative to the values."""
+        if not self._log_pending or self._n < 2 * self._period:
+            return
+        self._log_pending = False
+        log = bool(
+            self._positive
+            and self._bases["log"].best is not None
+            and self._base_errors["log"] < self._base_errors["lin"]
+        )
+        if log != self._log:
+            self._log = log
+            self._restart_surprises()
+
+    def _look_for_period(self, x) -> None:
+        """``seasonality="auto"``: the natural period of the sampling interval
+        of the dates in ``x`` (from its first two), else, at a few points of
+        the stream, a peak of the autocorrelation of the changes; a period
+        from the calendar that the base does not use yields to the latter."""
+        if self._period is None and x and self._n <= 1:
+            when = next((v for k, v in sorted(x.items(), key=lambda kv: str(kv[0])) if isinstance(v, dt.date)), None)
+            if when is not None:
+                if self._first_time is None:
+                    self._first_time = when
+                else:
+                    seconds = (_as_datetime(when) - _as_datetime(self._first_time)).total_seconds()
+                    period = calendar_period(seconds)
+                    if period is not None:
+                        self._set_period(period, "calendar")
+                    return
+        if self._n in DETECT_AT and (
+            self._period is None or (self._period_from == "calendar" and self._bases["lin"].best is None)
+        ):
+            found = find_period(self._history["lin"])
+            if found is not None and found != self._period:
+                self._set_period(found, "autocorrelation")
+
+    def _relative_error(self, space: str, d: float, phase: int, level: float) -> float:
+        """The base's one-step error on a change from ``level``, relative to
+        the value reached, so that the two scales compare."""
+        b = self._bases[space].forecast(phase)
+        if space == "log":
+            return math.exp(b - d) - 1.0
+        return (b - d) / max(abs(level + d), 1e-12)
+
+    def _base(self, phase: int) -> float:
+        base = self._bases.get(self._space())
+        return base.forecast(phase) if base is not None else 0.0
 
     def _exogenous(self, xs: list, learn: bool) -> np.ndarray:
         """Standardised features of the rows ``xs`` (dicts or None)."""
@@ -149,66 +261,90 @@ class RecurrentForecaster(Forecaster):
         if learn and self._features.register(self._features.present(xs[0] or {})):
             n = len(self._features)
             self._x_scaler.grow(n)
-            self._net.resize(input_size=self._n_base + n)
+            self._net.resize(input_size=N_BASE_INPUTS + n)
         if not self._features.names:
             return np.zeros((len(xs), 0))
         M = np.array([self._features.row(x or {}) for x in xs])
         return self._x_scaler.transform(M, update=learn)
 
-    def _input(self, previous: float, seasonal: float, exogenous: np.ndarray) -> np.ndarray:
-        u = np.zeros(self._net.input_size)
-        u[0] = previous
-        if self.seasonality is not None:
-            u[1] = seasonal
-        u[self._n_base : self._n_base + len(exogenous)] = exogenous
-        return u
-
     # -------------------------------------------------------------- River
 
     def learn_one(self, y: float, x: dict | None = None) -> None:
-        level = self._level_of(y)
+        if isinstance(y, bool) or not isinstance(y, numbers.Real) or not math.isfinite(y):
+            raise ValueError(f"y must be a finite real number, got {y!r}")
+        y = float(y)
+        if y <= 0:
+            if self.log_transform is True:
+                raise ValueError(f"y must be positive with log_transform=True, got {y!r}")
+            if self._log:
+                warnings.warn(f"a value <= 0 ({y!r}): the forecaster leaves the log scale", RuntimeWarning)
+                self._log = False
+                self._restart_surprises()
+            self._positive = False
         exogenous = self._exogenous([x], learn=True)[0]
-        if self._level is not None:
-            d = level - self._level
-            m = self.seasonality
-            changes, surprises = self._changes, self._surprises
-            # with a seasonality, the network learns the change less the
-            # change one season earlier (seasonal differencing)
-            w = d - changes[0] if m and len(changes) == m else d
-            previous = self._scaled_change(surprises[-1]) if surprises else 0.0
-            seasonal = self._scaled_change(surprises[0]) if m and len(surprises) == m else 0.0
-            target = self._scaled_change(w)
-            self._add_change(w)
-            self._net.learn(self._input(previous, seasonal, exogenous), [target])
-            changes.append(d)
-            surprises.append(w)
-        self._level = level
+        if self._last is None:
+            self._last = y
+            if self.seasonality == "auto":
+                self._look_for_period(x)
+            return
+
+        changes = {"lin": y - self._last}
+        if self._positive:
+            changes["log"] = math.log(y) - math.log(self._last)
+        m, phase = self._period, self._n % (self._period or 1)
+        space = self._space()
+        w = changes[space] - self._base(phase)
+
+        u = np.zeros(self._net.input_size)
+        surprises = self._surprises
+        u[0] = self._scaled(surprises[-1]) if surprises else 0.0
+        if m and len(surprises) == m:
+            u[1] = self._scaled(surprises[0])
+        u[N_BASE_INPUTS : N_BASE_INPUTS + len(exogenous)] = exogenous
+        target = self._scaled(w)
+        self._w_stats[0] += 1
+        self._w_stats[1] += w * w
+        self._net.learn(u, [target])
+        surprises.append(w)
+
+        for s, d in changes.items():
+            if m:
+                self._base_errors[s] += abs(self._relative_error(s, d, phase, self._last))
+                self._bases[s].update(phase, d)
+            self._history[s].append(d)
+        self._n += 1
+        self._last = y
+        if m:
+            self._decide_scale()
+        if self.seasonality == "auto":
+            self._look_for_period(x)
 
     def forecast(self, horizon: int, xs: list[dict] | None = None) -> list[float]:
         if isinstance(horizon, bool) or not isinstance(horizon, numbers.Integral) or horizon < 1:
             raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
         if xs is not None and len(xs) < horizon:
             raise ValueError(f"xs must hold the features of each of the {horizon} steps, got {len(xs)}")
-        if self._level is None:
+        if self._last is None:
             return [0.0] * horizon
-        m = self.seasonality
-        changes, surprises = self._changes, self._surprises
+        m = self._period
+        surprises = self._surprises
         U = np.zeros((horizon, self._net.input_size))
-        U[0, 0] = self._scaled_change(surprises[-1]) if surprises else 0.0
-        if m is not None and len(surprises) == m:
-            # step k's seasonal input is the value m steps before it: known
-            # for k < m, fed back from the forecast after that
+        U[0, 0] = self._scaled(surprises[-1]) if surprises else 0.0
+        if m and len(surprises) == m:
+            # step k's seasonal input is the surprise m steps before it:
+            # known for k < m, fed back from the forecast after that
             for k in range(min(horizon, m)):
-                U[k, 1] = self._scaled_change(surprises[k - m])
+                U[k, 1] = self._scaled(surprises[k - m])
         if xs is not None or self._features.names:
             ex = self._exogenous([xs[k] for k in range(horizon)] if xs is not None else [None] * horizon, False)
-            U[:, self._n_base : self._n_base + ex.shape[1]] = ex
+            U[:, N_BASE_INPUTS : N_BASE_INPUTS + ex.shape[1]] = ex
         z = self._net.forecast(U, self._feedback)[:, 0].astype(np.float64)
-        d = self._unscaled_changes(z)
-        if m is not None and len(changes) == m:  # undo the seasonal differencing
-            for k in range(horizon):
-                d[k] += changes[k - m] if k < m else d[k - m]
-        return [float(v) for v in self._value_of(self._level + np.cumsum(d))]
+        d = z * self._scale()
+        if m:
+            d += [self._base((self._n + k) % m) for k in range(horizon)]
+        if self._log:
+            return [float(v) for v in self._last * np.exp(np.cumsum(d))]
+        return [float(v) for v in self._last + np.cumsum(d)]
 
 
 class RNNForecaster(RecurrentForecaster):
@@ -224,6 +360,23 @@ class GRUForecaster(RecurrentForecaster):
 
 
 class LSTMForecaster(RecurrentForecaster):
-    """LSTM forecaster; see :class:`RecurrentForecaster`."""
+    """LSTM forecaster; see :class:`RecurrentForecaster`.
+
+    Examples
+    --------
+    After River's bundled monthly airline passenger counts (1949-1960), the
+    forecaster has found the yearly period from the dates and chosen the log
+    scale; its forecast for 1961:
+
+    >>> from river import datasets
+    >>> from streamrnn import LSTMForecaster
+    >>> model = LSTMForecaster(seed=0)
+    >>> for x, y in datasets.AirlinePassengers():
+    ...     model.learn_one(y, x)
+    >>> model.period, model.log_scale
+    (12, True)
+    >>> print([round(v) for v in model.forecast(horizon=12)])
+    [448, 423, 474, 491, 509, 582, 671, 667, 558, 498, 430, 478]
+    """
 
     _cell = "lstm"

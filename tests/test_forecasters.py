@@ -84,7 +84,7 @@ def test_exogenous_features_and_xs_as_a_deque():
     f = model.forecast(5, xs=xs)
     assert f == model.forecast(5, xs=collections.deque(xs))
     assert f != model.forecast(5)  # the features matter
-    assert model._net.input_size == 1 + 2
+    assert model._net.input_size == 2 + 2  # previous and seasonal surprise, then the features
     with pytest.raises(ValueError, match="xs must hold the features of each of the 5 steps"):
         model.forecast(5, xs=xs[:3])
 
@@ -104,6 +104,49 @@ def test_log_transform_and_bad_input():
         model.forecast(0)
     with pytest.raises(ValueError, match="seasonality must be an integer >= 2"):
         LSTMForecaster(seasonality=1)
+    with pytest.raises(ValueError, match="log_transform must be"):
+        LSTMForecaster(log_transform="sometimes")
     with pytest.raises(ValueError, match="x must be a dict"):
         model.learn_one(20.0, [1.0])
     assert model._net.n_steps == 5
+
+
+def test_period_and_scale_found_on_bundled_series():
+    airline = GRUForecaster(seed=0)
+    for x, y in datasets.AirlinePassengers():
+        airline.learn_one(y, x)
+    assert (airline.period, airline._period_from, airline.log_scale) == (12, "calendar", True)
+    no_dates = GRUForecaster(seed=0)  # the same series without its dates: the autocorrelation finds it
+    for _, y in datasets.AirlinePassengers():
+        no_dates.learn_one(y)
+    assert (no_dates.period, no_dates._period_from) == (12, "autocorrelation")
+    trump = GRUForecaster(seed=0)
+    for x, y in datasets.TrumpApproval():
+        trump.learn_one(y, x)
+    assert trump.period is None and not trump.log_scale
+    fixed = GRUForecaster(seasonality=None, seed=0)
+    for x, y in datasets.AirlinePassengers():
+        fixed.learn_one(y, x)
+    assert fixed.period is None
+
+
+def test_log_scale_is_left_when_a_value_is_not_positive():
+    model = LSTMForecaster(seasonality=4, seed=0)
+    pattern = [10.0, 20.0, 15.0, 30.0]
+    for t in range(40):
+        model.learn_one(pattern[t % 4] * 1.05 ** (t // 4))
+    assert model.log_scale
+    with pytest.warns(RuntimeWarning, match="leaves the log scale"):
+        model.learn_one(-5.0)
+    assert not model.log_scale
+    assert all(math.isfinite(v) for v in model.forecast(4))
+
+
+def test_explicit_period_decides_the_scale_after_two_periods():
+    model = LSTMForecaster(seasonality=4, seed=0)
+    pattern = [10.0, 20.0, 15.0, 30.0]
+    seen = []
+    for t in range(12):
+        model.learn_one(pattern[t % 4] * 1.1 ** (t // 4))
+        seen.append(model.log_scale)
+    assert seen[:8] == [False] * 8 and seen[-1] is True
