@@ -81,6 +81,14 @@ class FeatureSpace:
     def __init__(self):
         self.names: list = []
         self.index: dict = {}
+        self._rows: dict = {}  # rows of dicts met before (forecasts meet the same ones often)
+
+    def __getstate__(self) -> dict:
+        return {"names": self.names, "index": self.index}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._rows = {}
 
     def __len__(self) -> int:
         return len(self.names)
@@ -91,6 +99,8 @@ class FeatureSpace:
         for name in new:
             self.index[name] = len(self.names)
             self.names.append(name)
+        if new:
+            self._rows.clear()
         return len(new)
 
     def present(self, x: dict) -> list:
@@ -100,6 +110,13 @@ class FeatureSpace:
     def row(self, x: dict) -> np.ndarray:
         """``x`` as a float64 row over the known columns, NaN where missing;
         unknown features are ignored."""
+        try:
+            key = tuple(x.items())
+            cached = self._rows.get(key)
+        except TypeError:  # an unhashable value: no caching
+            key = cached = None
+        if cached is not None:
+            return cached.copy()
         row = np.full(len(self.names), np.nan)
         for k, v in expand(x).items():
             j = self.index.get(k)
@@ -107,6 +124,10 @@ class FeatureSpace:
                 row[j] = _value(k, v)
             else:
                 _value(k, v)
+        if key is not None:
+            if len(self._rows) >= 1024:
+                self._rows.clear()
+            self._rows[key] = row.copy()
         return row
 
     def frame(self, X: pd.DataFrame) -> tuple[np.ndarray, list]:

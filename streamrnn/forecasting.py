@@ -5,12 +5,14 @@ How a forecast is made, from the bottom up:
 1. **Changes.** The series' changes ``d_t = v_t - v_{t-1}`` are modelled,
    where ``v`` is the series or, for a seasonal positive series whose
    seasonal base forecasts better on the log scale, its logarithm.
-2. **Seasonal base.** When the series has a period ``m`` (given, or found
-   online from the autocorrelation of its changes), the change expected at
-   each phase of the period is an exponentially weighted mean of the past
-   changes at that phase, its smoothing constant chosen online
-   (:class:`~streamrnn.seasonal.SeasonalBase`). Without a period the base is
-   zero: persistence.
+2. **Seasonal base.** When the series has a period ``m`` (given; or, by
+   default, the natural period of the sampling interval of the dates in
+   ``x``, or a peak of the autocorrelation of the changes), the change
+   expected at each phase of the period is an exponentially weighted mean of
+   the past changes at that phase, its smoothing constant chosen online, and
+   used only while it clearly beats forecasting no change
+   (:class:`~streamrnn.seasonal.SeasonalBase`). Otherwise the base is zero:
+   persistence.
 3. **Network.** The network learns the surprise ``w_t = d_t - base_t``,
    divided by its running root mean square. Its inputs at each step are the
    previous surprise, the surprise one period before the target, and the
@@ -60,9 +62,12 @@ class RecurrentForecaster(Forecaster):
         ``"squared"`` or ``"huber"``, on the scaled surprises).
     seasonality
         The series' period in steps (12 for monthly data with a yearly
-        cycle), ``"auto"`` to look for one as the series arrives (a lag of at
-        least 3 where the autocorrelation of the changes reaches 0.5, after
-        two periods), or None for none.
+        cycle); ``"auto"`` to find one as the series arrives: the natural
+        period of the interval between the first two dates in ``x`` (24 for
+        hourly, 7 for daily, 52 for weekly, 12 for monthly, 4 for quarterly
+        data, 60 for minutes), else a lag of at least 3 where the
+        autocorrelation of the changes peaks at 0.5 or more (a period from
+        the dates that the base does not use yields to it); or None.
     log_transform
         Model the logarithm of the series: True, False, or ``"auto"`` (for a
         seasonal series whose values have all been positive, whichever of
@@ -77,7 +82,7 @@ class RecurrentForecaster(Forecaster):
         self,
         hidden_size: int = 32,
         num_layers: int = 1,
-        k1: int = 1,
+        k1: int = 4,
         k2: int = 16,
         optimizer: str = "adam",
         lr: float = 1e-3,
@@ -255,6 +260,8 @@ class RecurrentForecaster(Forecaster):
 
     def _exogenous(self, xs: list, learn: bool) -> np.ndarray:
         """Standardised features of the rows ``xs`` (dicts or None)."""
+        if not self._features.names and all(x is None for x in xs):
+            return np.zeros((len(xs), 0))
         for x in xs:
             if x is not None and not isinstance(x, dict):
                 raise ValueError(f"x must be a dict of features or None, got {type(x).__name__}")
@@ -341,7 +348,9 @@ class RecurrentForecaster(Forecaster):
         z = self._net.forecast(U, self._feedback)[:, 0].astype(np.float64)
         d = z * self._scale()
         if m:
-            d += [self._base((self._n + k) % m) for k in range(horizon)]
+            base = self._bases.get(self._space())
+            if base is not None:
+                d += base.forecast_phases((self._n + np.arange(horizon)) % m)
         if self._log:
             return [float(v) for v in self._last * np.exp(np.cumsum(d))]
         return [float(v) for v in self._last + np.cumsum(d)]
@@ -354,7 +363,25 @@ class RNNForecaster(RecurrentForecaster):
 
 
 class GRUForecaster(RecurrentForecaster):
-    """GRU forecaster; see :class:`RecurrentForecaster`."""
+    """GRU forecaster; see :class:`RecurrentForecaster`.
+
+    Examples
+    --------
+    One-step-ahead forecasts of River's bundled hourly WaterFlow series, each
+    made before its value is learned, against persistence:
+
+    >>> from river import datasets, metrics
+    >>> from streamrnn import GRUForecaster
+    >>> model, mae, persistence, last = GRUForecaster(seed=0), metrics.MAE(), metrics.MAE(), None
+    >>> for x, y in datasets.WaterFlow():
+    ...     if last is not None:
+    ...         mae.update(y, model.forecast(1, [x])[0])
+    ...         persistence.update(y, last)
+    ...     model.learn_one(y, x)
+    ...     last = y
+    >>> mae, persistence
+    (MAE: 0.6255, MAE: 0.6310)
+    """
 
     _cell = "gru"
 
@@ -376,7 +403,7 @@ class LSTMForecaster(RecurrentForecaster):
     >>> model.period, model.log_scale
     (12, True)
     >>> print([round(v) for v in model.forecast(horizon=12)])
-    [448, 423, 474, 491, 509, 582, 671, 667, 558, 498, 430, 478]
+    [448, 424, 475, 492, 509, 583, 672, 669, 559, 499, 431, 479]
     """
 
     _cell = "lstm"

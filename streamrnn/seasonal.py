@@ -121,6 +121,13 @@ class SeasonalBase:
         best = self.best
         return float(self.means[best, phase]) if best is not None and self.seen[phase] else 0.0
 
+    def forecast_phases(self, phases: np.ndarray) -> np.ndarray:
+        """The changes expected at each of ``phases``."""
+        best = self.best
+        if best is None:
+            return np.zeros(len(phases))
+        return np.where(self.seen[phases], self.means[best, phases], 0.0)
+
     def update(self, phase: int, change: float) -> None:
         if self.seen[phase]:
             column = self.means[:, phase]
