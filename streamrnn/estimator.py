@@ -12,6 +12,27 @@ from .features import FeatureSpace, RunningScaler, first_appearances
 from .learner import OnlineRNN
 
 
+def build_network(owner, cell: str, loss: str, input_size: int, output_size: int) -> OnlineRNN:
+    """The :class:`OnlineRNN` of an estimator, from the network arguments it
+    stores under their own names."""
+    return OnlineRNN(
+        cell=cell,
+        input_size=input_size,
+        hidden_size=owner.hidden_size,
+        num_layers=owner.num_layers,
+        output_size=output_size,
+        k1=owner.k1,
+        k2=owner.k2,
+        optimizer=owner.optimizer,
+        lr=owner.lr,
+        clip_norm=owner.clip_norm,
+        loss=loss,
+        dtype=owner.dtype,
+        device=owner.device,
+        seed=owner.seed,
+    )
+
+
 class RecurrentEstimator:
     """Mixin for estimators built on one :class:`~streamrnn.OnlineRNN`
     whose hidden state runs along the stream of ``x``.
@@ -50,22 +71,7 @@ class RecurrentEstimator:
         self._net = self._network(output_size=1)
 
     def _network(self, output_size: int) -> OnlineRNN:
-        return OnlineRNN(
-            cell=self._cell,
-            input_size=1,
-            hidden_size=self.hidden_size,
-            num_layers=self.num_layers,
-            output_size=output_size,
-            k1=self.k1,
-            k2=self.k2,
-            optimizer=self.optimizer,
-            lr=self.lr,
-            clip_norm=self.clip_norm,
-            loss=self._loss,
-            dtype=self.dtype,
-            device=self.device,
-            seed=self.seed,
-        )
+        return build_network(self, self._cell, self._loss, input_size=1, output_size=output_size)
 
     @classmethod
     def _unit_test_params(cls):

@@ -36,7 +36,7 @@ import numpy as np
 from river.time_series.base import Forecaster
 
 from .features import CLIP, FeatureSpace, RunningScaler
-from .learner import OnlineRNN
+from .estimator import build_network
 from .seasonal import SeasonalBase, calendar_period, find_period
 
 #: Changes kept to look for a period, and the numbers of changes at which to look.
@@ -113,22 +113,7 @@ class RecurrentForecaster(Forecaster):
             raise ValueError(f"seasonality must be an integer >= 2, 'auto' or None, got {seasonality!r}")
         if log_transform not in (True, False, "auto"):
             raise ValueError(f"log_transform must be True, False or 'auto', got {log_transform!r}")
-        self._net = OnlineRNN(
-            cell=self._cell,
-            input_size=N_BASE_INPUTS,
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-            output_size=1,
-            k1=k1,
-            k2=k2,
-            optimizer=optimizer,
-            lr=lr,
-            clip_norm=clip_norm,
-            loss=loss,
-            dtype=dtype,
-            device=device,
-            seed=seed,
-        )
+        self._net = build_network(self, self._cell, loss, input_size=N_BASE_INPUTS, output_size=1)
         start = self._net.state_dict()  # the head starts at zero: forecasts start at the base
         start["head.weight"][:] = 0.0
         start["head.bias"][:] = 0.0

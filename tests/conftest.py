@@ -25,3 +25,15 @@ def reference_model(cell, **kwargs):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+def river_checks(cls):
+    """``pytest.param(model, check)`` for each of River's checks of ``cls``
+    under each of its ``_unit_test_params``."""
+    from river import checks
+
+    for params in cls._unit_test_params():
+        model = cls(**params)
+        for check in checks.yield_checks(model):
+            if check.__name__ not in model._unit_test_skips():
+                yield pytest.param(model, check, id=f"{cls.__name__}-{check.__name__}-{len(params)}")

@@ -7,7 +7,8 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
-from river import checks, compose, datasets, evaluate, linear_model, metrics, preprocessing
+from conftest import river_checks
+from river import compose, datasets, evaluate, linear_model, metrics, preprocessing
 
 import streamrnn
 from streamrnn import (
@@ -22,14 +23,6 @@ from streamrnn import (
 REGRESSORS = [RNNRegressor, GRURegressor, LSTMRegressor]
 CLASSIFIERS = [RNNClassifier, GRUClassifier, LSTMClassifier]
 ESTIMATORS = REGRESSORS + CLASSIFIERS
-
-
-def river_checks(cls):
-    for params in cls._unit_test_params():
-        model = cls(**params)
-        for check in checks.yield_checks(model):
-            if check.__name__ not in model._unit_test_skips():
-                yield pytest.param(model, check, id=f"{cls.__name__}-{check.__name__}-{len(params)}")
 
 
 @pytest.mark.parametrize("model,check", [p for cls in ESTIMATORS for p in river_checks(cls)])

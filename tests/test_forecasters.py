@@ -7,19 +7,13 @@ import pickle
 
 import numpy as np
 import pytest
-from river import checks, datasets, evaluate, metrics
+from conftest import river_checks
+from river import datasets, evaluate, metrics
 
 import streamrnn
 from streamrnn import GRUForecaster, LSTMForecaster, RNNForecaster
 
 FORECASTERS = [RNNForecaster, GRUForecaster, LSTMForecaster]
-
-
-def river_checks(cls):
-    for params in cls._unit_test_params():
-        model = cls(**params)
-        for check in checks.yield_checks(model):
-            yield pytest.param(model, check, id=f"{cls.__name__}-{check.__name__}-{len(params)}")
 
 
 @pytest.mark.parametrize("model,check", [p for cls in FORECASTERS for p in river_checks(cls)])
