@@ -68,6 +68,13 @@ class RecurrentForecaster(Forecaster):
         data, 60 for minutes), else a lag of at least 3 where the
         autocorrelation of the changes peaks at 0.5 or more (a period from
         the dates that the base does not use yields to it); or None.
+    horizon
+        None: recursive forecasts (one output, fed back step by step, any
+        horizon). An integer H: direct multi-output forecasts, one output per
+        step ahead up to H; the network then learns each step once the H
+        values after it are known (its state runs H - 1 steps behind the
+        stream, and a forecast replays those steps first), and exogenous
+        features are those of the step the forecast is made from.
     log_transform
         Model the logarithm of the series: True, False, or ``"auto"`` (for a
         seasonal series whose values have all been positive, whichever of
@@ -90,6 +97,7 @@ class RecurrentForecaster(Forecaster):
         loss: str = "squared",
         seasonality: int | str | None = "auto",
         log_transform: bool | str = "auto",
+        horizon: int | None = None,
         dtype: str = "float32",
         device: str = "cpu",
         seed: int | None = None,
@@ -104,6 +112,7 @@ class RecurrentForecaster(Forecaster):
         self.loss = loss
         self.seasonality = seasonality
         self.log_transform = log_transform
+        self.horizon = horizon
         self.dtype = dtype
         self.device = device
         self.seed = seed
@@ -113,7 +122,10 @@ class RecurrentForecaster(Forecaster):
             raise ValueError(f"seasonality must be an integer >= 2, 'auto' or None, got {seasonality!r}")
         if log_transform not in (True, False, "auto"):
             raise ValueError(f"log_transform must be True, False or 'auto', got {log_transform!r}")
-        self._net = build_network(self, self._cell, loss, input_size=N_BASE_INPUTS, output_size=1)
+        if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, numbers.Integral) or horizon < 1):
+            raise ValueError(f"horizon must be a positive integer or None, got {horizon!r}")
+        self._outputs = 1 if horizon is None else int(horizon)
+        self._net = build_network(self, self._cell, loss, input_size=N_BASE_INPUTS, output_size=self._outputs)
         start = self._net.state_dict()  # the head starts at zero: forecasts start at the base
         start["head.weight"][:] = 0.0
         start["head.bias"][:] = 0.0
@@ -132,7 +144,7 @@ class RecurrentForecaster(Forecaster):
         self._bases: dict = {}
         self._base_errors = {"lin": 0.0, "log": 0.0}
         self._w_stats = [0, 0.0]  # count and sum of squares of the surprises
-        self._surprises: collections.deque = collections.deque(maxlen=1)
+        self._restart_surprises()
         self._feedback = np.array([(0, 1)], dtype=np.int64)
         if isinstance(seasonality, numbers.Integral) and not isinstance(seasonality, bool):
             self._set_period(int(seasonality), "given")
@@ -142,6 +154,7 @@ class RecurrentForecaster(Forecaster):
         yield {"hidden_size": 4, "k2": 4, "seed": 1}
         yield {"hidden_size": 3, "seasonality": 4, "log_transform": True, "seed": 2}
         yield {"hidden_size": 3, "seasonality": None, "log_transform": False}
+        yield {"hidden_size": 3, "horizon": 3, "seed": 3}
 
     # ------------------------------------------------------------ scales
 
@@ -169,7 +182,8 @@ class RecurrentForecaster(Forecaster):
 
     def _restart_surprises(self) -> None:
         self._w_stats = [0, 0.0]
-        self._surprises = collections.deque(maxlen=self._period or 1)
+        self._surprises = collections.deque(maxlen=max(self._period or 1, self._outputs))
+        self._pending = collections.deque(maxlen=self._outputs)  # direct: inputs awaiting their targets
 
     def _set_period(self, m: int, source: str) -> None:
         self._period = m
@@ -243,6 +257,26 @@ class RecurrentForecaster(Forecaster):
         base = self._bases.get(self._space())
         return base.forecast(phase) if base is not None else 0.0
 
+    def _step_input(self, exogenous: np.ndarray) -> np.ndarray:
+        """The input of the step whose target comes after the surprises seen
+        so far: the last surprise, the one a period before the target, and
+        the target time's features."""
+        surprises, m = self._surprises, self._period
+        u = np.zeros(self._net.input_size)
+        u[0] = self._scaled(surprises[-1]) if surprises else 0.0
+        if m and len(surprises) >= m:
+            u[1] = self._scaled(surprises[-m])
+        u[N_BASE_INPUTS : N_BASE_INPUTS + len(exogenous)] = exogenous
+        return u
+
+    def _padded(self, u: np.ndarray) -> np.ndarray:
+        """``u`` widened to the current inputs (features may have appeared since)."""
+        if len(u) == self._net.input_size:
+            return u
+        wide = np.zeros(self._net.input_size)
+        wide[: len(u)] = u
+        return wide
+
     def _exogenous(self, xs: list, learn: bool) -> np.ndarray:
         """Standardised features of the rows ``xs`` (dicts or None)."""
         if not self._features.names and all(x is None for x in xs):
@@ -287,17 +321,21 @@ class RecurrentForecaster(Forecaster):
         space = self._space()
         w = changes[space] - self._base(phase)
 
-        u = np.zeros(self._net.input_size)
         surprises = self._surprises
-        u[0] = self._scaled(surprises[-1]) if surprises else 0.0
-        if m and len(surprises) == m:
-            u[1] = self._scaled(surprises[0])
-        u[N_BASE_INPUTS : N_BASE_INPUTS + len(exogenous)] = exogenous
-        target = self._scaled(w)
+        u = self._step_input(exogenous)
+        target = self._scaled(w)  # scaled with the statistics before it
         self._w_stats[0] += 1
         self._w_stats[1] += w * w
-        self._net.learn(u, [target])
         surprises.append(w)
+        if self.horizon is None:
+            self._net.learn(u, [target])
+        else:
+            pending = self._pending
+            pending.append(u)
+            if len(pending) == self._outputs:  # the oldest input's H targets are all known now
+                H = self._outputs
+                targets = [self._scaled(surprises[k]) for k in range(-H, 0)]
+                self._net.learn(self._padded(pending.popleft()), targets)
 
         for s, d in changes.items():
             if m:
@@ -320,17 +358,20 @@ class RecurrentForecaster(Forecaster):
             return [0.0] * horizon
         m = self._period
         surprises = self._surprises
-        U = np.zeros((horizon, self._net.input_size))
-        U[0, 0] = self._scaled(surprises[-1]) if surprises else 0.0
-        if m and len(surprises) == m:
-            # step k's seasonal input is the surprise m steps before it:
-            # known for k < m, fed back from the forecast after that
-            for k in range(min(horizon, m)):
-                U[k, 1] = self._scaled(surprises[k - m])
-        if xs is not None or self._features.names:
-            ex = self._exogenous([xs[k] for k in range(horizon)] if xs is not None else [None] * horizon, False)
-            U[:, N_BASE_INPUTS : N_BASE_INPUTS + ex.shape[1]] = ex
-        z = self._net.forecast(U, self._feedback)[:, 0].astype(np.float64)
+        if self.horizon is not None:
+            z = self._direct(horizon, xs)
+        else:
+            U = np.zeros((horizon, self._net.input_size))
+            U[0, 0] = self._scaled(surprises[-1]) if surprises else 0.0
+            if m and len(surprises) >= m:
+                # step k's seasonal input is the surprise m steps before it:
+                # known for k < m, fed back from the forecast after that
+                for k in range(min(horizon, m)):
+                    U[k, 1] = self._scaled(surprises[k - m])
+            if xs is not None or self._features.names:
+                ex = self._exogenous([xs[k] for k in range(horizon)] if xs is not None else [None] * horizon, False)
+                U[:, N_BASE_INPUTS : N_BASE_INPUTS + ex.shape[1]] = ex
+            z = self._net.forecast(U, self._feedback)[:, 0].astype(np.float64)
         d = z * self._scale()
         if m:
             base = self._bases.get(self._space())
@@ -339,6 +380,17 @@ class RecurrentForecaster(Forecaster):
         if self._log:
             return [float(v) for v in self._last * np.exp(np.cumsum(d))]
         return [float(v) for v in self._last + np.cumsum(d)]
+
+    def _direct(self, horizon: int, xs) -> np.ndarray:
+        """Direct forecasts: replay the steps the network has not learned yet
+        from its state, then the step of the first forecast; its outputs are
+        the scaled surprises of the next H steps."""
+        if horizon > self._outputs:
+            raise ValueError(f"horizon must be at most {self._outputs} with direct forecasts, got {horizon}")
+        x = xs[0] if xs is not None else None
+        ex = self._exogenous([x], learn=False)[0] if (x is not None or self._features.names) else np.zeros(0)
+        U = np.array([self._padded(u) for u in self._pending] + [self._step_input(ex)])
+        return self._net.forecast(U)[-1, :horizon].astype(np.float64)
 
 
 class RNNForecaster(RecurrentForecaster):

@@ -144,3 +144,36 @@ def test_explicit_period_decides_the_scale_after_two_periods():
         model.learn_one(pattern[t % 4] * 1.1 ** (t // 4))
         seen.append(model.log_scale)
     assert seen[:8] == [False] * 8 and seen[-1] is True
+
+
+def test_direct_forecasts_learn_each_step_once_its_horizon_is_known():
+    rng = np.random.default_rng(0)
+    pattern = rng.normal(size=6)
+    y = np.tile(pattern, 500) + 0.05 * rng.normal(size=3000)
+    model = GRUForecaster(horizon=6, seasonality=None, seed=0)
+    errors, persistence = [], []
+    for t in range(len(y) - 6):
+        model.learn_one(float(y[t]))
+        if t > len(y) - 300:
+            errors.append(np.abs(np.array(model.forecast(6)) - y[t + 1 : t + 7]).mean())
+            persistence.append(np.abs(y[t] - y[t + 1 : t + 7]).mean())
+    # the first value gives no change; each step is learned 5 steps late
+    assert model._net.n_steps == len(y) - 6 - 1 - 5
+    assert np.mean(errors) < 0.5 * np.mean(persistence)
+    assert len(model.forecast(3)) == 3
+    before = pickle.dumps(model)
+    model.forecast(6)
+    assert pickle.dumps(model) == before
+    with pytest.raises(ValueError, match="at most 6 with direct forecasts"):
+        model.forecast(7)
+    with pytest.raises(ValueError, match="horizon must be a positive integer or None"):
+        GRUForecaster(horizon=0)
+
+
+def test_direct_forecasts_take_features_that_appear_later():
+    model = LSTMForecaster(horizon=3, seed=0)
+    for t in range(30):
+        model.learn_one(float(t % 5), {"a": float(t % 3)} if t > 10 else None)
+    assert model._net.input_size == 2 + 1
+    f = model.forecast(3, xs=[{"a": 1.0}, {"a": 2.0}, {"a": 0.0}])
+    assert len(f) == 3 and all(math.isfinite(v) for v in f)
