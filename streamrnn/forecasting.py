@@ -366,8 +366,9 @@ class RecurrentForecaster(Forecaster):
             if m and len(surprises) >= m:
                 # step k's seasonal input is the surprise m steps before it:
                 # known for k < m, fed back from the forecast after that
-                for k in range(min(horizon, m)):
-                    U[k, 1] = self._scaled(surprises[k - m])
+                known = min(horizon, m)
+                past = np.array([surprises[k - m] for k in range(known)]) / self._scale()
+                U[:known, 1] = np.clip(past, -CLIP, CLIP)
             if xs is not None or self._features.names:
                 ex = self._exogenous([xs[k] for k in range(horizon)] if xs is not None else [None] * horizon, False)
                 U[:, N_BASE_INPUTS : N_BASE_INPUTS + ex.shape[1]] = ex
