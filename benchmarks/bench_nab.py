@@ -1,0 +1,135 @@
+"""Anomaly detectors on the Numenta Anomaly Benchmark's real series.
+
+Reads ``../shared/data/nab`` (or ``--data``): every CSV under ``data/`` with
+its windows from ``labels/combined_windows.json``. Each detector sees each
+series once, in order, with one set of default parameters: for every point,
+``score_one`` then ``learn_one`` on ``{"value": v}``. Reported per detector:
+the NAB standard score over the corpus at its best single threshold (and per
+category at that threshold), the mean ROC-AUC and average precision of point
+labels over the files (scored rows only), window recall, false alarms and
+median delay at a 1 % alarm budget, and µs per point. River's HalfSpaceTrees
+(behind a MinMaxScaler), GaussianScorer and PredictiveAnomalyDetection run in
+the same run.
+
+Run: ``python benchmarks/bench_nab.py [--detectors ...] [--limit-rows N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import pathlib
+import statistics
+import time
+
+import numpy as np
+from river import anomaly, linear_model, optim, preprocessing, time_series
+
+from streamrnn.anomaly import PredictiveDetector
+from streamrnn.evaluate import LabelledSeries, alarm_report, average_precision, nab_corpus_score, roc_auc, window_rows
+
+DEFAULT_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "nab"
+
+
+def load_corpus(root: pathlib.Path, limit_rows: int | None = None):
+    windows = json.loads((root / "labels" / "combined_windows.json").read_text())
+    corpus = []
+    for path in sorted((root / "data").glob("*/*.csv")):
+        key = f"{path.parent.name}/{path.name}"
+        with path.open() as f:
+            rows = list(csv.DictReader(f))
+        if limit_rows:
+            rows = rows[:limit_rows]
+        stamps = [r["timestamp"] for r in rows]
+        values = np.array([float(r["value"]) for r in rows])
+        # window bounds in the labels carry microseconds; the CSVs do not
+        bounds = [(a.split(".")[0], b.split(".")[0]) for a, b in windows.get(key, [])]
+        bounds = [(a, b) for a, b in bounds if a in set(stamps) and b in set(stamps)]
+        corpus.append((LabelledSeries(key, len(rows), window_rows(stamps, bounds)), values))
+    return corpus
+
+
+def predictive_anomaly_detection():
+    """River's PredictiveAnomalyDetection with its docstring settings."""
+    period = 12
+    model = time_series.SNARIMAX(
+        p=period, d=1, q=period, m=period, sd=1,
+        regressor=preprocessing.StandardScaler() | linear_model.LinearRegression(optimizer=optim.SGD(0.005)),
+    )
+    return anomaly.PredictiveAnomalyDetection(model, horizon=1, n_std=3.5, warmup_period=15)
+
+
+def detectors() -> dict:
+    """name -> (factory, takes the value as y: River's supervised detectors)."""
+    return {
+        "PredictiveDetector (lstm)": (lambda: PredictiveDetector(cell="lstm", seed=0), False),
+        "PredictiveDetector (gru)": (lambda: PredictiveDetector(cell="gru", seed=0), False),
+        "HalfSpaceTrees": (lambda: preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(seed=42), False),
+        "GaussianScorer": (anomaly.GaussianScorer, True),
+        "PredictiveAnomalyDetection": (predictive_anomaly_detection, True),
+    }
+
+
+def run(make, supervised: bool, values: np.ndarray) -> tuple[np.ndarray, float]:
+    model = make()
+    scores = np.empty(len(values))
+    start = time.perf_counter()
+    for i, v in enumerate(values):
+        if supervised:
+            scores[i] = model.score_one(None, float(v))
+            model.learn_one(None, float(v))
+        else:
+            x = {"value": float(v)}
+            scores[i] = model.score_one(x)
+            model.learn_one(x)
+    return scores, (time.perf_counter() - start) / len(values)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=pathlib.Path, default=DEFAULT_DATA)
+    parser.add_argument("--detectors", help="comma-separated names (default: all)")
+    parser.add_argument("--limit-rows", type=int, help="rows per file, for a quick look")
+    args = parser.parse_args(argv)
+    if not (args.data / "labels" / "combined_windows.json").exists():
+        raise SystemExit(f"no NAB data at {args.data} (expected labels/combined_windows.json)")
+    corpus = load_corpus(args.data, args.limit_rows)
+    chosen = detectors()
+    if args.detectors:
+        chosen = {k: v for k, v in chosen.items() if k in args.detectors.split(",")}
+    categories = sorted({s.name.split("/")[0] for s, _ in corpus})
+    print(f"{len(corpus)} series, {sum(s.n_rows for s, _ in corpus)} rows, "
+          f"{sum(len(s.windows) for s, _ in corpus)} windows")
+    print("| detector | NAB score | " + " | ".join(categories) + " | ROC-AUC | AP | recall@1% | FA/1000 | "
+          "delay (rows) | µs/point |")
+    print("|---|---|" + "---|" * len(categories) + "---|---|---|---|---|---|")
+    for name, (make, supervised) in chosen.items():
+        scores, costs = [], []
+        for series, values in corpus:
+            s, cost = run(make, supervised, values)
+            scores.append(s)
+            costs.append(cost)
+        series_list = [s for s, _ in corpus]
+        nab = nab_corpus_score(series_list, scores)
+        by_cat = []
+        for cat in categories:
+            idx = [i for i, s in enumerate(series_list) if s.name.startswith(cat + "/")]
+            files = [series_list[i].name for i in idx if series_list[i].name in nab.per_file]
+            by_cat.append(statistics.mean(nab.per_file[f] for f in files) if files else float("nan"))
+        aucs, aps = [], []
+        for series, s in zip(series_list, scores):
+            keep = series.scored()
+            labels = series.labels()[keep]
+            if labels.any() and not labels.all():
+                aucs.append(roc_auc(labels, s[keep]))
+                aps.append(average_precision(labels, s[keep]))
+        report = alarm_report(series_list, scores, budget=0.01)
+        print(f"| {name} | {nab.score:.1f} | " + " | ".join(f"{c:.1f}" for c in by_cat)
+              + f" | {np.mean(aucs):.3f} | {np.mean(aps):.3f} | {report.window_recall:.2f} | "
+              f"{report.false_alarms_per_1000:.1f} | {report.median_delay:.0f} | "
+              f"{1e6 * statistics.median(costs):.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Recurrent anomaly detectors implementing River's ``anomaly.base.AnomalyDetector``."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+import pandas as pd
+from river.base import AnomalyDetector
+
+from .estimator import build_network
+from .features import FeatureSpace
+from .kernels import scoring as S
+
+
+def _rows(X: pd.DataFrame):
+    if not isinstance(X, pd.DataFrame):
+        raise ValueError(f"X must be a pandas DataFrame, got {type(X).__name__}")
+    for row in X.to_dict(orient="records"):
+        yield {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+
+
+class PredictiveDetector(AnomalyDetector):
+    """Scores each point by how unusual the recurrent network's error in
+    predicting it is.
+
+    The network sees the last change of every feature (divided by its running
+    root mean square) and predicts the next ones; it learns from every point.
+    A point's raw score is the logarithm of one plus the root mean square of
+    its prediction errors (errors are heavy-tailed; their logarithm is
+    closer to normal). The anomaly score is a tail probability under a
+    normal law fitted to the raw scores' long-run mean and variance (a
+    running mean, exponentially weighted past ``long_halflife`` points), as
+    Numenta's anomaly likelihood: that of a smaller deviation than the larger
+    of the current raw score's and that of the mean of the last
+    ``short_window`` raw scores (in its own standard error). It nears 1 for a
+    spike or a sustained rise of the errors, and one threshold means the same
+    on every series.
+
+    Parameters
+    ----------
+    cell
+        ``"lstm"``, ``"gru"`` or ``"rnn"``.
+    hidden_size, num_layers, k1, k2, optimizer, lr, clip_norm, dtype, device, seed
+        Those of the underlying :class:`~streamrnn.OnlineRNN`.
+    short_window
+        Raw scores averaged into the recent error.
+    long_halflife
+        Half-life, in points, of the long-run mean and variance of the raw scores.
+    grace_period
+        Points scored 0 while the statistics settle.
+
+    Notes
+    -----
+    Features are the numeric values of ``x`` (a new feature gets an input
+    and an output). A point with a missing (None, NaN) or infinite value is
+    not learned (``n_skipped`` counts it) and scores 0; a non-numeric value
+    raises ``ValueError``. ``score_one`` changes nothing.
+    """
+
+    def __init__(
+        self,
+        cell: str = "lstm",
+        hidden_size: int = 16,
+        num_layers: int = 1,
+        k1: int = 4,
+        k2: int = 16,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        clip_norm: float | None = 1.0,
+        short_window: int = 10,
+        long_halflife: int = 1000,
+        grace_period: int = 100,
+        dtype: str = "float32",
+        device: str = "cpu",
+        seed: int | None = None,
+    ):
+        self.cell = cell
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.k1 = k1
+        self.k2 = k2
+        self.optimizer = optimizer
+        self.lr = lr
+        self.clip_norm = clip_norm
+        self.short_window = short_window
+        self.long_halflife = long_halflife
+        self.grace_period = grace_period
+        self.dtype = dtype
+        self.device = device
+        self.seed = seed
+        for name, value in (("short_window", short_window), ("long_halflife", long_halflife)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(grace_period, bool) or not isinstance(grace_period, numbers.Integral) or grace_period < 0:
+            raise ValueError(f"grace_period must be a non-negative integer, got {grace_period!r}")
+        self._net = build_network(self, cell, "squared", input_size=1, output_size=1)
+        start = self._net.state_dict()  # zero head: the first predictions are "no change"
+        start["head.weight"][:] = 0.0
+        start["head.bias"][:] = 0.0
+        self._net.load_state_dict(start)
+        self._features = FeatureSpace()
+        self._st = self._new_state(0)
+        self._has_last = False
+        self._input = np.zeros(1)  # the scaled changes the last prediction was made from
+        self._n_skipped = 0
+
+    def _new_state(self, n_features: int, old: np.ndarray | None = None) -> np.ndarray:
+        k = self.short_window
+        st = np.zeros(S.HEAD + k + 3 * n_features)
+        st[S.S_ALPHA] = 1.0 - 0.5 ** (1.0 / self.long_halflife)
+        st[S.S_WINDOW] = k
+        if old is not None:  # keep the raw-score statistics; the per-feature history restarts
+            st[: S.HEAD + k] = old[: S.HEAD + k]
+            st[S.S_N] = 0
+        return st
+
+    @classmethod
+    def _unit_test_params(cls):
+        yield {"hidden_size": 4, "k2": 4, "grace_period": 5, "seed": 1}
+        yield {"cell": "gru", "hidden_size": 3, "short_window": 3, "grace_period": 0}
+
+    # -------------------------------------------------------------- helpers
+
+    def _complete(self, x: dict) -> bool:
+        """Validate ``x``; False if a value is missing or infinite."""
+        if not isinstance(x, dict):
+            raise ValueError(f"x must be a dict of features, got {type(x).__name__}")
+        complete = True
+        for k, v in x.items():
+            if v is None:
+                complete = False
+            elif isinstance(v, bool) or not isinstance(v, numbers.Real):
+                raise ValueError(f"feature {k!r} must be a real number, got {v!r}")
+            elif not math.isfinite(v):
+                complete = False
+        return complete
+
+    def _values(self, x: dict) -> np.ndarray | None:
+        """The known features of ``x``, or None if one is missing."""
+        if not self._complete(x) or not self._has_last:
+            return None
+        values = self._features.row(x)
+        return None if np.isnan(values).any() else values
+
+    def _grow(self, x: dict) -> None:
+        if self._features.register(x):
+            n = len(self._features)
+            self._st = self._new_state(n, self._st)
+            self._has_last = False  # the history restarts with the new feature
+            if n > self._net.input_size:
+                self._net.resize(input_size=n, output_size=n)
+            self._input = np.zeros(n)
+
+    # ---------------------------------------------------------------- River
+
+    def learn_one(self, x: dict) -> None:
+        if not self._complete(x):
+            self._n_skipped += 1
+            return
+        self._grow(x)
+        values = self._features.row(x)
+        if np.isnan(values).any():  # a known feature is absent
+            self._n_skipped += 1
+            return
+        if not self._has_last:
+            S.restart_history(self._st, values)
+            self._has_last = True
+            return
+        z = np.empty(len(values))
+        S.record(self._st, values, z)
+        self._net.learn(self._input, z)
+        self._input = z
+        prediction = self._net.predict(z)
+        S.set_prediction(self._st, prediction.astype(np.float64))
+
+    def score_one(self, x: dict) -> float:
+        values = self._values(x)
+        if values is None or self._st[S.S_SCORED] < max(self.grace_period, 1):
+            return 0.0
+        return S.score(self._st, values, np.empty(len(values)))
+
+    def learn_many(self, X: pd.DataFrame) -> None:
+        """``learn_one`` on each row of ``X`` in order (NaN cells are missing values)."""
+        for x in _rows(X):
+            self.learn_one(x)
+
+    def score_many(self, X: pd.DataFrame) -> np.ndarray:
+        """``score_one`` of each row of ``X`` against the current model."""
+        return np.array([self.score_one(x) for x in _rows(X)], dtype=np.float64)
+
+    @property
+    def n_skipped(self) -> int:
+        """Points not learned because a value was missing or infinite."""
+        return self._n_skipped
+
+    @property
+    def n_learned(self) -> int:
+        return self._net.n_steps
