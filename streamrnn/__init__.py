@@ -1,5 +1,6 @@
 """streamrnn: recurrent networks that learn online, in Numba kernels, behind River's API."""
 
+from .bank import ModelBank
 from .classification import GRUClassifier, LSTMClassifier, RNNClassifier
 from .forecasting import GRUForecaster, LSTMForecaster, RNNForecaster
 from .learner import OnlineRNN
@@ -14,6 +15,7 @@ __all__ = [
     "LSTMClassifier",
     "LSTMForecaster",
     "LSTMRegressor",
+    "ModelBank",
     "OnlineRNN",
     "RNNClassifier",
     "RNNForecaster",

@@ -22,7 +22,7 @@ and every gradient are contiguous axpys and dot products.
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from .. import config
 from ._math import act_sigmoid, act_tanh
@@ -786,3 +786,63 @@ def sequence_gradient(lay, buf, X, Y, n_loss):
             return np.nan
         vec(buf, row + lay[L_R_Y], Y.shape[1])[:] = Y[s]
     return window_backward(lay, buf, lay[L_RCACHE], 0, X.shape[0], n_loss)
+
+
+# ------------------------------------------------------------------- banks
+# Many independent models of one layout: ``ctr`` and ``buf`` with one row per
+# model. Rows of a batch arrive grouped by model (``groups[g]`` is the model
+# of rows ``order[starts[g]:starts[g + 1]]``, in arrival order); groups run in
+# parallel and nothing is reduced across models, so results do not depend on
+# the number of threads.
+
+_PJIT = dict(_JIT, parallel=True)
+
+
+@njit(**_PJIT)
+def bank_learn(lay, ctr, buf, groups, starts, order, X, Y, out):
+    """``learn_one`` for every row, each on its own model."""
+    for g in prange(groups.shape[0]):
+        m = groups[g]
+        for r in range(starts[g], starts[g + 1]):
+            i = order[r]
+            learn_one(lay, ctr[m], buf[m], X[i], Y[i], out[i])
+
+
+@njit(**_PJIT)
+def bank_predict(lay, buf, groups, starts, order, X, out):
+    """Predictions for every row, the rows of a model run in order from its
+    carried state (which is not changed)."""
+    for g in prange(groups.shape[0]):
+        m = groups[g]
+        b = buf[m]
+        n = 2 * lay[L_LAYERS] * lay[L_HSTRIDE]
+        vec(b, lay[L_PSTATE], n)[:] = vec(b, lay[L_STATE], n)
+        row = lay[L_PRED]
+        for r in range(starts[g], starts[g + 1]):
+            i = order[r]
+            if all_finite(X[i]) and network_forward(lay, b, X[i], row, lay[L_PSTATE]):
+                out[i] = vec(b, row + lay[L_R_YHAT], out.shape[1])
+            else:
+                out[i] = np.nan
+
+
+@njit(**_PJIT)
+def bank_forecast(lay, buf, slots, X0, out):
+    """For each model ``slots[i]``: ``out.shape[1]`` steps from its carried
+    state (not changed), each step's outputs fed back as the next inputs,
+    starting from the inputs ``X0[i]``."""
+    O = lay[L_OUTPUT]
+    for i in prange(slots.shape[0]):
+        b = buf[slots[i]]
+        n = 2 * lay[L_LAYERS] * lay[L_HSTRIDE]
+        vec(b, lay[L_PSTATE], n)[:] = vec(b, lay[L_STATE], n)
+        row = lay[L_PRED]
+        x = X0[i].copy()
+        for k in range(out.shape[1]):
+            if all_finite(x) and network_forward(lay, b, x, row, lay[L_PSTATE]):
+                yhat = vec(b, row + lay[L_R_YHAT], O)
+                out[i, k] = yhat
+                x[:] = yhat
+            else:
+                out[i, k] = np.nan
+                x[:] = np.nan

@@ -1,0 +1,259 @@
+"""``ModelBank``: many independent online recurrent models, one per key,
+updated in one kernel call per batch."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .kernels import layout as L
+from .kernels import recurrent as K
+from .learner import OnlineRNN
+
+SNAPSHOT_VERSION = 1
+
+
+class ModelBank:
+    """N independent :class:`~streamrnn.OnlineRNN` models of one
+    configuration, stored as one array of model buffers and addressed by any
+    hashable key.
+
+    A new key gets a slot (slots grow as keys arrive); the model of the n-th
+    slot is initialised exactly like ``OnlineRNN(**config, seed=seed + n)``,
+    so a bank equals separate learners with those seeds, bit for bit. In a
+    batch, the rows of one key are processed in arrival order; different keys
+    run in parallel on Numba's threads, with results that do not depend on
+    the number of threads.
+
+    Parameters
+    ----------
+    seed
+        Seed of the first slot's model (None: fresh entropy for each).
+    max_idle
+        If set, keys not seen in this many batches are evicted after each
+        ``learn_many``; their slots are reused.
+    capacity
+        Slots allocated at first (doubled as needed).
+    **config
+        :class:`~streamrnn.OnlineRNN` arguments (``cell``, ``input_size``,
+        ``hidden_size``, ``k1``, ``k2``, ``lr``, ...), the same for every model.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from streamrnn import ModelBank
+    >>> bank = ModelBank(cell="gru", hidden_size=8, seed=0)
+    >>> keys = ["pump-1", "pump-2", "pump-1"]
+    >>> out = bank.learn_many(keys, np.array([[0.1], [0.5], [0.2]]), np.array([[0.2], [0.4], [0.3]]))
+    >>> out.shape, len(bank)
+    ((3, 1), 2)
+    """
+
+    def __init__(self, seed: int | None = None, max_idle: int | None = None, capacity: int = 16, **config):
+        if max_idle is not None and (isinstance(max_idle, bool) or not isinstance(max_idle, numbers.Integral)
+                                     or max_idle < 1):
+            raise ValueError(f"max_idle must be a positive integer or None, got {max_idle!r}")
+        if isinstance(capacity, bool) or not isinstance(capacity, numbers.Integral) or capacity < 1:
+            raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
+        self.seed = seed
+        self.max_idle = max_idle
+        self.config = dict(config)
+        template = OnlineRNN(**config, seed=0)  # validates the configuration
+        self._lay = template._lay
+        self._dtype = template._np_dtype
+        self._input_size = template._shape.input_size
+        self._output_size = template._shape.output_size
+        self._buf = np.zeros((capacity, template._buf.shape[0]), dtype=self._dtype)
+        self._ctr = np.zeros((capacity, L.N_CTR), dtype=np.int64)
+        self._last_seen = np.zeros(capacity, dtype=np.int64)
+        self._slot_of: dict = {}
+        self._key_of: list = []
+        self._free: list = []
+        self._n_created = 0
+        self._batch = 0
+
+    # ------------------------------------------------------------- slots
+
+    def __len__(self) -> int:
+        return len(self._slot_of)
+
+    def __contains__(self, key) -> bool:
+        return key in self._slot_of
+
+    @property
+    def keys(self) -> list:
+        return list(self._slot_of)
+
+    def _fresh(self) -> tuple[np.ndarray, np.ndarray]:
+        seed = None if self.seed is None else self.seed + self._n_created
+        model = OnlineRNN(**self.config, seed=seed)
+        return model._buf, model._ctr
+
+    def _slot(self, key) -> int:
+        slot = self._slot_of.get(key)
+        if slot is not None:
+            return slot
+        if self._free:
+            slot = self._free.pop()
+            self._key_of[slot] = key
+        else:
+            slot = len(self._key_of)
+            self._key_of.append(key)
+            if slot >= self._buf.shape[0]:
+                grow = self._buf.shape[0]
+                self._buf = np.concatenate([self._buf, np.zeros_like(self._buf[:grow])])
+                self._ctr = np.concatenate([self._ctr, np.zeros_like(self._ctr[:grow])])
+                self._last_seen = np.concatenate([self._last_seen, np.zeros(grow, dtype=np.int64)])
+        self._buf[slot], self._ctr[slot] = self._fresh()
+        self._n_created += 1
+        self._slot_of[key] = slot
+        return slot
+
+    def model(self, key) -> OnlineRNN:
+        """A copy of ``key``'s model as a standalone :class:`OnlineRNN`."""
+        model = OnlineRNN(**self.config, seed=0)
+        slot = self._slot_of[key]
+        model._buf[:] = self._buf[slot]
+        model._ctr[:] = self._ctr[slot]
+        return model
+
+    def evict(self, keys) -> None:
+        """Forget these keys' models; their slots are reused."""
+        for key in keys:
+            slot = self._slot_of.pop(key)
+            self._free.append(slot)
+
+    # -------------------------------------------------------------- batches
+
+    def _rows(self, keys, X, size, name) -> tuple[list, np.ndarray]:
+        keys = list(keys)
+        X = np.asarray(X)
+        if X.dtype.kind not in "biuf":
+            raise ValueError(f"{name} must be numeric, got dtype {X.dtype}")
+        if X.ndim == 1 and size == 1:
+            X = X[:, None]
+        if X.ndim != 2 or X.shape != (len(keys), size):
+            raise ValueError(f"{name} must have shape ({len(keys)}, {size}), got {X.shape}")
+        return keys, np.ascontiguousarray(X, dtype=self._dtype)
+
+    @staticmethod
+    def _groups(slots: np.ndarray):
+        order = np.argsort(slots, kind="stable")
+        ordered = slots[order]
+        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+        return ordered[starts].astype(np.int64), np.r_[starts, len(slots)].astype(np.int64), order.astype(np.int64)
+
+    def learn_many(self, keys, X, Y) -> np.ndarray:
+        """Learn each row ``(keys[i], X[i], Y[i])`` on its key's model; returns
+        the predictions made before each update, shape ``(n, output_size)``."""
+        keys, X = self._rows(keys, X, self._input_size, "X")
+        _, Y = self._rows(keys, Y, self._output_size, "Y")
+        slots = np.array([self._slot(k) for k in keys], dtype=np.int64)
+        out = np.empty((len(keys), self._output_size), dtype=self._dtype)
+        if len(keys):
+            groups, starts, order = self._groups(slots)
+            K.bank_learn(self._lay, self._ctr, self._buf, groups, starts, order, X, Y, out)
+            self._last_seen[groups] = self._batch
+        self._batch += 1
+        if self.max_idle is not None:
+            idle = [k for k, s in self._slot_of.items() if self._batch - 1 - self._last_seen[s] >= self.max_idle]
+            self.evict(idle)
+        return out
+
+    def _scratch_bank(self, keys) -> tuple[np.ndarray, np.ndarray]:
+        """Slots for ``keys`` in a bank extended, for unseen keys, by the
+        models they would get (nothing is registered)."""
+        slots, extra, n_new = [], {}, 0
+        for k in keys:
+            s = self._slot_of.get(k)
+            if s is None:
+                if k not in extra:
+                    extra[k] = len(self._key_of) + len(extra)
+                s = extra[k]
+            slots.append(s)
+        buf = self._buf
+        if extra:
+            buf = np.concatenate([self._buf[: len(self._key_of)], np.zeros((len(extra), buf.shape[1]), buf.dtype)])
+            created = self._n_created
+            for k, s in extra.items():
+                seed = None if self.seed is None else self.seed + created + n_new
+                buf[s] = OnlineRNN(**self.config, seed=seed)._buf
+                n_new += 1
+        else:
+            buf = buf.copy()  # scratch regions are written: keep the bank's pickles unchanged
+        return np.array(slots, dtype=np.int64), buf
+
+    def predict_many(self, keys, X) -> np.ndarray:
+        """Predictions for the rows, the rows of a key run in order from its
+        carried state; changes nothing. An unseen key is predicted by the
+        model it would get."""
+        keys, X = self._rows(keys, X, self._input_size, "X")
+        out = np.empty((len(keys), self._output_size), dtype=self._dtype)
+        if len(keys):
+            slots, buf = self._scratch_bank(keys)
+            groups, starts, order = self._groups(slots)
+            K.bank_predict(self._lay, buf, groups, starts, order, X, out)
+        return out
+
+    def forecast_many(self, keys, horizon: int, X0) -> np.ndarray:
+        """Forecast ``horizon`` steps for each key from its carried state,
+        feeding each step's outputs back as the next inputs (the models must
+        have as many outputs as inputs), starting from the inputs ``X0``.
+        Returns shape ``(n, horizon, output_size)``; changes nothing."""
+        if self._input_size != self._output_size:
+            raise ValueError("forecast_many needs models with as many outputs as inputs")
+        if isinstance(horizon, bool) or not isinstance(horizon, numbers.Integral) or horizon < 1:
+            raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
+        keys, X0 = self._rows(keys, X0, self._input_size, "X0")
+        out = np.empty((len(keys), horizon, self._output_size), dtype=self._dtype)
+        if len(keys):
+            slots, buf = self._scratch_bank(keys)
+            K.bank_forecast(self._lay, buf, slots, X0, out)
+        return out
+
+    # ------------------------------------------------------------ snapshots
+
+    def snapshot(self) -> dict:
+        """The bank's state: numpy arrays (``buf``, ``ctr``, ``last_seen``, one
+        row per slot) and ``meta`` (configuration, keys by slot, counters,
+        format version). Restore with :meth:`restore`."""
+        n = len(self._key_of)
+        persist = self._lay[L.L_PERSIST]
+        return {
+            "buf": self._buf[:n, :persist].copy(),
+            "ctr": self._ctr[:n].copy(),
+            "last_seen": self._last_seen[:n].copy(),
+            "meta": {
+                "format_version": SNAPSHOT_VERSION,
+                "config": dict(self.config),
+                "seed": self.seed,
+                "max_idle": self.max_idle,
+                "keys": list(self._key_of),
+                "free": list(self._free),
+                "n_created": self._n_created,
+                "batch": self._batch,
+            },
+        }
+
+    @classmethod
+    def restore(cls, snapshot: dict) -> ModelBank:
+        """A bank from :meth:`snapshot`; it continues exactly as the original."""
+        meta = snapshot["meta"]
+        if meta.get("format_version") != SNAPSHOT_VERSION:
+            raise ValueError(f"unsupported snapshot format_version {meta.get('format_version')!r}")
+        keys = meta["keys"]
+        bank = cls(seed=meta["seed"], max_idle=meta["max_idle"], capacity=max(len(keys), 1), **meta["config"])
+        n, persist = len(keys), bank._lay[L.L_PERSIST]
+        if snapshot["buf"].shape != (n, persist) or snapshot["ctr"].shape != (n, L.N_CTR):
+            raise ValueError("snapshot arrays do not match its configuration and keys")
+        bank._buf[:n, :persist] = snapshot["buf"]
+        bank._ctr[:n] = snapshot["ctr"]
+        bank._last_seen[:n] = snapshot["last_seen"]
+        bank._key_of = list(keys)
+        bank._free = list(meta["free"])
+        free = set(bank._free)
+        bank._slot_of = {k: i for i, k in enumerate(keys) if i not in free}
+        bank._n_created = meta["n_created"]
+        bank._batch = meta["batch"]
+        return bank

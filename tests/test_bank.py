@@ -1,0 +1,115 @@
+"""ModelBank: equal to separate learners, thread-count independent, restorable."""
+
+import pickle
+
+import numba
+import numpy as np
+import pytest
+
+from streamrnn import ModelBank, OnlineRNN
+
+CONFIG = dict(cell="lstm", input_size=2, hidden_size=6, k1=2, k2=4, lr=0.01)
+
+
+def batches(rng, keys=("a", "b", "c", 7, ("x", 1)), n_batches=6, rows=12):
+    for _ in range(n_batches):
+        ks = [keys[i] for i in rng.integers(0, len(keys), size=rows)]
+        yield ks, rng.normal(size=(rows, 2)), rng.normal(size=(rows, 1))
+
+
+def test_a_bank_equals_separate_learners_bit_for_bit(rng):
+    bank = ModelBank(seed=10, **CONFIG)
+    separate, order = {}, []
+    for keys, X, Y in batches(rng):
+        out = bank.learn_many(keys, X, Y)
+        for i, k in enumerate(keys):
+            if k not in separate:
+                separate[k] = OnlineRNN(**CONFIG, seed=10 + len(order))
+                order.append(k)
+            np.testing.assert_array_equal(out[i], separate[k].learn(X[i], Y[i]))
+    assert bank.keys == order
+    for k, model in separate.items():
+        np.testing.assert_array_equal(bank.model(k)._buf, model._buf)
+    X = rng.normal(size=(4, 2))
+    keys = ["a", "a", "c", "new"]
+    fresh = OnlineRNN(**CONFIG, seed=10 + len(order))
+    expected = np.vstack([separate["a"].predict_many(X[:2]), separate["c"].predict_many(X[2:3]),
+                          fresh.predict_many(X[3:])])
+    np.testing.assert_array_equal(bank.predict_many(keys, X), expected)
+    assert "new" not in bank
+
+
+def test_results_do_not_depend_on_the_thread_count(rng):
+    data = list(batches(rng, keys=tuple(range(40)), rows=200))
+    outs = []
+    for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+        numba.set_num_threads(threads)
+        bank = ModelBank(seed=0, **CONFIG)
+        outs.append([bank.learn_many(*b) for b in data] + [bank._buf.copy()])
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    for a, b in zip(*outs):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_snapshot_restore_and_continue_equals_an_uninterrupted_run(rng):
+    data = list(batches(rng))
+    whole = ModelBank(seed=1, **CONFIG)
+    part = ModelBank(seed=1, **CONFIG)
+    for b in data[:3]:
+        whole.learn_many(*b)
+        part.learn_many(*b)
+    part.evict(["b"])
+    whole.evict(["b"])
+    restored = ModelBank.restore(part.snapshot())
+    thawed = pickle.loads(pickle.dumps(part))
+    for b in data[3:]:
+        expected = whole.learn_many(*b)
+        np.testing.assert_array_equal(restored.learn_many(*b), expected)
+        np.testing.assert_array_equal(thawed.learn_many(*b), expected)
+    assert restored.keys == whole.keys
+    for k in whole.keys:
+        np.testing.assert_array_equal(restored.model(k).state_dict()["head.weight"],
+                                      whole.model(k).state_dict()["head.weight"])
+
+
+def test_prediction_and_forecast_change_nothing_and_forecast_feeds_back(rng):
+    bank = ModelBank(seed=2, cell="gru", hidden_size=5, k2=4)
+    y = np.sin(np.arange(60) / 4)
+    for t in range(59):
+        bank.learn_many(["s", "t"], [[y[t]], [y[t] * 2]], [[y[t + 1]], [y[t + 1] * 2]])
+    before = pickle.dumps(bank)
+    f = bank.forecast_many(["s", "t"], 5, [[y[59]], [2 * y[59]]])
+    bank.predict_many(["s"], [[0.3]])
+    assert pickle.dumps(bank) == before
+    single = bank.model("s")
+    np.testing.assert_allclose(f[0, :, 0], single.forecast(np.r_[y[59], np.zeros(4)][:, None], [(0, 1)])[:, 0],
+                               rtol=1e-6)
+    assert f.shape == (2, 5, 1)
+
+
+def test_idle_keys_are_evicted_and_their_slots_reused(rng):
+    bank = ModelBank(seed=0, max_idle=2, **CONFIG)
+    bank.learn_many(["a", "b"], rng.normal(size=(2, 2)), rng.normal(size=(2, 1)))
+    bank.learn_many(["a"], rng.normal(size=(1, 2)), rng.normal(size=(1, 1)))
+    assert "b" in bank
+    bank.learn_many(["a"], rng.normal(size=(1, 2)), rng.normal(size=(1, 1)))
+    assert "b" not in bank and len(bank) == 1
+    x, y = rng.normal(size=(1, 2)), rng.normal(size=(1, 1))
+    bank.learn_many(["c"], x, y)
+    assert bank._slot_of["c"] == 1  # b's slot
+    # in it, a fresh model: the third one created
+    fresh = OnlineRNN(**CONFIG, seed=2)
+    fresh.learn(x[0], y[0])
+    np.testing.assert_array_equal(bank.model("c")._buf, fresh._buf)
+
+
+def test_bad_input():
+    bank = ModelBank(**CONFIG)
+    with pytest.raises(ValueError, match=r"X must have shape \(2, 2\)"):
+        bank.learn_many(["a", "b"], np.zeros((3, 2)), np.zeros((2, 1)))
+    with pytest.raises(ValueError, match="forecast_many needs"):
+        bank.forecast_many(["a"], 3, np.zeros((1, 2)))
+    with pytest.raises(ValueError, match="cell must be one of"):
+        ModelBank(cell="tcn")
+    with pytest.raises(ValueError, match="max_idle"):
+        ModelBank(max_idle=0, **CONFIG)
