@@ -6,12 +6,26 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+import pandas as pd
 
 from .kernels import layout as L
 from .kernels import recurrent as K
 from .learner import OnlineRNN
 
 SNAPSHOT_VERSION = 1
+
+
+def _factorize(keys: list) -> tuple[np.ndarray, list]:
+    """Codes of ``keys`` into their distinct values, in order of appearance."""
+    index: dict = {}
+    if len(keys) > 64:
+        try:  # C speed for hashable scalars
+            codes, uniques = pd.factorize(pd.Series(keys, dtype=object), sort=False)
+            return codes.astype(np.int64), list(uniques)
+        except TypeError:
+            pass
+    codes = np.array([index.setdefault(k, len(index)) for k in keys], dtype=np.int64)
+    return codes, list(index)
 
 
 class ModelBank:
@@ -149,7 +163,8 @@ class ModelBank:
         the predictions made before each update, shape ``(n, output_size)``."""
         keys, X = self._rows(keys, X, self._input_size, "X")
         _, Y = self._rows(keys, Y, self._output_size, "Y")
-        slots = np.array([self._slot(k) for k in keys], dtype=np.int64)
+        codes, uniques = _factorize(keys)
+        slots = np.array([self._slot(k) for k in uniques], dtype=np.int64)[codes]
         out = np.empty((len(keys), self._output_size), dtype=self._dtype)
         if len(keys):
             groups, starts, order = self._groups(slots)
@@ -161,28 +176,26 @@ class ModelBank:
             self.evict(idle)
         return out
 
-    def _scratch_bank(self, keys) -> tuple[np.ndarray, np.ndarray]:
-        """Slots for ``keys`` in a bank extended, for unseen keys, by the
-        models they would get (nothing is registered)."""
-        slots, extra, n_new = [], {}, 0
-        for k in keys:
-            s = self._slot_of.get(k)
-            if s is None:
-                if k not in extra:
-                    extra[k] = len(self._key_of) + len(extra)
-                s = extra[k]
-            slots.append(s)
-        buf = self._buf
-        if extra:
-            buf = np.concatenate([self._buf[: len(self._key_of)], np.zeros((len(extra), buf.shape[1]), buf.dtype)])
-            created = self._n_created
-            for k, s in extra.items():
-                seed = None if self.seed is None else self.seed + created + n_new
-                buf[s] = OnlineRNN(**self.config, seed=seed)._buf
-                n_new += 1
-        else:
-            buf = buf.copy()  # scratch regions are written: keep the bank's pickles unchanged
-        return np.array(slots, dtype=np.int64), buf
+    def _by_bank(self, keys):
+        """Split ``keys`` into rows of known keys (their slots) and rows of
+        unseen keys, for which a small bank of the models they would get is
+        made (nothing is registered). Returns ``(rows, slots, buf)`` parts."""
+        codes, uniques = _factorize(keys)
+        slot_of = np.array([self._slot_of.get(k, -1) for k in uniques], dtype=np.int64)
+        slots = slot_of[codes]
+        known = slots >= 0
+        parts = []
+        if known.any():
+            parts.append((np.flatnonzero(known), slots[known], self._buf))
+        if not known.all():
+            n_unseen = int((slot_of < 0).sum())
+            rank = np.cumsum(slot_of < 0) - 1  # each unseen key's place among the unseen
+            buf = np.zeros((n_unseen, self._buf.shape[1]), dtype=self._dtype)
+            for j in range(n_unseen):
+                seed = None if self.seed is None else self.seed + self._n_created + j
+                buf[j] = OnlineRNN(**self.config, seed=seed)._buf
+            parts.append((np.flatnonzero(~known), rank[codes[~known]].astype(np.int64), buf))
+        return parts
 
     def predict_many(self, keys, X) -> np.ndarray:
         """Predictions for the rows, the rows of a key run in order from its
@@ -190,10 +203,9 @@ class ModelBank:
         model it would get."""
         keys, X = self._rows(keys, X, self._input_size, "X")
         out = np.empty((len(keys), self._output_size), dtype=self._dtype)
-        if len(keys):
-            slots, buf = self._scratch_bank(keys)
+        for rows, slots, buf in self._by_bank(keys):
             groups, starts, order = self._groups(slots)
-            K.bank_predict(self._lay, buf, groups, starts, order, X, out)
+            K.bank_predict(self._lay, buf, groups, starts, rows[order].astype(np.int64), X, out)
         return out
 
     def forecast_many(self, keys, horizon: int, X0) -> np.ndarray:
@@ -207,12 +219,26 @@ class ModelBank:
             raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
         keys, X0 = self._rows(keys, X0, self._input_size, "X0")
         out = np.empty((len(keys), horizon, self._output_size), dtype=self._dtype)
-        if len(keys):
-            slots, buf = self._scratch_bank(keys)
-            K.bank_forecast(self._lay, buf, slots, X0, out)
+        for rows, slots, buf in self._by_bank(keys):
+            part = np.empty((len(rows), horizon, self._output_size), dtype=self._dtype)
+            K.bank_forecast(self._lay, buf, slots, np.ascontiguousarray(X0[rows]), part)
+            out[rows] = part
         return out
 
     # ------------------------------------------------------------ snapshots
+
+    def __getstate__(self) -> dict:
+        # the scratch end of the buffers is not model state (predictions write
+        # there): leaving it out makes pickles of equal banks equal
+        state = dict(self.__dict__)
+        state["_buf"] = self._buf[:, : self._lay[L.L_PERSIST]].copy()
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        persistent = state["_buf"]
+        state["_buf"] = np.zeros((persistent.shape[0], state["_lay"][L.L_BUF]), dtype=persistent.dtype)
+        state["_buf"][:, : persistent.shape[1]] = persistent
+        self.__dict__.update(state)
 
     def snapshot(self) -> dict:
         """The bank's state: numpy arrays (``buf``, ``ctr``, ``last_seen``, one
