@@ -26,7 +26,7 @@ import time
 import numpy as np
 from river import anomaly, linear_model, optim, preprocessing, time_series
 
-from streamrnn.anomaly import PredictiveDetector
+from streamrnn.anomaly import PredictiveDetector, ReconstructionDetector
 from streamrnn.evaluate import LabelledSeries, alarm_report, average_precision, nab_corpus_score, roc_auc, window_rows
 
 DEFAULT_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "nab"
@@ -65,6 +65,7 @@ def detectors() -> dict:
     return {
         "PredictiveDetector (lstm)": (lambda: PredictiveDetector(cell="lstm", seed=0), False),
         "PredictiveDetector (gru)": (lambda: PredictiveDetector(cell="gru", seed=0), False),
+        "ReconstructionDetector (lstm)": (lambda: ReconstructionDetector(cell="lstm", seed=0), False),
         "HalfSpaceTrees": (lambda: preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(seed=42), False),
         "GaussianScorer": (anomaly.GaussianScorer, True),
         "PredictiveAnomalyDetection": (predictive_anomaly_detection, True),

@@ -10,7 +10,7 @@ import pandas as pd
 from river.base import AnomalyDetector
 
 from .estimator import build_network
-from .features import FeatureSpace
+from .features import FeatureSpace, RunningScaler
 from .kernels import scoring as S
 
 
@@ -198,3 +198,97 @@ class PredictiveDetector(AnomalyDetector):
     @property
     def n_learned(self) -> int:
         return self._net.n_steps
+
+
+class ReconstructionDetector(PredictiveDetector):
+    """Scores each point by how badly a recurrent autoencoder reconstructs the
+    sliding window that ends at it.
+
+    Every feature is standardised online (clipped to 10 standard
+    deviations). At each point the network reads the point and, from its
+    hidden state alone, reconstructs the last ``window`` points (all
+    features): the state is the code of the window, its size the bottleneck.
+    A point's raw score is the logarithm of one plus the root mean square of
+    the reconstruction errors, calibrated into an anomaly likelihood exactly
+    as in :class:`PredictiveDetector`, whose other parameters and input
+    policy it shares.
+
+    Parameters
+    ----------
+    window
+        Points reconstructed at each step.
+    """
+
+    def __init__(
+        self,
+        cell: str = "lstm",
+        hidden_size: int = 16,
+        num_layers: int = 1,
+        k1: int = 4,
+        k2: int = 16,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        clip_norm: float | None = 1.0,
+        window: int = 16,
+        short_window: int = 10,
+        long_halflife: int = 1000,
+        grace_period: int = 100,
+        dtype: str = "float32",
+        device: str = "cpu",
+        seed: int | None = None,
+    ):
+        if isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 1:
+            raise ValueError(f"window must be a positive integer, got {window!r}")
+        self.window = window
+        super().__init__(cell, hidden_size, num_layers, k1, k2, optimizer, lr, clip_norm, short_window,
+                         long_halflife, grace_period, dtype, device, seed)
+        self._net = build_network(self, cell, "squared", input_size=1, output_size=window)
+        self._scaler = RunningScaler()
+        self._recent_z = np.zeros((window, 0))  # the window's scaled points, oldest first
+
+    @classmethod
+    def _unit_test_params(cls):
+        yield {"hidden_size": 4, "k2": 4, "window": 3, "grace_period": 5, "seed": 1}
+        yield {"cell": "rnn", "hidden_size": 3, "window": 2, "grace_period": 0}
+
+    def _grow(self, x: dict) -> None:
+        if self._features.register(x):
+            n = len(self._features)
+            self._scaler.grow(n)
+            self._recent_z = np.zeros((self.window, n))  # the window restarts
+            self._net.resize(input_size=max(n, self._net.input_size), output_size=self.window * n)
+
+    def _reconstruction_error(self, reconstruction: np.ndarray, window: np.ndarray) -> float:
+        e = reconstruction.astype(np.float64)[: window.size] - window.reshape(-1)
+        return math.log1p(math.sqrt(float(np.mean(e * e))))
+
+    def learn_one(self, x: dict) -> None:
+        if not self._complete(x):
+            self._n_skipped += 1
+            return
+        self._grow(x)
+        values = self._features.row(x)
+        if np.isnan(values).any():  # a known feature is absent
+            self._n_skipped += 1
+            return
+        z = self._scaler.transform(values[None, :], update=True)[0]
+        self._recent_z = np.vstack([self._recent_z[1:], z])
+        target = np.zeros(self._net.output_size)
+        target[: self._recent_z.size] = self._recent_z.reshape(-1)
+        reconstruction = self._net.learn(self._input_for(z), target)
+        S.record_raw(self._st, self._reconstruction_error(reconstruction, self._recent_z))
+        self._has_last = True
+
+    def _input_for(self, z: np.ndarray) -> np.ndarray:
+        u = np.zeros(self._net.input_size)
+        u[: len(z)] = z
+        return u
+
+    def score_one(self, x: dict) -> float:
+        values = self._values(x)
+        if values is None or self._st[S.S_SCORED] < max(self.grace_period, 1):
+            return 0.0
+        z = self._scaler.transform(values[None, :], update=False)[0]
+        window = np.vstack([self._recent_z[1:], z])
+        reconstruction = self._net.predict(self._input_for(z))
+        return S.likelihood(self._st, self._reconstruction_error(reconstruction, window))

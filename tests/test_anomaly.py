@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 from river import anomaly, compose, preprocessing
 
-from streamrnn.anomaly import PredictiveDetector
+from streamrnn.anomaly import PredictiveDetector, ReconstructionDetector
+
+DETECTORS = [PredictiveDetector, ReconstructionDetector]
 
 MODEL_CHECKS = (
     "check_repr", "check_str", "check_tags", "check_clone_same_class", "check_clone_is_idempotent",
@@ -25,9 +27,10 @@ def model_checks():
     their offline equivalents follow)."""
     from river.checks import common
 
-    for params in PredictiveDetector._unit_test_params():
-        for name in MODEL_CHECKS:
-            yield pytest.param(PredictiveDetector(**params), getattr(common, name), id=f"{name}-{len(params)}")
+    for cls in DETECTORS:
+        for params in cls._unit_test_params():
+            for name in MODEL_CHECKS:
+                yield pytest.param(cls(**params), getattr(common, name), id=f"{cls.__name__}-{name}-{len(params)}")
 
 
 @pytest.mark.parametrize("model,check", list(model_checks()))
@@ -57,8 +60,21 @@ def test_flags_a_spike_and_a_level_shift_above_everything_else(cell):
     assert scores[1400:1405].max() > normal
 
 
-def test_score_one_is_pure_and_learning_is_seeded():
-    a, b = PredictiveDetector(seed=3), PredictiveDetector(seed=3)
+def test_reconstruction_detector_flags_a_spike_above_everything_else():
+    detector = ReconstructionDetector(seed=0)
+    scores = []
+    for x in stream():
+        scores.append(detector.score_one(x))
+        detector.learn_one(x)
+    scores = np.array(scores)
+    assert np.all((scores >= 0) & (scores <= 1))
+    assert scores[1200:1205].max() > scores[300:1200].max()
+    assert detector._net.output_size == 16
+
+
+@pytest.mark.parametrize("cls", DETECTORS)
+def test_score_one_is_pure_and_learning_is_seeded(cls):
+    a, b = cls(seed=3), cls(seed=3)
     xs = stream(400)
     for x in xs:
         a.learn_one(x)
@@ -69,9 +85,10 @@ def test_score_one_is_pure_and_learning_is_seeded():
     assert s == a.score_one({"value": 2.0}) == b.score_one({"value": 2.0})
 
 
-def test_many_equals_one_at_a_time():
+@pytest.mark.parametrize("cls", DETECTORS)
+def test_many_equals_one_at_a_time(cls):
     xs = stream(300)
-    one, many = PredictiveDetector(seed=1), PredictiveDetector(seed=1)
+    one, many = cls(seed=1), cls(seed=1)
     for x in xs:
         one.learn_one(x)
     frame = pd.DataFrame(xs)
@@ -81,8 +98,9 @@ def test_many_equals_one_at_a_time():
     np.testing.assert_array_equal(many.score_many(queries), [one.score_one({"value": v}) for v in [0.0, 1.0, 5.0]])
 
 
-def test_missing_and_bad_values():
-    detector = PredictiveDetector(seed=0, grace_period=0)
+@pytest.mark.parametrize("cls", DETECTORS)
+def test_missing_and_bad_values(cls):
+    detector = cls(seed=0, grace_period=0)
     for x in stream(200):
         detector.learn_one(x)
     params = detector._net.state_dict()
@@ -99,18 +117,20 @@ def test_missing_and_bad_values():
     with pytest.raises(ValueError, match="x must be a dict"):
         detector.score_one([1.0])
     with pytest.raises(ValueError, match="short_window must be a positive integer"):
-        PredictiveDetector(short_window=0)
+        cls(short_window=0)
 
 
-def test_multivariate_and_emerging_features():
-    detector = PredictiveDetector(seed=0, grace_period=10)
+@pytest.mark.parametrize("cls", DETECTORS)
+def test_multivariate_and_emerging_features(cls):
+    detector = cls(seed=0, grace_period=10)
     rng = np.random.default_rng(0)
     for t in range(300):
         x = {"a": math.sin(t / 7) + 0.01 * rng.normal()}
         if t >= 100:
             x["b"] = math.cos(t / 5)
         detector.learn_one(x)
-    assert detector._net.input_size == 2 and detector._net.output_size == 2
+    assert detector._net.input_size == 2
+    assert detector._net.output_size == 2 * getattr(detector, "window", 1)
     usual = detector.score_one({"a": math.sin(300 / 7), "b": math.cos(300 / 5)})
     odd = detector.score_one({"a": math.sin(300 / 7), "b": 5.0})
     assert odd > usual

@@ -82,19 +82,15 @@ def score(st, values, z):
 
 
 @njit(**_JIT)
-def record(st, values, z):
-    """Score ``values`` (their scaled changes into ``z``), then add them to
-    the statistics: the raw score to the ring and the long-run moments, the
-    change to the sums of squares; ``values`` become the last ones. Returns
-    the raw score."""
-    F = values.shape[0]
-    raw = scaled_changes(st, values, z)
+def record_raw(st, raw):
+    """Add a raw score to the ring of recent ones and to the long-run mean
+    and variance (a running mean at first, exponentially weighted once past
+    the half-life)."""
     k = int(st[S_WINDOW])
     pos = int(st[S_POS])
     st[HEAD + pos] = raw
     st[S_POS] = (pos + 1) % k
     if st[S_SCORED] > 0:
-        # a running mean at first, exponentially weighted once past the half-life
         alpha = max(st[S_ALPHA], 1.0 / (st[S_SCORED] + 1.0))
         delta = raw - st[S_MEAN]
         st[S_MEAN] += alpha * delta
@@ -103,6 +99,16 @@ def record(st, values, z):
         st[S_MEAN] = raw
         st[S_VAR] = 0.0
     st[S_SCORED] += 1
+
+
+@njit(**_JIT)
+def record(st, values, z):
+    """Score ``values`` (their scaled changes into ``z``), then add them to
+    the statistics: the raw score with :func:`record_raw`, the change to the
+    sums of squares; ``values`` become the last ones. Returns the raw score."""
+    F = values.shape[0]
+    raw = scaled_changes(st, values, z)
+    record_raw(st, raw)
     last, sum_sq, _ = _blocks(st, F)
     for j in range(F):
         d = values[j] - last[j]
