@@ -29,14 +29,15 @@ class PredictiveDetector(AnomalyDetector):
     root mean square) and predicts the next ones; it learns from every point.
     A point's raw score is the logarithm of one plus the root mean square of
     its prediction errors (errors are heavy-tailed; their logarithm is
-    closer to normal). The anomaly score is a tail probability under a
-    normal law fitted to the raw scores' long-run mean and variance (a
-    running mean, exponentially weighted past ``long_halflife`` points), as
-    Numenta's anomaly likelihood: that of a smaller deviation than the larger
-    of the current raw score's and that of the mean of the last
-    ``short_window`` raw scores (in its own standard error). It nears 1 for a
-    spike or a sustained rise of the errors, and one threshold means the same
-    on every series.
+    closer to normal). The anomaly score comes from a tail probability Q
+    under a normal law fitted to the raw scores' long-run mean and variance
+    (a running mean, exponentially weighted past ``long_halflife`` points),
+    as Numenta's anomaly likelihood: the probability of a larger deviation
+    than the larger of the current raw score's and that of the mean of the
+    last ``short_window`` raw scores (in its own standard error). The score
+    is ``-log10(Q) / 30``, capped at 1: 0.1 for Q = 1e-3, 0.2 for Q = 1e-6,
+    near 0 for usual points; so one threshold means the same tail
+    probability on every series, and extreme points stay ordered.
 
     Parameters
     ----------

@@ -138,7 +138,7 @@ def test_multivariate_and_emerging_features(cls):
 
 def test_works_under_river_filters_and_in_a_pipeline():
     quantile = anomaly.QuantileFilter(PredictiveDetector(seed=0), q=0.995)
-    threshold = anomaly.ThresholdFilter(PredictiveDetector(seed=0), threshold=0.9999)
+    threshold = anomaly.ThresholdFilter(PredictiveDetector(seed=0), threshold=0.2)  # Q = 1e-6
     pipeline = compose.Pipeline(preprocessing.StandardScaler(), PredictiveDetector(seed=0))
     flags_q, flags_t = [], []
     for i, x in enumerate(stream()):

@@ -55,11 +55,13 @@ def scaled_changes(st, values, z):
 
 @njit(**_JIT)
 def likelihood(st, raw):
-    """The normal probability, under the long-run mean and variance of the
-    raw scores, of a smaller surprise than the larger of two: ``raw`` itself,
-    and the mean of ``raw`` with the ring's last ``k - 1`` raw scores (whose
-    standard deviation is the raw scores' over the square root of their
-    number). The first catches a spike, the second a sustained drift."""
+    """The anomaly score: the normal tail probability, under the long-run
+    mean and variance of the raw scores, beyond the larger of two
+    deviations: of ``raw`` itself, and of the mean of ``raw`` with the ring's
+    last ``k - 1`` raw scores (whose standard deviation is the raw scores'
+    over the square root of their number), as a log-likelihood
+    (:func:`log_likelihood`). The first catches a spike, the second a
+    sustained drift."""
     k = int(st[S_WINDOW])
     m = min(int(st[S_SCORED]), k - 1)
     total = raw
@@ -69,10 +71,24 @@ def likelihood(st, raw):
     recent = total / (m + 1)
     mean, var = st[S_MEAN], st[S_VAR]
     if var <= 0:
-        return 0.5 if max(raw, recent) <= mean else 1.0
+        return log_likelihood(0.0 if max(raw, recent) <= mean else 1e3)
     sd = math.sqrt(var)
     z = max((raw - mean) / sd, (recent - mean) * math.sqrt(m + 1.0) / sd)
-    return 0.5 * math.erfc(-z / math.sqrt(2.0))
+    return log_likelihood(z)
+
+
+@njit(inline="always")
+def log_likelihood(z):
+    """``-log10`` of the normal tail probability beyond ``z``, over 30 and
+    capped at 1: monotone in the probability, 1 for a tail probability of
+    1e-30 or less, and without the ties at 1.0 that the probability itself
+    reaches once ``z`` passes 8. (Numenta's detectors report a log-likelihood
+    the same way.)"""
+    if z < 35.0:
+        log_tail = math.log(0.5 * math.erfc(z / math.sqrt(2.0)))
+    else:  # the asymptotic tail, where erfc underflows
+        log_tail = -0.5 * z * z - math.log(z * math.sqrt(2.0 * math.pi))
+    return min(-log_tail / (30.0 * math.log(10.0)), 1.0)
 
 
 @njit(**_JIT)

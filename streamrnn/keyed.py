@@ -1,0 +1,84 @@
+"""Per-key River estimators: one forecaster or anomaly detector per series,
+for a River user streaming ``(key, value)`` rows."""
+
+from __future__ import annotations
+
+from river import base
+
+
+class _Keyed:
+    """One clone of ``template`` per key, the n-th key's seeded ``seed + n``
+    when the template has a ``seed`` (so runs repeat exactly)."""
+
+    def __init__(self, template: base.Estimator, seed: int | None = None):
+        self.template = template
+        self.seed = seed
+        self._models: dict = {}
+
+    def _model(self, key):
+        model = self._models.get(key)
+        if model is None:
+            params = {}
+            if self.seed is not None and "seed" in self.template._get_params():
+                params["seed"] = self.seed + len(self._models)
+            model = self.template.clone(params)
+            self._models[key] = model
+        return model
+
+    def _peek(self, key):
+        """The key's model, or, for an unseen key, the one it would get
+        (not registered)."""
+        if key in self._models:
+            return self._models[key]
+        model = self._model(key)
+        del self._models[key]
+        return model
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def __contains__(self, key) -> bool:
+        return key in self._models
+
+    @property
+    def keys(self) -> list:
+        return list(self._models)
+
+    def __getitem__(self, key):
+        return self._models[key]
+
+    def evict(self, keys) -> None:
+        for key in keys:
+            del self._models[key]
+
+
+class KeyedForecaster(_Keyed):
+    """A River forecaster per key.
+
+    Examples
+    --------
+    >>> from streamrnn import GRUForecaster
+    >>> from streamrnn.keyed import KeyedForecaster
+    >>> bank = KeyedForecaster(GRUForecaster(hidden_size=8), seed=0)
+    >>> for t in range(30):
+    ...     bank.learn_one("north", 10.0 + t)
+    ...     bank.learn_one("south", 50.0 - t)
+    >>> [round(v) for v in bank.forecast("north", 2)], [round(v) for v in bank.forecast("south", 2)]
+    ([39, 39], [21, 21])
+    """
+
+    def learn_one(self, key, y: float, x: dict | None = None) -> None:
+        self._model(key).learn_one(y, x)
+
+    def forecast(self, key, horizon: int, xs=None) -> list[float]:
+        return self._peek(key).forecast(horizon, xs)
+
+
+class KeyedDetector(_Keyed):
+    """A River anomaly detector per key."""
+
+    def learn_one(self, key, x: dict) -> None:
+        self._model(key).learn_one(x)
+
+    def score_one(self, key, x: dict) -> float:
+        return self._peek(key).score_one(x)

@@ -1,0 +1,36 @@
+"""Per-key River estimators."""
+
+import pickle
+
+import pytest
+
+from streamrnn import LSTMForecaster
+from streamrnn.anomaly import PredictiveDetector
+from streamrnn.keyed import KeyedDetector, KeyedForecaster
+
+
+def test_keyed_forecaster_equals_separate_forecasters():
+    bank = KeyedForecaster(LSTMForecaster(hidden_size=6), seed=5)
+    alone = {"a": LSTMForecaster(hidden_size=6, seed=5), "b": LSTMForecaster(hidden_size=6, seed=6)}
+    for t in range(60):
+        for key, y in (("a", float(t % 7)), ("b", float(t % 5) * 2)):
+            bank.learn_one(key, y)
+            alone[key].learn_one(y)
+    for key in ("a", "b"):
+        assert bank.forecast(key, 4) == alone[key].forecast(4)
+    before = pickle.dumps(bank)
+    assert bank.forecast("new", 3) == [0.0, 0.0, 0.0]  # an unseen key: the model it would get
+    assert pickle.dumps(bank) == before and "new" not in bank
+    bank.evict(["a"])
+    assert bank.keys == ["b"] and len(bank) == 1
+
+
+def test_keyed_detector_scores_each_series_on_its_own():
+    bank = KeyedDetector(PredictiveDetector(hidden_size=4, grace_period=10), seed=0)
+    for t in range(200):
+        bank.learn_one("flat", {"v": 1.0 + 0.01 * (t % 3)})
+        bank.learn_one("wavy", {"v": float(t % 10)})
+    assert bank.score_one("flat", {"v": 9.0}) > bank.score_one("wavy", {"v": 9.0})
+    assert bank["flat"].seed == 0 and bank["wavy"].seed == 1
+    with pytest.raises(KeyError):
+        bank["none"]
