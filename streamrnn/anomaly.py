@@ -96,11 +96,8 @@ class PredictiveDetector(AnomalyDetector):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if isinstance(grace_period, bool) or not isinstance(grace_period, numbers.Integral) or grace_period < 0:
             raise ValueError(f"grace_period must be a non-negative integer, got {grace_period!r}")
-        self._net = build_network(self, cell, "squared", input_size=1, output_size=1)
-        start = self._net.state_dict()  # zero head: the first predictions are "no change"
-        start["head.weight"][:] = 0.0
-        start["head.bias"][:] = 0.0
-        self._net.load_state_dict(start)
+        # zero head: the first predictions are "no change"
+        self._net = build_network(self, cell, "squared", input_size=1, output_size=1, zero_head=True)
         self._features = FeatureSpace()
         self._st = self._new_state(0)
         self._has_last = False

@@ -12,10 +12,12 @@ from .features import FeatureSpace, RunningScaler, first_appearances
 from .learner import OnlineRNN
 
 
-def build_network(owner, cell: str, loss: str, input_size: int, output_size: int) -> OnlineRNN:
+def build_network(owner, cell: str, loss: str, input_size: int, output_size: int, zero_head: bool = False) -> OnlineRNN:
     """The :class:`OnlineRNN` of an estimator, from the network arguments it
-    stores under their own names."""
-    return OnlineRNN(
+    stores under their own names. With ``zero_head`` the linear head starts
+    at zero, so an untrained network outputs zeros (a residual learner then
+    starts from its base forecast)."""
+    net = OnlineRNN(
         cell=cell,
         input_size=input_size,
         hidden_size=owner.hidden_size,
@@ -31,6 +33,12 @@ def build_network(owner, cell: str, loss: str, input_size: int, output_size: int
         device=owner.device,
         seed=owner.seed,
     )
+    if zero_head:
+        start = net.state_dict()
+        start["head.weight"][:] = 0.0
+        start["head.bias"][:] = 0.0
+        net.load_state_dict(start)
+    return net
 
 
 class RecurrentEstimator:

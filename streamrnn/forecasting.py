@@ -125,11 +125,8 @@ class RecurrentForecaster(Forecaster):
         if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, numbers.Integral) or horizon < 1):
             raise ValueError(f"horizon must be a positive integer or None, got {horizon!r}")
         self._outputs = 1 if horizon is None else int(horizon)
-        self._net = build_network(self, self._cell, loss, input_size=N_BASE_INPUTS, output_size=self._outputs)
-        start = self._net.state_dict()  # the head starts at zero: forecasts start at the base
-        start["head.weight"][:] = 0.0
-        start["head.bias"][:] = 0.0
-        self._net.load_state_dict(start)
+        # the head starts at zero: forecasts start at the base
+        self._net = build_network(self, self._cell, loss, N_BASE_INPUTS, self._outputs, zero_head=True)
         self._features = FeatureSpace()
         self._x_scaler = RunningScaler()
         self._last: float | None = None  # last value, original scale
