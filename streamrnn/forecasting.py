@@ -46,8 +46,9 @@ N_BASE_INPUTS = 2  # previous surprise, surprise one period before the target
 
 
 def _as_datetime(when: dt.date) -> dt.datetime:
+    """A date as the datetime of its midnight; datetimes unchanged."""
     if isinstance(when, dt.datetime):
-        return when.replace(tzinfo=None) if when.tzinfo is None else when
+        return when
     return dt.datetime(when.year, when.month, when.day)
 
 
