@@ -231,7 +231,10 @@ class RecurrentForecaster(Forecaster):
                 if self._first_time is None:
                     self._first_time = when
                 else:
-                    seconds = (_as_datetime(when) - _as_datetime(self._first_time)).total_seconds()
+                    try:
+                        seconds = (_as_datetime(when) - _as_datetime(self._first_time)).total_seconds()
+                    except TypeError:  # one date aware of its time zone, the other not
+                        return
                     period = calendar_period(seconds)
                     if period is not None:
                         self._set_period(period, "calendar")
