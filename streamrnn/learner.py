@@ -12,6 +12,7 @@ from .kernels import recurrent as K
 from .network import NetworkShape, build_layout, init_parameters, parameter_names, parameter_views
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
+_predict_one, _learn_one = K.predict_one, K.learn_one  # module globals: one lookup less per call
 
 
 def _positive_int(name, value):
@@ -215,6 +216,7 @@ class OnlineRNN:
 
     def _allocate(self, shape: NetworkShape) -> None:
         self._shape = shape
+        self._in_shape, self._out_shape = (shape.input_size,), (shape.output_size,)
         self._lay = build_layout(shape)
         self._ctr = np.zeros(L.N_CTR, dtype=np.int64)
         self._buf = np.zeros(self._lay[L.L_BUF], dtype=self._np_dtype)
@@ -293,9 +295,13 @@ class OnlineRNN:
     def predict(self, x) -> np.ndarray:
         """The prediction for ``x`` (shape ``(input_size,)``) from the carried
         state; changes no state. NaN if ``x`` is not finite."""
-        x = self._vector(x, self._shape.input_size, "x")
-        out = np.empty(self._shape.output_size, self._np_dtype)
-        K.predict_one(self._lay, self._buf, x, out)
+        # the common case inline: a C-contiguous vector of the model dtype
+        if type(x) is not np.ndarray or x.dtype is not self._np_dtype or x.shape != self._in_shape:
+            x = self._vector(x, self._shape.input_size, "x")
+        elif not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x)
+        out = np.empty(self._out_shape, self._np_dtype)
+        _predict_one(self._lay, self._buf, x, out)
         return out
 
     def predict_many(self, X) -> np.ndarray:
@@ -333,10 +339,16 @@ class OnlineRNN:
 
     def learn(self, x, y) -> np.ndarray:
         """Learn from one sample; returns the prediction made before the update."""
-        x = self._vector(x, self._shape.input_size, "x")
-        y = self._vector(y, self._shape.output_size, "y")
-        out = np.empty(self._shape.output_size, self._np_dtype)
-        K.learn_one(self._lay, self._ctr, self._buf, x, y, out)
+        if type(x) is not np.ndarray or x.dtype is not self._np_dtype or x.shape != self._in_shape:
+            x = self._vector(x, self._shape.input_size, "x")
+        elif not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x)
+        if type(y) is not np.ndarray or y.dtype is not self._np_dtype or y.shape != self._out_shape:
+            y = self._vector(y, self._shape.output_size, "y")
+        elif not y.flags.c_contiguous:
+            y = np.ascontiguousarray(y)
+        out = np.empty(self._out_shape, self._np_dtype)
+        _learn_one(self._lay, self._ctr, self._buf, x, y, out)
         return out
 
     def learn_many(self, X, Y) -> np.ndarray:
