@@ -193,10 +193,6 @@ class PredictiveDetector(AnomalyDetector):
         """Points not learned because a value was missing or infinite."""
         return self._n_skipped
 
-    @property
-    def n_learned(self) -> int:
-        return self._net.n_steps
-
 
 class ReconstructionDetector(PredictiveDetector):
     """Scores each point by how badly a recurrent autoencoder reconstructs the

@@ -4,7 +4,6 @@ results."""
 
 import math
 
-import numpy as np
 from numba import njit
 
 from .. import config
