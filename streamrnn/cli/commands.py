@@ -1,0 +1,316 @@
+"""The ``forecast`` and ``detect`` commands: one model per target (and per
+key), learning from every row and writing one output row per input row."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+from typing import TextIO
+
+from .rows import CommandError, CSVInput, format_number, parse_time
+
+CELLS = ("lstm", "gru", "rnn")
+# Default alarm level of ``detect``: a tail probability of about 1e-6 (see
+# PredictiveDetector: the score is -log10(Q) / 30).
+DEFAULT_THRESHOLD = 0.2
+
+
+def _model_params(args: argparse.Namespace) -> dict:
+    params = {"seed": args.seed, "device": args.device}
+    if args.hidden_size is not None:
+        params["hidden_size"] = args.hidden_size
+    return params
+
+
+def _load(path: str, kind: type):
+    from ..persistence import load
+
+    try:
+        model = load(path)
+    except FileNotFoundError:
+        raise CommandError(f"--load: no such file: {path}") from None
+    except ValueError as error:
+        raise CommandError(f"--load: {error}") from None
+    if not isinstance(model, kind):
+        raise CommandError(f"--load: {path} holds a {type(model).__name__}, not a model of this command")
+    return model
+
+
+def _save(model, path: str) -> None:
+    from ..persistence import save
+
+    try:
+        save(model, path)
+    except OSError as error:
+        raise CommandError(f"--save: cannot write {path}: {error}") from None
+
+
+class _Progress:
+    """A tqdm bar on stderr counting rows, or nothing."""
+
+    def __init__(self, enabled: bool, stderr: TextIO):
+        self._bar = None
+        if enabled:
+            try:
+                from tqdm import tqdm
+            except ImportError:  # optional: pip install streamrnn[progress]
+                return
+            self._bar = tqdm(unit=" rows", file=stderr, mininterval=0.5, leave=False)
+
+    def update(self) -> None:
+        if self._bar is not None:
+            self._bar.update()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+class _Run:
+    """What the two commands share: the input, the output, progress, the
+    plot series and saving."""
+
+    def __init__(self, args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
+                 stdout: TextIO, stderr: TextIO):
+        self.args = args
+        self.targets = list(dict.fromkeys(args.target))
+        required = self.targets + [c for c in (args.time, args.key) if c]
+        self.rows = CSVInput(stream, name, required)
+        self.piped = piped
+        self.stdout = stdout
+        self.writer = csv.writer(stdout, lineterminator="\n")
+        self.progress = _Progress(not piped and not args.no_progress, stderr)
+        self.echo = [c for c in (args.time, args.key) if c]
+        self.plot_key = None
+        self.last_time: dict = {}
+        self.step: dict = {}
+
+    def write(self, fields: list) -> None:
+        self.writer.writerow(fields)
+        if self.piped:
+            self.stdout.flush()
+        self.progress.update()
+
+    def key_of(self, fields: list[str]):
+        return self.rows.text(fields, self.args.key) if self.args.key else None
+
+    def time_of(self, fields: list[str], key) -> dt.datetime | None:
+        """The row's date-time (when ``--time`` parses as one) and remembers
+        the spacing of the key's rows, to date the forecast steps."""
+        if not self.args.time:
+            return None
+        when = parse_time(self.rows.text(fields, self.args.time))
+        if when is not None:
+            last = self.last_time.get(key)
+            if last is not None:
+                try:
+                    if when > last:
+                        self.step[key] = when - last
+                except TypeError:  # naive and aware times mixed
+                    pass
+            self.last_time[key] = when
+        return when
+
+    def future_times(self, key, when: dt.datetime | None, horizon: int) -> list[dict] | None:
+        step = self.step.get(key)
+        if when is None or step is None:
+            return None
+        return [{"time": when + k * step} for k in range(1, horizon + 1)]
+
+    def finish(self, model) -> None:
+        self.progress.close()
+        self.stdout.flush()
+        if self.args.save:
+            _save(model, self.args.save)
+
+
+def forecast(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
+             stdout: TextIO, stderr: TextIO) -> int:
+    """``streamrnn forecast``: for each row, learn each target's value, then
+    forecast its next ``--horizon`` values."""
+    from .. import forecasting
+    from ..keyed import KeyedForecaster
+
+    H = args.horizon
+    if H < 1:
+        raise CommandError("--horizon must be a positive integer", status=2)
+    if args.load:
+        model = _load(args.load, KeyedForecaster)
+    else:
+        cls = {"lstm": forecasting.LSTMForecaster, "gru": forecasting.GRUForecaster,
+               "rnn": forecasting.RNNForecaster}[args.model]
+        params = _model_params(args)
+        if args.direct:
+            params["horizon"] = H
+        model = KeyedForecaster(cls(**{k: v for k, v in params.items() if k != "seed"}), seed=args.seed)
+    run = _Run(args, stream, name, piped, stdout, stderr)
+    run.writer.writerow(run.echo + [f"{t}+{k}" for t in run.targets for k in range(1, H + 1)])
+    plotted: dict = {"actual": [], "predicted": [], "index": [], "future": None}
+    try:
+        for row, fields in run.rows:
+            key = run.key_of(fields)
+            when = run.time_of(fields, key)
+            x = {"time": when} if when is not None else None
+            xs = run.future_times(key, when, H)
+            out = [run.rows.text(fields, c) for c in run.echo]
+            for target in run.targets:
+                y = run.rows.number(fields, target, row)
+                series = target if key is None else (key, target)
+                if y is not None:
+                    model.learn_one(series, y, x)
+                out.extend(model.forecast(series, H, xs) if series in model else [float("nan")] * H)
+            if args.plot:
+                if run.plot_key is None:
+                    run.plot_key = key
+                if key == run.plot_key:
+                    first = out[len(run.echo):len(run.echo) + H]
+                    plotted["actual"].append(run.rows.number(fields, run.targets[0], row))
+                    plotted["predicted"].append(first[0])
+                    plotted["index"].append(when if when is not None else row)
+                    plotted["future"] = first
+            run.write(out[: len(run.echo)] + [format_number(v) for v in out[len(run.echo):]])
+    except (KeyboardInterrupt, BrokenPipeError):
+        run.finish(model)  # keep what was learned
+        raise
+    except BaseException:
+        run.progress.close()
+        raise
+    run.finish(model)
+    if args.plot:
+        _plot_forecast(plotted, run.targets[0], run.plot_key, H, args.plot)
+    return 0
+
+
+def _plot_forecast(plotted: dict, target: str, key, horizon: int, path: str) -> None:
+    import numpy as np
+
+    from .. import plot
+
+    actual = np.array([np.nan if v is None else v for v in plotted["actual"]], dtype=float)
+    # the forecast for row t was made at row t - 1
+    predicted = np.concatenate([[np.nan], np.array(plotted["predicted"][:-1], dtype=float)])
+    index = plotted["index"]
+    future_index = None
+    if all(isinstance(v, dt.datetime) for v in index[-2:]) and len(index) >= 2:
+        step = index[-1] - index[-2]
+        future_index = [index[-1] + k * step for k in range(1, horizon + 1)]
+    title = f"{target}" + (f" ({key})" if key is not None else "") + f": forecasts, horizon {horizon}"
+    ax = plot.forecast(actual, predicted, index=index, future=plotted["future"],
+                       future_index=future_index, title=title)
+    _save_figure(ax, path)
+
+
+def _save_figure(ax, path: str) -> None:
+    try:
+        ax.figure.savefig(path, dpi=110, bbox_inches="tight")
+    except OSError as error:
+        raise CommandError(f"--plot: cannot write {path}: {error}") from None
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(ax.figure)
+
+
+def detect(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
+           stdout: TextIO, stderr: TextIO) -> int:
+    """``streamrnn detect``: for each row, score the targets' values (one
+    detector per key, every target a feature), flag the score, then learn."""
+    from .. import anomaly
+    from ..keyed import KeyedDetector
+
+    if args.quantile is not None and not 0.0 < args.quantile < 1.0:
+        raise CommandError("--quantile must lie strictly between 0 and 1", status=2)
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise CommandError("--threshold must lie between 0 and 1", status=2)
+    if args.load:
+        model = _load(args.load, KeyedDetector)
+    else:
+        params = _model_params(args)
+        params.pop("seed")
+        model = KeyedDetector(anomaly.PredictiveDetector(cell=args.model, **params), seed=args.seed)
+    quantiles: dict = {}
+    threshold = args.threshold if args.threshold is not None else DEFAULT_THRESHOLD
+    run = _Run(args, stream, name, piped, stdout, stderr)
+    run.writer.writerow(run.echo + ["score", "is_anomaly"])
+    plotted: dict = {"score": [], "flag": [], "value": [], "index": []}
+    try:
+        for row, fields in run.rows:
+            key = run.key_of(fields)
+            when = run.time_of(fields, key)
+            x = {t: run.rows.number(fields, t, row) for t in run.targets}
+            score = model.score_one(key, x)
+            if args.quantile is not None:
+                flag = _above_quantile(quantiles, key, score, args.quantile)
+            else:
+                flag = score >= threshold
+            model.learn_one(key, x)
+            if args.plot:
+                if run.plot_key is None:
+                    run.plot_key = key
+                if key == run.plot_key:
+                    plotted["score"].append(score)
+                    plotted["flag"].append(flag)
+                    plotted["value"].append(x[run.targets[0]])
+                    plotted["index"].append(when if when is not None else row)
+            run.write([run.rows.text(fields, c) for c in run.echo] + [format_number(score), int(flag)])
+    except (KeyboardInterrupt, BrokenPipeError):
+        run.finish(model)  # keep what was learned
+        raise
+    except BaseException:
+        run.progress.close()
+        raise
+    run.finish(model)
+    if args.plot:
+        import numpy as np
+
+        from .. import plot
+
+        title = f"{', '.join(run.targets)}" + (f" ({run.plot_key})" if run.plot_key is not None else "")
+        ax = plot.anomalies(
+            np.array(plotted["score"]), threshold=None if args.quantile is not None else threshold,
+            flags=np.array(plotted["flag"], dtype=bool),
+            values=np.array([np.nan if v is None else v for v in plotted["value"]], dtype=float),
+            index=plotted["index"], title=f"{title}: anomaly score",
+        )
+        _save_figure(ax, args.plot)
+    return 0
+
+
+def _above_quantile(quantiles: dict, key, score: float, q: float) -> bool:
+    """Whether ``score`` exceeds the ``q`` quantile of the key's earlier
+    scores (River's running quantile); then adds it to them."""
+    from river import stats
+
+    quantile = quantiles.get(key)
+    if quantile is None:
+        quantile = quantiles[key] = stats.Quantile(q)
+    level = quantile.get()
+    quantile.update(score)
+    return level is not None and score > level
+
+
+def open_input(path: str, stdin: TextIO) -> tuple[TextIO, str, bool]:
+    """The stream, its name and whether it is a pipe (answered row by row)."""
+    if path == "-":
+        return stdin, "<stdin>", True
+    try:
+        return open(path, newline="", encoding="utf-8"), path, False
+    except FileNotFoundError:
+        raise CommandError(f"no such file: {path}", status=2) from None
+    except OSError as error:
+        raise CommandError(f"cannot read {path}: {error}", status=2) from None
+
+
+COMMANDS = {"forecast": forecast, "detect": detect}
+
+
+def run_command(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+    stream, name, piped = open_input(args.file, stdin)
+    try:
+        return COMMANDS[args.command](args, stream, name, piped, stdout, stderr)
+    finally:
+        if stream is not stdin:
+            stream.close()
+
+

@@ -1,0 +1,101 @@
+"""``streamrnn demo``: forecasting and anomaly detection on River's bundled
+WaterFlow series (hourly flow through a pipeline branch, with four known
+anomalous segments: three low-value moments and one pumping peak)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TextIO
+
+import numpy as np
+
+from .commands import DEFAULT_THRESHOLD
+
+HORIZON = 12
+
+
+def flagged_segments(flags: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, end)`` index pairs (end exclusive) of the runs of True.
+
+    >>> flagged_segments(np.array([0, 1, 1, 0, 1], dtype=bool))
+    [(1, 3), (4, 5)]
+    """
+    edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
+def demo(args: argparse.Namespace, stdout: TextIO) -> int:
+    from river import datasets
+
+    from ..anomaly import PredictiveDetector
+    from ..forecasting import LSTMForecaster
+
+    rows = list(datasets.WaterFlow())
+    times = [x["Time"] for x, _ in rows]
+    y = np.array([v for _, v in rows], dtype=float)
+    n = len(y)
+    out = lambda text="": print(text, file=stdout)  # noqa: E731
+    out(f"WaterFlow: {n} hourly values, {times[0]:%Y-%m-%d} to {times[-1]:%Y-%m-%d} (River's bundled data set)")
+
+    # forecasting: learn y[t], then forecast y[t+1..t+12] (honest protocol)
+    model = LSTMForecaster(seed=args.seed)
+    errors = np.full((n, HORIZON), np.nan)
+    naive = np.full((n, HORIZON), np.nan)
+    one_step = np.full(n, np.nan)
+    for t in range(n):
+        model.learn_one(y[t], {"Time": times[t]})
+        steps = min(HORIZON, n - 1 - t)
+        if steps == 0:
+            future = model.forecast(HORIZON, [{"Time": times[t] + (k + 1) * (times[t] - times[t - 1])}
+                                              for k in range(HORIZON)])
+            break
+        step = times[t] - times[t - 1] if t else times[1] - times[0]
+        f = np.array(model.forecast(HORIZON, [{"Time": times[t] + (k + 1) * step} for k in range(HORIZON)]))
+        errors[t, :steps] = np.abs(f[:steps] - y[t + 1 : t + 1 + steps])
+        naive[t, :steps] = np.abs(y[t] - y[t + 1 : t + 1 + steps])
+        one_step[t + 1] = f[0]
+    scored = slice(HORIZON, None)  # after a first half-day of learning
+    out(f"\nForecasting with LSTMForecaster(seed={args.seed}), learning every value then forecasting "
+        f"{HORIZON} h ahead:")
+    out(f"  {'':<14}{'MAE +1':>10}{'MAE +12':>10}{'MAE mean':>10}")
+    for name, e in (("LSTMForecaster", errors), ("persistence", naive)):
+        e = e[scored]
+        out(f"  {name:<14}{np.nanmean(e[:, 0]):>10.3f}{np.nanmean(e[:, -1]):>10.3f}{np.nanmean(e):>10.3f}")
+
+    # anomaly detection: score each value before learning it
+    detector = PredictiveDetector(seed=args.seed)
+    scores = np.empty(n)
+    for t in range(n):
+        x = {"flow": y[t]}
+        scores[t] = detector.score_one(x)
+        detector.learn_one(x)
+    flags = scores >= DEFAULT_THRESHOLD
+    segments = flagged_segments(flags)
+    out(f"\nAnomaly detection with PredictiveDetector(seed={args.seed}), threshold {DEFAULT_THRESHOLD}: "
+        f"{int(flags.sum())} flagged hours in {len(segments)} segments")
+    strongest = sorted(segments, key=lambda s: -scores[s[0] : s[1]].max())[:6]
+    for start, end in sorted(strongest):
+        out(f"  {times[start]:%Y-%m-%d %H:%M}  {end - start:>3} h  flow {y[start:end].min():7.2f} .. "
+            f"{y[start:end].max():7.2f}  peak score {scores[start:end].max():.3f}")
+
+    if not args.no_plot:
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            out("\n(no plot: matplotlib is not installed; pip install streamrnn[plot])")
+            return 0
+        from .. import plot
+
+        fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 7), sharex=True)
+        plot.forecast(y, one_step, index=times, future=future, ax=top,
+                      title=f"WaterFlow: one-step forecasts and the last {HORIZON}-hour forecast")
+        plot.anomalies(scores, threshold=DEFAULT_THRESHOLD, flags=flags, values=y, index=times, ax=bottom,
+                       title="PredictiveDetector anomaly score")
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=110)
+        plt.close(fig)
+        out(f"\nPlot written to {args.plot}")
+    return 0
