@@ -1,6 +1,7 @@
 """streamrnn: recurrent networks that learn online, in Numba kernels, behind River's API."""
 
 from .bank import ModelBank
+from .shared_bank import SharedWeightsBank
 from .classification import GRUClassifier, LSTMClassifier, RNNClassifier
 from .forecasting import GRUForecaster, LSTMForecaster, RNNForecaster
 from .learner import OnlineRNN
@@ -20,5 +21,6 @@ __all__ = [
     "RNNClassifier",
     "RNNForecaster",
     "RNNRegressor",
+    "SharedWeightsBank",
     "__version__",
 ]

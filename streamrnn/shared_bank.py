@@ -1,0 +1,270 @@
+"""``SharedWeightsBank``: one online recurrent model learning from many series
+at once, each series keeping its own hidden state and TBPTT window."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .bank import ModelBank, _factorize
+from .kernels import layout as L
+from .kernels import shared_weights as K
+from .learner import OnlineRNN
+
+SNAPSHOT_VERSION = 1
+_ALIGN = 16  # elements: series regions start on 64-byte boundaries in float32
+
+
+class SharedWeightsBank(ModelBank):
+    """One :class:`~streamrnn.OnlineRNN` (one set of weights and optimizer
+    state) trained on many series, addressed by any hashable key, each
+    series with its own carried state and TBPTT window.
+
+    Every row ``(key, x, y)`` is a step of its key's series: the network
+    runs from that series' state, the step enters that series' window, and
+    every ``k1`` steps of a series the shared weights take a TBPTT update
+    over its window. Rows are processed in arrival order, so a bank fed the
+    rows of one series equals ``OnlineRNN(**config, seed=seed)`` bit for
+    bit, and results never depend on the number of threads. Suits many
+    short or similar series (a fleet of sensors of one kind), where one
+    model per key would see too little data.
+
+    Parameters
+    ----------
+    seed
+        Seed of the shared weights.
+    max_idle
+        If set, keys not seen in this many batches are evicted after each
+        ``learn_many`` (their state and window are forgotten).
+    capacity
+        Series allocated at first (doubled as needed).
+    **config
+        :class:`~streamrnn.OnlineRNN` arguments.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from streamrnn import SharedWeightsBank
+    >>> bank = SharedWeightsBank(cell="gru", hidden_size=8, k1=2, k2=4, seed=0)
+    >>> keys = ["pump-1", "pump-2", "pump-1", "pump-2"]
+    >>> X = np.array([[0.1], [0.5], [0.2], [0.4]]); Y = np.array([[0.2], [0.4], [0.3], [0.3]])
+    >>> out = bank.learn_many(keys, X, Y)
+    >>> len(bank), bank.n_updates  # each series completed one window of k1 = 2 steps
+    (2, 2)
+    """
+
+    def __init__(self, seed: int | None = None, max_idle: int | None = None, capacity: int = 16, **config):
+        if max_idle is not None and (isinstance(max_idle, bool) or not isinstance(max_idle, numbers.Integral)
+                                     or max_idle < 1):
+            raise ValueError(f"max_idle must be a positive integer or None, got {max_idle!r}")
+        if isinstance(capacity, bool) or not isinstance(capacity, numbers.Integral) or capacity < 1:
+            raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
+        self.seed = seed
+        self.max_idle = max_idle
+        self.config = dict(config)
+        model = OnlineRNN(**config, seed=seed)
+        lay = model._lay
+        self._lay = lay
+        self._dtype = model._np_dtype
+        self._input_size = model._shape.input_size
+        self._output_size = model._shape.output_size
+        # a series' region: its state, then its window (adjacent in a model's layout)
+        self._region = int(lay[L.L_HP] - lay[L.L_STATE])
+        self._stride = -(-self._region // _ALIGN) * _ALIGN
+        self._origin = -(-int(lay[L.L_BUF]) // _ALIGN) * _ALIGN
+        self._buf = np.zeros(self._origin + capacity * self._stride, dtype=self._dtype)
+        self._buf[: lay[L.L_BUF]] = model._buf
+        self._buf[lay[L.L_STATE] : lay[L.L_HP]] = 0  # the zero state of unseen series (never written)
+        self._lays = np.repeat(lay[None, :], capacity + 1, axis=0)  # the last row: unseen series
+        self._place(np.arange(capacity))
+        self._ctr = np.zeros((capacity, L.N_CTR), dtype=np.int64)
+        self._updates = np.zeros(1, dtype=np.int64)
+        self._last_seen = np.zeros(capacity, dtype=np.int64)
+        self._slot_of: dict = {}
+        self._key_of: list = []
+        self._free: list = []
+        self._n_created = 0
+        self._batch = 0
+
+    def _place(self, slots: np.ndarray) -> None:
+        """Point the layouts of these series at their regions."""
+        state = self._origin + slots * self._stride
+        self._lays[slots, L.L_STATE] = state
+        self._lays[slots, L.L_CACHE] = state + (self._lay[L.L_CACHE] - self._lay[L.L_STATE])
+
+    @property
+    def _capacity(self) -> int:
+        return self._ctr.shape[0]
+
+    def _slot(self, key) -> int:
+        slot = self._slot_of.get(key)
+        if slot is not None:
+            return slot
+        if self._free:
+            slot = self._free.pop()
+            self._key_of[slot] = key
+        else:
+            slot = len(self._key_of)
+            self._key_of.append(key)
+            if slot >= self._capacity:
+                self._grow(2 * self._capacity)
+        start = self._origin + slot * self._stride
+        self._buf[start : start + self._stride] = 0
+        self._ctr[slot] = 0
+        self._n_created += 1
+        self._slot_of[key] = slot
+        return slot
+
+    def _grow(self, capacity: int) -> None:
+        old = self._capacity
+        buf = np.zeros(self._origin + capacity * self._stride, dtype=self._dtype)
+        buf[: self._buf.shape[0]] = self._buf
+        self._buf = buf
+        self._lays = np.repeat(self._lay[None, :], capacity + 1, axis=0)
+        self._place(np.arange(capacity))
+        self._ctr = np.concatenate([self._ctr, np.zeros((capacity - old, L.N_CTR), dtype=np.int64)])
+        self._last_seen = np.concatenate([self._last_seen, np.zeros(capacity - old, dtype=np.int64)])
+
+    def model(self, key) -> OnlineRNN:
+        """A standalone :class:`OnlineRNN` with the shared weights and
+        ``key``'s state and window (a copy)."""
+        model = OnlineRNN(**self.config, seed=0)
+        slot = self._slot_of[key]
+        lay = self._lay
+        model._buf[: lay[L.L_STATE]] = self._buf[: lay[L.L_STATE]]
+        model._buf[lay[L.L_HP] : lay[L.L_PERSIST]] = self._buf[lay[L.L_HP] : lay[L.L_PERSIST]]
+        start = self._origin + slot * self._stride
+        model._buf[lay[L.L_STATE] : lay[L.L_HP]] = self._buf[start : start + self._region]
+        model._ctr[:] = self._ctr[slot]
+        model._ctr[L.C_UPDATES] = self._updates[0]
+        return model
+
+    @property
+    def n_updates(self) -> int:
+        """Updates of the shared weights."""
+        return int(self._updates[0])
+
+    @property
+    def n_steps(self) -> int:
+        """Rows learned from, over all series."""
+        return int(self._ctr[:, L.C_STEPS].sum())
+
+    def learn_many(self, keys, X, Y) -> np.ndarray:
+        """Learn the rows ``(keys[i], X[i], Y[i])`` in order; returns the
+        predictions made before each update, shape ``(n, output_size)``."""
+        keys, X = self._rows(keys, X, self._input_size, "X")
+        _, Y = self._rows(keys, Y, self._output_size, "Y")
+        codes, uniques = _factorize(keys)
+        slots = np.array([self._slot(k) for k in uniques], dtype=np.int64)[codes]
+        out = np.empty((len(keys), self._output_size), dtype=self._dtype)
+        if len(keys):
+            K.shared_learn(self._lays, self._ctr, self._updates, self._buf, slots, X, Y, out)
+            self._last_seen[slots] = self._batch
+        self._batch += 1
+        if self.max_idle is not None:
+            idle = [k for k, s in self._slot_of.items() if self._batch - 1 - self._last_seen[s] >= self.max_idle]
+            self.evict(idle)
+        return out
+
+    def _slots_or_unseen(self, keys) -> np.ndarray:
+        codes, uniques = _factorize(keys)
+        return np.array([self._slot_of.get(k, -1) for k in uniques], dtype=np.int64)[codes]
+
+    def predict_many(self, keys, X) -> np.ndarray:
+        """Predictions for the rows, the rows of a key run in order from its
+        carried state; changes nothing. An unseen key starts from a zero
+        state."""
+        keys, X = self._rows(keys, X, self._input_size, "X")
+        out = np.empty((len(keys), self._output_size), dtype=self._dtype)
+        if len(keys):
+            groups, starts, order = self._groups(self._slots_or_unseen(keys))
+            K.shared_predict(self._lays, self._buf, groups, starts, order, X, out)
+        return out
+
+    def forecast_many(self, keys, horizon: int, X0) -> np.ndarray:
+        """Forecast ``horizon`` steps for each key from its carried state,
+        feeding each step's outputs back as the next inputs, from the inputs
+        ``X0``. Returns shape ``(n, horizon, output_size)``; changes nothing."""
+        if self._input_size != self._output_size:
+            raise ValueError("forecast_many needs models with as many outputs as inputs")
+        if isinstance(horizon, bool) or not isinstance(horizon, numbers.Integral) or horizon < 1:
+            raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
+        keys, X0 = self._rows(keys, X0, self._input_size, "X0")
+        out = np.empty((len(keys), horizon, self._output_size), dtype=self._dtype)
+        if len(keys):
+            K.shared_forecast(self._lays, self._buf, self._slots_or_unseen(keys), X0, out)
+        return out
+
+    # ------------------------------------------------------------ snapshots
+
+    def _persistent(self) -> np.ndarray:
+        """The buffer without the scratch part of the model (not state)."""
+        persist = self._lay[L.L_PERSIST]
+        return np.concatenate([self._buf[:persist], self._buf[self._origin : self._origin + len(self._key_of) * self._stride]])
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_buf"] = self._persistent()
+        del state["_lays"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        persistent = state["_buf"]
+        persist = state["_lay"][L.L_PERSIST]
+        capacity = state["_ctr"].shape[0]
+        state["_buf"] = np.zeros(state["_origin"] + capacity * state["_stride"], dtype=persistent.dtype)
+        state["_buf"][:persist] = persistent[:persist]
+        state["_buf"][state["_origin"] : state["_origin"] + persistent.shape[0] - persist] = persistent[persist:]
+        self.__dict__.update(state)
+        self._lays = np.repeat(self._lay[None, :], capacity + 1, axis=0)
+        self._place(np.arange(capacity))
+
+    def snapshot(self) -> dict:
+        """The bank's state: numpy arrays (``buf``: the shared model then one
+        region per slot; ``ctr``, ``last_seen``: one row per slot) and
+        ``meta``. Restore with :meth:`restore`."""
+        n = len(self._key_of)
+        return {
+            "buf": self._persistent(),
+            "ctr": self._ctr[:n].copy(),
+            "last_seen": self._last_seen[:n].copy(),
+            "meta": {
+                "format_version": SNAPSHOT_VERSION,
+                "kind": "shared_weights",
+                "config": dict(self.config),
+                "seed": self.seed,
+                "max_idle": self.max_idle,
+                "keys": list(self._key_of),
+                "free": list(self._free),
+                "n_created": self._n_created,
+                "batch": self._batch,
+                "updates": int(self._updates[0]),
+            },
+        }
+
+    @classmethod
+    def restore(cls, snapshot: dict) -> SharedWeightsBank:
+        """A bank from :meth:`snapshot`; it continues exactly as the original."""
+        meta = snapshot["meta"]
+        if meta.get("format_version") != SNAPSHOT_VERSION or meta.get("kind") != "shared_weights":
+            raise ValueError(f"not a SharedWeightsBank snapshot of format_version {SNAPSHOT_VERSION}")
+        keys = meta["keys"]
+        n = len(keys)
+        bank = cls(seed=meta["seed"], max_idle=meta["max_idle"], capacity=max(n, 1), **meta["config"])
+        persist = bank._lay[L.L_PERSIST]
+        buf = snapshot["buf"]
+        if buf.shape != (persist + n * bank._stride,) or snapshot["ctr"].shape != (n, L.N_CTR):
+            raise ValueError("snapshot arrays do not match its configuration and keys")
+        bank._buf[:persist] = buf[:persist]
+        bank._buf[bank._origin : bank._origin + n * bank._stride] = buf[persist:]
+        bank._ctr[:n] = snapshot["ctr"]
+        bank._last_seen[:n] = snapshot["last_seen"]
+        bank._updates[0] = meta["updates"]
+        bank._key_of = list(keys)
+        bank._free = list(meta["free"])
+        free = set(bank._free)
+        bank._slot_of = {k: i for i, k in enumerate(keys) if i not in free}
+        bank._n_created = meta["n_created"]
+        bank._batch = meta["batch"]
+        return bank
