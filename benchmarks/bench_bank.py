@@ -3,7 +3,9 @@
 N models (hidden 32, input 1, float32, k1 = k2 = 16); each batch holds one
 row per model (``--rows-per-key`` rows each). Reported: µs per stream-sample
 (one row of one model) for ``learn_many`` and ``predict_many``, median of
-repeated batches after warm-up, with Numba's thread count and layer.
+repeated batches after warm-up, with Numba's thread count and layer; then
+the same stream through a SharedWeightsBank (one set of weights, a state and
+window per key; rows run in arrival order on one thread).
 
 Run: ``python benchmarks/bench_bank.py [--models 1000] [--threads 2]``
 """
@@ -17,7 +19,7 @@ import time
 import numba
 import numpy as np
 
-from streamrnn import ModelBank
+from streamrnn import ModelBank, SharedWeightsBank
 
 
 def main(argv=None):
@@ -34,21 +36,24 @@ def main(argv=None):
     n = len(keys)
     X = rng.normal(size=(n, 1)).astype(np.float32)
     Y = rng.normal(size=(n, 1)).astype(np.float32)
-    bank = ModelBank(seed=0, cell=args.cell, hidden_size=32, k1=16, k2=16)
-    bank.learn_many(keys, X, Y)  # creates the models, compiles
-    bank.predict_many(keys, X)
-    learn, predict = [], []
-    for _ in range(args.repeats):
-        t = time.perf_counter()
-        bank.learn_many(keys, X, Y)
-        learn.append((time.perf_counter() - t) / n)
-        t = time.perf_counter()
-        bank.predict_many(keys, X)
-        predict.append((time.perf_counter() - t) / n)
     print(f"{args.models} {args.cell.upper()}s, hidden 32, float32, k1 = k2 = 16, {args.rows_per_key} rows per key "
-          f"per batch, {numba.get_num_threads()} threads ({numba.threading_layer()})")
-    print(f"learn_many:   {1e6 * statistics.median(learn):.3f} µs per stream-sample")
-    print(f"predict_many: {1e6 * statistics.median(predict):.3f} µs per stream-sample")
+          f"per batch")
+    for cls in (ModelBank, SharedWeightsBank):
+        bank = cls(seed=0, cell=args.cell, hidden_size=32, k1=16, k2=16)
+        bank.learn_many(keys, X, Y)  # creates the models, compiles
+        bank.predict_many(keys, X)
+        learn, predict = [], []
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            bank.learn_many(keys, X, Y)
+            learn.append((time.perf_counter() - t) / n)
+            t = time.perf_counter()
+            bank.predict_many(keys, X)
+            predict.append((time.perf_counter() - t) / n)
+        threads = f"{numba.get_num_threads()} threads ({numba.threading_layer()})" if cls is ModelBank else "1 thread"
+        print(f"{cls.__name__}, {threads}:")
+        print(f"  learn_many:   {1e6 * statistics.median(learn):.3f} µs per stream-sample")
+        print(f"  predict_many: {1e6 * statistics.median(predict):.3f} µs per stream-sample")
 
 
 if __name__ == "__main__":
