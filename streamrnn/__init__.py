@@ -5,6 +5,7 @@ from .shared_bank import SharedWeightsBank
 from .classification import GRUClassifier, LSTMClassifier, RNNClassifier
 from .forecasting import GRUForecaster, LSTMForecaster, RNNForecaster
 from .learner import OnlineRNN
+from .persistence import load, save
 from .regression import GRURegressor, LSTMRegressor, RNNRegressor
 
 __version__ = "0.1.0"
@@ -23,4 +24,6 @@ __all__ = [
     "RNNRegressor",
     "SharedWeightsBank",
     "__version__",
+    "load",
+    "save",
 ]
