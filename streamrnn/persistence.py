@@ -621,6 +621,7 @@ def _check_state(cls: type, state) -> None:
     from .kernels import layout as L
     from .learner import OnlineRNN
     from .network import NetworkShape, build_layout
+    from .shared_bank import SharedWeightsBank
 
     if not issubclass(cls, OnlineRNN | ModelBank):
         return
@@ -652,9 +653,21 @@ def _check_state(cls: type, state) -> None:
         template = OnlineRNN(**config, seed=0)
         lay = template._lay
         _need(np.array_equal(array("_lay", 1, np.int64), lay), f"the {name}'s layout does not match its configuration")
-        buf = array("_buf", 2, template._np_dtype)
-        n = buf.shape[0]
-        _need(buf.shape[1] == lay[L.L_PERSIST], f"the {name}'s buffers do not match its layout")
+        if issubclass(cls, SharedWeightsBank):
+            fresh = SharedWeightsBank(capacity=1, **config)
+            _need((state.get("_region"), state.get("_stride"), state.get("_origin"))
+                  == (fresh._region, fresh._stride, fresh._origin), f"the {name}'s regions do not match its layout")
+            _need(array("_updates", 1, np.int64).shape == (1,), f"the {name}'s update count is malformed")
+            n = array("_ctr", 2, np.int64).shape[0]
+            _need(array("_ctr", 2, np.int64).shape[1] == L.N_CTR, f"the {name}'s counters do not match its layout")
+            buf = array("_buf", 1, template._np_dtype)
+            key_of = state.get("_key_of")
+            _need(isinstance(key_of, list) and buf.shape[0] == lay[L.L_PERSIST] + len(key_of) * fresh._stride,
+                  f"the {name}'s buffer does not match its layout and keys")
+        else:
+            buf = array("_buf", 2, template._np_dtype)
+            n = buf.shape[0]
+            _need(buf.shape[1] == lay[L.L_PERSIST], f"the {name}'s buffers do not match its layout")
         _need(array("_ctr", 2, np.int64).shape == (n, L.N_CTR), f"the {name}'s counters do not match its buffers")
         _need(array("_last_seen", 1, np.int64).shape == (n,), f"the {name}'s idle counts do not match its buffers")
         _need(

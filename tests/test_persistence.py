@@ -29,6 +29,7 @@ from streamrnn import (
     LSTMForecaster,
     LSTMRegressor,
     ModelBank,
+    SharedWeightsBank,
     OnlineRNN,
     RNNClassifier,
     RNNForecaster,
@@ -240,6 +241,25 @@ def test_model_bank_resumes_bit_identically(tmp_path):
         assert same(copy.forecast_many(probe, 3, X[t, :4]), bank.forecast_many(probe, 3, X[t, :4]))
         assert same(copy.learn_many(keys[1:4], X[t, 1:4], Y[t, 1:4]), bank.learn_many(keys[1:4], X[t, 1:4], Y[t, 1:4]))
     assert copy.keys == bank.keys and "a" not in copy  # evicted alike
+
+
+def test_shared_weights_bank_resumes_bit_identically(tmp_path):
+    rng = np.random.default_rng(3)
+    bank = SharedWeightsBank(cell="lstm", hidden_size=4, input_size=2, output_size=2, k1=2, k2=3, seed=0, capacity=1)
+    keys = ["a", 3, ("b", 1), "a", 3]
+    X, Y = rng.normal(size=(8, 5, 2)), rng.normal(size=(8, 5, 2))
+    for t in range(3):
+        bank.learn_many(keys, X[t], Y[t])
+    copy = round_trip(bank, tmp_path)
+    assert copy.keys == bank.keys and copy.n_updates == bank.n_updates
+    for t in range(3, 8):
+        probe = X[t, :1].repeat(6, 0)
+        assert same(copy.predict_many(keys + ["unseen"], probe), bank.predict_many(keys + ["unseen"], probe))
+        assert same(copy.learn_many(keys, X[t], Y[t]), bank.learn_many(keys, X[t], Y[t]))
+    state = bank.__getstate__()
+    state["_buf"] = state["_buf"][:-1]
+    with pytest.raises(P._Invalid, match="buffer does not match"):
+        P._check_state(SharedWeightsBank, state)
 
 
 def test_keyed_forecaster_and_detector_resume_bit_identically(tmp_path):
