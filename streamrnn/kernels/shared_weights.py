@@ -17,7 +17,7 @@ from numba import njit
 
 from .. import config
 from .layout import C_UPDATES, L_HSTRIDE, L_LAYERS, L_OUTPUT, L_PRED, L_PSTATE, L_R_YHAT, L_STATE
-from .recurrent import all_finite, learn_one, network_forward, vec
+from .recurrent import all_finite, copy_into, learn_one, network_forward, vec
 
 _JIT = dict(cache=config.CACHE, nogil=True, error_model="numpy", fastmath=config.FASTMATH)
 
@@ -43,12 +43,12 @@ def shared_predict(lays, buf, groups, starts, order, X, out):
     for g in range(groups.shape[0]):
         lay = lays[groups[g]]
         n = 2 * lay[L_LAYERS] * lay[L_HSTRIDE]
-        vec(buf, lay[L_PSTATE], n)[:] = vec(buf, lay[L_STATE], n)
+        copy_into(vec(buf, lay[L_PSTATE], n), vec(buf, lay[L_STATE], n))
         row = lay[L_PRED]
         for r in range(starts[g], starts[g + 1]):
             i = order[r]
             if all_finite(X[i]) and network_forward(lay, buf, X[i], row, lay[L_PSTATE]):
-                out[i] = vec(buf, row + lay[L_R_YHAT], out.shape[1])
+                copy_into(out[i], vec(buf, row + lay[L_R_YHAT], out.shape[1]))
             else:
                 out[i] = np.nan
 
@@ -62,14 +62,14 @@ def shared_forecast(lays, buf, slots, X0, out):
         lay = lays[slots[i]]
         O = lay[L_OUTPUT]
         n = 2 * lay[L_LAYERS] * lay[L_HSTRIDE]
-        vec(buf, lay[L_PSTATE], n)[:] = vec(buf, lay[L_STATE], n)
+        copy_into(vec(buf, lay[L_PSTATE], n), vec(buf, lay[L_STATE], n))
         row = lay[L_PRED]
         x = X0[i].copy()
         for k in range(out.shape[1]):
             if all_finite(x) and network_forward(lay, buf, x, row, lay[L_PSTATE]):
                 yhat = vec(buf, row + lay[L_R_YHAT], O)
-                out[i, k] = yhat
-                x[:] = yhat
+                copy_into(out[i, k], yhat)
+                copy_into(x, yhat)
             else:
                 out[i, k] = np.nan
                 x[:] = np.nan
