@@ -818,22 +818,45 @@ def bank_learn(lay, ctr, buf, groups, starts, order, X, Y, out):
             learn_one(lay, ctr[m], buf[m], X[i], Y[i], out[i])
 
 
+@njit(**_JIT)
+def predict_rows(lay, buf, order, first, last, X, out):
+    """Predictions for the rows ``order[first:last]`` of ``X``, in order, from
+    the carried state (which is not changed)."""
+    n = 2 * lay[L_LAYERS] * lay[L_HSTRIDE]
+    copy_into(vec(buf, lay[L_PSTATE], n), vec(buf, lay[L_STATE], n))
+    row = lay[L_PRED]
+    for r in range(first, last):
+        i = order[r]
+        if all_finite(X[i]) and network_forward(lay, buf, X[i], row, lay[L_PSTATE]):
+            copy_into(out[i], vec(buf, row + lay[L_R_YHAT], out.shape[1]))
+        else:
+            out[i] = np.nan
+
+
+@njit(**_JIT)
+def forecast_fed_back(lay, buf, x0, out):
+    """``out.shape[0]`` steps from the carried state (not changed), each
+    step's outputs fed back as the next inputs, starting from ``x0``."""
+    n = 2 * lay[L_LAYERS] * lay[L_HSTRIDE]
+    copy_into(vec(buf, lay[L_PSTATE], n), vec(buf, lay[L_STATE], n))
+    row = lay[L_PRED]
+    x = x0.copy()
+    for k in range(out.shape[0]):
+        if all_finite(x) and network_forward(lay, buf, x, row, lay[L_PSTATE]):
+            yhat = vec(buf, row + lay[L_R_YHAT], lay[L_OUTPUT])
+            copy_into(out[k], yhat)
+            copy_into(x, yhat)
+        else:
+            out[k] = np.nan
+            x[:] = np.nan
+
+
 @njit(**_PJIT)
 def bank_predict(lay, buf, groups, starts, order, X, out):
     """Predictions for every row, the rows of a model run in order from its
     carried state (which is not changed)."""
     for g in prange(groups.shape[0]):
-        m = groups[g]
-        b = buf[m]
-        n = 2 * lay[L_LAYERS] * lay[L_HSTRIDE]
-        copy_into(vec(b, lay[L_PSTATE], n), vec(b, lay[L_STATE], n))
-        row = lay[L_PRED]
-        for r in range(starts[g], starts[g + 1]):
-            i = order[r]
-            if all_finite(X[i]) and network_forward(lay, b, X[i], row, lay[L_PSTATE]):
-                copy_into(out[i], vec(b, row + lay[L_R_YHAT], out.shape[1]))
-            else:
-                out[i] = np.nan
+        predict_rows(lay, buf[groups[g]], order, starts[g], starts[g + 1], X, out)
 
 
 @njit(**_PJIT)
@@ -841,18 +864,5 @@ def bank_forecast(lay, buf, slots, X0, out):
     """For each model ``slots[i]``: ``out.shape[1]`` steps from its carried
     state (not changed), each step's outputs fed back as the next inputs,
     starting from the inputs ``X0[i]``."""
-    O = lay[L_OUTPUT]
     for i in prange(slots.shape[0]):
-        b = buf[slots[i]]
-        n = 2 * lay[L_LAYERS] * lay[L_HSTRIDE]
-        copy_into(vec(b, lay[L_PSTATE], n), vec(b, lay[L_STATE], n))
-        row = lay[L_PRED]
-        x = X0[i].copy()
-        for k in range(out.shape[1]):
-            if all_finite(x) and network_forward(lay, b, x, row, lay[L_PSTATE]):
-                yhat = vec(b, row + lay[L_R_YHAT], O)
-                copy_into(out[i, k], yhat)
-                copy_into(x, yhat)
-            else:
-                out[i, k] = np.nan
-                x[:] = np.nan
+        forecast_fed_back(lay, buf[slots[i]], X0[i], out[i])

@@ -12,12 +12,11 @@ processed one after another in arrival order (every row may update the
 shared weights), so results never depend on the number of threads.
 """
 
-import numpy as np
 from numba import njit
 
 from .. import config
-from .layout import C_UPDATES, L_HSTRIDE, L_LAYERS, L_OUTPUT, L_PRED, L_PSTATE, L_R_YHAT, L_STATE
-from .recurrent import all_finite, copy_into, learn_one, network_forward, vec
+from .layout import C_UPDATES
+from .recurrent import forecast_fed_back, learn_one, predict_rows
 
 _JIT = dict(cache=config.CACHE, nogil=True, error_model="numpy", fastmath=config.FASTMATH)
 
@@ -41,16 +40,7 @@ def shared_predict(lays, buf, groups, starts, order, X, out):
     carried state (not changed). ``lays[-1]`` serves unseen series (zero
     state)."""
     for g in range(groups.shape[0]):
-        lay = lays[groups[g]]
-        n = 2 * lay[L_LAYERS] * lay[L_HSTRIDE]
-        copy_into(vec(buf, lay[L_PSTATE], n), vec(buf, lay[L_STATE], n))
-        row = lay[L_PRED]
-        for r in range(starts[g], starts[g + 1]):
-            i = order[r]
-            if all_finite(X[i]) and network_forward(lay, buf, X[i], row, lay[L_PSTATE]):
-                copy_into(out[i], vec(buf, row + lay[L_R_YHAT], out.shape[1]))
-            else:
-                out[i] = np.nan
+        predict_rows(lays[groups[g]], buf, order, starts[g], starts[g + 1], X, out)
 
 
 @njit(**_JIT)
@@ -59,17 +49,4 @@ def shared_forecast(lays, buf, slots, X0, out):
     state (not changed), each step's outputs fed back as the next inputs,
     starting from ``X0[i]``."""
     for i in range(slots.shape[0]):
-        lay = lays[slots[i]]
-        O = lay[L_OUTPUT]
-        n = 2 * lay[L_LAYERS] * lay[L_HSTRIDE]
-        copy_into(vec(buf, lay[L_PSTATE], n), vec(buf, lay[L_STATE], n))
-        row = lay[L_PRED]
-        x = X0[i].copy()
-        for k in range(out.shape[1]):
-            if all_finite(x) and network_forward(lay, buf, x, row, lay[L_PSTATE]):
-                yhat = vec(buf, row + lay[L_R_YHAT], O)
-                copy_into(out[i, k], yhat)
-                copy_into(x, yhat)
-            else:
-                out[i, k] = np.nan
-                x[:] = np.nan
+        forecast_fed_back(lays[slots[i]], buf, X0[i], out[i])
