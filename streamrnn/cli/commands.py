@@ -14,6 +14,7 @@ CELLS = ("lstm", "gru", "rnn")
 # Default alarm level of ``detect``: a tail probability of about 1e-6 (see
 # PredictiveDetector: the score is -log10(Q) / 30).
 DEFAULT_THRESHOLD = 0.2
+_UNSET = object()
 
 
 def _model_params(args: argparse.Namespace) -> dict:
@@ -82,7 +83,8 @@ class _Run:
         self.writer = csv.writer(stdout, lineterminator="\n")
         self.progress = _Progress(not piped and not args.no_progress, stderr)
         self.echo = [c for c in (args.time, args.key) if c]
-        self.plot_key = None
+        self.plot_key = _UNSET
+        self.plotted: dict = {}
         self.last_time: dict = {}
         self.step: dict = {}
 
@@ -118,6 +120,35 @@ class _Run:
             return None
         return [{"time": when + k * step} for k in range(1, horizon + 1)]
 
+    def plots(self, key) -> bool:
+        """Whether this row's series is the one plotted (the first key's)."""
+        if not self.args.plot:
+            return False
+        if self.plot_key is _UNSET:
+            self.plot_key = key
+        return key == self.plot_key
+
+    def record(self, **values) -> None:
+        for name, value in values.items():
+            self.plotted.setdefault(name, []).append(value)
+
+    def loop(self, model, handle) -> None:
+        """``handle(row, fields, key, when)`` for every row; writes the echoed
+        columns and what it returns. Saves the model at the end, or when the
+        run is interrupted or its reader goes away (not after bad data)."""
+        try:
+            for row, fields in self.rows:
+                key = self.key_of(fields)
+                values = handle(row, fields, key, self.time_of(fields, key))
+                self.write([self.rows.text(fields, c) for c in self.echo] + values)
+        except (KeyboardInterrupt, BrokenPipeError):
+            self.finish(model)  # keep what was learned
+            raise
+        except BaseException:
+            self.progress.close()
+            raise
+        self.finish(model)
+
     def finish(self, model) -> None:
         self.progress.close()
         self.stdout.flush()
@@ -146,39 +177,26 @@ def forecast(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
         model = KeyedForecaster(cls(**{k: v for k, v in params.items() if k != "seed"}), seed=args.seed)
     run = _Run(args, stream, name, piped, stdout, stderr)
     run.writer.writerow(run.echo + [f"{t}+{k}" for t in run.targets for k in range(1, H + 1)])
-    plotted: dict = {"actual": [], "predicted": [], "index": [], "future": None}
-    try:
-        for row, fields in run.rows:
-            key = run.key_of(fields)
-            when = run.time_of(fields, key)
-            x = {"time": when} if when is not None else None
-            xs = run.future_times(key, when, H)
-            out = [run.rows.text(fields, c) for c in run.echo]
-            for target in run.targets:
-                y = run.rows.number(fields, target, row)
-                series = target if key is None else (key, target)
-                if y is not None:
-                    model.learn_one(series, y, x)
-                out.extend(model.forecast(series, H, xs) if series in model else [float("nan")] * H)
-            if args.plot:
-                if run.plot_key is None:
-                    run.plot_key = key
-                if key == run.plot_key:
-                    first = out[len(run.echo):len(run.echo) + H]
-                    plotted["actual"].append(run.rows.number(fields, run.targets[0], row))
-                    plotted["predicted"].append(first[0])
-                    plotted["index"].append(when if when is not None else row)
-                    plotted["future"] = first
-            run.write(out[: len(run.echo)] + [format_number(v) for v in out[len(run.echo):]])
-    except (KeyboardInterrupt, BrokenPipeError):
-        run.finish(model)  # keep what was learned
-        raise
-    except BaseException:
-        run.progress.close()
-        raise
-    run.finish(model)
+
+    def handle(row, fields, key, when):
+        x = {"time": when} if when is not None else None
+        xs = run.future_times(key, when, H)
+        out = []
+        for target in run.targets:
+            y = run.rows.number(fields, target, row)
+            series = target if key is None else (key, target)
+            if y is not None:
+                model.learn_one(series, y, x)
+            out.extend(model.forecast(series, H, xs) if series in model else [float("nan")] * H)
+        if run.plots(key):
+            run.record(actual=run.rows.number(fields, run.targets[0], row), predicted=out[0],
+                       index=when if when is not None else row)
+            run.plotted["future"] = out[:H]
+        return [format_number(v) for v in out]
+
+    run.loop(model, handle)
     if args.plot:
-        _plot_forecast(plotted, run.targets[0], run.plot_key, H, args.plot)
+        _plot_forecast(run.plotted, run.targets[0], run.plot_key, H, args.plot)
     return 0
 
 
@@ -233,45 +251,32 @@ def detect(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
     threshold = args.threshold if args.threshold is not None else DEFAULT_THRESHOLD
     run = _Run(args, stream, name, piped, stdout, stderr)
     run.writer.writerow(run.echo + ["score", "is_anomaly"])
-    plotted: dict = {"score": [], "flag": [], "value": [], "index": []}
-    try:
-        for row, fields in run.rows:
-            key = run.key_of(fields)
-            when = run.time_of(fields, key)
-            x = {t: run.rows.number(fields, t, row) for t in run.targets}
-            score = model.score_one(key, x)
-            if args.quantile is not None:
-                flag = _above_quantile(quantiles, key, score, args.quantile)
-            else:
-                flag = score >= threshold
-            model.learn_one(key, x)
-            if args.plot:
-                if run.plot_key is None:
-                    run.plot_key = key
-                if key == run.plot_key:
-                    plotted["score"].append(score)
-                    plotted["flag"].append(flag)
-                    plotted["value"].append(x[run.targets[0]])
-                    plotted["index"].append(when if when is not None else row)
-            run.write([run.rows.text(fields, c) for c in run.echo] + [format_number(score), int(flag)])
-    except (KeyboardInterrupt, BrokenPipeError):
-        run.finish(model)  # keep what was learned
-        raise
-    except BaseException:
-        run.progress.close()
-        raise
-    run.finish(model)
+
+    def handle(row, fields, key, when):
+        x = {t: run.rows.number(fields, t, row) for t in run.targets}
+        score = model.score_one(key, x)
+        if args.quantile is not None:
+            flag = _above_quantile(quantiles, key, score, args.quantile)
+        else:
+            flag = score >= threshold
+        model.learn_one(key, x)
+        if run.plots(key):
+            run.record(score=score, flag=flag, value=x[run.targets[0]], index=when if when is not None else row)
+        return [format_number(score), int(flag)]
+
+    run.loop(model, handle)
     if args.plot:
         import numpy as np
 
         from .. import plot
 
-        title = f"{', '.join(run.targets)}" + (f" ({run.plot_key})" if run.plot_key is not None else "")
+        p = run.plotted
+        title = ", ".join(run.targets) + (f" ({run.plot_key})" if run.plot_key is not None else "")
         ax = plot.anomalies(
-            np.array(plotted["score"]), threshold=None if args.quantile is not None else threshold,
-            flags=np.array(plotted["flag"], dtype=bool),
-            values=np.array([np.nan if v is None else v for v in plotted["value"]], dtype=float),
-            index=plotted["index"], title=f"{title}: anomaly score",
+            np.array(p["score"]), threshold=None if args.quantile is not None else threshold,
+            flags=np.array(p["flag"], dtype=bool),
+            values=np.array([np.nan if v is None else v for v in p["value"]], dtype=float),
+            index=p["index"], title=f"{title}: anomaly score",
         )
         _save_figure(ax, args.plot)
     return 0
