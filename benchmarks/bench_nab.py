@@ -4,14 +4,18 @@ Reads ``../shared/data/nab`` (or ``--data``): every CSV under ``data/`` with
 its windows from ``labels/combined_windows.json``. Each detector sees each
 series once, in order, with one set of default parameters: for every point,
 ``score_one`` then ``learn_one`` on ``{"value": v}``. Reported per detector:
-the NAB standard score over the corpus at its best single threshold (and per
-category at that threshold), the mean ROC-AUC and average precision of point
-labels over the files (scored rows only), window recall, false alarms and
-median delay at a 1 % alarm budget, and µs per point. River's HalfSpaceTrees
+the NAB standard score over the corpus at its best single threshold (that
+threshold, and the score per category at it), the mean ROC-AUC and average
+precision of point labels over the files (scored rows only), window recall,
+false alarms and median delay at a 1 % alarm budget, and µs per point. River's HalfSpaceTrees
 (behind a MinMaxScaler), GaussianScorer and PredictiveAnomalyDetection run in
 the same run.
 
-Run: ``python benchmarks/bench_nab.py [--detectors ...] [--limit-rows N]``
+Run: ``python benchmarks/bench_nab.py [--detectors ...] [--streamrnn-only] [--diagnose] [--limit-rows N]``
+(``--streamrnn-only`` skips River's baselines, the slow part, when iterating;
+``--diagnose`` adds what each score is made of: windows detected, flagged rows
+outside windows, where detections fall in their windows, how many are new
+extremes).
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ import numpy as np
 from river import anomaly, linear_model, optim, preprocessing, time_series
 
 from streamrnn.anomaly import PredictiveDetector, ReconstructionDetector
-from streamrnn.evaluate import LabelledSeries, alarm_report, average_precision, nab_corpus_score, roc_auc, window_rows
+from streamrnn.evaluate import (
+    LabelledSeries, alarm_report, average_precision, nab_corpus_score, nab_row_weights, roc_auc, window_rows,
+)
 
 DEFAULT_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "nab"
 
@@ -60,6 +66,9 @@ def predictive_anomaly_detection():
     return anomaly.PredictiveAnomalyDetection(model, horizon=1, n_std=3.5, warmup_period=15)
 
 
+STREAMRNN = ("PredictiveDetector (lstm)", "PredictiveDetector (gru)", "ReconstructionDetector (lstm)")
+
+
 def detectors() -> dict:
     """name -> (factory, takes the value as y: River's supervised detectors)."""
     return {
@@ -87,11 +96,42 @@ def run(make, supervised: bool, values: np.ndarray) -> tuple[np.ndarray, float]:
     return scores, (time.perf_counter() - start) / len(values)
 
 
+def diagnose(corpus, scores, threshold: float) -> str:
+    """What the NAB score is made of at ``threshold``: windows detected,
+    flagged rows outside windows (and their cost), where in its window the
+    first detection falls (0 = left edge, 1 = right edge), and how many
+    first detections are values beyond the range of all earlier values."""
+    detected = windows = fp_rows = new_extremes = 0
+    fp_cost, positions = 0.0, []
+    for (series, values), s in zip(corpus, scores):
+        weights, window_of = nab_row_weights(series)
+        hit = s >= threshold
+        outside = hit & (window_of == -1)
+        fp_rows += int(outside.sum())
+        fp_cost += float(weights[outside].sum())
+        for w, (a, b) in enumerate(series.windows):
+            if not (window_of[a : b + 1] == w).any():
+                continue
+            windows += 1
+            first = np.flatnonzero(hit[a : b + 1])
+            if first.size:
+                detected += 1
+                i = a + int(first[0])
+                positions.append(first[0] / (b - a + 1))
+                new_extremes += bool(i > 0 and (values[i] > values[:i].max() or values[i] < values[:i].min()))
+    position = f"{np.median(positions):.2f}" if positions else "-"
+    return (f"windows detected {detected}/{windows}, flagged rows outside windows {fp_rows} (cost {fp_cost:.1f}), "
+            f"median position of first detections {position}, of them new extremes {new_extremes}/{detected}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=pathlib.Path, default=DEFAULT_DATA)
     parser.add_argument("--detectors", help="comma-separated names (default: all)")
+    parser.add_argument("--streamrnn-only", action="store_true", help="skip River's baselines")
     parser.add_argument("--limit-rows", type=int, help="rows per file, for a quick look")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="after the table, what each NAB score is made of at its threshold")
     args = parser.parse_args(argv)
     if not (args.data / "labels" / "combined_windows.json").exists():
         raise SystemExit(f"no NAB data at {args.data} (expected labels/combined_windows.json)")
@@ -99,12 +139,15 @@ def main(argv=None):
     chosen = detectors()
     if args.detectors:
         chosen = {k: v for k, v in chosen.items() if k in args.detectors.split(",")}
+    if args.streamrnn_only:
+        chosen = {k: v for k, v in chosen.items() if k in STREAMRNN}
     categories = sorted({s.name.split("/")[0] for s, _ in corpus})
     print(f"{len(corpus)} series, {sum(s.n_rows for s, _ in corpus)} rows, "
           f"{sum(len(s.windows) for s, _ in corpus)} windows")
-    print("| detector | NAB score | " + " | ".join(categories) + " | ROC-AUC | AP | recall@1% | FA/1000 | "
+    print("| detector | NAB score | threshold | " + " | ".join(categories) + " | ROC-AUC | AP | recall@1% | FA/1000 | "
           "delay (rows) | µs/point |")
-    print("|---|---|" + "---|" * len(categories) + "---|---|---|---|---|---|")
+    print("|---|---|---|" + "---|" * len(categories) + "---|---|---|---|---|---|")
+    notes = []
     for name, (make, supervised) in chosen.items():
         scores, costs = [], []
         for series, values in corpus:
@@ -126,10 +169,14 @@ def main(argv=None):
                 aucs.append(roc_auc(labels, s[keep]))
                 aps.append(average_precision(labels, s[keep]))
         report = alarm_report(series_list, scores, budget=0.01)
-        print(f"| {name} | {nab.score:.1f} | " + " | ".join(f"{c:.1f}" for c in by_cat)
+        print(f"| {name} | {nab.score:.1f} | {nab.threshold:.4g} | " + " | ".join(f"{c:.1f}" for c in by_cat)
               + f" | {np.mean(aucs):.3f} | {np.mean(aps):.3f} | {report.window_recall:.2f} | "
               f"{report.false_alarms_per_1000:.1f} | {report.median_delay:.0f} | "
               f"{1e6 * statistics.median(costs):.1f} |", flush=True)
+        if args.diagnose:
+            notes.append(f"- {name} at {nab.threshold:.4g}: {diagnose(corpus, scores, nab.threshold)}")
+    if notes:
+        print("\n" + "\n".join(notes))
 
 
 if __name__ == "__main__":

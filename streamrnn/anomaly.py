@@ -22,22 +22,40 @@ def _rows(X: pd.DataFrame):
 
 
 class PredictiveDetector(AnomalyDetector):
-    """Scores each point by how unusual the recurrent network's error in
-    predicting it is.
+    """Scores each point by how unlikely its value and the recurrent
+    network's error in predicting it are, as a tail probability.
 
     The network sees the last change of every feature (divided by its running
     root mean square) and predicts the next ones; it learns from every point.
     A point's raw score is the logarithm of one plus the root mean square of
-    its prediction errors (errors are heavy-tailed; their logarithm is
-    closer to normal). The anomaly score comes from a tail probability Q
-    under a normal law fitted to the raw scores' long-run mean and variance
-    (a running mean, exponentially weighted past ``long_halflife`` points),
-    as Numenta's anomaly likelihood: the probability of a larger deviation
-    than the larger of the current raw score's and that of the mean of the
-    last ``short_window`` raw scores (in its own standard error). The score
-    is ``-log10(Q) / 30``, capped at 1: 0.1 for Q = 1e-3, 0.2 for Q = 1e-6,
-    near 0 for usual points; so one threshold means the same tail
-    probability on every series, and extreme points stay ordered.
+    its prediction errors. Its evidence is ``-log10(Q) / 30`` (capped at 1)
+    for the smallest of three tail probabilities ``Q``:
+
+    - of the raw score, under an exponential tail fitted above the level
+      ``u = mean + sd`` of the raw scores' long-run distribution (the rate of
+      raw scores above ``u`` times ``exp(-excess / mean excess)``: peaks over a
+      threshold, as in extreme value theory; exponentially weighted past
+      ``long_halflife`` points), so that on every series about a fraction
+      ``Q`` of usual points reach ``Q``;
+    - of the mean of the last ``short_window`` raw scores, under the same
+      model fitted to those means (Numenta's anomaly likelihood averages raw
+      scores the same way): a sustained rise of the errors;
+    - of a value beyond the range of the ``n`` values seen so far by ``e``
+      range widths: ``(n + 1) ** -(1 + e)`` (one-sided, as the error tails:
+      the last of ``n + 1`` exchangeable values is their maximum with
+      probability ``1 / (n + 1)``; under an exponential tail the excess
+      scales with the range): a value out of its usual range, however
+      smoothly it got there.
+
+    The score is the larger of the evidence, counted only when it exceeds
+    that of each of the ``short_window`` points before (a run of unusual
+    points raises one alarm, and another only when the evidence grows), and
+    the background: the evidence's mean over recent points (exponentially
+    weighted, half-life ``short_window``), a graded level of recent
+    unusualness under the alarms. So a threshold means the same tail
+    probability on every series (0.1 for Q = 1e-3, 0.2 for Q = 1e-6),
+    extreme points stay ordered (ties at 1 need Q < 1e-30), alarms are
+    sparse, and ordinary points are ranked (quantile filters need that).
 
     Parameters
     ----------
@@ -46,18 +64,43 @@ class PredictiveDetector(AnomalyDetector):
     hidden_size, num_layers, k1, k2, optimizer, lr, clip_norm, dtype, device, seed
         Those of the underlying :class:`~streamrnn.OnlineRNN`.
     short_window
-        Raw scores averaged into the recent error.
+        Raw scores averaged into the recent error, and points whose evidence
+        a reported score must exceed.
     long_halflife
-        Half-life, in points, of the long-run mean and variance of the raw scores.
+        Half-life, in points, of the raw scores' long-run statistics.
     grace_period
         Points scored 0 while the statistics settle.
 
     Notes
     -----
     Features are the numeric values of ``x`` (a new feature gets an input
-    and an output). A point with a missing (None, NaN) or infinite value is
-    not learned (``n_skipped`` counts it) and scores 0; a non-numeric value
-    raises ``ValueError``. ``score_one`` changes nothing.
+    and an output, and restarts the ranges). A point with a missing (None,
+    NaN) or infinite value is not learned (``n_skipped`` counts it) and
+    scores 0; a non-numeric value raises ``ValueError``. ``score_one``
+    changes nothing. With several features, the range evidence is that of
+    the feature furthest out of its range.
+
+    Examples
+    --------
+    Hourly water flow through a pipeline, with drops (maintenance, losses)
+    and a pumping peak. The highest scores fall on sudden changes; few
+    hours reach Q = 0.01.
+
+    >>> from river import datasets
+    >>> from streamrnn.anomaly import PredictiveDetector
+    >>> detector = PredictiveDetector(seed=0)
+    >>> scores, flows = [], []
+    >>> for x, y in datasets.WaterFlow():
+    ...     scores.append(detector.score_one({"flow": y}))
+    ...     detector.learn_one({"flow": y})
+    ...     flows.append(y)
+    >>> for i in sorted(range(len(scores)), key=scores.__getitem__)[::-1][:3]:
+    ...     print(f"hour {i}: {flows[i - 1]:.1f} -> {flows[i]:.1f} l/s, score {scores[i]:.3f}")
+    hour 873: 91.3 -> 55.8 l/s, score 0.109
+    hour 329: 102.7 -> 109.7 l/s, score 0.086
+    hour 212: 95.3 -> 24.3 l/s, score 0.084
+    >>> sum(s >= 2 / 30 for s in scores), len(scores)  # scores at Q <= 0.01
+    (10, 1268)
     """
 
     def __init__(
@@ -106,11 +149,12 @@ class PredictiveDetector(AnomalyDetector):
 
     def _new_state(self, n_features: int, old: np.ndarray | None = None) -> np.ndarray:
         k = self.short_window
-        st = np.zeros(S.HEAD + k + 3 * n_features)
+        st = np.zeros(S.state_size(k, n_features))
         st[S.S_ALPHA] = 1.0 - 0.5 ** (1.0 / self.long_halflife)
         st[S.S_WINDOW] = k
-        if old is not None:  # keep the raw-score statistics; the per-feature history restarts
-            st[: S.HEAD + k] = old[: S.HEAD + k]
+        if old is not None:  # keep the score statistics; the per-feature history restarts
+            keep = S.stats_size(k)
+            st[:keep] = old[:keep]
             st[S.S_N] = 0
         return st
 
@@ -127,7 +171,10 @@ class PredictiveDetector(AnomalyDetector):
             raise ValueError(f"x must be a dict of features, got {type(x).__name__}")
         complete = True
         for k, v in x.items():
-            if v is None:
+            if type(v) is float or type(v) is int:  # the common case, without the ABC checks below
+                if not math.isfinite(v):
+                    complete = False
+            elif v is None:
                 complete = False
             elif isinstance(v, bool) or not isinstance(v, numbers.Real):
                 raise ValueError(f"feature {k!r} must be a real number, got {v!r}")
@@ -135,14 +182,23 @@ class PredictiveDetector(AnomalyDetector):
                 complete = False
         return complete
 
+    def _row(self, x: dict) -> np.ndarray | None:
+        """The known features of a validated ``x`` in column order, or None
+        if one is absent (features ``x`` adds are ignored)."""
+        try:
+            return np.array([x[name] for name in self._features.names], dtype=np.float64)
+        except KeyError:
+            return None
+
     def _values(self, x: dict) -> np.ndarray | None:
         """The known features of ``x``, or None if one is missing."""
         if not self._complete(x) or not self._has_last:
             return None
-        values = self._features.row(x)
-        return None if np.isnan(values).any() else values
+        return self._row(x)
 
     def _grow(self, x: dict) -> None:
+        if len(x) == len(self._features.names) and all(k in self._features.index for k in x):
+            return  # the common case: no new feature
         if self._features.register(x):
             n = len(self._features)
             self._st = self._new_state(n, self._st)
@@ -158,8 +214,8 @@ class PredictiveDetector(AnomalyDetector):
             self._n_skipped += 1
             return
         self._grow(x)
-        values = self._features.row(x)
-        if np.isnan(values).any():  # a known feature is absent
+        values = self._row(x)
+        if values is None:  # a known feature is absent
             self._n_skipped += 1
             return
         if not self._has_last:
@@ -203,8 +259,10 @@ class ReconstructionDetector(PredictiveDetector):
     hidden state alone, reconstructs the last ``window`` points (all
     features): the state is the code of the window, its size the bottleneck.
     A point's raw score is the logarithm of one plus the root mean square of
-    the reconstruction errors, calibrated into an anomaly likelihood exactly
-    as in :class:`PredictiveDetector`, whose other parameters and input
+    the reconstruction errors, calibrated and reported exactly as the
+    prediction errors of :class:`PredictiveDetector` (tail probabilities of
+    the raw score, of the recent error and of a value out of its range; the
+    refractory rule and the background), whose other parameters and input
     policy it shares.
 
     Parameters
@@ -246,9 +304,13 @@ class ReconstructionDetector(PredictiveDetector):
         yield {"cell": "rnn", "hidden_size": 3, "window": 2, "grace_period": 0}
 
     def _grow(self, x: dict) -> None:
+        if len(x) == len(self._features.names) and all(k in self._features.index for k in x):
+            return  # the common case: no new feature
         if self._features.register(x):
             n = len(self._features)
             self._scaler.grow(n)
+            self._st = self._new_state(n, self._st)
+            self._has_last = False  # the ranges restart with the new feature
             self._recent_z = np.zeros((self.window, n))  # the window restarts
             self._net.resize(input_size=max(n, self._net.input_size), output_size=self.window * n)
 
@@ -261,8 +323,8 @@ class ReconstructionDetector(PredictiveDetector):
             self._n_skipped += 1
             return
         self._grow(x)
-        values = self._features.row(x)
-        if np.isnan(values).any():  # a known feature is absent
+        values = self._row(x)
+        if values is None:  # a known feature is absent
             self._n_skipped += 1
             return
         z = self._scaler.transform(values[None, :], update=True)[0]
@@ -270,8 +332,13 @@ class ReconstructionDetector(PredictiveDetector):
         target = np.zeros(self._net.output_size)
         target[: self._recent_z.size] = self._recent_z.reshape(-1)
         reconstruction = self._net.learn(self._input_for(z), target)
-        S.record_raw(self._st, self._reconstruction_error(reconstruction, self._recent_z))
-        self._has_last = True
+        raw = self._reconstruction_error(reconstruction, self._recent_z)
+        if self._has_last:
+            S.record_raw_values(self._st, values, raw)
+        else:  # the ranges start at this point
+            S.restart_history(self._st, values)
+            S.record_raw(self._st, raw)
+            self._has_last = True
 
     def _input_for(self, z: np.ndarray) -> np.ndarray:
         u = np.zeros(self._net.input_size)
@@ -285,4 +352,4 @@ class ReconstructionDetector(PredictiveDetector):
         z = self._scaler.transform(values[None, :], update=False)[0]
         window = np.vstack([self._recent_z[1:], z])
         reconstruction = self._net.predict(self._input_for(z))
-        return S.likelihood(self._st, self._reconstruction_error(reconstruction, window))
+        return S.score_raw(self._st, values, self._reconstruction_error(reconstruction, window))

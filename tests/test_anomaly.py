@@ -10,6 +10,7 @@ import pytest
 from river import anomaly, compose, preprocessing
 
 from streamrnn.anomaly import PredictiveDetector, ReconstructionDetector
+from streamrnn.kernels import scoring as S
 
 DETECTORS = [PredictiveDetector, ReconstructionDetector]
 
@@ -151,3 +152,208 @@ def test_works_under_river_filters_and_in_a_pipeline():
         pipeline.learn_one(x)
     assert any(flags_q[1200:1205]) and any(flags_t[1200:1205])
     assert sum(flags_t[300:1200]) < 20
+
+
+# ---------------------------------------------------------------- calibration
+
+
+class ReferenceCalibration:
+    """The detectors' calibration written out plainly in float64 (lists, one
+    feature at a time): exponential tails above mean + sd of the raw scores
+    and of the recent errors, the range evidence, the refractory rule and
+    the background (the evidence's exponentially weighted mean)."""
+
+    def __init__(self, k: int, halflife: int):
+        self.k = k
+        self.alpha = 1.0 - 0.5 ** (1.0 / halflife)
+        self.raws, self.evidences = [], []
+        self.background_alpha = 1.0 - 0.5 ** (1.0 / k)
+        self.background = 0.0
+        self.fits = {"raw": None, "recent": None}  # [mean, var, rate above u, mean excess over u]
+        self.low = self.high = None
+        self.n_values = 0
+
+    @staticmethod
+    def tail_log10(fit, x):
+        """-log10 of Q = rate * exp(-(x - u) / (excess / rate)), 0 at or below u."""
+        if fit is None:
+            return 0.0
+        mean, var, rate, excess = fit
+        u = mean + math.sqrt(var)
+        if excess <= 0 or rate <= 0 or x <= u:
+            return 0.0
+        return -math.log10(rate) + (x - u) / (excess / rate) / math.log(10.0)
+
+    def recent(self, raw):
+        window = self.raws[max(len(self.raws) - (self.k - 1), 0):] if self.k > 1 else []
+        return (raw + sum(reversed(window))) / (len(window) + 1)
+
+    def range_log10(self, values):
+        if self.low is None:
+            return 0.0
+        e = 0.0
+        for v, lo, hi in zip(values, self.low, self.high):
+            if hi > lo:
+                e = max(e, (v - hi) / (hi - lo), (lo - v) / (hi - lo))
+        return (1.0 + e) * math.log10(self.n_values + 1.0) if e > 0 else 0.0
+
+    def evidence(self, raw, values=None):
+        log10_q = max(self.tail_log10(self.fits["raw"], raw), self.tail_log10(self.fits["recent"], self.recent(raw)))
+        if values is not None:
+            log10_q = max(log10_q, self.range_log10(values))
+        return min(log10_q / 30.0, 1.0)
+
+    def reported(self, evidence):
+        background = (1.0 - self.background_alpha) * self.background + self.background_alpha * evidence
+        news = 0.0 if any(e >= evidence for e in self.evidences[-self.k:]) else evidence
+        return max(news, background)
+
+    def push(self, raw, values=None):
+        evidence = self.evidence(raw, values)
+        alpha = max(self.alpha, 1.0 / (len(self.raws) + 1.0))
+        for name, x in (("raw", raw), ("recent", self.recent(raw))):
+            fit = self.fits[name]
+            if fit is None:
+                self.fits[name] = [x, 0.0, 0.0, 0.0]
+                continue
+            mean, var, rate, excess = fit
+            over = x - (mean + math.sqrt(var))
+            rate += alpha * (float(over > 0) - rate)
+            excess += alpha * (max(over, 0.0) - excess)
+            delta = x - mean
+            fit[:] = [mean + alpha * delta, (1 - alpha) * (var + alpha * delta * delta), rate, excess]
+        self.raws.append(raw)
+        self.evidences.append(evidence)
+        self.background = (1.0 - self.background_alpha) * self.background + self.background_alpha * evidence
+        if values is not None:
+            self.add_values(values)
+
+    def add_values(self, values):
+        if self.low is None:
+            self.low, self.high = list(values), list(values)
+        else:
+            self.low = [min(a, b) for a, b in zip(self.low, values)]
+            self.high = [max(a, b) for a, b in zip(self.high, values)]
+        self.n_values += 1
+
+
+def heavy_stream(n=1500, n_features=1, seed=0):
+    """Seasonal values with Student-t noise, a slow climb out of the range, a
+    spike and a level shift."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    Y = np.stack([np.sin(t / (8 + 3 * j)) + 0.1 * rng.standard_t(5, size=n) for j in range(n_features)], axis=1)
+    Y[700:800, -1] += np.linspace(0, 3, 100)
+    Y[1000:1003, 0] += 4.0
+    Y[1300:, 0] -= 2.0
+    return [{f"f{j}": float(v) for j, v in enumerate(row)} for row in Y]
+
+
+@pytest.mark.parametrize("n_features", [1, 2])
+def test_predictive_scores_match_a_plain_reimplementation(n_features):
+    """Every score of the detector, from its network's predictions, against
+    the plain calibration: scaled changes, raw scores, tails, ranges and the
+    refractory rule."""
+    detector = PredictiveDetector(seed=0, grace_period=20)
+    ref = ReferenceCalibration(detector.short_window, detector.long_halflife)
+    last = sum_sq = None
+    n_changes = 0
+    scores, expected, evidences = [], [], []
+    for x in heavy_stream(n_features=n_features):
+        values = [x[f"f{j}"] for j in range(n_features)]
+        scores.append(detector.score_one(x))
+        if last is None:
+            expected.append(0.0)
+            evidences.append(0.0)
+            detector.learn_one(x)
+            last, sum_sq = values, [0.0] * n_features
+            ref.add_values(values)
+            continue
+        start = S.stats_size(detector.short_window) + 2 * n_features  # the prediction block
+        prediction = detector._st[start : start + n_features].copy()
+        z = []
+        for v, l, ss in zip(values, last, sum_sq):
+            rms = math.sqrt(ss / n_changes) if n_changes else 0.0
+            z.append(min(max((v - l) / rms, -10.0), 10.0) if rms > 0 else 0.0)
+        raw = math.log1p(math.sqrt(sum((a - b) ** 2 for a, b in zip(z, prediction)) / n_features))
+        evidence = ref.evidence(raw, values)
+        evidences.append(evidence)
+        expected.append(ref.reported(evidence) if len(ref.raws) >= detector.grace_period else 0.0)
+        ref.push(raw, values)
+        sum_sq = [ss + (v - l) ** 2 for v, l, ss in zip(values, last, sum_sq)]
+        last = values
+        n_changes += 1
+        detector.learn_one(x)
+    scores, expected, evidences = map(np.array, (scores, expected, evidences))
+    np.testing.assert_allclose(scores, expected, rtol=1e-9, atol=1e-12)
+    # every part of the rule took part
+    assert np.sum((evidences > 0) & (expected < evidences)) > 10  # refractory
+    assert np.sum(expected > 0.1) >= 2
+    assert expected[1300] > 0.1 and expected[1301] < 0.1  # a level shift: one alarm
+    assert np.mean(expected[200:] > 0) > 0.9  # a graded score
+    assert scores[700:800].max() > scores[200:700].max()  # the climb out of range
+    assert scores[1000:1003].max() > scores[200:700].max()  # the spike
+
+
+@pytest.mark.parametrize("with_values", [False, True])
+def test_calibration_of_outside_raw_scores_matches_a_plain_reimplementation(with_values):
+    """The calibration of raw scores computed outside the kernels (the
+    reconstruction detector's path), with heavy tails, a sustained rise and,
+    with values, a climb out of range; error evidence only without values."""
+    rng = np.random.default_rng(1)
+    raws = np.log1p(np.abs(rng.standard_t(3, size=3000)))
+    raws[2000:2030] += 1.5
+    values = rng.normal(size=(3000, 2))
+    values[2500:2600, 1] += np.linspace(0, 6, 100)
+    k, halflife = 7, 300
+    st = np.zeros(S.state_size(k, 2))
+    st[S.S_ALPHA] = 1.0 - 0.5 ** (1.0 / halflife)
+    st[S.S_WINDOW] = k
+    ref = ReferenceCalibration(k, halflife)
+    got, want = [], []
+    for i, (raw, v) in enumerate(zip(raws, values)):
+        if not with_values:
+            got.append(S.likelihood(st, raw))
+            want.append(ref.reported(ref.evidence(raw)))
+            assert S.record_raw(st, raw) == pytest.approx(ref.evidence(raw), rel=1e-9, abs=1e-12)
+            ref.push(raw)
+        elif i == 0:  # the detector's first point: the ranges start
+            S.restart_history(st, v)
+            S.record_raw(st, raw)
+            ref.push(raw)
+            ref.add_values(list(v))
+        else:
+            got.append(S.score_raw(st, v, raw))
+            want.append(ref.reported(ref.evidence(raw, list(v))))
+            assert S.record_raw_values(st, v, raw) == pytest.approx(ref.evidence(raw, list(v)), rel=1e-9, abs=1e-12)
+            ref.push(raw, list(v))
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    offset = 0 if not with_values else 1
+    assert max(got[2000 - offset : 2030 - offset]) > max(got[500:2000 - offset])
+    if with_values:
+        assert max(got[2500 - offset : 2600 - offset]) > max(got[500:2000 - offset])
+
+
+def test_reconstruction_detector_flags_a_value_out_of_range():
+    detector = ReconstructionDetector(seed=0, grace_period=20)
+    xs = stream(600, spike_at=10**6, shift_at=10**6)
+    for x in xs:
+        detector.learn_one(x)
+    assert detector.score_one({"value": 3.0}) > 0.1 > detector.score_one(xs[-1])
+
+
+def test_a_threshold_is_a_tail_probability_on_usual_data():
+    """On a stationary heavy-tailed series, about a fraction Q of the points
+    reach the score of Q (-log10(Q) / 30; three pieces of evidence, so up to
+    3 Q), and score 0.2 (Q = 1e-6) is never reached."""
+    rng = np.random.default_rng(2)
+    y = np.convolve(rng.standard_t(4, size=6000), np.ones(3) / 3, mode="same")
+    detector = PredictiveDetector(seed=0)
+    scores = []
+    for v in y:
+        scores.append(detector.score_one({"y": float(v)}))
+        detector.learn_one({"y": float(v)})
+    scores = np.array(scores[1000:])
+    assert np.mean(scores >= 2 / 30) < 3e-2
+    assert np.mean(scores >= 3 / 30) < 3e-3
+    assert scores.max() < 0.2

@@ -233,5 +233,5 @@ def test_demo_prints_a_summary_and_writes_a_plot(tmp_path):
     png = tmp_path / "demo.png"
     status, out, err = run(["demo", "--plot", str(png)])
     assert status == 0, err
-    assert "WaterFlow: 1268 hourly values" in out and "persistence" in out and "flagged hours" in out
+    assert "WaterFlow: 1268 hourly values" in out and "persistence" in out and "highest score peaks" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -11,9 +11,10 @@ from typing import TextIO
 from .rows import CommandError, CSVInput, format_number, parse_time
 
 CELLS = ("lstm", "gru", "rnn")
-# Default alarm level of ``detect``: a tail probability of about 1e-6 (see
-# PredictiveDetector: the score is -log10(Q) / 30).
-DEFAULT_THRESHOLD = 0.2
+# Default alarm level of ``detect``: a tail probability of 1e-3 (the score is
+# -log10(Q) / 30, see PredictiveDetector); the best single threshold over the
+# NAB corpus is 0.103 (benchmarks/bench_nab.py).
+DEFAULT_THRESHOLD = 0.1
 _UNSET = object()
 
 

@@ -5,6 +5,7 @@ anomalous segments: three low-value moments and one pumping peak)."""
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 from typing import TextIO
 
 import numpy as np
@@ -12,16 +13,24 @@ import numpy as np
 from .commands import DEFAULT_THRESHOLD
 
 HORIZON = 12
+PEAKS = 5
 
 
-def flagged_segments(flags: np.ndarray) -> list[tuple[int, int]]:
-    """``(start, end)`` index pairs (end exclusive) of the runs of True.
+def score_peaks(scores: np.ndarray, times: list, k: int, apart: dt.timedelta = dt.timedelta(days=1)) -> list[int]:
+    """Indices of the ``k`` highest scores at least ``apart`` from each other,
+    in time order.
 
-    >>> flagged_segments(np.array([0, 1, 1, 0, 1], dtype=bool))
-    [(1, 3), (4, 5)]
+    >>> t0 = dt.datetime(2024, 1, 1)
+    >>> score_peaks(np.array([0.1, 0.5, 0.4, 0.2]), [t0 + dt.timedelta(hours=12 * i) for i in range(4)], 2)
+    [1, 3]
     """
-    edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+    chosen: list[int] = []
+    for t in np.argsort(-scores, kind="stable"):
+        if scores[t] <= 0 or len(chosen) == k:
+            break
+        if all(abs(times[t] - times[c]) >= apart for c in chosen):
+            chosen.append(int(t))
+    return sorted(chosen)
 
 
 def demo(args: argparse.Namespace, stdout: TextIO) -> int:
@@ -70,13 +79,13 @@ def demo(args: argparse.Namespace, stdout: TextIO) -> int:
         scores[t] = detector.score_one(x)
         detector.learn_one(x)
     flags = scores >= DEFAULT_THRESHOLD
-    segments = flagged_segments(flags)
-    out(f"\nAnomaly detection with PredictiveDetector(seed={args.seed}), threshold {DEFAULT_THRESHOLD}: "
-        f"{int(flags.sum())} flagged hours in {len(segments)} segments")
-    strongest = sorted(segments, key=lambda s: -scores[s[0] : s[1]].max())[:6]
-    for start, end in sorted(strongest):
-        out(f"  {times[start]:%Y-%m-%d %H:%M}  {end - start:>3} h  flow {y[start:end].min():7.2f} .. "
-            f"{y[start:end].max():7.2f}  peak score {scores[start:end].max():.3f}")
+    out(f"\nAnomaly detection with PredictiveDetector(seed={args.seed}), scoring each value before learning it:")
+    out(f"  {int(flags.sum())} of {n} hours at or above the alarm threshold {DEFAULT_THRESHOLD} "
+        f"(a tail probability of 1e-3)")
+    out("  highest score peaks, at least a day apart (the series has four known anomalous segments):")
+    for t in score_peaks(scores, times, PEAKS):
+        out(f"    {times[t]:%Y-%m-%d %H:%M}  score {scores[t]:.3f}  flow {y[t]:7.2f}"
+            f"  (median of the day before {np.median(y[max(0, t - 24):t]):.2f})")
 
     if not args.no_plot:
         try:

@@ -1,16 +1,57 @@
-"""Per-point bookkeeping of the predictive anomaly detector: scaled changes,
-prediction errors and the anomaly likelihood, in one kernel call each.
+"""Per-point bookkeeping of the anomaly detectors: scaled changes, prediction
+errors, the evidence of each point and the reported anomaly score, in one
+kernel call each.
+
+Evidence is ``-log10(Q) / 30`` (capped at 1) for a tail probability ``Q``
+under the point's null model, the largest of:
+
+- the **error tail**: ``Q`` of the raw score (an error measure) under an
+  exponential tail fitted above the level ``u = mean + sd`` of the raw scores'
+  long-run distribution, ``Q = p exp(-(x - u) p / e)`` with ``p`` the long-run
+  rate of raw scores above ``u`` and ``e`` the long-run mean of their excess
+  ``max(x - u, 0)`` (so ``e / p`` is the mean excess of those above ``u``);
+  peaks over a threshold, as in extreme value theory: the log of an error
+  has a roughly exponential upper tail when the error's is a power law;
+- the same for the **recent error**, the mean of the raw score with the
+  last ``k - 1`` ones, under the long-run distribution of those means
+  (Numenta's anomaly likelihood averages the raw scores the same way): it
+  catches a sustained rise that no single error shows;
+- the **range** (given the values: :func:`score`, :func:`score_raw`): a
+  value beyond the range ``[low, high]`` of the ``n`` values seen so far by
+  ``e`` range widths has ``Q = (n + 1) ** -(1 + e)``: the chance that the
+  last of ``n + 1`` exchangeable values is their maximum is ``1 / (n + 1)``,
+  and under an exponential tail the excess beyond the maximum of ``n``
+  values, in units of their range (about ``log n`` tail scales), is
+  exceeded by ``e`` with probability ``n ** -e``. Numenta's NAB detector
+  flags such "spatial" anomalies outright. With several features, the
+  feature furthest out counts.
+
+The **reported score** is the larger of the point's evidence, counted only
+when it exceeds the evidence of each of the ``k`` points before it (a
+refractory rule: an alarm is news once; a run of unusual points raises one
+alarm, and a second only when the evidence grows), and the **background**:
+the mean evidence of the recent points, exponentially weighted with a
+half-life of ``k`` points, the point's own included (a graded level of
+recent unusualness, below the alarms that raised it, that ranks the
+ordinary points and gives quantile filters a continuous score).
+
+Everything is one-sided: large errors, and values beyond the range on the
+side they left by.
 
 The detector's numbers live in one float64 array ``st``:
 
-``st[S_N]``, ``st[S_MEAN]``, ``st[S_VAR]``, ``st[S_SCORED]``, ``st[S_POS]``
-    changes seen, the long-run mean and variance of the raw scores, raw
-    scores recorded, the next slot of the ring of recent raw scores;
-``st[S_ALPHA]``, ``st[S_WINDOW]``
-    the long-run smoothing factor and the ring's length ``k``;
-``st[HEAD : HEAD + k]``
-    the ring of recent raw scores;
-then, for ``F`` features, ``last``, ``sum_sq`` and ``prediction`` (each ``F``).
+``st[S_N]``, ``st[S_SCORED]``, ``st[S_POS]``, ``st[S_ALPHA]``, ``st[S_WINDOW]``
+    changes seen since the history (re)started, raw scores recorded, the next
+    slot of the rings, the long-run smoothing factor, the rings' length ``k``;
+``st[S_TAIL : S_TAIL + 4]``, ``st[S_TAIL_RECENT : S_TAIL_RECENT + 4]``
+    mean, variance, rate above ``u`` and mean excess over ``u`` of the raw
+    scores and of the recent errors (:func:`_tail_update`);
+``st[S_BACKGROUND]``
+    the background before the next point;
+``st[HEAD : HEAD + k]``, ``st[HEAD + k : HEAD + 2 k]``
+    the rings of the last raw scores and of the last evidence;
+then, for ``F`` features, ``last``, ``sum_sq``, ``prediction``, ``low`` and
+``high`` (each ``F``): the :data:`PER_FEATURE` blocks.
 """
 
 import math
@@ -21,16 +62,126 @@ from .. import config
 
 _JIT = dict(cache=config.CACHE, nogil=True, error_model="numpy", fastmath=config.FASTMATH)
 
-S_N, S_MEAN, S_VAR, S_SCORED, S_POS, S_ALPHA, S_WINDOW = 0, 1, 2, 3, 4, 5, 6
-HEAD = 8
+S_N, S_SCORED, S_POS, S_ALPHA, S_WINDOW = 0, 1, 2, 3, 4
+S_TAIL, S_TAIL_RECENT = 5, 9  # mean, variance, rate above u, mean excess over u
+S_BACKGROUND = 13
+HEAD = 16
+PER_FEATURE = 5
 CLIP = 10.0
+#: Evidence is -log10(Q) / SCALE, capped at 1.
+SCALE = 30.0
+LN10 = math.log(10.0)
+
+
+def state_size(k: int, n_features: int) -> int:
+    """Length of ``st`` for rings of ``k`` and ``n_features`` features."""
+    return HEAD + 2 * k + PER_FEATURE * n_features
+
+
+def stats_size(k: int) -> int:
+    """Length of the part of ``st`` that holds the score statistics (kept
+    when the per-feature history restarts)."""
+    return HEAD + 2 * k
 
 
 @njit(inline="always")
 def _blocks(st, n_features):
     k = int(st[S_WINDOW])
-    a = HEAD + k
-    return st[a : a + n_features], st[a + n_features : a + 2 * n_features], st[a + 2 * n_features : a + 3 * n_features]
+    a = HEAD + 2 * k
+    F = n_features
+    return (st[a : a + F], st[a + F : a + 2 * F], st[a + 2 * F : a + 3 * F],
+            st[a + 3 * F : a + 4 * F], st[a + 4 * F : a + 5 * F])
+
+
+@njit(inline="always")
+def _tail_log10(st, i, x):
+    """``-log10 Q`` of ``x`` under the exponential tail of the statistics at
+    ``st[i : i + 4]``; 0 at or below ``u``, or before any excess was seen."""
+    mean, var, rate, excess = st[i], st[i + 1], st[i + 2], st[i + 3]
+    u = mean + math.sqrt(var)
+    if excess <= 0.0 or rate <= 0.0 or x <= u:
+        return 0.0
+    return -math.log10(rate) + (x - u) * rate / (excess * LN10)
+
+
+@njit(inline="always")
+def _tail_update(st, i, x, alpha, first):
+    """Add ``x`` to the statistics at ``st[i : i + 4]``: the rate above and
+    the mean excess over ``u`` (from the mean and variance before ``x``),
+    then the mean and variance, all exponentially weighted by ``alpha``."""
+    if first:
+        st[i] = x
+        st[i + 1] = 0.0
+        return
+    over = x - (st[i] + math.sqrt(st[i + 1]))
+    st[i + 2] += alpha * ((1.0 if over > 0.0 else 0.0) - st[i + 2])
+    st[i + 3] += alpha * (max(over, 0.0) - st[i + 3])
+    delta = x - st[i]
+    st[i] += alpha * delta
+    st[i + 1] = (1.0 - alpha) * (st[i + 1] + alpha * delta * delta)
+
+
+@njit(inline="always")
+def _recent(st, raw):
+    """The mean of ``raw`` and the last ``k - 1`` raw scores (fewer at first)."""
+    k = int(st[S_WINDOW])
+    m = min(int(st[S_SCORED]), k - 1)
+    pos = int(st[S_POS])
+    total = raw
+    for i in range(m):
+        total += st[HEAD + (pos - 1 - i) % k]
+    return total / (m + 1)
+
+
+@njit(inline="always")
+def _error_log10(st, raw):
+    """``-log10 Q`` of the error evidence: the larger of the raw score's and
+    the recent error's."""
+    return max(_tail_log10(st, S_TAIL, raw), _tail_log10(st, S_TAIL_RECENT, _recent(st, raw)))
+
+
+@njit(inline="always")
+def _range_log10(st, values):
+    """``-log10 Q`` of the range evidence: ``(1 + e) log10(n + 1)`` for the
+    value furthest beyond its feature's range (``e`` range widths, ``n``
+    values seen), 0 inside every range or while a range is a single value."""
+    F = values.shape[0]
+    _, _, _, low, high = _blocks(st, F)
+    best = 0.0
+    for j in range(F):
+        width = high[j] - low[j]
+        if width > 0.0:
+            e = max(values[j] - high[j], low[j] - values[j]) / width
+            if e > best:
+                best = e
+    if best <= 0.0:
+        return 0.0
+    return (1.0 + best) * math.log10(st[S_N] + 2.0)
+
+
+@njit(inline="always")
+def _evidence(log10_q):
+    return min(log10_q / SCALE, 1.0)
+
+
+@njit(inline="always")
+def _background_alpha(st):
+    """The background's smoothing factor: a half-life of ``k`` points."""
+    return 1.0 - 0.5 ** (1.0 / st[S_WINDOW])
+
+
+@njit(inline="always")
+def _reported(st, evidence):
+    """The larger of ``evidence`` if it exceeds each of the last ``k``
+    points' (fewer at first), and the background with ``evidence`` added."""
+    background = st[S_BACKGROUND] + _background_alpha(st) * (evidence - st[S_BACKGROUND])
+    k = int(st[S_WINDOW])
+    m = min(int(st[S_SCORED]), k)
+    pos = int(st[S_POS])
+    for i in range(m):
+        if st[HEAD + k + (pos - 1 - i) % k] >= evidence:
+            return background
+    return max(evidence, background)
 
 
 @njit(**_JIT)
@@ -39,7 +190,7 @@ def scaled_changes(st, values, z):
     clipped to [-10, 10], into ``z``; returns the raw score: the logarithm of
     one plus the root mean square of the prediction errors."""
     F = values.shape[0]
-    last, sum_sq, prediction = _blocks(st, F)
+    last, sum_sq, prediction, _, _ = _blocks(st, F)
     n = st[S_N]
     err = 0.0
     for j in range(F):
@@ -54,94 +205,115 @@ def scaled_changes(st, values, z):
 
 
 @njit(**_JIT)
+def error_evidence(st, raw):
+    """The evidence of a raw score alone (no range): ``-log10(Q) / 30``, capped at 1."""
+    return _evidence(_error_log10(st, raw))
+
+
+@njit(**_JIT)
+def evidence(st, values, raw):
+    """The evidence of ``values`` with raw score ``raw``: the larger of the
+    error's and the range's."""
+    return _evidence(max(_error_log10(st, raw), _range_log10(st, values)))
+
+
+@njit(**_JIT)
 def likelihood(st, raw):
-    """The anomaly score: the normal tail probability, under the long-run
-    mean and variance of the raw scores, beyond the larger of two
-    deviations: of ``raw`` itself, and of the mean of ``raw`` with the ring's
-    last ``k - 1`` raw scores (whose standard deviation is the raw scores'
-    over the square root of their number), as a log-likelihood
-    (:func:`log_likelihood`). The first catches a spike, the second a
-    sustained drift."""
-    k = int(st[S_WINDOW])
-    m = min(int(st[S_SCORED]), k - 1)
-    total = raw
-    pos = int(st[S_POS])
-    for i in range(m):
-        total += st[HEAD + (pos - 1 - i) % k]
-    recent = total / (m + 1)
-    mean, var = st[S_MEAN], st[S_VAR]
-    if var <= 0:
-        return log_likelihood(0.0 if max(raw, recent) <= mean else 1e3)
-    sd = math.sqrt(var)
-    z = max((raw - mean) / sd, (recent - mean) * math.sqrt(m + 1.0) / sd)
-    return log_likelihood(z)
-
-
-@njit(inline="always")
-def log_likelihood(z):
-    """``-log10`` of the normal tail probability beyond ``z``, over 30 and
-    capped at 1: monotone in the probability, 1 for a tail probability of
-    1e-30 or less, and without the ties at 1.0 that the probability itself
-    reaches once ``z`` passes 8. (Numenta's detectors report a log-likelihood
-    the same way.)"""
-    if z < 35.0:
-        log_tail = math.log(0.5 * math.erfc(z / math.sqrt(2.0)))
-    else:  # the asymptotic tail, where erfc underflows
-        log_tail = -0.5 * z * z - math.log(z * math.sqrt(2.0 * math.pi))
-    return min(-log_tail / (30.0 * math.log(10.0)), 1.0)
+    """The reported score of a raw score alone (no range evidence)."""
+    return _reported(st, _evidence(_error_log10(st, raw)))
 
 
 @njit(**_JIT)
 def score(st, values, z):
-    """The anomaly likelihood of ``values``; changes nothing but ``z``."""
-    return likelihood(st, scaled_changes(st, values, z))
+    """The reported score of ``values``; changes nothing but ``z``."""
+    raw = scaled_changes(st, values, z)
+    return _reported(st, _evidence(max(_error_log10(st, raw), _range_log10(st, values))))
+
+
+@njit(**_JIT)
+def _push(st, raw, ev):
+    """Add a raw score and its point's evidence to the rings, the evidence
+    to the background, and the raw score and recent error to their
+    statistics (a running mean at first, exponentially weighted once past
+    the half-life)."""
+    k = int(st[S_WINDOW])
+    recent = _recent(st, raw)
+    scored = st[S_SCORED]
+    alpha = max(st[S_ALPHA], 1.0 / (scored + 1.0))
+    _tail_update(st, S_TAIL, raw, alpha, scored == 0)
+    _tail_update(st, S_TAIL_RECENT, recent, alpha, scored == 0)
+    st[S_BACKGROUND] += _background_alpha(st) * (ev - st[S_BACKGROUND])
+    pos = int(st[S_POS])
+    st[HEAD + pos] = raw
+    st[HEAD + k + pos] = ev
+    st[S_POS] = (pos + 1) % k
+    st[S_SCORED] = scored + 1
 
 
 @njit(**_JIT)
 def record_raw(st, raw):
-    """Add a raw score to the ring of recent ones and to the long-run mean
-    and variance (a running mean at first, exponentially weighted once past
-    the half-life)."""
-    k = int(st[S_WINDOW])
-    pos = int(st[S_POS])
-    st[HEAD + pos] = raw
-    st[S_POS] = (pos + 1) % k
-    if st[S_SCORED] > 0:
-        alpha = max(st[S_ALPHA], 1.0 / (st[S_SCORED] + 1.0))
-        delta = raw - st[S_MEAN]
-        st[S_MEAN] += alpha * delta
-        st[S_VAR] = (1.0 - alpha) * (st[S_VAR] + alpha * delta * delta)
-    else:
-        st[S_MEAN] = raw
-        st[S_VAR] = 0.0
-    st[S_SCORED] += 1
+    """Record a raw score with its error evidence (the reconstruction
+    detector's step). Returns the evidence."""
+    ev = _evidence(_error_log10(st, raw))
+    _push(st, raw, ev)
+    return ev
 
 
 @njit(**_JIT)
 def record(st, values, z):
     """Score ``values`` (their scaled changes into ``z``), then add them to
-    the statistics: the raw score with :func:`record_raw`, the change to the
-    sums of squares; ``values`` become the last ones. Returns the raw score."""
+    the statistics: the raw score and the evidence with :func:`_push`, the
+    change to the sums of squares, the values to the ranges; ``values``
+    become the last ones. Returns the raw score."""
     F = values.shape[0]
     raw = scaled_changes(st, values, z)
-    record_raw(st, raw)
-    last, sum_sq, _ = _blocks(st, F)
+    ev = _evidence(max(_error_log10(st, raw), _range_log10(st, values)))
+    _push(st, raw, ev)
+    last, sum_sq, _, low, high = _blocks(st, F)
     for j in range(F):
         d = values[j] - last[j]
         sum_sq[j] += d * d
         last[j] = values[j]
+        low[j] = min(low[j], values[j])
+        high[j] = max(high[j], values[j])
     st[S_N] += 1
     return raw
 
 
 @njit(**_JIT)
-def restart_history(st, values):
-    """Start the per-feature history at ``values`` (no change seen yet)."""
+def score_raw(st, values, raw):
+    """The reported score of ``values`` whose raw score ``raw`` was computed
+    elsewhere (the reconstruction detector's); changes nothing."""
+    return _reported(st, _evidence(max(_error_log10(st, raw), _range_log10(st, values))))
+
+
+@njit(**_JIT)
+def record_raw_values(st, values, raw):
+    """Record ``values`` with their raw score computed elsewhere: the evidence
+    (error and range) with :func:`_push`, the values to the ranges. Returns
+    the evidence."""
     F = values.shape[0]
-    last, sum_sq, prediction = _blocks(st, F)
+    ev = _evidence(max(_error_log10(st, raw), _range_log10(st, values)))
+    _push(st, raw, ev)
+    _, _, _, low, high = _blocks(st, F)
+    for j in range(F):
+        low[j] = min(low[j], values[j])
+        high[j] = max(high[j], values[j])
+    st[S_N] += 1
+    return ev
+
+
+@njit(**_JIT)
+def restart_history(st, values):
+    """Start the per-feature history at ``values`` (no change seen yet; each
+    range is the value)."""
+    F = values.shape[0]
+    last, sum_sq, prediction, low, high = _blocks(st, F)
     last[:] = values
     sum_sq[:] = 0
     prediction[:] = 0
+    low[:] = values
+    high[:] = values
     st[S_N] = 0
 
 
@@ -149,5 +321,5 @@ def restart_history(st, values):
 def set_prediction(st, prediction):
     """The scaled changes predicted for the next values."""
     F = prediction.shape[0]
-    _, _, slot = _blocks(st, F)
+    _, _, slot, _, _ = _blocks(st, F)
     slot[:] = prediction
