@@ -72,7 +72,12 @@ class OnlineRNN:
     dtype
         ``"float32"`` (fast) or ``"float64"`` (reference).
     device
-        ``"cpu"``.
+        ``"cpu"``, the only device of a single model: its steps form a
+        sequential chain of small matrix-vector products (a few µs each on a
+        CPU core), which a GPU runs no faster and pays kernel launches and
+        transfers on top. GPUs pay for many models at once:
+        :class:`~streamrnn.ModelBank` with ``device="cuda"`` runs one GPU
+        thread per model.
     seed
         Seed of the parameter initialisation; the same seed gives
         bit-identical results.
@@ -172,6 +177,12 @@ class OnlineRNN:
         _choice("loss", loss, L.LOSS_CODES)
         dtype_name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
         self._np_dtype = np.dtype(_DTYPES[_choice("dtype", dtype_name, _DTYPES)])
+        if device == "cuda":
+            raise ValueError(
+                "OnlineRNN runs on the CPU only (device='cpu'): a single model is a sequential chain of small "
+                "steps, which a GPU runs no faster than one CPU core. For many models use "
+                "ModelBank(device='cuda'), which runs one GPU thread per model."
+            )
         if device != "cpu":
             raise ValueError(f"device must be 'cpu', got {device!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):

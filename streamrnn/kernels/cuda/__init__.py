@@ -1,0 +1,207 @@
+"""CUDA kernels of the model bank, twins of :mod:`streamrnn.kernels.recurrent`'s
+``bank_learn``, ``bank_predict`` and ``bank_forecast`` with the same names
+and argument order.
+
+Nothing here imports ``numba.cuda`` until a function is called: the optional
+dependency (``pip install "streamrnn[cuda]"``) is looked for then, with an
+actionable error when it or a GPU is missing. ``NUMBA_ENABLE_CUDASIM=1``
+(set before ``numba.cuda`` is first imported) runs the kernels in Numba's
+CUDA simulator, on the CPU, slowly: for tests with tiny shapes.
+
+On the device, a bank's ``buf`` has shape ``(lay[L_BUF], n_models)`` and its
+``ctr`` shape ``(N_CTR, n_models)``: the CPU arrays transposed, so that the
+threads of a warp, one per model, read neighbouring addresses (see
+:mod:`.recurrent`). :class:`DeviceBuffers` keeps them and converts from and
+to the CPU's row-per-model arrays.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+
+from ..layout import L_BUF
+from .recurrent import THREADS_PER_BLOCK, build
+
+INSTALL_HINT = 'pip install "streamrnn[cuda]"'
+
+
+def cuda_module():
+    """``numba.cuda``, after checking that it is installed and that a GPU (or
+    the simulator) is there.
+
+    Raises
+    ------
+    RuntimeError
+        If numba-cuda is not installed, or if no CUDA GPU is found and the
+        simulator is not enabled.
+    """
+    if importlib.util.find_spec("numba_cuda") is None:
+        raise RuntimeError(f"device='cuda' needs the numba-cuda package: {INSTALL_HINT}")
+    try:
+        from numba import cuda
+    except ImportError as e:  # pragma: no cover - depends on the installation
+        raise RuntimeError(f"device='cuda' needs the numba-cuda package: {INSTALL_HINT} ({e})") from e
+    if not cuda.is_available():
+        raise RuntimeError(
+            "device='cuda': no CUDA GPU found (numba.cuda.is_available() is False; check the NVIDIA driver "
+            "and `nvidia-smi`). Use device='cpu', or set NUMBA_ENABLE_CUDASIM=1 before importing numba.cuda "
+            "to run the CUDA kernels in Numba's simulator (slow; for tests)."
+        )
+    return cuda
+
+
+def is_simulated() -> bool:
+    """Whether the CUDA kernels run in Numba's simulator."""
+    from numba import config
+
+    return bool(config.ENABLE_CUDASIM)
+
+
+def _launch(name: str, n: int, *args) -> None:
+    if n == 0:
+        return
+    threads = min(THREADS_PER_BLOCK, n)
+    build()[name][(n + threads - 1) // threads, threads](*args)
+
+
+def _is_device_array(a) -> bool:
+    return hasattr(a, "copy_to_host")  # numba's device arrays, real or simulated
+
+
+def _to_device(cuda, a):
+    """A device array: ``a`` itself if it is one, else a copy of it."""
+    if _is_device_array(a):
+        return a
+    return cuda.to_device(np.ascontiguousarray(a))
+
+
+def _run(name: str, threads_of: int, args: tuple, out) -> None:
+    """Launch ``name`` with ``args`` then ``out``, one thread per element of
+    ``args[threads_of]``; a host ``out`` is copied in and back (rows the
+    kernel does not write keep their values, as on the CPU)."""
+    cuda = cuda_module()
+    n = len(args[threads_of])
+    dev_args = [_to_device(cuda, a) for a in args]
+    if _is_device_array(out):
+        _launch(name, n, *dev_args, out)
+        return
+    out_d = cuda.to_device(out)
+    _launch(name, n, *dev_args, out_d)
+    out_d.copy_to_host(out)
+
+
+def bank_learn(lay, ctr, buf, groups, starts, order, X, Y, out) -> None:
+    """``learn_one`` for every row, each on its own model: the CUDA twin of
+    :func:`streamrnn.kernels.recurrent.bank_learn`.
+
+    Parameters
+    ----------
+    lay
+        The layout of one model (int64).
+    ctr, buf
+        Device arrays, model-minor: shapes ``(N_CTR, n_models)`` and
+        ``(lay[L_BUF], n_models)``; updated in place.
+    groups, starts, order
+        ``groups[g]`` is the model of the rows ``order[starts[g]:starts[g + 1]]``,
+        in arrival order; ``groups`` should be sorted (coalesced access).
+    X, Y
+        Inputs and targets, one row per sample.
+    out
+        Receives the prediction made before each update (host or device array).
+    """
+    _run("bank_learn_kernel", 3, (lay, ctr, buf, groups, starts, order, X, Y), out)
+
+
+def bank_predict(lay, buf, groups, starts, order, X, out) -> None:
+    """Predictions for every row, the rows of a model run in order from its
+    carried state (not changed): the CUDA twin of
+    :func:`streamrnn.kernels.recurrent.bank_predict`; arguments as in
+    :func:`bank_learn`."""
+    _run("bank_predict_kernel", 2, (lay, buf, groups, starts, order, X), out)
+
+
+def bank_forecast(lay, buf, slots, X0, out) -> None:
+    """For each model ``slots[i]``, ``out.shape[1]`` steps from its carried
+    state (not changed), each step's outputs fed back as the next inputs,
+    starting from ``X0[i]``: the CUDA twin of
+    :func:`streamrnn.kernels.recurrent.bank_forecast`; ``buf`` as in
+    :func:`bank_learn`, ``out`` of shape ``(n, horizon, output_size)``."""
+    _run("bank_forecast_kernel", 2, (lay, buf, slots, X0), out)
+
+
+class DeviceBuffers:
+    """A bank's model buffers and counters in GPU memory, model-minor.
+
+    Parameters
+    ----------
+    lay
+        The layout of one model.
+    buf, ctr
+        Host arrays with one row per model, as on the CPU:
+        ``(n_models, lay[L_BUF])`` and ``(n_models, N_CTR)``.
+    """
+
+    def __init__(self, lay: np.ndarray, buf: np.ndarray, ctr: np.ndarray):
+        cuda = cuda_module()
+        self.lay = cuda.to_device(np.ascontiguousarray(lay, dtype=np.int64))
+        self.buf = cuda.to_device(np.ascontiguousarray(buf.T))
+        self.ctr = cuda.to_device(np.ascontiguousarray(ctr.T))
+        self.n_elements = int(lay[L_BUF])
+
+    @property
+    def capacity(self) -> int:
+        return int(self.buf.shape[1])
+
+    def grow(self, capacity: int) -> None:
+        """Room for ``capacity`` models; the new ones are zero."""
+        cuda = cuda_module()
+        for name in ("buf", "ctr"):
+            old = getattr(self, name)
+            new = cuda.device_array((old.shape[0], capacity), dtype=old.dtype)
+            _launch("copy_columns_kernel", capacity, old, new)
+            setattr(self, name, new)
+
+    def put(self, slots, buf: np.ndarray, ctr: np.ndarray) -> None:
+        """Write host rows (models) ``buf[j]``, ``ctr[j]`` (``buf`` may hold
+        only the first elements of each model) into the models ``slots[j]``."""
+        if len(slots) == 0:
+            return
+        cuda = cuda_module()
+        cols = cuda.to_device(np.ascontiguousarray(slots, dtype=np.int64))
+        _launch("put_columns_kernel", len(slots), self.buf, cols, cuda.to_device(np.ascontiguousarray(buf.T)))
+        _launch("put_columns_kernel", len(slots), self.ctr, cols, cuda.to_device(np.ascontiguousarray(ctr.T)))
+
+    def take(self, slots, n_elements: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Host copies of the models ``slots``: ``buf`` rows (their first
+        ``n_elements`` elements, default all) and ``ctr`` rows."""
+        cuda = cuda_module()
+        n = self.n_elements if n_elements is None else int(n_elements)
+        slots = np.ascontiguousarray(slots, dtype=np.int64)
+        buf = np.empty((n, len(slots)), dtype=self.buf.dtype)
+        ctr = np.empty((self.ctr.shape[0], len(slots)), dtype=self.ctr.dtype)
+        if len(slots):
+            cols = cuda.to_device(slots)
+            for src, host in ((self.buf, buf), (self.ctr, ctr)):
+                dst = cuda.device_array(host.shape, dtype=host.dtype)
+                _launch("take_columns_kernel", len(slots), src, cols, dst)
+                dst.copy_to_host(host)
+        return np.ascontiguousarray(buf.T), np.ascontiguousarray(ctr.T)
+
+
+def host_to_device(buf: np.ndarray):
+    """A device copy of host model rows ``(n, lay[L_BUF])``, model-minor."""
+    return cuda_module().to_device(np.ascontiguousarray(buf.T))
+
+
+__all__ = [
+    "DeviceBuffers",
+    "bank_forecast",
+    "bank_learn",
+    "bank_predict",
+    "build",
+    "cuda_module",
+    "host_to_device",
+    "is_simulated",
+]

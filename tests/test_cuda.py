@@ -1,0 +1,324 @@
+"""CUDA bank kernels: equal to the CPU bank (the independent reference, itself
+tested against float64 references), and free of float64 in float32 code.
+
+The device tests need numba-cuda and either a GPU or Numba's CUDA simulator,
+which must be switched on before ``numba.cuda`` is first imported, so they
+run in their own pytest process::
+
+    NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/test_cuda.py
+
+The simulator runs every GPU thread as a Python thread (~0.4 ms each) and
+computes partly in float64: shapes are tiny. The PTX test compiles the
+kernels for compute capability 9.0 in a subprocess without the simulator;
+it needs NVVM and NVRTC (``pip install "streamrnn[cuda]"`` brings them) but
+no GPU.
+"""
+
+import importlib.util
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from streamrnn import ModelBank, OnlineRNN
+from streamrnn.kernels import layout as L
+
+
+def _device_skip_reason():
+    if importlib.util.find_spec("numba_cuda") is None:
+        return 'numba-cuda is not installed (pip install "streamrnn[cuda]")'
+    from numba import cuda
+
+    if cuda.is_available():
+        return None
+    return ("no CUDA GPU found and Numba's CUDA simulator is off: run "
+            "NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/test_cuda.py")
+
+
+_REASON = _device_skip_reason()
+needs_cuda = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
+
+# hidden 3, k2 3, two outputs (so forecasts feed back), tiny for the simulator
+BASE = dict(input_size=2, output_size=2, hidden_size=3, k1=2, k2=3, lr=0.05)
+KEYS = ("a", "b", 7)
+
+
+def tolerance(dtype):
+    return dict(rtol=1e-10, atol=1e-10) if dtype == "float64" else dict(rtol=1e-4, atol=2e-5)
+
+
+def make_batches(rng, n_batches=3, rows=6, keys=KEYS, poison=True):
+    """Batches with several rows per key; the second has a non-finite input
+    and a non-finite target."""
+    out = []
+    for b in range(n_batches):
+        ks = [keys[i] for i in rng.integers(0, len(keys), size=rows)]
+        X, Y = rng.normal(size=(rows, 2)), rng.normal(size=(rows, 2))
+        if poison and b == 1:
+            X[1, 0] = np.nan
+            Y[3, 1] = np.inf
+        out.append((ks, X, Y))
+    return out
+
+
+def pair(dtype="float64", capacity=2, **config):
+    """The same bank on the CPU and on the GPU; capacity 2 makes both grow."""
+    config = {**BASE, "dtype": dtype, **config}
+    return (ModelBank(seed=3, capacity=capacity, **config),
+            ModelBank(seed=3, capacity=capacity, device="cuda", **config))
+
+
+def assert_banks_close(cpu, gpu, dtype):
+    assert cpu.keys == gpu.keys
+    persist = cpu._lay[L.L_PERSIST]
+    for k in cpu.keys:
+        a, b = cpu.model(k), gpu.model(k)
+        np.testing.assert_array_equal(a._ctr, b._ctr)
+        np.testing.assert_allclose(b._buf[:persist], a._buf[:persist], **tolerance(dtype))
+
+
+def run_and_compare(cpu, gpu, batches, dtype):
+    for keys, X, Y in batches:
+        np.testing.assert_allclose(gpu.learn_many(keys, X, Y), cpu.learn_many(keys, X, Y), **tolerance(dtype))
+    assert_banks_close(cpu, gpu, dtype)
+
+
+@needs_cuda
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_cuda_bank_equals_the_cpu_bank(cell, num_layers, dtype, rng):
+    cpu, gpu = pair(dtype, cell=cell, num_layers=num_layers)
+    run_and_compare(cpu, gpu, make_batches(rng), dtype)
+    assert sum(cpu.model(k).n_skipped for k in cpu.keys) >= 2  # the non-finite rows were met
+    assert gpu._capacity >= 3  # it grew
+
+    # predictions: several rows per key, an unseen key, a non-finite row
+    keys = ["a", "new", "a", 7, "b", "new"]
+    X = rng.normal(size=(6, 2))
+    X[4, 1] = np.nan
+    p_cpu, p_gpu = cpu.predict_many(keys, X), gpu.predict_many(keys, X)
+    assert np.isnan(p_gpu[4]).all()
+    np.testing.assert_allclose(p_gpu, p_cpu, **tolerance(dtype))
+
+    # forecasts fed back, an unseen key, a non-finite start
+    X0 = rng.normal(size=(4, 2))
+    X0[2, 0] = np.inf
+    keys = ["b", "other", 7, "a"]
+    f_cpu, f_gpu = cpu.forecast_many(keys, 3, X0), gpu.forecast_many(keys, 3, X0)
+    assert f_gpu.shape == (4, 3, 2) and np.isnan(f_gpu[2]).all()
+    np.testing.assert_allclose(f_gpu, f_cpu, **tolerance(dtype))
+    assert "new" not in gpu and "other" not in gpu
+    assert_banks_close(cpu, gpu, dtype)  # predictions changed no state
+
+
+@needs_cuda
+@pytest.mark.parametrize("config", [
+    dict(optimizer="sgd", momentum=0.5, weight_decay=0.01, clip_norm=None),
+    dict(optimizer="rmsprop", weight_decay=0.001, clip_norm=0.05),
+    dict(optimizer="adamw", loss="huber", huber_delta=0.3),
+    dict(loss="cross_entropy", clip_norm=0.1),
+    dict(k1=1, k2=3, recompute=True, cell="gru", num_layers=2),
+    dict(k1=3, k2=2, cell="rnn", approx_activations=True),
+], ids=["sgd", "rmsprop", "adamw-huber", "cross-entropy", "recompute", "k1>k2-approx"])
+def test_optimizers_losses_and_schedules(config, rng):
+    config = {"cell": "lstm", **config}
+    cpu, gpu = pair("float64", **config)
+    batches = make_batches(rng, poison=False)
+    if config.get("loss") == "cross_entropy":  # targets: class probabilities
+        batches = [(k, X, np.eye(2)[(Y[:, 0] > 0).astype(int)]) for k, X, Y in batches]
+    run_and_compare(cpu, gpu, batches, "float64")
+    assert sum(cpu.model(k).n_updates for k in cpu.keys) > 0
+
+
+@needs_cuda
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the simulator computes with NumPy scalars
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_a_state_gone_non_finite_is_reset_as_on_the_cpu(cell, rng):
+    cpu, _ = pair("float64", cell=cell)
+    for keys, X, Y in make_batches(rng, poison=False):
+        cpu.learn_many(keys, X, Y)
+    snap = cpu.snapshot()
+    lay = cpu._lay
+    slot = snap["meta"]["keys"].index("b")
+    snap["buf"][slot, lay[L.L_PARAMS0 + 1]] = np.nan  # a recurrent weight of b
+    cpu, gpu = ModelBank.restore(snap), ModelBank.restore(snap, device="cuda")
+    keys, X, Y = ["b", "a", "b"], rng.normal(size=(3, 2)), rng.normal(size=(3, 2))
+    for _ in range(2):
+        out_cpu, out_gpu = cpu.learn_many(keys, X, Y), gpu.learn_many(keys, X, Y)
+        np.testing.assert_array_equal(np.isnan(out_gpu), np.isnan(out_cpu))
+        np.testing.assert_allclose(out_gpu, out_cpu, rtol=1e-10, atol=1e-10)
+    assert gpu.model("b").n_resets == cpu.model("b").n_resets > 0
+    np.testing.assert_array_equal(gpu.model("b")._ctr, cpu.model("b")._ctr)
+
+
+@needs_cuda
+def test_snapshot_restore_and_pickle_on_the_device(rng):
+    data = make_batches(rng, n_batches=5)
+    whole, part = (ModelBank(seed=1, device="cuda", dtype="float64", **BASE) for _ in range(2))
+    cpu = ModelBank(seed=1, dtype="float64", **BASE)
+    for b in data[:2]:
+        whole.learn_many(*b), part.learn_many(*b), cpu.learn_many(*b)
+    for bank in (whole, part, cpu):
+        bank.evict(["b"])
+    snap = part.snapshot()
+    assert snap["meta"]["device"] == "cuda"
+    assert snap["buf"].shape == (len(snap["meta"]["keys"]), whole._lay[L.L_PERSIST])
+    restored = ModelBank.restore(snap)
+    thawed = pickle.loads(pickle.dumps(part))
+    on_cpu = ModelBank.restore(snap, device="cpu")
+    assert restored.device == thawed.device == "cuda" and on_cpu.device == "cpu"
+    cpu_snap = cpu.snapshot()
+    np.testing.assert_allclose(snap["buf"], cpu_snap["buf"], rtol=1e-10, atol=1e-10)
+    from_cpu = ModelBank.restore(cpu_snap, device="cuda")
+    for b in data[2:]:
+        expected = whole.learn_many(*b)
+        np.testing.assert_array_equal(restored.learn_many(*b), expected)
+        np.testing.assert_array_equal(thawed.learn_many(*b), expected)
+        np.testing.assert_allclose(on_cpu.learn_many(*b), expected, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(from_cpu.learn_many(*b), expected, rtol=1e-10, atol=1e-10)
+    assert restored.keys == whole.keys == thawed.keys
+    end = whole.snapshot()
+    for bank in (restored, thawed):
+        np.testing.assert_array_equal(bank.snapshot()["buf"], end["buf"])
+        np.testing.assert_array_equal(bank.snapshot()["ctr"], end["ctr"])
+
+
+@needs_cuda
+def test_idle_keys_are_evicted_and_slots_reused_on_the_device(rng, monkeypatch):
+    monkeypatch.setattr("streamrnn.bank._FLUSH_MODELS", 1)  # new models sent one at a time
+    cpu, gpu = (ModelBank(seed=0, max_idle=1, dtype="float64", device=d, **BASE) for d in ("cpu", "cuda"))
+    for keys in (["a", "b"], ["a"], ["c", "c"]):
+        X, Y = rng.normal(size=(len(keys), 2)), rng.normal(size=(len(keys), 2))
+        np.testing.assert_allclose(gpu.learn_many(keys, X, Y), cpu.learn_many(keys, X, Y), rtol=1e-10, atol=1e-10)
+    assert gpu.keys == cpu.keys and gpu._slot_of == cpu._slot_of
+    assert_banks_close(cpu, gpu, "float64")
+
+
+@needs_cuda
+def test_the_launchers_take_the_cpu_kernels_arguments(rng):
+    from streamrnn.kernels import cuda as KC
+    from streamrnn.kernels import recurrent as K
+
+    cpu, _ = pair("float64", cell="gru")
+    cpu.learn_many(list(KEYS) + ["a"], rng.normal(size=(4, 2)), rng.normal(size=(4, 2)))
+    buf, ctr = cpu._buf.copy(), cpu._ctr.copy()
+    dev = KC.DeviceBuffers(cpu._lay, buf, ctr)
+    groups = np.array([0, 2], dtype=np.int64)
+    starts = np.array([0, 2, 3], dtype=np.int64)
+    order = np.array([2, 0, 1], dtype=np.int64)
+    X, Y = rng.normal(size=(3, 2)), rng.normal(size=(3, 2))
+    out_cpu, out_gpu = np.full((3, 2), -1.0), np.full((3, 2), -1.0)
+    K.bank_learn(cpu._lay, ctr, buf, groups, starts, order, X, Y, out_cpu)
+    KC.bank_learn(cpu._lay, dev.ctr, dev.buf, groups, starts, order, X, Y, out_gpu)
+    np.testing.assert_allclose(out_gpu, out_cpu, rtol=1e-10, atol=1e-10)
+    b, c = dev.take(np.arange(3))
+    np.testing.assert_array_equal(c, ctr[:3])
+    persist = cpu._lay[L.L_PERSIST]
+    np.testing.assert_allclose(b[:, :persist], buf[:3, :persist], rtol=1e-10, atol=1e-10)
+
+    groups1, starts1, order1 = groups[:1], starts[:2], order[:2]
+    out_cpu, out_gpu = np.full((3, 2), -1.0), np.full((3, 2), -1.0)  # row 1 is not predicted: kept
+    K.bank_predict(cpu._lay, buf, groups1, starts1, order1, X, out_cpu)
+    KC.bank_predict(dev.lay, dev.buf, groups1, starts1, order1, X, out_gpu)
+    np.testing.assert_allclose(out_gpu, out_cpu, rtol=1e-10, atol=1e-10)
+    assert (out_gpu[1] == -1).all()
+
+    slots = np.array([2, 0], dtype=np.int64)
+    f_cpu, f_gpu = np.empty((2, 4, 2)), np.empty((2, 4, 2))
+    K.bank_forecast(cpu._lay, buf, slots, X[:2], f_cpu)
+    KC.bank_forecast(dev.lay, dev.buf, slots, X[:2], f_gpu)
+    np.testing.assert_allclose(f_gpu, f_cpu, rtol=1e-10, atol=1e-10)
+
+
+def test_a_single_model_on_cuda_says_to_use_a_bank():
+    with pytest.raises(ValueError, match=r"ModelBank\(device='cuda'\)"):
+        OnlineRNN(device="cuda")
+    with pytest.raises(ValueError, match="device must be one of"):
+        ModelBank(device="tpu", **BASE)
+
+
+def test_a_missing_numba_cuda_gives_an_actionable_error(monkeypatch):
+    from streamrnn.kernels import cuda as KC
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "numba_cuda" else real(name, *a))
+    with pytest.raises(RuntimeError, match=r'pip install "streamrnn\[cuda\]"'):
+        ModelBank(device="cuda", **BASE)
+    with pytest.raises(RuntimeError, match="numba-cuda"):
+        KC.bank_predict(None, None, None, None, None, None, None)
+
+
+def test_importing_streamrnn_does_not_import_numba_cuda():
+    code = "import sys, streamrnn, streamrnn.kernels.cuda; print('numba.cuda' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+_PTX_SCRIPT = textwrap.dedent(r"""
+    import json, sys, types
+    from numba import config
+    assert not config.ENABLE_CUDASIM
+    from numba import cuda
+    import numba.cuda.dispatcher as dispatcher
+
+    # device functions ask the current device for its compute capability:
+    # there is none here, so say 9.0 (the PTX is not run)
+    dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=(9, 0))
+
+    def probe(a):
+        a[0] = 1.0
+
+    try:
+        cuda.compile_ptx(probe, "void(float32[::1])", cc=(9, 0))
+    except Exception as e:  # the toolchain (NVVM, NVRTC) is missing
+        print(json.dumps({"skip": f"{type(e).__name__}: {e}"}))
+        sys.exit(0)
+
+    from streamrnn.kernels.cuda import recurrent as R
+
+    R.build()
+    signatures = {
+        "bank_learn_kernel": "void(int64[::1], int64[:, ::1], {f}[:, ::1], int64[::1], int64[::1], int64[::1], "
+                             "{f}[:, ::1], {f}[:, ::1], {f}[:, ::1])",
+        "bank_predict_kernel": "void(int64[::1], {f}[:, ::1], int64[::1], int64[::1], int64[::1], {f}[:, ::1], "
+                               "{f}[:, ::1])",
+        "bank_forecast_kernel": "void(int64[::1], {f}[:, ::1], int64[::1], {f}[:, ::1], {f}[:, :, ::1])",
+        "copy_columns_kernel": "void({f}[:, ::1], {f}[:, ::1])",
+        "put_columns_kernel": "void({f}[:, ::1], int64[::1], {f}[:, ::1])",
+        "take_columns_kernel": "void({f}[:, ::1], int64[::1], {f}[:, ::1])",
+    }
+    assert set(signatures) == set(R.KERNELS)
+    result = {}
+    for name, sig in signatures.items():
+        for f in sys.argv[1:]:
+            ptx, _ = cuda.compile_ptx(R.python_function(name), sig.format(f=f), cc=(9, 0))
+            result[f"{name}:{f}"] = [line.strip() for line in ptx.splitlines() if ".f64" in line][:5]
+        if name.startswith(("copy", "put", "take")):  # they also move the int64 counters
+            cuda.compile_ptx(R.python_function(name), sig.format(f="int64"), cc=(9, 0))
+    print(json.dumps(result))
+""")
+
+
+def test_every_kernel_compiles_to_ptx_for_sm90_without_float64_in_float32():
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    if importlib.util.find_spec("numba_cuda") is None:
+        pytest.skip('numba-cuda is not installed (pip install "streamrnn[cuda]")')
+    dtypes = ["float32"] + (["float64"] if os.environ.get("STREAMRNN_PTX_FLOAT64") else [])
+    result = subprocess.run([sys.executable, "-c", _PTX_SCRIPT, *dtypes], capture_output=True, text=True, env=env,
+                            timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    if "skip" in report:
+        pytest.skip("cuda.compile_ptx needs NVVM and NVRTC (pip install nvidia-cuda-nvrtc nvidia-nvvm, or "
+                    f"numba-cuda[cu13]): {report['skip'][:300]}")
+    assert len(report) == 6 * len(dtypes)
+    for name, lines in report.items():
+        if name.endswith(":float32"):
+            assert lines == [], f"{name} has float64 instructions: {lines}"
