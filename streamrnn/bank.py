@@ -157,21 +157,30 @@ class ModelBank:
             self._key_of.append(key)
             if slot >= self._capacity:
                 grow = self._capacity
-                if self._dev is None:
-                    self._buf = np.concatenate([self._buf, np.zeros_like(self._buf[:grow])])
-                    self._ctr = np.concatenate([self._ctr, np.zeros_like(self._ctr[:grow])])
-                else:
-                    self._dev.grow(2 * grow)
+                self._grow(2 * grow)
                 self._last_seen = np.concatenate([self._last_seen, np.zeros(grow, dtype=np.int64)])
+        self._init_slot(slot)
+        self._n_created += 1
+        self._slot_of[key] = slot
+        return slot
+
+    def _grow(self, capacity: int) -> None:
+        """Room for ``capacity`` models."""
+        if self._dev is None:
+            grow = capacity - self._capacity
+            self._buf = np.concatenate([self._buf, np.zeros_like(self._buf[:grow])])
+            self._ctr = np.concatenate([self._ctr, np.zeros_like(self._ctr[:grow])])
+        else:
+            self._dev.grow(capacity)
+
+    def _init_slot(self, slot: int) -> None:
+        """A new model in ``slot``."""
         if self._dev is None:
             self._buf[slot], self._ctr[slot] = self._fresh()
         else:  # written to the GPU in few transfers, by _flush
             self._pending.append((slot, *self._fresh()))
             if len(self._pending) >= _FLUSH_MODELS:
                 self._flush()
-        self._n_created += 1
-        self._slot_of[key] = slot
-        return slot
 
     def _slots(self, keys: list) -> np.ndarray:
         """The slot of each key, new keys getting one."""
@@ -247,12 +256,16 @@ class ModelBank:
             else:
                 d = self._dev
                 _cuda_kernels().bank_learn(d.lay, d.ctr, d.buf, groups, starts, order, X, Y, out)
-            self._last_seen[groups] = self._batch
+        self._end_batch(slots)
+        return out
+
+    def _end_batch(self, slots: np.ndarray) -> None:
+        """Mark these slots seen in this batch; evict the idle keys."""
+        self._last_seen[slots] = self._batch
         self._batch += 1
         if self.max_idle is not None:
             idle = [k for k, s in self._slot_of.items() if self._batch - 1 - self._last_seen[s] >= self.max_idle]
             self.evict(idle)
-        return out
 
     def _by_bank(self, keys):
         """Split ``keys`` into rows of known keys (their slots) and rows of

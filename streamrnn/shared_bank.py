@@ -97,24 +97,11 @@ class SharedWeightsBank(ModelBank):
     def _capacity(self) -> int:
         return self._ctr.shape[0]
 
-    def _slot(self, key) -> int:
-        slot = self._slot_of.get(key)
-        if slot is not None:
-            return slot
-        if self._free:
-            slot = self._free.pop()
-            self._key_of[slot] = key
-        else:
-            slot = len(self._key_of)
-            self._key_of.append(key)
-            if slot >= self._capacity:
-                self._grow(2 * self._capacity)
+    def _init_slot(self, slot: int) -> None:
+        """A new series in ``slot``: zero state, empty window."""
         start = self._origin + slot * self._stride
         self._buf[start : start + self._stride] = 0
         self._ctr[slot] = 0
-        self._n_created += 1
-        self._slot_of[key] = slot
-        return slot
 
     def _grow(self, capacity: int) -> None:
         old = self._capacity
@@ -124,7 +111,6 @@ class SharedWeightsBank(ModelBank):
         self._lays = np.repeat(self._lay[None, :], capacity + 1, axis=0)
         self._place(np.arange(capacity))
         self._ctr = np.concatenate([self._ctr, np.zeros((capacity - old, L.N_CTR), dtype=np.int64)])
-        self._last_seen = np.concatenate([self._last_seen, np.zeros(capacity - old, dtype=np.int64)])
 
     def model(self, key) -> OnlineRNN:
         """A standalone :class:`OnlineRNN` with the shared weights and
@@ -155,16 +141,11 @@ class SharedWeightsBank(ModelBank):
         predictions made before each update, shape ``(n, output_size)``."""
         keys, X = self._rows(keys, X, self._input_size, "X")
         _, Y = self._rows(keys, Y, self._output_size, "Y")
-        codes, uniques = _factorize(keys)
-        slots = np.array([self._slot(k) for k in uniques], dtype=np.int64)[codes]
+        slots = self._slots(keys)
         out = np.empty((len(keys), self._output_size), dtype=self._dtype)
         if len(keys):
             K.shared_learn(self._lays, self._ctr, self._updates, self._buf, slots, X, Y, out)
-            self._last_seen[slots] = self._batch
-        self._batch += 1
-        if self.max_idle is not None:
-            idle = [k for k, s in self._slot_of.items() if self._batch - 1 - self._last_seen[s] >= self.max_idle]
-            self.evict(idle)
+        self._end_batch(slots)
         return out
 
     def _slots_or_unseen(self, keys) -> np.ndarray:
