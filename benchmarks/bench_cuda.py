@@ -146,7 +146,6 @@ def main(argv=None):
         t_copy = timed(lambda: KC._launch("copy_columns_kernel", copy.shape[1], copy, dst), args.repeats,
                        cuda.synchronize)
         measured = 2 * copy.size * copy.dtype.itemsize / t_copy
-        del dst
         peak = device_bandwidth(cuda)
         print(f"  bytes of model state per sample: learn {learn_bytes:,.0f}, predict {predict_bytes:,.0f}")
         for name, bw in (("peak", peak), ("measured copy", measured)):

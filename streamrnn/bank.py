@@ -39,6 +39,15 @@ def _factorize(keys: list) -> tuple[np.ndarray, list]:
     return codes, list(index)
 
 
+def check_bank_arguments(max_idle, capacity) -> None:
+    """The arguments every bank takes, checked."""
+    if max_idle is not None and (isinstance(max_idle, bool) or not isinstance(max_idle, numbers.Integral)
+                                 or max_idle < 1):
+        raise ValueError(f"max_idle must be a positive integer or None, got {max_idle!r}")
+    if isinstance(capacity, bool) or not isinstance(capacity, numbers.Integral) or capacity < 1:
+        raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
+
+
 class ModelBank:
     """N independent :class:`~streamrnn.OnlineRNN` models of one
     configuration, stored as one array of model buffers and addressed by any
@@ -92,11 +101,7 @@ class ModelBank:
                  device: str = "cpu", **config):
         if device not in DEVICES:
             raise ValueError(f"device must be one of {list(DEVICES)}, got {device!r}")
-        if max_idle is not None and (isinstance(max_idle, bool) or not isinstance(max_idle, numbers.Integral)
-                                     or max_idle < 1):
-            raise ValueError(f"max_idle must be a positive integer or None, got {max_idle!r}")
-        if isinstance(capacity, bool) or not isinstance(capacity, numbers.Integral) or capacity < 1:
-            raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
+        check_bank_arguments(max_idle, capacity)
         self.seed = seed
         self.max_idle = max_idle
         self.device = device

@@ -7,7 +7,7 @@ import numbers
 
 import numpy as np
 
-from .bank import ModelBank, _factorize
+from .bank import ModelBank, _factorize, check_bank_arguments
 from .kernels import layout as L
 from .kernels import shared_weights as K
 from .learner import OnlineRNN
@@ -55,11 +55,7 @@ class SharedWeightsBank(ModelBank):
     """
 
     def __init__(self, seed: int | None = None, max_idle: int | None = None, capacity: int = 16, **config):
-        if max_idle is not None and (isinstance(max_idle, bool) or not isinstance(max_idle, numbers.Integral)
-                                     or max_idle < 1):
-            raise ValueError(f"max_idle must be a positive integer or None, got {max_idle!r}")
-        if isinstance(capacity, bool) or not isinstance(capacity, numbers.Integral) or capacity < 1:
-            raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
+        check_bank_arguments(max_idle, capacity)
         self.seed = seed
         self.max_idle = max_idle
         self.config = dict(config)

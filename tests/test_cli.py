@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from river import datasets
 
-from streamrnn import GRUForecaster, LSTMForecaster
+from streamrnn import GRUForecaster
 from streamrnn.anomaly import PredictiveDetector
 from streamrnn.cli import main
 from streamrnn.cli.commands import DEFAULT_THRESHOLD
