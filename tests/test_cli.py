@@ -147,6 +147,8 @@ def test_load_of_the_wrong_kind_of_model_is_refused(tmp_path):
         (["forecast", "no-such-file.csv", "--target", "a"], "", 2, "no such file"),
         (["detect", "--target", "a", "--quantile", "1.5"], "a\n1\n", 2, "--quantile"),
         (["detect", "--target", "a", "--threshold", "-1"], "a\n1\n", 2, "--threshold"),
+        (["forecast", "--target", "a", "--device", "cuda"], "a\n1\n", 2, "CPU"),
+        (["detect", "--target", "a", "--device", "cuda"], "a\n1\n", 2, "CPU"),
     ],
 )
 def test_error_paths(argv, text, status, message):
@@ -203,6 +205,11 @@ def test_subprocess_quiet_on_broken_pipe_and_usage_status(tmp_path):
     usage = _subprocess(["forecast"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, err = usage.communicate(timeout=60)
     assert usage.returncode == 2 and "--target" in err
+    bad = _subprocess(["detect", "-", "--target", "v"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                      stderr=subprocess.PIPE)
+    out, err = bad.communicate("v\n1\noops\n", timeout=60)
+    assert bad.returncode == 1 and "row 2 (line 3): column 'v' has a non-numeric value 'oops'" in err
+    assert "Traceback" not in err and len(out.splitlines()) == 2  # the header and the good row
 
 
 def test_progress_bar_on_stderr_for_files_only(tmp_path):

@@ -25,6 +25,15 @@ def _model_params(args: argparse.Namespace) -> dict:
     return params
 
 
+def _build(cls: type, **params):
+    """The estimator, or a usage error naming what its arguments got wrong
+    (``--device cuda`` on an estimator that runs on the CPU, say)."""
+    try:
+        return cls(**params)
+    except ValueError as error:
+        raise CommandError(str(error), status=2) from None
+
+
 def _load(path: str, kind: type):
     from ..persistence import load
 
@@ -175,7 +184,7 @@ def forecast(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
         params = _model_params(args)
         if args.direct:
             params["horizon"] = H
-        model = KeyedForecaster(cls(**{k: v for k, v in params.items() if k != "seed"}), seed=args.seed)
+        model = KeyedForecaster(_build(cls, **{k: v for k, v in params.items() if k != "seed"}), seed=args.seed)
     run = _Run(args, stream, name, piped, stdout, stderr)
     run.writer.writerow(run.echo + [f"{t}+{k}" for t in run.targets for k in range(1, H + 1)])
 
@@ -247,7 +256,7 @@ def detect(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
     else:
         params = _model_params(args)
         params.pop("seed")
-        model = KeyedDetector(anomaly.PredictiveDetector(cell=args.model, **params), seed=args.seed)
+        model = KeyedDetector(_build(anomaly.PredictiveDetector, cell=args.model, **params), seed=args.seed)
     quantiles: dict = {}
     threshold = args.threshold if args.threshold is not None else DEFAULT_THRESHOLD
     run = _Run(args, stream, name, piped, stdout, stderr)
