@@ -41,21 +41,20 @@ def _value(name, v) -> float:
 
 
 @functools.lru_cache(maxsize=256)
+def _calendar_names(name) -> tuple:
+    return tuple(f"{name}.{part}_{f}" for part in ("hour", "weekday", "month") for f in ("sin", "cos"))
+
+
+@functools.lru_cache(maxsize=1024)
 def calendar_features(name, when: dt.date) -> dict:
     """Sine and cosine of the hour-of-day, day-of-week and month-of-year
     phases of ``when`` (cached: forecasts meet the same dates many times;
     callers must not modify the dict)."""
     hour = when.hour + when.minute / 60 if isinstance(when, dt.datetime) else 0.0
-    phases = {
-        "hour": hour / 24,
-        "weekday": when.weekday() / 7,
-        "month": (when.month - 1 + (when.day - 1) / 31) / 12,
-    }
-    out = {}
-    for part, phase in phases.items():
-        out[f"{name}.{part}_sin"] = math.sin(2 * math.pi * phase)
-        out[f"{name}.{part}_cos"] = math.cos(2 * math.pi * phase)
-    return out
+    tau = 2 * math.pi
+    h, w, m = tau * (hour / 24), tau * (when.weekday() / 7), tau * ((when.month - 1 + (when.day - 1) / 31) / 12)
+    values = (math.sin(h), math.cos(h), math.sin(w), math.cos(w), math.sin(m), math.cos(m))
+    return dict(zip(_calendar_names(name), values))
 
 
 def expand(x: dict) -> dict:
@@ -82,6 +81,7 @@ class FeatureSpace:
         self.names: list = []
         self.index: dict = {}
         self._rows: dict = {}  # rows of dicts met before (forecasts meet the same ones often)
+        self._window: tuple | None = None  # the last rows(): copies of its dicts, its matrix, completeness
 
     def __getstate__(self) -> dict:
         return {"names": self.names, "index": self.index}
@@ -89,6 +89,7 @@ class FeatureSpace:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._rows = {}
+        self._window = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -101,6 +102,7 @@ class FeatureSpace:
             self.names.append(name)
         if new:
             self._rows.clear()
+            self._window = None
         return len(new)
 
     def present(self, x: dict) -> list:
@@ -129,6 +131,63 @@ class FeatureSpace:
                 self._rows.clear()
             self._rows[key] = row.copy()
         return row
+
+    def rows(self, xs) -> np.ndarray:
+        """The dicts ``xs`` (None for none) as float64 rows over the known
+        columns, NaN where missing, like :meth:`row`. Rows of dicts equal to
+        those of the previous call, or to them one step on (the features of
+        a forecast's horizon, one step later), are reused."""
+        xs = list(xs)
+        n = len(xs)
+        out = np.empty((n, len(self.names)))
+        done, copies, complete = 0, [], []
+        if self._window is not None:
+            old, M, old_complete = self._window
+            for shift in (1, 0):
+                k = min(n, len(old) - shift)
+                try:
+                    same = k > 0 and old[shift : shift + k] == xs[:k]
+                except (TypeError, ValueError):  # values that do not compare
+                    same = False
+                if same:
+                    out[:k] = M[shift : shift + k]
+                    done, copies, complete = k, old[shift : shift + k], old_complete[shift : shift + k]
+                    break
+        for i in range(done, n):
+            x = xs[i]
+            out[i], known = self._row_and_completeness(x or {})
+            copies.append(None if x is None else dict(x))
+            complete.append(known)
+        self._window = (copies, out, complete)
+        return out.copy()
+
+    def _row_and_completeness(self, x: dict) -> tuple[np.ndarray, bool]:
+        """:meth:`row` of ``x``, and whether all its features with a value have columns."""
+        row = np.full(len(self.names), np.nan)
+        known = True
+        index = self.index
+        for k, v in x.items():
+            # a date's calendar features are finite floats; other values are checked
+            items = calendar_features(k, v).items() if isinstance(v, dt.date) else ((k, _value(k, v)),)
+            for name, value in items:
+                j = index.get(name)
+                if j is not None:
+                    row[j] = value
+                elif value == value:  # not NaN
+                    known = False
+        return row, known
+
+    def known_row(self, x: dict | None) -> np.ndarray | None:
+        """The row of ``x`` if it equals the first dict of the last
+        :meth:`rows` and all its features with a value have columns; else None."""
+        window = self._window
+        if window is None or not window[0] or not window[2][0]:
+            return None
+        try:
+            same = window[0][0] == x
+        except (TypeError, ValueError):
+            return None
+        return window[1][0] if same else None
 
     def frame(self, X: pd.DataFrame) -> tuple[np.ndarray, list]:
         """``X`` as a float64 matrix (NaN where missing) and its column names."""

@@ -9,24 +9,33 @@ How a forecast is made, from the bottom up:
    default, the natural period of the sampling interval of the dates in
    ``x``, or a peak of the autocorrelation of the changes), the change
    expected at each phase of the period is an exponentially weighted mean of
-   the past changes at that phase, its smoothing constant chosen online, and
-   used only while it clearly beats forecasting no change
-   (:class:`~streamrnn.seasonal.SeasonalBase`). Otherwise the base is zero:
-   persistence.
-3. **Network.** The network learns the surprise ``w_t = d_t - base_t``,
+   the past changes at that phase, averaged over several smoothing constants
+   with weights that follow their one-step errors, and used only while it
+   clearly beats forecasting no change; a period known beforehand (given,
+   or from the dates) is trusted from the end of its first cycle, before
+   there are errors to compare (:class:`~streamrnn.seasonal.SeasonalBase`).
+   Otherwise the base is zero: persistence.
+3. **Mean reversion.** When the base's residuals ``r_t = d_t - base_t``
+   correlate negatively at lag one (part of each residual is noise that the
+   next change takes back, as around a noisy level), the next residual is
+   expected to be ``rho`` times the last one, and ``rho**k`` times it ``k``
+   steps ahead: exponential smoothing of the level, in effect. A positive
+   correlation (momentum) is left to the network.
+4. **Network.** The network learns the surprise ``w_t = r_t - rho r_{t-1}``,
    divided by its running root mean square. Its inputs at each step are the
    previous surprise, the surprise one period before the target, and the
    standardised exogenous features of the target's time (dates become
    calendar features). Its head starts at zero, so an untrained network
    forecasts the base exactly.
-4. **Forecast.** Multi-step forecasts run on from the carried hidden state
+5. **Forecast.** Multi-step forecasts run on from the carried hidden state
    without changing it, feeding each predicted surprise back in, and add up
-   base plus surprise from the last value.
+   base, reversion and surprise from the last value.
 """
 
 from __future__ import annotations
 
 import collections
+import itertools
 import datetime as dt
 import math
 import numbers
@@ -180,13 +189,16 @@ class RecurrentForecaster(Forecaster):
 
     def _restart_surprises(self) -> None:
         self._w_stats = [0, 0.0]
+        # the base's residuals: sums of r[t] r[t-1], r[t-1]^2 and r[t]^2, and the last one
+        self._residuals = [0.0, 0.0, 0.0, None]
         self._surprises = collections.deque(maxlen=max(self._period or 1, self._outputs))
         self._pending = collections.deque(maxlen=self._outputs)  # direct: inputs awaiting their targets
 
     def _set_period(self, m: int, source: str) -> None:
         self._period = m
         self._period_from = source
-        self._bases = {"lin": SeasonalBase(m), "log": SeasonalBase(m)}
+        prior = source in ("given", "calendar")
+        self._bases = {"lin": SeasonalBase(m, prior), "log": SeasonalBase(m, prior)}
         self._base_errors = {"lin": 0.0, "log": 0.0}
         self._feedback = np.array([(0, 1), (1, m)], dtype=np.int64)
         # replay the changes seen so far, oldest first, at their phases
@@ -254,6 +266,14 @@ class RecurrentForecaster(Forecaster):
             return math.exp(b - d) - 1.0
         return (b - d) / max(abs(level + d), 1e-12)
 
+    def _reversion(self) -> float:
+        """The lag-one autocorrelation of the base's residuals where it is
+        negative (part of each residual is noise that the next one takes
+        back), else 0: the next residual is expected to be this times the
+        last one. (``2 S_xy / (S_xx + S_yy)``, which lies in [-1, 1].)"""
+        sxy, sxx, syy, _ = self._residuals
+        return 2.0 * sxy / (sxx + syy) if sxy < 0 else 0.0
+
     def _base(self, phase: int) -> float:
         base = self._bases.get(self._space())
         return base.forecast(phase) if base is not None else 0.0
@@ -285,13 +305,18 @@ class RecurrentForecaster(Forecaster):
         for x in xs:
             if x is not None and not isinstance(x, dict):
                 raise ValueError(f"x must be a dict of features or None, got {type(x).__name__}")
-        if learn and self._features.register(self._features.present(xs[0] or {})):
-            n = len(self._features)
-            self._x_scaler.grow(n)
-            self._net.resize(input_size=N_BASE_INPUTS + n)
-        if not self._features.names:
+        features = self._features
+        if learn:
+            row = features.known_row(xs[0])  # met in the last forecast's features
+            if row is not None:
+                return self._x_scaler.transform(row[None, :], update=True)
+            if features.register(features.present(xs[0] or {})):
+                n = len(features)
+                self._x_scaler.grow(n)
+                self._net.resize(input_size=N_BASE_INPUTS + n)
+        if not features.names:
             return np.zeros((len(xs), 0))
-        M = np.array([self._features.row(x or {}) for x in xs])
+        M = features.row(xs[0] or {})[None, :] if learn else features.rows(xs)
         return self._x_scaler.transform(M, update=learn)
 
     # -------------------------------------------------------------- River
@@ -320,7 +345,15 @@ class RecurrentForecaster(Forecaster):
             changes["log"] = math.log(y) - math.log(self._last)
         m, phase = self._period, self._n % (self._period or 1)
         space = self._space()
-        w = changes[space] - self._base(phase)
+        r = changes[space] - self._base(phase)  # the base's residual
+        residuals = self._residuals
+        last = residuals[3]
+        w = r - self._reversion() * last if last is not None else r
+        if last is not None:
+            residuals[0] += r * last
+            residuals[1] += last * last
+            residuals[2] += r * r
+        residuals[3] = r
 
         surprises = self._surprises
         u = self._step_input(exogenous)
@@ -339,8 +372,10 @@ class RecurrentForecaster(Forecaster):
                 self._net.learn(self._padded(pending.popleft()), targets)
 
         for s, d in changes.items():
-            if m:
-                self._base_errors[s] += abs(self._relative_error(s, d, phase, self._last))
+            # the log base serves while the scale is undecided or log
+            if m and (s == "lin" or self._log or self._log_pending):
+                if self._log_pending:
+                    self._base_errors[s] += abs(self._relative_error(s, d, phase, self._last))
                 self._bases[s].update(phase, d)
             self._history[s].append(d)
         self._n += 1
@@ -368,20 +403,25 @@ class RecurrentForecaster(Forecaster):
                 # step k's seasonal input is the surprise m steps before it:
                 # known for k < m, fed back from the forecast after that
                 known = min(horizon, m)
-                past = np.array([surprises[k - m] for k in range(known)]) / self._scale()
-                U[:known, 1] = np.clip(past, -CLIP, CLIP)
-            if xs is not None or self._features.names:
-                ex = self._exogenous([xs[k] for k in range(horizon)] if xs is not None else [None] * horizon, False)
+                start = len(surprises) - m
+                past = np.fromiter(itertools.islice(surprises, start, start + known), np.float64, known)
+                past /= self._scale()
+                U[:known, 1] = np.minimum(np.maximum(past, -CLIP), CLIP)
+            if xs is not None:  # without xs, every feature is missing: 0 once standardised
+                ex = self._exogenous(list(itertools.islice(xs, horizon)), False)
                 U[:, N_BASE_INPUTS : N_BASE_INPUTS + ex.shape[1]] = ex
             z = self._net.forecast(U, self._feedback)[:, 0].astype(np.float64)
         d = z * self._scale()
+        rho, last = self._reversion(), self._residuals[3]
+        if rho and last is not None:
+            d += last * rho ** np.arange(1, horizon + 1)
         if m:
             base = self._bases.get(self._space())
-            if base is not None:
+            if base is not None and base.weights is not None:
                 d += base.forecast_phases((self._n + np.arange(horizon)) % m)
         if self._log:
-            return [float(v) for v in self._last * np.exp(np.cumsum(d))]
-        return [float(v) for v in self._last + np.cumsum(d)]
+            return (self._last * np.exp(np.cumsum(d))).tolist()
+        return (self._last + np.cumsum(d)).tolist()
 
     def _direct(self, horizon: int, xs) -> np.ndarray:
         """Direct forecasts: replay the steps the network has not learned yet
@@ -419,7 +459,7 @@ class GRUForecaster(RecurrentForecaster):
     ...     model.learn_one(y, x)
     ...     last = y
     >>> mae, persistence
-    (MAE: 0.6255, MAE: 0.6310)
+    (MAE: 0.6258, MAE: 0.6310)
     """
 
     _cell = "gru"
@@ -442,7 +482,7 @@ class LSTMForecaster(RecurrentForecaster):
     >>> model.period, model.log_scale
     (12, True)
     >>> print([round(v) for v in model.forecast(horizon=12)])
-    [448, 424, 475, 492, 509, 583, 672, 669, 559, 499, 431, 479]
+    [449, 424, 476, 492, 510, 584, 672, 669, 560, 500, 432, 480]
     """
 
     _cell = "lstm"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Smoothing constants the seasonal base chooses from, online.
+#: Smoothing constants the seasonal base weighs, online.
 GAMMAS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 #: The seasonal base is used once its errors are this fraction of those of
 #: forecasting no change, or less: a clear gain, not a chance one.
@@ -97,43 +97,102 @@ def find_period(changes) -> int | None:
 class SeasonalBase:
     """Per-phase exponentially weighted means of a series' changes, one set
     per smoothing constant in :data:`GAMMAS` (Holt-Winters' seasonal
-    component, on the changes). It forecasts with the constant whose one-step
-    errors have been smallest so far, or forecasts no change unless the
-    constant's errors are :data:`MARGIN` of those of no change or less: a
-    period found by mistake then does little harm."""
+    component, on the changes).
 
-    def __init__(self, period: int):
+    The constants' forecasts are averaged with weights that follow the
+    evidence: the likelihood of each constant's one-step errors under
+    Laplace errors whose scale is the best constant's mean error,
+    ``exp(-(E_k - E_min) / (E_min / n))`` for summed errors ``E`` over ``n``
+    steps. While errors tie (each phase seen once more), that is their plain
+    mean; with evidence, it tends to the single best constant. The base
+    forecasts no change unless the best constant's errors are :data:`MARGIN`
+    of those of no change or less: a period found by mistake then does
+    little harm. With ``prior`` (a period known beforehand: given, or read
+    from the dates), the base is trusted from the end of its first period,
+    before its errors can be compared with those of no change.
+
+    Examples
+    --------
+    >>> from streamrnn.seasonal import SeasonalBase
+    >>> base = SeasonalBase(3, prior=True)
+    >>> for t, change in enumerate([1.0, -2.0, 1.0]):
+    ...     base.update(t % 3, change)
+    >>> base.forecast(0), base.forecast(1)
+    (1.0, -2.0)
+    >>> SeasonalBase(3).forecast(0)  # no evidence and no prior: no change
+    0.0
+    """
+
+    def __init__(self, period: int, prior: bool = False):
         self.period = period
+        self.prior = prior
         self.means = np.zeros((len(GAMMAS), period))
         self.seen = np.zeros(period, dtype=bool)
         self.errors = np.zeros(len(GAMMAS))
         self.no_change_error = 0.0
+        self.n_errors = 0  # steps whose errors were compared
         self._gammas = np.array(GAMMAS)
+        self._weights: np.ndarray | None = None
+        self._stale = True
+        self._all_seen = False
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_weights"], state["_stale"] = None, True  # a cache
+        return state
+
+    @property
+    def weights(self) -> np.ndarray | None:
+        """The weight of each constant, or None when forecasting no change."""
+        if self._stale:
+            self._weights = self._compute_weights()
+            self._stale = False
+        return self._weights
+
+    def _compute_weights(self) -> np.ndarray | None:
+        if self.n_errors == 0:
+            if self.prior and self.seen.all():
+                return np.full(len(GAMMAS), 1.0 / len(GAMMAS))
+            return None
+        e = self.errors
+        lowest = float(e.min())
+        if not lowest < MARGIN * self.no_change_error:
+            return None
+        if lowest <= 0:
+            w = (e <= 0).astype(np.float64)
+        else:
+            w = np.exp(-(e - lowest) * (self.n_errors / lowest))
+        return w / w.sum()
 
     @property
     def best(self) -> int | None:
-        """Index of the constant in use, or None when forecasting no change."""
-        best = int(np.argmin(self.errors))
-        return best if self.errors[best] < MARGIN * self.no_change_error else None
+        """Index of the constant of highest weight, or None when forecasting no change."""
+        w = self.weights
+        return None if w is None else int(np.argmax(w))
 
     def forecast(self, phase: int) -> float:
         """The change expected at ``phase``."""
-        best = self.best
-        return float(self.means[best, phase]) if best is not None and self.seen[phase] else 0.0
+        w = self.weights
+        return float(w @ self.means[:, phase]) if w is not None and self.seen[phase] else 0.0
 
     def forecast_phases(self, phases: np.ndarray) -> np.ndarray:
         """The changes expected at each of ``phases``."""
-        best = self.best
-        if best is None:
+        w = self.weights
+        if w is None:
             return np.zeros(len(phases))
-        return np.where(self.seen[phases], self.means[best, phases], 0.0)
+        if self._all_seen:
+            return w @ self.means[:, phases]
+        return np.where(self.seen[phases], w @ self.means[:, phases], 0.0)
 
     def update(self, phase: int, change: float) -> None:
+        self._stale = True
         if self.seen[phase]:
             column = self.means[:, phase]
             self.errors += np.abs(column - change)
             self.no_change_error += abs(change)
+            self.n_errors += 1
             column += self._gammas * (change - column)
         else:
             self.means[:, phase] = change
             self.seen[phase] = True
+            self._all_seen = bool(self.seen.all())

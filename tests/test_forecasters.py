@@ -177,3 +177,98 @@ def test_direct_forecasts_take_features_that_appear_later():
     assert model._net.input_size == 2 + 1
     f = model.forecast(3, xs=[{"a": 1.0}, {"a": 2.0}, {"a": 0.0}])
     assert len(f) == 3 and all(math.isfinite(v) for v in f)
+
+
+def test_mean_reversion_of_the_residuals_smooths_a_noisy_level():
+    """White noise around a level: its changes are negatively correlated at
+    lag one, and the forecaster takes back that part of the last change
+    (simple exponential smoothing, in effect), beating persistence."""
+    rng = np.random.default_rng(0)
+    y = 10.0 + rng.normal(size=600)
+    model = GRUForecaster(seasonality=None, seed=0)
+    errors, persistence = [], []
+    for t in range(len(y) - 3):
+        model.learn_one(float(y[t]))
+        if t > 300:
+            errors.append(np.abs(np.array(model.forecast(3)) - y[t + 1 : t + 4]).mean())
+            persistence.append(np.abs(y[t] - y[t + 1 : t + 4]).mean())
+    d = np.diff(y[: len(y) - 3])  # the base is no change: the residuals are the changes
+    rho = 2 * (d[1:] @ d[:-1]) / (d[:-1] @ d[:-1] + d[1:] @ d[1:])
+    assert rho < -0.3
+    np.testing.assert_allclose(model._reversion(), rho)
+    assert np.mean(errors) < 0.85 * np.mean(persistence)
+
+
+def test_no_reversion_where_changes_persist():
+    t = np.arange(400)
+    model = GRUForecaster(seasonality=None, seed=0)
+    for v in np.sin(t / 10):  # smooth: changes correlate positively
+        model.learn_one(float(v))
+    assert model._reversion() == 0.0
+
+
+def test_a_period_known_beforehand_is_trusted_before_its_errors_are_compared():
+    given = LSTMForecaster(seasonality=4, seed=0)
+    found = LSTMForecaster(seed=0)  # no dates: the period comes from the autocorrelation
+    calendar = LSTMForecaster(seed=0)
+    for (x, y), _ in zip(datasets.AirlinePassengers(), range(60)):
+        given.learn_one(y)
+        found.learn_one(y)
+        calendar.learn_one(y, x)
+    assert given._bases["lin"].prior and calendar._bases["lin"].prior
+    assert found.period == 12 and not found._bases["lin"].prior
+    model = LSTMForecaster(seasonality=4, seed=0)
+    for y in [10.0, 20.0, 15.0, 30.0, 12.0]:  # four changes: one full period
+        model.learn_one(y)
+    assert model._bases["lin"].weights is not None
+
+
+def _lockstep(model, fresh, xs, ys):
+    """Forecasts of ``model`` and of ``fresh``, whose feature rows are
+    recomputed from scratch at every call."""
+    out_a, out_b = [], []
+    for t in range(len(ys) - 12):
+        model.learn_one(ys[t], xs[t])
+        fresh._features._window = None
+        fresh.learn_one(ys[t], xs[t])
+        fresh._features._window = None
+        out_a.append(model.forecast(12, xs[t + 1 : t + 13]))
+        out_b.append(fresh.forecast(12, xs[t + 1 : t + 13]))
+    return out_a, out_b
+
+
+def test_feature_rows_reused_between_forecasts_change_nothing():
+    data = list(datasets.WaterFlow())[:300]
+    xs, ys = [x for x, _ in data], [y for _, y in data]
+    a, b = _lockstep(LSTMForecaster(seed=1), LSTMForecaster(seed=1), xs, ys)
+    assert a == b
+    # dicts changed in place, features that appear in a forecast's steps first
+    rng = np.random.default_rng(0)
+    xs = [{"a": float(rng.normal())} for _ in range(80)]
+    for t in range(20, 80):
+        xs[t]["b"] = float(t % 3)
+    a, b = _lockstep(GRUForecaster(seed=2), GRUForecaster(seed=2), xs, list(np.cumsum(rng.normal(size=80))))
+    assert a == b
+    model = GRUForecaster(seed=2)
+    window = [{"a": 1.0}, {"a": 2.0}]
+    for t in range(30):
+        model.learn_one(float(t % 4), {"a": float(t % 4)})
+    first = model.forecast(2, window)
+    window[0]["a"] = 5.0  # the same dict, changed: its row is recomputed
+    assert model.forecast(2, window) == model.forecast(2, [{"a": 5.0}, {"a": 2.0}]) != first
+
+
+def test_feature_rows_match_row_by_row():
+    from streamrnn.features import FeatureSpace
+
+    space = FeatureSpace()
+    space.register(["a", "b"])
+    xs = [{"a": 1.0}, None, {"b": 2.0, "c": 3.0}, {"a": float("nan")}, {"a": 4.0, "b": 5.0}]
+    reference = np.array([space.row(x or {}) for x in xs])
+    for window in (xs[:3], xs[1:4], xs[1:4], xs[2:5], xs[:5]):
+        np.testing.assert_array_equal(space.rows(window), reference[xs.index(window[0]) :][: len(window)])
+    assert space.known_row({"a": 4.0, "b": 5.0}) is None  # not the first of the last window
+    space.rows(xs[2:5])
+    assert space.known_row(xs[2]) is None  # "c" has no column
+    space.rows(xs[4:])
+    np.testing.assert_array_equal(space.known_row({"a": 4.0, "b": 5.0}), [4.0, 5.0])

@@ -51,3 +51,75 @@ def test_seasonal_base_learns_the_changes_of_a_pattern_and_declines_noise():
         noise.update(t % 4, rng.normal())
     assert noise.best is None and noise.forecast(1) == 0.0
     assert len(GAMMAS) == noise.errors.shape[0]
+
+
+def _reference_base(period, phases, changes):
+    """Per-phase EWMAs and summed one-step errors, one constant at a time, in plain Python."""
+    means = {g: {} for g in GAMMAS}
+    errors = {g: 0.0 for g in GAMMAS}
+    n = 0
+    for p, d in zip(phases, changes):
+        if p in means[GAMMAS[0]]:
+            n += 1
+            for g in GAMMAS:
+                errors[g] += abs(means[g][p] - d)
+                means[g][p] += g * (d - means[g][p])
+        else:
+            for g in GAMMAS:
+                means[g][p] = d
+    return means, errors, n
+
+
+def test_seasonal_base_weighs_the_constants_by_their_laplace_likelihood():
+    rng = np.random.default_rng(3)
+    pattern = np.array([2.0, -1.0, 0.5, -1.5, 0.0])
+    changes = np.tile(pattern, 8) + 0.3 * rng.normal(size=40)
+    phases = np.arange(40) % 5
+    base = SeasonalBase(5)
+    for p, d in zip(phases, changes):
+        base.update(int(p), float(d))
+    means, errors, n = _reference_base(5, phases, changes)
+    e = np.array([errors[g] for g in GAMMAS])
+    w = np.exp(-(e - e.min()) * n / e.min())
+    w /= w.sum()
+    np.testing.assert_allclose(base.weights, w)
+    for p in range(5):
+        np.testing.assert_allclose(base.forecast(p), sum(wk * means[g][p] for wk, g in zip(w, GAMMAS)))
+    np.testing.assert_allclose(base.forecast_phases(np.array([3, 4, 0])), [base.forecast(p) for p in (3, 4, 0)])
+    assert base.best == int(np.argmax(w))
+
+
+def test_tied_constants_are_averaged():
+    base = SeasonalBase(2)
+    for p, d in [(0, 1.0), (1, -1.0), (0, 3.0)]:  # one error each, all equal: a tie
+        base.update(p, d)
+    np.testing.assert_allclose(base.weights, np.full(len(GAMMAS), 1 / len(GAMMAS)))
+    np.testing.assert_allclose(base.forecast(0), np.mean([1.0 + g * (3.0 - 1.0) for g in GAMMAS]))
+    assert base.forecast(1) == -1.0
+
+
+def test_a_period_known_beforehand_is_trusted_from_its_first_cycle():
+    with_prior, without = SeasonalBase(3, prior=True), SeasonalBase(3)
+    for t, d in enumerate([1.0, -2.0]):
+        with_prior.update(t, d)
+        without.update(t, d)
+    assert with_prior.weights is None  # a phase not seen yet
+    with_prior.update(2, 0.5)
+    without.update(2, 0.5)
+    assert [with_prior.forecast(p) for p in range(3)] == [1.0, -2.0, 0.5]
+    assert without.weights is None and without.forecast(0) == 0.0
+    for t in range(3, 60):  # evidence against the pattern: no change wins
+        with_prior.update(t % 3, 0.0)
+    assert with_prior.weights is None
+
+
+def test_seasonal_base_pickles_without_its_cache():
+    import pickle
+
+    base = SeasonalBase(4)
+    for t in range(12):
+        base.update(t % 4, float(t % 4))
+    before = pickle.dumps(base)
+    base.forecast(1)  # computes and caches the weights
+    assert pickle.dumps(base) == before
+    assert pickle.loads(before).forecast(1) == base.forecast(1)
