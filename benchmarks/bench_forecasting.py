@@ -86,10 +86,14 @@ def baselines() -> dict:
             alpha=0.3, beta=0.1, gamma=0.6, seasonality=12, multiplicative=True
         ),
     }
-    try:
-        from deep_river.time_series import RollingLSTMForecaster  # noqa: F401
+    try:  # deep-river's recurrent forecasters, their defaults, when installed
+        from deep_river.forecasting import GRUForecaster as DeepGRU
+        from deep_river.forecasting import LSTMForecaster as DeepLSTM
     except ImportError:
         pass
+    else:
+        models["deep-river LSTMForecaster"] = lambda: WithoutFeatures(DeepLSTM(seed=0))
+        models["deep-river GRUForecaster"] = lambda: WithoutFeatures(DeepGRU(seed=0))
     return models
 
 
