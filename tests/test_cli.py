@@ -116,7 +116,7 @@ def test_save_then_load_resumes_bit_identically(tmp_path):
     first = "\n".join([header] + body[:60]) + "\n"
     second = "\n".join([header] + body[60:]) + "\n"
     model = str(tmp_path / "model.npz")
-    for command in (["forecast", "--horizon", "2"], ["detect"]):
+    for command in (["forecast", "--horizon", "2"], ["forecast", "--horizon", "3", "--time", "time"], ["detect"]):
         argv = command + ["--target", "flow", "--hidden-size", "4"]
         _, whole, _ = run(argv, "\n".join(text) + "\n")
         s1, part1, _ = run(argv + ["--save", model], first)

@@ -35,24 +35,25 @@ def _build(cls: type, **params):
 
 
 def _load(path: str, kind: type):
-    from ..persistence import load
+    """The model saved at ``path`` and what the command saved beside it."""
+    from ..persistence import info, load
 
     try:
-        model = load(path)
+        model, metadata = load(path), info(path).get("metadata") or {}
     except FileNotFoundError:
         raise CommandError(f"--load: no such file: {path}") from None
     except ValueError as error:
         raise CommandError(f"--load: {error}") from None
     if not isinstance(model, kind):
         raise CommandError(f"--load: {path} holds a {type(model).__name__}, not a model of this command")
-    return model
+    return model, metadata
 
 
-def _save(model, path: str) -> None:
+def _save(model, path: str, metadata: dict) -> None:
     from ..persistence import save
 
     try:
-        save(model, path)
+        save(model, path, metadata=metadata)
     except OSError as error:
         raise CommandError(f"--save: cannot write {path}: {error}") from None
 
@@ -97,6 +98,23 @@ class _Run:
         self.plotted: dict = {}
         self.last_time: dict = {}
         self.step: dict = {}
+
+    def resume(self, metadata: dict) -> None:
+        """The time of each key's last row and the spacing of its rows, as
+        saved with the model, so forecasts made right after ``--load`` are
+        dated as they would have been without the stop."""
+        for key, (last, step) in metadata.get("times", {}).items():
+            key = None if key == "" else key
+            self.last_time[key] = dt.datetime.fromisoformat(last)
+            if step is not None:
+                self.step[key] = dt.timedelta(seconds=step)
+
+    def _times(self) -> dict:
+        return {
+            "" if key is None else key: [when.isoformat(),
+                                         None if key not in self.step else self.step[key].total_seconds()]
+            for key, when in self.last_time.items()
+        }
 
     def write(self, fields: list) -> None:
         self.writer.writerow(fields)
@@ -163,7 +181,7 @@ class _Run:
         self.progress.close()
         self.stdout.flush()
         if self.args.save:
-            _save(model, self.args.save)
+            _save(model, self.args.save, {"command": self.args.command, "times": self._times()})
 
 
 def forecast(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
@@ -176,8 +194,9 @@ def forecast(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
     H = args.horizon
     if H < 1:
         raise CommandError("--horizon must be a positive integer", status=2)
+    metadata = {}
     if args.load:
-        model = _load(args.load, KeyedForecaster)
+        model, metadata = _load(args.load, KeyedForecaster)
     else:
         cls = {"lstm": forecasting.LSTMForecaster, "gru": forecasting.GRUForecaster,
                "rnn": forecasting.RNNForecaster}[args.model]
@@ -186,6 +205,7 @@ def forecast(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
             params["horizon"] = H
         model = KeyedForecaster(_build(cls, **{k: v for k, v in params.items() if k != "seed"}), seed=args.seed)
     run = _Run(args, stream, name, piped, stdout, stderr)
+    run.resume(metadata)
     run.writer.writerow(run.echo + [f"{t}+{k}" for t in run.targets for k in range(1, H + 1)])
 
     def handle(row, fields, key, when):
@@ -252,7 +272,7 @@ def detect(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise CommandError("--threshold must lie between 0 and 1", status=2)
     if args.load:
-        model = _load(args.load, KeyedDetector)
+        model, _ = _load(args.load, KeyedDetector)
     else:
         params = _model_params(args)
         params.pop("seed")
