@@ -5,7 +5,9 @@ row per model (``--rows-per-key`` rows each). Reported: µs per stream-sample
 (one row of one model) for ``learn_many`` and ``predict_many``, median of
 repeated batches after warm-up, with Numba's thread count and layer; then
 the same stream through a SharedWeightsBank (one set of weights, a state and
-window per key; rows run in arrival order on one thread).
+window per key; rows run in arrival order on one thread). Keys are strings
+("sensor-17"), then the same keys as a numpy array of integer ids, which the
+banks map to slots without Python objects.
 
 Run: ``python benchmarks/bench_bank.py [--models 1000] [--threads 2]``
 """
@@ -50,10 +52,20 @@ def main(argv=None):
             t = time.perf_counter()
             bank.predict_many(keys, X)
             predict.append((time.perf_counter() - t) / n)
+        ids = np.tile(np.arange(args.models), args.rows_per_key)  # the same keys as integer ids
+        bank.learn_many(ids, X, Y)
+        learn_ids, predict_ids = [], []
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            bank.learn_many(ids, X, Y)
+            learn_ids.append((time.perf_counter() - t) / n)
+            t = time.perf_counter()
+            bank.predict_many(ids, X)
+            predict_ids.append((time.perf_counter() - t) / n)
         threads = f"{numba.get_num_threads()} threads ({numba.threading_layer()})" if cls is ModelBank else "1 thread"
-        print(f"{cls.__name__}, {threads}:")
-        print(f"  learn_many:   {1e6 * statistics.median(learn):.3f} µs per stream-sample")
-        print(f"  predict_many: {1e6 * statistics.median(predict):.3f} µs per stream-sample")
+        print(f"{cls.__name__}, {threads}, µs per stream-sample, string keys / integer-id array keys:")
+        print(f"  learn_many:   {1e6 * statistics.median(learn):.3f} / {1e6 * statistics.median(learn_ids):.3f}")
+        print(f"  predict_many: {1e6 * statistics.median(predict):.3f} / {1e6 * statistics.median(predict_ids):.3f}")
 
 
 if __name__ == "__main__":

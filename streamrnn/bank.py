@@ -26,9 +26,14 @@ def _cuda_kernels():
     return KC
 
 
-def _factorize(keys: list) -> tuple[np.ndarray, list]:
-    """Codes of ``keys`` into their distinct values, in order of appearance."""
+def _factorize(keys) -> tuple[np.ndarray, list]:
+    """Codes of ``keys`` (a list, or a 1-D numpy array of integers or
+    strings) into their distinct values, in order of appearance; the values
+    as Python scalars."""
     index: dict = {}
+    if isinstance(keys, np.ndarray):  # integer or string ids: no Python objects on the way
+        codes, uniques = pd.factorize(keys, sort=False)
+        return codes.astype(np.int64), uniques.tolist()
     if len(keys) > 64:
         try:  # C speed for hashable scalars
             codes, uniques = pd.factorize(pd.Series(keys, dtype=object), sort=False)
@@ -230,7 +235,10 @@ class ModelBank:
     # -------------------------------------------------------------- batches
 
     def _rows(self, keys, X, size, name) -> tuple[list, np.ndarray]:
-        keys = list(keys)
+        if isinstance(keys, np.ndarray) and keys.ndim == 1 and keys.dtype.kind in "iuUS":
+            pass  # factorized without Python objects
+        else:
+            keys = list(keys)
         X = np.asarray(X)
         if X.dtype.kind not in "biuf":
             raise ValueError(f"{name} must be numeric, got dtype {X.dtype}")

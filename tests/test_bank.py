@@ -113,3 +113,15 @@ def test_bad_input():
         ModelBank(cell="tcn")
     with pytest.raises(ValueError, match="max_idle"):
         ModelBank(max_idle=0, **CONFIG)
+
+
+def test_numpy_key_arrays_equal_lists_of_the_same_keys():
+    rng = np.random.default_rng(4)
+    ids = rng.integers(0, 5, 40)
+    X, Y = rng.normal(size=(40, 1)), rng.normal(size=(40, 1))
+    for array in (ids, np.array([f"s{i}" for i in ids])):
+        as_list, as_array = ModelBank(hidden_size=4, seed=0), ModelBank(hidden_size=4, seed=0)
+        assert np.array_equal(as_list.learn_many(array.tolist(), X, Y), as_array.learn_many(array, X, Y))
+        assert as_list.keys == as_array.keys and all(type(k) in (int, str) for k in as_array.keys)
+        probe = np.concatenate([array[:6], array[:1]])
+        assert np.array_equal(as_list.predict_many(probe.tolist(), X[:7]), as_array.predict_many(probe, X[:7]))
