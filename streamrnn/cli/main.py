@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     alarm.add_argument("--threshold", type=float,
                        help=f"flag scores at or above this level in [0, 1] (default: {DEFAULT_THRESHOLD})")
     alarm.add_argument("--quantile", type=float, metavar="Q",
-                       help="flag scores above the running Q-quantile of the key's earlier scores")
+                       help="flag scores above the running Q-quantile of the key's earlier scores (restarts after --load)")
 
     demo = commands.add_parser("demo", help="forecasting and anomaly detection on River's WaterFlow series")
     demo.add_argument("--plot", metavar="PNG", default="streamrnn-demo.png",
