@@ -227,9 +227,11 @@ def test_resize_keeps_what_was_learned(cell, rng):
     np.testing.assert_array_equal(after["weight_ih_l0"][:, :2], before["weight_ih_l0"])
     assert not after["weight_ih_l0"][:, 2:].any() and not after["head.bias"][2:].any()
     np.testing.assert_array_equal(model.hidden_state[0], h_before[0])
-    # the existing outputs are unchanged while the new inputs are zero
+    # the existing outputs are unchanged while the new inputs are zero, up to
+    # float32 rounding: with fast math the compiler may group the sum over a
+    # wider input matrix differently (it does under NUMBA_BOUNDSCHECK=1)
     wide = np.hstack([X[:5], np.zeros((5, 2))])
-    np.testing.assert_array_equal(model.predict_many(wide)[:, :2], preds)
+    np.testing.assert_allclose(model.predict_many(wide)[:, :2], preds, rtol=1e-6, atol=1e-7)
     assert m_before.any()
     np.testing.assert_array_equal(model._region_views(L_M)["weight_hh_l0"], m_before)
     model.learn_many(np.hstack([X, X]), np.hstack([Y, Y[:, :1]]))
