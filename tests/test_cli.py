@@ -242,3 +242,19 @@ def test_demo_prints_a_summary_and_writes_a_plot(tmp_path):
     assert status == 0, err
     assert "WaterFlow: 1268 hourly values" in out and "persistence" in out and "highest score peaks" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    "args, text, status, message",
+    [
+        (["forecast", "-", "--target", "nope"], "a\n1\n", 2, "column 'nope' not found"),
+        (["detect", "-", "--target", "a"], "", 1, "empty input"),
+        (["detect", "-", "--target", "a"], "a\n", 1, "empty input"),
+        (["forecast", "missing.csv", "--target", "a"], "", 2, "no such file"),
+        (["detect", "-", "--target", "a", "--quantile", "2"], "a\n1\n", 2, "--quantile"),
+    ],
+)
+def test_subprocess_error_paths(args, text, status, message):
+    proc = _subprocess(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, err = proc.communicate(text, timeout=60)
+    assert proc.returncode == status and message in err and "Traceback" not in err
