@@ -11,6 +11,7 @@ import pandas as pd
 from .kernels import layout as L
 from .kernels import recurrent as K
 from .learner import OnlineRNN
+from .network import aligned_zeros
 
 SNAPSHOT_VERSION = 1
 DEVICES = ("cpu", "cuda")
@@ -116,7 +117,7 @@ class ModelBank:
         self._dtype = template._np_dtype
         self._input_size = template._shape.input_size
         self._output_size = template._shape.output_size
-        self._buf = np.zeros((capacity, template._buf.shape[0]), dtype=self._dtype)
+        self._buf = aligned_zeros((capacity, template._buf.shape[0]), self._dtype)
         self._ctr = np.zeros((capacity, L.N_CTR), dtype=np.int64)
         self._last_seen = np.zeros(capacity, dtype=np.int64)
         self._slot_of: dict = {}
@@ -178,7 +179,9 @@ class ModelBank:
         """Room for ``capacity`` models."""
         if self._dev is None:
             grow = capacity - self._capacity
-            self._buf = np.concatenate([self._buf, np.zeros_like(self._buf[:grow])])
+            buf = aligned_zeros((capacity, self._buf.shape[1]), self._dtype)
+            buf[: self._buf.shape[0]] = self._buf
+            self._buf = buf
             self._ctr = np.concatenate([self._ctr, np.zeros_like(self._ctr[:grow])])
         else:
             self._dev.grow(capacity)
@@ -294,7 +297,7 @@ class ModelBank:
         if not known.all():
             n_unseen = int((slot_of < 0).sum())
             rank = np.cumsum(slot_of < 0) - 1  # each unseen key's place among the unseen
-            buf = np.zeros((n_unseen, self._lay[L.L_BUF]), dtype=self._dtype)
+            buf = aligned_zeros((n_unseen, self._lay[L.L_BUF]), self._dtype)
             for j in range(n_unseen):
                 seed = None if self.seed is None else self.seed + self._n_created + j
                 buf[j] = OnlineRNN(**self.config, seed=seed)._buf
@@ -357,7 +360,7 @@ class ModelBank:
 
     def __setstate__(self, state: dict) -> None:
         persistent = state["_buf"]
-        state["_buf"] = np.zeros((persistent.shape[0], state["_lay"][L.L_BUF]), dtype=persistent.dtype)
+        state["_buf"] = aligned_zeros((persistent.shape[0], state["_lay"][L.L_BUF]), persistent.dtype)
         state["_buf"][:, : persistent.shape[1]] = persistent
         state.setdefault("device", "cpu")
         state.setdefault("_dev", None)

@@ -9,7 +9,7 @@ import numpy as np
 
 from .kernels import layout as L
 from .kernels import recurrent as K
-from .network import NetworkShape, build_layout, init_parameters, parameter_names, parameter_views
+from .network import NetworkShape, aligned_zeros, build_layout, init_parameters, parameter_names, parameter_views
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 _predict_one, _learn_one = K.predict_one, K.learn_one  # module globals: one lookup less per call
@@ -230,7 +230,7 @@ class OnlineRNN:
         self._in_shape, self._out_shape = (shape.input_size,), (shape.output_size,)
         self._lay = build_layout(shape)
         self._ctr = np.zeros(L.N_CTR, dtype=np.int64)
-        self._buf = np.zeros(self._lay[L.L_BUF], dtype=self._np_dtype)
+        self._buf = aligned_zeros(self._lay[L.L_BUF], self._np_dtype)
 
     def _region_views(self, region: int) -> dict[str, np.ndarray]:
         """A parameter-shaped region of ``buf`` (parameters, gradient, moments) by name."""
@@ -474,7 +474,7 @@ class OnlineRNN:
 
     def __setstate__(self, state: dict) -> None:
         persistent = state["_buf"]
-        state["_buf"] = np.zeros(state["_lay"][L.L_BUF], dtype=persistent.dtype)
+        state["_buf"] = aligned_zeros(state["_lay"][L.L_BUF], persistent.dtype)
         state["_buf"][: len(persistent)] = persistent
         self.__dict__.update(state)
 

@@ -24,6 +24,29 @@ def _pad(n: int) -> int:
     return -(-n // ALIGN) * ALIGN
 
 
+BYTE_ALIGN = 64
+
+
+def aligned_zeros(shape, dtype) -> np.ndarray:
+    """Zeros whose first element sits on a 64-byte boundary.
+
+    numpy puts large arrays 16 bytes past a 64-byte boundary; the kernels'
+    vector loads then straddle cache lines, and the LSTM forward step runs
+    20-25 % slower (measured on the project's machine). With every
+    sub-array at a multiple of 16 elements (:data:`ALIGN`) and buffer lengths
+    padded likewise, each sub-array of each model is then 64-byte aligned.
+
+    >>> a = aligned_zeros((3, 32), np.float32)
+    >>> a.ctypes.data % 64, a.shape, a.flags.c_contiguous, float(a.sum())
+    (0, (3, 32), True, 0.0)
+    """
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape, dtype=np.int64))
+    raw = np.zeros(n * dtype.itemsize + BYTE_ALIGN, dtype=np.uint8)
+    start = -raw.ctypes.data % BYTE_ALIGN
+    return raw[start : start + n * dtype.itemsize].view(dtype).reshape(shape)
+
+
 @dataclass(frozen=True)
 class NetworkShape:
     """Sizes and codes that fix a model's memory layout."""

@@ -11,6 +11,7 @@ from .bank import ModelBank, _factorize, check_bank_arguments
 from .kernels import layout as L
 from .kernels import shared_weights as K
 from .learner import OnlineRNN
+from .network import aligned_zeros
 
 SNAPSHOT_VERSION = 1
 _ALIGN = 16  # elements: series regions start on 64-byte boundaries in float32
@@ -69,7 +70,7 @@ class SharedWeightsBank(ModelBank):
         self._region = int(lay[L.L_HP] - lay[L.L_STATE])
         self._stride = -(-self._region // _ALIGN) * _ALIGN
         self._origin = -(-int(lay[L.L_BUF]) // _ALIGN) * _ALIGN
-        self._buf = np.zeros(self._origin + capacity * self._stride, dtype=self._dtype)
+        self._buf = aligned_zeros(self._origin + capacity * self._stride, self._dtype)
         self._buf[: lay[L.L_BUF]] = model._buf
         self._buf[lay[L.L_STATE] : lay[L.L_HP]] = 0  # the zero state of unseen series (never written)
         self._lays = np.repeat(lay[None, :], capacity + 1, axis=0)  # the last row: unseen series
@@ -101,7 +102,7 @@ class SharedWeightsBank(ModelBank):
 
     def _grow(self, capacity: int) -> None:
         old = self._capacity
-        buf = np.zeros(self._origin + capacity * self._stride, dtype=self._dtype)
+        buf = aligned_zeros(self._origin + capacity * self._stride, self._dtype)
         buf[: self._buf.shape[0]] = self._buf
         self._buf = buf
         self._lays = np.repeat(self._lay[None, :], capacity + 1, axis=0)
@@ -190,7 +191,7 @@ class SharedWeightsBank(ModelBank):
         persistent = state["_buf"]
         persist = state["_lay"][L.L_PERSIST]
         capacity = state["_ctr"].shape[0]
-        state["_buf"] = np.zeros(state["_origin"] + capacity * state["_stride"], dtype=persistent.dtype)
+        state["_buf"] = aligned_zeros(state["_origin"] + capacity * state["_stride"], persistent.dtype)
         state["_buf"][:persist] = persistent[:persist]
         state["_buf"][state["_origin"] : state["_origin"] + persistent.shape[0] - persist] = persistent[persist:]
         self.__dict__.update(state)

@@ -125,3 +125,19 @@ def test_numpy_key_arrays_equal_lists_of_the_same_keys():
         assert as_list.keys == as_array.keys and all(type(k) in (int, str) for k in as_array.keys)
         probe = np.concatenate([array[:6], array[:1]])
         assert np.array_equal(as_list.predict_many(probe.tolist(), X[:7]), as_array.predict_many(probe, X[:7]))
+
+
+def test_model_buffers_start_on_64_byte_boundaries():
+    import pickle
+
+    from streamrnn import OnlineRNN, SharedWeightsBank
+
+    for dtype in ("float32", "float64"):
+        model = OnlineRNN(hidden_size=5, dtype=dtype, seed=0)
+        bank = ModelBank(hidden_size=5, dtype=dtype, seed=0, capacity=1)
+        shared = SharedWeightsBank(hidden_size=5, dtype=dtype, seed=0, capacity=1)
+        for b in (bank, shared):
+            b.learn_many(list(range(5)), np.zeros((5, 1)), np.zeros((5, 1)))  # grows
+        for obj in (model, bank, shared, pickle.loads(pickle.dumps(model)), pickle.loads(pickle.dumps(bank))):
+            assert obj._buf.ctypes.data % 64 == 0
+        assert all(row.ctypes.data % 64 == 0 for row in bank._buf)  # every model
