@@ -82,6 +82,8 @@ class FeatureSpace:
         self.index: dict = {}
         self._rows: dict = {}  # rows of dicts met before (forecasts meet the same ones often)
         self._window: tuple | None = None  # the last rows(): copies of its dicts, its matrix, completeness
+        self._calendar_columns: dict = {}  # date feature -> columns of its calendar features, once all have one
+        self._buffer: np.ndarray | None = None  # rows of which the window's matrix is a slice (it slides on)
 
     def __getstate__(self) -> dict:
         return {"names": self.names, "index": self.index}
@@ -90,6 +92,8 @@ class FeatureSpace:
         self.__dict__.update(state)
         self._rows = {}
         self._window = None
+        self._calendar_columns = {}
+        self._buffer = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -137,12 +141,17 @@ class FeatureSpace:
         columns, NaN where missing, like :meth:`row`. Rows of dicts equal to
         those of the previous call, or to them one step on (the features of
         a forecast's horizon, one step later), are reused."""
-        xs = list(xs)
+        return self._window_rows(xs).copy()
+
+    def _window_rows(self, xs) -> np.ndarray:
+        """:meth:`rows`, without the copy: the caller must not modify it, and
+        it holds only until the next call."""
+        if type(xs) is not list:
+            xs = list(xs)
         n = len(xs)
-        out = np.empty((n, len(self.names)))
-        done, copies, complete = 0, [], []
-        if self._window is not None:
-            old, M, old_complete = self._window
+        window = self._window
+        if window is not None:
+            old, M, old_complete, start = window
             for shift in (1, 0):
                 k = min(n, len(old) - shift)
                 try:
@@ -150,27 +159,61 @@ class FeatureSpace:
                 except (TypeError, ValueError):  # values that do not compare
                     same = False
                 if same:
-                    out[:k] = M[shift : shift + k]
-                    done, copies, complete = k, old[shift : shift + k], old_complete[shift : shift + k]
-                    break
-        for i in range(done, n):
+                    if shift == 0 and k == n == len(old):  # the same rows again
+                        return M
+                    buffer = self._buffer
+                    if shift == 1 and k == n - 1 and len(old) == n and start + n < len(buffer):
+                        # one step on: slide the window down the buffer
+                        out, start = buffer[start + 1 : start + 1 + n], start + 1
+                    else:
+                        out, start = self._fresh(n)
+                        out[:k] = M[shift : shift + k]
+                    return self._complete(xs, k, out, start, old[shift : shift + k], old_complete[shift : shift + k])
+        out, start = self._fresh(n)
+        return self._complete(xs, 0, out, start, [], [])
+
+    def _fresh(self, n: int) -> tuple[np.ndarray, int]:
+        """Room for a window of ``n`` rows at the start of the buffer (a new
+        one, if it is too small), and its start."""
+        buffer, width = self._buffer, len(self.names)
+        if buffer is None or buffer.shape[1] != width or len(buffer) < 2 * n:
+            buffer = self._buffer = np.empty((max(4 * n, 64), width))
+        return buffer[:n], 0
+
+    def _complete(self, xs: list, done: int, out: np.ndarray, start: int, copies: list, complete: list) -> np.ndarray:
+        """Fill the rows of ``xs`` from ``done`` on into ``out``, and make it the window."""
+        row_and_completeness = self._row_and_completeness
+        for i in range(done, len(xs)):
             x = xs[i]
-            out[i], known = self._row_and_completeness(x or {})
+            out[i], known = row_and_completeness(x or {})
             copies.append(None if x is None else dict(x))
             complete.append(known)
-        self._window = (copies, out, complete)
-        return out.copy()
+        self._window = (copies, out, complete, start)
+        return out
 
-    def _row_and_completeness(self, x: dict) -> tuple[np.ndarray, bool]:
-        """:meth:`row` of ``x``, and whether all its features with a value have columns."""
-        row = np.full(len(self.names), np.nan)
+    def _row_and_completeness(self, x: dict) -> tuple[list, bool]:
+        """:meth:`row` of ``x`` (as a list), and whether all its features with
+        a value have columns."""
+        row = [math.nan] * len(self.names)
         known = True
         index = self.index
         for k, v in x.items():
-            # a date's calendar features are finite floats; other values are checked
-            items = calendar_features(k, v).items() if isinstance(v, dt.date) else ((k, _value(k, v)),)
-            for name, value in items:
-                j = index.get(name)
+            if isinstance(v, dt.date):
+                # a date's calendar features are finite floats
+                columns = self._calendar_columns.get(k)
+                if columns is None:
+                    columns = tuple(index.get(name) for name in _calendar_names(k))
+                    if None not in columns:  # columns are never taken back: cache it
+                        self._calendar_columns[k] = columns
+                # (the values are in the order of _calendar_names)
+                for j, value in zip(columns, calendar_features(k, v).values()):
+                    if j is not None:
+                        row[j] = value
+                    else:
+                        known = False
+            else:
+                value = _value(k, v)
+                j = index.get(k)
                 if j is not None:
                     row[j] = value
                 elif value == value:  # not NaN
@@ -250,6 +293,12 @@ class RunningScaler:
         out = np.empty_like(M)
         standardize_rows(self.stats, M, out, update, CLIP)
         return out
+
+    def transform_row(self, row: np.ndarray) -> np.ndarray:
+        """``transform(row[None, :], update=True)[0]`` of a float64 row."""
+        out = np.empty((1, len(row)))
+        standardize_rows(self.stats, row.reshape(1, -1), out, True, CLIP)
+        return out[0]
 
     def unscale(self, Z: np.ndarray) -> np.ndarray:
         """Inverse of :meth:`transform` with the current statistics."""

@@ -35,6 +35,7 @@ How a forecast is made, from the bottom up:
 from __future__ import annotations
 
 import collections
+import functools
 import itertools
 import datetime as dt
 import math
@@ -52,6 +53,22 @@ from .seasonal import SeasonalBase, calendar_period, find_period
 HISTORY = 1024
 DETECT_AT = frozenset({24, 36, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024})
 N_BASE_INPUTS = 2  # previous surprise, surprise one period before the target
+_NO_FEATURES = np.zeros(0)
+_POWERS = np.arange(1, 257)  # exponents of the reversion, 1..H
+_cumsum = np.add.accumulate  # np.cumsum of a vector, without its Python wrappers
+
+
+def _clip(v: float) -> float:
+    """``min(max(v, -CLIP), CLIP)``, faster (NaN and -0.0 unchanged too)."""
+    return v if -CLIP <= v <= CLIP else CLIP if v > CLIP else -CLIP if v < -CLIP else v
+
+
+@functools.lru_cache(maxsize=4096)
+def _phases(start: int, horizon: int, m: int) -> np.ndarray:
+    """The phases of the ``horizon`` steps from phase ``start`` (read-only)."""
+    phases = (start + np.arange(horizon)) % m
+    phases.flags.writeable = False
+    return phases
 
 
 def _as_datetime(when: dt.date) -> dt.datetime:
@@ -185,7 +202,7 @@ class RecurrentForecaster(Forecaster):
     def _scaled(self, w: float) -> float:
         """A surprise over its running root mean square, clipped: not
         centred, so an output of zero forecasts the base."""
-        return min(max(w / self._scale(), -CLIP), CLIP)
+        return _clip(w / self._scale())
 
     def _restart_surprises(self) -> None:
         self._w_stats = [0, 0.0]
@@ -278,16 +295,21 @@ class RecurrentForecaster(Forecaster):
         base = self._bases.get(self._space())
         return base.forecast(phase) if base is not None else 0.0
 
-    def _step_input(self, exogenous: np.ndarray) -> np.ndarray:
+    def _step_input(self, exogenous: np.ndarray, scale: float | None = None) -> np.ndarray:
         """The input of the step whose target comes after the surprises seen
         so far: the last surprise, the one a period before the target, and
-        the target time's features."""
+        the target time's features (in the network's dtype; ``scale``: that
+        of the surprises, when known)."""
         surprises, m = self._surprises, self._period
-        u = np.zeros(self._net.input_size)
-        u[0] = self._scaled(surprises[-1]) if surprises else 0.0
-        if m and len(surprises) >= m:
-            u[1] = self._scaled(surprises[-m])
-        u[N_BASE_INPUTS : N_BASE_INPUTS + len(exogenous)] = exogenous
+        if scale is None:
+            scale = self._scale()
+        u = np.zeros(self._net.input_size, self._net._np_dtype)
+        if surprises:
+            u[0] = _clip(surprises[-1] / scale)
+            if m and len(surprises) >= m:
+                u[1] = _clip(surprises[-m] / scale)
+        if len(exogenous):
+            u[N_BASE_INPUTS : N_BASE_INPUTS + len(exogenous)] = exogenous
         return u
 
     def _padded(self, u: np.ndarray) -> np.ndarray:
@@ -303,7 +325,7 @@ class RecurrentForecaster(Forecaster):
         if not self._features.names and all(x is None for x in xs):
             return np.zeros((len(xs), 0))
         for x in xs:
-            if x is not None and not isinstance(x, dict):
+            if x is not None and type(x) is not dict and not isinstance(x, dict):
                 raise ValueError(f"x must be a dict of features or None, got {type(x).__name__}")
         features = self._features
         if learn:
@@ -316,13 +338,27 @@ class RecurrentForecaster(Forecaster):
                 self._net.resize(input_size=N_BASE_INPUTS + n)
         if not features.names:
             return np.zeros((len(xs), 0))
-        M = features.row(xs[0] or {})[None, :] if learn else features.rows(xs)
+        # (the window's own matrix: transform does not modify it)
+        M = features.row(xs[0] or {})[None, :] if learn else features._window_rows(xs)
         return self._x_scaler.transform(M, update=learn)
+
+    def _exogenous_one(self, x) -> np.ndarray:
+        """``_exogenous([x], learn=True)[0]``, with the common cases first."""
+        if x is None:
+            if not self._features.names:
+                return _NO_FEATURES
+        elif type(x) is dict:
+            row = self._features.known_row(x)  # met in the last forecast's features
+            if row is not None:
+                return self._x_scaler.transform_row(row)
+        return self._exogenous([x], learn=True)[0]
 
     # -------------------------------------------------------------- River
 
     def learn_one(self, y: float, x: dict | None = None) -> None:
-        if isinstance(y, bool) or not isinstance(y, numbers.Real) or not math.isfinite(y):
+        if not (isinstance(y, float) and math.isfinite(y)) and (
+            isinstance(y, bool) or not isinstance(y, numbers.Real) or not math.isfinite(y)
+        ):
             raise ValueError(f"y must be a finite real number, got {y!r}")
         y = float(y)
         if y <= 0:
@@ -333,60 +369,87 @@ class RecurrentForecaster(Forecaster):
                 self._log = False
                 self._restart_surprises()
             self._positive = False
-        exogenous = self._exogenous([x], learn=True)[0]
+        exogenous = self._exogenous_one(x)
         if self._last is None:
             self._last = y
             if self.seasonality == "auto":
                 self._look_for_period(x)
             return
 
-        changes = {"lin": y - self._last}
-        if self._positive:
-            changes["log"] = math.log(y) - math.log(self._last)
+        previous = self._last
+        lin = y - previous
+        log = math.log(y) - math.log(previous) if self._positive else None
         m, phase = self._period, self._n % (self._period or 1)
-        space = self._space()
-        r = changes[space] - self._base(phase)  # the base's residual
+        base = self._bases.get("log" if self._log else "lin")
+        r = (log if self._log else lin) - (base.forecast(phase) if base is not None else 0.0)  # the base's residual
         residuals = self._residuals
         last = residuals[3]
-        w = r - self._reversion() * last if last is not None else r
         if last is not None:
+            sxy, sxx, syy = residuals[0], residuals[1], residuals[2]
+            w = r - (2.0 * sxy / (sxx + syy) if sxy < 0 else 0.0) * last  # _reversion(), inline
             residuals[0] += r * last
             residuals[1] += last * last
             residuals[2] += r * r
+        else:
+            w = r
         residuals[3] = r
 
         surprises = self._surprises
-        u = self._step_input(exogenous)
-        target = self._scaled(w)  # scaled with the statistics before it
-        self._w_stats[0] += 1
-        self._w_stats[1] += w * w
+        stats = self._w_stats
+        count, sum_sq = stats
+        scale = math.sqrt(sum_sq / count) if count > 0 and sum_sq > 0 else 1.0  # _scale()
+        net = self._net
+        u = np.zeros(net.input_size, net._np_dtype)  # _step_input(exogenous, scale), inline
+        if surprises:
+            u[0] = _clip(surprises[-1] / scale)
+            if m and len(surprises) >= m:
+                u[1] = _clip(surprises[-m] / scale)
+        if len(exogenous):
+            u[N_BASE_INPUTS : N_BASE_INPUTS + len(exogenous)] = exogenous
+        target = _clip(w / scale)  # scaled with the statistics before it
+        stats[0] = count + 1
+        stats[1] = sum_sq + w * w
         surprises.append(w)
         if self.horizon is None:
-            self._net.learn(u, [target])
+            net.learn(u, np.array((target,), net._np_dtype))
         else:
             pending = self._pending
             pending.append(u)
             if len(pending) == self._outputs:  # the oldest input's H targets are all known now
                 H = self._outputs
-                targets = [self._scaled(surprises[k]) for k in range(-H, 0)]
-                self._net.learn(self._padded(pending.popleft()), targets)
+                scale = self._scale()  # (after this step's surprise)
+                targets = [_clip(surprises[k] / scale) for k in range(-H, 0)]
+                net.learn(self._padded(pending.popleft()), targets)
 
-        for s, d in changes.items():
+        history = self._history
+        if m:
             # the log base serves while the scale is undecided or log
-            if m and (s == "lin" or self._log or self._log_pending):
-                if self._log_pending:
-                    self._base_errors[s] += abs(self._relative_error(s, d, phase, self._last))
-                self._bases[s].update(phase, d)
-            self._history[s].append(d)
+            bases, pending_scale = self._bases, self._log_pending
+            if pending_scale:
+                self._base_errors["lin"] += abs(self._relative_error("lin", lin, phase, previous))
+            bases["lin"].update(phase, lin)
+            history["lin"].append(lin)
+            if log is not None:
+                if self._log or pending_scale:
+                    if pending_scale:
+                        self._base_errors["log"] += abs(self._relative_error("log", log, phase, previous))
+                    bases["log"].update(phase, log)
+                history["log"].append(log)
+        else:
+            history["lin"].append(lin)
+            if log is not None:
+                history["log"].append(log)
         self._n += 1
         self._last = y
-        if m:
+        if m and self._log_pending:
             self._decide_scale()
-        if self.seasonality == "auto":
+        if self.seasonality == "auto" and (self._n <= 1 or self._n in DETECT_AT):
             self._look_for_period(x)
 
     def forecast(self, horizon: int, xs: list[dict] | None = None) -> list[float]:
-        if isinstance(horizon, bool) or not isinstance(horizon, numbers.Integral) or horizon < 1:
+        if (
+            type(horizon) is not int and (isinstance(horizon, bool) or not isinstance(horizon, numbers.Integral))
+        ) or horizon < 1:
             raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
         if xs is not None and len(xs) < horizon:
             raise ValueError(f"xs must hold the features of each of the {horizon} steps, got {len(xs)}")
@@ -394,34 +457,53 @@ class RecurrentForecaster(Forecaster):
             return [0.0] * horizon
         m = self._period
         surprises = self._surprises
+        count, sum_sq = self._w_stats
+        scale = math.sqrt(sum_sq / count) if count > 0 and sum_sq > 0 else 1.0  # _scale()
         if self.horizon is not None:
-            z = self._direct(horizon, xs)
+            d = self._direct(horizon, xs) * scale
         else:
-            U = np.zeros((horizon, self._net.input_size))
-            U[0, 0] = self._scaled(surprises[-1]) if surprises else 0.0
+            net = self._net
+            U = np.zeros((horizon, net.input_size), net._np_dtype)
+            if surprises:
+                U[0, 0] = _clip(surprises[-1] / scale)
             if m and len(surprises) >= m:
                 # step k's seasonal input is the surprise m steps before it:
                 # known for k < m, fed back from the forecast after that
                 known = min(horizon, m)
                 start = len(surprises) - m
-                past = np.fromiter(itertools.islice(surprises, start, start + known), np.float64, known)
-                past /= self._scale()
-                U[:known, 1] = np.minimum(np.maximum(past, -CLIP), CLIP)
+                hi, lo = CLIP, -CLIP  # min(max(v, lo), hi) of each v = w / scale, inline
+                U[:known, 1] = [
+                    v if lo <= (v := w / scale) <= hi else hi if v > hi else lo if v < lo else v
+                    for w in itertools.islice(surprises, start, start + known)
+                ]
             if xs is not None:  # without xs, every feature is missing: 0 once standardised
-                ex = self._exogenous(list(itertools.islice(xs, horizon)), False)
-                U[:, N_BASE_INPUTS : N_BASE_INPUTS + ex.shape[1]] = ex
-            z = self._net.forecast(U, self._feedback)[:, 0].astype(np.float64)
-        d = z * self._scale()
-        rho, last = self._reversion(), self._residuals[3]
+                rows = xs[:horizon] if type(xs) is list else list(itertools.islice(xs, horizon))
+                features = self._features
+                if features.names:  # _exogenous(rows, False), inline
+                    for x in rows:
+                        if type(x) is not dict and x is not None and not isinstance(x, dict):
+                            raise ValueError(f"x must be a dict of features or None, got {type(x).__name__}")
+                    ex = self._x_scaler.transform(features._window_rows(rows), update=False)
+                    U[:, N_BASE_INPUTS : N_BASE_INPUTS + ex.shape[1]] = ex
+                else:
+                    self._exogenous(rows, False)  # no features: only validates rows
+            # (z * scale, with z the network's outputs as float64)
+            d = np.multiply(net.forecast(U, self._feedback)[:, 0], scale, dtype=np.float64)
+        sxy, sxx, syy, last = self._residuals
+        rho = 2.0 * sxy / (sxx + syy) if sxy < 0 else 0.0  # _reversion(), inline
         if rho and last is not None:
-            d += last * rho ** np.arange(1, horizon + 1)
+            d += last * rho ** (_POWERS[:horizon] if horizon <= len(_POWERS) else np.arange(1, horizon + 1))
         if m:
-            base = self._bases.get(self._space())
+            base = self._bases.get("log" if self._log else "lin")
             if base is not None and base.weights is not None:
-                d += base.forecast_phases((self._n + np.arange(horizon)) % m)
+                d += base.forecast_phases(_phases(self._n % m, horizon, m))
+        _cumsum(d, out=d)  # in place: the running sums
         if self._log:
-            return (self._last * np.exp(np.cumsum(d))).tolist()
-        return (self._last + np.cumsum(d)).tolist()
+            np.exp(d, out=d)
+            d *= self._last
+        else:
+            d += self._last
+        return d.tolist()
 
     def _direct(self, horizon: int, xs) -> np.ndarray:
         """Direct forecasts: replay the steps the network has not learned yet

@@ -3,7 +3,11 @@ seasonal base forecast of its changes that the network improves on."""
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
+
+_sum = np.add.reduce
 
 #: Smoothing constants the seasonal base weighs, online.
 GAMMAS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
@@ -45,13 +49,23 @@ def detect_period(changes, min_period: int = 3, max_period: int = 400, threshold
     acf = np.fft.irfft(spectrum * np.conj(spectrum), size)[: max_lag + 1] / var
     # a peak: short-range persistence (an autocorrelation that decays from
     # lag 1) is not a period
-    peaks = [
-        lag for lag in range(min_period, max_lag + 1)
-        if acf[lag] > acf[lag - 1] and (lag == max_lag or acf[lag] >= acf[lag + 1])
-    ]
-    if not peaks:
-        return None
-    lag = max(peaks, key=lambda k: acf[k])
+    if min_period >= 1:  # vectorised: acf[lag] > acf[lag - 1] and (lag == max_lag or acf[lag] >= acf[lag + 1])
+        at = acf[min_period:]
+        is_peak = at > acf[min_period - 1 : max_lag]
+        is_peak[:-1] &= at[:-1] >= acf[min_period + 1 :]
+        peaks = np.flatnonzero(is_peak)
+        if not peaks.size:
+            return None
+        lag = min_period + int(peaks[np.argmax(at[peaks])])  # the first highest, as max() would pick
+    else:
+        values = acf.tolist()
+        peaks = [
+            lag for lag in range(min_period, max_lag + 1)
+            if values[lag] > values[lag - 1] and (lag == max_lag or values[lag] >= values[lag + 1])
+        ]
+        if not peaks:
+            return None
+        lag = max(peaks, key=lambda k: values[k])
     return lag if acf[lag] >= threshold else None
 
 
@@ -85,7 +99,10 @@ def find_period(changes) -> int | None:
     autocorrelation of the changes or, failing that, of the series itself
     (rebuilt from them, without its linear trend), which shows smooth cycles
     that noise hides in the changes."""
-    d = np.asarray(changes, dtype=np.float64)
+    if isinstance(changes, collections.deque):  # a forecaster's history: faster than np.asarray
+        d = np.fromiter(changes, np.float64, len(changes))
+    else:
+        d = np.asarray(changes, dtype=np.float64)
     period = detect_period(d)
     if period is None and len(d) > 2:
         level = np.cumsum(d)
@@ -155,14 +172,23 @@ class SeasonalBase:
                 return np.full(len(GAMMAS), 1.0 / len(GAMMAS))
             return None
         e = self.errors
-        lowest = float(e.min())
+        listed = e.tolist()
+        total = sum(listed)
+        if total != total:  # a NaN: so is e.min()
+            return None
+        lowest = min(listed)  # e.min(), exactly (no NaN, and no -0.0 among sums of absolute values)
         if not lowest < MARGIN * self.no_change_error:
             return None
         if lowest <= 0:
             w = (e <= 0).astype(np.float64)
         else:
-            w = np.exp(-(e - lowest) * (self.n_errors / lowest))
-        return w / w.sum()
+            # exp(-(e - lowest) * (n / lowest)): lowest - e is -(e - lowest)
+            # exactly (but for the sign of a zero, which exp ignores)
+            scale = self.n_errors / lowest
+            w = np.array([(lowest - v) * scale for v in listed])
+            np.exp(w, out=w)
+        w /= _sum(w)  # w.sum(), without its Python wrapper
+        return w
 
     @property
     def best(self) -> int | None:
@@ -188,10 +214,14 @@ class SeasonalBase:
         self._stale = True
         if self.seen[phase]:
             column = self.means[:, phase]
-            self.errors += np.abs(column - change)
+            # |change - column| is |column - change| exactly, and the step
+            # gammas * (change - column) reuses it
+            step = change - column
+            self.errors += np.abs(step)
             self.no_change_error += abs(change)
             self.n_errors += 1
-            column += self._gammas * (change - column)
+            step *= self._gammas
+            column += step
         else:
             self.means[:, phase] = change
             self.seen[phase] = True

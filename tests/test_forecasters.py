@@ -272,3 +272,25 @@ def test_feature_rows_match_row_by_row():
     assert space.known_row(xs[2]) is None  # "c" has no column
     space.rows(xs[4:])
     np.testing.assert_array_equal(space.known_row({"a": 4.0, "b": 5.0}), [4.0, 5.0])
+
+
+def test_feature_rows_slide_on_row_by_row():
+    """Windows one step on reuse their rows (sliding down a buffer that wraps
+    around); dates' calendar features land in their columns, with features
+    that appear later."""
+    import datetime as dt
+
+    from streamrnn.features import FeatureSpace
+
+    space = FeatureSpace()
+    space.register(space.present({"when": dt.datetime(2020, 1, 1), "a": 1.0}))
+    xs = [{"when": dt.datetime(2020, 1, 1) + dt.timedelta(hours=7 * t), "a": float(t)} for t in range(300)]
+    for t in range(150, 300):
+        xs[t]["b"] = float(t % 5)  # no column: the rows are incomplete
+    reference = np.array([space.row(x) for x in xs])
+    for t in range(len(xs) - 12):
+        window = xs[t : t + 12] if t % 37 else xs[t : t + 11]  # now and then a window of another length
+        np.testing.assert_array_equal(space.rows(window), reference[t : t + len(window)])
+        assert (space.known_row(xs[t]) is not None) == (t < 150)
+    space.register(["b"])  # a new column: rows are rebuilt
+    np.testing.assert_array_equal(space.rows(xs[-12:])[:, -1], [t % 5 for t in range(288, 300)])
