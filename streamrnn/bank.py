@@ -378,22 +378,37 @@ class ModelBank:
             buf, ctr = self._buf[:n, :persist].copy(), self._ctr[:n].copy()
         else:
             buf, ctr = self._dev.take(np.arange(n), persist)
+        return {"buf": buf, "ctr": ctr, **self._key_state(SNAPSHOT_VERSION, device=self.device)}
+
+    def _key_state(self, version: int, **meta) -> dict:
+        """What every bank's snapshot holds besides its buffers: idle counts
+        and ``meta`` (configuration, keys by slot, counters, ``meta``)."""
         return {
-            "buf": buf,
-            "ctr": ctr,
-            "last_seen": self._last_seen[:n].copy(),
+            "last_seen": self._last_seen[: len(self._key_of)].copy(),
             "meta": {
-                "format_version": SNAPSHOT_VERSION,
+                "format_version": version,
                 "config": dict(self.config),
                 "seed": self.seed,
                 "max_idle": self.max_idle,
-                "device": self.device,
+                **meta,
                 "keys": list(self._key_of),
                 "free": list(self._free),
                 "n_created": self._n_created,
                 "batch": self._batch,
             },
         }
+
+    def _restore_keys(self, snapshot: dict) -> None:
+        """Keys, free slots, idle counts and counters from a snapshot."""
+        meta = snapshot["meta"]
+        keys = meta["keys"]
+        self._last_seen[: len(keys)] = snapshot["last_seen"]
+        self._key_of = list(keys)
+        self._free = list(meta["free"])
+        free = set(self._free)
+        self._slot_of = {k: i for i, k in enumerate(keys) if i not in free}
+        self._n_created = meta["n_created"]
+        self._batch = meta["batch"]
 
     @classmethod
     def restore(cls, snapshot: dict, device: str | None = None) -> ModelBank:
@@ -418,11 +433,5 @@ class ModelBank:
                 raise ValueError(f"device must be one of {list(DEVICES)}, got {device!r}")
             bank.device = device
             bank._to_device()
-        bank._last_seen[:n] = snapshot["last_seen"]
-        bank._key_of = list(keys)
-        bank._free = list(meta["free"])
-        free = set(bank._free)
-        bank._slot_of = {k: i for i, k in enumerate(keys) if i not in free}
-        bank._n_created = meta["n_created"]
-        bank._batch = meta["batch"]
+        bank._restore_keys(snapshot)
         return bank

@@ -385,8 +385,7 @@ class RecurrentForecaster(Forecaster):
         residuals = self._residuals
         last = residuals[3]
         if last is not None:
-            sxy, sxx, syy = residuals[0], residuals[1], residuals[2]
-            w = r - (2.0 * sxy / (sxx + syy) if sxy < 0 else 0.0) * last  # _reversion(), inline
+            w = r - self._reversion() * last
             residuals[0] += r * last
             residuals[1] += last * last
             residuals[2] += r * r
@@ -397,15 +396,9 @@ class RecurrentForecaster(Forecaster):
         surprises = self._surprises
         stats = self._w_stats
         count, sum_sq = stats
-        scale = math.sqrt(sum_sq / count) if count > 0 and sum_sq > 0 else 1.0  # _scale()
+        scale = self._scale()
         net = self._net
-        u = np.zeros(net.input_size, net._np_dtype)  # _step_input(exogenous, scale), inline
-        if surprises:
-            u[0] = _clip(surprises[-1] / scale)
-            if m and len(surprises) >= m:
-                u[1] = _clip(surprises[-m] / scale)
-        if len(exogenous):
-            u[N_BASE_INPUTS : N_BASE_INPUTS + len(exogenous)] = exogenous
+        u = self._step_input(exogenous, scale)
         target = _clip(w / scale)  # scaled with the statistics before it
         stats[0] = count + 1
         stats[1] = sum_sq + w * w
@@ -457,8 +450,7 @@ class RecurrentForecaster(Forecaster):
             return [0.0] * horizon
         m = self._period
         surprises = self._surprises
-        count, sum_sq = self._w_stats
-        scale = math.sqrt(sum_sq / count) if count > 0 and sum_sq > 0 else 1.0  # _scale()
+        scale = self._scale()
         if self.horizon is not None:
             d = self._direct(horizon, xs) * scale
         else:
@@ -471,11 +463,7 @@ class RecurrentForecaster(Forecaster):
                 # known for k < m, fed back from the forecast after that
                 known = min(horizon, m)
                 start = len(surprises) - m
-                hi, lo = CLIP, -CLIP  # min(max(v, lo), hi) of each v = w / scale, inline
-                U[:known, 1] = [
-                    v if lo <= (v := w / scale) <= hi else hi if v > hi else lo if v < lo else v
-                    for w in itertools.islice(surprises, start, start + known)
-                ]
+                U[:known, 1] = [_clip(w / scale) for w in itertools.islice(surprises, start, start + known)]
             if xs is not None:  # without xs, every feature is missing: 0 once standardised
                 rows = xs[:horizon] if type(xs) is list else list(itertools.islice(xs, horizon))
                 features = self._features
@@ -489,8 +477,7 @@ class RecurrentForecaster(Forecaster):
                     self._exogenous(rows, False)  # no features: only validates rows
             # (z * scale, with z the network's outputs as float64)
             d = np.multiply(net.forecast(U, self._feedback)[:, 0], scale, dtype=np.float64)
-        sxy, sxx, syy, last = self._residuals
-        rho = 2.0 * sxy / (sxx + syy) if sxy < 0 else 0.0  # _reversion(), inline
+        rho, last = self._reversion(), self._residuals[3]
         if rho and last is not None:
             d += last * rho ** (_POWERS[:horizon] if horizon <= len(_POWERS) else np.arange(1, horizon + 1))
         if m:

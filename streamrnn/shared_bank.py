@@ -202,23 +202,10 @@ class SharedWeightsBank(ModelBank):
         """The bank's state: numpy arrays (``buf``: the shared model then one
         region per slot; ``ctr``, ``last_seen``: one row per slot) and
         ``meta``. Restore with :meth:`restore`."""
-        n = len(self._key_of)
         return {
             "buf": self._persistent(),
-            "ctr": self._ctr[:n].copy(),
-            "last_seen": self._last_seen[:n].copy(),
-            "meta": {
-                "format_version": SNAPSHOT_VERSION,
-                "kind": "shared_weights",
-                "config": dict(self.config),
-                "seed": self.seed,
-                "max_idle": self.max_idle,
-                "keys": list(self._key_of),
-                "free": list(self._free),
-                "n_created": self._n_created,
-                "batch": self._batch,
-                "updates": int(self._updates[0]),
-            },
+            "ctr": self._ctr[: len(self._key_of)].copy(),
+            **self._key_state(SNAPSHOT_VERSION, kind="shared_weights", updates=int(self._updates[0])),
         }
 
     @classmethod
@@ -237,12 +224,6 @@ class SharedWeightsBank(ModelBank):
         bank._buf[:persist] = buf[:persist]
         bank._buf[bank._origin : bank._origin + n * bank._stride] = buf[persist:]
         bank._ctr[:n] = snapshot["ctr"]
-        bank._last_seen[:n] = snapshot["last_seen"]
         bank._updates[0] = meta["updates"]
-        bank._key_of = list(keys)
-        bank._free = list(meta["free"])
-        free = set(bank._free)
-        bank._slot_of = {k: i for i, k in enumerate(keys) if i not in free}
-        bank._n_created = meta["n_created"]
-        bank._batch = meta["batch"]
+        bank._restore_keys(snapshot)
         return bank
