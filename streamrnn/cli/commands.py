@@ -8,6 +8,8 @@ import csv
 import datetime as dt
 from typing import TextIO
 
+from river import stats
+
 from .rows import CommandError, CSVInput, format_number, parse_time
 
 CELLS = ("lstm", "gru", "rnn")
@@ -315,8 +317,6 @@ def detect(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
 def _above_quantile(quantiles: dict, key, score: float, q: float) -> bool:
     """Whether ``score`` exceeds the ``q`` quantile of the key's earlier
     scores (River's running quantile); then adds it to them."""
-    from river import stats
-
     quantile = quantiles.get(key)
     if quantile is None:
         quantile = quantiles[key] = stats.Quantile(q)

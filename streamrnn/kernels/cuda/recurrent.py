@@ -803,6 +803,7 @@ KERNELS = (
     "take_columns_kernel",
 )
 _built: dict = {}
+cuda = None  # numba.cuda, bound by build(): the device code above refers to it
 
 
 def build() -> dict:
