@@ -47,15 +47,19 @@ class PredictiveDetector(AnomalyDetector):
       scales with the range): a value out of its usual range, however
       smoothly it got there.
 
-    The score is the larger of the evidence, counted only when it exceeds
-    that of each of the ``short_window`` points before (a run of unusual
-    points raises one alarm, and another only when the evidence grows), and
-    the background: the evidence's mean over recent points (exponentially
-    weighted, half-life ``short_window``), a graded level of recent
-    unusualness under the alarms. So a threshold means the same tail
-    probability on every series (0.1 for Q = 1e-3, 0.2 for Q = 1e-6),
-    extreme points stay ordered (ties at 1 need Q < 1e-30), alarms are
-    sparse, and ordinary points are ranked (quantile filters need that).
+    A point whose evidence reaches ``2 / 30`` (Q <= 0.01) and exceeds that
+    of each of the ``short_window`` points before it raises an alarm and
+    scores its evidence (a run of unusual points raises one alarm, and
+    another only when the evidence grows). Every other point scores a
+    thirtieth of the memory: the largest evidence seen so far, fading by
+    half every ``alarm_memory`` points, so at most ``1 / 30``. So a
+    threshold at or above ``2 / 30`` means the same tail probability on
+    every series (0.1 for Q = 1e-3, 0.2 for Q = 1e-6) and sees the alarms
+    alone; extreme points stay ordered (ties at 1 need Q < 1e-30); alarms
+    are sparse; and the quiet points are ranked, below every alarm, by how
+    strong and how recent the last unusual stretch was (quantile filters
+    need a continuous score; a stream just after an incident ranks above
+    one long calm).
 
     Parameters
     ----------
@@ -68,6 +72,12 @@ class PredictiveDetector(AnomalyDetector):
         a reported score must exceed.
     long_halflife
         Half-life, in points, of the raw scores' long-run statistics.
+    alarm_memory
+        Half-life, in points, of the memory that scores the quiet points.
+        The default, 200, is the length of a window of the Numenta Anomaly
+        Benchmark's protocol on its typical series (10 % of 4,000 points
+        shared by two anomalies): about how long an incident's aftermath
+        lasts there.
     grace_period
         Points scored 0 while the statistics settle.
 
@@ -115,6 +125,7 @@ class PredictiveDetector(AnomalyDetector):
         clip_norm: float | None = 1.0,
         short_window: int = 10,
         long_halflife: int = 1000,
+        alarm_memory: int = 200,
         grace_period: int = 100,
         dtype: str = "float32",
         device: str = "cpu",
@@ -130,11 +141,13 @@ class PredictiveDetector(AnomalyDetector):
         self.clip_norm = clip_norm
         self.short_window = short_window
         self.long_halflife = long_halflife
+        self.alarm_memory = alarm_memory
         self.grace_period = grace_period
         self.dtype = dtype
         self.device = device
         self.seed = seed
-        for name, value in (("short_window", short_window), ("long_halflife", long_halflife)):
+        for name, value in (("short_window", short_window), ("long_halflife", long_halflife),
+                            ("alarm_memory", alarm_memory)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if isinstance(grace_period, bool) or not isinstance(grace_period, numbers.Integral) or grace_period < 0:
@@ -152,6 +165,7 @@ class PredictiveDetector(AnomalyDetector):
         st = np.zeros(S.state_size(k, n_features))
         st[S.S_ALPHA] = 1.0 - 0.5 ** (1.0 / self.long_halflife)
         st[S.S_WINDOW] = k
+        st[S.S_DECAY] = 0.5 ** (1.0 / self.alarm_memory)
         if old is not None:  # keep the score statistics; the per-feature history restarts
             keep = S.stats_size(k)
             st[:keep] = old[:keep]
@@ -262,7 +276,7 @@ class ReconstructionDetector(PredictiveDetector):
     the reconstruction errors, calibrated and reported exactly as the
     prediction errors of :class:`PredictiveDetector` (tail probabilities of
     the raw score, of the recent error and of a value out of its range; the
-    refractory rule and the background), whose other parameters and input
+    refractory rule and the memory), whose other parameters and input
     policy it shares.
 
     Parameters
@@ -284,6 +298,7 @@ class ReconstructionDetector(PredictiveDetector):
         window: int = 16,
         short_window: int = 10,
         long_halflife: int = 1000,
+        alarm_memory: int = 200,
         grace_period: int = 100,
         dtype: str = "float32",
         device: str = "cpu",
@@ -293,7 +308,7 @@ class ReconstructionDetector(PredictiveDetector):
             raise ValueError(f"window must be a positive integer, got {window!r}")
         self.window = window
         super().__init__(cell, hidden_size, num_layers, k1, k2, optimizer, lr, clip_norm, short_window,
-                         long_halflife, grace_period, dtype, device, seed)
+                         long_halflife, alarm_memory, grace_period, dtype, device, seed)
         self._net = build_network(self, cell, "squared", input_size=1, output_size=window)
         self._scaler = RunningScaler()
         self._recent_z = np.zeros((window, 0))  # the window's scaled points, oldest first

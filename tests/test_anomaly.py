@@ -161,14 +161,15 @@ class ReferenceCalibration:
     """The detectors' calibration written out plainly in float64 (lists, one
     feature at a time): exponential tails above mean + sd of the raw scores
     and of the recent errors, the range evidence, the refractory rule and
-    the background (the evidence's exponentially weighted mean)."""
+    the memory (the largest evidence, fading by half every ``memory``
+    points) that scores the points raising no alarm."""
 
-    def __init__(self, k: int, halflife: int):
+    def __init__(self, k: int, halflife: int, memory: int):
         self.k = k
         self.alpha = 1.0 - 0.5 ** (1.0 / halflife)
         self.raws, self.evidences = [], []
-        self.background_alpha = 1.0 - 0.5 ** (1.0 / k)
-        self.background = 0.0
+        self.decay = 0.5 ** (1.0 / memory)
+        self.memory = 0.0
         self.fits = {"raw": None, "recent": None}  # [mean, var, rate above u, mean excess over u]
         self.low = self.high = None
         self.n_values = 0
@@ -204,9 +205,10 @@ class ReferenceCalibration:
         return min(log10_q / 30.0, 1.0)
 
     def reported(self, evidence):
-        background = (1.0 - self.background_alpha) * self.background + self.background_alpha * evidence
-        news = 0.0 if any(e >= evidence for e in self.evidences[-self.k:]) else evidence
-        return max(news, background)
+        news = all(e < evidence for e in self.evidences[-self.k:])
+        if news and evidence >= 2.0 / 30.0:
+            return evidence
+        return max(evidence, self.memory * self.decay) / 30.0
 
     def push(self, raw, values=None):
         evidence = self.evidence(raw, values)
@@ -224,7 +226,7 @@ class ReferenceCalibration:
             fit[:] = [mean + alpha * delta, (1 - alpha) * (var + alpha * delta * delta), rate, excess]
         self.raws.append(raw)
         self.evidences.append(evidence)
-        self.background = (1.0 - self.background_alpha) * self.background + self.background_alpha * evidence
+        self.memory = max(evidence, self.memory * self.decay)
         if values is not None:
             self.add_values(values)
 
@@ -255,7 +257,7 @@ def test_predictive_scores_match_a_plain_reimplementation(n_features):
     the plain calibration: scaled changes, raw scores, tails, ranges and the
     refractory rule."""
     detector = PredictiveDetector(seed=0, grace_period=20)
-    ref = ReferenceCalibration(detector.short_window, detector.long_halflife)
+    ref = ReferenceCalibration(detector.short_window, detector.long_halflife, detector.alarm_memory)
     last = sum_sq = None
     n_changes = 0
     scores, expected, evidences = [], [], []
@@ -287,10 +289,14 @@ def test_predictive_scores_match_a_plain_reimplementation(n_features):
     scores, expected, evidences = map(np.array, (scores, expected, evidences))
     np.testing.assert_allclose(scores, expected, rtol=1e-9, atol=1e-12)
     # every part of the rule took part
-    assert np.sum((evidences > 0) & (expected < evidences)) > 10  # refractory
+    alarms = expected >= 2 / 30
+    assert np.sum(~alarms & (evidences >= 2 / 30)) > 10  # refractory
     assert np.sum(expected > 0.1) >= 2
     assert expected[1300] > 0.1 and expected[1301] < 0.1  # a level shift: one alarm
-    assert np.mean(expected[200:] > 0) > 0.9  # a graded score
+    assert np.all(expected[~alarms] <= 1 / 30)  # the quiet points lie below every alarm
+    assert len(np.unique(expected[200:][~alarms[200:]])) > 1000  # and are ranked
+    # after the spike, the memory ranks the quiet points above those of the calm before it
+    assert np.median(expected[1010:1100][~alarms[1010:1100]]) > np.max(expected[200:700][~alarms[200:700]])
     assert scores[700:800].max() > scores[200:700].max()  # the climb out of range
     assert scores[1000:1003].max() > scores[200:700].max()  # the spike
 
@@ -305,11 +311,12 @@ def test_calibration_of_outside_raw_scores_matches_a_plain_reimplementation(with
     raws[2000:2030] += 1.5
     values = rng.normal(size=(3000, 2))
     values[2500:2600, 1] += np.linspace(0, 6, 100)
-    k, halflife = 7, 300
+    k, halflife, memory = 7, 300, 50
     st = np.zeros(S.state_size(k, 2))
     st[S.S_ALPHA] = 1.0 - 0.5 ** (1.0 / halflife)
     st[S.S_WINDOW] = k
-    ref = ReferenceCalibration(k, halflife)
+    st[S.S_DECAY] = 0.5 ** (1.0 / memory)
+    ref = ReferenceCalibration(k, halflife, memory)
     got, want = [], []
     for i, (raw, v) in enumerate(zip(raws, values)):
         if not with_values:

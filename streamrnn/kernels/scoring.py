@@ -26,14 +26,17 @@ under the point's null model, the largest of:
   flags such "spatial" anomalies outright. With several features, the
   feature furthest out counts.
 
-The **reported score** is the larger of the point's evidence, counted only
-when it exceeds the evidence of each of the ``k`` points before it (a
-refractory rule: an alarm is news once; a run of unusual points raises one
-alarm, and a second only when the evidence grows), and the **background**:
-the mean evidence of the recent points, exponentially weighted with a
-half-life of ``k`` points, the point's own included (a graded level of
-recent unusualness, below the alarms that raised it, that ranks the
-ordinary points and gives quantile filters a continuous score).
+The **reported score** of a point is its evidence when that is an alarm:
+at least :data:`ALARM` (``Q <= 0.01``) and above the evidence of each of
+the ``k`` points before it (a refractory rule: an alarm is news once; a run
+of unusual points raises one alarm, and a second only when the evidence
+grows). Any other point reports :data:`QUIET` times the **memory**: the
+largest evidence seen so far, its own included, fading by half every
+``h`` points (the alarm memory's half-life). So the quiet points, below
+every alarm, are ranked by how strong and how recent the last unusual
+stretch was (a stream just after an incident ranks above one long calm),
+and quantile filters get a continuous score; thresholds at or above
+:data:`ALARM` see the alarms alone.
 
 Everything is one-sided: large errors, and values beyond the range on the
 side they left by.
@@ -46,8 +49,9 @@ The detector's numbers live in one float64 array ``st``:
 ``st[S_TAIL : S_TAIL + 4]``, ``st[S_TAIL_RECENT : S_TAIL_RECENT + 4]``
     mean, variance, rate above ``u`` and mean excess over ``u`` of the raw
     scores and of the recent errors (:func:`_tail_update`);
-``st[S_BACKGROUND]``
-    the background before the next point;
+``st[S_MEMORY]``, ``st[S_DECAY]``
+    the memory after the last point, and its factor of decay per point
+    (``0.5 ** (1 / h)``);
 ``st[HEAD : HEAD + k]``, ``st[HEAD + k : HEAD + 2 k]``
     the rings of the last raw scores and of the last evidence;
 then, for ``F`` features, ``last``, ``sum_sq``, ``prediction``, ``low`` and
@@ -64,13 +68,17 @@ _JIT = dict(cache=config.CACHE, nogil=True, error_model="numpy", fastmath=config
 
 S_N, S_SCORED, S_POS, S_ALPHA, S_WINDOW = 0, 1, 2, 3, 4
 S_TAIL, S_TAIL_RECENT = 5, 9  # mean, variance, rate above u, mean excess over u
-S_BACKGROUND = 13
+S_MEMORY, S_DECAY = 13, 14
 HEAD = 16
 PER_FEATURE = 5
 CLIP = 10.0
 #: Evidence is -log10(Q) / SCALE, capped at 1.
 SCALE = 30.0
 LN10 = math.log(10.0)
+#: The least evidence an alarm has: Q = 0.01.
+ALARM = 2.0 / SCALE
+#: The score of a point that raises no alarm is QUIET times the memory (at most QUIET).
+QUIET = 1.0 / SCALE
 
 
 def state_size(k: int, n_features: int) -> int:
@@ -165,23 +173,29 @@ def _evidence(log10_q):
 
 
 @njit(inline="always")
-def _background_alpha(st):
-    """The background's smoothing factor: a half-life of ``k`` points."""
-    return 1.0 - 0.5 ** (1.0 / st[S_WINDOW])
+def _memory(st, evidence):
+    """The memory with ``evidence`` added: the larger of ``evidence`` and the
+    memory after the last point, decayed by one point."""
+    return max(evidence, st[S_MEMORY] * st[S_DECAY])
 
 
 @njit(inline="always")
 def _reported(st, evidence):
-    """The larger of ``evidence`` if it exceeds each of the last ``k``
-    points' (fewer at first), and the background with ``evidence`` added."""
-    background = st[S_BACKGROUND] + _background_alpha(st) * (evidence - st[S_BACKGROUND])
-    k = int(st[S_WINDOW])
-    m = min(int(st[S_SCORED]), k)
-    pos = int(st[S_POS])
-    for i in range(m):
-        if st[HEAD + k + (pos - 1 - i) % k] >= evidence:
-            return background
-    return max(evidence, background)
+    """``evidence`` if it is an alarm (at least ``ALARM``, and above each of
+    the last ``k`` points' evidence, fewer at first); otherwise ``QUIET``
+    times the memory with ``evidence`` added."""
+    if evidence >= ALARM:
+        k = int(st[S_WINDOW])
+        m = min(int(st[S_SCORED]), k)
+        pos = int(st[S_POS])
+        news = True
+        for i in range(m):
+            if st[HEAD + k + (pos - 1 - i) % k] >= evidence:
+                news = False
+                break
+        if news:
+            return evidence
+    return QUIET * _memory(st, evidence)
 
 
 @njit(**_JIT)
@@ -233,7 +247,7 @@ def score(st, values, z):
 @njit(**_JIT)
 def _push(st, raw, ev):
     """Add a raw score and its point's evidence to the rings, the evidence
-    to the background, and the raw score and recent error to their
+    to the memory, and the raw score and recent error to their
     statistics (a running mean at first, exponentially weighted once past
     the half-life)."""
     k = int(st[S_WINDOW])
@@ -242,7 +256,7 @@ def _push(st, raw, ev):
     alpha = max(st[S_ALPHA], 1.0 / (scored + 1.0))
     _tail_update(st, S_TAIL, raw, alpha, scored == 0)
     _tail_update(st, S_TAIL_RECENT, recent, alpha, scored == 0)
-    st[S_BACKGROUND] += _background_alpha(st) * (ev - st[S_BACKGROUND])
+    st[S_MEMORY] = _memory(st, ev)
     pos = int(st[S_POS])
     st[HEAD + pos] = raw
     st[HEAD + k + pos] = ev
