@@ -30,7 +30,8 @@ def _cuda_kernels():
 def _factorize(keys) -> tuple[np.ndarray, list]:
     """Codes of ``keys`` (a list, or a 1-D numpy array of integers or
     strings) into their distinct values, in order of appearance; the values
-    as Python scalars."""
+    as Python scalars. Keys are told apart as a dict's keys are (``None`` and
+    NaN included, which pandas would drop as missing)."""
     index: dict = {}
     if isinstance(keys, np.ndarray):  # integer or string ids: no Python objects on the way
         codes, uniques = pd.factorize(keys, sort=False)
@@ -38,11 +39,25 @@ def _factorize(keys) -> tuple[np.ndarray, list]:
     if len(keys) > 64:
         try:  # C speed for hashable scalars
             codes, uniques = pd.factorize(pd.Series(keys, dtype=object), sort=False)
-            return codes.astype(np.int64), list(uniques)
+            if codes.size == 0 or codes.min() >= 0:  # no key taken for missing
+                return codes.astype(np.int64), list(uniques)
         except TypeError:
             pass
     codes = np.array([index.setdefault(k, len(index)) for k in keys], dtype=np.int64)
     return codes, list(index)
+
+
+def _known_slots(slot_of: dict, keys) -> np.ndarray | None:
+    """The slot of every key when all are known (a bank's steady state), by
+    dict look-ups alone (~25 ns a key, half the cost of factorizing); None if
+    a key is new or unhashable, or ``keys`` is a numpy array (factorized
+    without Python objects)."""
+    if isinstance(keys, np.ndarray):
+        return None
+    try:
+        return np.fromiter(map(slot_of.__getitem__, keys), np.int64, len(keys))
+    except (KeyError, TypeError):
+        return None
 
 
 def check_bank_arguments(max_idle, capacity) -> None:
@@ -197,6 +212,9 @@ class ModelBank:
 
     def _slots(self, keys: list) -> np.ndarray:
         """The slot of each key, new keys getting one."""
+        known = _known_slots(self._slot_of, keys)
+        if known is not None:
+            return known
         codes, uniques = _factorize(keys)
         if self._dev is None:
             return np.array([self._slot(k) for k in uniques], dtype=np.int64)[codes]
@@ -287,6 +305,10 @@ class ModelBank:
         """Split ``keys`` into rows of known keys (their slots) and rows of
         unseen keys, for which a small bank of the models they would get is
         made (nothing is registered). Returns ``(rows, slots, buf)`` parts."""
+        known = _known_slots(self._slot_of, keys)
+        if known is not None:
+            buf = self._buf if self._dev is None else self._dev.buf
+            return [(np.arange(len(known), dtype=np.int64), known, buf)] if len(known) else []
         codes, uniques = _factorize(keys)
         slot_of = np.array([self._slot_of.get(k, -1) for k in uniques], dtype=np.int64)
         slots = slot_of[codes]

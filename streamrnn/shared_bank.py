@@ -7,7 +7,7 @@ import numbers
 
 import numpy as np
 
-from .bank import ModelBank, _factorize, check_bank_arguments
+from .bank import ModelBank, _factorize, _known_slots, check_bank_arguments
 from .kernels import layout as L
 from .kernels import shared_weights as K
 from .learner import OnlineRNN
@@ -146,6 +146,9 @@ class SharedWeightsBank(ModelBank):
         return out
 
     def _slots_or_unseen(self, keys) -> np.ndarray:
+        known = _known_slots(self._slot_of, keys)
+        if known is not None:
+            return known
         codes, uniques = _factorize(keys)
         return np.array([self._slot_of.get(k, -1) for k in uniques], dtype=np.int64)[codes]
 

@@ -141,3 +141,31 @@ def test_model_buffers_start_on_64_byte_boundaries():
         for obj in (model, bank, shared, pickle.loads(pickle.dumps(model)), pickle.loads(pickle.dumps(bank))):
             assert obj._buf.ctypes.data % 64 == 0
         assert all(row.ctypes.data % 64 == 0 for row in bank._buf)  # every model
+
+
+@pytest.mark.parametrize("cls", ["ModelBank", "SharedWeightsBank"])
+def test_keys_map_to_models_as_dict_keys_whatever_the_batch_size(cls):
+    """Long batches (factorized in C), short ones (a dict) and batches of
+    known keys (dict look-ups) give each key, None and NaN included, its own
+    model: one batch of 120 rows equals the same rows in batches of 8."""
+    import streamrnn
+
+    nan = float("nan")
+    pool = ["a", None, nan, 3, ("x", 1), "b"]
+    rng = np.random.default_rng(5)
+    keys = [pool[i] for i in rng.integers(0, len(pool), 120)]
+    keys[100] = "late"  # a new key among known ones
+    X, Y = rng.normal(size=(120, 1)), rng.normal(size=(120, 1))
+    make = getattr(streamrnn, cls)
+    whole, pieces = make(hidden_size=3, seed=0), make(hidden_size=3, seed=0)
+    out_whole = whole.learn_many(keys, X, Y)
+    out_pieces = np.concatenate([pieces.learn_many(keys[i : i + 8], X[i : i + 8], Y[i : i + 8])
+                                 for i in range(0, 120, 8)])
+    np.testing.assert_array_equal(out_whole, out_pieces)
+    assert len(whole.keys) == 7 and None in whole.keys and "late" in whole.keys
+    assert whole.keys == pieces.keys  # in order of first appearance (NaN by identity)
+    for bank in (whole, pieces):  # predictions through the known-key path and the general one
+        known = bank.predict_many(keys, X)
+        mixed = bank.predict_many(keys + ["unseen"], np.vstack([X, X[:1]]))
+        np.testing.assert_array_equal(known, mixed[:120])
+    np.testing.assert_array_equal(whole.predict_many(keys, X), pieces.predict_many(keys, X))
