@@ -238,10 +238,10 @@ class PredictiveDetector(AnomalyDetector):
             return
         z = np.empty(len(values))
         S.record(self._st, values, z)
+        z = z.astype(self._net.dtype)  # in the network's dtype, its calls convert nothing
         self._net.learn(self._input, z)
         self._input = z
-        prediction = self._net.predict(z)
-        S.set_prediction(self._st, prediction.astype(np.float64))
+        S.set_prediction(self._st, self._net.predict(z))
 
     def score_one(self, x: dict) -> float:
         values = self._values(x)
@@ -329,10 +329,6 @@ class ReconstructionDetector(PredictiveDetector):
             self._recent_z = np.zeros((self.window, n))  # the window restarts
             self._net.resize(input_size=max(n, self._net.input_size), output_size=self.window * n)
 
-    def _reconstruction_error(self, reconstruction: np.ndarray, window: np.ndarray) -> float:
-        e = reconstruction.astype(np.float64)[: window.size] - window.reshape(-1)
-        return math.log1p(math.sqrt(float(np.mean(e * e))))
-
     def learn_one(self, x: dict) -> None:
         if not self._complete(x):
             self._n_skipped += 1
@@ -342,12 +338,11 @@ class ReconstructionDetector(PredictiveDetector):
         if values is None:  # a known feature is absent
             self._n_skipped += 1
             return
-        z = self._scaler.transform(values[None, :], update=True)[0]
-        self._recent_z = np.vstack([self._recent_z[1:], z])
-        target = np.zeros(self._net.output_size)
-        target[: self._recent_z.size] = self._recent_z.reshape(-1)
+        z = self._scaler.transform_row(values)
+        target = np.empty(self._net.output_size)
+        S.slide_window(self._recent_z, z, target)
         reconstruction = self._net.learn(self._input_for(z), target)
-        raw = self._reconstruction_error(reconstruction, self._recent_z)
+        raw = S.reconstruction_error(reconstruction, self._recent_z, z, False)
         if self._has_last:
             S.record_raw_values(self._st, values, raw)
         else:  # the ranges start at this point
@@ -365,6 +360,5 @@ class ReconstructionDetector(PredictiveDetector):
         if values is None or self._st[S.S_SCORED] < max(self.grace_period, 1):
             return 0.0
         z = self._scaler.transform(values[None, :], update=False)[0]
-        window = np.vstack([self._recent_z[1:], z])
         reconstruction = self._net.predict(self._input_for(z))
-        return S.score_raw(self._st, values, self._reconstruction_error(reconstruction, window))
+        return S.score_raw(self._st, values, S.reconstruction_error(reconstruction, self._recent_z, z, True))

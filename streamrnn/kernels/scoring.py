@@ -337,3 +337,42 @@ def set_prediction(st, prediction):
     F = prediction.shape[0]
     _, _, slot, _, _ = _blocks(st, F)
     slot[:] = prediction
+
+
+# ------------------------------------------------- the reconstruction window
+
+
+@njit(**_JIT)
+def slide_window(window, z, target):
+    """Move the window (rows oldest first) on by one point: drop its oldest
+    row, append ``z``; write it, flattened, into ``target`` (the rest 0)."""
+    W, F = window.shape
+    for r in range(W - 1):
+        for j in range(F):
+            window[r, j] = window[r + 1, j]
+    for j in range(F):
+        window[W - 1, j] = z[j]
+    for i in range(target.shape[0]):
+        target[i] = 0.0
+    for r in range(W):
+        for j in range(F):
+            target[r * F + j] = window[r, j]
+
+
+@njit(**_JIT)
+def reconstruction_error(reconstruction, window, z, slid):
+    """The raw score of a reconstruction: the logarithm of one plus the root
+    mean square of its errors on the window's points (oldest first, the
+    first ``W * F`` outputs). With ``slid``, the window as it would be moved
+    on by ``z`` (not changed)."""
+    W, F = window.shape
+    total = 0.0
+    for r in range(W):
+        for j in range(F):
+            if slid:
+                v = z[j] if r == W - 1 else window[r + 1, j]
+            else:
+                v = window[r, j]
+            e = float(reconstruction[r * F + j]) - v
+            total += e * e
+    return math.log1p(math.sqrt(total / (W * F)))
