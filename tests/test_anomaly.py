@@ -364,3 +364,28 @@ def test_a_threshold_is_a_tail_probability_on_usual_data():
     assert np.mean(scores >= 2 / 30) < 3e-2
     assert np.mean(scores >= 3 / 30) < 3e-3
     assert scores.max() < 0.2
+
+
+@pytest.mark.parametrize("n_features", [1, 3])
+def test_reconstruction_window_kernels_match_numpy(n_features):
+    """The window slid in place and the raw score of a reconstruction, against
+    NumPy: the window moved on by stacking, the error over its flattened
+    points (outputs past them ignored)."""
+    rng = np.random.default_rng(n_features)
+    window = rng.normal(size=(5, n_features))
+    z = rng.normal(size=n_features)
+    reconstruction = rng.normal(size=5 * n_features + 2).astype(np.float32)
+
+    def numpy_error(w):
+        e = reconstruction.astype(np.float64)[: w.size] - w.reshape(-1)
+        return math.log1p(math.sqrt(np.mean(e * e)))
+
+    moved = np.vstack([window[1:], z])
+    before = window.copy()
+    assert S.reconstruction_error(reconstruction, window, z, True) == pytest.approx(numpy_error(moved), rel=1e-12)
+    np.testing.assert_array_equal(window, before)  # not changed
+    assert S.reconstruction_error(reconstruction, window, z, False) == pytest.approx(numpy_error(window), rel=1e-12)
+    target = np.full(5 * n_features + 2, 7.0)
+    S.slide_window(window, z, target)
+    np.testing.assert_array_equal(window, moved)
+    np.testing.assert_array_equal(target, np.r_[moved.reshape(-1), 0.0, 0.0])
