@@ -119,6 +119,8 @@ def test_missing_and_bad_values(cls):
         detector.score_one([1.0])
     with pytest.raises(ValueError, match="short_window must be a positive integer"):
         cls(short_window=0)
+    with pytest.raises(ValueError, match="alarm_memory must be a positive integer"):
+        cls(alarm_memory=2.5)
 
 
 @pytest.mark.parametrize("cls", DETECTORS)
