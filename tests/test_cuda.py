@@ -237,6 +237,80 @@ def test_the_launchers_take_the_cpu_kernels_arguments(rng):
     np.testing.assert_allclose(f_gpu, f_cpu, rtol=1e-10, atol=1e-10)
 
 
+def block_kernel_matches_cpu(rng, dtype="float64", threads=None, poison_weight=False, **config):
+    """Batches through the CPU's ``bank_learn`` and the block-per-model CUDA
+    kernel from the same buffers: outputs, counters and model state agree."""
+    from streamrnn.kernels import cuda as KC
+    from streamrnn.kernels import recurrent as K
+
+    cpu, _ = pair(dtype, **config)
+    targets = (lambda Y: np.eye(2)[(Y[:, 0] > 0).astype(int)]) if config.get("loss") == "cross_entropy" else None
+    warm = make_batches(rng, n_batches=1, poison=False)[0]
+    keys = list(KEYS) + warm[0][3:]  # every key registered before the copies
+    cpu.learn_many(keys, warm[1], targets(warm[2]) if targets else warm[2])
+    buf, ctr = cpu._buf.copy(), cpu._ctr.copy()
+    lay = cpu._lay
+    if poison_weight:  # model 1's recurrent weight: its state goes non-finite and is reset
+        buf[1, lay[L.L_PARAMS0 + 1]] = np.nan
+    dev = KC.DeviceBuffers(lay, buf, ctr)
+    for keys, X, Y in make_batches(rng, poison=not targets):
+        Y = targets(Y) if targets else Y
+        groups, starts, order = cpu._groups(cpu._slots(keys))
+        out_cpu, out_gpu = np.full((len(keys), 2), -1.0, dtype), np.full((len(keys), 2), -1.0, dtype)
+        K.bank_learn(lay, ctr, buf, groups, starts, order, X.astype(dtype), Y.astype(dtype), out_cpu)
+        KC.bank_learn(dev.lay, dev.ctr, dev.buf, groups, starts, order, X.astype(dtype), Y.astype(dtype), out_gpu,
+                      block_per_model=True, threads=threads)
+        np.testing.assert_array_equal(np.isnan(out_gpu), np.isnan(out_cpu))
+        np.testing.assert_allclose(out_gpu, out_cpu, **tolerance(dtype))
+    b, c = dev.take(np.arange(len(cpu.keys)))
+    np.testing.assert_array_equal(c, ctr[: len(cpu.keys)])
+    persist = lay[L.L_PERSIST]
+    np.testing.assert_allclose(b[:, :persist], buf[: len(cpu.keys), :persist], **tolerance(dtype))
+    return ctr[: len(cpu.keys)]
+
+
+@needs_cuda
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_the_block_per_model_kernel_equals_the_cpu_bank(cell, dtype, rng):
+    ctr = block_kernel_matches_cpu(rng, dtype, cell=cell)
+    assert ctr[:, L.C_UPDATES].sum() > 0 and ctr[:, L.C_SKIPPED].sum() >= 2  # learned; met the non-finite rows
+
+
+@needs_cuda
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("config", [
+    dict(threads=2),  # fewer threads than units: every loop strides
+    dict(threads=32, cell="gru"),  # more threads than work
+    dict(optimizer="sgd", momentum=0.5, weight_decay=0.01, clip_norm=None),
+    dict(optimizer="rmsprop", weight_decay=0.001, clip_norm=0.05),
+    dict(optimizer="adamw", loss="huber", huber_delta=0.3),
+    dict(loss="cross_entropy", clip_norm=0.1),
+    dict(k1=3, k2=2, cell="rnn", approx_activations=True, recompute=True),
+    dict(poison_weight=True),
+], ids=["2-threads", "32-threads", "sgd", "rmsprop", "adamw-huber", "cross-entropy", "k1>k2-approx",
+        "non-finite-state"])
+def test_the_block_per_model_kernel_with_every_optimizer_loss_and_schedule(config, rng):
+    config = {"cell": "lstm", **config}
+    ctr = block_kernel_matches_cpu(rng, **config)
+    if config.get("poison_weight"):
+        assert ctr[1, L.C_RESETS] > 0
+
+
+@needs_cuda
+def test_the_block_per_model_kernel_refuses_what_it_does_not_run(rng):
+    from streamrnn.kernels import cuda as KC
+
+    for config, message in ((dict(num_layers=2), "one-layer"), (dict(k1=1, k2=3, recompute=True), "stored windows")):
+        cpu, _ = pair("float64", **config)
+        dev = KC.DeviceBuffers(cpu._lay, cpu._buf, cpu._ctr)
+        one = np.zeros(1, dtype=np.int64)
+        with pytest.raises(ValueError, match=message):
+            KC.bank_learn(dev.lay, dev.ctr, dev.buf, one, np.array([0, 1]), one, np.zeros((1, 2)), np.zeros((1, 2)),
+                          np.zeros((1, 2)), block_per_model=True)
+
+
 def test_a_single_model_on_cuda_says_to_use_a_bank():
     with pytest.raises(ValueError, match=r"ModelBank\(device='cuda'\)"):
         OnlineRNN(device="cuda")
@@ -302,6 +376,15 @@ _PTX_SCRIPT = textwrap.dedent(r"""
             result[f"{name}:{f}"] = [line.strip() for line in ptx.splitlines() if ".f64" in line][:5]
         if name.startswith(("copy", "put", "take")):  # they also move the int64 counters
             cuda.compile_ptx(R.python_function(name), sig.format(f="int64"), cc=(9, 0))
+    import numpy as np
+    from numba import from_dtype
+    from streamrnn.kernels.cuda import cooperative as C
+
+    for f in sys.argv[1:]:
+        C.build(f)  # binds its device functions
+        kernel = C.make_learn_kernel(from_dtype(np.dtype(f)), from_dtype(np.dtype(np.int64)))
+        ptx, _ = cuda.compile_ptx(kernel, signatures["bank_learn_kernel"].format(f=f), cc=(9, 0))
+        result[f"bank_learn_block_kernel:{f}"] = [line.strip() for line in ptx.splitlines() if ".f64" in line][:5]
     print(json.dumps(result))
 """)
 
@@ -318,7 +401,7 @@ def test_every_kernel_compiles_to_ptx_for_sm90_without_float64_in_float32():
     if "skip" in report:
         pytest.skip("cuda.compile_ptx needs NVVM and NVRTC (pip install nvidia-cuda-nvrtc nvidia-nvvm, or "
                     f"numba-cuda[cu13]): {report['skip'][:300]}")
-    assert len(report) == 6 * len(dtypes)
+    assert len(report) == 7 * len(dtypes)
     for name, lines in report.items():
         if name.endswith(":float32"):
             assert lines == [], f"{name} has float64 instructions: {lines}"

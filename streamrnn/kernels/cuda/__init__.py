@@ -22,6 +22,7 @@ import importlib.util
 import numpy as np
 
 from ..layout import L_BUF
+from . import cooperative
 from .recurrent import THREADS_PER_BLOCK, build
 
 INSTALL_HINT = 'pip install "streamrnn[cuda]"'
@@ -92,7 +93,8 @@ def _run(name: str, threads_of: int, args: tuple, out) -> None:
     out_d.copy_to_host(out)
 
 
-def bank_learn(lay, ctr, buf, groups, starts, order, X, Y, out) -> None:
+def bank_learn(lay, ctr, buf, groups, starts, order, X, Y, out, *, block_per_model: bool = False,
+               threads: int | None = None) -> None:
     """``learn_one`` for every row, each on its own model: the CUDA twin of
     :func:`streamrnn.kernels.recurrent.bank_learn`.
 
@@ -110,8 +112,35 @@ def bank_learn(lay, ctr, buf, groups, starts, order, X, Y, out) -> None:
         Inputs and targets, one row per sample.
     out
         Receives the prediction made before each update (host or device array).
+    block_per_model
+        Run each model on a block of threads with its recurrent weights in
+        shared memory (:mod:`.cooperative`: one-layer models with stored
+        windows) instead of one thread per model.
+    threads
+        Threads per block of the block-per-model kernel (default: the gate
+        pre-activations' count rounded up to a power of two).
     """
-    _run("bank_learn_kernel", 3, (lay, ctr, buf, groups, starts, order, X, Y), out)
+    if not block_per_model:
+        _run("bank_learn_kernel", 3, (lay, ctr, buf, groups, starts, order, X, Y), out)
+        return
+    cuda = cuda_module()
+    host_lay = lay.copy_to_host() if _is_device_array(lay) else np.asarray(lay)
+    why = cooperative.supports(host_lay)
+    if why is not None:
+        raise ValueError(why)
+    if threads is None:
+        threads = cooperative.threads_for(host_lay)
+    if not 1 <= threads <= cooperative.MAX_THREADS:
+        raise ValueError(f"threads must lie in 1..{cooperative.MAX_THREADS}, got {threads}")
+    n = len(groups)
+    if n == 0:
+        return
+    dev_args = [_to_device(cuda, a) for a in (lay, ctr, buf, groups, starts, order, X, Y)]
+    out_d = out if _is_device_array(out) else cuda.to_device(out)
+    shared_bytes = cooperative.shared_elements(host_lay, threads) * buf.dtype.itemsize
+    cooperative.build(buf.dtype)[n, threads, 0, shared_bytes](*dev_args, out_d)
+    if not _is_device_array(out):
+        out_d.copy_to_host(out)
 
 
 def bank_predict(lay, buf, groups, starts, order, X, out) -> None:

@@ -1,0 +1,650 @@
+"""A block of GPU threads per model: the bank's learning step for fleets of
+larger models, the same algorithm as :func:`.recurrent.learn_one` split
+across the threads of a block.
+
+Why: one thread per model (:mod:`.recurrent`) re-reads the model's weights
+from memory at every step of every window (an LSTM with hidden 32 moves
+~53 KB of model state per learned sample), which bounds it by the GPU's
+memory bandwidth. Here the block of model ``groups[blockIdx.x]`` keeps the
+recurrent weights ``W_h`` (``H x G*H``) in shared memory for the whole
+batch, so each step reads them there; the ``T`` threads share every loop:
+thread ``t`` takes gate pre-activations, units, weight-gradient columns and
+parameters ``t, t + T, t + 2T, ...``. ``W_h`` is stored there with a row
+stride of ``G*H + 1``, so both the forward pass (threads read a row) and
+the backward pass (threads read a column) are free of bank conflicts.
+
+Determinism: every sum is formed by one thread in a fixed order, and the
+gradient's squared norm (for clipping) is summed by thread 0 over the
+threads' partial sums in thread order: results do not depend on timing,
+and in float64 agree with the CPU's to rounding.
+
+Scope: one layer, with stored windows (``recompute=False``, or
+``k1 >= k2`` where nothing is recomputed); any cell, loss and optimizer.
+The counters live in each thread's registers (every thread runs the same
+bookkeeping; thread 0 writes them back), and every branch that a barrier
+follows depends only on values all threads share.
+
+Device buffers are the bank's, model-minor (``B[e, m]``) as for
+:mod:`.recurrent`: the block's threads read one model's elements, which sit
+in neighbouring models' cache lines; the shared-memory copy of ``W_h`` makes
+the per-step reads local.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ... import config
+from .._math import act_sigmoid, act_tanh
+from ..layout import (
+    C_FILL,
+    C_POS,
+    C_RESETS,
+    C_SINCE,
+    C_SKIPPED,
+    C_STEPS,
+    C_UPDATES,
+    CELL_GRU,
+    CELL_LSTM,
+    HP_ALPHA,
+    HP_BETA1,
+    HP_BETA2,
+    HP_CLIP,
+    HP_EPS,
+    HP_HUBER_DELTA,
+    HP_LR,
+    HP_MOMENTUM,
+    HP_WEIGHT_DECAY,
+    L_APPROX,
+    L_CACHE,
+    L_CELL,
+    L_GATES,
+    L_GRAD,
+    L_HEAD_B,
+    L_HEAD_W,
+    L_HIDDEN,
+    L_HP,
+    L_HSTRIDE,
+    L_INPUT,
+    L_K1,
+    L_K2,
+    L_LAYERS,
+    L_LOSS,
+    L_M,
+    L_NPARAM,
+    L_OPT,
+    L_OUTPUT,
+    L_PARAMS0,
+    L_R_ACT,
+    L_R_AUX,
+    L_R_CN,
+    L_R_CP,
+    L_R_DAH,
+    L_R_DAX,
+    L_R_HN,
+    L_R_HP,
+    L_R_XIN,
+    L_R_Y,
+    L_R_YHAT,
+    L_RECOMPUTE,
+    L_ROW,
+    L_S_AH,
+    L_S_AX,
+    L_S_DC,
+    L_S_DH,
+    L_S_DIN,
+    L_S_GH,
+    L_STATE,
+    L_V,
+    LOSS_CROSS_ENTROPY,
+    LOSS_HUBER,
+    N_CTR,
+    OPT_ADAMW,
+    OPT_RMSPROP,
+    OPT_SGD,
+)
+from .recurrent import ipow, ring_row
+
+#: Most threads of a block.
+MAX_THREADS = 256
+
+
+def supports(lay) -> str | None:
+    """None if the block kernel runs models of layout ``lay``; otherwise why not."""
+    if lay[L_LAYERS] != 1:
+        return "the block-per-model kernel runs one-layer models"
+    if lay[L_RECOMPUTE] != 0 and lay[L_K1] < lay[L_K2]:
+        return "the block-per-model kernel runs stored windows (recompute=False)"
+    return None
+
+
+def threads_for(lay) -> int:
+    """Threads of a block: the gate pre-activations' count (or the outputs'),
+    rounded up to a power of two, at most :data:`MAX_THREADS`."""
+    n = max(int(lay[L_GATES] * lay[L_HIDDEN]), int(lay[L_OUTPUT]), 1)
+    return min(1 << (n - 1).bit_length(), MAX_THREADS)
+
+
+def shared_elements(lay, threads: int) -> int:
+    """Elements of the dynamic shared memory: ``W_h`` with padded rows, the
+    threads' partial sums, the head's gradients, and two scalars."""
+    H, GH, O = int(lay[L_HIDDEN]), int(lay[L_GATES] * lay[L_HIDDEN]), int(lay[L_OUTPUT])
+    return H * (GH + 1) + threads + O + 2
+
+
+# ---------------------------------------------------------- device helpers
+# ``t`` is the thread's index in the block, ``T`` the block's size.
+
+
+def shared_offsets(lay, T):
+    """Offsets in shared memory: the padded row stride of ``W_h``, the
+    partial sums, the head's gradients, the loss and the squared norm."""
+    H = lay[L_HIDDEN]
+    GH = lay[L_GATES] * H
+    sw = GH + 1
+    red = H * sw
+    hg = red + T
+    return sw, red, hg, hg + lay[L_OUTPUT], hg + lay[L_OUTPUT] + 1
+
+
+def stage_recurrent_weights(lay, B, m, sh, t, T):
+    """``W_h`` (global, row-major ``H x GH``) into shared memory, padded rows."""
+    H = lay[L_HIDDEN]
+    GH = lay[L_GATES] * H
+    wh = lay[L_PARAMS0 + 1]
+    sw = GH + 1
+    for e in range(t, H * GH, T):
+        j = e // GH
+        sh[j * sw + e - j * GH] = B[wh + e, m]
+
+
+def block_forward(lay, B, m, sh, row, t, T):
+    """One step of the one-layer network at ``row`` (its input already
+    there) from the carried state; writes the new state if it is finite.
+    Returns whether it was (the same in every thread)."""
+    tp = B.dtype.type
+    one = tp(1.0)
+    cell = lay[L_CELL]
+    H = lay[L_HIDDEN]
+    GH = lay[L_GATES] * H
+    O = lay[L_OUTPUT]
+    nin = lay[L_INPUT]
+    hs = lay[L_HSTRIDE]
+    approx = lay[L_APPROX] != 0
+    sw = GH + 1
+    wx, bx, bh = lay[L_PARAMS0], lay[L_PARAMS0 + 2], lay[L_PARAMS0 + 3]
+    ax, ah = lay[L_S_AX], lay[L_S_AH]
+    xin, hp, cp = row + lay[L_R_XIN], row + lay[L_R_HP], row + lay[L_R_CP]
+    act, aux = row + lay[L_R_ACT], row + lay[L_R_AUX]
+    hn, cn = row + lay[L_R_HN], row + lay[L_R_CN]
+    state = lay[L_STATE]
+
+    for j in range(t, H, T):
+        B[hp + j, m] = B[state + j, m]
+        B[cp + j, m] = B[state + hs + j, m]
+    cuda.syncthreads()
+    for k in range(t, GH, T):
+        a = B[bx + k, m]
+        for j in range(nin):
+            a += B[xin + j, m] * B[wx + j * GH + k, m]
+        B[ax + k, m] = a
+        a = B[bh + k, m]
+        for j in range(H):
+            a += B[hp + j, m] * sh[j * sw + k]
+        B[ah + k, m] = a
+    cuda.syncthreads()
+    for k in range(t, H, T):  # each unit's gates, then its state
+        if cell == CELL_GRU:
+            r = act_sigmoid(B[ax + k, m] + B[ah + k, m], approx)
+            z = act_sigmoid(B[ax + H + k, m] + B[ah + H + k, m], approx)
+            a = B[ah + 2 * H + k, m]
+            n = act_tanh(B[ax + 2 * H + k, m] + r * a, approx)
+            B[act + k, m] = r
+            B[act + H + k, m] = z
+            B[act + 2 * H + k, m] = n
+            B[aux + k, m] = a
+            B[hn + k, m] = (one - z) * n + z * B[hp + k, m]
+        elif cell == CELL_LSTM:
+            i = act_sigmoid(B[ax + k, m] + B[ah + k, m], approx)
+            f = act_sigmoid(B[ax + H + k, m] + B[ah + H + k, m], approx)
+            g = act_tanh(B[ax + 2 * H + k, m] + B[ah + 2 * H + k, m], approx)
+            o = act_sigmoid(B[ax + 3 * H + k, m] + B[ah + 3 * H + k, m], approx)
+            B[act + k, m] = i
+            B[act + H + k, m] = f
+            B[act + 2 * H + k, m] = g
+            B[act + 3 * H + k, m] = o
+            c = f * B[cp + k, m] + i * g
+            B[cn + k, m] = c
+            a = act_tanh(c, approx)
+            B[aux + k, m] = a
+            B[hn + k, m] = o * a
+        else:
+            a = act_tanh(B[ax + k, m] + B[ah + k, m], approx)
+            B[act + k, m] = a
+            B[hn + k, m] = a
+    cuda.syncthreads()
+    W, b, yhat = lay[L_HEAD_W], lay[L_HEAD_B], row + lay[L_R_YHAT]
+    for o in range(t, O, T):
+        s = B[b + o, m]
+        for j in range(H):
+            s += B[W + o * H + j, m] * B[hn + j, m]
+        B[yhat + o, m] = s
+    finite = 1
+    for j in range(t, H, T):
+        if not (math.isfinite(B[hn + j, m]) and math.isfinite(B[cn + j, m])):
+            finite = 0
+    ok = cuda.syncthreads_and(finite) != 0
+    if ok:
+        for j in range(t, H, T):
+            B[state + j, m] = B[hn + j, m]
+            B[state + hs + j, m] = B[cn + j, m]
+    cuda.syncthreads()
+    return ok
+
+
+def block_head_gradient(lay, B, m, sh, row, scale, t, T):
+    """Thread 0: the loss of the step at ``row`` and each output's gradient
+    into shared memory (``window_backward``'s loss, as on the CPU). Returns
+    the step's loss in thread 0 (0 elsewhere)."""
+    tp = B.dtype.type
+    zero = tp(0.0)
+    loss = zero
+    if t != 0:
+        return loss
+    O = lay[L_OUTPUT]
+    huber = lay[L_LOSS] == LOSS_HUBER
+    cross_entropy = lay[L_LOSS] == LOSS_CROSS_ENTROPY
+    delta = B[lay[L_HP] + HP_HUBER_DELTA, m]
+    _, _, hg, _, _ = shared_offsets(lay, T)
+    yhat, y = row + lay[L_R_YHAT], row + lay[L_R_Y]
+    mx = zero
+    log_z = zero
+    if cross_entropy:
+        mx = B[yhat, m]
+        for o in range(1, O):
+            mx = max(mx, B[yhat + o, m])
+        z = zero
+        for o in range(O):
+            z += math.exp(B[yhat + o, m] - mx)
+        log_z = math.log(z)
+    for o in range(O):
+        yo = B[y + o, m]
+        d = B[yhat + o, m] - yo
+        if cross_entropy:
+            log_p = B[yhat + o, m] - mx - log_z
+            loss -= yo * log_p
+            g = (math.exp(log_p) - yo) * scale
+        elif huber and abs(d) > delta:
+            loss += delta * (abs(d) - tp(0.5) * delta)
+            g = delta * scale if d > zero else -delta * scale
+        elif huber:
+            loss += tp(0.5) * d * d
+            g = d * scale
+        else:
+            loss += d * d
+            g = tp(2.0) * d * scale
+        sh[hg + o] = g
+    return loss
+
+
+def block_cell_backward(lay, B, m, sh, row, t, T):
+    """Backward one step of the one layer (``cell_backward`` on the CPU):
+    each unit's pre-activation gradients, then ``dh = W_h dah + gh``."""
+    tp = B.dtype.type
+    one = tp(1.0)
+    zero = tp(0.0)
+    cell = lay[L_CELL]
+    H = lay[L_HIDDEN]
+    GH = lay[L_GATES] * H
+    sw = GH + 1
+    dax, dah = row + lay[L_R_DAX], row + lay[L_R_DAH]
+    din, gh, dh, dc = lay[L_S_DIN], lay[L_S_GH], lay[L_S_DH], lay[L_S_DC]
+    hp, cp = row + lay[L_R_HP], row + lay[L_R_CP]
+    act, aux = row + lay[L_R_ACT], row + lay[L_R_AUX]
+    for k in range(t, H, T):
+        ghk = B[dh + k, m] + B[din + k, m]
+        if cell == CELL_LSTM:
+            i = B[act + k, m]
+            f = B[act + H + k, m]
+            g = B[act + 2 * H + k, m]
+            o = B[act + 3 * H + k, m]
+            a = B[aux + k, m]
+            c = B[dc + k, m] + ghk * o * (one - a * a)
+            B[dax + k, m] = c * g * i * (one - i)
+            B[dax + H + k, m] = c * B[cp + k, m] * f * (one - f)
+            B[dax + 2 * H + k, m] = c * i * (one - g * g)
+            B[dax + 3 * H + k, m] = ghk * a * o * (one - o)
+            B[dc + k, m] = c * f
+            for q in range(4):
+                B[dah + q * H + k, m] = B[dax + q * H + k, m]
+            B[gh + k, m] = zero
+        elif cell == CELL_GRU:
+            r = B[act + k, m]
+            z = B[act + H + k, m]
+            n = B[act + 2 * H + k, m]
+            dn = ghk * (one - z) * (one - n * n)
+            B[dax + 2 * H + k, m] = dn
+            B[dax + k, m] = dn * B[aux + k, m] * r * (one - r)
+            B[dax + H + k, m] = ghk * (B[hp + k, m] - n) * z * (one - z)
+            B[dah + k, m] = B[dax + k, m]
+            B[dah + H + k, m] = B[dax + H + k, m]
+            B[dah + 2 * H + k, m] = dn * r
+            B[gh + k, m] = ghk * z
+        else:
+            a = B[act + k, m]
+            d = ghk * (one - a * a)
+            B[dax + k, m] = d
+            B[dah + k, m] = d
+            B[gh + k, m] = zero
+    cuda.syncthreads()
+    for j in range(t, H, T):
+        s = zero
+        for k in range(GH):
+            s += sh[j * sw + k] * B[dah + k, m]
+        B[dh + j, m] = s + B[gh + j, m]
+    cuda.syncthreads()
+
+
+def block_weight_gradients(lay, B, m, rows, start, n_rows, t, T):
+    """The weight and bias gradients from the window's pre-activation
+    gradients (``accumulate_weight_gradients`` on the CPU): thread ``t``
+    forms the columns ``k = t, t + T, ...``, each sum over the steps in
+    order."""
+    zero = B.dtype.type(0.0)
+    H = lay[L_HIDDEN]
+    GH = lay[L_GATES] * H
+    nin = lay[L_INPUT]
+    k2, rs = lay[L_K2], lay[L_ROW]
+    g0 = lay[L_GRAD]
+    gwx, gwh = g0 + lay[L_PARAMS0], g0 + lay[L_PARAMS0 + 1]
+    gbx, gbh = g0 + lay[L_PARAMS0 + 2], g0 + lay[L_PARAMS0 + 3]
+    rdax, rdah, rxin, rhp = lay[L_R_DAX], lay[L_R_DAH], lay[L_R_XIN], lay[L_R_HP]
+    for k in range(t, GH, T):
+        for s in range(n_rows):
+            b = ring_row(rows, start, s, k2, rs)
+            B[gbx + k, m] += B[b + rdax + k, m]
+            B[gbh + k, m] += B[b + rdah + k, m]
+        for j in range(nin):
+            a = zero
+            for s in range(n_rows):
+                b = ring_row(rows, start, s, k2, rs)
+                a += B[b + rxin + j, m] * B[b + rdax + k, m]
+            B[gwx + j * GH + k, m] += a
+        for j in range(H):
+            a = zero
+            for s in range(n_rows):
+                b = ring_row(rows, start, s, k2, rs)
+                a += B[b + rhp + j, m] * B[b + rdah + k, m]
+            B[gwh + j * GH + k, m] += a
+    cuda.syncthreads()
+
+
+def block_window_backward(lay, B, m, sh, start, n_rows, n_loss, t, T):
+    """Backpropagate the mean loss of the last ``n_loss`` of the window's
+    ``n_rows`` steps into the gradient region (``window_backward`` on the
+    CPU). Returns the loss, the same in every thread."""
+    tp = B.dtype.type
+    zero = tp(0.0)
+    H = lay[L_HIDDEN]
+    O = lay[L_OUTPUT]
+    k2, rs = lay[L_K2], lay[L_ROW]
+    rows = lay[L_CACHE]
+    g0 = lay[L_GRAD]
+    din = lay[L_S_DIN]
+    W = lay[L_HEAD_W]
+    gW, gb = g0 + lay[L_HEAD_W], g0 + lay[L_HEAD_B]
+    _, _, hg, sloss, _ = shared_offsets(lay, T)
+
+    for e in range(t, lay[L_NPARAM], T):
+        B[g0 + e, m] = zero
+    for j in range(t, H, T):
+        B[lay[L_S_DH] + j, m] = zero
+        B[lay[L_S_DC] + j, m] = zero
+    cross_entropy = lay[L_LOSS] == LOSS_CROSS_ENTROPY
+    scale = tp(1.0) / tp(n_loss if cross_entropy else n_loss * O)
+    loss = zero
+    cuda.syncthreads()
+    for s in range(n_rows - 1, -1, -1):
+        row = ring_row(rows, start, s, k2, rs)
+        top = row + lay[L_R_HN]
+        if s >= n_rows - n_loss:
+            loss += block_head_gradient(lay, B, m, sh, row, scale, t, T)
+            cuda.syncthreads()
+            for o in range(t, O, T):
+                B[gb + o, m] += sh[hg + o]
+            for j in range(t, H, T):
+                d = zero
+                for o in range(O):
+                    g = sh[hg + o]
+                    B[gW + o * H + j, m] += B[top + j, m] * g
+                    d += B[W + o * H + j, m] * g
+                B[din + j, m] = d
+        else:
+            for j in range(t, H, T):
+                B[din + j, m] = zero
+        cuda.syncthreads()
+        block_cell_backward(lay, B, m, sh, row, t, T)
+    block_weight_gradients(lay, B, m, rows, start, n_rows, t, T)
+    if t == 0:
+        sh[sloss] = loss * scale
+    cuda.syncthreads()
+    total = sh[sloss]
+    cuda.syncthreads()
+    return total
+
+
+def block_optimizer_step(lay, B, m, sh, n_updates, t, T):
+    """Clip to the global norm and apply one optimizer step
+    (``optimizer_step`` on the CPU), updating the shared copy of ``W_h``
+    too. Returns False, changing nothing, when the gradient is not finite."""
+    tp = B.dtype.type
+    one = tp(1.0)
+    zero = tp(0.0)
+    P = lay[L_NPARAM]
+    H = lay[L_HIDDEN]
+    GH = lay[L_GATES] * H
+    grad, m1, m2 = lay[L_GRAD], lay[L_M], lay[L_V]
+    hp = lay[L_HP]
+    lr = B[hp + HP_LR, m]
+    wd = B[hp + HP_WEIGHT_DECAY, m]
+    eps = B[hp + HP_EPS, m]
+    clip = B[hp + HP_CLIP, m]
+    opt = lay[L_OPT]
+    sw, red, _, _, snorm = shared_offsets(lay, T)
+    wh = lay[L_PARAMS0 + 1]
+
+    part = zero
+    for e in range(t, P, T):
+        g = B[grad + e, m]
+        part += g * g
+    sh[red + t] = part
+    cuda.syncthreads()
+    if t == 0:
+        sq = zero
+        for q in range(T):
+            sq += sh[red + q]
+        sh[snorm] = sq
+    cuda.syncthreads()
+    sq = sh[snorm]
+    if not math.isfinite(sq):
+        return False
+    norm = math.sqrt(sq)
+    gscale = one
+    if clip > zero:
+        gscale = min(clip / (norm + tp(1e-6)), one)
+
+    b1 = B[hp + HP_BETA1, m]
+    b2 = B[hp + HP_BETA2, m]
+    step = lr
+    rbc2 = one
+    decay = one
+    l2 = wd
+    if opt != OPT_SGD and opt != OPT_RMSPROP:  # Adam's bias corrections
+        step = lr / (one - ipow(b1, n_updates + 1))
+        rbc2 = one / math.sqrt(one - ipow(b2, n_updates + 1))
+    if opt == OPT_ADAMW:
+        decay = one - lr * wd
+        l2 = zero
+    for e in range(t, P, T):
+        th = B[e, m]
+        if opt == OPT_SGD:
+            g = B[grad + e, m] * gscale + wd * th
+            v = B[hp + HP_MOMENTUM, m] * B[m1 + e, m] + g
+            B[m1 + e, m] = v
+            th = th - lr * v
+        elif opt == OPT_RMSPROP:
+            alpha = B[hp + HP_ALPHA, m]
+            g = B[grad + e, m] * gscale + wd * th
+            v = alpha * B[m2 + e, m] + (one - alpha) * g * g
+            B[m2 + e, m] = v
+            th = th - lr * g / (math.sqrt(v) + eps)
+        else:
+            g = B[grad + e, m] * gscale + l2 * th
+            v1 = b1 * B[m1 + e, m] + (one - b1) * g
+            v2 = b2 * B[m2 + e, m] + (one - b2) * g * g
+            B[m1 + e, m] = v1
+            B[m2 + e, m] = v2
+            th = th * decay - step * v1 / (math.sqrt(v2) * rbc2 + eps)
+        B[e, m] = th
+        if e >= wh and e < wh + H * GH:
+            j = (e - wh) // GH
+            sh[j * sw + (e - wh) - j * GH] = th
+    cuda.syncthreads()
+    return True
+
+
+def block_tbptt_update(lay, cnt, B, m, sh, t, T):
+    """One TBPTT(k1, k2) update over the stored window (``tbptt_update`` on
+    the CPU); counts a skipped update in ``cnt``."""
+    k1, k2 = lay[L_K1], lay[L_K2]
+    n_rows = cnt[C_FILL]
+    n_loss = min(k1, n_rows)
+    start = (cnt[C_POS] - n_rows + k2) % k2
+    rs = lay[L_ROW]
+    O = lay[L_OUTPUT]
+    for s in range(n_rows - n_loss, n_rows):
+        y = lay[L_CACHE] + ((start + s) % k2) * rs + lay[L_R_Y]
+        for o in range(O):
+            if not math.isfinite(B[y + o, m]):
+                cnt[C_SKIPPED] += 1
+                return
+    loss = block_window_backward(lay, B, m, sh, start, n_rows, n_loss, t, T)
+    if not math.isfinite(loss) or not block_optimizer_step(lay, B, m, sh, cnt[C_UPDATES], t, T):
+        cnt[C_SKIPPED] += 1
+        return
+    cnt[C_UPDATES] += 1
+
+
+def block_learn_one(lay, cnt, B, m, sh, X, Y, out, i, t, T):
+    """``learn_one`` of the CPU for the row ``i``, by the block."""
+    nan = B.dtype.type(math.nan)
+    O = lay[L_OUTPUT]
+    nin = lay[L_INPUT]
+    k2 = lay[L_K2]
+    finite = True
+    for j in range(nin):
+        if not math.isfinite(X[i, j]):
+            finite = False
+    if not finite:
+        cnt[C_SKIPPED] += 1
+        for o in range(t, O, T):
+            out[i, o] = nan
+        return
+    row = lay[L_CACHE] + cnt[C_POS] * lay[L_ROW]
+    for j in range(t, nin, T):
+        B[row + lay[L_R_XIN] + j, m] = X[i, j]
+    ok = block_forward(lay, B, m, sh, row, t, T)
+    yhat, y = row + lay[L_R_YHAT], row + lay[L_R_Y]
+    for o in range(t, O, T):
+        out[i, o] = B[yhat + o, m]
+        B[y + o, m] = Y[i, o]
+    cnt[C_STEPS] += 1
+    if not ok:
+        for j in range(t, 2 * lay[L_HSTRIDE], T):
+            B[lay[L_STATE] + j, m] = B.dtype.type(0.0)
+        cnt[C_FILL] = 0
+        cnt[C_SINCE] = 0
+        cnt[C_RESETS] += 1
+        cnt[C_SKIPPED] += 1
+        cuda.syncthreads()
+        return
+    cnt[C_POS] = (cnt[C_POS] + 1) % k2
+    cnt[C_FILL] = min(cnt[C_FILL] + 1, k2)
+    cnt[C_SINCE] += 1
+    cuda.syncthreads()
+    if cnt[C_SINCE] >= lay[L_K1]:
+        cnt[C_SINCE] = 0
+        block_tbptt_update(lay, cnt, B, m, sh, t, T)
+
+
+def make_learn_kernel(shared_type, counter_type):
+    """The kernel for buffers of one dtype (``shared_type``, a Numba type:
+    shared and local arrays need theirs at compile time)."""
+
+    def bank_learn_block_kernel(lay, ctr, B, groups, starts, order, X, Y, out):
+        g = cuda.blockIdx.x
+        if g >= groups.shape[0]:
+            return
+        m = groups[g]
+        t = cuda.threadIdx.x
+        T = cuda.blockDim.x
+        sh = cuda.shared.array(0, shared_type)
+        cnt = cuda.local.array(N_CTR, counter_type)
+        for c in range(N_CTR):
+            cnt[c] = ctr[c, m]
+        stage_recurrent_weights(lay, B, m, sh, t, T)
+        cuda.syncthreads()
+        for r in range(starts[g], starts[g + 1]):
+            block_learn_one(lay, cnt, B, m, sh, X, Y, out, order[r], t, T)
+        cuda.syncthreads()
+        if t == 0:
+            for c in range(N_CTR):
+                ctr[c, m] = cnt[c]
+
+    return bank_learn_block_kernel
+
+
+# ------------------------------------------------------------- compilation
+
+_DEVICE_FUNCTIONS = (
+    "ring_row",
+    "ipow",
+    "shared_offsets",
+    "stage_recurrent_weights",
+    "block_forward",
+    "block_head_gradient",
+    "block_cell_backward",
+    "block_weight_gradients",
+    "block_window_backward",
+    "block_optimizer_step",
+    "block_tbptt_update",
+    "block_learn_one",
+)
+_built: dict = {}
+cuda = None  # numba.cuda, bound by build(): the device code above refers to it
+
+
+def build(dtype) -> object:
+    """The compiled-on-demand block kernel for buffers of ``dtype`` (lazy:
+    the first call imports ``numba.cuda`` and wraps the device functions)."""
+    dtype = np.dtype(dtype)
+    if dtype in _built:
+        return _built[dtype]
+    from numba import cuda as numba_cuda
+    from numba import from_dtype
+
+    g = globals()
+    if g["cuda"] is None:
+        g["cuda"] = numba_cuda
+        for name in _DEVICE_FUNCTIONS:
+            f = g[name]  # ring_row and ipow are shared with .recurrent: wrap the Python function
+            f = getattr(f, "py_func", None) or getattr(f, "fn", None) or f
+            g[name] = numba_cuda.jit(device=True)(f)
+    kernel = make_learn_kernel(from_dtype(dtype), from_dtype(np.dtype(np.int64)))
+    _built[dtype] = numba_cuda.jit(cache=config.CACHE)(kernel)
+    return _built[dtype]
+
+
+__all__ = ["MAX_THREADS", "build", "shared_elements", "supports", "threads_for"]
