@@ -7,7 +7,7 @@ repeated batches after warm-up, in stream-samples per second (one row of one
 model):
 
 - ``kernel``: the CUDA kernels alone, on inputs already in GPU memory, and
-  the block-per-model learning kernel (:mod:`streamrnn.kernels.cuda.cooperative`);
+  the block-per-model kernels (:mod:`streamrnn.kernels.cuda.cooperative`);
 - ``ModelBank``: the whole ``learn_many`` / ``predict_many`` call (grouping
   the keys, transfers, kernel);
 - the same bank on the CPU (Numba threads; fewer models, per-sample rates);
@@ -142,11 +142,15 @@ def main(argv=None):
         print(f"  kernel, predict: {n / k_predict:14,.0f} stream-samples/s")
         from streamrnn.kernels.cuda import cooperative
 
+        blocks = f"a block of {cooperative.threads_for(bank._lay)} threads per model, W_h in shared memory"
         if cooperative.supports(bank._lay) is None:
             k_block = timed(lambda: KC.bank_learn(d.lay, d.ctr, d.buf, groups, starts, order, X_d, Y_d, out_d,
                                                   block_per_model=True), args.repeats, cuda.synchronize)
-            print(f"  kernel, learn, a block of {cooperative.threads_for(bank._lay)} threads per model "
-                  f"(W_h in shared memory): {n / k_block:14,.0f} stream-samples/s")
+            print(f"  kernel, learn, {blocks}: {n / k_block:14,.0f} stream-samples/s")
+        if cooperative.supports(bank._lay, learn=False) is None:
+            k_block = timed(lambda: KC.bank_predict(d.lay, d.buf, groups, starts, order, X_d, out_d,
+                                                    block_per_model=True), args.repeats, cuda.synchronize)
+            print(f"  kernel, predict, {blocks}: {n / k_block:14,.0f} stream-samples/s")
 
         learn_bytes, predict_bytes = bytes_per_sample(bank._lay, 4)
         copy = d.buf  # a device-to-device copy of the whole bank: achievable bandwidth

@@ -237,9 +237,10 @@ def test_the_launchers_take_the_cpu_kernels_arguments(rng):
     np.testing.assert_allclose(f_gpu, f_cpu, rtol=1e-10, atol=1e-10)
 
 
-def block_kernel_matches_cpu(rng, dtype="float64", threads=None, poison_weight=False, **config):
+def block_kernel_matches_cpu(rng, dtype="float64", threads=None, poison_weight=False, predict=False, **config):
     """Batches through the CPU's ``bank_learn`` and the block-per-model CUDA
-    kernel from the same buffers: outputs, counters and model state agree."""
+    kernel from the same buffers: outputs, counters and model state agree;
+    with ``predict``, so do the predictions of both ``bank_predict``."""
     from streamrnn.kernels import cuda as KC
     from streamrnn.kernels import recurrent as K
 
@@ -266,6 +267,16 @@ def block_kernel_matches_cpu(rng, dtype="float64", threads=None, poison_weight=F
     np.testing.assert_array_equal(c, ctr[: len(cpu.keys)])
     persist = lay[L.L_PERSIST]
     np.testing.assert_allclose(b[:, :persist], buf[: len(cpu.keys), :persist], **tolerance(dtype))
+    if predict:  # several rows per model, a non-finite row; the state is not changed
+        X = rng.normal(size=(5, 2)).astype(dtype)
+        X[3, 1] = np.nan
+        groups, starts, order = cpu._groups(np.array([0, 2, 0, 1, 0]))
+        p_cpu, p_gpu = np.empty((5, 2), dtype), np.empty((5, 2), dtype)
+        K.bank_predict(lay, buf, groups, starts, order, X, p_cpu)
+        KC.bank_predict(dev.lay, dev.buf, groups, starts, order, X, p_gpu, block_per_model=True, threads=threads)
+        assert np.isnan(p_gpu[3]).all()
+        np.testing.assert_allclose(p_gpu, p_cpu, **tolerance(dtype))
+        np.testing.assert_array_equal(dev.take(np.arange(len(cpu.keys)))[0][:, :persist], b[:, :persist])
     return ctr[: len(cpu.keys)]
 
 
@@ -274,14 +285,14 @@ def block_kernel_matches_cpu(rng, dtype="float64", threads=None, poison_weight=F
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 def test_the_block_per_model_kernel_equals_the_cpu_bank(cell, dtype, rng):
-    ctr = block_kernel_matches_cpu(rng, dtype, cell=cell)
+    ctr = block_kernel_matches_cpu(rng, dtype, predict=True, cell=cell)
     assert ctr[:, L.C_UPDATES].sum() > 0 and ctr[:, L.C_SKIPPED].sum() >= 2  # learned; met the non-finite rows
 
 
 @needs_cuda
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 @pytest.mark.parametrize("config", [
-    dict(threads=2),  # fewer threads than units: every loop strides
+    dict(threads=2, predict=True),  # fewer threads than units: every loop strides
     dict(threads=32, cell="gru"),  # more threads than work
     dict(optimizer="sgd", momentum=0.5, weight_decay=0.01, clip_norm=None),
     dict(optimizer="rmsprop", weight_decay=0.001, clip_norm=0.05),
@@ -309,6 +320,10 @@ def test_the_block_per_model_kernel_refuses_what_it_does_not_run(rng):
         with pytest.raises(ValueError, match=message):
             KC.bank_learn(dev.lay, dev.ctr, dev.buf, one, np.array([0, 1]), one, np.zeros((1, 2)), np.zeros((1, 2)),
                           np.zeros((1, 2)), block_per_model=True)
+        if message == "one-layer":  # predictions need no window: only the layers count
+            with pytest.raises(ValueError, match=message):
+                KC.bank_predict(dev.lay, dev.buf, one, np.array([0, 1]), one, np.zeros((1, 2)), np.zeros((1, 2)),
+                                block_per_model=True)
 
 
 def test_a_single_model_on_cuda_says_to_use_a_bank():
@@ -382,9 +397,13 @@ _PTX_SCRIPT = textwrap.dedent(r"""
 
     for f in sys.argv[1:]:
         C.build(f)  # binds its device functions
-        kernel = C.make_learn_kernel(from_dtype(np.dtype(f)), from_dtype(np.dtype(np.int64)))
-        ptx, _ = cuda.compile_ptx(kernel, signatures["bank_learn_kernel"].format(f=f), cc=(9, 0))
-        result[f"bank_learn_block_kernel:{f}"] = [line.strip() for line in ptx.splitlines() if ".f64" in line][:5]
+        kernels = {
+            "bank_learn": C.make_learn_kernel(from_dtype(np.dtype(f)), from_dtype(np.dtype(np.int64))),
+            "bank_predict": C.make_predict_kernel(from_dtype(np.dtype(f))),
+        }
+        for name, kernel in kernels.items():
+            ptx, _ = cuda.compile_ptx(kernel, signatures[f"{name}_kernel"].format(f=f), cc=(9, 0))
+            result[f"{name}_block_kernel:{f}"] = [line.strip() for line in ptx.splitlines() if ".f64" in line][:5]
     print(json.dumps(result))
 """)
 
@@ -401,7 +420,7 @@ def test_every_kernel_compiles_to_ptx_for_sm90_without_float64_in_float32():
     if "skip" in report:
         pytest.skip("cuda.compile_ptx needs NVVM and NVRTC (pip install nvidia-cuda-nvrtc nvidia-nvvm, or "
                     f"numba-cuda[cu13]): {report['skip'][:300]}")
-    assert len(report) == 7 * len(dtypes)
+    assert len(report) == 8 * len(dtypes)
     for name, lines in report.items():
         if name.endswith(":float32"):
             assert lines == [], f"{name} has float64 instructions: {lines}"

@@ -123,9 +123,17 @@ def bank_learn(lay, ctr, buf, groups, starts, order, X, Y, out, *, block_per_mod
     if not block_per_model:
         _run("bank_learn_kernel", 3, (lay, ctr, buf, groups, starts, order, X, Y), out)
         return
+    _run_blocks("learn", (lay, ctr, buf, groups, starts, order, X, Y), out, threads, buf, groups)
+
+
+def _run_blocks(kind: str, args: tuple, out, threads: int | None, buf, groups) -> None:
+    """Launch the block-per-model kernel ``kind`` (:mod:`.cooperative`) with
+    ``args`` (the layout first) then ``out``: a block per element of
+    ``groups``, shared memory for the models of ``buf``."""
     cuda = cuda_module()
+    lay = args[0]
     host_lay = lay.copy_to_host() if _is_device_array(lay) else np.asarray(lay)
-    why = cooperative.supports(host_lay)
+    why = cooperative.supports(host_lay, learn=kind == "learn")
     if why is not None:
         raise ValueError(why)
     if threads is None:
@@ -135,20 +143,24 @@ def bank_learn(lay, ctr, buf, groups, starts, order, X, Y, out, *, block_per_mod
     n = len(groups)
     if n == 0:
         return
-    dev_args = [_to_device(cuda, a) for a in (lay, ctr, buf, groups, starts, order, X, Y)]
+    dev_args = [_to_device(cuda, a) for a in args]
     out_d = out if _is_device_array(out) else cuda.to_device(out)
     shared_bytes = cooperative.shared_elements(host_lay, threads) * buf.dtype.itemsize
-    cooperative.build(buf.dtype)[n, threads, 0, shared_bytes](*dev_args, out_d)
+    cooperative.build(buf.dtype, kind)[n, threads, 0, shared_bytes](*dev_args, out_d)
     if not _is_device_array(out):
         out_d.copy_to_host(out)
 
 
-def bank_predict(lay, buf, groups, starts, order, X, out) -> None:
+def bank_predict(lay, buf, groups, starts, order, X, out, *, block_per_model: bool = False,
+                 threads: int | None = None) -> None:
     """Predictions for every row, the rows of a model run in order from its
     carried state (not changed): the CUDA twin of
     :func:`streamrnn.kernels.recurrent.bank_predict`; arguments as in
-    :func:`bank_learn`."""
-    _run("bank_predict_kernel", 2, (lay, buf, groups, starts, order, X), out)
+    :func:`bank_learn` (the block-per-model kernel runs one-layer models)."""
+    if not block_per_model:
+        _run("bank_predict_kernel", 2, (lay, buf, groups, starts, order, X), out)
+        return
+    _run_blocks("predict", (lay, buf, groups, starts, order, X), out, threads, buf, groups)
 
 
 def bank_forecast(lay, buf, slots, X0, out) -> None:

@@ -77,6 +77,8 @@ from ..layout import (
     L_OPT,
     L_OUTPUT,
     L_PARAMS0,
+    L_PRED,
+    L_PSTATE,
     L_R_ACT,
     L_R_AUX,
     L_R_CN,
@@ -111,11 +113,12 @@ from .recurrent import ipow, ring_row
 MAX_THREADS = 256
 
 
-def supports(lay) -> str | None:
-    """None if the block kernel runs models of layout ``lay``; otherwise why not."""
+def supports(lay, learn: bool = True) -> str | None:
+    """None if the block kernels (learning, or prediction with ``learn``
+    False) run models of layout ``lay``; otherwise why not."""
     if lay[L_LAYERS] != 1:
         return "the block-per-model kernel runs one-layer models"
-    if lay[L_RECOMPUTE] != 0 and lay[L_K1] < lay[L_K2]:
+    if learn and lay[L_RECOMPUTE] != 0 and lay[L_K1] < lay[L_K2]:
         return "the block-per-model kernel runs stored windows (recompute=False)"
     return None
 
@@ -160,10 +163,10 @@ def stage_recurrent_weights(lay, B, m, sh, t, T):
         sh[j * sw + e - j * GH] = B[wh + e, m]
 
 
-def block_forward(lay, B, m, sh, row, t, T):
+def block_forward(lay, B, m, sh, row, state, t, T):
     """One step of the one-layer network at ``row`` (its input already
-    there) from the carried state; writes the new state if it is finite.
-    Returns whether it was (the same in every thread)."""
+    there) from the state at ``state``; writes the new state there if it is
+    finite. Returns whether it was (the same in every thread)."""
     tp = B.dtype.type
     one = tp(1.0)
     cell = lay[L_CELL]
@@ -179,7 +182,6 @@ def block_forward(lay, B, m, sh, row, t, T):
     xin, hp, cp = row + lay[L_R_XIN], row + lay[L_R_HP], row + lay[L_R_CP]
     act, aux = row + lay[L_R_ACT], row + lay[L_R_AUX]
     hn, cn = row + lay[L_R_HN], row + lay[L_R_CN]
-    state = lay[L_STATE]
 
     for j in range(t, H, T):
         B[hp + j, m] = B[state + j, m]
@@ -555,7 +557,7 @@ def block_learn_one(lay, cnt, B, m, sh, X, Y, out, i, t, T):
     row = lay[L_CACHE] + cnt[C_POS] * lay[L_ROW]
     for j in range(t, nin, T):
         B[row + lay[L_R_XIN] + j, m] = X[i, j]
-    ok = block_forward(lay, B, m, sh, row, t, T)
+    ok = block_forward(lay, B, m, sh, row, lay[L_STATE], t, T)
     yhat, y = row + lay[L_R_YHAT], row + lay[L_R_Y]
     for o in range(t, O, T):
         out[i, o] = B[yhat + o, m]
@@ -606,6 +608,43 @@ def make_learn_kernel(shared_type, counter_type):
     return bank_learn_block_kernel
 
 
+def make_predict_kernel(shared_type):
+    """Predictions for every row, the rows of a model run in order from its
+    carried state (not changed: steps run on the scratch state), a block per
+    model: the twin of ``bank_predict_kernel``."""
+
+    def bank_predict_block_kernel(lay, B, groups, starts, order, X, out):
+        g = cuda.blockIdx.x
+        if g >= groups.shape[0]:
+            return
+        m = groups[g]
+        t = cuda.threadIdx.x
+        T = cuda.blockDim.x
+        sh = cuda.shared.array(0, shared_type)
+        nan = B.dtype.type(math.nan)
+        nin, O = lay[L_INPUT], lay[L_OUTPUT]
+        ps, row = lay[L_PSTATE], lay[L_PRED]
+        for j in range(t, 2 * lay[L_HSTRIDE], T):
+            B[ps + j, m] = B[lay[L_STATE] + j, m]
+        stage_recurrent_weights(lay, B, m, sh, t, T)
+        cuda.syncthreads()
+        for r in range(starts[g], starts[g + 1]):
+            i = order[r]
+            ok = True
+            for j in range(nin):
+                if not math.isfinite(X[i, j]):
+                    ok = False
+            if ok:
+                for j in range(t, nin, T):
+                    B[row + lay[L_R_XIN] + j, m] = X[i, j]
+                ok = block_forward(lay, B, m, sh, row, ps, t, T)
+            for o in range(t, O, T):
+                out[i, o] = B[row + lay[L_R_YHAT] + o, m] if ok else nan
+            cuda.syncthreads()
+
+    return bank_predict_block_kernel
+
+
 # ------------------------------------------------------------- compilation
 
 _DEVICE_FUNCTIONS = (
@@ -626,12 +665,13 @@ _built: dict = {}
 cuda = None  # numba.cuda, bound by build(): the device code above refers to it
 
 
-def build(dtype) -> object:
-    """The compiled-on-demand block kernel for buffers of ``dtype`` (lazy:
-    the first call imports ``numba.cuda`` and wraps the device functions)."""
+def build(dtype, kind: str = "learn") -> object:
+    """The compiled-on-demand block kernel ``kind`` (``"learn"`` or
+    ``"predict"``) for buffers of ``dtype`` (lazy: the first call imports
+    ``numba.cuda`` and wraps the device functions)."""
     dtype = np.dtype(dtype)
-    if dtype in _built:
-        return _built[dtype]
+    if (kind, dtype) in _built:
+        return _built[kind, dtype]
     from numba import cuda as numba_cuda
     from numba import from_dtype
 
@@ -642,9 +682,12 @@ def build(dtype) -> object:
             f = g[name]  # ring_row and ipow are shared with .recurrent: wrap the Python function
             f = getattr(f, "py_func", None) or getattr(f, "fn", None) or f
             g[name] = numba_cuda.jit(device=True)(f)
-    kernel = make_learn_kernel(from_dtype(dtype), from_dtype(np.dtype(np.int64)))
-    _built[dtype] = numba_cuda.jit(cache=config.CACHE)(kernel)
-    return _built[dtype]
+    if kind == "learn":
+        kernel = make_learn_kernel(from_dtype(dtype), from_dtype(np.dtype(np.int64)))
+    else:
+        kernel = make_predict_kernel(from_dtype(dtype))
+    _built[kind, dtype] = numba_cuda.jit(cache=config.CACHE)(kernel)
+    return _built[kind, dtype]
 
 
 __all__ = ["MAX_THREADS", "build", "shared_elements", "supports", "threads_for"]
