@@ -324,6 +324,11 @@ def test_the_block_per_model_kernel_refuses_what_it_does_not_run(rng):
             with pytest.raises(ValueError, match=message):
                 KC.bank_predict(dev.lay, dev.buf, one, np.array([0, 1]), one, np.zeros((1, 2)), np.zeros((1, 2)),
                                 block_per_model=True)
+    cpu, _ = pair("float32", hidden_size=64)  # W_h alone is 64 KB: over what a block is granted
+    dev = KC.DeviceBuffers(cpu._lay, cpu._buf, cpu._ctr)
+    with pytest.raises(ValueError, match="shared memory"):
+        KC.bank_predict(dev.lay, dev.buf, one, np.array([0, 1]), one, np.zeros((1, 2), np.float32),
+                        np.zeros((1, 2), np.float32), block_per_model=True)
 
 
 def test_a_single_model_on_cuda_says_to_use_a_bank():

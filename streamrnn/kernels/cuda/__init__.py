@@ -140,12 +140,16 @@ def _run_blocks(kind: str, args: tuple, out, threads: int | None, buf, groups) -
         threads = cooperative.threads_for(host_lay)
     if not 1 <= threads <= cooperative.MAX_THREADS:
         raise ValueError(f"threads must lie in 1..{cooperative.MAX_THREADS}, got {threads}")
+    shared_bytes = cooperative.shared_elements(host_lay, threads) * buf.dtype.itemsize
+    if shared_bytes > cooperative.MAX_SHARED_BYTES:
+        raise ValueError(f"the block-per-model kernel would need {shared_bytes} bytes of shared memory per block, "
+                         f"over the {cooperative.MAX_SHARED_BYTES} every GPU grants: a smaller model, or "
+                         "block_per_model=False")
     n = len(groups)
     if n == 0:
         return
     dev_args = [_to_device(cuda, a) for a in args]
     out_d = out if _is_device_array(out) else cuda.to_device(out)
-    shared_bytes = cooperative.shared_elements(host_lay, threads) * buf.dtype.itemsize
     cooperative.build(buf.dtype, kind)[n, threads, 0, shared_bytes](*dev_args, out_d)
     if not _is_device_array(out):
         out_d.copy_to_host(out)

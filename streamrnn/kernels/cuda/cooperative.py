@@ -111,6 +111,10 @@ from .recurrent import ipow, ring_row
 
 #: Most threads of a block.
 MAX_THREADS = 256
+#: Most bytes of dynamic shared memory a block takes: what every GPU grants
+#: without the per-kernel opt-in (an LSTM up to hidden 54 in float32, 38 in
+#: float64).
+MAX_SHARED_BYTES = 48 * 1024
 
 
 def supports(lay, learn: bool = True) -> str | None:
@@ -690,4 +694,4 @@ def build(dtype, kind: str = "learn") -> object:
     return _built[kind, dtype]
 
 
-__all__ = ["MAX_THREADS", "build", "shared_elements", "supports", "threads_for"]
+__all__ = ["MAX_SHARED_BYTES", "MAX_THREADS", "build", "shared_elements", "supports", "threads_for"]
