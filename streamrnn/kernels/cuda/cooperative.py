@@ -92,12 +92,6 @@ from ..layout import (
     L_R_YHAT,
     L_RECOMPUTE,
     L_ROW,
-    L_S_AH,
-    L_S_AX,
-    L_S_DC,
-    L_S_DH,
-    L_S_DIN,
-    L_S_GH,
     L_STATE,
     L_V,
     LOSS_CROSS_ENTROPY,
@@ -112,7 +106,7 @@ from .recurrent import ipow, ring_row
 #: Most threads of a block.
 MAX_THREADS = 256
 #: Most bytes of dynamic shared memory a block takes: what every GPU grants
-#: without the per-kernel opt-in (an LSTM up to hidden 54 in float32, 38 in
+#: without the per-kernel opt-in (an LSTM up to hidden 53 in float32, 36 in
 #: float64).
 MAX_SHARED_BYTES = 48 * 1024
 
@@ -136,9 +130,11 @@ def threads_for(lay) -> int:
 
 def shared_elements(lay, threads: int) -> int:
     """Elements of the dynamic shared memory: ``W_h`` with padded rows, the
-    threads' partial sums, the head's gradients, and two scalars."""
+    threads' partial sums, the head's gradients, two scalars, and the
+    scratch vectors of a step (pre-activations ``ax``, ``ah``; the
+    backward's ``din``, ``gh``, ``dh``, ``dc``)."""
     H, GH, O = int(lay[L_HIDDEN]), int(lay[L_GATES] * lay[L_HIDDEN]), int(lay[L_OUTPUT])
-    return H * (GH + 1) + threads + O + 2
+    return H * (GH + 1) + threads + O + 2 + 2 * GH + 4 * H
 
 
 # ---------------------------------------------------------- device helpers
@@ -154,6 +150,16 @@ def shared_offsets(lay, T):
     red = H * sw
     hg = red + T
     return sw, red, hg, hg + lay[L_OUTPUT], hg + lay[L_OUTPUT] + 1
+
+
+def scratch_offsets(lay, T):
+    """Offsets in shared memory of the step's scratch vectors ``ax``, ``ah``
+    (``GH`` each), ``din``, ``gh``, ``dh``, ``dc`` (``H`` each): the CPU keeps
+    them in the model's scratch region, not part of its state."""
+    H = lay[L_HIDDEN]
+    GH = lay[L_GATES] * H
+    ax = H * (GH + 1) + T + lay[L_OUTPUT] + 2
+    return ax, ax + GH, ax + 2 * GH, ax + 2 * GH + H, ax + 2 * GH + 2 * H, ax + 2 * GH + 3 * H
 
 
 def stage_recurrent_weights(lay, B, m, sh, t, T):
@@ -182,7 +188,7 @@ def block_forward(lay, B, m, sh, row, state, t, T):
     approx = lay[L_APPROX] != 0
     sw = GH + 1
     wx, bx, bh = lay[L_PARAMS0], lay[L_PARAMS0 + 2], lay[L_PARAMS0 + 3]
-    ax, ah = lay[L_S_AX], lay[L_S_AH]
+    ax, ah, _, _, _, _ = scratch_offsets(lay, T)
     xin, hp, cp = row + lay[L_R_XIN], row + lay[L_R_HP], row + lay[L_R_CP]
     act, aux = row + lay[L_R_ACT], row + lay[L_R_AUX]
     hn, cn = row + lay[L_R_HN], row + lay[L_R_CN]
@@ -195,28 +201,28 @@ def block_forward(lay, B, m, sh, row, state, t, T):
         a = B[bx + k, m]
         for j in range(nin):
             a += B[xin + j, m] * B[wx + j * GH + k, m]
-        B[ax + k, m] = a
+        sh[ax + k] = a
         a = B[bh + k, m]
         for j in range(H):
             a += B[hp + j, m] * sh[j * sw + k]
-        B[ah + k, m] = a
+        sh[ah + k] = a
     cuda.syncthreads()
     for k in range(t, H, T):  # each unit's gates, then its state
         if cell == CELL_GRU:
-            r = act_sigmoid(B[ax + k, m] + B[ah + k, m], approx)
-            z = act_sigmoid(B[ax + H + k, m] + B[ah + H + k, m], approx)
-            a = B[ah + 2 * H + k, m]
-            n = act_tanh(B[ax + 2 * H + k, m] + r * a, approx)
+            r = act_sigmoid(sh[ax + k] + sh[ah + k], approx)
+            z = act_sigmoid(sh[ax + H + k] + sh[ah + H + k], approx)
+            a = sh[ah + 2 * H + k]
+            n = act_tanh(sh[ax + 2 * H + k] + r * a, approx)
             B[act + k, m] = r
             B[act + H + k, m] = z
             B[act + 2 * H + k, m] = n
             B[aux + k, m] = a
             B[hn + k, m] = (one - z) * n + z * B[hp + k, m]
         elif cell == CELL_LSTM:
-            i = act_sigmoid(B[ax + k, m] + B[ah + k, m], approx)
-            f = act_sigmoid(B[ax + H + k, m] + B[ah + H + k, m], approx)
-            g = act_tanh(B[ax + 2 * H + k, m] + B[ah + 2 * H + k, m], approx)
-            o = act_sigmoid(B[ax + 3 * H + k, m] + B[ah + 3 * H + k, m], approx)
+            i = act_sigmoid(sh[ax + k] + sh[ah + k], approx)
+            f = act_sigmoid(sh[ax + H + k] + sh[ah + H + k], approx)
+            g = act_tanh(sh[ax + 2 * H + k] + sh[ah + 2 * H + k], approx)
+            o = act_sigmoid(sh[ax + 3 * H + k] + sh[ah + 3 * H + k], approx)
             B[act + k, m] = i
             B[act + H + k, m] = f
             B[act + 2 * H + k, m] = g
@@ -227,7 +233,7 @@ def block_forward(lay, B, m, sh, row, state, t, T):
             B[aux + k, m] = a
             B[hn + k, m] = o * a
         else:
-            a = act_tanh(B[ax + k, m] + B[ah + k, m], approx)
+            a = act_tanh(sh[ax + k] + sh[ah + k], approx)
             B[act + k, m] = a
             B[hn + k, m] = a
     cuda.syncthreads()
@@ -306,26 +312,26 @@ def block_cell_backward(lay, B, m, sh, row, t, T):
     GH = lay[L_GATES] * H
     sw = GH + 1
     dax, dah = row + lay[L_R_DAX], row + lay[L_R_DAH]
-    din, gh, dh, dc = lay[L_S_DIN], lay[L_S_GH], lay[L_S_DH], lay[L_S_DC]
+    _, _, din, gh, dh, dc = scratch_offsets(lay, T)
     hp, cp = row + lay[L_R_HP], row + lay[L_R_CP]
     act, aux = row + lay[L_R_ACT], row + lay[L_R_AUX]
     for k in range(t, H, T):
-        ghk = B[dh + k, m] + B[din + k, m]
+        ghk = sh[dh + k] + sh[din + k]
         if cell == CELL_LSTM:
             i = B[act + k, m]
             f = B[act + H + k, m]
             g = B[act + 2 * H + k, m]
             o = B[act + 3 * H + k, m]
             a = B[aux + k, m]
-            c = B[dc + k, m] + ghk * o * (one - a * a)
+            c = sh[dc + k] + ghk * o * (one - a * a)
             B[dax + k, m] = c * g * i * (one - i)
             B[dax + H + k, m] = c * B[cp + k, m] * f * (one - f)
             B[dax + 2 * H + k, m] = c * i * (one - g * g)
             B[dax + 3 * H + k, m] = ghk * a * o * (one - o)
-            B[dc + k, m] = c * f
+            sh[dc + k] = c * f
             for q in range(4):
                 B[dah + q * H + k, m] = B[dax + q * H + k, m]
-            B[gh + k, m] = zero
+            sh[gh + k] = zero
         elif cell == CELL_GRU:
             r = B[act + k, m]
             z = B[act + H + k, m]
@@ -337,19 +343,19 @@ def block_cell_backward(lay, B, m, sh, row, t, T):
             B[dah + k, m] = B[dax + k, m]
             B[dah + H + k, m] = B[dax + H + k, m]
             B[dah + 2 * H + k, m] = dn * r
-            B[gh + k, m] = ghk * z
+            sh[gh + k] = ghk * z
         else:
             a = B[act + k, m]
             d = ghk * (one - a * a)
             B[dax + k, m] = d
             B[dah + k, m] = d
-            B[gh + k, m] = zero
+            sh[gh + k] = zero
     cuda.syncthreads()
     for j in range(t, H, T):
         s = zero
         for k in range(GH):
             s += sh[j * sw + k] * B[dah + k, m]
-        B[dh + j, m] = s + B[gh + j, m]
+        sh[dh + j] = s + sh[gh + j]
     cuda.syncthreads()
 
 
@@ -398,7 +404,7 @@ def block_window_backward(lay, B, m, sh, start, n_rows, n_loss, t, T):
     k2, rs = lay[L_K2], lay[L_ROW]
     rows = lay[L_CACHE]
     g0 = lay[L_GRAD]
-    din = lay[L_S_DIN]
+    _, _, din, _, dh, dc = scratch_offsets(lay, T)
     W = lay[L_HEAD_W]
     gW, gb = g0 + lay[L_HEAD_W], g0 + lay[L_HEAD_B]
     _, _, hg, sloss, _ = shared_offsets(lay, T)
@@ -406,8 +412,8 @@ def block_window_backward(lay, B, m, sh, start, n_rows, n_loss, t, T):
     for e in range(t, lay[L_NPARAM], T):
         B[g0 + e, m] = zero
     for j in range(t, H, T):
-        B[lay[L_S_DH] + j, m] = zero
-        B[lay[L_S_DC] + j, m] = zero
+        sh[dh + j] = zero
+        sh[dc + j] = zero
     cross_entropy = lay[L_LOSS] == LOSS_CROSS_ENTROPY
     scale = tp(1.0) / tp(n_loss if cross_entropy else n_loss * O)
     loss = zero
@@ -426,10 +432,10 @@ def block_window_backward(lay, B, m, sh, start, n_rows, n_loss, t, T):
                     g = sh[hg + o]
                     B[gW + o * H + j, m] += B[top + j, m] * g
                     d += B[W + o * H + j, m] * g
-                B[din + j, m] = d
+                sh[din + j] = d
         else:
             for j in range(t, H, T):
-                B[din + j, m] = zero
+                sh[din + j] = zero
         cuda.syncthreads()
         block_cell_backward(lay, B, m, sh, row, t, T)
     block_weight_gradients(lay, B, m, rows, start, n_rows, t, T)
@@ -655,6 +661,7 @@ _DEVICE_FUNCTIONS = (
     "ring_row",
     "ipow",
     "shared_offsets",
+    "scratch_offsets",
     "stage_recurrent_weights",
     "block_forward",
     "block_head_gradient",
