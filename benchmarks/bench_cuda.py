@@ -142,15 +142,22 @@ def main(argv=None):
         print(f"  kernel, predict: {n / k_predict:14,.0f} stream-samples/s")
         from streamrnn.kernels.cuda import cooperative
 
-        blocks = f"a block of {cooperative.threads_for(bank._lay)} threads per model, W_h in shared memory"
-        if cooperative.supports(bank._lay) is None:
-            k_block = timed(lambda: KC.bank_learn(d.lay, d.ctr, d.buf, groups, starts, order, X_d, Y_d, out_d,
-                                                  block_per_model=True), args.repeats, cuda.synchronize)
-            print(f"  kernel, learn, {blocks}: {n / k_block:14,.0f} stream-samples/s")
-        if cooperative.supports(bank._lay, learn=False) is None:
-            k_block = timed(lambda: KC.bank_predict(d.lay, d.buf, groups, starts, order, X_d, out_d,
-                                                    block_per_model=True), args.repeats, cuda.synchronize)
-            print(f"  kernel, predict, {blocks}: {n / k_block:14,.0f} stream-samples/s")
+        default = cooperative.threads_for(bank._lay)
+        variants = {default} if args.tiny else {default, min(2 * default, cooperative.MAX_THREADS), max(default // 2, 1)}
+        for threads in sorted(variants):
+            blocks = f"a block of {threads} threads per model"
+            if cooperative.supports(bank._lay) is None:
+                k_block = timed(lambda: KC.bank_learn(d.lay, d.ctr, d.buf, groups, starts, order, X_d, Y_d, out_d,
+                                                      block_per_model=True, threads=threads),
+                                args.repeats, cuda.synchronize)
+                print(f"  kernel, learn, {blocks}: {n / k_block:14,.0f} stream-samples/s")
+            if cooperative.supports(bank._lay, learn=False) is None:
+                k_block = timed(lambda: KC.bank_predict(d.lay, d.buf, groups, starts, order, X_d, out_d,
+                                                        block_per_model=True, threads=threads),
+                                args.repeats, cuda.synchronize)
+                print(f"  kernel, predict, {blocks}: {n / k_block:14,.0f} stream-samples/s")
+        print(f"  (block per model: {cooperative.shared_elements(bank._lay, default) * 4:,} bytes of shared "
+              f"memory per block at {default} threads)")
 
         learn_bytes, predict_bytes = bytes_per_sample(bank._lay, 4)
         copy = d.buf  # a device-to-device copy of the whole bank: achievable bandwidth
