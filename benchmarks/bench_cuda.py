@@ -143,7 +143,9 @@ def main(argv=None):
         from streamrnn.kernels.cuda import cooperative
 
         default = cooperative.threads_for(bank._lay)
-        variants = {default} if args.tiny else {default, min(2 * default, cooperative.MAX_THREADS), max(default // 2, 1)}
+        variants = {default, min(2 * default, cooperative.MAX_THREADS), max(default // 2, 1)}
+        if args.tiny:
+            variants = {default}
         for threads in sorted(variants):
             blocks = f"a block of {threads} threads per model"
             if cooperative.supports(bank._lay) is None:
