@@ -51,8 +51,9 @@ class PredictiveDetector(AnomalyDetector):
     of each of the ``short_window`` points before it raises an alarm and
     scores its evidence (a run of unusual points raises one alarm, and
     another only when the evidence grows). Every other point scores a
-    thirtieth of the memory: the largest evidence seen so far, fading by
-    half every ``alarm_memory`` points, so at most ``1 / 30``. So a
+    thirtieth of the memory: the largest evidence seen since the grace
+    period, fading by half every ``alarm_memory`` points, so at most
+    ``1 / 30``. So a
     threshold at or above ``2 / 30`` means the same tail probability on
     every series (0.1 for Q = 1e-3, 0.2 for Q = 1e-6) and sees the alarms
     alone; extreme points stay ordered (ties at 1 need Q < 1e-30); alarms
@@ -113,6 +114,9 @@ class PredictiveDetector(AnomalyDetector):
     (10, 1268)
     """
 
+    #: for states saved before the parameter existed
+    alarm_memory = 200
+
     def __init__(
         self,
         cell: str = "lstm",
@@ -163,14 +167,26 @@ class PredictiveDetector(AnomalyDetector):
     def _new_state(self, n_features: int, old: np.ndarray | None = None) -> np.ndarray:
         k = self.short_window
         st = np.zeros(S.state_size(k, n_features))
-        st[S.S_ALPHA] = 1.0 - 0.5 ** (1.0 / self.long_halflife)
-        st[S.S_WINDOW] = k
-        st[S.S_DECAY] = 0.5 ** (1.0 / self.alarm_memory)
         if old is not None:  # keep the score statistics; the per-feature history restarts
             keep = S.stats_size(k)
             st[:keep] = old[:keep]
             st[S.S_N] = 0
+        st[S.S_ALPHA] = 1.0 - 0.5 ** (1.0 / self.long_halflife)
+        st[S.S_WINDOW] = k
+        st[S.S_DECAY] = 0.5 ** (1.0 / self.alarm_memory)
         return st
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self._st[S.S_DECAY] == 0.0:  # saved before the memory: that slot held a background
+            self._st[S.S_DECAY] = 0.5 ** (1.0 / self.alarm_memory)
+            self._st[S.S_MEMORY] = 0.0
+
+    def _forget_warm_up(self) -> None:
+        """The memory starts at the first scored point: the evidence of the
+        grace period, from statistics still settling, is not remembered."""
+        if self._st[S.S_SCORED] <= self.grace_period:
+            self._st[S.S_MEMORY] = 0.0
 
     @classmethod
     def _unit_test_params(cls):
@@ -238,6 +254,7 @@ class PredictiveDetector(AnomalyDetector):
             return
         z = np.empty(len(values))
         S.record(self._st, values, z)
+        self._forget_warm_up()
         z = z.astype(self._net.dtype)  # in the network's dtype, its calls convert nothing
         self._net.learn(self._input, z)
         self._input = z
@@ -349,6 +366,7 @@ class ReconstructionDetector(PredictiveDetector):
             S.restart_history(self._st, values)
             S.record_raw(self._st, raw)
             self._has_last = True
+        self._forget_warm_up()
 
     def _input_for(self, z: np.ndarray) -> np.ndarray:
         u = np.zeros(self._net.input_size)

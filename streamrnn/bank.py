@@ -30,8 +30,9 @@ def _cuda_kernels():
 def _factorize(keys) -> tuple[np.ndarray, list]:
     """Codes of ``keys`` (a list, or a 1-D numpy array of integers or
     strings) into their distinct values, in order of appearance; the values
-    as Python scalars. Keys are told apart as a dict's keys are (``None`` and
-    NaN included, which pandas would drop as missing)."""
+    as Python scalars. Keys are told apart as a dict's keys are (``None``
+    included, which pandas would take for missing); a NaN key raises
+    ``ValueError`` (a missing key: each NaN would be a key of its own)."""
     index: dict = {}
     if isinstance(keys, np.ndarray):  # integer or string ids: no Python objects on the way
         codes, uniques = pd.factorize(keys, sort=False)
@@ -44,6 +45,10 @@ def _factorize(keys) -> tuple[np.ndarray, list]:
         except TypeError:
             pass
     codes = np.array([index.setdefault(k, len(index)) for k in keys], dtype=np.int64)
+    for i, k in enumerate(index):
+        if isinstance(k, float | np.floating) and k != k:
+            raise ValueError(f"key of row {int(np.flatnonzero(codes == i)[0])} is NaN: a missing key? "
+                             "(None is a valid key)")
     return codes, list(index)
 
 

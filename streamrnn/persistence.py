@@ -98,6 +98,7 @@ import importlib
 import io
 import json
 import math
+import numbers
 import os
 import platform
 import secrets
@@ -614,15 +615,19 @@ def _set_state(obj, state) -> None:
 
 def _check_state(cls: type, state) -> None:
     """Consistency of the buffers that the Numba kernels index without bounds
-    checks, in the state of an :class:`~streamrnn.OnlineRNN` or a
-    :class:`~streamrnn.ModelBank` before it is set: a file that passes its
+    checks, in the state of an :class:`~streamrnn.OnlineRNN`, a
+    :class:`~streamrnn.ModelBank` or an anomaly detector before it is set: a file that passes its
     CRC checks but was edited must not make a kernel read outside an array."""
+    from .anomaly import PredictiveDetector
     from .bank import ModelBank
     from .kernels import layout as L
     from .learner import OnlineRNN
     from .network import NetworkShape, build_layout
     from .shared_bank import SharedWeightsBank
 
+    if issubclass(cls, PredictiveDetector):
+        _check_detector_state(cls, state)
+        return
     if not issubclass(cls, OnlineRNN | ModelBank):
         return
     name = cls.__qualname__
@@ -928,3 +933,34 @@ class _LazyArrays:
         if a is None:
             a = self._read[name] = self._npz[name]
         return a
+
+
+def _check_detector_state(cls: type, state) -> None:
+    """The score statistics and, for the reconstruction detector, the window
+    of an anomaly detector: sized as the kernels of
+    :mod:`streamrnn.kernels.scoring` expect (its network is an
+    :class:`~streamrnn.OnlineRNN`, checked on its own)."""
+    from .anomaly import ReconstructionDetector
+    from .kernels import scoring as S
+    from .learner import OnlineRNN
+
+    name = cls.__qualname__
+    _need(isinstance(state, dict), f"the state of the {name} must be a dictionary")
+    k, names = state.get("short_window"), getattr(state.get("_features"), "names", None)
+    _need(isinstance(k, numbers.Integral) and not isinstance(k, bool) and k >= 1 and isinstance(names, list),
+          f"the {name}'s window or features are malformed")
+    F = len(names)
+    st = state.get("_st")
+    _need(type(st) is np.ndarray and st.dtype == np.float64 and st.shape == (S.state_size(k, F),),
+          f"the {name}'s score statistics do not match its window and features")
+    _need(st[S.S_WINDOW] == k and 0 <= st[S.S_POS] < k and st[S.S_POS] == int(st[S.S_POS]),
+          f"the {name}'s score statistics are inconsistent")
+    net = state.get("_net")
+    _need(isinstance(net, OnlineRNN) and net._shape.input_size >= F and net._shape.output_size >= F,
+          f"the {name}'s network does not match its features")
+    if issubclass(cls, ReconstructionDetector):
+        window, recent = state.get("window"), state.get("_recent_z")
+        _need(isinstance(window, numbers.Integral) and not isinstance(window, bool) and window >= 1
+              and type(recent) is np.ndarray and recent.dtype == np.float64 and recent.shape == (window, F)
+              and net._shape.output_size >= window * F,
+              f"the {name}'s window does not match its features and network")

@@ -146,12 +146,12 @@ def test_model_buffers_start_on_64_byte_boundaries():
 @pytest.mark.parametrize("cls", ["ModelBank", "SharedWeightsBank"])
 def test_keys_map_to_models_as_dict_keys_whatever_the_batch_size(cls):
     """Long batches (factorized in C), short ones (a dict) and batches of
-    known keys (dict look-ups) give each key, None and NaN included, its own
-    model: one batch of 120 rows equals the same rows in batches of 8."""
+    known keys (dict look-ups) give each key, None included, its own model:
+    one batch of 120 rows equals the same rows in batches of 8. A NaN key is
+    refused, in long and short batches."""
     import streamrnn
 
-    nan = float("nan")
-    pool = ["a", None, nan, 3, ("x", 1), "b"]
+    pool = ["a", None, 2.5, 3, ("x", 1), "b"]
     rng = np.random.default_rng(5)
     keys = [pool[i] for i in rng.integers(0, len(pool), 120)]
     keys[100] = "late"  # a new key among known ones
@@ -163,9 +163,15 @@ def test_keys_map_to_models_as_dict_keys_whatever_the_batch_size(cls):
                                  for i in range(0, 120, 8)])
     np.testing.assert_array_equal(out_whole, out_pieces)
     assert len(whole.keys) == 7 and None in whole.keys and "late" in whole.keys
-    assert whole.keys == pieces.keys  # in order of first appearance (NaN by identity)
+    assert whole.keys == pieces.keys  # in order of first appearance
     for bank in (whole, pieces):  # predictions through the known-key path and the general one
         known = bank.predict_many(keys, X)
         mixed = bank.predict_many(keys + ["unseen"], np.vstack([X, X[:1]]))
         np.testing.assert_array_equal(known, mixed[:120])
     np.testing.assert_array_equal(whole.predict_many(keys, X), pieces.predict_many(keys, X))
+    for n in (3, 100):
+        bad = keys[:n - 1] + [np.float64("nan")]
+        with pytest.raises(ValueError, match=f"key of row {n - 1} is NaN"):
+            whole.learn_many(bad, X[:n], Y[:n])
+        with pytest.raises(ValueError, match="is NaN"):
+            whole.predict_many(bad, X[:n])

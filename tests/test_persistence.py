@@ -37,6 +37,7 @@ from streamrnn import (
 )
 from streamrnn import persistence as P
 from streamrnn.anomaly import PredictiveDetector, ReconstructionDetector
+from streamrnn.kernels import scoring as S
 from streamrnn.keyed import KeyedDetector, KeyedForecaster
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
@@ -622,6 +623,51 @@ def test_kernel_buffers_that_do_not_match_their_layout_are_refused(model, tmp_pa
         (tmp_path / "bad.npz").write_bytes(rewrite(data, edit_arrays=arrays_named(attribute)))
         with pytest.raises(P.FormatError, match=f"{type(model).__name__}'s .*(does not|do not) match"):
             P.load(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize("cls", [PredictiveDetector, ReconstructionDetector])
+def test_detector_statistics_that_do_not_match_are_refused(cls, tmp_path):
+    """The score statistics and the reconstruction window are indexed by
+    kernels without bounds checks: an edited file must not reach them."""
+    model = cls(hidden_size=3, grace_period=3, seed=0)
+    for t in range(20):
+        model.learn_one({"value": float(t % 5)})
+    data = file_bytes(model)
+    meta = json.loads(zipfile.ZipFile(io.BytesIO(data)).read("__meta__.json"))
+    state = dict((k, v) for k, v in find(meta["root"], lambda n: "$obj" in n)["state"]["$dict"])
+
+    def position(st):
+        st = st.copy()
+        st[S.S_POS] = 5e8  # a ring position far outside the rings
+        return st
+
+    edits = {"_st": [lambda a: a[:-1], position]}
+    if cls is ReconstructionDetector:
+        edits["_recent_z"] = [lambda a: np.zeros((200_000, 1)), lambda a: a[:, :0]]
+    for attribute, changes in edits.items():
+        for change in changes:
+            def edit(arrays, name=state[attribute]["$array"], change=change):
+                arrays[name] = change(arrays[name])
+            (tmp_path / "bad.npz").write_bytes(rewrite(data, edit_arrays=edit))
+            with pytest.raises(P.FormatError, match=f"{cls.__name__}'s .*(do not match|does not match|inconsistent)"):
+                P.load(tmp_path / "bad.npz")
+
+
+def test_a_detector_saved_before_the_alarm_memory_loads_clones_and_keeps_learning():
+    """A file written before ``alarm_memory`` existed (its statistics held a
+    background where the memory is): it loads with the default memory, and
+    clones (as KeyedDetector does for a new key), scores and learns."""
+    model = P.load(FIXTURES / "predictive_detector_before_alarm_memory.npz")
+    assert model.alarm_memory == 200 and model._st[S.S_DECAY] == 0.5 ** (1 / 200)
+    assert model._st[S.S_MEMORY] == 0.0
+    fresh = model.clone()
+    assert fresh.alarm_memory == 200 and "alarm_memory=200" in repr(fresh)
+    for t in range(30):
+        x = {"temperature": 20.0 + (t % 7), "load": float(t % 3)}
+        assert 0.0 <= model.score_one(x) <= 1.0
+        model.learn_one(x)
+    model.learn_one({"temperature": 21.0, "load": 1.0, "fan": 0.5})  # a new feature restarts the history
+    assert model._st[S.S_DECAY] == 0.5 ** (1 / 200)
 
 
 # --------------------------------------------------- files of earlier versions
