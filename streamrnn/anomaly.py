@@ -86,8 +86,9 @@ class PredictiveDetector(AnomalyDetector):
     -----
     Features are the numeric values of ``x`` (a new feature gets an input
     and an output, and restarts the ranges). A point with a missing (None,
-    NaN) or infinite value is not learned (``n_skipped`` counts it) and
-    scores 0; a non-numeric value raises ``ValueError``. ``score_one``
+    NaN) or infinite value, or with no feature at all, is not learned
+    (``n_skipped`` counts it) and scores 0; a non-numeric value raises
+    ``ValueError``. ``score_one``
     changes nothing. With several features, the range evidence is that of
     the feature furthest out of its range.
 
@@ -196,10 +197,11 @@ class PredictiveDetector(AnomalyDetector):
     # -------------------------------------------------------------- helpers
 
     def _complete(self, x: dict) -> bool:
-        """Validate ``x``; False if a value is missing or infinite."""
+        """Validate ``x``; False if a value is missing or infinite, or if
+        ``x`` has no feature."""
         if not isinstance(x, dict):
             raise ValueError(f"x must be a dict of features, got {type(x).__name__}")
-        complete = True
+        complete = bool(x)
         for k, v in x.items():
             if type(v) is float or type(v) is int:  # the common case, without the ABC checks below
                 if not math.isfinite(v):

@@ -113,6 +113,12 @@ def test_missing_and_bad_values(cls):
         np.testing.assert_array_equal(v, params[name])
     assert detector.score_one({"value": None}) == 0.0
     assert detector.score_one({"value": math.inf}) == 0.0
+    st = detector._st.copy()
+    for _ in range(2):  # a point without features: nothing to score or learn
+        assert detector.score_one({}) == 0.0
+        detector.learn_one({})
+    assert detector.n_skipped == 5
+    np.testing.assert_array_equal(detector._st, st)
     with pytest.raises(ValueError, match="feature 'value' must be a real number"):
         detector.learn_one({"value": "high"})
     with pytest.raises(ValueError, match="x must be a dict"):
