@@ -31,8 +31,9 @@ def _factorize(keys) -> tuple[np.ndarray, list]:
     """Codes of ``keys`` (a list, or a 1-D numpy array of integers or
     strings) into their distinct values, in order of appearance; the values
     as Python scalars. Keys are told apart as a dict's keys are (``None``
-    included, which pandas would take for missing); a NaN key raises
-    ``ValueError`` (a missing key: each NaN would be a key of its own)."""
+    included, which pandas would take for missing); a key that is or holds
+    NaN raises ``ValueError`` (a missing key: each NaN would be a key of its
+    own)."""
     index: dict = {}
     if isinstance(keys, np.ndarray):  # integer or string ids: no Python objects on the way
         codes, uniques = pd.factorize(keys, sort=False)
@@ -40,16 +41,28 @@ def _factorize(keys) -> tuple[np.ndarray, list]:
     if len(keys) > 64:
         try:  # C speed for hashable scalars
             codes, uniques = pd.factorize(pd.Series(keys, dtype=object), sort=False)
-            if codes.size == 0 or codes.min() >= 0:  # no key taken for missing
+            # no key taken for missing, none holding NaN (pandas equates those)
+            if (codes.size == 0 or codes.min() >= 0) and not any(
+                    isinstance(u, tuple) and _holds_nan(u) for u in uniques):
                 return codes.astype(np.int64), list(uniques)
         except TypeError:
             pass
     codes = np.array([index.setdefault(k, len(index)) for k in keys], dtype=np.int64)
     for i, k in enumerate(index):
-        if isinstance(k, float | np.floating) and k != k:
-            raise ValueError(f"key of row {int(np.flatnonzero(codes == i)[0])} is NaN: a missing key? "
+        if _holds_nan(k):
+            raise ValueError(f"key of row {int(np.flatnonzero(codes == i)[0])} is or holds NaN: a missing key? "
                              "(None is a valid key)")
     return codes, list(index)
+
+
+def _is_nan(k) -> bool:
+    return isinstance(k, float | np.floating) and k != k
+
+
+def _holds_nan(k) -> bool:
+    """Whether ``k`` is NaN or a tuple with a NaN in it (such keys have no
+    equality to go by: each NaN object would be a key of its own)."""
+    return _is_nan(k) or (isinstance(k, tuple) and any(map(_is_nan, k)))
 
 
 def _known_slots(slot_of: dict, keys) -> np.ndarray | None:

@@ -170,8 +170,9 @@ def test_keys_map_to_models_as_dict_keys_whatever_the_batch_size(cls):
         np.testing.assert_array_equal(known, mixed[:120])
     np.testing.assert_array_equal(whole.predict_many(keys, X), pieces.predict_many(keys, X))
     for n in (3, 100):
-        bad = keys[:n - 1] + [np.float64("nan")]
-        with pytest.raises(ValueError, match=f"key of row {n - 1} is NaN"):
-            whole.learn_many(bad, X[:n], Y[:n])
-        with pytest.raises(ValueError, match="is NaN"):
-            whole.predict_many(bad, X[:n])
+        for nan_key in (np.float64("nan"), ("x", float("nan"))):
+            bad = keys[:n - 1] + [nan_key]
+            with pytest.raises(ValueError, match=f"key of row {n - 1} is or holds NaN"):
+                whole.learn_many(bad, X[:n], Y[:n])
+            with pytest.raises(ValueError, match="holds NaN"):
+                whole.predict_many(bad, X[:n])
