@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from river import base
 
+from .bank import _holds_nan
+
 
 class _Keyed:
     """One clone of ``template`` per key, the n-th key's seeded ``seed + n``
@@ -18,6 +20,8 @@ class _Keyed:
     def _model(self, key):
         model = self._models.get(key)
         if model is None:
+            if _holds_nan(key):
+                raise ValueError(f"key {key!r} is or holds NaN: a missing key? (None is a valid key)")
             params = {}
             if self.seed is not None and "seed" in self.template._get_params():
                 params["seed"] = self.seed + len(self._models)

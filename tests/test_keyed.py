@@ -2,6 +2,7 @@
 
 import pickle
 
+import numpy as np
 import pytest
 
 from streamrnn import LSTMForecaster
@@ -34,3 +35,15 @@ def test_keyed_detector_scores_each_series_on_its_own():
     assert bank["flat"].seed == 0 and bank["wavy"].seed == 1
     with pytest.raises(KeyError):
         bank["none"]
+
+
+def test_keys_that_are_or_hold_nan_are_refused():
+    """Each NaN object would be a key of its own: a missing key."""
+    bank = KeyedDetector(PredictiveDetector(hidden_size=3, grace_period=3), seed=0)
+    bank.learn_one(None, {"v": 1.0})  # None is a key like any other
+    for key in (float("nan"), np.float64("nan"), ("pump", float("nan"))):
+        with pytest.raises(ValueError, match="is or holds NaN"):
+            bank.learn_one(key, {"v": 1.0})
+        with pytest.raises(ValueError, match="is or holds NaN"):
+            bank.score_one(key, {"v": 1.0})
+    assert bank.keys == [None]
