@@ -142,16 +142,9 @@ def main(argv=None):
         ax = plot.anomalies(scores, threshold=threshold, flags=flags, values=values, index=stamps,
                             windows=windows or None,
                             title=f"{args.path.name}: PredictiveDetector({args.cell}) scores")
-        ax.figure.savefig(args.plot, dpi=110)
-        _close(ax)
+        plot.save(ax, args.plot)
         print(f"plot written to {args.plot}")
     return result
-
-
-def _close(ax) -> None:
-    import matplotlib.pyplot as plt
-
-    plt.close(ax.figure)
 
 
 if __name__ == "__main__":

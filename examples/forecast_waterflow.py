@@ -111,16 +111,9 @@ def main(argv=None):
                            future_index=future_times,
                            title=f"WaterFlow: LSTMForecaster's +1 forecasts and a final {args.horizon}-hour forecast")
         ax.set_ylabel("flow")
-        ax.figure.savefig(args.plot, dpi=110)
-        _close(ax)
+        plot.save(ax, args.plot)
         print(f"plot written to {args.plot}")
     return results
-
-
-def _close(ax) -> None:
-    import matplotlib.pyplot as plt
-
-    plt.close(ax.figure)
 
 
 if __name__ == "__main__":

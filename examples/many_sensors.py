@@ -162,16 +162,9 @@ def main(argv=None):
         ax = plot.forecast(y[0, shown], result["forecasts"][0, shown],
                            index=np.arange(args.steps)[shown], title="sensor 0: ModelBank one-step forecasts")
         ax.set_xlabel("step")
-        ax.figure.savefig(args.plot, dpi=110)
-        _close(ax)
+        plot.save(ax, args.plot)
         print(f"plot written to {args.plot}")
     return result
-
-
-def _close(ax) -> None:
-    import matplotlib.pyplot as plt
-
-    plt.close(ax.figure)
 
 
 if __name__ == "__main__":

@@ -109,16 +109,9 @@ def main(argv=None):
         ax.legend(loc="upper right", fontsize="small")
         ax.set_xlabel("day")
         ax.set_ylabel("approval (%)")
-        ax.figure.savefig(args.plot, dpi=110)
-        _close(ax)
+        plot.save(ax, args.plot)
         print(f"plot written to {args.plot}")
     return results
-
-
-def _close(ax) -> None:
-    import matplotlib.pyplot as plt
-
-    plt.close(ax.figure)
 
 
 if __name__ == "__main__":

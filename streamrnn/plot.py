@@ -3,12 +3,12 @@
 matplotlib is an optional dependency (``pip install streamrnn[plot]``); it is
 imported when a function is called, not with this module. Each function draws
 on the ``ax`` it is given (a new figure when None) and returns that Axes; the
-caller saves or shows the figure, e.g.::
+caller shows the figure, or writes and closes it with :func:`save`, e.g.::
 
     from streamrnn import plot
 
     ax = plot.forecast(actual, predicted, index=dates, future=model.forecast(12))
-    ax.figure.savefig("forecast.png")
+    plot.save(ax, "forecast.png")
 
     ax = plot.anomalies(scores, threshold=0.1, values=values, index=dates, windows=windows)
 
@@ -34,7 +34,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["anomalies", "forecast"]
+__all__ = ["anomalies", "forecast", "save"]
 
 #: Colours (matplotlib's default cycle) of each kind of artist.
 _COLORS = {
@@ -353,3 +353,14 @@ def anomalies(scores, *, threshold=None, flags=None, values=None, index=None, wi
         ax.set_title(title)
     _legend(ax, *([twin] if twin is not None else []))
     return ax
+
+
+def save(figure, path, *, dpi: int = 110, **options) -> None:
+    """Write ``figure`` (a matplotlib Figure, or an Axes on one) to ``path``
+    and close it, so that pyplot lets go of it; ``options`` go to
+    ``Figure.savefig``. The figure is closed even when writing fails."""
+    figure = figure if hasattr(figure, "savefig") else figure.figure
+    try:
+        figure.savefig(path, dpi=dpi, **options)
+    finally:
+        _pyplot().close(figure)

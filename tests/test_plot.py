@@ -229,3 +229,17 @@ def test_missing_matplotlib_says_how_to_install_it(monkeypatch):
     # with an Axes given, pyplot is not needed
     assert plot.anomalies([0.1, 0.2], threshold=0.15, values=[1.0, 3.0], ax=ax) is ax
     assert plot.forecast([1.0, 2.0], future=[3.0], ax=ax) is ax
+
+
+def test_save_writes_the_figure_of_an_axes_or_a_figure_and_closes_it(tmp_path):
+    ax = plot.forecast([1.0, 2.0, 3.0])
+    fig = plot.anomalies([0.1, 0.9], threshold=0.5).figure
+    for what, path in ((ax, tmp_path / "a.png"), (fig, tmp_path / "b.png")):
+        number = (what if hasattr(what, "number") else what.figure).number
+        plot.save(what, path)
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert not plt.fignum_exists(number)
+    ax = plot.forecast([1.0, 2.0])
+    with pytest.raises(OSError):
+        plot.save(ax, tmp_path / "missing" / "c.png")
+    assert not plt.fignum_exists(ax.figure.number)  # closed even when writing failed

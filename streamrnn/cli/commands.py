@@ -252,14 +252,12 @@ def _plot_forecast(plotted: dict, target: str, key, horizon: int, path: str) -> 
 
 
 def _save_figure(ax, path: str) -> None:
+    from .. import plot
+
     try:
-        ax.figure.savefig(path, dpi=110, bbox_inches="tight")
+        plot.save(ax, path, bbox_inches="tight")
     except OSError as error:
         raise CommandError(f"--plot: cannot write {path}: {error}") from None
-    finally:
-        import matplotlib.pyplot as plt
-
-        plt.close(ax.figure)
 
 
 def detect(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,

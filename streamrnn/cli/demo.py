@@ -104,7 +104,6 @@ def demo(args: argparse.Namespace, stdout: TextIO) -> int:
         plot.anomalies(scores, threshold=DEFAULT_THRESHOLD, flags=flags, values=y, index=times, ax=bottom,
                        title="PredictiveDetector anomaly score")
         fig.tight_layout()
-        fig.savefig(args.plot, dpi=110)
-        plt.close(fig)
+        plot.save(fig, args.plot)
         out(f"\nPlot written to {args.plot}")
     return 0
