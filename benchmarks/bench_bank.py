@@ -24,6 +24,19 @@ import numpy as np
 from streamrnn import ModelBank, SharedWeightsBank
 
 
+def rates(bank, keys, X, Y, repeats: int) -> tuple[list, list]:
+    """Seconds per row of ``learn_many`` and of ``predict_many``, ``repeats`` times each."""
+    learn, predict = [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        bank.learn_many(keys, X, Y)
+        learn.append((time.perf_counter() - t) / len(keys))
+        t = time.perf_counter()
+        bank.predict_many(keys, X)
+        predict.append((time.perf_counter() - t) / len(keys))
+    return learn, predict
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=1000)
@@ -44,24 +57,10 @@ def main(argv=None):
         bank = cls(seed=0, cell=args.cell, hidden_size=32, k1=16, k2=16)
         bank.learn_many(keys, X, Y)  # creates the models, compiles
         bank.predict_many(keys, X)
-        learn, predict = [], []
-        for _ in range(args.repeats):
-            t = time.perf_counter()
-            bank.learn_many(keys, X, Y)
-            learn.append((time.perf_counter() - t) / n)
-            t = time.perf_counter()
-            bank.predict_many(keys, X)
-            predict.append((time.perf_counter() - t) / n)
+        learn, predict = rates(bank, keys, X, Y, args.repeats)
         ids = np.tile(np.arange(args.models), args.rows_per_key)  # the same keys as integer ids
         bank.learn_many(ids, X, Y)
-        learn_ids, predict_ids = [], []
-        for _ in range(args.repeats):
-            t = time.perf_counter()
-            bank.learn_many(ids, X, Y)
-            learn_ids.append((time.perf_counter() - t) / n)
-            t = time.perf_counter()
-            bank.predict_many(ids, X)
-            predict_ids.append((time.perf_counter() - t) / n)
+        learn_ids, predict_ids = rates(bank, ids, X, Y, args.repeats)
         threads = f"{numba.get_num_threads()} threads ({numba.threading_layer()})" if cls is ModelBank else "1 thread"
         print(f"{cls.__name__}, {threads}, µs per stream-sample, string keys / integer-id array keys:")
         print(f"  learn_many:   {1e6 * statistics.median(learn):.3f} / {1e6 * statistics.median(learn_ids):.3f}")

@@ -152,15 +152,19 @@ class ModelBank:
         self._output_size = template._shape.output_size
         self._buf = aligned_zeros((capacity, template._buf.shape[0]), self._dtype)
         self._ctr = np.zeros((capacity, L.N_CTR), dtype=np.int64)
+        self._start_keys(capacity)
+        self._dev = None  # the buffers in GPU memory (device="cuda")
+        if device == "cuda":
+            self._to_device()
+
+    def _start_keys(self, capacity: int) -> None:
+        """No key yet: the key-slot maps, free slots, idle counts and counters."""
         self._last_seen = np.zeros(capacity, dtype=np.int64)
         self._slot_of: dict = {}
         self._key_of: list = []
         self._free: list = []
         self._n_created = 0
         self._batch = 0
-        self._dev = None  # the buffers in GPU memory (device="cuda")
-        if device == "cuda":
-            self._to_device()
 
     def _to_device(self) -> None:
         """Move ``_buf`` and ``_ctr`` to GPU memory (``_dev``); they become None."""

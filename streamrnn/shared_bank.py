@@ -77,12 +77,7 @@ class SharedWeightsBank(ModelBank):
         self._place(np.arange(capacity))
         self._ctr = np.zeros((capacity, L.N_CTR), dtype=np.int64)
         self._updates = np.zeros(1, dtype=np.int64)
-        self._last_seen = np.zeros(capacity, dtype=np.int64)
-        self._slot_of: dict = {}
-        self._key_of: list = []
-        self._free: list = []
-        self._n_created = 0
-        self._batch = 0
+        self._start_keys(capacity)
 
     def _place(self, slots: np.ndarray) -> None:
         """Point the layouts of these series at their regions."""
