@@ -78,19 +78,26 @@ def _to_device(cuda, a):
     return cuda.to_device(np.ascontiguousarray(a))
 
 
-def _run(name: str, threads_of: int, args: tuple, out) -> None:
-    """Launch ``name`` with ``args`` then ``out``, one thread per element of
-    ``args[threads_of]``; a host ``out`` is copied in and back (rows the
-    kernel does not write keep their values, as on the CPU)."""
+def _call(launch, args: tuple, out) -> None:
+    """``launch(*args, out)`` on device arrays: host ``args`` are copied to
+    the device, a host ``out`` in and back (rows the kernel does not write
+    keep their values, as on the CPU)."""
     cuda = cuda_module()
-    n = len(args[threads_of])
     dev_args = [_to_device(cuda, a) for a in args]
     if _is_device_array(out):
-        _launch(name, n, *dev_args, out)
+        launch(*dev_args, out)
         return
     out_d = cuda.to_device(out)
-    _launch(name, n, *dev_args, out_d)
+    launch(*dev_args, out_d)
     out_d.copy_to_host(out)
+
+
+def _run(name: str, threads_of: int, args: tuple, out) -> None:
+    """Launch ``name`` with ``args`` then ``out``, one thread per element of
+    ``args[threads_of]`` (see :func:`_call`)."""
+    cuda_module()  # first: the error that says what to install
+    n = len(args[threads_of])
+    _call(lambda *a: _launch(name, n, *a), args, out)
 
 
 def bank_learn(lay, ctr, buf, groups, starts, order, X, Y, out, *, block_per_model: bool = False,
@@ -130,7 +137,7 @@ def _run_blocks(kind: str, args: tuple, out, threads: int | None, buf, groups) -
     """Launch the block-per-model kernel ``kind`` (:mod:`.cooperative`) with
     ``args`` (the layout first) then ``out``: a block per element of
     ``groups``, shared memory for the models of ``buf``."""
-    cuda = cuda_module()
+    cuda_module()  # first: the error that says what to install
     lay = args[0]
     host_lay = lay.copy_to_host() if _is_device_array(lay) else np.asarray(lay)
     why = cooperative.supports(host_lay, learn=kind == "learn")
@@ -146,13 +153,8 @@ def _run_blocks(kind: str, args: tuple, out, threads: int | None, buf, groups) -
                          f"over the {cooperative.MAX_SHARED_BYTES} every GPU grants: a smaller model, or "
                          "block_per_model=False")
     n = len(groups)
-    if n == 0:
-        return
-    dev_args = [_to_device(cuda, a) for a in args]
-    out_d = out if _is_device_array(out) else cuda.to_device(out)
-    cooperative.build(buf.dtype, kind)[n, threads, 0, shared_bytes](*dev_args, out_d)
-    if not _is_device_array(out):
-        out_d.copy_to_host(out)
+    if n:
+        _call(cooperative.build(buf.dtype, kind)[n, threads, 0, shared_bytes], args, out)
 
 
 def bank_predict(lay, buf, groups, starts, order, X, out, *, block_per_model: bool = False,
