@@ -53,10 +53,9 @@ class PredictiveDetector(AnomalyDetector):
     another only when the evidence grows). Every other point scores a
     thirtieth of the memory: the largest evidence seen since the grace
     period, fading by half every ``alarm_memory`` points, so at most
-    ``1 / 30``. So a
-    threshold at or above ``2 / 30`` means the same tail probability on
-    every series (0.1 for Q = 1e-3, 0.2 for Q = 1e-6) and sees the alarms
-    alone; extreme points stay ordered (ties at 1 need Q < 1e-30); alarms
+    ``1 / 30``. So a threshold at or above ``2 / 30`` means the same tail
+    probability on every series (0.1 for Q = 1e-3, 0.2 for Q = 1e-6) and
+    sees the alarms alone; extreme points stay ordered (ties at 1 need Q < 1e-30); alarms
     are sparse; and the quiet points are ranked, below every alarm, by how
     strong and how recent the last unusual stretch was (quantile filters
     need a continuous score; a stream just after an incident ranks above
@@ -88,9 +87,8 @@ class PredictiveDetector(AnomalyDetector):
     and an output, and restarts the ranges). A point with a missing (None,
     NaN) or infinite value, or with no feature at all, is not learned
     (``n_skipped`` counts it) and scores 0; a non-numeric value raises
-    ``ValueError``. ``score_one``
-    changes nothing. With several features, the range evidence is that of
-    the feature furthest out of its range.
+    ``ValueError``. ``score_one`` changes nothing. With several features,
+    the range evidence is that of the feature furthest out of its range.
 
     Examples
     --------
@@ -175,18 +173,14 @@ class PredictiveDetector(AnomalyDetector):
         st[S.S_ALPHA] = 1.0 - 0.5 ** (1.0 / self.long_halflife)
         st[S.S_WINDOW] = k
         st[S.S_DECAY] = 0.5 ** (1.0 / self.alarm_memory)
+        st[S.S_GRACE] = self.grace_period
         return st
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         if self._st[S.S_DECAY] == 0.0:  # saved before the memory: that slot held a background
             self._st[S.S_DECAY] = 0.5 ** (1.0 / self.alarm_memory)
-            self._st[S.S_MEMORY] = 0.0
-
-    def _forget_warm_up(self) -> None:
-        """The memory starts at the first scored point: the evidence of the
-        grace period, from statistics still settling, is not remembered."""
-        if self._st[S.S_SCORED] <= self.grace_period:
+            self._st[S.S_GRACE] = self.grace_period
             self._st[S.S_MEMORY] = 0.0
 
     @classmethod
@@ -256,7 +250,6 @@ class PredictiveDetector(AnomalyDetector):
             return
         z = np.empty(len(values))
         S.record(self._st, values, z)
-        self._forget_warm_up()
         z = z.astype(self._net.dtype)  # in the network's dtype, its calls convert nothing
         self._net.learn(self._input, z)
         self._input = z
@@ -368,7 +361,6 @@ class ReconstructionDetector(PredictiveDetector):
             S.restart_history(self._st, values)
             S.record_raw(self._st, raw)
             self._has_last = True
-        self._forget_warm_up()
 
     def _input_for(self, z: np.ndarray) -> np.ndarray:
         u = np.zeros(self._net.input_size)

@@ -31,7 +31,8 @@ at least :data:`ALARM` (``Q <= 0.01``) and above the evidence of each of
 the ``k`` points before it (a refractory rule: an alarm is news once; a run
 of unusual points raises one alarm, and a second only when the evidence
 grows). Any other point reports :data:`QUIET` times the **memory**: the
-largest evidence seen so far, its own included, fading by half every
+largest evidence seen since the first ``g`` raw scores (the grace period,
+while the statistics settle), its own included, fading by half every
 ``h`` points (the alarm memory's half-life). So the quiet points, below
 every alarm, are ranked by how strong and how recent the last unusual
 stretch was (a stream just after an incident ranks above one long calm),
@@ -49,9 +50,9 @@ The detector's numbers live in one float64 array ``st``:
 ``st[S_TAIL : S_TAIL + 4]``, ``st[S_TAIL_RECENT : S_TAIL_RECENT + 4]``
     mean, variance, rate above ``u`` and mean excess over ``u`` of the raw
     scores and of the recent errors (:func:`_tail_update`);
-``st[S_MEMORY]``, ``st[S_DECAY]``
-    the memory after the last point, and its factor of decay per point
-    (``0.5 ** (1 / h)``);
+``st[S_MEMORY]``, ``st[S_DECAY]``, ``st[S_GRACE]``
+    the memory after the last point, its factor of decay per point
+    (``0.5 ** (1 / h)``), and the raw scores ``g`` it does not remember;
 ``st[HEAD : HEAD + k]``, ``st[HEAD + k : HEAD + 2 k]``
     the rings of the last raw scores and of the last evidence;
 then, for ``F`` features, ``last``, ``sum_sq``, ``prediction``, ``low`` and
@@ -68,7 +69,7 @@ _JIT = dict(cache=config.CACHE, nogil=True, error_model="numpy", fastmath=config
 
 S_N, S_SCORED, S_POS, S_ALPHA, S_WINDOW = 0, 1, 2, 3, 4
 S_TAIL, S_TAIL_RECENT = 5, 9  # mean, variance, rate above u, mean excess over u
-S_MEMORY, S_DECAY = 13, 14
+S_MEMORY, S_DECAY, S_GRACE = 13, 14, 15
 HEAD = 16
 PER_FEATURE = 5
 CLIP = 10.0
@@ -247,8 +248,8 @@ def score(st, values, z):
 @njit(**_JIT)
 def _push(st, raw, ev):
     """Add a raw score and its point's evidence to the rings, the evidence
-    to the memory, and the raw score and recent error to their
-    statistics (a running mean at first, exponentially weighted once past
+    to the memory (past the grace period), and the raw score and recent
+    error to their statistics (a running mean at first, exponentially weighted once past
     the half-life)."""
     k = int(st[S_WINDOW])
     recent = _recent(st, raw)
@@ -256,7 +257,7 @@ def _push(st, raw, ev):
     alpha = max(st[S_ALPHA], 1.0 / (scored + 1.0))
     _tail_update(st, S_TAIL, raw, alpha, scored == 0)
     _tail_update(st, S_TAIL_RECENT, recent, alpha, scored == 0)
-    st[S_MEMORY] = _memory(st, ev)
+    st[S_MEMORY] = _memory(st, ev) if scored >= st[S_GRACE] else 0.0
     pos = int(st[S_POS])
     st[HEAD + pos] = raw
     st[HEAD + k + pos] = ev
