@@ -11,11 +11,13 @@ false alarms and median delay at a 1 % alarm budget, and µs per point. River's 
 (behind a MinMaxScaler), GaussianScorer and PredictiveAnomalyDetection run in
 the same run.
 
-Run: ``python benchmarks/bench_nab.py [--detectors ...] [--streamrnn-only] [--diagnose] [--limit-rows N]``
-(``--streamrnn-only`` skips River's baselines, the slow part, when iterating;
-``--diagnose`` adds what each score is made of: windows detected, flagged rows
-outside windows, where detections fall in their windows, how many are new
-extremes).
+Run: ``python benchmarks/bench_nab.py [--detectors ...] [--streamrnn-only] [--seed S] [--halves] [--diagnose]
+[--limit-rows N]`` (``--streamrnn-only`` skips River's baselines, the slow part, when iterating;
+``--seed`` seeds streamrnn's detectors, 0 by default; ``--halves`` adds the NAB score of each half
+of the corpus, the files taken alternately in sorted order: a split fixed in advance, so that a
+change developed on one half can be checked on the other; ``--diagnose`` adds what each score is
+made of: windows detected, flagged rows outside windows, where detections fall in their windows,
+how many are new extremes).
 """
 
 from __future__ import annotations
@@ -69,12 +71,13 @@ def predictive_anomaly_detection():
 STREAMRNN = ("PredictiveDetector (lstm)", "PredictiveDetector (gru)", "ReconstructionDetector (lstm)")
 
 
-def detectors() -> dict:
-    """name -> (factory, takes the value as y: River's supervised detectors)."""
+def detectors(seed: int = 0) -> dict:
+    """name -> (factory, takes the value as y: River's supervised detectors);
+    streamrnn's detectors seeded with ``seed``."""
     return {
-        "PredictiveDetector (lstm)": (lambda: PredictiveDetector(cell="lstm", seed=0), False),
-        "PredictiveDetector (gru)": (lambda: PredictiveDetector(cell="gru", seed=0), False),
-        "ReconstructionDetector (lstm)": (lambda: ReconstructionDetector(cell="lstm", seed=0), False),
+        "PredictiveDetector (lstm)": (lambda: PredictiveDetector(cell="lstm", seed=seed), False),
+        "PredictiveDetector (gru)": (lambda: PredictiveDetector(cell="gru", seed=seed), False),
+        "ReconstructionDetector (lstm)": (lambda: ReconstructionDetector(cell="lstm", seed=seed), False),
         "HalfSpaceTrees": (lambda: preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(seed=42), False),
         "GaussianScorer": (anomaly.GaussianScorer, True),
         "PredictiveAnomalyDetection": (predictive_anomaly_detection, True),
@@ -130,13 +133,16 @@ def main(argv=None):
     parser.add_argument("--detectors", help="comma-separated names (default: all)")
     parser.add_argument("--streamrnn-only", action="store_true", help="skip River's baselines")
     parser.add_argument("--limit-rows", type=int, help="rows per file, for a quick look")
+    parser.add_argument("--seed", type=int, default=0, help="seed of streamrnn's detectors (default 0)")
+    parser.add_argument("--halves", action="store_true",
+                        help="add the NAB score of each half of the corpus (files alternately, sorted)")
     parser.add_argument("--diagnose", action="store_true",
                         help="after the table, what each NAB score is made of at its threshold")
     args = parser.parse_args(argv)
     if not (args.data / "labels" / "combined_windows.json").exists():
         raise SystemExit(f"no NAB data at {args.data} (expected labels/combined_windows.json)")
     corpus = load_corpus(args.data, args.limit_rows)
-    chosen = detectors()
+    chosen = detectors(args.seed)
     if args.detectors:
         chosen = {k: v for k, v in chosen.items() if k in args.detectors.split(",")}
     if args.streamrnn_only:
@@ -144,9 +150,10 @@ def main(argv=None):
     categories = sorted({s.name.split("/")[0] for s, _ in corpus})
     print(f"{len(corpus)} series, {sum(s.n_rows for s, _ in corpus)} rows, "
           f"{sum(len(s.windows) for s, _ in corpus)} windows")
-    print("| detector | NAB score | threshold | " + " | ".join(categories) + " | ROC-AUC | AP | recall@1% | FA/1000 | "
-          "delay (rows) | µs/point |")
-    print("|---|---|---|" + "---|" * len(categories) + "---|---|---|---|---|---|")
+    halves = ["NAB even files", "NAB odd files"] if args.halves else []
+    print("| detector | NAB score | threshold | " + " | ".join(categories + halves) + " | ROC-AUC | AP | recall@1% | "
+          "FA/1000 | delay (rows) | µs/point |")
+    print("|---|---|---|" + "---|" * len(categories + halves) + "---|---|---|---|---|---|")
     notes = []
     for name, (make, supervised) in chosen.items():
         scores, costs = [], []
@@ -161,6 +168,8 @@ def main(argv=None):
             idx = [i for i, s in enumerate(series_list) if s.name.startswith(cat + "/")]
             files = [series_list[i].name for i in idx if series_list[i].name in nab.per_file]
             by_cat.append(statistics.mean(nab.per_file[f] for f in files) if files else float("nan"))
+        if args.halves:  # each half at its own best threshold
+            by_cat += [nab_corpus_score(series_list[h::2], scores[h::2]).score for h in (0, 1)]
         aucs, aps = [], []
         for series, s in zip(series_list, scores):
             keep = series.scored()
