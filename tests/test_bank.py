@@ -87,6 +87,21 @@ def test_prediction_and_forecast_change_nothing_and_forecast_feeds_back(rng):
     assert f.shape == (2, 5, 1)
 
 
+def test_forecasts_of_rows_sharing_a_key_are_independent(rng):
+    """Rows of one key (known or unseen) forecast from the same carried state,
+    each from its own inputs: as many rows as threads can race on."""
+    bank = ModelBank(seed=3, cell="gru", hidden_size=5, k2=4)
+    bank.learn_many(["a", "b"], rng.normal(size=(2, 1)), rng.normal(size=(2, 1)))
+    keys = [["a", "b", "new"][i] for i in rng.integers(0, 3, size=3000)]
+    X0 = rng.normal(size=(3000, 1))
+    f = bank.forecast_many(keys, 3, X0)
+    expected = {k: bank.model(k) if k in bank else OnlineRNN(cell="gru", hidden_size=5, k2=4, seed=5)
+                for k in ("a", "b", "new")}
+    for i in range(0, 3000, 7):
+        single = expected[keys[i]].forecast(np.r_[X0[i], np.zeros(2)][:, None], [(0, 1)])
+        np.testing.assert_allclose(f[i, :, 0], single[:, 0], rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(f, bank.forecast_many(keys, 3, X0))
+
 def test_idle_keys_are_evicted_and_their_slots_reused(rng):
     bank = ModelBank(seed=0, max_idle=2, **CONFIG)
     bank.learn_many(["a", "b"], rng.normal(size=(2, 2)), rng.normal(size=(2, 1)))

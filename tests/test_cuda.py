@@ -230,11 +230,13 @@ def test_the_launchers_take_the_cpu_kernels_arguments(rng):
     np.testing.assert_allclose(out_gpu, out_cpu, rtol=1e-10, atol=1e-10)
     assert (out_gpu[1] == -1).all()
 
-    slots = np.array([2, 0], dtype=np.int64)
-    f_cpu, f_gpu = np.empty((2, 4, 2)), np.empty((2, 4, 2))
-    K.bank_forecast(cpu._lay, buf, slots, X[:2], f_cpu)
-    KC.bank_forecast(dev.lay, dev.buf, slots, X[:2], f_gpu)
+    # rows 0 and 2 on model 2 (one after another on its scratch), row 1 on model 0
+    groups, starts, order = np.array([0, 2]), np.array([0, 1, 3]), np.array([1, 0, 2])
+    f_cpu, f_gpu = np.empty((3, 4, 2)), np.empty((3, 4, 2))
+    K.bank_forecast(cpu._lay, buf, groups, starts, order, X, f_cpu)
+    KC.bank_forecast(dev.lay, dev.buf, groups, starts, order, X, f_gpu)
     np.testing.assert_allclose(f_gpu, f_cpu, rtol=1e-10, atol=1e-10)
+    assert not np.allclose(f_cpu[0], f_cpu[2])  # different inputs: different forecasts
 
 
 def block_kernel_matches_cpu(rng, dtype="float64", threads=None, poison_weight=False, predict=False, **config):
@@ -383,7 +385,8 @@ _PTX_SCRIPT = textwrap.dedent(r"""
                              "{f}[:, ::1], {f}[:, ::1], {f}[:, ::1])",
         "bank_predict_kernel": "void(int64[::1], {f}[:, ::1], int64[::1], int64[::1], int64[::1], {f}[:, ::1], "
                                "{f}[:, ::1])",
-        "bank_forecast_kernel": "void(int64[::1], {f}[:, ::1], int64[::1], {f}[:, ::1], {f}[:, :, ::1])",
+        "bank_forecast_kernel": "void(int64[::1], {f}[:, ::1], int64[::1], int64[::1], int64[::1], {f}[:, ::1], "
+                                "{f}[:, :, ::1])",
         "copy_columns_kernel": "void({f}[:, ::1], {f}[:, ::1])",
         "put_columns_kernel": "void({f}[:, ::1], int64[::1], {f}[:, ::1])",
         "take_columns_kernel": "void({f}[:, ::1], int64[::1], {f}[:, ::1])",

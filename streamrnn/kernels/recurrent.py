@@ -858,9 +858,14 @@ def bank_predict(lay, buf, groups, starts, order, X, out):
 
 
 @njit(**_PJIT)
-def bank_forecast(lay, buf, slots, X0, out):
-    """For each model ``slots[i]``: ``out.shape[1]`` steps from its carried
-    state (not changed), each step's outputs fed back as the next inputs,
-    starting from the inputs ``X0[i]``."""
-    for i in prange(slots.shape[0]):
-        forecast_fed_back(lay, buf[slots[i]], X0[i], out[i])
+def bank_forecast(lay, buf, groups, starts, order, X0, out):
+    """For every row ``i``: ``out.shape[1]`` steps of its model from the
+    carried state (not changed), each step's outputs fed back as the next
+    inputs, starting from the inputs ``X0[i]``. Rows grouped by model as in
+    :func:`bank_predict`: a model's rows run one after another on its
+    scratch rows."""
+    for g in prange(groups.shape[0]):
+        m = groups[g]
+        for r in range(starts[g], starts[g + 1]):
+            i = order[r]
+            forecast_fed_back(lay, buf[m], X0[i], out[i])

@@ -169,13 +169,14 @@ def bank_predict(lay, buf, groups, starts, order, X, out, *, block_per_model: bo
     _run_blocks("predict", (lay, buf, groups, starts, order, X), out, threads, buf, groups)
 
 
-def bank_forecast(lay, buf, slots, X0, out) -> None:
-    """For each model ``slots[i]``, ``out.shape[1]`` steps from its carried
-    state (not changed), each step's outputs fed back as the next inputs,
-    starting from ``X0[i]``: the CUDA twin of
-    :func:`streamrnn.kernels.recurrent.bank_forecast`; ``buf`` as in
-    :func:`bank_learn`, ``out`` of shape ``(n, horizon, output_size)``."""
-    _run("bank_forecast_kernel", 2, (lay, buf, slots, X0), out)
+def bank_forecast(lay, buf, groups, starts, order, X0, out) -> None:
+    """For every row ``i``, ``out.shape[1]`` steps of its model from the
+    carried state (not changed), each step's outputs fed back as the next
+    inputs, starting from ``X0[i]``: the CUDA twin of
+    :func:`streamrnn.kernels.recurrent.bank_forecast`; rows grouped by
+    model and ``buf`` as in :func:`bank_learn` (one thread per model, its
+    rows one after another), ``out`` of shape ``(n, horizon, output_size)``."""
+    _run("bank_forecast_kernel", 2, (lay, buf, groups, starts, order, X0), out)
 
 
 class DeviceBuffers:

@@ -715,27 +715,29 @@ def bank_predict_kernel(lay, B, groups, starts, order, X, out):
                 out[i, o] = B[yhat + o, m] if ok else nan
 
 
-def bank_forecast_kernel(lay, B, slots, X0, out):
-    i = cuda.grid(1)
-    if i < slots.shape[0]:
-        m = slots[i]
+def bank_forecast_kernel(lay, B, groups, starts, order, X0, out):
+    g = cuda.grid(1)
+    if g < groups.shape[0]:
+        m = groups[g]
         nan = B.dtype.type(math.nan)
         O = lay[L_OUTPUT]
-        start_scratch_state(lay, B, m)
         row = lay[L_PRED]
         xin, yhat = row + lay[L_R_XIN], row + lay[L_R_YHAT]
-        ok = row_finite(X0, i, lay[L_INPUT])
-        if ok:
-            load_row_input(lay, B, m, row, X0, i)
-        for k in range(out.shape[1]):
-            if ok and k > 0:  # the previous step's outputs are the inputs
-                ok = all_finite(B, m, yhat, O)
-                if ok:
-                    copy_block(B, m, xin, yhat, O)
+        for r in range(starts[g], starts[g + 1]):  # a model's rows, one after another
+            i = order[r]
+            start_scratch_state(lay, B, m)
+            ok = row_finite(X0, i, lay[L_INPUT])
             if ok:
-                ok = network_forward(lay, B, m, row, lay[L_PSTATE])
-            for o in range(O):
-                out[i, k, o] = B[yhat + o, m] if ok else nan
+                load_row_input(lay, B, m, row, X0, i)
+            for k in range(out.shape[1]):
+                if ok and k > 0:  # the previous step's outputs are the inputs
+                    ok = all_finite(B, m, yhat, O)
+                    if ok:
+                        copy_block(B, m, xin, yhat, O)
+                if ok:
+                    ok = network_forward(lay, B, m, row, lay[L_PSTATE])
+                for o in range(O):
+                    out[i, k, o] = B[yhat + o, m] if ok else nan
 
 
 # ------------------------------------------------------- storage kernels
