@@ -11,7 +11,7 @@ import pandas as pd
 from .kernels import layout as L
 from .kernels import recurrent as K
 from .learner import OnlineRNN
-from .network import aligned_zeros
+from .network import aligned_zeros, counters_problem
 
 SNAPSHOT_VERSION = 1
 DEVICES = ("cpu", "cuda")
@@ -85,6 +85,23 @@ def check_bank_arguments(max_idle, capacity) -> None:
         raise ValueError(f"max_idle must be a positive integer or None, got {max_idle!r}")
     if isinstance(capacity, bool) or not isinstance(capacity, numbers.Integral) or capacity < 1:
         raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
+
+
+def check_snapshot_arrays(bank, snapshot: dict) -> None:
+    """The arrays of a snapshot of the right shapes, checked against the
+    empty ``bank`` built from its metadata: their dtypes, idle counts and
+    counters (which the kernels index the TBPTT windows by)."""
+    n = len(snapshot["meta"]["keys"])
+    if snapshot["buf"].dtype != bank._dtype or snapshot["ctr"].dtype != np.int64:
+        raise ValueError(f"snapshot buf must be {np.dtype(bank._dtype).name} and ctr int64 (the configuration's), "
+                         f"got {snapshot['buf'].dtype} and {snapshot['ctr'].dtype}")
+    last_seen = np.asarray(snapshot["last_seen"])
+    if last_seen.shape != (n,) or last_seen.dtype.kind not in "iu":
+        raise ValueError(f"snapshot last_seen must be {n} integers (one per slot), got shape {last_seen.shape} "
+                         f"of {last_seen.dtype}")
+    problem = counters_problem(bank._lay, snapshot["ctr"])
+    if problem:
+        raise ValueError(f"snapshot counters are not a model's: {problem}")
 
 
 class ModelBank:
@@ -466,12 +483,15 @@ class ModelBank:
         meta = snapshot["meta"]
         if meta.get("format_version") != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported snapshot format_version {meta.get('format_version')!r}")
+        if meta.get("kind", "independent") != "independent":
+            raise ValueError(f"not a ModelBank snapshot: one of a {meta['kind']!r} bank")
         keys = meta["keys"]
         device = meta.get("device", "cpu") if device is None else device
         bank = cls(seed=meta["seed"], max_idle=meta["max_idle"], capacity=max(len(keys), 1), **meta["config"])
         n, persist = len(keys), bank._lay[L.L_PERSIST]
         if snapshot["buf"].shape != (n, persist) or snapshot["ctr"].shape != (n, L.N_CTR):
             raise ValueError("snapshot arrays do not match its configuration and keys")
+        check_snapshot_arrays(bank, snapshot)
         bank._buf[:n, :persist] = snapshot["buf"]
         bank._ctr[:n] = snapshot["ctr"]
         if device != "cpu":

@@ -158,6 +158,26 @@ def build_layout(shape: NetworkShape) -> np.ndarray:
     return lay
 
 
+def counters_problem(lay: np.ndarray, ctr: np.ndarray) -> str | None:
+    """What makes the counters ``ctr`` (one model's, or one row per model)
+    unfit for the kernels of layout ``lay`` (an edited snapshot or file): a
+    TBPTT window position, fill or schedule out of its range, which a kernel
+    would index by, or a negative count; None if nothing does."""
+    ctr = np.asarray(ctr).reshape(-1, L.N_CTR)
+    k1, k2 = int(lay[L.L_K1]), int(lay[L.L_K2])
+    ranges = (
+        (L.C_POS, "window position", 0, k2 - 1), (L.C_FILL, "window fill", 0, k2),
+        (L.C_SINCE, "steps since the last update", 0, k1 - 1), (L.C_STEPS, "steps", 0, None),
+        (L.C_UPDATES, "updates", 0, None), (L.C_SKIPPED, "skipped", 0, None), (L.C_RESETS, "resets", 0, None),
+    )
+    for column, what, low, high in ranges:
+        values = ctr[:, column]
+        bad = np.flatnonzero((values < low) | (values > (high if high is not None else np.inf)))
+        if bad.size:
+            bounds = f"[{low}, {high}]" if high is not None else f">= {low}"
+            return f"counter '{what}' of model {int(bad[0])} is {int(values[bad[0]])}, not in {bounds}"
+    return None
+
 def parameter_names(shape: NetworkShape) -> list[str]:
     """PyTorch ``state_dict`` names, in PyTorch's order."""
     names = []

@@ -622,7 +622,7 @@ def _check_state(cls: type, state) -> None:
     from .bank import ModelBank
     from .kernels import layout as L
     from .learner import OnlineRNN
-    from .network import NetworkShape, build_layout
+    from .network import NetworkShape, build_layout, counters_problem
     from .shared_bank import SharedWeightsBank
 
     if issubclass(cls, PredictiveDetector):
@@ -648,6 +648,8 @@ def _check_state(cls: type, state) -> None:
         _need(np.array_equal(array("_lay", 1, np.int64), lay), f"the {name}'s layout does not match its shape")
         _need(array("_buf", 1, dtype).shape == (lay[L.L_PERSIST],), f"the {name}'s buffer does not match its layout")
         _need(array("_ctr", 1, np.int64).shape == (L.N_CTR,), f"the {name}'s counters do not match its layout")
+        problem = counters_problem(lay, state["_ctr"])
+        _need(problem is None, f"the {name}'s {problem}")
         _need(
             state.get("_in_shape") == (shape.input_size,) and state.get("_out_shape") == (shape.output_size,),
             f"the {name}'s input and output shapes do not match its layout",
@@ -674,6 +676,8 @@ def _check_state(cls: type, state) -> None:
             n = buf.shape[0]
             _need(buf.shape[1] == lay[L.L_PERSIST], f"the {name}'s buffers do not match its layout")
         _need(array("_ctr", 2, np.int64).shape == (n, L.N_CTR), f"the {name}'s counters do not match its buffers")
+        problem = counters_problem(lay, state["_ctr"])
+        _need(problem is None, f"the {name}'s {problem}")
         _need(array("_last_seen", 1, np.int64).shape == (n,), f"the {name}'s idle counts do not match its buffers")
         _need(
             (state.get("_input_size"), state.get("_output_size")) == (lay[L.L_INPUT], lay[L.L_OUTPUT])

@@ -7,7 +7,7 @@ import numbers
 
 import numpy as np
 
-from .bank import ModelBank, _factorize, _known_slots, check_bank_arguments
+from .bank import ModelBank, _factorize, _known_slots, check_bank_arguments, check_snapshot_arrays
 from .kernels import layout as L
 from .kernels import shared_weights as K
 from .learner import OnlineRNN
@@ -219,6 +219,7 @@ class SharedWeightsBank(ModelBank):
         buf = snapshot["buf"]
         if buf.shape != (persist + n * bank._stride,) or snapshot["ctr"].shape != (n, L.N_CTR):
             raise ValueError("snapshot arrays do not match its configuration and keys")
+        check_snapshot_arrays(bank, snapshot)
         bank._buf[:persist] = buf[:persist]
         bank._buf[bank._origin : bank._origin + n * bank._stride] = buf[persist:]
         bank._ctr[:n] = snapshot["ctr"]

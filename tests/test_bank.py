@@ -191,3 +191,43 @@ def test_keys_map_to_models_as_dict_keys_whatever_the_batch_size(cls):
                 whole.learn_many(bad, X[:n], Y[:n])
             with pytest.raises(ValueError, match="holds NaN"):
                 whole.predict_many(bad, X[:n])
+
+
+@pytest.mark.parametrize("cls", ["ModelBank", "SharedWeightsBank"])
+def test_edited_snapshots_are_refused_with_what_is_wrong(cls, rng):
+    """Counters index the TBPTT windows without bounds checks: an edited
+    window position made learning one key rewrite another key's model."""
+    from streamrnn import SharedWeightsBank
+    from streamrnn.kernels import layout as L
+
+    Bank = ModelBank if cls == "ModelBank" else SharedWeightsBank
+    other = SharedWeightsBank if cls == "ModelBank" else ModelBank
+    bank = Bank(seed=0, **CONFIG)  # k2 = 4, k1 = 2
+    for keys, X, Y in batches(rng, keys=("a", "b"), n_batches=2, rows=4):
+        bank.learn_many(keys, X, Y)
+    Bank.restore(bank.snapshot())  # as taken: fine
+
+    def edited(change):
+        snapshot = bank.snapshot()
+        change(snapshot)
+        return snapshot
+
+    def put(column, value):
+        def change(s):
+            s["ctr"][0, column] = value
+        return change
+
+    cases = [
+        (put(L.C_POS, 5), "counter 'window position' of model 0 is 5, not in \\[0, 3\\]"),
+        (put(L.C_FILL, -1), "counter 'window fill'"),
+        (put(L.C_SINCE, 2), "counter 'steps since the last update'"),
+        (put(L.C_RESETS, -3), "counter 'resets'"),
+        (lambda s: s.update(ctr=s["ctr"].astype(np.float64)), "ctr int64"),
+        (lambda s: s.update(buf=s["buf"].astype(np.float64)), "buf must be float32"),
+        (lambda s: s.update(last_seen=s["last_seen"][:1]), "last_seen must be 2 integers"),
+    ]
+    for change, message in cases:
+        with pytest.raises(ValueError, match=message):
+            Bank.restore(edited(change))
+    with pytest.raises(ValueError, match="not a"):
+        other.restore(bank.snapshot())

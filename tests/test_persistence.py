@@ -37,6 +37,7 @@ from streamrnn import (
 )
 from streamrnn import persistence as P
 from streamrnn.anomaly import PredictiveDetector, ReconstructionDetector
+from streamrnn.kernels import layout as L
 from streamrnn.kernels import scoring as S
 from streamrnn.keyed import KeyedDetector, KeyedForecaster
 
@@ -624,6 +625,34 @@ def test_kernel_buffers_that_do_not_match_their_layout_are_refused(model, tmp_pa
         with pytest.raises(P.FormatError, match=f"{type(model).__name__}'s .*(does not|do not) match"):
             P.load(tmp_path / "bad.npz")
 
+
+@pytest.mark.parametrize("make", [lambda: OnlineRNN(hidden_size=3, k1=2, k2=4, seed=0),
+                                  lambda: ModelBank(hidden_size=3, k1=2, k2=4, seed=0),
+                                  lambda: SharedWeightsBank(hidden_size=3, k1=2, k2=4, seed=0)])
+def test_counters_a_kernel_would_index_by_are_checked(make, tmp_path):
+    """The TBPTT window position, fill and schedule index the window without
+    bounds checks (an edited position made a learner write past its buffer,
+    or into another model's): an edited file is refused."""
+    model = make()
+    for t in range(3):
+        if isinstance(model, OnlineRNN):
+            model.learn(np.zeros(1), np.ones(1))
+        else:
+            model.learn_many(["a", "b"], np.zeros((2, 1)), np.ones((2, 1)))
+    data = file_bytes(model)
+    meta = json.loads(zipfile.ZipFile(io.BytesIO(data)).read("__meta__.json"))
+    state = dict((k, v) for k, v in find(meta["root"], lambda n: "$obj" in n)["state"]["$dict"])
+    P.load(io.BytesIO(data))  # as written: fine
+    for column, value, what in ((L.C_POS, 10**9, "window position"), (L.C_POS, 4, "window position"),
+                                (L.C_FILL, 5, "window fill"), (L.C_SINCE, 2, "steps since"),
+                                (L.C_STEPS, -1, "steps")):
+        def edit(arrays, name=state["_ctr"]["$array"], column=column, value=value):
+            ctr = arrays[name].copy()
+            ctr[..., column] = value
+            arrays[name] = ctr
+        (tmp_path / "bad.npz").write_bytes(rewrite(data, edit_arrays=edit))
+        with pytest.raises(P.FormatError, match=f"{type(model).__name__}'s counter '{what}"):
+            P.load(tmp_path / "bad.npz")
 
 @pytest.mark.parametrize("cls", [PredictiveDetector, ReconstructionDetector])
 def test_detector_statistics_that_do_not_match_are_refused(cls, tmp_path):
