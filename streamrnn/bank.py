@@ -42,8 +42,7 @@ def _factorize(keys) -> tuple[np.ndarray, list]:
         try:  # C speed for hashable scalars
             codes, uniques = pd.factorize(pd.Series(keys, dtype=object), sort=False)
             # no key taken for missing, none holding NaN (pandas equates those)
-            if (codes.size == 0 or codes.min() >= 0) and not any(
-                    isinstance(u, tuple) and _holds_nan(u) for u in uniques):
+            if (codes.size == 0 or codes.min() >= 0) and not any(map(_holds_nan, uniques)):
                 return codes.astype(np.int64), list(uniques)
         except TypeError:
             pass
@@ -56,13 +55,18 @@ def _factorize(keys) -> tuple[np.ndarray, list]:
 
 
 def _is_nan(k) -> bool:
-    return isinstance(k, float | np.floating) and k != k
+    """Whether ``k`` is unequal to itself: a float or complex NaN, NaT, ..."""
+    try:
+        return bool(k != k)
+    except (TypeError, ValueError):
+        return False
 
 
 def _holds_nan(k) -> bool:
-    """Whether ``k`` is NaN or a tuple with a NaN in it (such keys have no
-    equality to go by: each NaN object would be a key of its own)."""
-    return _is_nan(k) or (isinstance(k, tuple) and any(map(_is_nan, k)))
+    """Whether ``k`` is NaN-like (unequal to itself) or a tuple or frozenset
+    holding one, at any depth (such keys have no equality to go by: each NaN
+    object would be a key of its own)."""
+    return _is_nan(k) or (isinstance(k, tuple | frozenset) and any(map(_holds_nan, k)))
 
 
 def _known_slots(slot_of: dict, keys) -> np.ndarray | None:
@@ -76,6 +80,19 @@ def _known_slots(slot_of: dict, keys) -> np.ndarray | None:
         return np.fromiter(map(slot_of.__getitem__, keys), np.int64, len(keys))
     except (KeyError, TypeError):
         return None
+
+
+def keys_to_evict(known, keys) -> list:
+    """``keys`` as a list without repeats, each checked to be in ``known``
+    before anything is evicted (a str is refused: it would be taken for its
+    characters)."""
+    if isinstance(keys, str | bytes):
+        raise ValueError(f"keys must be a list of keys, got the {type(keys).__name__} {keys!r}")
+    keys = list(dict.fromkeys(keys))
+    for key in keys:
+        if key not in known:
+            raise KeyError(key)
+    return keys
 
 
 def check_bank_arguments(max_idle, capacity) -> None:
@@ -162,7 +179,7 @@ class ModelBank:
         self.max_idle = max_idle
         self.device = device
         self.config = dict(config)
-        template = OnlineRNN(**config, seed=0)  # validates the configuration
+        template = OnlineRNN(**config, seed=seed)  # validates the configuration and the seed
         self._lay = template._lay
         self._dtype = template._np_dtype
         self._input_size = template._shape.input_size
@@ -214,17 +231,17 @@ class ModelBank:
         slot = self._slot_of.get(key)
         if slot is not None:
             return slot
+        slot = self._free[-1] if self._free else len(self._key_of)
+        if slot >= self._capacity:
+            grow = self._capacity
+            self._grow(2 * grow)
+            self._last_seen = np.concatenate([self._last_seen, np.zeros(grow, dtype=np.int64)])
+        self._init_slot(slot)  # first: should it fail, no key is registered
         if self._free:
-            slot = self._free.pop()
+            self._free.pop()
             self._key_of[slot] = key
         else:
-            slot = len(self._key_of)
             self._key_of.append(key)
-            if slot >= self._capacity:
-                grow = self._capacity
-                self._grow(2 * grow)
-                self._last_seen = np.concatenate([self._last_seen, np.zeros(grow, dtype=np.int64)])
-        self._init_slot(slot)
         self._n_created += 1
         self._slot_of[key] = slot
         return slot
@@ -287,8 +304,9 @@ class ModelBank:
         return model
 
     def evict(self, keys) -> None:
-        """Forget these keys' models; their slots are reused."""
-        for key in keys:
+        """Forget these keys' models (all known: ``KeyError`` otherwise, and
+        none is forgotten); their slots are reused."""
+        for key in keys_to_evict(self._slot_of, keys):
             slot = self._slot_of.pop(key)
             self._free.append(slot)
 

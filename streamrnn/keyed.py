@@ -5,28 +5,38 @@ from __future__ import annotations
 
 from river import base
 
-from .bank import _holds_nan
+import numbers
+
+from .bank import _holds_nan, keys_to_evict
 
 
 class _Keyed:
-    """One clone of ``template`` per key, the n-th key's seeded ``seed + n``
-    when the template has a ``seed`` (so runs repeat exactly)."""
+    """One clone of ``template`` per key, the n-th key created (evicted ones
+    counted) seeded ``seed + n`` when the template has a ``seed`` (so runs
+    repeat exactly)."""
+
+    _n_created = None  # for states saved before it was kept: the keys then held
 
     def __init__(self, template: base.Estimator, seed: int | None = None):
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
         self.template = template
         self.seed = seed
         self._models: dict = {}
+        self._n_created = 0
 
     def _model(self, key):
         model = self._models.get(key)
         if model is None:
             if _holds_nan(key):
                 raise ValueError(f"key {key!r} is or holds NaN: a missing key? (None is a valid key)")
+            n = len(self._models) if self._n_created is None else self._n_created
             params = {}
             if self.seed is not None and "seed" in self.template._get_params():
-                params["seed"] = self.seed + len(self._models)
+                params["seed"] = self.seed + n
             model = self.template.clone(params)
             self._models[key] = model
+            self._n_created = n + 1
         return model
 
     def _peek(self, key):
@@ -34,8 +44,10 @@ class _Keyed:
         (not registered)."""
         if key in self._models:
             return self._models[key]
+        n_created = self._n_created
         model = self._model(key)
         del self._models[key]
+        self._n_created = n_created
         return model
 
     def __len__(self) -> int:
@@ -52,7 +64,9 @@ class _Keyed:
         return self._models[key]
 
     def evict(self, keys) -> None:
-        for key in keys:
+        """Forget these keys' models (all known: ``KeyError`` otherwise, and
+        none is forgotten)."""
+        for key in keys_to_evict(self._models, keys):
             del self._models[key]
 
 

@@ -185,8 +185,8 @@ class OnlineRNN:
             )
         if device != "cpu":
             raise ValueError(f"device must be 'cpu', got {device!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-            raise ValueError(f"seed must be an integer or None, got {seed!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
         if not isinstance(recompute, bool):
             raise ValueError(f"recompute must be a bool, got {recompute!r}")
         if approx_activations is not None and not isinstance(approx_activations, bool):

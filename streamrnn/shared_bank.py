@@ -55,6 +55,8 @@ class SharedWeightsBank(ModelBank):
     (2, 2)
     """
 
+    _steps_gone = 0  # for states saved before it was kept
+
     def __init__(self, seed: int | None = None, max_idle: int | None = None, capacity: int = 16, **config):
         check_bank_arguments(max_idle, capacity)
         self.seed = seed
@@ -77,6 +79,7 @@ class SharedWeightsBank(ModelBank):
         self._place(np.arange(capacity))
         self._ctr = np.zeros((capacity, L.N_CTR), dtype=np.int64)
         self._updates = np.zeros(1, dtype=np.int64)
+        self._steps_gone = 0  # steps of evicted series whose slots were reused
         self._start_keys(capacity)
 
     def _place(self, slots: np.ndarray) -> None:
@@ -90,9 +93,11 @@ class SharedWeightsBank(ModelBank):
         return self._ctr.shape[0]
 
     def _init_slot(self, slot: int) -> None:
-        """A new series in ``slot``: zero state, empty window."""
+        """A new series in ``slot``: zero state, empty window (the steps of an
+        evicted series that held it stay counted)."""
         start = self._origin + slot * self._stride
         self._buf[start : start + self._stride] = 0
+        self._steps_gone += int(self._ctr[slot, L.C_STEPS])
         self._ctr[slot] = 0
 
     def _grow(self, capacity: int) -> None:
@@ -125,8 +130,8 @@ class SharedWeightsBank(ModelBank):
 
     @property
     def n_steps(self) -> int:
-        """Rows learned from, over all series."""
-        return int(self._ctr[:, L.C_STEPS].sum())
+        """Rows learned from, over all series (evicted ones included)."""
+        return self._steps_gone + int(self._ctr[:, L.C_STEPS].sum())
 
     def learn_many(self, keys, X, Y) -> np.ndarray:
         """Learn the rows ``(keys[i], X[i], Y[i])`` in order; returns the
@@ -203,7 +208,8 @@ class SharedWeightsBank(ModelBank):
         return {
             "buf": self._persistent(),
             "ctr": self._ctr[: len(self._key_of)].copy(),
-            **self._key_state(SNAPSHOT_VERSION, kind="shared_weights", updates=int(self._updates[0])),
+            **self._key_state(SNAPSHOT_VERSION, kind="shared_weights", updates=int(self._updates[0]),
+                              steps_gone=self._steps_gone),
         }
 
     @classmethod
@@ -224,5 +230,6 @@ class SharedWeightsBank(ModelBank):
         bank._buf[bank._origin : bank._origin + n * bank._stride] = buf[persist:]
         bank._ctr[:n] = snapshot["ctr"]
         bank._updates[0] = meta["updates"]
+        bank._steps_gone = int(meta.get("steps_gone", 0))  # absent from snapshots taken before it was kept
         bank._restore_keys(snapshot)
         return bank

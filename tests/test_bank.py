@@ -185,7 +185,8 @@ def test_keys_map_to_models_as_dict_keys_whatever_the_batch_size(cls):
         np.testing.assert_array_equal(known, mixed[:120])
     np.testing.assert_array_equal(whole.predict_many(keys, X), pieces.predict_many(keys, X))
     for n in (3, 100):
-        for nan_key in (np.float64("nan"), ("x", float("nan"))):
+        for nan_key in (np.float64("nan"), ("x", float("nan")), ("x", ("y", float("nan"))), complex("nan"),
+                        np.datetime64("NaT"), frozenset([float("nan")])):
             bad = keys[:n - 1] + [nan_key]
             with pytest.raises(ValueError, match=f"key of row {n - 1} is or holds NaN"):
                 whole.learn_many(bad, X[:n], Y[:n])
@@ -231,3 +232,19 @@ def test_edited_snapshots_are_refused_with_what_is_wrong(cls, rng):
             Bank.restore(edited(change))
     with pytest.raises(ValueError, match="not a"):
         other.restore(bank.snapshot())
+
+
+
+def test_seeds_and_evictions_are_checked_before_anything_changes(rng):
+    for seed in (-1, 1.5, "7", True):
+        with pytest.raises(ValueError, match="seed must be a non-negative integer or None"):
+            ModelBank(seed=seed, **CONFIG)
+    bank = ModelBank(seed=0, **CONFIG)
+    bank.learn_many(["a", "b"], rng.normal(size=(2, 2)), rng.normal(size=(2, 1)))
+    with pytest.raises(KeyError, match="zz"):
+        bank.evict(["a", "zz"])
+    assert bank.keys == ["a", "b"]  # nothing evicted
+    with pytest.raises(ValueError, match="keys must be a list of keys, got the str 'ab'"):
+        bank.evict("ab")
+    bank.evict(["a", "a"])
+    assert bank.keys == ["b"]

@@ -41,9 +41,26 @@ def test_keys_that_are_or_hold_nan_are_refused():
     """Each NaN object would be a key of its own: a missing key."""
     bank = KeyedDetector(PredictiveDetector(hidden_size=3, grace_period=3), seed=0)
     bank.learn_one(None, {"v": 1.0})  # None is a key like any other
-    for key in (float("nan"), np.float64("nan"), ("pump", float("nan"))):
+    for key in (float("nan"), np.float64("nan"), ("pump", float("nan")), np.datetime64("NaT")):
         with pytest.raises(ValueError, match="is or holds NaN"):
             bank.learn_one(key, {"v": 1.0})
         with pytest.raises(ValueError, match="is or holds NaN"):
             bank.score_one(key, {"v": 1.0})
     assert bank.keys == [None]
+
+
+def test_a_key_made_after_an_eviction_gets_a_seed_of_its_own():
+    """The n-th key created is seeded seed + n, evicted keys counted (as in
+    ModelBank): two live keys never start from the same model."""
+    bank = KeyedForecaster(LSTMForecaster(hidden_size=4), seed=0)
+    bank.learn_one("a", 1.0)
+    bank.learn_one("b", 2.0)
+    bank.forecast("unseen", 2)  # peeks: creates nothing
+    bank.evict(["a"])
+    bank.learn_one("c", 3.0)
+    assert {k: bank[k].seed for k in bank.keys} == {"b": 1, "c": 2}
+    with pytest.raises(KeyError):
+        bank.evict(["b", "gone"])
+    assert bank.keys == ["b", "c"]
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        KeyedForecaster(LSTMForecaster(), seed=-2)

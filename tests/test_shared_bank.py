@@ -126,6 +126,8 @@ def test_eviction_forgets_a_series_and_reuses_its_slot():
     bank.learn_many(["c"], X, X)  # takes a's slot, from a zero state
     model = bank.model("c")
     assert model.n_steps == 1 and bank.keys == ["c"]
+    assert bank.n_steps == 3  # evicted series' rows still count
+    assert SharedWeightsBank.restore(bank.snapshot()).n_steps == 3
 
 
 def test_bad_input_is_refused():
