@@ -473,6 +473,7 @@ class ModelBank:
                 "max_idle": self.max_idle,
                 **meta,
                 "keys": list(self._key_of),
+                "order": list(self._slot_of.values()),  # the live keys' slots in the order of ``keys``
                 "free": list(self._free),
                 "n_created": self._n_created,
                 "batch": self._batch,
@@ -487,7 +488,14 @@ class ModelBank:
         self._key_of = list(keys)
         self._free = list(meta["free"])
         free = set(self._free)
-        self._slot_of = {k: i for i, k in enumerate(keys) if i not in free}
+        if len(free) != len(self._free) or not free <= set(range(len(keys))):
+            raise ValueError("snapshot free slots must be distinct slots of its keys")
+        order = meta.get("order")  # absent from snapshots taken before it was kept: slot order
+        if order is None:
+            order = [i for i in range(len(keys)) if i not in free]
+        if sorted(order) != [i for i in range(len(keys)) if i not in free]:
+            raise ValueError("snapshot order must list every slot that is not free, once")
+        self._slot_of = {keys[i]: i for i in order}
         self._n_created = meta["n_created"]
         self._batch = meta["batch"]
 

@@ -248,3 +248,22 @@ def test_seeds_and_evictions_are_checked_before_anything_changes(rng):
         bank.evict("ab")
     bank.evict(["a", "a"])
     assert bank.keys == ["b"]
+
+
+def test_restore_keeps_the_order_of_keys_and_of_free_slots(rng):
+    """Keys come back in the order they had (the order eviction scans and
+    ``keys`` lists), not in slot order, so restored banks place later keys
+    where the original does."""
+    bank = ModelBank(seed=0, max_idle=1, **CONFIG)
+    for keys in (["a", "b"], ["b"], ["b", "c"], ["d", "b", "c"]):
+        bank.learn_many(keys, rng.normal(size=(len(keys), 2)), rng.normal(size=(len(keys), 1)))
+    copy = ModelBank.restore(bank.snapshot())
+    assert copy.keys == bank.keys
+    for keys in ([], ["e", "f"], ["f", "g"]):
+        X, Y = rng.normal(size=(len(keys), 2)), rng.normal(size=(len(keys), 1))
+        np.testing.assert_array_equal(copy.learn_many(keys, X, Y), bank.learn_many(keys, X, Y))
+        assert copy.keys == bank.keys and copy._slot_of == bank._slot_of
+    snapshot = bank.snapshot()
+    snapshot["meta"]["free"] = snapshot["meta"]["free"] + [99]
+    with pytest.raises(ValueError, match="free slots"):
+        ModelBank.restore(snapshot)
