@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 from river import base
 
+from .bank import _holds_nan
 from .estimator import RecurrentEstimator, as_targets
 
 
@@ -62,8 +63,8 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
         return z / z.sum(axis=1, keepdims=True)
 
     def learn_one(self, x: dict, y) -> None:
-        if y is None:
-            raise ValueError("y must be a class label, got None")
+        if not _is_label(y):
+            raise ValueError(f"y must be a class label (hashable, not None or NaN), got {y!r}")
         z = self._one_input(x, learn=True)
         self._register_targets([y])
         self._net.learn(z, self._one_hot([y])[0])
@@ -80,8 +81,8 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
         events: dict[int, list] = {}
         seen = set(self._class_index)
         for i, v in enumerate(labels):
-            if v is None:
-                raise ValueError(f"y must hold class labels; row {i} is None")
+            if not _is_label(v):
+                raise ValueError(f"y must hold class labels (hashable, not None or NaN); row {i} is {v!r}")
             if v not in seen:
                 seen.add(v)
                 events.setdefault(i, []).append(v)
@@ -93,6 +94,16 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
             return pd.DataFrame(index=X.index)
         p = self._probabilities(self._net.predict_each(Z))
         return pd.DataFrame(p, index=X.index, columns=self._classes)
+
+
+def _is_label(y) -> bool:
+    """Whether ``y`` can be a class: hashable, and neither None nor NaN-like
+    (unequal to itself: each NaN would be a class of its own)."""
+    try:
+        hash(y)
+    except TypeError:
+        return False
+    return y is not None and not _holds_nan(y)
 
 
 class RNNClassifier(RecurrentClassifier):

@@ -12,6 +12,13 @@ from .features import FeatureSpace, RunningScaler, first_appearances
 from .learner import OnlineRNN
 
 
+def check_regression_loss(loss) -> None:
+    """The losses of a real-valued target (``"cross_entropy"``, a network
+    loss too, is for classes)."""
+    if loss not in ("squared", "huber"):
+        raise ValueError(f"loss must be 'squared' or 'huber', got {loss!r}")
+
+
 def build_network(owner, cell: str, loss: str, input_size: int, output_size: int, zero_head: bool = False) -> OnlineRNN:
     """The :class:`OnlineRNN` of an estimator, from the network arguments it
     stores under their own names. With ``zero_head`` the linear head starts

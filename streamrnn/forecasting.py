@@ -46,7 +46,7 @@ import numpy as np
 from river.time_series.base import Forecaster
 
 from .features import CLIP, FeatureSpace, RunningScaler
-from .estimator import build_network
+from .estimator import build_network, check_regression_loss
 from .seasonal import SeasonalBase, calendar_period, find_period
 
 #: Changes kept to look for a period, and the numbers of changes at which to look.
@@ -147,10 +147,11 @@ class RecurrentForecaster(Forecaster):
             isinstance(seasonality, bool) or not isinstance(seasonality, numbers.Integral) or seasonality < 2
         ):
             raise ValueError(f"seasonality must be an integer >= 2, 'auto' or None, got {seasonality!r}")
-        if log_transform not in (True, False, "auto"):
+        if not (type(log_transform) is bool or (type(log_transform) is str and log_transform == "auto")):
             raise ValueError(f"log_transform must be True, False or 'auto', got {log_transform!r}")
         if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, numbers.Integral) or horizon < 1):
             raise ValueError(f"horizon must be a positive integer or None, got {horizon!r}")
+        check_regression_loss(loss)
         self._outputs = 1 if horizon is None else int(horizon)
         # the head starts at zero: forecasts start at the base
         self._net = build_network(self, self._cell, loss, N_BASE_INPUTS, self._outputs, zero_head=True)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from river import base
 
-from .estimator import RecurrentEstimator, as_targets
+from .estimator import RecurrentEstimator, as_targets, check_regression_loss
 from .features import RunningScaler
 
 
@@ -39,6 +39,7 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
         device: str = "cpu",
         seed: int | None = None,
     ):
+        check_regression_loss(loss)
         self.loss = loss
         self.scale_target = scale_target
         self._loss = loss

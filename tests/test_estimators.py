@@ -122,3 +122,24 @@ def test_bad_input_raises_value_error(cls):
     assert model._net.n_steps == 0
     model.learn_one({"a": None, "b": 2.0}, 1)  # a missing value is fine
     assert model._net.n_steps == 1
+
+
+def test_class_labels_that_are_not_labels_are_refused_before_anything_changes():
+    """A NaN label would be a new class at every call (NaN is not equal to
+    itself); an unhashable one cannot be a class: both are refused, in
+    learn_one and learn_many, before a feature or a class is registered."""
+    model = GRUClassifier(hidden_size=4, seed=0)
+    model.learn_one({"a": 1.0}, "x")
+    for bad in (float("nan"), np.float64("nan"), None, [1], ("t", float("nan"))):
+        with pytest.raises(ValueError, match="y must be a class label"):
+            model.learn_one({"a": 1.0, "new": 2.0}, bad)
+    assert model._classes == ["x"] and model._features.names == ["a"]
+    with pytest.raises(ValueError, match="row 1 is .*nan"):
+        model.learn_many(pd.DataFrame({"a": [1.0, 2.0, 3.0]}), pd.Series([0.0, np.nan, 1.0]))
+    assert model._classes == ["x"]
+    assert list(model.predict_proba_one({"a": 1.0})) == ["x"]
+
+
+def test_regressors_refuse_the_loss_of_classes():
+    with pytest.raises(ValueError, match="loss must be 'squared' or 'huber', got 'cross_entropy'"):
+        streamrnn.LSTMRegressor(loss="cross_entropy")

@@ -98,8 +98,11 @@ def test_log_transform_and_bad_input():
         model.forecast(0)
     with pytest.raises(ValueError, match="seasonality must be an integer >= 2"):
         LSTMForecaster(seasonality=1)
-    with pytest.raises(ValueError, match="log_transform must be"):
-        LSTMForecaster(log_transform="sometimes")
+    for bad in ("sometimes", 1, 1.0, np.True_):  # 1 == True, but would have meant False
+        with pytest.raises(ValueError, match="log_transform must be"):
+            LSTMForecaster(log_transform=bad)
+    with pytest.raises(ValueError, match="loss must be 'squared' or 'huber', got 'cross_entropy'"):
+        LSTMForecaster(loss="cross_entropy")
     with pytest.raises(ValueError, match="x must be a dict"):
         model.learn_one(20.0, [1.0])
     assert model._net.n_steps == 5
