@@ -73,6 +73,14 @@ class LabelledSeries:
     n_rows: int
     windows: list = field(default_factory=list)  # [(first row, last row)], sorted
 
+    def __post_init__(self):
+        end = -1
+        for a, b in self.windows:
+            if not end < a <= b < self.n_rows:
+                raise ValueError(f"{self.name}: window ({a}, {b}) must lie within its {self.n_rows} rows, "
+                                 "after the window before it")
+            end = b
+
     def labels(self) -> np.ndarray:
         """Point labels: True inside a window."""
         y = np.zeros(self.n_rows, dtype=bool)
@@ -118,9 +126,26 @@ def nab_row_weights(series: LabelledSeries, profile: dict = STANDARD) -> tuple[n
     return weights, window_of
 
 
+def _file_scores(series: LabelledSeries, scores) -> np.ndarray:
+    """``scores`` as float64, one per row of ``series`` and none NaN."""
+    s = np.asarray(scores, dtype=np.float64)
+    if s.shape != (series.n_rows,):
+        raise ValueError(f"{series.name}: scores of shape {s.shape} for {series.n_rows} rows")
+    if np.isnan(s).any():
+        raise ValueError(f"{series.name}: score of row {int(np.flatnonzero(np.isnan(s))[0])} is NaN")
+    return s
+
+
+def _corpus_scores(corpus: list[LabelledSeries], scores: list) -> list[np.ndarray]:
+    """One checked score array per file of ``corpus``."""
+    if len(scores) != len(corpus):
+        raise ValueError(f"{len(scores)} score arrays for {len(corpus)} files")
+    return [_file_scores(series, s) for series, s in zip(corpus, scores)]
+
+
 def nab_file_score(series: LabelledSeries, scores, threshold: float, profile: dict = STANDARD) -> float:
     """NAB's raw score of one file at ``threshold``."""
-    scores = np.asarray(scores, dtype=np.float64)
+    scores = _file_scores(series, scores)
     weights, window_of = nab_row_weights(series, profile)
     hit = scores >= threshold
     total = float(weights[hit & (window_of == -1)].sum())
@@ -151,10 +176,7 @@ def nab_corpus_score(corpus: list[LabelledSeries], scores: list, profile: dict =
     events_score, events_delta = [], []
     null = perfect = 0.0
     n_windows = []
-    for series, s in zip(corpus, scores):
-        s = np.asarray(s, dtype=np.float64)
-        if len(s) != series.n_rows:
-            raise ValueError(f"{series.name}: {len(s)} scores for {series.n_rows} rows")
+    for series, s in zip(corpus, _corpus_scores(corpus, scores)):
         weights, window_of = nab_row_weights(series, profile)
         outside = window_of == -1
         events_score.append(s[outside])
@@ -213,11 +235,21 @@ def _ranks(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def _labelled_scores(labels, scores) -> tuple[np.ndarray, np.ndarray]:
+    """Labels as bools and scores as float64: one each per row, no NaN score."""
+    y = np.asarray(labels, dtype=bool)
+    s = np.asarray(scores, dtype=np.float64)
+    if y.ndim != 1 or s.shape != y.shape:
+        raise ValueError(f"labels and scores must be 1-D of one length, got shapes {y.shape} and {s.shape}")
+    if np.isnan(s).any():
+        raise ValueError(f"score of row {int(np.flatnonzero(np.isnan(s))[0])} is NaN")
+    return y, s
+
+
 def roc_auc(labels, scores) -> float:
     """Area under the ROC curve: the probability that a positive outscores a
     negative, ties counting one half. NaN without both classes."""
-    y = np.asarray(labels, dtype=bool)
-    s = np.asarray(scores, dtype=np.float64)
+    y, s = _labelled_scores(labels, scores)
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
         return math.nan
@@ -229,8 +261,7 @@ def average_precision(labels, scores) -> float:
     """Area under the precision-recall steps (scikit-learn's definition):
     the mean of the precision at each distinct threshold, weighted by the
     recall gained there. NaN without positives."""
-    y = np.asarray(labels, dtype=bool)
-    s = np.asarray(scores, dtype=np.float64)
+    y, s = _labelled_scores(labels, scores)
     n_pos = int(y.sum())
     if n_pos == 0:
         return math.nan
@@ -274,13 +305,13 @@ def alarm_report(corpus: list[LabelledSeries], scores: list, budget: float = 0.0
     anomaly scores (one threshold), and count what they find."""
     if not 0 < budget < 1:
         raise ValueError(f"budget must be in (0, 1), got {budget!r}")
-    scored = [np.asarray(s, dtype=np.float64)[series.scored()] for series, s in zip(corpus, scores)]
+    scores = _corpus_scores(corpus, scores)
+    scored = [s[series.scored()] for series, s in zip(corpus, scores)]
     pooled = np.concatenate(scored)
     threshold = float(np.quantile(pooled, 1.0 - budget))
     detected = windows = false_alarms = 0
     delays = []
     for series, s in zip(corpus, scores):
-        s = np.asarray(s, dtype=np.float64)
         keep = series.scored()
         alarms = (s >= threshold) & keep
         labels = series.labels()

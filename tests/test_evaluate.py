@@ -121,3 +121,27 @@ def test_alarm_report_counts_windows_false_alarms_and_delays():
     assert (report.windows_detected, report.windows, report.false_alarms) == (1, 2, 1)
     assert report.delays == [3] and report.window_recall == 0.5
     assert report.rows == 170
+
+
+def test_scores_that_do_not_fit_their_files_are_refused():
+    """A missing file, a short score array or a NaN score would silently
+    change the figures (a file dropped by zip, labels truncated)."""
+    f, g = LabelledSeries("f", 100, [(40, 49)]), LabelledSeries("g", 100, [(60, 69)])
+    hit = np.zeros(100)
+    hit[40] = 1
+    with pytest.raises(ValueError, match="1 score arrays for 2 files"):
+        nab_corpus_score([f, g], [hit])
+    with pytest.raises(ValueError, match="1 score arrays for 2 files"):
+        alarm_report([f, g], [hit])
+    with pytest.raises(ValueError, match=r"g: scores of shape \(99,\) for 100 rows"):
+        alarm_report([f, g], [hit, hit[:99]])
+    with pytest.raises(ValueError, match="f: score of row 3 is NaN"):
+        nab_file_score(f, np.where(np.arange(100) == 3, np.nan, hit), 0.5)
+    for metric in (roc_auc, average_precision):
+        with pytest.raises(ValueError, match="1-D of one length"):
+            metric([0, 1, 1], [0.1, 0.2])
+        with pytest.raises(ValueError, match="row 1 is NaN"):
+            metric([0, 1, 1], [0.1, np.nan, 0.3])
+    for windows in ([(60, 69), (40, 49)], [(40, 49), (45, 50)], [(95, 100)], [(-1, 3)], [(5, 4)]):
+        with pytest.raises(ValueError, match="must lie within its 100 rows"):
+            LabelledSeries("h", 100, windows)
