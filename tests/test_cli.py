@@ -135,6 +135,17 @@ def test_load_of_the_wrong_kind_of_model_is_refused(tmp_path):
     assert status == 1 and "no such file" in err
 
 
+def test_load_of_a_model_that_cannot_forecast_that_far_is_a_usage_error(tmp_path):
+    direct, recursive = str(tmp_path / "direct.npz"), str(tmp_path / "recursive.npz")
+    assert run(["forecast", "--target", "flow", "--direct", "-H", "2", "--save", direct], waterflow_csv(20))[0] == 0
+    assert run(["forecast", "--target", "flow", "--save", recursive], waterflow_csv(20))[0] == 0
+    status, out, err = run(["forecast", "--target", "flow", "-H", "4", "--load", direct], waterflow_csv(20))
+    assert status == 2 and out == "" and "--horizon 4 is longer than the 2 steps" in err and "Traceback" not in err
+    status, out, err = run(["forecast", "--target", "flow", "--direct", "--load", recursive], waterflow_csv(20))
+    assert status == 2 and out == "" and "--direct does not apply" in err
+    assert run(["forecast", "--target", "flow", "-H", "2", "--load", direct], waterflow_csv(20))[0] == 0
+
+
 @pytest.mark.parametrize(
     "argv, text, status, message",
     [

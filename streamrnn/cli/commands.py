@@ -199,6 +199,12 @@ def forecast(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
     metadata = {}
     if args.load:
         model, metadata = _load(args.load, KeyedForecaster)
+        direct = model.template.horizon
+        if direct is not None and H > direct:
+            raise CommandError(f"--horizon {H} is longer than the {direct} steps the loaded model forecasts "
+                               "directly", status=2)
+        if args.direct and direct is None:
+            raise CommandError("--direct does not apply to a loaded model that forecasts recursively", status=2)
     else:
         cls = {"lstm": forecasting.LSTMForecaster, "gru": forecasting.GRUForecaster,
                "rnn": forecasting.RNNForecaster}[args.model]
