@@ -45,14 +45,21 @@ def _calendar_names(name) -> tuple:
     return tuple(f"{name}.{part}_{f}" for part in ("hour", "weekday", "month") for f in ("sin", "cos"))
 
 
-@functools.lru_cache(maxsize=1024)
 def calendar_features(name, when: dt.date) -> dict:
     """Sine and cosine of the hour-of-day, day-of-week and month-of-year
-    phases of ``when`` (cached: forecasts meet the same dates many times;
-    callers must not modify the dict)."""
-    hour = when.hour + when.minute / 60 if isinstance(when, dt.datetime) else 0.0
+    phases of ``when``, on its own clock (cached by the clock's reading, not
+    by the instant: equal instants in two time zones have different hours;
+    forecasts meet the same dates many times; callers must not modify the
+    dict)."""
+    if isinstance(when, dt.datetime):
+        return _calendar(name, when.hour, when.minute, when.weekday(), when.month, when.day)
+    return _calendar(name, 0, 0, when.weekday(), when.month, when.day)
+
+
+@functools.lru_cache(maxsize=1024)
+def _calendar(name, hour: int, minute: int, weekday: int, month: int, day: int) -> dict:
     tau = 2 * math.pi
-    h, w, m = tau * (hour / 24), tau * (when.weekday() / 7), tau * ((when.month - 1 + (when.day - 1) / 31) / 12)
+    h, w, m = tau * ((hour + minute / 60) / 24), tau * (weekday / 7), tau * ((month - 1 + (day - 1) / 31) / 12)
     values = (math.sin(h), math.cos(h), math.sin(w), math.cos(w), math.sin(m), math.cos(m))
     return dict(zip(_calendar_names(name), values))
 
@@ -121,6 +128,8 @@ class FeatureSpace:
             cached = self._rows.get(key)
         except TypeError:  # an unhashable value: no caching
             key = cached = None
+        if cached is not None and any(isinstance(v, dt.datetime) and v.tzinfo is not None for v in x.values()):
+            key = cached = None  # an aware datetime equals its instant in every zone: no caching
         if cached is not None:
             return cached.copy()
         row = np.full(len(self.names), np.nan)

@@ -297,3 +297,28 @@ def test_feature_rows_slide_on_row_by_row():
         assert (space.known_row(xs[t]) is not None) == (t < 150)
     space.register(["b"])  # a new column: rows are rebuilt
     np.testing.assert_array_equal(space.rows(xs[-12:])[:, -1], [t % 5 for t in range(288, 300)])
+
+
+@pytest.mark.parametrize("first", ["utc", "paris"])
+def test_calendar_features_read_each_datetime_on_its_own_clock(first):
+    """10:00 UTC and 11:00 at UTC+1 are one instant (equal, same hash): each
+    has its own hour of day, whichever was seen first (caches included)."""
+    import datetime as dt
+
+    from streamrnn.features import FeatureSpace, _calendar, calendar_features
+
+    _calendar.cache_clear()
+    utc = dt.datetime(2020, 1, 1, 10, tzinfo=dt.timezone.utc)
+    paris = dt.datetime(2020, 1, 1, 11, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    assert utc == paris and hash(utc) == hash(paris)
+    order = [utc, paris] if first == "utc" else [paris, utc]
+    space = FeatureSpace()
+    space.register(space.present({"t": utc}))
+    rows = {}
+    for when in order:
+        assert calendar_features("t", when)["t.hour_sin"] == pytest.approx(np.sin(2 * np.pi * when.hour / 24))
+        rows[when.hour] = space.row({"t": when})
+    j = space.index["t.hour_sin"]
+    assert rows[10][j] == pytest.approx(np.sin(2 * np.pi * 10 / 24))
+    assert rows[11][j] == pytest.approx(np.sin(2 * np.pi * 11 / 24))
+    np.testing.assert_array_equal(space.rows([{"t": utc}, {"t": paris}]), np.array([rows[10], rows[11]]))
