@@ -66,7 +66,12 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
         return float(self._unscaled(self._net.predict(z)[None, :])[0, 0])
 
     def learn_many(self, X: pd.DataFrame, y: pd.Series) -> None:
-        targets = as_targets(y, len(X)).astype(np.float64)
+        targets = as_targets(y, len(X))
+        if targets.dtype.kind not in "iuf":  # as learn_one: no bools, strings or other objects
+            for i, v in enumerate(targets):
+                if isinstance(v, bool | np.bool_) or not isinstance(v, numbers.Real):
+                    raise ValueError(f"y must hold finite real numbers; row {i} is {v!r}")
+        targets = targets.astype(np.float64)
         if not np.all(np.isfinite(targets)):
             raise ValueError(f"y must hold finite real numbers; row {int(np.argmin(np.isfinite(targets)))} does not")
 

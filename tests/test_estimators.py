@@ -143,3 +143,16 @@ def test_class_labels_that_are_not_labels_are_refused_before_anything_changes():
 def test_regressors_refuse_the_loss_of_classes():
     with pytest.raises(ValueError, match="loss must be 'squared' or 'huber', got 'cross_entropy'"):
         streamrnn.LSTMRegressor(loss="cross_entropy")
+
+
+def test_regressor_learn_many_refuses_the_targets_learn_one_refuses():
+    model = streamrnn.GRURegressor(seed=0)
+    X = pd.DataFrame({"a": [1.0, 2.0, 3.0]})
+    for y in (pd.Series(["1.0", "2", "3"]), pd.Series([True, False, True]), pd.Series([1.0, "2", 3.0])):
+        with pytest.raises(ValueError, match="y must hold finite real numbers; row"):
+            model.learn_many(X, y)
+        with pytest.raises(ValueError, match="y must be a finite real number"):
+            model.learn_one({"a": 1.0}, y.iloc[0] if not isinstance(y.iloc[0], float) else y.iloc[1])
+    assert model._net.n_steps == 0
+    model.learn_many(X, pd.Series([1, 2, 3]))
+    assert model._net.n_steps == 3
