@@ -245,11 +245,13 @@ class FeatureSpace:
         """``X`` as a float64 matrix (NaN where missing) and its column names."""
         if not isinstance(X, pd.DataFrame):
             raise ValueError(f"X must be a pandas DataFrame, got {type(X).__name__}")
-        dates = [c for c in X.columns if pd.api.types.is_datetime64_any_dtype(X[c])]
+        dates = [c for c in X.columns if _holds_dates(X[c])]
         if dates:
             parts = [X.drop(columns=dates)]
             for c in dates:
-                calendar = [calendar_features(c, t) if not pd.isna(t) else {} for t in X[c].dt.to_pydatetime()]
+                column = X[c].dt.to_pydatetime() if pd.api.types.is_datetime64_any_dtype(X[c]) else X[c]
+                calendar = [calendar_features(c, t) if isinstance(t, dt.date) and not pd.isna(t) else {}
+                            for t in column]
                 parts.append(pd.DataFrame(calendar, index=X.index))
             X = pd.concat(parts, axis=1)
         try:
@@ -271,6 +273,17 @@ class FeatureSpace:
             if j is not None:
                 out[:, j] = M[:, c]
         return out
+
+
+def _holds_dates(column: pd.Series) -> bool:
+    """Whether a column holds dates: a datetime64 dtype, or objects that are
+    all dates or datetimes (missing values aside), as ``learn_one`` takes them."""
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return True
+    if column.dtype != object:
+        return False
+    values = column.dropna()
+    return len(values) > 0 and all(isinstance(v, dt.date) for v in values)
 
 
 def first_appearances(M: np.ndarray, columns: list, known: dict) -> dict[int, list]:

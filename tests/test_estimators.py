@@ -156,3 +156,20 @@ def test_regressor_learn_many_refuses_the_targets_learn_one_refuses():
     assert model._net.n_steps == 0
     model.learn_many(X, pd.Series([1, 2, 3]))
     assert model._net.n_steps == 3
+
+
+def test_learn_many_takes_columns_of_dates_as_learn_one_takes_dates():
+    import datetime as dt
+
+    X = pd.DataFrame({"d": [dt.date(2020, 1, 1) + dt.timedelta(days=9 * i) for i in range(6)],
+                      "a": np.arange(6.0)})
+    X.loc[2, "d"] = None
+    y = pd.Series(np.arange(6.0) % 3)
+    many, one = streamrnn.GRURegressor(seed=0), streamrnn.GRURegressor(seed=0)
+    many.learn_many(X, y)
+    for i in range(6):
+        one.learn_one(X.iloc[i].to_dict(), float(y[i]))
+    assert "d.weekday_sin" in many._features.names
+    np.testing.assert_array_equal(many.predict_many(X).to_numpy(), one.predict_many(X).to_numpy())
+    with pytest.raises(ValueError, match="non-numeric columns: \\['d'\\]"):
+        many.learn_many(X.assign(d=["x"] + [dt.date(2020, 1, 1)] * 5), y)
