@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,17 @@ from river.base import AnomalyDetector
 from .estimator import build_network
 from .features import FeatureSpace, RunningScaler
 from .kernels import scoring as S
+
+
+_FLOAT_MAX = sys.float_info.max
+
+
+def _finite(v: numbers.Real) -> bool:
+    """Whether a real number is a finite float (an int beyond the floats is not)."""
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 def _rows(X: pd.DataFrame):
@@ -197,14 +209,17 @@ class PredictiveDetector(AnomalyDetector):
             raise ValueError(f"x must be a dict of features, got {type(x).__name__}")
         complete = bool(x)
         for k, v in x.items():
-            if type(v) is float or type(v) is int:  # the common case, without the ABC checks below
+            if type(v) is float:  # the common case, without the ABC checks below
                 if not math.isfinite(v):
+                    complete = False
+            elif type(v) is int:
+                if not -_FLOAT_MAX <= v <= _FLOAT_MAX:  # beyond the floats: infinite
                     complete = False
             elif v is None:
                 complete = False
             elif isinstance(v, bool) or not isinstance(v, numbers.Real):
                 raise ValueError(f"feature {k!r} must be a real number, got {v!r}")
-            elif not math.isfinite(v):
+            elif not _finite(v):
                 complete = False
         return complete
 

@@ -26,14 +26,17 @@ CLIP = 10.0
 
 
 def _value(name, v) -> float:
-    if type(v) is float or type(v) is int:  # the common case, without the ABC checks below
+    if type(v) is float:  # the common case, without the ABC checks below
         if math.isinf(v):
             raise ValueError(f"feature {name!r} is infinite")
-        return float(v)
+        return v
     if v is None:
         return math.nan
     if isinstance(v, numbers.Real):
-        v = float(v)
+        try:
+            v = float(v)
+        except OverflowError:  # an int beyond the floats
+            v = math.inf
         if math.isinf(v):
             raise ValueError(f"feature {name!r} is infinite")
         return v

@@ -968,3 +968,6 @@ def _check_detector_state(cls: type, state) -> None:
               and type(recent) is np.ndarray and recent.dtype == np.float64 and recent.shape == (window, F)
               and net._shape.output_size >= window * F,
               f"the {name}'s window does not match its features and network")
+        stats = getattr(state.get("_scaler"), "stats", None)
+        _need(type(stats) is np.ndarray and stats.dtype == np.float64 and stats.shape == (3, F),
+              f"the {name}'s scaler does not match its features")

@@ -108,7 +108,8 @@ def test_missing_and_bad_values(cls):
     detector.learn_one({"value": None})
     detector.learn_one({"value": math.nan})
     detector.learn_one({"value": math.inf})
-    assert detector.n_skipped == 3
+    detector.learn_one({"value": -(10**400)})  # an int beyond the floats: infinite
+    assert detector.n_skipped == 4
     for name, v in detector._net.state_dict().items():
         np.testing.assert_array_equal(v, params[name])
     assert detector.score_one({"value": None}) == 0.0
@@ -117,7 +118,7 @@ def test_missing_and_bad_values(cls):
     for _ in range(2):  # a point without features: nothing to score or learn
         assert detector.score_one({}) == 0.0
         detector.learn_one({})
-    assert detector.n_skipped == 5
+    assert detector.n_skipped == 6
     np.testing.assert_array_equal(detector._st, st)
     with pytest.raises(ValueError, match="feature 'value' must be a real number"):
         detector.learn_one({"value": "high"})

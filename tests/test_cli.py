@@ -169,7 +169,8 @@ def test_error_paths(argv, text, status, message):
 
 
 @pytest.mark.parametrize("argv", [[], ["forecast"], ["forecast", "--horizon", "0", "--target", "a"],
-                                  ["frobnicate"], ["detect", "--target", "a", "--threshold", "0.1", "--quantile", "0.5"]])
+                                  ["frobnicate"], ["detect", "--target", "a", "--threshold", "0.1", "--quantile", "0.5"],
+                                  ["forecast", "--target", "a", "--seed", "-1"]])
 def test_usage_errors_exit_2(argv):
     status, _, err = run(argv, "a\n1\n")
     assert status == 2 and "usage:" in err

@@ -108,8 +108,9 @@ def test_bad_input_raises_value_error(cls):
     model = cls(seed=0)
     with pytest.raises(ValueError, match="feature 'a' must be a real number"):
         model.learn_one({"a": "high"}, 1)
-    with pytest.raises(ValueError, match="feature 'a' is infinite"):
-        model.learn_one({"a": float("inf")}, 1)
+    for infinite in (float("inf"), 10**400):  # an int beyond the floats too
+        with pytest.raises(ValueError, match="feature 'a' is infinite"):
+            model.learn_one({"a": infinite}, 1)
     with pytest.raises(ValueError, match="x must be a dict"):
         model.learn_one([1.0], 1)
     with pytest.raises(ValueError, match="non-numeric columns"):

@@ -673,9 +673,18 @@ def test_detector_statistics_that_do_not_match_are_refused(cls, tmp_path):
     edits = {"_st": [lambda a: a[:-1], position]}
     if cls is ReconstructionDetector:
         edits["_recent_z"] = [lambda a: np.zeros((200_000, 1)), lambda a: a[:, :0]]
+        edits["_scaler.stats"] = [lambda a: np.zeros((3, 2)), lambda a: a[:2]]
+    def array_name(path):
+        node = state
+        for part in path.split("."):
+            node = node[part]
+            if "$obj" in node:  # an object: on to its attributes
+                node = dict((k, v) for k, v in node["state"]["$dict"])
+        return node["$array"]
+
     for attribute, changes in edits.items():
         for change in changes:
-            def edit(arrays, name=state[attribute]["$array"], change=change):
+            def edit(arrays, name=array_name(attribute), change=change):
                 arrays[name] = change(arrays[name])
             (tmp_path / "bad.npz").write_bytes(rewrite(data, edit_arrays=edit))
             with pytest.raises(P.FormatError, match=f"{cls.__name__}'s .*(do not match|does not match|inconsistent)"):

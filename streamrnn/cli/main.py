@@ -19,14 +19,22 @@ EPILOG = """examples:
 """
 
 
-def _positive_int(text: str) -> int:
+def _int_from(text: str, least: int, what: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be a {what} integer, got {value}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _int_from(text, 1, "positive")
+
+
+def _seed(text: str) -> int:
+    return _int_from(text, 0, "non-negative")
 
 
 def _add_stream_options(parser: argparse.ArgumentParser) -> None:
@@ -35,11 +43,12 @@ def _add_stream_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", "-t", nargs="+", required=True, metavar="COL",
                         help="numeric column(s) to model")
     parser.add_argument("--time", metavar="COL",
-                        help="time column, copied to the output; ISO dates also become calendar features")
+                        help="time column, copied to the output (forecast: ISO dates also become calendar "
+                             "features)")
     parser.add_argument("--key", metavar="COL", help="series key column: one model per key")
     parser.add_argument("--model", choices=CELLS, default="lstm", help="recurrent cell (default: lstm)")
     parser.add_argument("--hidden-size", type=_positive_int, metavar="N", help="hidden units per layer")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the kernels run")
     parser.add_argument("--load", metavar="PATH", help="resume from a model saved with --save")
     parser.add_argument("--save", metavar="PATH", help="save the model(s) at the end (streamrnn.save format)")
