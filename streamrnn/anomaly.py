@@ -174,6 +174,7 @@ class PredictiveDetector(AnomalyDetector):
         self._has_last = False
         self._input = np.zeros(1)  # the scaled changes the last prediction was made from
         self._n_skipped = 0
+        self._scale_kept = True  # st holds the changes' scales (earlier: their sums of squares)
 
     def _new_state(self, n_features: int, old: np.ndarray | None = None) -> np.ndarray:
         k = self.short_window
@@ -194,6 +195,9 @@ class PredictiveDetector(AnomalyDetector):
             self._st[S.S_DECAY] = 0.5 ** (1.0 / self.alarm_memory)
             self._st[S.S_GRACE] = self.grace_period
             self._st[S.S_MEMORY] = 0.0
+        if not state.get("_scale_kept"):  # saved when the changes' sums of squares were kept
+            S.sums_of_squares_to_scales(self._st, len(self._features))
+            self._scale_kept = True
 
     @classmethod
     def _unit_test_params(cls):

@@ -529,7 +529,7 @@ class GRUForecaster(RecurrentForecaster):
     ...     model.learn_one(y, x)
     ...     last = y
     >>> mae, persistence
-    (MAE: 0.6258, MAE: 0.6310)
+    (MAE: 0.6254, MAE: 0.6310)
     """
 
     _cell = "gru"

@@ -173,8 +173,9 @@ class ReferenceCalibration:
     the memory (the largest evidence, fading by half every ``memory``
     points) that scores the points raising no alarm."""
 
-    def __init__(self, k: int, halflife: int, memory: int):
+    def __init__(self, k: int, halflife: int, memory: int, grace: int = 0):
         self.k = k
+        self.grace = max(grace, 1)  # raw scores before a tail with no excess yet means certainty
         self.alpha = 1.0 - 0.5 ** (1.0 / halflife)
         self.raws, self.evidences = [], []
         self.decay = 0.5 ** (1.0 / memory)
@@ -183,15 +184,18 @@ class ReferenceCalibration:
         self.low = self.high = None
         self.n_values = 0
 
-    @staticmethod
-    def tail_log10(fit, x):
-        """-log10 of Q = rate * exp(-(x - u) / (excess / rate)), 0 at or below u."""
+    def tail_log10(self, fit, x):
+        """-log10 of Q = rate * exp(-(x - u) / (excess / rate)), 0 at or below u;
+        above u with no excess seen yet (constant raw scores): 30, the cap,
+        once past the grace period."""
         if fit is None:
             return 0.0
         mean, var, rate, excess = fit
         u = mean + math.sqrt(var)
-        if excess <= 0 or rate <= 0 or x <= u:
+        if x <= u:
             return 0.0
+        if excess <= 0 or rate <= 0:
+            return 30.0 if len(self.raws) >= self.grace else 0.0
         return -math.log10(rate) + (x - u) / (excess / rate) / math.log(10.0)
 
     def recent(self, raw):
@@ -266,8 +270,9 @@ def test_predictive_scores_match_a_plain_reimplementation(n_features):
     the plain calibration: scaled changes, raw scores, tails, ranges and the
     refractory rule."""
     detector = PredictiveDetector(seed=0, grace_period=20)
-    ref = ReferenceCalibration(detector.short_window, detector.long_halflife, detector.alarm_memory)
-    last = sum_sq = None
+    ref = ReferenceCalibration(detector.short_window, detector.long_halflife, detector.alarm_memory,
+                               detector.grace_period)
+    last = mean_sq = None
     n_changes = 0
     scores, expected, evidences = [], [], []
     for x in heavy_stream(n_features=n_features):
@@ -277,15 +282,18 @@ def test_predictive_scores_match_a_plain_reimplementation(n_features):
             expected.append(0.0)
             evidences.append(0.0)
             detector.learn_one(x)
-            last, sum_sq = values, [0.0] * n_features
+            last, mean_sq = values, [0.0] * n_features
             ref.add_values(values)
             continue
         start = S.stats_size(detector.short_window) + 2 * n_features  # the prediction block
         prediction = detector._st[start : start + n_features].copy()
         z = []
-        for v, l, ss in zip(values, last, sum_sq):
-            rms = math.sqrt(ss / n_changes) if n_changes else 0.0
-            z.append(min(max((v - l) / rms, -10.0), 10.0) if rms > 0 else 0.0)
+        for v, l, ms in zip(values, last, mean_sq):  # changes over the root mean square, clipped
+            rms = math.sqrt(ms)
+            if rms > 0:
+                z.append(min(max((v - l) / rms, -10.0), 10.0))
+            else:  # only zero changes so far: any other change is as far out as the clip goes
+                z.append(0.0 if v == l or n_changes == 0 else math.copysign(10.0, v - l))
         raw = math.log1p(math.sqrt(sum((a - b) ** 2 for a, b in zip(z, prediction)) / n_features))
         evidence = ref.evidence(raw, values)
         evidences.append(evidence)
@@ -293,7 +301,7 @@ def test_predictive_scores_match_a_plain_reimplementation(n_features):
         ref.push(raw, values)
         if len(ref.raws) <= detector.grace_period:  # the memory starts at the first scored point
             ref.memory = 0.0
-        sum_sq = [ss + (v - l) ** 2 for v, l, ss in zip(values, last, sum_sq)]
+        mean_sq = [(n_changes * ms + (v - l) ** 2) / (n_changes + 1) for v, l, ms in zip(values, last, mean_sq)]
         last = values
         n_changes += 1
         detector.learn_one(x)

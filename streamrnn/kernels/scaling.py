@@ -17,8 +17,9 @@ def standardize_rows(stats, X, out, update, clip):
 
     ``stats`` is float64 ``(3, F)``: count, mean and sum of squared
     deviations per feature. A value is scaled with the statistics of the
-    values before it, ``(x - mean) / std`` (0 while fewer than two values or
-    a zero variance were seen), clipped to ``[-clip, clip]``; then, when
+    values before it, ``(x - mean) / std``, clipped to ``[-clip, clip]`` (0
+    while fewer than two values were seen; after two or more equal values,
+    0 for that value again and ``±clip`` for any other); then, when
     ``update``, it joins the statistics. NaN marks a missing value: it gives
     0 and is not counted.
     """
@@ -30,9 +31,12 @@ def standardize_rows(stats, X, out, update, clip):
                 out[t, j] = 0
                 continue
             z = 0.0
-            if count[j] > 1 and m2[j] > 0:
-                z = (x - mean[j]) / math.sqrt(m2[j] / count[j])
-                z = min(max(z, -clip), clip)
+            if count[j] > 1:
+                if m2[j] > 0:
+                    z = (x - mean[j]) / math.sqrt(m2[j] / count[j])
+                    z = min(max(z, -clip), clip)
+                elif x != mean[j]:  # off a constant history: as far out as the clip goes
+                    z = clip if x > mean[j] else -clip
             out[t, j] = z
             if update:
                 count[j] += 1
