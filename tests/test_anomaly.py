@@ -425,3 +425,45 @@ def test_the_memory_starts_after_the_grace_period(cls):
     scores = np.array(scores)
     late = np.quantile(scores[1000:], 0.99)
     assert np.mean(scores[100:200] > late) < 0.1
+
+
+def test_scores_do_not_depend_on_the_scale_of_the_values_even_at_the_float_limits():
+    """Values near the largest floats overflowed the sum of squared changes
+    (then every later score was NaN); near the smallest they underflowed it
+    (every change scaled to 0). A pattern change scores the same at every
+    scale, and an overflowing jump leaves the scores finite."""
+    cls = PredictiveDetector
+    rng = np.random.default_rng(0)
+    t = np.arange(700)
+    base = np.sin(t / 4) + 0.05 * rng.normal(size=700)
+    base[600:615] += 1.5
+    runs = {}
+    for scale in (1e-300, 1.0, 1e300):
+        detector = cls(seed=0)
+        scores = []
+        for v in base * scale:
+            scores.append(detector.score_one({"a": v}))
+            detector.learn_one({"a": v})
+        runs[scale] = np.array(scores)
+    np.testing.assert_allclose(runs[1e-300], runs[1.0], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(runs[1e300], runs[1.0], rtol=1e-6, atol=1e-9)
+    assert runs[1.0][600:620].max() > 2 * runs[1.0][200:590].max()
+    detector = cls(seed=0, grace_period=5, hidden_size=4)
+    values = [0, 1, 0.5, 2, 1, 0, 1, 0.5, 2, 1, 0.3, 1e308, -1e308] + list(np.sin(np.arange(50)))
+    scores = []
+    for v in values:
+        scores.append(detector.score_one({"a": float(v)}))
+        detector.learn_one({"a": float(v)})
+    assert np.all(np.isfinite(scores)) and np.all(np.isfinite(detector._st))
+    assert max(scores[11:13]) > 0.5
+
+
+@pytest.mark.parametrize("cls", DETECTORS)
+def test_a_spike_after_a_constant_stretch_is_an_alarm(cls):
+    """A zero scale of the changes (or of the values) and constant raw scores
+    used to score any departure 0."""
+    detector = cls(seed=0)
+    for _ in range(500):
+        detector.learn_one({"a": 0.0})
+    assert detector.score_one({"a": 0.0}) < 2 / 30
+    assert detector.score_one({"a": 1000.0}) == 1.0
