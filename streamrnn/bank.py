@@ -248,12 +248,12 @@ class ModelBank:
 
     def _grow(self, capacity: int) -> None:
         """Room for ``capacity`` models."""
-        if self._dev is None:
-            grow = capacity - self._capacity
+        if self._dev is None:  # both allocated before either is replaced
             buf = aligned_zeros((capacity, self._buf.shape[1]), self._dtype)
+            ctr = np.zeros((capacity, self._ctr.shape[1]), dtype=self._ctr.dtype)
             buf[: self._buf.shape[0]] = self._buf
-            self._buf = buf
-            self._ctr = np.concatenate([self._ctr, np.zeros_like(self._ctr[:grow])])
+            ctr[: self._ctr.shape[0]] = self._ctr
+            self._buf, self._ctr = buf, ctr
         else:
             self._dev.grow(capacity)
 
@@ -277,9 +277,11 @@ class ModelBank:
         self._pending = []
         try:
             slots = np.array([self._slot(k) for k in uniques], dtype=np.int64)[codes]
-            self._flush()
-        finally:
-            del self._pending
+        finally:  # the keys registered, even if a later one failed, get their models
+            try:
+                self._flush()
+            finally:
+                del self._pending
         return slots
 
     def _flush(self) -> None:

@@ -202,6 +202,50 @@ def test_idle_keys_are_evicted_and_slots_reused_on_the_device(rng, monkeypatch):
 
 
 @needs_cuda
+def test_out_of_device_memory_while_growing_leaves_a_consistent_bank(rng, monkeypatch):
+    """The keys registered before a failure keep models written to the GPU
+    (they were lost with the pending ones), and the buffers are not left
+    half grown (ctr narrower than buf: the next put would write past it)."""
+    from streamrnn.kernels import cuda as KC
+
+    cpu, gpu = (ModelBank(seed=0, capacity=2, dtype="float64", device=d, **BASE) for d in ("cpu", "cuda"))
+    real_alloc = KC.cuda_module().device_array
+    calls = []
+
+    def failing_alloc(*args, **kwargs):  # the second array of a grow runs out of memory
+        calls.append(1)
+        if len(calls) == 2:
+            raise MemoryError("out of device memory")
+        return real_alloc(*args, **kwargs)
+
+    monkeypatch.setattr(KC.cuda_module(), "device_array", failing_alloc)
+    X, Y = rng.normal(size=(3, 2)), rng.normal(size=(3, 2))
+    with pytest.raises(MemoryError):
+        gpu.learn_many(["a", "b", "c"], X, Y)
+    monkeypatch.undo()
+    assert gpu.keys == ["a", "b"] and gpu._capacity == 2 == gpu._dev.ctr.shape[1]
+    persist = cpu._lay[L.L_PERSIST]
+    for seed, key in enumerate(("a", "b")):  # fresh models (the batch failed before learning)
+        np.testing.assert_array_equal(gpu.model(key)._buf[:persist],
+                                      OnlineRNN(**BASE, dtype="float64", seed=seed)._buf[:persist])
+    gpu.learn_many(["c"], X[2:], Y[2:])  # and the bank goes on
+    assert gpu.keys == ["a", "b", "c"] and gpu._capacity == 4
+
+
+@needs_cuda
+def test_the_learning_launchers_refuse_host_models(rng):
+    """Host ctr/buf would be copied to the GPU, updated there and dropped."""
+    from streamrnn.kernels import cuda as KC
+
+    cpu, _ = pair("float64", cell="gru")
+    cpu.learn_many(["a"], rng.normal(size=(1, 2)), rng.normal(size=(1, 2)))
+    one = np.array([0])
+    for block in (False, True):
+        with pytest.raises(ValueError, match="ctr and buf must be device arrays"):
+            KC.bank_learn(cpu._lay, cpu._ctr.T.copy(), cpu._buf.T.copy(), one, np.array([0, 1]), one,
+                          np.zeros((1, 2)), np.zeros((1, 2)), np.zeros((1, 2)), block_per_model=block)
+
+@needs_cuda
 def test_the_launchers_take_the_cpu_kernels_arguments(rng):
     from streamrnn.kernels import cuda as KC
     from streamrnn.kernels import recurrent as K

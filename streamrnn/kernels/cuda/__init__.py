@@ -127,6 +127,10 @@ def bank_learn(lay, ctr, buf, groups, starts, order, X, Y, out, *, block_per_mod
         Threads per block of the block-per-model kernel (default: the gate
         pre-activations' count rounded up to a power of two).
     """
+    cuda_module()  # first: the error that says what to install
+    if not (_is_device_array(ctr) and _is_device_array(buf)):
+        raise ValueError("ctr and buf must be device arrays (model-minor: see DeviceBuffers); the models of host "
+                         "arrays would be updated in a copy on the GPU and the copy dropped")
     if not block_per_model:
         _run("bank_learn_kernel", 3, (lay, ctr, buf, groups, starts, order, X, Y), out)
         return
@@ -203,12 +207,14 @@ class DeviceBuffers:
         return int(self.buf.shape[1])
 
     def grow(self, capacity: int) -> None:
-        """Room for ``capacity`` models; the new ones are zero."""
+        """Room for ``capacity`` models; the new ones are zero. Both arrays
+        are allocated before either is replaced: out of memory, the buffers
+        stay as they were (not one grown and the other not)."""
         cuda = cuda_module()
-        for name in ("buf", "ctr"):
-            old = getattr(self, name)
-            new = cuda.device_array((old.shape[0], capacity), dtype=old.dtype)
-            _launch("copy_columns_kernel", capacity, old, new)
+        grown = {name: cuda.device_array((getattr(self, name).shape[0], capacity), dtype=getattr(self, name).dtype)
+                 for name in ("buf", "ctr")}
+        for name, new in grown.items():
+            _launch("copy_columns_kernel", capacity, getattr(self, name), new)
             setattr(self, name, new)
 
     def put(self, slots, buf: np.ndarray, ctr: np.ndarray) -> None:
