@@ -42,7 +42,9 @@ def _factorize(keys) -> tuple[np.ndarray, list]:
         try:  # C speed for hashable scalars
             codes, uniques = pd.factorize(pd.Series(keys, dtype=object), sort=False)
             # no key taken for missing, none holding NaN (pandas equates those)
-            if (codes.size == 0 or codes.min() >= 0) and not any(map(_holds_nan, uniques)):
+            # pandas codes NaN-like scalars -1; containers holding one are looked into
+            if (codes.size == 0 or codes.min() >= 0) and not any(
+                    isinstance(u, tuple | frozenset) and _holds_nan(u) for u in uniques):
                 return codes.astype(np.int64), list(uniques)
         except TypeError:
             pass
