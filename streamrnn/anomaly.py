@@ -11,19 +11,11 @@ import pandas as pd
 from river.base import AnomalyDetector
 
 from .estimator import build_network
-from .features import FeatureSpace, RunningScaler
+from .features import FeatureSpace, RunningScaler, finite
 from .kernels import scoring as S
 
 
 _FLOAT_MAX = sys.float_info.max
-
-
-def _finite(v: numbers.Real) -> bool:
-    """Whether a real number is a finite float (an int beyond the floats is not)."""
-    try:
-        return math.isfinite(v)
-    except OverflowError:
-        return False
 
 
 def _rows(X: pd.DataFrame):
@@ -223,7 +215,7 @@ class PredictiveDetector(AnomalyDetector):
                 complete = False
             elif isinstance(v, bool) or not isinstance(v, numbers.Real):
                 raise ValueError(f"feature {k!r} must be a real number, got {v!r}")
-            elif not _finite(v):
+            elif not finite(v):
                 complete = False
         return complete
 

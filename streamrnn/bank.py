@@ -44,7 +44,7 @@ def _factorize(keys) -> tuple[np.ndarray, list]:
             # no key taken for missing, none holding NaN (pandas equates those)
             # pandas codes NaN-like scalars -1; containers holding one are looked into
             if (codes.size == 0 or codes.min() >= 0) and not any(
-                    isinstance(u, tuple | frozenset) and _holds_nan(u) for u in uniques):
+                    isinstance(u, (tuple, frozenset)) and _holds_nan(u) for u in uniques):
                 return codes.astype(np.int64), list(uniques)
         except TypeError:
             pass
@@ -57,7 +57,10 @@ def _factorize(keys) -> tuple[np.ndarray, list]:
 
 
 def _is_nan(k) -> bool:
-    """Whether ``k`` is unequal to itself: a float or complex NaN, NaT, ..."""
+    """Whether ``k`` is missing: unequal to itself (a float or complex NaN,
+    NaT, ...) or pandas' NA (whose comparisons are NA)."""
+    if k is pd.NA:
+        return True
     try:
         return bool(k != k)
     except (TypeError, ValueError):
@@ -68,7 +71,7 @@ def _holds_nan(k) -> bool:
     """Whether ``k`` is NaN-like (unequal to itself) or a tuple or frozenset
     holding one, at any depth (such keys have no equality to go by: each NaN
     object would be a key of its own)."""
-    return _is_nan(k) or (isinstance(k, tuple | frozenset) and any(map(_holds_nan, k)))
+    return _is_nan(k) or (isinstance(k, (tuple, frozenset)) and any(map(_holds_nan, k)))
 
 
 def _known_slots(slot_of: dict, keys) -> np.ndarray | None:

@@ -25,11 +25,25 @@ from .kernels.scaling import standardize_rows
 CLIP = 10.0
 
 
+def finite(v: numbers.Real) -> bool:
+    """Whether a real number is a finite float (an int beyond the floats is
+    not: it would overflow)."""
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
+
+
 def _value(name, v) -> float:
-    if type(v) is float:  # the common case, without the ABC checks below
+    if type(v) is float:  # the common cases, without the ABC checks below
         if math.isinf(v):
             raise ValueError(f"feature {name!r} is infinite")
         return v
+    if type(v) is int:
+        try:
+            return float(v)
+        except OverflowError:  # an int beyond the floats
+            raise ValueError(f"feature {name!r} is infinite") from None
     if v is None:
         return math.nan
     if isinstance(v, numbers.Real):
@@ -131,8 +145,6 @@ class FeatureSpace:
             cached = self._rows.get(key)
         except TypeError:  # an unhashable value: no caching
             key = cached = None
-        if cached is not None and any(isinstance(v, dt.datetime) and v.tzinfo is not None for v in x.values()):
-            key = cached = None  # an aware datetime equals its instant in every zone: no caching
         if cached is not None:
             return cached.copy()
         row = np.full(len(self.names), np.nan)
@@ -142,7 +154,8 @@ class FeatureSpace:
                 row[j] = _value(k, v)
             else:
                 _value(k, v)
-        if key is not None:
+        if key is not None and not _has_aware_datetime(x):
+            # (an aware datetime equals its instant in every zone, whose hours differ: not cached)
             if len(self._rows) >= 1024:
                 self._rows.clear()
             self._rows[key] = row.copy()
@@ -195,12 +208,14 @@ class FeatureSpace:
     def _complete(self, xs: list, done: int, out: np.ndarray, start: int, copies: list, complete: list) -> np.ndarray:
         """Fill the rows of ``xs`` from ``done`` on into ``out``, and make it the window."""
         row_and_completeness = self._row_and_completeness
+        self._aware = False
         for i in range(done, len(xs)):
             x = xs[i]
             out[i], known = row_and_completeness(x or {})
             copies.append(None if x is None else dict(x))
             complete.append(known)
-        self._window = (copies, out, complete, start)
+        # rows are reused for equal dicts; an aware datetime equals its instant in every zone, whose hours differ
+        self._window = None if self._aware else (copies, out, complete, start)
         return out
 
     def _row_and_completeness(self, x: dict) -> tuple[list, bool]:
@@ -211,6 +226,8 @@ class FeatureSpace:
         index = self.index
         for k, v in x.items():
             if isinstance(v, dt.date):
+                if isinstance(v, dt.datetime) and v.tzinfo is not None:
+                    self._aware = True
                 # a date's calendar features are finite floats
                 columns = self._calendar_columns.get(k)
                 if columns is None:
@@ -259,6 +276,9 @@ class FeatureSpace:
             X = pd.concat(parts, axis=1)
         try:
             M = X.to_numpy(dtype=np.float64, na_value=np.nan)
+        except OverflowError:
+            raise ValueError("features must be finite; an int beyond the floats (infinite) is in "
+                             f"{[c for c in X.columns if X[c].dtype == object]}") from None
         except (TypeError, ValueError):
             bad = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
             raise ValueError(f"features must be real numbers; non-numeric columns: {bad}") from None
@@ -276,6 +296,10 @@ class FeatureSpace:
             if j is not None:
                 out[:, j] = M[:, c]
         return out
+
+
+def _has_aware_datetime(x: dict) -> bool:
+    return any(isinstance(v, dt.datetime) and v.tzinfo is not None for v in x.values())
 
 
 def _holds_dates(column: pd.Series) -> bool:

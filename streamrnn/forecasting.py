@@ -45,7 +45,7 @@ import warnings
 import numpy as np
 from river.time_series.base import Forecaster
 
-from .features import CLIP, FeatureSpace, RunningScaler
+from .features import CLIP, FeatureSpace, RunningScaler, finite
 from .estimator import build_network, check_regression_loss
 from .seasonal import SeasonalBase, calendar_period, find_period
 
@@ -173,6 +173,12 @@ class RecurrentForecaster(Forecaster):
         self._feedback = np.array([(0, 1)], dtype=np.int64)
         if isinstance(seasonality, numbers.Integral) and not isinstance(seasonality, bool):
             self._set_period(int(seasonality), "given")
+
+    def __setstate__(self, state: dict) -> None:
+        lt = state.get("log_transform")
+        if not (type(lt) is bool or (type(lt) is str and lt == "auto")):
+            state["log_transform"] = False  # earlier versions took 1, 0 or np.True_: each meant False
+        self.__dict__.update(state)
 
     @classmethod
     def _unit_test_params(cls):
@@ -358,7 +364,7 @@ class RecurrentForecaster(Forecaster):
 
     def learn_one(self, y: float, x: dict | None = None) -> None:
         if not (isinstance(y, float) and math.isfinite(y)) and (
-            isinstance(y, bool) or not isinstance(y, numbers.Real) or not math.isfinite(y)
+            isinstance(y, bool) or not isinstance(y, numbers.Real) or not finite(y)
         ):
             raise ValueError(f"y must be a finite real number, got {y!r}")
         y = float(y)

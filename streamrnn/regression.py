@@ -10,7 +10,7 @@ import pandas as pd
 from river import base
 
 from .estimator import RecurrentEstimator, as_targets, check_regression_loss
-from .features import RunningScaler
+from .features import RunningScaler, finite
 
 
 class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
@@ -56,7 +56,7 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
         return self._y_scaler.unscale(out) if self.scale_target else out
 
     def learn_one(self, x: dict, y: float) -> None:
-        if isinstance(y, bool) or not isinstance(y, numbers.Real) or not math.isfinite(y):
+        if isinstance(y, bool) or not isinstance(y, numbers.Real) or not finite(y):
             raise ValueError(f"y must be a finite real number, got {y!r}")
         z = self._one_input(x, learn=True)
         self._net.learn(z, self._scaled_targets(np.array([float(y)]))[0])
@@ -71,7 +71,10 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
             for i, v in enumerate(targets):
                 if isinstance(v, bool | np.bool_) or not isinstance(v, numbers.Real):
                     raise ValueError(f"y must hold finite real numbers; row {i} is {v!r}")
-        targets = targets.astype(np.float64)
+        try:
+            targets = targets.astype(np.float64)
+        except OverflowError:  # an int beyond the floats
+            targets = np.array([v if finite(v) else math.inf for v in targets], dtype=np.float64)
         if not np.all(np.isfinite(targets)):
             raise ValueError(f"y must hold finite real numbers; row {int(np.argmin(np.isfinite(targets)))} does not")
 

@@ -175,7 +175,7 @@ class ReferenceCalibration:
 
     def __init__(self, k: int, halflife: int, memory: int, grace: int = 0):
         self.k = k
-        self.grace = max(grace, 1)  # raw scores before a tail with no excess yet means certainty
+        self.grace = max(grace, k)  # raw scores before a tail with no excess yet means certainty
         self.alpha = 1.0 - 0.5 ** (1.0 / halflife)
         self.raws, self.evidences = [], []
         self.decay = 0.5 ** (1.0 / memory)
@@ -467,3 +467,15 @@ def test_a_spike_after_a_constant_stretch_is_an_alarm(cls):
         detector.learn_one({"a": 0.0})
     assert detector.score_one({"a": 0.0}) < 2 / 30
     assert detector.score_one({"a": 1000.0}) == 1.0
+
+
+def test_a_short_grace_period_raises_no_alarm_at_the_start_of_a_stream():
+    """The first raw score is 0 (the first change has no scale yet): no
+    excess has been seen after it, which is no reason for certainty."""
+    for grace in (0, 1, 2):
+        detector = PredictiveDetector(seed=0, grace_period=grace)
+        scores = []
+        for v in [0.0, 1.0, 1.5, 1.2, 1.4, 1.1, 1.3]:
+            scores.append(detector.score_one({"a": v}))
+            detector.learn_one({"a": v})
+        assert max(scores) < 2 / 30

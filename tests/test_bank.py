@@ -4,6 +4,7 @@ import pickle
 
 import numba
 import numpy as np
+import pandas as pd
 import pytest
 
 from streamrnn import ModelBank, OnlineRNN
@@ -186,7 +187,7 @@ def test_keys_map_to_models_as_dict_keys_whatever_the_batch_size(cls):
     np.testing.assert_array_equal(whole.predict_many(keys, X), pieces.predict_many(keys, X))
     for n in (3, 100):
         for nan_key in (np.float64("nan"), ("x", float("nan")), ("x", ("y", float("nan"))), complex("nan"),
-                        np.datetime64("NaT"), frozenset([float("nan")])):
+                        np.datetime64("NaT"), frozenset([float("nan")]), pd.NA):
             bad = keys[:n - 1] + [nan_key]
             with pytest.raises(ValueError, match=f"key of row {n - 1} is or holds NaN"):
                 whole.learn_many(bad, X[:n], Y[:n])

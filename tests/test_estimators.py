@@ -131,7 +131,7 @@ def test_class_labels_that_are_not_labels_are_refused_before_anything_changes():
     learn_one and learn_many, before a feature or a class is registered."""
     model = GRUClassifier(hidden_size=4, seed=0)
     model.learn_one({"a": 1.0}, "x")
-    for bad in (float("nan"), np.float64("nan"), None, [1], ("t", float("nan"))):
+    for bad in (float("nan"), np.float64("nan"), None, [1], ("t", float("nan")), pd.NA):
         with pytest.raises(ValueError, match="y must be a class label"):
             model.learn_one({"a": 1.0, "new": 2.0}, bad)
     assert model._classes == ["x"] and model._features.names == ["a"]

@@ -322,3 +322,21 @@ def test_calendar_features_read_each_datetime_on_its_own_clock(first):
     assert rows[10][j] == pytest.approx(np.sin(2 * np.pi * 10 / 24))
     assert rows[11][j] == pytest.approx(np.sin(2 * np.pi * 11 / 24))
     np.testing.assert_array_equal(space.rows([{"t": utc}, {"t": paris}]), np.array([rows[10], rows[11]]))
+    for when in order:  # windows of equal dicts are reused: not those of another zone
+        np.testing.assert_array_equal(space.rows([{"t": when}] * 3), np.array([rows[when.hour]] * 3))
+        assert space.known_row({"t": utc if when is paris else paris}) is None
+
+
+def test_a_forecaster_saved_with_a_log_transform_now_refused_still_clones():
+    """Earlier versions took log_transform=1 or np.True_ (each meant False); a
+    state holding one loads as False, so cloning it (a new key of a
+    KeyedForecaster) works and forecasts as before."""
+    import pickle
+
+    model = LSTMForecaster(hidden_size=4, seed=0)
+    for y in (1.0, 2.0, 3.0, 2.5):
+        model.learn_one(y)
+    old = LSTMForecaster.__new__(LSTMForecaster)
+    old.__setstate__(dict(model.__dict__, log_transform=np.True_))
+    assert old.log_transform is False and old.clone().log_transform is False
+    assert pickle.loads(pickle.dumps(old)).forecast(3) == model.forecast(3)

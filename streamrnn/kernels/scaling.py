@@ -18,8 +18,10 @@ def standardize_rows(stats, X, out, update, clip):
     ``stats`` is float64 ``(3, F)``: count, mean and sum of squared
     deviations per feature. A value is scaled with the statistics of the
     values before it, ``(x - mean) / std``, clipped to ``[-clip, clip]`` (0
-    while fewer than two values were seen; after two or more equal values,
-    0 for that value again and ``±clip`` for any other); then, when
+    while fewer than two values were seen; with a zero sum of squared
+    deviations — equal values, or deviations below ~1e-154, whose squares
+    underflow — 0 for a value equal to the mean and ``±clip`` for any
+    other); then, when
     ``update``, it joins the statistics. NaN marks a missing value: it gives
     0 and is not counted.
     """

@@ -115,13 +115,15 @@ def _tail_log10(st, i, x):
     """``-log10 Q`` of ``x`` under the exponential tail of the statistics at
     ``st[i : i + 4]``; 0 at or below ``u``. Above ``u`` when no excess was
     ever seen (the raw scores so far were constant): the limit of the tail,
-    certainty (capped evidence), once the grace period is over, else 0."""
+    certainty (capped evidence), once past the grace period and ``k`` raw
+    scores, else 0."""
     mean, var, rate, excess = st[i], st[i + 1], st[i + 2], st[i + 3]
     u = mean + math.sqrt(var)
     if x <= u:
         return 0.0
     if excess <= 0.0 or rate <= 0.0:
-        return SCALE if st[S_SCORED] >= max(st[S_GRACE], 1.0) else 0.0
+        # (the first raw score is 0, the first change having no scale: a window of them first)
+        return SCALE if st[S_SCORED] >= max(st[S_GRACE], st[S_WINDOW]) else 0.0
     return -math.log10(rate) + (x - u) * rate / (excess * LN10)
 
 
@@ -312,7 +314,7 @@ def record_raw(st, raw):
 def record(st, values, z):
     """Score ``values`` (their scaled changes into ``z``), then add them to
     the statistics: the raw score and the evidence with :func:`_push`, the
-    change to the sums of squares, the values to the ranges; ``values``
+    change to the scales, the values to the ranges; ``values``
     become the last ones. Returns the raw score."""
     F = values.shape[0]
     raw = scaled_changes(st, values, z)
