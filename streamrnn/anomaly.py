@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import sys
 
 import numpy as np
 import pandas as pd
@@ -13,9 +12,6 @@ from river.base import AnomalyDetector
 from .estimator import build_network
 from .features import FeatureSpace, RunningScaler, finite
 from .kernels import scoring as S
-
-
-_FLOAT_MAX = sys.float_info.max
 
 
 def _rows(X: pd.DataFrame):
@@ -205,11 +201,8 @@ class PredictiveDetector(AnomalyDetector):
             raise ValueError(f"x must be a dict of features, got {type(x).__name__}")
         complete = bool(x)
         for k, v in x.items():
-            if type(v) is float:  # the common case, without the ABC checks below
-                if not math.isfinite(v):
-                    complete = False
-            elif type(v) is int:
-                if not -_FLOAT_MAX <= v <= _FLOAT_MAX:  # beyond the floats: infinite
+            if type(v) is float or type(v) is int:  # the common case, without the ABC checks below
+                if not finite(v):  # (an int beyond the floats: infinite)
                     complete = False
             elif v is None:
                 complete = False
