@@ -42,6 +42,12 @@ and quantile filters get a continuous score; thresholds at or above
 Everything is one-sided: large errors, and values beyond the range on the
 side they left by.
 
+The refractory rule looks back ``k`` points only. Requiring an alarm to
+beat the memory as well (so a strong alarm silences weaker ones for
+hundreds of points) raised the NAB score by 0.6 on both halves of the
+corpus, but hid a level shift 200 points after a spike, a second incident
+any user would want flagged: not taken.
+
 The detector's numbers live in one float64 array ``st``:
 
 ``st[S_N]``, ``st[S_SCORED]``, ``st[S_POS]``, ``st[S_ALPHA]``, ``st[S_WINDOW]``
