@@ -423,14 +423,12 @@ class ModelBank:
         keys, X0 = self._rows(keys, X0, self._input_size, "X0")
         out = np.empty((len(keys), horizon, self._output_size), dtype=self._dtype)
         for rows, slots, buf in self._by_bank(keys):
-            part = np.empty((len(rows), horizon, self._output_size), dtype=self._dtype)
             groups, starts, order = self._groups(slots)  # a model's rows share its scratch: in turn
-            args = (groups, starts, order, np.ascontiguousarray(X0[rows]), part)
+            args = (groups, starts, rows[order].astype(np.int64), X0, out)
             if self._dev is None:
                 K.bank_forecast(self._lay, buf, *args)
             else:
                 _cuda_kernels().bank_forecast(self._dev.lay, buf, *args)
-            out[rows] = part
         return out
 
     # ------------------------------------------------------------ snapshots

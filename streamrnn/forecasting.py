@@ -78,6 +78,13 @@ def _as_datetime(when: dt.date) -> dt.datetime:
     return dt.datetime(when.year, when.month, when.day)
 
 
+
+def _is_log_transform(value) -> bool:
+    """Whether ``value`` is a ``log_transform``: a bool or ``"auto"`` (not 1
+    or ``np.True_``, which equal True)."""
+    return type(value) is bool or (type(value) is str and value == "auto")
+
+
 class RecurrentForecaster(Forecaster):
     """Base of :class:`RNNForecaster`, :class:`GRUForecaster` and
     :class:`LSTMForecaster` (see the module's description).
@@ -147,7 +154,7 @@ class RecurrentForecaster(Forecaster):
             isinstance(seasonality, bool) or not isinstance(seasonality, numbers.Integral) or seasonality < 2
         ):
             raise ValueError(f"seasonality must be an integer >= 2, 'auto' or None, got {seasonality!r}")
-        if not (type(log_transform) is bool or (type(log_transform) is str and log_transform == "auto")):
+        if not _is_log_transform(log_transform):
             raise ValueError(f"log_transform must be True, False or 'auto', got {log_transform!r}")
         if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, numbers.Integral) or horizon < 1):
             raise ValueError(f"horizon must be a positive integer or None, got {horizon!r}")
@@ -175,8 +182,7 @@ class RecurrentForecaster(Forecaster):
             self._set_period(int(seasonality), "given")
 
     def __setstate__(self, state: dict) -> None:
-        lt = state.get("log_transform")
-        if not (type(lt) is bool or (type(lt) is str and lt == "auto")):
+        if not _is_log_transform(state.get("log_transform")):
             state["log_transform"] = False  # earlier versions took 1, 0 or np.True_: each meant False
         self.__dict__.update(state)
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from river import base
 
-import numbers
-
 from .bank import _holds_nan, keys_to_evict
+from .learner import check_seed
 
 
 class _Keyed:
@@ -18,8 +17,7 @@ class _Keyed:
     _n_created = None  # for states saved before it was kept: the keys then held
 
     def __init__(self, template: base.Estimator, seed: int | None = None):
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
-            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        check_seed(seed)
         self.template = template
         self.seed = seed
         self._models: dict = {}

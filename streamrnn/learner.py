@@ -37,6 +37,12 @@ def _choice(name, value, options):
     return value
 
 
+def check_seed(seed) -> None:
+    """A seed: None or a non-negative integer (what NumPy's generators take)."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+        raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+
+
 class OnlineRNN:
     """A stack of recurrent cells with a linear head that learns one sample at
     a time by truncated backpropagation through time.
@@ -185,8 +191,7 @@ class OnlineRNN:
             )
         if device != "cpu":
             raise ValueError(f"device must be 'cpu', got {device!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
-            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        check_seed(seed)
         if not isinstance(recompute, bool):
             raise ValueError(f"recompute must be a bool, got {recompute!r}")
         if approx_activations is not None and not isinstance(approx_activations, bool):
