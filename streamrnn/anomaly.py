@@ -9,8 +9,10 @@ import numpy as np
 import pandas as pd
 from river.base import AnomalyDetector
 
+from .checks import check_integer
 from .estimator import build_network
-from .features import FeatureSpace, RunningScaler, finite
+from .checks import finite
+from .features import FeatureSpace, RunningScaler
 from .kernels import scoring as S
 
 
@@ -149,12 +151,10 @@ class PredictiveDetector(AnomalyDetector):
         self.dtype = dtype
         self.device = device
         self.seed = seed
-        for name, value in (("short_window", short_window), ("long_halflife", long_halflife),
-                            ("alarm_memory", alarm_memory)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if isinstance(grace_period, bool) or not isinstance(grace_period, numbers.Integral) or grace_period < 0:
-            raise ValueError(f"grace_period must be a non-negative integer, got {grace_period!r}")
+        check_integer("short_window", short_window)
+        check_integer("long_halflife", long_halflife)
+        check_integer("alarm_memory", alarm_memory)
+        check_integer("grace_period", grace_period, low=0)
         # zero head: the first predictions are "no change"
         self._net = build_network(self, cell, "squared", input_size=1, output_size=1, zero_head=True)
         self._features = FeatureSpace()
@@ -320,8 +320,7 @@ class ReconstructionDetector(PredictiveDetector):
         device: str = "cpu",
         seed: int | None = None,
     ):
-        if isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 1:
-            raise ValueError(f"window must be a positive integer, got {window!r}")
+        check_integer("window", window)
         self.window = window
         super().__init__(cell, hidden_size, num_layers, k1, k2, optimizer, lr, clip_norm, short_window,
                          long_halflife, alarm_memory, grace_period, dtype, device, seed)

@@ -3,11 +3,10 @@ updated in one kernel call per batch."""
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import pandas as pd
 
+from .checks import check_integer
 from .kernels import layout as L
 from .kernels import recurrent as K
 from .learner import OnlineRNN
@@ -102,11 +101,8 @@ def keys_to_evict(known, keys) -> list:
 
 def check_bank_arguments(max_idle, capacity) -> None:
     """The arguments every bank takes, checked."""
-    if max_idle is not None and (isinstance(max_idle, bool) or not isinstance(max_idle, numbers.Integral)
-                                 or max_idle < 1):
-        raise ValueError(f"max_idle must be a positive integer or None, got {max_idle!r}")
-    if isinstance(capacity, bool) or not isinstance(capacity, numbers.Integral) or capacity < 1:
-        raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
+    check_integer("max_idle", max_idle, none_ok=True)
+    check_integer("capacity", capacity)
 
 
 def check_snapshot_arrays(bank, snapshot: dict) -> None:
@@ -418,8 +414,7 @@ class ModelBank:
         Returns shape ``(n, horizon, output_size)``; changes nothing."""
         if self._input_size != self._output_size:
             raise ValueError("forecast_many needs models with as many outputs as inputs")
-        if isinstance(horizon, bool) or not isinstance(horizon, numbers.Integral) or horizon < 1:
-            raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
+        check_integer("horizon", horizon)
         keys, X0 = self._rows(keys, X0, self._input_size, "X0")
         out = np.empty((len(keys), horizon, self._output_size), dtype=self._dtype)
         for rows, slots, buf in self._by_bank(keys):

@@ -25,15 +25,6 @@ from .kernels.scaling import standardize_rows
 CLIP = 10.0
 
 
-def finite(v: numbers.Real) -> bool:
-    """Whether a real number is a finite float (an int beyond the floats is
-    not: it would overflow)."""
-    try:
-        return math.isfinite(v)
-    except OverflowError:
-        return False
-
-
 def _value(name, v) -> float:
     if type(v) is float:  # the common cases, without the ABC checks below
         if math.isinf(v):

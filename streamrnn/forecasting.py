@@ -45,7 +45,9 @@ import warnings
 import numpy as np
 from river.time_series.base import Forecaster
 
-from .features import CLIP, FeatureSpace, RunningScaler, finite
+from .checks import check_integer, is_integer
+from .checks import finite
+from .features import CLIP, FeatureSpace, RunningScaler
 from .estimator import build_network, check_regression_loss
 from .seasonal import SeasonalBase, calendar_period, find_period
 
@@ -150,14 +152,11 @@ class RecurrentForecaster(Forecaster):
         self.dtype = dtype
         self.device = device
         self.seed = seed
-        if seasonality not in (None, "auto") and (
-            isinstance(seasonality, bool) or not isinstance(seasonality, numbers.Integral) or seasonality < 2
-        ):
+        if seasonality not in (None, "auto") and not (is_integer(seasonality) and seasonality >= 2):
             raise ValueError(f"seasonality must be an integer >= 2, 'auto' or None, got {seasonality!r}")
         if not _is_log_transform(log_transform):
             raise ValueError(f"log_transform must be True, False or 'auto', got {log_transform!r}")
-        if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, numbers.Integral) or horizon < 1):
-            raise ValueError(f"horizon must be a positive integer or None, got {horizon!r}")
+        check_integer("horizon", horizon, none_ok=True)
         check_regression_loss(loss)
         self._outputs = 1 if horizon is None else int(horizon)
         # the head starts at zero: forecasts start at the base
@@ -178,7 +177,7 @@ class RecurrentForecaster(Forecaster):
         self._w_stats = [0, 0.0]  # count and sum of squares of the surprises
         self._restart_surprises()
         self._feedback = np.array([(0, 1)], dtype=np.int64)
-        if isinstance(seasonality, numbers.Integral) and not isinstance(seasonality, bool):
+        if is_integer(seasonality):
             self._set_period(int(seasonality), "given")
 
     def __setstate__(self, state: dict) -> None:
@@ -453,9 +452,7 @@ class RecurrentForecaster(Forecaster):
             self._look_for_period(x)
 
     def forecast(self, horizon: int, xs: list[dict] | None = None) -> list[float]:
-        if (
-            type(horizon) is not int and (isinstance(horizon, bool) or not isinstance(horizon, numbers.Integral))
-        ) or horizon < 1:
+        if (type(horizon) is not int and not is_integer(horizon)) or horizon < 1:  # an int: no ABC checks
             raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
         if xs is not None and len(xs) < horizon:
             raise ValueError(f"xs must hold the features of each of the {horizon} steps, got {len(xs)}")

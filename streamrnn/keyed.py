@@ -6,7 +6,7 @@ from __future__ import annotations
 from river import base
 
 from .bank import _holds_nan, keys_to_evict
-from .learner import check_seed
+from .checks import check_seed
 
 
 class _Keyed:

@@ -3,44 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import numbers
 
 import numpy as np
 
+from .checks import check_choice, check_integer, check_real, check_seed, is_integer
 from .kernels import layout as L
 from .kernels import recurrent as K
 from .network import NetworkShape, aligned_zeros, build_layout, init_parameters, parameter_names, parameter_views
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 _predict_one, _learn_one = K.predict_one, K.learn_one  # module globals: one lookup less per call
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _real(name, value, low=None, high=None, low_open=False, high_open=True):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-        raise ValueError(f"{name} must be a finite real number, got {value!r}")
-    if low is not None and (value < low or (low_open and value == low)):
-        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
-    if high is not None and (value > high or (high_open and value == high)):
-        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value!r}")
-    return float(value)
-
-
-def _choice(name, value, options):
-    if value not in options:
-        raise ValueError(f"{name} must be one of {sorted(options)}, got {value!r}")
-    return value
-
-
-def check_seed(seed) -> None:
-    """A seed: None or a non-negative integer (what NumPy's generators take)."""
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
-        raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
 
 
 class OnlineRNN:
@@ -178,11 +150,11 @@ class OnlineRNN:
         self.recompute = recompute
         self.approx_activations = approx_activations
 
-        _choice("cell", cell, L.CELL_CODES)
-        _choice("optimizer", optimizer, L.OPT_CODES)
-        _choice("loss", loss, L.LOSS_CODES)
+        check_choice("cell", cell, L.CELL_CODES)
+        check_choice("optimizer", optimizer, L.OPT_CODES)
+        check_choice("loss", loss, L.LOSS_CODES)
         dtype_name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
-        self._np_dtype = np.dtype(_DTYPES[_choice("dtype", dtype_name, _DTYPES)])
+        self._np_dtype = np.dtype(_DTYPES[check_choice("dtype", dtype_name, _DTYPES)])
         if device == "cuda":
             raise ValueError(
                 "OnlineRNN runs on the CPU only (device='cpu'): a single model is a sequential chain of small "
@@ -201,12 +173,12 @@ class OnlineRNN:
 
         self._shape = NetworkShape(
             cell=cell,
-            input_size=_positive_int("input_size", input_size),
-            hidden_size=_positive_int("hidden_size", hidden_size),
-            num_layers=_positive_int("num_layers", num_layers),
-            output_size=_positive_int("output_size", output_size),
-            k1=_positive_int("k1", k1),
-            k2=_positive_int("k2", k2),
+            input_size=check_integer("input_size", input_size),
+            hidden_size=check_integer("hidden_size", hidden_size),
+            num_layers=check_integer("num_layers", num_layers),
+            output_size=check_integer("output_size", output_size),
+            k1=check_integer("k1", k1),
+            k2=check_integer("k2", k2),
             loss=loss,
             optimizer=optimizer,
             approx=(self._np_dtype == np.float32) if approx_activations is None else approx_activations,
@@ -215,15 +187,15 @@ class OnlineRNN:
         if weight_decay is None:
             weight_decay = 0.01 if optimizer == "adamw" else 0.0
         hp = np.zeros(L.N_HP)
-        hp[L.HP_LR] = _real("lr", lr, low=0.0, low_open=True, high=None)
-        hp[L.HP_MOMENTUM] = _real("momentum", momentum, 0.0, 1.0)
-        hp[L.HP_BETA1] = _real("betas[0]", betas[0], 0.0, 1.0)
-        hp[L.HP_BETA2] = _real("betas[1]", betas[1], 0.0, 1.0)
-        hp[L.HP_EPS] = _real("eps", eps, low=0.0, low_open=True)
-        hp[L.HP_ALPHA] = _real("alpha", alpha, 0.0, 1.0)
-        hp[L.HP_WEIGHT_DECAY] = _real("weight_decay", weight_decay, low=0.0)
-        hp[L.HP_CLIP] = 0.0 if clip_norm is None else _real("clip_norm", clip_norm, low=0.0, low_open=True)
-        hp[L.HP_HUBER_DELTA] = _real("huber_delta", huber_delta, low=0.0, low_open=True)
+        hp[L.HP_LR] = check_real("lr", lr, low=0.0, low_open=True, high=None)
+        hp[L.HP_MOMENTUM] = check_real("momentum", momentum, 0.0, 1.0)
+        hp[L.HP_BETA1] = check_real("betas[0]", betas[0], 0.0, 1.0)
+        hp[L.HP_BETA2] = check_real("betas[1]", betas[1], 0.0, 1.0)
+        hp[L.HP_EPS] = check_real("eps", eps, low=0.0, low_open=True)
+        hp[L.HP_ALPHA] = check_real("alpha", alpha, 0.0, 1.0)
+        hp[L.HP_WEIGHT_DECAY] = check_real("weight_decay", weight_decay, low=0.0)
+        hp[L.HP_CLIP] = 0.0 if clip_norm is None else check_real("clip_norm", clip_norm, low=0.0, low_open=True)
+        hp[L.HP_HUBER_DELTA] = check_real("huber_delta", huber_delta, low=0.0, low_open=True)
 
         self._allocate(self._shape)
         hp_at = self._lay[L.L_HP]
@@ -252,8 +224,8 @@ class OnlineRNN:
         window restarts.
         """
         old = self._shape
-        input_size = old.input_size if input_size is None else _positive_int("input_size", input_size)
-        output_size = old.output_size if output_size is None else _positive_int("output_size", output_size)
+        input_size = old.input_size if input_size is None else check_integer("input_size", input_size)
+        output_size = old.output_size if output_size is None else check_integer("output_size", output_size)
         if input_size < old.input_size or output_size < old.output_size:
             raise ValueError(
                 f"resize only grows the network: input_size {old.input_size} -> {input_size}, "
@@ -392,7 +364,7 @@ class OnlineRNN:
         if not 1 <= n <= self._shape.k2 or Y.shape[0] != n:
             raise ValueError(f"X and Y must have the same number of rows, between 1 and k2={self._shape.k2}")
         loss_steps = min(self._shape.k1, n) if loss_steps is None else loss_steps
-        if isinstance(loss_steps, bool) or not isinstance(loss_steps, numbers.Integral) or not 1 <= loss_steps <= n:
+        if not is_integer(loss_steps) or not 1 <= loss_steps <= n:
             raise ValueError(f"loss_steps must be an integer between 1 and {n}, got {loss_steps!r}")
         loss = K.sequence_gradient(self._lay, self._buf, X, Y, int(loss_steps))
         return float(loss), {name: np.array(g, order="C") for name, g in self._region_views(L.L_GRAD).items()}

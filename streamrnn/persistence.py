@@ -98,7 +98,6 @@ import importlib
 import io
 import json
 import math
-import numbers
 import os
 import platform
 import secrets
@@ -945,13 +944,14 @@ def _check_detector_state(cls: type, state) -> None:
     :mod:`streamrnn.kernels.scoring` expect (its network is an
     :class:`~streamrnn.OnlineRNN`, checked on its own)."""
     from .anomaly import ReconstructionDetector
+    from .checks import is_integer
     from .kernels import scoring as S
     from .learner import OnlineRNN
 
     name = cls.__qualname__
     _need(isinstance(state, dict), f"the state of the {name} must be a dictionary")
     k, names = state.get("short_window"), getattr(state.get("_features"), "names", None)
-    _need(isinstance(k, numbers.Integral) and not isinstance(k, bool) and k >= 1 and isinstance(names, list),
+    _need(is_integer(k) and k >= 1 and isinstance(names, list),
           f"the {name}'s window or features are malformed")
     F = len(names)
     st = state.get("_st")
@@ -964,7 +964,7 @@ def _check_detector_state(cls: type, state) -> None:
           f"the {name}'s network does not match its features")
     if issubclass(cls, ReconstructionDetector):
         window, recent = state.get("window"), state.get("_recent_z")
-        _need(isinstance(window, numbers.Integral) and not isinstance(window, bool) and window >= 1
+        _need(is_integer(window) and window >= 1
               and type(recent) is np.ndarray and recent.dtype == np.float64 and recent.shape == (window, F)
               and net._shape.output_size >= window * F,
               f"the {name}'s window does not match its features and network")

@@ -29,10 +29,11 @@ ValueError: flags has 3 values, scores has 2
 
 from __future__ import annotations
 
-import numbers
 import warnings
 
 import numpy as np
+
+from .checks import is_finite_real
 
 __all__ = ["anomalies", "forecast", "save"]
 
@@ -313,9 +314,7 @@ def anomalies(scores, *, threshold=None, flags=None, values=None, index=None, wi
     """
     s = _series(scores, "scores")
     n = s.size
-    if threshold is not None and (
-        isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not np.isfinite(threshold)
-    ):
+    if threshold is not None and not is_finite_real(threshold):
         raise ValueError(f"threshold must be a finite number, got {threshold!r}")
     if flags is not None:
         flagged = _flags(flags, n)

@@ -10,7 +10,8 @@ import pandas as pd
 from river import base
 
 from .estimator import RecurrentEstimator, as_targets, check_regression_loss
-from .features import RunningScaler, finite
+from .checks import finite
+from .features import RunningScaler
 
 
 class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):

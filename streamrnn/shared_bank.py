@@ -3,11 +3,10 @@ at once, each series keeping its own hidden state and TBPTT window."""
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from .bank import ModelBank, _factorize, _known_slots, check_bank_arguments, check_snapshot_arrays
+from .checks import check_integer
 from .kernels import layout as L
 from .kernels import shared_weights as K
 from .learner import OnlineRNN
@@ -169,8 +168,7 @@ class SharedWeightsBank(ModelBank):
         ``X0``. Returns shape ``(n, horizon, output_size)``; changes nothing."""
         if self._input_size != self._output_size:
             raise ValueError("forecast_many needs models with as many outputs as inputs")
-        if isinstance(horizon, bool) or not isinstance(horizon, numbers.Integral) or horizon < 1:
-            raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
+        check_integer("horizon", horizon)
         keys, X0 = self._rows(keys, X0, self._input_size, "X0")
         out = np.empty((len(keys), horizon, self._output_size), dtype=self._dtype)
         if len(keys):

@@ -166,6 +166,7 @@ def test_non_finite_input_target_and_state_policy(rng):
         ({"optimizer": "lbfgs"}, "optimizer must be one of"),
         ({"lr": 0.0}, "lr must be >"),
         ({"lr": float("nan")}, "lr must be a finite real number"),
+        ({"lr": 10**400}, "lr must be a finite real number"),  # an int beyond the floats
         ({"clip_norm": -1.0}, "clip_norm must be >"),
         ({"loss": "l1"}, "loss must be one of"),
         ({"dtype": "float16"}, "dtype must be one of"),
