@@ -283,6 +283,67 @@ def test_the_launchers_take_the_cpu_kernels_arguments(rng):
     assert not np.allclose(f_cpu[0], f_cpu[2])  # different inputs: different forecasts
 
 
+def test_the_batch_check_names_what_would_read_out_of_bounds(rng):
+    """Runs without numba-cuda: the check is plain numpy on the shapes."""
+    from streamrnn.kernels import cuda as KC
+
+    cpu = ModelBank(seed=3, capacity=2, **{**BASE, "cell": "gru"})
+    cpu.learn_many(list(KEYS), rng.normal(size=(3, 2)), rng.normal(size=(3, 2)))
+    lay, buf, ctr = cpu._lay, cpu._buf.T, cpu._ctr.T  # model-minor, 3 models (capacity 4)
+    n_models = buf.shape[1]
+    good = dict(groups=np.array([0, 2]), starts=np.array([0, 2, 3]), order=np.array([2, 0, 1]),
+                X=np.zeros((3, 2)), out=np.zeros((3, 2)))
+    KC.check_batch(lay, buf, ctr=ctr, Y=np.zeros((3, 2)), **good)
+    KC.check_batch(lay, buf, **{**good, "out": np.zeros((3, 5, 2))})  # a forecast's output
+    bad = [
+        (dict(buf=cpu._buf), "buf must have shape"),  # row-per-model, as on the CPU
+        (dict(ctr=cpu._ctr), "ctr must have shape"),
+        (dict(groups=np.array([0, n_models])), f"groups must index the {n_models} models"),
+        (dict(groups=np.array([-1, 2])), "groups must index"),
+        (dict(groups=np.array([0.0, 2.0])), "groups must be a 1-D array of integers"),
+        (dict(starts=np.array([0, 3])), "starts must hold one more element than groups"),
+        (dict(starts=np.array([0, 2, 4])), "starts must rise"),
+        (dict(starts=np.array([0, 3, 2])), "starts must rise"),
+        (dict(order=np.array([2, 0, 3])), "order must index the 3 rows of X"),
+        (dict(X=np.zeros((3, 1))), "X must have shape"),
+        (dict(Y=np.zeros((2, 2))), "Y must have shape"),
+        (dict(out=np.zeros((2, 2))), "out must have shape"),
+        (dict(out=np.zeros((3, 1))), "out must have shape"),
+    ]
+    for change, match in bad:
+        args = {"buf": buf, "ctr": ctr, "Y": np.zeros((3, 2)), **good, **change}
+        with pytest.raises(ValueError, match=match):
+            KC.check_batch(lay, args.pop("buf"), **args)
+    one_in = ModelBank(seed=0, input_size=1, output_size=2, hidden_size=3, k2=2)
+    one_in.learn_many(["a"], np.zeros((1, 1)), np.zeros((1, 2)))
+    with pytest.raises(ValueError, match="input_size .1. must equal output_size .2."):
+        KC.check_batch(one_in._lay, one_in._buf.T, np.array([0]), np.array([0, 1]), np.array([0]),
+                       np.zeros((1, 1)), np.zeros((1, 4, 2)))
+
+
+@needs_cuda
+def test_the_launchers_check_the_batch_before_launching(rng):
+    from streamrnn.kernels import cuda as KC
+
+    cpu, _ = pair("float64", cell="gru")
+    cpu.learn_many(list(KEYS), rng.normal(size=(3, 2)), rng.normal(size=(3, 2)))
+    dev = KC.DeviceBuffers(cpu._lay, cpu._buf, cpu._ctr)
+    before = dev.take(np.arange(3))
+    groups, starts, X = np.array([0]), np.array([0, 1]), rng.normal(size=(1, 2))
+    beyond = np.array([1])  # row 1 of a one-row batch
+    for block in (False, True):
+        with pytest.raises(ValueError, match="order must index the 1 rows of X"):
+            KC.bank_learn(dev.lay, dev.ctr, dev.buf, groups, starts, beyond, X, X, np.zeros((1, 2)),
+                          block_per_model=block)
+        with pytest.raises(ValueError, match="order must index"):
+            KC.bank_predict(dev.lay, dev.buf, groups, starts, beyond, X, np.zeros((1, 2)), block_per_model=block)
+    with pytest.raises(ValueError, match="out must have shape"):
+        KC.bank_forecast(dev.lay, dev.buf, groups, starts, np.array([0]), X, np.zeros((1, 3, 1)))
+    after = dev.take(np.arange(3))
+    np.testing.assert_array_equal(after[0], before[0])
+    np.testing.assert_array_equal(after[1], before[1])
+
+
 def block_kernel_matches_cpu(rng, dtype="float64", threads=None, poison_weight=False, predict=False, **config):
     """Batches through the CPU's ``bank_learn`` and the block-per-model CUDA
     kernel from the same buffers: outputs, counters and model state agree;

@@ -21,7 +21,7 @@ import importlib.util
 
 import numpy as np
 
-from ..layout import L_BUF
+from ..layout import L_BUF, L_INPUT, L_OUTPUT, N_CTR
 from . import cooperative
 from .recurrent import THREADS_PER_BLOCK, build
 
@@ -100,6 +100,63 @@ def _run(name: str, threads_of: int, args: tuple, out) -> None:
     _call(lambda *a: _launch(name, n, *a), args, out)
 
 
+def _host(a) -> np.ndarray:
+    return a.copy_to_host() if _is_device_array(a) else np.asarray(a)
+
+
+def check_batch(lay, buf, groups, starts, order, X, out, *, ctr=None, Y=None) -> None:
+    """Check a batch's arrays against the layout before a launch: a GPU
+    thread reads wherever an index points, so a wrong shape or index would
+    read or write another model's memory, or fault, instead of raising.
+
+    Shapes are checked for host and device arrays; the indices (``groups``
+    within the models, ``starts`` rising within ``order``, ``order`` within
+    the rows) for host arrays, where that costs no copy from the device.
+    ``out`` is ``(n, output_size)``, or ``(n, horizon, output_size)`` for a
+    forecast (whose inputs must be as many as its outputs: they are fed back).
+
+    Raises
+    ------
+    ValueError
+        Naming the first argument that does not fit.
+    """
+    host_lay = _host(lay)
+    n_in, n_out = int(host_lay[L_INPUT]), int(host_lay[L_OUTPUT])
+    if buf.ndim != 2 or buf.shape[0] != host_lay[L_BUF]:
+        raise ValueError(f"buf must have shape (lay[L_BUF] = {host_lay[L_BUF]}, n_models), model-minor (see "
+                         f"DeviceBuffers), got {buf.shape}")
+    n_models = buf.shape[1]
+    if ctr is not None and tuple(ctr.shape) != (N_CTR, n_models):
+        raise ValueError(f"ctr must have shape ({N_CTR}, n_models = {n_models}), got {ctr.shape}")
+    for name, a in (("groups", groups), ("starts", starts), ("order", order)):
+        if a.ndim != 1 or np.dtype(a.dtype).kind not in "iu":
+            raise ValueError(f"{name} must be a 1-D array of integers, got shape {a.shape} and dtype {a.dtype}")
+    if len(starts) != len(groups) + 1:
+        raise ValueError(f"starts must hold one more element than groups ({len(groups) + 1}), got {len(starts)}")
+    n = X.shape[0] if X.ndim else 0
+    if X.ndim != 2 or X.shape[1] != n_in:
+        raise ValueError(f"X must have shape (n, input_size = {n_in}), got {X.shape}")
+    if Y is not None and tuple(Y.shape) != (n, n_out):
+        raise ValueError(f"Y must have shape (len(X) = {n}, output_size = {n_out}), got {Y.shape}")
+    if out.ndim == 3 and n_in != n_out:
+        raise ValueError(f"a forecast feeds its outputs back as inputs: input_size ({n_in}) must equal "
+                         f"output_size ({n_out})")
+    if out.ndim not in (2, 3) or out.shape[0] != n or out.shape[out.ndim - 1] != n_out:
+        raise ValueError(f"out must have shape (len(X) = {n}, output_size = {n_out}) (with the horizon between "
+                         f"for a forecast), got {out.shape}")
+    if _is_device_array(groups) or _is_device_array(starts) or _is_device_array(order):
+        return
+    groups, starts, order = np.asarray(groups), np.asarray(starts), np.asarray(order)
+    if len(groups) and (groups.min() < 0 or groups.max() >= n_models):
+        raise ValueError(f"groups must index the {n_models} models of buf, got values in "
+                         f"[{groups.min()}, {groups.max()}]")
+    if starts[0] < 0 or starts[-1] > len(order) or (np.diff(starts) < 0).any():
+        raise ValueError(f"starts must rise from 0 or more to at most len(order) = {len(order)}")
+    rows = order[starts[0] : starts[-1]]
+    if len(rows) and (rows.min() < 0 or rows.max() >= n):
+        raise ValueError(f"order must index the {n} rows of X, got values in [{rows.min()}, {rows.max()}]")
+
+
 def bank_learn(lay, ctr, buf, groups, starts, order, X, Y, out, *, block_per_model: bool = False,
                threads: int | None = None) -> None:
     """``learn_one`` for every row, each on its own model: the CUDA twin of
@@ -131,6 +188,7 @@ def bank_learn(lay, ctr, buf, groups, starts, order, X, Y, out, *, block_per_mod
     if not (_is_device_array(ctr) and _is_device_array(buf)):
         raise ValueError("ctr and buf must be device arrays (model-minor: see DeviceBuffers); the models of host "
                          "arrays would be updated in a copy on the GPU and the copy dropped")
+    check_batch(lay, buf, groups, starts, order, X, out, ctr=ctr, Y=Y)
     if not block_per_model:
         _run("bank_learn_kernel", 3, (lay, ctr, buf, groups, starts, order, X, Y), out)
         return
@@ -167,6 +225,8 @@ def bank_predict(lay, buf, groups, starts, order, X, out, *, block_per_model: bo
     carried state (not changed): the CUDA twin of
     :func:`streamrnn.kernels.recurrent.bank_predict`; arguments as in
     :func:`bank_learn` (the block-per-model kernel runs one-layer models)."""
+    cuda_module()  # first: the error that says what to install
+    check_batch(lay, buf, groups, starts, order, X, out)
     if not block_per_model:
         _run("bank_predict_kernel", 2, (lay, buf, groups, starts, order, X), out)
         return
@@ -180,6 +240,8 @@ def bank_forecast(lay, buf, groups, starts, order, X0, out) -> None:
     :func:`streamrnn.kernels.recurrent.bank_forecast`; rows grouped by
     model and ``buf`` as in :func:`bank_learn` (one thread per model, its
     rows one after another), ``out`` of shape ``(n, horizon, output_size)``."""
+    cuda_module()  # first: the error that says what to install
+    check_batch(lay, buf, groups, starts, order, X0, out)
     _run("bank_forecast_kernel", 2, (lay, buf, groups, starts, order, X0), out)
 
 
@@ -255,6 +317,7 @@ __all__ = [
     "bank_learn",
     "bank_predict",
     "build",
+    "check_batch",
     "cuda_module",
     "host_to_device",
     "is_simulated",
