@@ -4,9 +4,9 @@ updated in one kernel call per batch."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from .checks import check_integer
+from .keys import factorize, known_slots, keys_to_evict
 from .kernels import layout as L
 from .kernels import recurrent as K
 from .learner import OnlineRNN
@@ -24,79 +24,6 @@ def _cuda_kernels():
 
     KC.cuda_module()
     return KC
-
-
-def _factorize(keys) -> tuple[np.ndarray, list]:
-    """Codes of ``keys`` (a list, or a 1-D numpy array of integers or
-    strings) into their distinct values, in order of appearance; the values
-    as Python scalars. Keys are told apart as a dict's keys are (``None``
-    included, which pandas would take for missing); a key that is or holds
-    NaN raises ``ValueError`` (a missing key: each NaN would be a key of its
-    own)."""
-    index: dict = {}
-    if isinstance(keys, np.ndarray):  # integer or string ids: no Python objects on the way
-        codes, uniques = pd.factorize(keys, sort=False)
-        return codes.astype(np.int64), uniques.tolist()
-    if len(keys) > 64:
-        try:  # C speed for hashable scalars
-            codes, uniques = pd.factorize(pd.Series(keys, dtype=object), sort=False)
-            # no key taken for missing, none holding NaN (pandas equates those)
-            # pandas codes NaN-like scalars -1; containers holding one are looked into
-            if (codes.size == 0 or codes.min() >= 0) and not any(
-                    isinstance(u, (tuple, frozenset)) and _holds_nan(u) for u in uniques):
-                return codes.astype(np.int64), list(uniques)
-        except TypeError:
-            pass
-    codes = np.array([index.setdefault(k, len(index)) for k in keys], dtype=np.int64)
-    for i, k in enumerate(index):
-        if _holds_nan(k):
-            raise ValueError(f"key of row {int(np.flatnonzero(codes == i)[0])} is or holds NaN: a missing key? "
-                             "(None is a valid key)")
-    return codes, list(index)
-
-
-def _is_nan(k) -> bool:
-    """Whether ``k`` is missing: unequal to itself (a float or complex NaN,
-    NaT, ...) or pandas' NA (whose comparisons are NA)."""
-    if k is pd.NA:
-        return True
-    try:
-        return bool(k != k)
-    except (TypeError, ValueError):
-        return False
-
-
-def _holds_nan(k) -> bool:
-    """Whether ``k`` is NaN-like (unequal to itself) or a tuple or frozenset
-    holding one, at any depth (such keys have no equality to go by: each NaN
-    object would be a key of its own)."""
-    return _is_nan(k) or (isinstance(k, (tuple, frozenset)) and any(map(_holds_nan, k)))
-
-
-def _known_slots(slot_of: dict, keys) -> np.ndarray | None:
-    """The slot of every key when all are known (a bank's steady state), by
-    dict look-ups alone (~25 ns a key, half the cost of factorizing); None if
-    a key is new or unhashable, or ``keys`` is a numpy array (factorized
-    without Python objects)."""
-    if isinstance(keys, np.ndarray):
-        return None
-    try:
-        return np.fromiter(map(slot_of.__getitem__, keys), np.int64, len(keys))
-    except (KeyError, TypeError):
-        return None
-
-
-def keys_to_evict(known, keys) -> list:
-    """``keys`` as a list without repeats, each checked to be in ``known``
-    before anything is evicted (a str is refused: it would be taken for its
-    characters)."""
-    if isinstance(keys, str | bytes):
-        raise ValueError(f"keys must be a list of keys, got the {type(keys).__name__} {keys!r}")
-    keys = list(dict.fromkeys(keys))
-    for key in keys:
-        if key not in known:
-            raise KeyError(key)
-    return keys
 
 
 def check_bank_arguments(max_idle, capacity) -> None:
@@ -269,10 +196,10 @@ class ModelBank:
 
     def _slots(self, keys: list) -> np.ndarray:
         """The slot of each key, new keys getting one."""
-        known = _known_slots(self._slot_of, keys)
+        known = known_slots(self._slot_of, keys)
         if known is not None:
             return known
-        codes, uniques = _factorize(keys)
+        codes, uniques = factorize(keys)
         if self._dev is None:
             return np.array([self._slot(k) for k in uniques], dtype=np.int64)[codes]
         self._pending = []
@@ -365,11 +292,11 @@ class ModelBank:
         """Split ``keys`` into rows of known keys (their slots) and rows of
         unseen keys, for which a small bank of the models they would get is
         made (nothing is registered). Returns ``(rows, slots, buf)`` parts."""
-        known = _known_slots(self._slot_of, keys)
+        known = known_slots(self._slot_of, keys)
         if known is not None:
             buf = self._buf if self._dev is None else self._dev.buf
             return [(np.arange(len(known), dtype=np.int64), known, buf)] if len(known) else []
-        codes, uniques = _factorize(keys)
+        codes, uniques = factorize(keys)
         slot_of = np.array([self._slot_of.get(k, -1) for k in uniques], dtype=np.int64)
         slots = slot_of[codes]
         known = slots >= 0

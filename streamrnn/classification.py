@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from river import base
 
-from .bank import _holds_nan
+from .keys import holds_nan
 from .estimator import RecurrentEstimator, as_targets
 
 
@@ -103,7 +103,7 @@ def _is_label(y) -> bool:
         hash(y)
     except TypeError:
         return False
-    return y is not None and not _holds_nan(y)
+    return y is not None and not holds_nan(y)
 
 
 class RNNClassifier(RecurrentClassifier):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from river import base
 
-from .bank import _holds_nan, keys_to_evict
+from .keys import holds_nan, keys_to_evict
 from .checks import check_seed
 
 
@@ -26,7 +26,7 @@ class _Keyed:
     def _model(self, key):
         model = self._models.get(key)
         if model is None:
-            if _holds_nan(key):
+            if holds_nan(key):
                 raise ValueError(f"key {key!r} is or holds NaN: a missing key? (None is a valid key)")
             n = len(self._models) if self._n_created is None else self._n_created
             params = {}

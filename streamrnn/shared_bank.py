@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .bank import ModelBank, _factorize, _known_slots, check_bank_arguments, check_snapshot_arrays
+from .bank import ModelBank, check_bank_arguments, check_snapshot_arrays
+from .keys import factorize, known_slots
 from .checks import check_integer
 from .kernels import layout as L
 from .kernels import shared_weights as K
@@ -145,10 +146,10 @@ class SharedWeightsBank(ModelBank):
         return out
 
     def _slots_or_unseen(self, keys) -> np.ndarray:
-        known = _known_slots(self._slot_of, keys)
+        known = known_slots(self._slot_of, keys)
         if known is not None:
             return known
-        codes, uniques = _factorize(keys)
+        codes, uniques = factorize(keys)
         return np.array([self._slot_of.get(k, -1) for k in uniques], dtype=np.int64)[codes]
 
     def predict_many(self, keys, X) -> np.ndarray:
