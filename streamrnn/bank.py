@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .checks import check_integer
-from .keys import factorize, known_slots, keys_to_evict
+from .keys import batch_keys, factorize, holds_nan, known_slots, keys_to_evict
 from .kernels import layout as L
 from .kernels import recurrent as K
 from .learner import OnlineRNN
@@ -30,6 +30,30 @@ def check_bank_arguments(max_idle, capacity) -> None:
     """The arguments every bank takes, checked."""
     check_integer("max_idle", max_idle, none_ok=True)
     check_integer("capacity", capacity)
+
+
+def check_snapshot_parts(snapshot: dict) -> None:
+    """The parts of a snapshot of the right kinds before any is used: the
+    arrays numpy arrays, the keys a list without NaN-like keys, the counts
+    integers (so a tampered or corrupted snapshot gets an error that names
+    the part, not one from deep in the restore)."""
+    if not isinstance(snapshot, dict) or not isinstance(snapshot.get("meta"), dict):
+        raise ValueError("a snapshot is a dict with 'meta' (a dict), 'buf', 'ctr' and 'last_seen'")
+    for name in ("buf", "ctr", "last_seen"):
+        if not isinstance(snapshot.get(name), np.ndarray):
+            raise ValueError(f"snapshot {name} must be a numpy array, got {type(snapshot.get(name)).__name__}")
+    meta = snapshot["meta"]
+    keys = meta.get("keys")
+    if not isinstance(keys, list):
+        raise ValueError(f"snapshot meta keys must be a list, got {type(keys).__name__}")
+    for i, key in enumerate(keys):
+        if holds_nan(key):
+            raise ValueError(f"snapshot key of slot {i} is or holds NaN")
+    check_integer("snapshot n_created", meta.get("n_created"), low=len(keys))
+    check_integer("snapshot batch", meta.get("batch"), low=0)
+    for name in ("steps_gone", "updates"):
+        if name in meta:
+            check_integer(f"snapshot {name}", meta[name], low=0)
 
 
 def check_snapshot_arrays(bank, snapshot: dict) -> None:
@@ -243,10 +267,7 @@ class ModelBank:
     # -------------------------------------------------------------- batches
 
     def _rows(self, keys, X, size, name) -> tuple[list, np.ndarray]:
-        if isinstance(keys, np.ndarray) and keys.ndim == 1 and keys.dtype.kind in "iuUS":
-            pass  # factorized without Python objects
-        else:
-            keys = list(keys)
+        keys = batch_keys(keys)
         X = np.asarray(X)
         if X.dtype.kind not in "biuf":
             raise ValueError(f"{name} must be numeric, got dtype {X.dtype}")
@@ -423,6 +444,8 @@ class ModelBank:
         if sorted(order) != [i for i in range(len(keys)) if i not in free]:
             raise ValueError("snapshot order must list every slot that is not free, once")
         self._slot_of = {keys[i]: i for i in order}
+        if len(self._slot_of) != len(order):
+            raise ValueError("snapshot keys of the slots in use must be distinct")
         self._n_created = meta["n_created"]
         self._batch = meta["batch"]
 
@@ -438,6 +461,7 @@ class ModelBank:
             raise ValueError(f"unsupported snapshot format_version {meta.get('format_version')!r}")
         if meta.get("kind", "independent") != "independent":
             raise ValueError(f"not a ModelBank snapshot: one of a {meta['kind']!r} bank")
+        check_snapshot_parts(snapshot)
         keys = meta["keys"]
         device = meta.get("device", "cpu") if device is None else device
         bank = cls(seed=meta["seed"], max_idle=meta["max_idle"], capacity=max(len(keys), 1), **meta["config"])

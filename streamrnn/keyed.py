@@ -23,30 +23,36 @@ class _Keyed:
         self._models: dict = {}
         self._n_created = 0
 
-    def _model(self, key):
+    def _new_model(self, key):
+        """The model an unseen key gets (not registered)."""
+        if holds_nan(key):
+            raise ValueError(f"key {key!r} is or holds NaN: a missing key? (None is a valid key)")
+        params = {}
+        if self.seed is not None and "seed" in self.template._get_params():
+            params["seed"] = self.seed + self._created()
+        return self.template.clone(params)
+
+    def _created(self) -> int:
+        return len(self._models) if self._n_created is None else self._n_created
+
+    def _learn(self, key, learn) -> None:
+        """``learn(model)`` on the key's model; an unseen key is registered
+        only once its model has learned (a refused sample leaves no key
+        behind, and the seeds of later keys unchanged)."""
         model = self._models.get(key)
-        if model is None:
-            if holds_nan(key):
-                raise ValueError(f"key {key!r} is or holds NaN: a missing key? (None is a valid key)")
-            n = len(self._models) if self._n_created is None else self._n_created
-            params = {}
-            if self.seed is not None and "seed" in self.template._get_params():
-                params["seed"] = self.seed + n
-            model = self.template.clone(params)
-            self._models[key] = model
-            self._n_created = n + 1
-        return model
+        if model is not None:
+            learn(model)
+            return
+        model = self._new_model(key)
+        learn(model)
+        self._n_created = self._created() + 1
+        self._models[key] = model
 
     def _peek(self, key):
         """The key's model, or, for an unseen key, the one it would get
         (not registered)."""
-        if key in self._models:
-            return self._models[key]
-        n_created = self._n_created
-        model = self._model(key)
-        del self._models[key]
-        self._n_created = n_created
-        return model
+        model = self._models.get(key)
+        return self._new_model(key) if model is None else model
 
     def __len__(self) -> int:
         return len(self._models)
@@ -84,7 +90,7 @@ class KeyedForecaster(_Keyed):
     """
 
     def learn_one(self, key, y: float, x: dict | None = None) -> None:
-        self._model(key).learn_one(y, x)
+        self._learn(key, lambda model: model.learn_one(y, x))
 
     def forecast(self, key, horizon: int, xs=None) -> list[float]:
         return self._peek(key).forecast(horizon, xs)
@@ -94,7 +100,7 @@ class KeyedDetector(_Keyed):
     """A River anomaly detector per key."""
 
     def learn_one(self, key, x: dict) -> None:
-        self._model(key).learn_one(x)
+        self._learn(key, lambda model: model.learn_one(x))
 
     def score_one(self, key, x: dict) -> float:
         return self._peek(key).score_one(x)

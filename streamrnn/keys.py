@@ -4,6 +4,8 @@ and finding the slots of a batch's keys."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Set
+
 import numpy as np
 import pandas as pd
 
@@ -93,3 +95,28 @@ def keys_to_evict(known, keys) -> list:
         if key not in known:
             raise KeyError(key)
     return keys
+
+
+def batch_keys(keys):
+    """The keys of a batch, one per row: a 1-D numpy array of integers or
+    strings as it is, any other sequence as a list. Refused, as they would
+    be misread: a string or bytes (its characters would be keys), a set or a
+    mapping (no row order; a mapping's keys would be taken), a DataFrame (its
+    column names), a numpy array of more than one dimension.
+
+    >>> batch_keys(("pump-1", "pump-2"))
+    ['pump-1', 'pump-2']
+    >>> batch_keys("pump-1")
+    Traceback (most recent call last):
+        ...
+    TypeError: keys must hold one key per row (a list, tuple, Series or array), got the str 'pump-1'
+    """
+    if isinstance(keys, np.ndarray):
+        if keys.ndim != 1:
+            raise ValueError(f"keys must be one key per row (1-D), got an array of shape {keys.shape}")
+        if keys.dtype.kind in "iuUS":
+            return keys  # factorized without Python objects
+    if isinstance(keys, str | bytes | bytearray | Set | Mapping | pd.DataFrame):
+        raise TypeError(f"keys must hold one key per row (a list, tuple, Series or array), got the "
+                        f"{type(keys).__name__} {keys!r}"[:300])
+    return list(keys)

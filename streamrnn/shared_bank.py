@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .bank import ModelBank, check_bank_arguments, check_snapshot_arrays
+from .bank import ModelBank, check_bank_arguments, check_snapshot_arrays, check_snapshot_parts
 from .keys import factorize, known_slots
 from .checks import check_integer
 from .kernels import layout as L
@@ -146,11 +146,22 @@ class SharedWeightsBank(ModelBank):
         return out
 
     def _slots_or_unseen(self, keys) -> np.ndarray:
+        """The slot of each key; unseen keys get negative codes, one per
+        distinct key (-1, -2, ...), which :meth:`_layouts` maps to the
+        layout of a zero state."""
         known = known_slots(self._slot_of, keys)
         if known is not None:
             return known
         codes, uniques = factorize(keys)
-        return np.array([self._slot_of.get(k, -1) for k in uniques], dtype=np.int64)[codes]
+        slots = np.array([self._slot_of.get(k, -1) for k in uniques], dtype=np.int64)
+        unseen = slots < 0
+        slots[unseen] = -1 - np.arange(unseen.sum())
+        return slots[codes]
+
+    def _layouts(self, slots: np.ndarray) -> np.ndarray:
+        """Rows of ``_lays`` for these slots: the last one (a zero state)
+        for unseen keys."""
+        return np.where(slots < 0, self._capacity, slots)
 
     def predict_many(self, keys, X) -> np.ndarray:
         """Predictions for the rows, the rows of a key run in order from its
@@ -159,8 +170,8 @@ class SharedWeightsBank(ModelBank):
         keys, X = self._rows(keys, X, self._input_size, "X")
         out = np.empty((len(keys), self._output_size), dtype=self._dtype)
         if len(keys):
-            groups, starts, order = self._groups(self._slots_or_unseen(keys))
-            K.shared_predict(self._lays, self._buf, groups, starts, order, X, out)
+            groups, starts, order = self._groups(self._slots_or_unseen(keys))  # each unseen key its own group
+            K.shared_predict(self._lays, self._buf, self._layouts(groups), starts, order, X, out)
         return out
 
     def forecast_many(self, keys, horizon: int, X0) -> np.ndarray:
@@ -173,7 +184,7 @@ class SharedWeightsBank(ModelBank):
         keys, X0 = self._rows(keys, X0, self._input_size, "X0")
         out = np.empty((len(keys), horizon, self._output_size), dtype=self._dtype)
         if len(keys):
-            K.shared_forecast(self._lays, self._buf, self._slots_or_unseen(keys), X0, out)
+            K.shared_forecast(self._lays, self._buf, self._layouts(self._slots_or_unseen(keys)), X0, out)
         return out
 
     # ------------------------------------------------------------ snapshots
@@ -217,6 +228,7 @@ class SharedWeightsBank(ModelBank):
         meta = snapshot["meta"]
         if meta.get("format_version") != SNAPSHOT_VERSION or meta.get("kind") != "shared_weights":
             raise ValueError(f"not a SharedWeightsBank snapshot of format_version {SNAPSHOT_VERSION}")
+        check_snapshot_parts(snapshot)
         keys = meta["keys"]
         n = len(keys)
         bank = cls(seed=meta["seed"], max_idle=meta["max_idle"], capacity=max(n, 1), **meta["config"])
@@ -229,6 +241,6 @@ class SharedWeightsBank(ModelBank):
         bank._buf[bank._origin : bank._origin + n * bank._stride] = buf[persist:]
         bank._ctr[:n] = snapshot["ctr"]
         bank._updates[0] = meta["updates"]
-        bank._steps_gone = int(meta.get("steps_gone", 0))  # absent from snapshots taken before it was kept
+        bank._steps_gone = meta.get("steps_gone", 0)  # absent from snapshots taken before it was kept
         bank._restore_keys(snapshot)
         return bank

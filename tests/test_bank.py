@@ -251,6 +251,61 @@ def test_seeds_and_evictions_are_checked_before_anything_changes(rng):
     assert bank.keys == ["b"]
 
 
+@pytest.mark.parametrize("cls", ["ModelBank", "SharedWeightsBank"])
+def test_key_containers_that_would_be_misread_are_refused(cls):
+    """A string's characters, a set's (hash-seed dependent) order, a
+    DataFrame's column names would be taken for the rows' keys."""
+    from streamrnn import SharedWeightsBank
+
+    bank = (ModelBank if cls == "ModelBank" else SharedWeightsBank)(seed=0, **{**CONFIG, "input_size": 1})
+    one, two = np.ones((1, 1)), np.ones((2, 1))
+    for keys, X in [("ab", two), (b"ab", two), ({"north", "south"}, two), ({"north": 1, "south": 2}, two),
+                    (frozenset({"a"}), one), (pd.DataFrame({"sensor": ["s1"]}), one)]:
+        with pytest.raises(TypeError, match="keys must hold one key per row"):
+            bank.learn_many(keys, X, X)
+        with pytest.raises(TypeError, match="keys must hold one key per row"):
+            bank.predict_many(keys, X)
+    with pytest.raises(ValueError, match="keys must be one key per row .1-D."):
+        bank.learn_many(np.array([["a"], ["b"]]), two, two)
+    assert bank.keys == []
+    bank.learn_many(pd.Series(["s1", "s2"]), two, two)  # a Series, an Index: their values
+    bank.learn_many(pd.Index(["s1", "s3"]), two, two)
+    assert bank.keys == ["s1", "s2", "s3"]
+
+
+@pytest.mark.parametrize("cls", ["ModelBank", "SharedWeightsBank"])
+def test_snapshots_with_parts_of_the_wrong_kind_are_refused(cls, rng):
+    from streamrnn import SharedWeightsBank
+
+    Bank = ModelBank if cls == "ModelBank" else SharedWeightsBank
+    bank = Bank(seed=0, **CONFIG)
+    bank.learn_many(["a", "b", "a"], rng.normal(size=(3, 2)), rng.normal(size=(3, 1)))
+
+    def meta(**changes):
+        def change(s):
+            s["meta"].update(changes)
+        return change
+
+    cases = [
+        (lambda s: s.update(buf=s["buf"].tolist()), "snapshot buf must be a numpy array, got list"),
+        (lambda s: s.update(ctr=None), "snapshot ctr must be a numpy array"),
+        (meta(n_created="3"), "snapshot n_created must be an integer >= 2"),
+        (meta(n_created=1), "snapshot n_created must be an integer >= 2"),
+        (meta(batch=2.5), "snapshot batch must be a non-negative integer"),
+        (meta(keys=("a", "b")), "snapshot meta keys must be a list"),
+        (meta(keys=["a", float("nan")]), "snapshot key of slot 1 is or holds NaN"),
+        (meta(keys=["a", "a"]), "snapshot keys of the slots in use must be distinct"),
+    ]
+    if cls == "SharedWeightsBank":
+        cases += [(meta(updates="x"), "snapshot updates must be a non-negative integer"),
+                  (meta(steps_gone=-3), "snapshot steps_gone must be a non-negative integer")]
+    for change, message in cases:
+        snapshot = bank.snapshot()
+        change(snapshot)
+        with pytest.raises(ValueError, match=message):
+            Bank.restore(snapshot)
+
+
 def test_restore_keeps_the_order_of_keys_and_of_free_slots(rng):
     """Keys come back in the order they had (the order eviction scans and
     ``keys`` lists), not in slot order, so restored banks place later keys

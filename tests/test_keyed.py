@@ -49,6 +49,23 @@ def test_keys_that_are_or_hold_nan_are_refused():
     assert bank.keys == [None]
 
 
+def test_a_refused_sample_registers_no_key():
+    """The key's model would stay untrained and shift the seeds of every
+    later key (runs would no longer repeat)."""
+    bank = KeyedForecaster(LSTMForecaster(hidden_size=4), seed=0)
+    bank.learn_one("a", 1.0)
+    for bad in ("x", float("nan"), None):
+        with pytest.raises(ValueError):
+            bank.learn_one("c", bad)
+    assert bank.keys == ["a"]
+    bank.learn_one("b", 2.0)
+    assert bank["b"].seed == 1
+    detector = KeyedDetector(PredictiveDetector(hidden_size=3, grace_period=3), seed=0)
+    with pytest.raises(ValueError):
+        detector.learn_one("d", {"v": "high"})
+    assert detector.keys == []
+
+
 def test_a_key_made_after_an_eviction_gets_a_seed_of_its_own():
     """The n-th key created is seeded seed + n, evicted keys counted (as in
     ModelBank): two live keys never start from the same model."""

@@ -102,6 +102,26 @@ def test_predict_and_forecast_are_per_series_and_pure():
     assert pickle.dumps(bank) == before
 
 
+def test_unseen_keys_in_one_batch_each_start_from_a_zero_state():
+    """Each unseen key is its own series: its rows' predictions do not depend
+    on the other unseen keys' rows before them in the batch."""
+    keys, X, Y = stream(20, ["a", "b"])
+    bank = SharedWeightsBank(cell="gru", seed=0, **CONFIG)
+    bank.learn_many(keys, X, Y)
+    qk = ["u1", "u2", "a", "u2", "u1", "u3"]
+    P = bank.predict_many(qk, X[:6])
+    fresh = bank.model("a")
+    fresh.reset_state()
+    for key in ("u1", "u2", "u3"):
+        rows = [i for i, k in enumerate(qk) if k == key]
+        assert np.array_equal(P[rows], bank.predict_many([key] * len(rows), X[rows]))
+        assert np.array_equal(P[rows], fresh.predict_many(X[rows]))
+    F = bank.forecast_many(["u1", "a", "u2"], 3, X[:3])
+    assert np.array_equal(F[0], fed_back(fresh, X[0], 3))
+    assert np.array_equal(F[2], fed_back(fresh, X[2], 3))
+    assert sorted(bank.keys) == ["a", "b"]
+
+
 def test_snapshot_restore_and_pickle_continue_exactly():
     keys, X, Y = stream(80, ["a", "b", "c"])
     whole = SharedWeightsBank(cell="gru", seed=2, **CONFIG)

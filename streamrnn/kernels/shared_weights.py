@@ -37,8 +37,8 @@ def shared_learn(lays, ctrs, updates, buf, slots, X, Y, out):
 @njit(**_JIT)
 def shared_predict(lays, buf, groups, starts, order, X, out):
     """Predictions for every row; the rows of a series run in order from its
-    carried state (not changed). ``lays[-1]`` serves unseen series (zero
-    state)."""
+    carried state (not changed). The last row of ``lays`` serves unseen
+    series (zero state): each such group starts from it."""
     for g in range(groups.shape[0]):
         predict_rows(lays[groups[g]], buf, order, starts[g], starts[g + 1], X, out)
 
