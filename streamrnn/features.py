@@ -317,10 +317,21 @@ def first_appearances(M: np.ndarray, columns: list, known: dict) -> dict[int, li
 
 
 class RunningScaler:
-    """Per-column running standardisation (see :func:`standardize_rows`)."""
+    """Per-column running standardisation (see :func:`standardize_rows`):
+    ``stats`` holds each column's count, mean and root of the sum of squared
+    deviations."""
+
+    _rooted = False  # states saved before the root was kept hold the sum of squares itself
 
     def __init__(self, n: int = 0):
         self.stats = np.zeros((3, n))
+        self._rooted = True
+
+    def __setstate__(self, state: dict) -> None:
+        if not state.get("_rooted", False):  # an earlier state: its sum of squares as a root
+            state = dict(state, stats=state["stats"].copy(), _rooted=True)
+            state["stats"][2] = np.minimum(np.sqrt(state["stats"][2]), np.finfo(np.float64).max)
+        self.__dict__.update(state)
 
     def grow(self, n: int) -> None:
         if n > self.stats.shape[1]:
@@ -342,6 +353,6 @@ class RunningScaler:
 
     def unscale(self, Z: np.ndarray) -> np.ndarray:
         """Inverse of :meth:`transform` with the current statistics."""
-        count, mean, m2 = self.stats
-        std = np.where((count > 1) & (m2 > 0), np.sqrt(m2 / np.maximum(count, 1)), 0.0)
+        count, mean, root = self.stats
+        std = np.where((count > 1) & (root > 0), root / np.sqrt(np.maximum(count, 1)), 0.0)
         return mean + Z * std

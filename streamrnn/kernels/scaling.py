@@ -8,24 +8,33 @@ from numba import njit
 
 from .. import config
 
-_JIT = dict(cache=config.CACHE, nogil=True, error_model="numpy", fastmath=config.FASTMATH)
+# No fast-math: re-associated, ``x / n - mean / n`` becomes ``(x - mean) / n``,
+# the overflow the update avoids (and a scalar loop gains nothing from it).
+_JIT = dict(cache=config.CACHE, nogil=True, error_model="numpy")
+
+
+#: The largest float64: a scale beyond it is taken as it.
+FLOAT_MAX = 1.7976931348623157e308
 
 
 @njit(**_JIT)
 def standardize_rows(stats, X, out, update, clip):
     """Standardise the rows of ``X`` into ``out``, in order.
 
-    ``stats`` is float64 ``(3, F)``: count, mean and sum of squared
-    deviations per feature. A value is scaled with the statistics of the
-    values before it, ``(x - mean) / std``, clipped to ``[-clip, clip]`` (0
-    while fewer than two values were seen; with a zero sum of squared
-    deviations — equal values, or deviations below ~1e-154, whose squares
-    underflow — 0 for a value equal to the mean and ``±clip`` for any
-    other); then, when
-    ``update``, it joins the statistics. NaN marks a missing value: it gives
-    0 and is not counted.
+    ``stats`` is float64 ``(3, F)``: count, mean and root of the sum of
+    squared deviations per feature (kept as a root, so that values as large
+    as the floats go neither overflow nor, for tiny ones, underflow it: a
+    sum of squares overflowed beyond deviations of ~1e154 and left the
+    feature's scale infinite for good). A value is scaled with the
+    statistics of the values before it, ``(x - mean) / std``, clipped to
+    ``[-clip, clip]`` (0 while fewer than two values were seen; with a zero
+    root — equal values — 0 for a value equal to the mean and ``±clip`` for
+    any other); then, when ``update``, it joins the statistics (Welford's
+    update; where ``x - mean`` overflows, the mean moves by ``x / n - mean /
+    n`` and the root is capped at the largest float). NaN marks a missing
+    value: it gives 0 and is not counted.
     """
-    count, mean, m2 = stats[0], stats[1], stats[2]
+    count, mean, root = stats[0], stats[1], stats[2]
     for t in range(X.shape[0]):
         for j in range(X.shape[1]):
             x = X[t, j]
@@ -34,14 +43,21 @@ def standardize_rows(stats, X, out, update, clip):
                 continue
             z = 0.0
             if count[j] > 1:
-                if m2[j] > 0:
-                    z = (x - mean[j]) / math.sqrt(m2[j] / count[j])
+                if root[j] > 0:
+                    z = (x - mean[j]) / (root[j] / math.sqrt(count[j]))
                     z = min(max(z, -clip), clip)
                 elif x != mean[j]:  # off a constant history: as far out as the clip goes
                     z = clip if x > mean[j] else -clip
             out[t, j] = z
             if update:
                 count[j] += 1
+                n = count[j]
                 delta = x - mean[j]
-                mean[j] += delta / count[j]
-                m2[j] += delta * (x - mean[j])
+                if math.isfinite(delta):
+                    mean[j] += delta / n
+                    # Welford's delta * (x - new mean) = delta^2 (n - 1) / n, as a root
+                    step = abs(delta) * math.sqrt((n - 1.0) / n)
+                else:  # x and the mean far apart on either side of 0
+                    mean[j] += x / n - mean[j] / n
+                    step = FLOAT_MAX
+                root[j] = min(math.hypot(root[j], step), FLOAT_MAX)
