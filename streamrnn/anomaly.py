@@ -204,7 +204,7 @@ class PredictiveDetector(AnomalyDetector):
             if type(v) is float or type(v) is int:  # the common case, without the ABC checks below
                 if not finite(v):  # (an int beyond the floats: infinite)
                     complete = False
-            elif v is None:
+            elif v is None or v is pd.NA:
                 complete = False
             elif isinstance(v, bool) or not isinstance(v, numbers.Real):
                 raise ValueError(f"feature {k!r} must be a real number, got {v!r}")

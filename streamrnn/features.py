@@ -35,8 +35,10 @@ def _value(name, v) -> float:
             return float(v)
         except OverflowError:  # an int beyond the floats
             raise ValueError(f"feature {name!r} is infinite") from None
-    if v is None:
+    if v is None or v is pd.NA:
         return math.nan
+    if isinstance(v, np.bool_):  # as a bool (an int) is
+        return float(v)
     if isinstance(v, numbers.Real):
         try:
             v = float(v)
@@ -256,6 +258,8 @@ class FeatureSpace:
         """``X`` as a float64 matrix (NaN where missing) and its column names."""
         if not isinstance(X, pd.DataFrame):
             raise ValueError(f"X must be a pandas DataFrame, got {type(X).__name__}")
+        if X.columns.has_duplicates:
+            raise ValueError(f"X has duplicate column names: {list(X.columns[X.columns.duplicated()].unique())}")
         dates = [c for c in X.columns if _holds_dates(X[c])]
         if dates:
             parts = [X.drop(columns=dates)]
@@ -265,14 +269,25 @@ class FeatureSpace:
                             for t in column]
                 parts.append(pd.DataFrame(calendar, index=X.index))
             X = pd.concat(parts, axis=1)
-        try:
-            M = X.to_numpy(dtype=np.float64, na_value=np.nan)
-        except OverflowError:
-            raise ValueError("features must be finite; an int beyond the floats (infinite) is in "
-                             f"{[c for c in X.columns if X[c].dtype == object]}") from None
-        except (TypeError, ValueError):
-            bad = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
-            raise ValueError(f"features must be real numbers; non-numeric columns: {bad}") from None
+        M = np.empty(X.shape)
+        bad = []
+        for j, name in enumerate(X.columns):
+            column = X.iloc[:, j]
+            if column.dtype == object:  # each value as learn_one takes it (not '1' nor a timedelta)
+                for i, v in enumerate(column):
+                    try:
+                        M[i, j] = _value(name, v)
+                    except ValueError:
+                        if isinstance(v, numbers.Real):  # an int beyond the floats
+                            raise ValueError(f"feature {name!r} is infinite in row {i}") from None
+                        bad.append(name)
+                        break
+            elif pd.api.types.is_numeric_dtype(column):  # bools and nullable dtypes included
+                M[:, j] = column.to_numpy(dtype=np.float64, na_value=np.nan)
+            else:  # strings, categories, timedeltas
+                bad.append(name)
+        if bad:
+            raise ValueError(f"features must be real numbers; non-numeric columns: {bad}")
         if np.isinf(M).any():
             r, c = np.argwhere(np.isinf(M))[0]
             raise ValueError(f"feature {X.columns[c]!r} is infinite in row {r}")

@@ -109,16 +109,18 @@ def test_missing_and_bad_values(cls):
     detector.learn_one({"value": math.nan})
     detector.learn_one({"value": math.inf})
     detector.learn_one({"value": -(10**400)})  # an int beyond the floats: infinite
-    assert detector.n_skipped == 4
+    detector.learn_one({"value": pd.NA})  # missing, as River's iter_pandas gives it from a nullable column
+    assert detector.n_skipped == 5
     for name, v in detector._net.state_dict().items():
         np.testing.assert_array_equal(v, params[name])
     assert detector.score_one({"value": None}) == 0.0
     assert detector.score_one({"value": math.inf}) == 0.0
+    assert detector.score_one({"value": pd.NA}) == 0.0
     st = detector._st.copy()
     for _ in range(2):  # a point without features: nothing to score or learn
         assert detector.score_one({}) == 0.0
         detector.learn_one({})
-    assert detector.n_skipped == 6
+    assert detector.n_skipped == 7
     np.testing.assert_array_equal(detector._st, st)
     with pytest.raises(ValueError, match="feature 'value' must be a real number"):
         detector.learn_one({"value": "high"})

@@ -159,6 +159,31 @@ def test_regressor_learn_many_refuses_the_targets_learn_one_refuses():
     assert model._net.n_steps == 3
 
 
+def test_learn_many_takes_the_feature_values_learn_one_takes():
+    """One policy for both paths: a numeric string or a timedelta is not a
+    number; pd.NA is missing, as None is; np.True_ is 1, as True is."""
+    import datetime as dt
+
+    one, many = streamrnn.GRURegressor(seed=0), streamrnn.GRURegressor(seed=0)
+    for bad in ("1", dt.timedelta(hours=1)):
+        with pytest.raises(ValueError, match="feature 's' must be a real number"):
+            one.learn_one({"s": bad}, 1.0)
+    for column in (["1", "2"], pd.to_timedelta([1, 2], unit="h"), pd.Categorical([1, 2])):
+        with pytest.raises(ValueError, match="non-numeric columns: \\['s'\\]"):
+            many.learn_many(pd.DataFrame({"s": column}), pd.Series([1.0, 2.0]))
+    with pytest.raises(ValueError, match="X has duplicate column names: \\['a'\\]"):
+        many.learn_many(pd.DataFrame([[1.0, 2.0]], columns=["a", "a"]), pd.Series([1.0]))
+    assert one._net.n_steps == many._net.n_steps == 0
+    X = pd.DataFrame({"a": pd.array([1, None, 3], dtype="Int64"), "b": [np.True_, np.False_, True]}, dtype=object)
+    y = pd.Series([1.0, 2.0, 3.0])
+    many.learn_many(X, y)
+    for i in range(3):
+        one.learn_one(X.iloc[i].to_dict(), float(y[i]))  # pd.NA and np.bool_ values, as River's iter_pandas gives
+    assert pd.isna(X.iloc[1]["a"])
+    np.testing.assert_array_equal(many.predict_many(X).to_numpy(), one.predict_many(X).to_numpy())
+    np.testing.assert_array_equal(one.predict_one({"a": pd.NA, "b": np.True_}), one.predict_one({"a": None, "b": True}))
+
+
 def test_learn_many_takes_columns_of_dates_as_learn_one_takes_dates():
     import datetime as dt
 
