@@ -25,8 +25,11 @@ Mann-Whitney statistic, ties counted half) and :func:`average_precision`
 (the area under the precision-recall steps) are computed over scored rows.
 
 **At an alarm budget.** :func:`alarm_report` flags the highest-scoring
-fraction of scored rows and reports the windows detected, the false alarms
-and the detection delay.
+fraction of scored rows (never more: tied scores are flagged all or none)
+and reports the windows detected, the false alarms and the detection delay.
+
+Scores must be finite: a NaN or infinite score raises ``ValueError`` naming
+its row (and its file).
 """
 
 from __future__ import annotations
@@ -126,13 +129,20 @@ def nab_row_weights(series: LabelledSeries, profile: dict = STANDARD) -> tuple[n
     return weights, window_of
 
 
+def _check_finite(s: np.ndarray, where: str = "") -> None:
+    """Refuse a NaN or infinite score, naming its row (and ``where``: the file)."""
+    if not np.isfinite(s).all():
+        row = int(np.flatnonzero(~np.isfinite(s))[0])
+        raise ValueError(f"{where}score of row {row} is {'NaN' if np.isnan(s[row]) else 'infinite'}; "
+                         "scores must be finite")
+
+
 def _file_scores(series: LabelledSeries, scores) -> np.ndarray:
-    """``scores`` as float64, one per row of ``series`` and none NaN."""
+    """``scores`` as float64, one per row of ``series`` and all finite."""
     s = np.asarray(scores, dtype=np.float64)
     if s.shape != (series.n_rows,):
         raise ValueError(f"{series.name}: scores of shape {s.shape} for {series.n_rows} rows")
-    if np.isnan(s).any():
-        raise ValueError(f"{series.name}: score of row {int(np.flatnonzero(np.isnan(s))[0])} is NaN")
+    _check_finite(s, f"{series.name}: ")
     return s
 
 
@@ -176,7 +186,8 @@ def nab_corpus_score(corpus: list[LabelledSeries], scores: list, profile: dict =
     events_score, events_delta = [], []
     null = perfect = 0.0
     n_windows = []
-    for series, s in zip(corpus, _corpus_scores(corpus, scores)):
+    scores = _corpus_scores(corpus, scores)
+    for series, s in zip(corpus, scores):
         weights, window_of = nab_row_weights(series, profile)
         outside = window_of == -1
         events_score.append(s[outside])
@@ -236,13 +247,12 @@ def _ranks(x: np.ndarray) -> np.ndarray:
 
 
 def _labelled_scores(labels, scores) -> tuple[np.ndarray, np.ndarray]:
-    """Labels as bools and scores as float64: one each per row, no NaN score."""
+    """Labels as bools and scores as float64: one each per row, all scores finite."""
     y = np.asarray(labels, dtype=bool)
     s = np.asarray(scores, dtype=np.float64)
     if y.ndim != 1 or s.shape != y.shape:
         raise ValueError(f"labels and scores must be 1-D of one length, got shapes {y.shape} and {s.shape}")
-    if np.isnan(s).any():
-        raise ValueError(f"score of row {int(np.flatnonzero(np.isnan(s))[0])} is NaN")
+    _check_finite(s)
     return y, s
 
 
@@ -279,7 +289,7 @@ def average_precision(labels, scores) -> float:
 class AlarmReport:
     """Detection at a fixed alarm budget."""
 
-    budget: float  # fraction of scored rows flagged
+    budget: float  # fraction of scored rows that may be flagged
     threshold: float
     windows_detected: int
     windows: int
@@ -300,15 +310,49 @@ class AlarmReport:
         return float(np.median(self.delays)) if self.delays else math.nan
 
 
+def _alarm_threshold(scores: np.ndarray, budget: float) -> float:
+    """The threshold of :func:`alarm_report` over the pooled ``scores``.
+
+    >>> _alarm_threshold(np.array([0.0, 0.0, 0.0, 0.2, 0.5, 0.9]), budget=0.5)
+    0.2
+    >>> _alarm_threshold(np.array([0.0, 0.0, 0.0, 0.0, 0.5, 0.9]), budget=0.5)
+    0.5
+    >>> _alarm_threshold(np.zeros(6), budget=0.5)
+    inf
+    """
+    n = len(scores)
+    q = 1.0 - budget
+    position = n * q + (1.0 - q) - 1.0  # (n - 1) q, computed as np.quantile does
+    k = n - math.ceil(position - 1e-9)  # (a rounding error in the position is no part of a row)
+    if n == 0 or k < 1:
+        return math.inf
+    ranked = np.sort(scores)[::-1]
+    threshold = float(ranked[k - 1])
+    if k < n and ranked[k] == threshold:  # ties at the threshold would overspend the budget
+        above = ranked[ranked > threshold]
+        threshold = float(above[-1]) if above.size else math.inf
+    return threshold
+
+
 def alarm_report(corpus: list[LabelledSeries], scores: list, budget: float = 0.01) -> AlarmReport:
     """Flag the ``budget`` fraction of the corpus' scored rows with the highest
-    anomaly scores (one threshold), and count what they find."""
+    anomaly scores (one threshold), and count what they find.
+
+    A row is flagged when its score reaches the threshold. Of ``n`` scored
+    rows, the budget allows ``k = n - ceil((1 - budget) (n - 1))`` (about
+    ``budget * n``, at least 1: as many as reach the ``1 - budget`` quantile,
+    linearly interpolated, when no two scores are equal). The threshold is
+    the ``k``-th highest score; when rows tied with it would take the flags
+    past ``k``, it is the next distinct score above (``inf``, flagging
+    nothing, when there is none). So the flags never exceed the budget, and
+    tied scores are flagged all or none.
+    """
     if not 0 < budget < 1:
         raise ValueError(f"budget must be in (0, 1), got {budget!r}")
     scores = _corpus_scores(corpus, scores)
     scored = [s[series.scored()] for series, s in zip(corpus, scores)]
     pooled = np.concatenate(scored)
-    threshold = float(np.quantile(pooled, 1.0 - budget))
+    threshold = _alarm_threshold(pooled, budget)
     detected = windows = false_alarms = 0
     delays = []
     for series, s in zip(corpus, scores):

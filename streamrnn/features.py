@@ -202,11 +202,17 @@ class FeatureSpace:
         """Fill the rows of ``xs`` from ``done`` on into ``out``, and make it the window."""
         row_and_completeness = self._row_and_completeness
         self._aware = False
-        for i in range(done, len(xs)):
-            x = xs[i]
-            out[i], known = row_and_completeness(x or {})
-            copies.append(None if x is None else dict(x))
-            complete.append(known)
+        try:
+            for i in range(done, len(xs)):
+                x = xs[i]
+                out[i], known = row_and_completeness(x or {})
+                copies.append(None if x is None else dict(x))
+                complete.append(known)
+        except BaseException:
+            # a bad value part-way: rows before it may be written over the last
+            # window's matrix (it slides on in the same buffer), which must not serve again
+            self._window = None
+            raise
         # rows are reused for equal dicts; an aware datetime equals its instant in every zone, whose hours differ
         self._window = None if self._aware else (copies, out, complete, start)
         return out

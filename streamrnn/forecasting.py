@@ -56,6 +56,10 @@ HISTORY = 1024
 DETECT_AT = frozenset({24, 36, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024})
 N_BASE_INPUTS = 2  # previous surprise, surprise one period before the target
 _NO_FEATURES = np.zeros(0)
+#: The largest magnitude of a value the forecaster learns: its running sums of
+#: squared changes would overflow beyond (a value of 1e200 made every later
+#: forecast NaN).
+MAX_ABS_VALUE = 1e100
 _POWERS = np.arange(1, 257)  # exponents of the reversion, 1..H
 _cumsum = np.add.accumulate  # np.cumsum of a vector, without its Python wrappers
 
@@ -117,6 +121,14 @@ class RecurrentForecaster(Forecaster):
         the two seasonal bases made the smaller one-step errors when the
         period became known). A non-positive value under an automatic log
         scale switches the forecaster back to the linear scale.
+
+    Notes
+    -----
+    ``learn_one`` refuses (``ValueError``, and changes nothing) a value ``y``
+    that is not a finite real number or lies beyond ±1e100
+    (:data:`MAX_ABS_VALUE`: the running sums of squared changes would
+    overflow), and an ``x`` that is not a dict of real numbers, dates or
+    missing values.
     """
 
     _cell = "lstm"
@@ -373,15 +385,20 @@ class RecurrentForecaster(Forecaster):
         ):
             raise ValueError(f"y must be a finite real number, got {y!r}")
         y = float(y)
+        if not -MAX_ABS_VALUE <= y <= MAX_ABS_VALUE:
+            raise ValueError(f"y must lie within ±{MAX_ABS_VALUE:g} (the running sums of squared changes would "
+                             f"overflow), got {y!r}")
+        if y <= 0 and self.log_transform is True:
+            raise ValueError(f"y must be positive with log_transform=True, got {y!r}")
+        # x is checked (and standardised) before any state changes, so that a
+        # refused call changes nothing (_exogenous_one raises before it changes anything)
+        exogenous = self._exogenous_one(x)
         if y <= 0:
-            if self.log_transform is True:
-                raise ValueError(f"y must be positive with log_transform=True, got {y!r}")
             if self._log:
                 warnings.warn(f"a value <= 0 ({y!r}): the forecaster leaves the log scale", RuntimeWarning)
                 self._log = False
                 self._restart_surprises()
             self._positive = False
-        exogenous = self._exogenous_one(x)
         if self._last is None:
             self._last = y
             if self.seasonality == "auto":

@@ -117,10 +117,10 @@ def test_save_then_load_resumes_bit_identically(tmp_path):
     second = "\n".join([header] + body[60:]) + "\n"
     model = str(tmp_path / "model.npz")
     for command in (["forecast", "--horizon", "2"], ["forecast", "--horizon", "3", "--time", "time"], ["detect"]):
-        argv = command + ["--target", "flow", "--hidden-size", "4"]
-        _, whole, _ = run(argv, "\n".join(text) + "\n")
-        s1, part1, _ = run(argv + ["--save", model], first)
-        s2, part2, err = run(argv + ["--load", model], second)
+        argv = command + ["--target", "flow"]
+        _, whole, _ = run(argv + ["--hidden-size", "4"], "\n".join(text) + "\n")
+        s1, part1, _ = run(argv + ["--hidden-size", "4", "--save", model], first)
+        s2, part2, err = run(argv + ["--load", model], second)  # (the model keeps its hidden size)
         assert s1 == s2 == 0, err
         assert rows_of(part1) + rows_of(part2)[1:] == rows_of(whole)
 
@@ -152,6 +152,10 @@ def test_load_of_a_model_that_cannot_forecast_that_far_is_a_usage_error(tmp_path
         (["forecast", "--target", "nope"], "a,b\n1,2\n", 2, "column 'nope' not found"),
         (["detect", "--target", "a", "--key", "k"], "a,b\n1,2\n", 2, "column 'k' not found"),
         (["forecast", "--target", "a"], "a,b\n1,2\nx1,3\n", 1, "row 2 (line 3): column 'a' has a non-numeric value 'x1'"),
+        (["forecast", "--target", "a"], "a,b\n1,2\n1_000,3\n", 1,
+         "row 2 (line 3): column 'a' has a non-numeric value '1_000'"),
+        (["detect", "--target", "a", "b"], "a,b\n1,2\n3,4_5\n", 1,
+         "row 2 (line 3): column 'b' has a non-numeric value '4_5'"),
         (["forecast", "--target", "a"], "", 1, "empty input"),
         (["detect", "--target", "a"], "a,b\n", 1, "empty input"),
         (["forecast", "--target", "a"], "a,b\n1,2\n3\n", 1, "row 2 (line 3) has 1 fields, the header has 2"),
@@ -166,6 +170,36 @@ def test_error_paths(argv, text, status, message):
     got, out, err = run(argv, text)
     assert got == status
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_byte_order_mark_is_no_part_of_the_first_column(tmp_path):
+    """Excel writes CSV files that start with a UTF-8 byte order mark."""
+    text = "value,other\n1.5,a\n2.5,b\n3.0,c\n"
+    argv = ["forecast", "--target", "value", "--hidden-size", "4", "--no-progress"]
+    status, plain, err = run(argv, text)
+    assert status == 0, err
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert run([argv[0], str(path)] + argv[1:]) == (0, plain, "")
+    assert run(argv, "\ufeff" + text) == (0, plain, "")  # standard input, decoded as plain UTF-8
+    path.write_bytes(b'\xef\xbb\xbf"value",other\n1.5,a\n2.5,b\n3.0,c\n')  # a quoted first name
+    assert run([argv[0], str(path)] + argv[1:]) == (0, plain, "")
+    assert run(argv, '\ufeff"value",other\n1.5,a\n2.5,b\n3.0,c\n') == (0, plain, "")
+
+
+@pytest.mark.parametrize("command", ["forecast", "detect"])
+@pytest.mark.parametrize("option", [["--model", "gru"], ["--hidden-size", "8"], ["--seed", "1"],
+                                    ["--device", "cpu"], ["--model", "lstm", "--seed", "0"]])
+def test_model_options_with_load_are_refused(tmp_path, command, option):
+    """A loaded model keeps its configuration: an option that would configure
+    a new one is refused, not silently ignored (even when it names the default)."""
+    model = str(tmp_path / "model.npz")
+    assert run([command, "--target", "flow", "--hidden-size", "4", "--save", model], waterflow_csv(20))[0] == 0
+    status, out, err = run([command, "--target", "flow", "--load", model] + option, waterflow_csv(20))
+    flags = " ".join(option[::2]).replace(" ", ", ")
+    assert status == 2 and out == "" and "Traceback" not in err
+    assert f"{flags} cannot be used with --load" in err
+    assert run([command, "--target", "flow", "--load", model], waterflow_csv(20))[0] == 0
 
 
 @pytest.mark.parametrize("argv", [[], ["forecast"], ["forecast", "--horizon", "0", "--target", "a"],

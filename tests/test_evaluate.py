@@ -145,3 +145,56 @@ def test_scores_that_do_not_fit_their_files_are_refused():
     for windows in ([(60, 69), (40, 49)], [(40, 49), (45, 50)], [(95, 100)], [(-1, 3)], [(5, 4)]):
         with pytest.raises(ValueError, match="must lie within its 100 rows"):
             LabelledSeries("h", 100, windows)
+
+
+def test_infinite_scores_are_refused_naming_the_file():
+    """An infinite score would count as a detection at every threshold, inf
+    included (a per-file score of -109 beside a corpus score of 0)."""
+    f, g = LabelledSeries("f", 100, [(50, 59)]), LabelledSeries("g", 100, [(60, 69)])
+    ok = np.zeros(100)
+    for bad in (np.r_[np.zeros(50), np.full(50, np.inf)], np.where(np.arange(100) == 7, -np.inf, 0.0)):
+        row = int(np.flatnonzero(np.isinf(bad))[0])
+        with pytest.raises(ValueError, match=rf"g: score of row {row} is infinite"):
+            nab_corpus_score([f, g], [ok, bad])
+        with pytest.raises(ValueError, match=rf"g: score of row {row} is infinite"):
+            nab_file_score(g, bad, 0.5)
+        with pytest.raises(ValueError, match=rf"g: score of row {row} is infinite"):
+            alarm_report([f, g], [ok, bad], budget=0.05)
+        for metric in (roc_auc, average_precision):
+            with pytest.raises(ValueError, match=rf"score of row {row} is infinite"):
+                metric(g.labels(), bad)
+    with pytest.raises(ValueError, match="f: score of row 3 is NaN"):
+        alarm_report([f], [np.where(np.arange(100) == 3, np.nan, 0.0)])
+
+
+def test_alarm_report_flags_at_most_its_budget_when_scores_tie():
+    """Mostly-zero scores: a quantile threshold of 0 flagged every row; the
+    budget (5 % of 85 scored rows: 5) is kept, ties flagged all or none."""
+    corpus = [LabelledSeries("f", 100, [(50, 59)])]
+    s = np.zeros(100)
+    s[[20, 52, 70, 80]] = [0.3, 1.0, 0.5, 0.2]
+    report = alarm_report(corpus, [s], budget=0.05)
+    assert report.rows == 85 and report.threshold == 0.2
+    assert (report.windows_detected, report.false_alarms, report.delays) == (1, 3, [2])
+    # ties at the k-th highest score: the next distinct score above it
+    s[[30, 31]] = 0.2  # 0.2 now ties three rows, the 4th to 6th highest
+    report = alarm_report(corpus, [s], budget=0.05)
+    assert report.threshold == 0.3 and report.false_alarms == 2
+    # every score tied: nothing can be flagged within the budget
+    report = alarm_report(corpus, [np.ones(100)], budget=0.05)
+    assert report.threshold == math.inf and report.false_alarms == report.windows_detected == 0
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_alarm_report_flags_the_same_rows_as_the_quantile_without_ties(seed):
+    rng = np.random.default_rng(seed)
+    corpus = [LabelledSeries("a", 300, [(100, 119)]), LabelledSeries("b", 211, [(150, 159), (190, 199)])]
+    scores = [rng.random(300), rng.random(211)]
+    pooled = np.concatenate([s[series.scored()] for series, s in zip(corpus, scores)])
+    for budget in (0.001, 0.01, 0.05, 0.1, 1 / 3, 0.5, 0.7, 0.99):
+        report = alarm_report(corpus, scores, budget=budget)
+        quantile = np.quantile(pooled, 1 - budget)
+        assert (pooled >= report.threshold).sum() == (pooled >= quantile).sum() <= max(1, math.ceil(budget * len(pooled)))
+        false_alarms = sum(int(((s >= quantile) & series.scored() & ~series.labels()).sum())
+                           for series, s in zip(corpus, scores))
+        assert report.false_alarms == false_alarms

@@ -340,3 +340,67 @@ def test_a_forecaster_saved_with_a_log_transform_now_refused_still_clones():
     old.__setstate__(dict(model.__dict__, log_transform=np.True_))
     assert old.log_transform is False and old.clone().log_transform is False
     assert pickle.loads(pickle.dumps(old)).forecast(3) == model.forecast(3)
+
+
+@pytest.mark.parametrize("cls", FORECASTERS)
+@pytest.mark.parametrize("params", [{}, {"horizon": 3}, {"log_transform": True}])
+def test_a_refused_learn_one_changes_nothing(cls, params):
+    """A call refused for its x (or its y) leaves no trace: not the scale,
+    not the features, not the network; later forecasts are bit for bit those
+    of a twin that never got it."""
+    data = list(datasets.AirlinePassengers())
+    model, twin = cls(seed=0, **params), cls(seed=0, **params)
+    for x, y in data[:30]:
+        model.learn_one(y, x)
+        twin.learn_one(y, x)
+    assert model.log_scale and model._positive
+    refused = [
+        (-1.0, {"month": "bad"}),  # a value <= 0 would leave the log scale
+        (-1.0, {"month": data[30][0]["month"], "new": float("inf")}),  # a new feature, infinite
+        (-1.0, [1.0]),
+        (500.0, {"new": "bad", "month": data[30][0]["month"]}),
+        (float("nan"), {"new": 1.0}),
+    ]
+    if params.get("log_transform") is True:
+        refused.append((-1.0, {"new": 1.0}))  # y refused, x valid: no feature "new"
+    for y, x in refused:
+        with pytest.raises(ValueError):
+            model.learn_one(y, x)
+    assert model.log_scale and model._positive
+    assert model._features.names == twin._features.names
+    for x, y in data[30:60]:
+        model.learn_one(y, x)
+        twin.learn_one(y, x)
+    xs = [x for x, _ in data[60:63]]
+    assert model.forecast(3, xs) == twin.forecast(3, xs)
+    assert model.forecast(3) == twin.forecast(3)
+
+
+def test_a_refused_forecast_leaves_later_forecasts_unchanged():
+    """Features of a forecast's steps refused part-way (a bad value in the
+    second step) leave the rows kept for the next forecast as they were."""
+    import datetime as dt
+
+    data = list(datasets.AirlinePassengers())
+    model, twin = LSTMForecaster(seed=0), LSTMForecaster(seed=0)
+    for x, y in data[:40]:
+        model.learn_one(y, x)
+        twin.learn_one(y, x)
+    xs = [x for x, _ in data[40:43]]
+    first = model.forecast(3, xs)
+    bad = [{"month": xs[0]["month"] + dt.timedelta(days=100)}, {"month": "bad"}, dict(xs[2])]
+    with pytest.raises(ValueError, match="'month' must be a real number"):
+        model.forecast(3, bad)
+    assert model.forecast(3, xs) == first == twin.forecast(3, xs)
+
+
+def test_values_whose_squares_would_overflow_are_refused():
+    """1e200 then -1e200 made every later forecast NaN (the sums of squared
+    changes overflowed); such values are refused, and the model goes on."""
+    model = LSTMForecaster(hidden_size=4, seed=0)
+    for v in (1e200, -1e101, 10**101):
+        with pytest.raises(ValueError, match="y must lie within ±1e\\+100"):
+            model.learn_one(v)
+    for v in (1e100, -1e100, 1.0, 2.0, 3.0) + tuple(float(i % 5) for i in range(30)):
+        model.learn_one(v)
+    assert np.isfinite(model.forecast(3)).all()

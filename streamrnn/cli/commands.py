@@ -18,13 +18,29 @@ CELLS = ("lstm", "gru", "rnn")
 # NAB corpus is 0.103 (benchmarks/bench_nab.py).
 DEFAULT_THRESHOLD = 0.1
 _UNSET = object()
+#: The options that configure a new model, with their defaults (the parser
+#: leaves them None, so that one given with ``--load`` can be told apart).
+MODEL_OPTIONS = {"model": "--model", "hidden_size": "--hidden-size", "seed": "--seed", "device": "--device"}
+MODEL_DEFAULTS = {"model": "lstm", "seed": 0, "device": "cpu"}
 
 
-def _model_params(args: argparse.Namespace) -> dict:
-    params = {"seed": args.seed, "device": args.device}
-    if args.hidden_size is not None:
-        params["hidden_size"] = args.hidden_size
-    return params
+def _model_params(args: argparse.Namespace) -> tuple[str, dict]:
+    """The cell and the parameters of a new model: the options given, else their defaults."""
+    given = {dest: getattr(args, dest) for dest in MODEL_OPTIONS if getattr(args, dest) is not None}
+    options = {**MODEL_DEFAULTS, **given}
+    return options.pop("model"), options
+
+
+def _check_load_options(args: argparse.Namespace) -> None:
+    """A usage error for options that configure a new model given with
+    ``--load``: the loaded model keeps its own, they would be ignored."""
+    given = [flag for dest, flag in MODEL_OPTIONS.items() if getattr(args, dest) is not None]
+    if given:
+        raise CommandError(
+            f"{', '.join(given)} cannot be used with --load: the loaded model keeps the configuration "
+            "it was saved with",
+            status=2,
+        )
 
 
 def _build(cls: type, **params):
@@ -198,6 +214,7 @@ def forecast(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
         raise CommandError("--horizon must be a positive integer", status=2)
     metadata = {}
     if args.load:
+        _check_load_options(args)
         model, metadata = _load(args.load, KeyedForecaster)
         direct = model.template.horizon
         if direct is not None and H > direct:
@@ -206,12 +223,13 @@ def forecast(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
         if args.direct and direct is None:
             raise CommandError("--direct does not apply to a loaded model that forecasts recursively", status=2)
     else:
+        cell, params = _model_params(args)
         cls = {"lstm": forecasting.LSTMForecaster, "gru": forecasting.GRUForecaster,
-               "rnn": forecasting.RNNForecaster}[args.model]
-        params = _model_params(args)
+               "rnn": forecasting.RNNForecaster}[cell]
+        seed = params.pop("seed")
         if args.direct:
             params["horizon"] = H
-        model = KeyedForecaster(_build(cls, **{k: v for k, v in params.items() if k != "seed"}), seed=args.seed)
+        model = KeyedForecaster(_build(cls, **params), seed=seed)
     run = _Run(args, stream, name, piped, stdout, stderr)
     run.resume(metadata)
     run.writer.writerow(run.echo + [f"{t}+{k}" for t in run.targets for k in range(1, H + 1)])
@@ -278,11 +296,12 @@ def detect(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise CommandError("--threshold must lie between 0 and 1", status=2)
     if args.load:
+        _check_load_options(args)
         model, _ = _load(args.load, KeyedDetector)
     else:
-        params = _model_params(args)
-        params.pop("seed")
-        model = KeyedDetector(_build(anomaly.PredictiveDetector, cell=args.model, **params), seed=args.seed)
+        cell, params = _model_params(args)
+        seed = params.pop("seed")
+        model = KeyedDetector(_build(anomaly.PredictiveDetector, cell=cell, **params), seed=seed)
     quantiles: dict = {}
     threshold = args.threshold if args.threshold is not None else DEFAULT_THRESHOLD
     run = _Run(args, stream, name, piped, stdout, stderr)
@@ -334,7 +353,8 @@ def open_input(path: str, stdin: TextIO) -> tuple[TextIO, str, bool]:
     if path == "-":
         return stdin, "<stdin>", True
     try:
-        return open(path, newline="", encoding="utf-8"), path, False
+        # (utf-8-sig: the byte order mark Excel writes at the start is no part of the first column's name)
+        return open(path, newline="", encoding="utf-8-sig"), path, False
     except FileNotFoundError:
         raise CommandError(f"no such file: {path}", status=2) from None
     except OSError as error:

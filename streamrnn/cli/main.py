@@ -8,7 +8,7 @@ import os
 import sys
 from typing import TextIO
 
-from .commands import CELLS, DEFAULT_THRESHOLD, run_command
+from .commands import CELLS, DEFAULT_THRESHOLD, MODEL_DEFAULTS, run_command
 from .rows import CommandError
 
 EPILOG = """examples:
@@ -46,11 +46,15 @@ def _add_stream_options(parser: argparse.ArgumentParser) -> None:
                         help="time column, copied to the output (forecast: ISO dates also become calendar "
                              "features)")
     parser.add_argument("--key", metavar="COL", help="series key column: one model per key")
-    parser.add_argument("--model", choices=CELLS, default="lstm", help="recurrent cell (default: lstm)")
+    # the model's configuration: no defaults here (None), so that one given with --load can be refused
+    parser.add_argument("--model", choices=CELLS, help=f"recurrent cell (default: {MODEL_DEFAULTS['model']})")
     parser.add_argument("--hidden-size", type=_positive_int, metavar="N", help="hidden units per layer")
-    parser.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the kernels run")
-    parser.add_argument("--load", metavar="PATH", help="resume from a model saved with --save")
+    parser.add_argument("--seed", type=_seed, help=f"random seed (default: {MODEL_DEFAULTS['seed']})")
+    parser.add_argument("--device", choices=("cpu", "cuda"),
+                        help=f"where the kernels run (default: {MODEL_DEFAULTS['device']})")
+    parser.add_argument("--load", metavar="PATH",
+                        help="resume from a model saved with --save (it keeps its --model, --hidden-size, "
+                             "--seed and --device)")
     parser.add_argument("--save", metavar="PATH", help="save the model(s) at the end (streamrnn.save format)")
     parser.add_argument("--plot", metavar="PNG", help="plot the first target (of the first key) to this file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")

@@ -22,6 +22,17 @@ class CommandError(Exception):
         self.status = status
 
 
+def _without_bom(lines) -> Iterator[str]:
+    """The lines of a text stream, the first without a byte order mark
+    (U+FEFF) at its start: Excel writes one, and a stream decoded as plain
+    UTF-8 (standard input) keeps it as a character."""
+    lines = iter(lines)
+    for first in lines:
+        yield first[1:] if first.startswith("\ufeff") else first
+        break
+    yield from lines
+
+
 class CSVInput:
     """The data rows of a CSV stream whose first line names the columns.
 
@@ -44,7 +55,7 @@ class CSVInput:
 
     def __init__(self, stream: TextIO, name: str, required: list[str]):
         self.name = name
-        self._reader = csv.reader(stream)
+        self._reader = csv.reader(_without_bom(stream))
         try:
             header = next(self._reader)
         except StopIteration:
@@ -80,11 +91,14 @@ class CSVInput:
 
     def number(self, fields: list[str], column: str, row: int) -> float | None:
         """The value of ``column`` as a float; None when it is missing (empty,
-        NaN, NA, null) or infinite; a clear error when it is not a number."""
+        NaN, NA, null) or infinite; a clear error when it is not a number
+        (Python's digit separators, as in ``1_000``, make no number)."""
         text = fields[self._index[column]].strip()
         if text in MISSING:
             return None
         try:
+            if "_" in text:  # float() reads "1_000" as 1000, a Python literal, not a number in a CSV
+                raise ValueError(text)
             value = float(text)
         except ValueError:
             raise CommandError(
