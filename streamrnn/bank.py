@@ -3,6 +3,8 @@ updated in one kernel call per batch."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from .checks import check_integer
@@ -375,6 +377,11 @@ class ModelBank:
         return out
 
     # ------------------------------------------------------------ snapshots
+
+    def __copy__(self) -> ModelBank:
+        """An independent copy (a shallow one would share the counters and
+        keys, and not the models they index)."""
+        return copy.deepcopy(self)
 
     def __getstate__(self) -> dict:
         # the scratch end of the buffers is not model state (predictions write

@@ -362,12 +362,20 @@ class RunningScaler:
         """Standardise the rows of ``M`` in order; with ``update`` each row then
         joins the statistics."""
         M = np.ascontiguousarray(M, dtype=np.float64)
+        self._check_columns(M.shape[1])
         out = np.empty_like(M)
         standardize_rows(self.stats, M, out, update, CLIP)
         return out
 
+    def _check_columns(self, n: int) -> None:
+        """The kernel indexes the statistics by column without bounds checks:
+        statistics for fewer columns (an edited file) must not reach it."""
+        if n > self.stats.shape[1]:
+            raise ValueError(f"the scaler holds statistics for {self.stats.shape[1]} columns, got {n}")
+
     def transform_row(self, row: np.ndarray) -> np.ndarray:
         """``transform(row[None, :], update=True)[0]`` of a float64 row."""
+        self._check_columns(len(row))
         out = np.empty((1, len(row)))
         standardize_rows(self.stats, row.reshape(1, -1), out, True, CLIP)
         return out[0]

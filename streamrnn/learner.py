@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -317,13 +318,26 @@ class OnlineRNN:
         known history). Returns the outputs, shape ``(len(U), output_size)``.
         """
         U = np.array(self._matrix(U, self._shape.input_size, "U"))
-        fb = np.ascontiguousarray(feedback, dtype=np.int64).reshape(-1, 2)
-        for column, lag in fb.tolist():
-            if not (0 <= column < self._shape.input_size and lag >= 1):
-                raise ValueError("feedback must be (column, lag) pairs with 0 <= column < input_size and lag >= 1")
+        fb = self._feedback_pairs(feedback)
         out = np.empty((U.shape[0], self._shape.output_size), dtype=self._np_dtype)
         K.forecast_recursive(self._lay, self._buf, U, fb, out)
         return out
+
+    def _feedback_pairs(self, feedback) -> np.ndarray:
+        """``feedback`` as an int64 ``(n, 2)`` array of ``(column, lag)``
+        pairs, each checked: integers (not bools, not floats that would be
+        truncated), ``0 <= column < input_size``, ``lag >= 1``."""
+        try:
+            pairs = [tuple(pair) for pair in feedback]
+        except TypeError:
+            raise ValueError(f"feedback must be (column, lag) pairs, got {feedback!r}") from None
+        n_in = self._shape.input_size
+        for pair in pairs:
+            if not (len(pair) == 2 and all(is_integer(v) for v in pair)
+                    and 0 <= pair[0] < n_in and 1 <= pair[1] <= np.iinfo(np.int64).max):
+                raise ValueError(f"feedback must be (column, lag) pairs of integers with 0 <= column < input_size "
+                                 f"({n_in}) and lag >= 1, got {pair!r}")
+        return np.array(pairs, dtype=np.int64).reshape(-1, 2)
 
     def learn(self, x, y) -> np.ndarray:
         """Learn from one sample; returns the prediction made before the update."""
@@ -397,7 +411,12 @@ class OnlineRNN:
                 raise ValueError(f"{name} must have shape {view.shape}, got {v.shape}")
             if v.dtype.kind not in "biuf" or not np.all(np.isfinite(v)):
                 raise ValueError(f"{name} must hold finite real numbers")
-            values[name] = v
+            with np.errstate(over="ignore"):
+                cast = v.astype(self._np_dtype)
+            if not np.all(np.isfinite(cast)):
+                raise ValueError(f"{name} holds values beyond the range of {self._np_dtype.name} "
+                                 f"(±{np.finfo(self._np_dtype).max:.3g}), the model's dtype")
+            values[name] = cast
         for name, v in values.items():
             views[name][...] = v
 
@@ -448,6 +467,11 @@ class OnlineRNN:
         state = dict(self.__dict__)
         state["_buf"] = self._buf[: self._lay[L.L_PERSIST]].copy()
         return state
+
+    def __copy__(self) -> OnlineRNN:
+        """An independent copy (a shallow one would share the counters, and
+        not the weights and window they index)."""
+        return copy.deepcopy(self)
 
     def __setstate__(self, state: dict) -> None:
         persistent = state["_buf"]

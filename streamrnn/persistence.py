@@ -619,6 +619,7 @@ def _check_state(cls: type, state) -> None:
     CRC checks but was edited must not make a kernel read outside an array."""
     from .anomaly import PredictiveDetector
     from .bank import ModelBank
+    from .features import RunningScaler
     from .kernels import layout as L
     from .learner import OnlineRNN
     from .network import NetworkShape, build_layout, counters_problem
@@ -626,6 +627,11 @@ def _check_state(cls: type, state) -> None:
 
     if issubclass(cls, PredictiveDetector):
         _check_detector_state(cls, state)
+        return
+    if issubclass(cls, RunningScaler):
+        stats = state.get("stats") if isinstance(state, dict) else None
+        _need(type(stats) is np.ndarray and stats.dtype == np.float64 and stats.ndim == 2 and stats.shape[0] == 3,
+              "the RunningScaler's statistics must be a float64 array of 3 rows")
         return
     if not issubclass(cls, OnlineRNN | ModelBank):
         return

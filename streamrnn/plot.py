@@ -135,6 +135,8 @@ def _index(index, size: int, name: str = "index", of: str = "actual") -> np.ndar
         array = np.asarray(_parse_dates(array.astype(str)))
     elif array.dtype.kind == "c" or array.dtype.kind == "b":
         raise ValueError(f"{name} must hold numbers or datetimes, got dtype {array.dtype}")
+    elif array.dtype.kind == "u":  # differences of unsigned positions would wrap around
+        array = array.astype(np.float64)
     return array
 
 

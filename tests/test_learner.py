@@ -268,3 +268,40 @@ def test_forecast_feeds_predictions_back(rng):
     np.testing.assert_array_equal(model._buf[params], buf[params])
     with pytest.raises(ValueError, match="feedback must be"):
         model.forecast(U, feedback=[(3, 1)])
+
+
+def test_a_shallow_copy_is_an_independent_model():
+    """copy.copy copied the weights and window but shared the counters that
+    index them: the original then continued as if it had learned the copy's
+    samples."""
+    import copy
+
+    X = np.random.default_rng(0).normal(size=(30, 1))
+    a = OnlineRNN(seed=0, k1=4, hidden_size=4)
+    a.learn_many(X[:10], X[1:11])
+    b, deep = copy.copy(a), copy.deepcopy(a)
+    b.learn_many(X[10:20], X[11:21])
+    assert (a.n_steps, b.n_steps) == (10, 20)
+    np.testing.assert_array_equal(a.learn_many(X[20:25], X[21:26]), deep.learn_many(X[20:25], X[21:26]))
+
+
+@pytest.mark.parametrize("feedback", [[(0.5, 1)], [(0, 1.9)], [(True, 1)], [(0, 10**20)], [("a", 1)],
+                                      [(0, 1, 2)], [(1, 1)], [(0, 0)], 3])
+def test_bad_feedback_pairs_are_refused_naming_feedback(feedback):
+    model = OnlineRNN(seed=0, hidden_size=3)
+    with pytest.raises(ValueError, match="feedback must be"):
+        model.forecast(np.zeros((3, 1)), feedback)
+
+
+def test_parameters_beyond_the_models_dtype_are_refused():
+    """1e39 is finite in float64 but infinite in float32: the model predicted
+    inf and never learned again."""
+    model = OnlineRNN(seed=0, hidden_size=3)
+    before = model.state_dict()
+    bad = dict(before, **{"head.bias": np.array([1e39])})
+    with pytest.raises(ValueError, match="head.bias holds values beyond the range of float32"):
+        model.load_state_dict(bad)
+    for name, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, before[name])
+    OnlineRNN(seed=0, hidden_size=3, dtype="float64").load_state_dict(
+        {k: v.astype(np.float64) for k, v in bad.items()})  # fine in float64

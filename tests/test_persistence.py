@@ -626,6 +626,35 @@ def test_kernel_buffers_that_do_not_match_their_layout_are_refused(model, tmp_pa
             P.load(tmp_path / "bad.npz")
 
 
+def test_scaler_statistics_a_kernel_would_index_by_are_checked(tmp_path):
+    """The running scaler's kernel indexes its statistics by feature without
+    bounds checks: an edited file with fewer rows is refused on load, one
+    with fewer columns than features is refused before the kernel runs (it
+    wrote past the array and corrupted the heap)."""
+    from streamrnn import LSTMRegressor
+
+    model = LSTMRegressor(hidden_size=3, seed=0)
+    for t in range(20):
+        model.learn_one({"a": t, "b": t % 3, "c": -t}, float(t))
+    data = file_bytes(model)
+    name = next(n for n, a in np.load(io.BytesIO(data)).items()
+                if isinstance(a, np.ndarray) and a.shape == (3, 3))  # the x scaler's stats
+
+    def edited(change):
+        def edit(arrays):
+            arrays[name] = change(arrays[name])
+        (tmp_path / "bad.npz").write_bytes(rewrite(data, edit_arrays=edit))
+        return tmp_path / "bad.npz"
+
+    with pytest.raises(P.FormatError, match="RunningScaler's statistics must be a float64 array of 3 rows"):
+        P.load(edited(lambda a: a[:2]))
+    fewer = P.load(edited(lambda a: a[:, :1]))
+    with pytest.raises(ValueError, match="the scaler holds statistics for 1 columns, got 3"):
+        fewer.learn_one({"a": 1, "b": 2, "c": 3}, 1.0)
+    with pytest.raises(ValueError, match="the scaler holds statistics for 1 columns, got 3"):
+        fewer.predict_one({"a": 1, "b": 2, "c": 3})
+
+
 @pytest.mark.parametrize("make", [lambda: OnlineRNN(hidden_size=3, k1=2, k2=4, seed=0),
                                   lambda: ModelBank(hidden_size=3, k1=2, k2=4, seed=0),
                                   lambda: SharedWeightsBank(hidden_size=3, k1=2, k2=4, seed=0)])
@@ -687,7 +716,8 @@ def test_detector_statistics_that_do_not_match_are_refused(cls, tmp_path):
             def edit(arrays, name=array_name(attribute), change=change):
                 arrays[name] = change(arrays[name])
             (tmp_path / "bad.npz").write_bytes(rewrite(data, edit_arrays=edit))
-            with pytest.raises(P.FormatError, match=f"{cls.__name__}'s .*(do not match|does not match|inconsistent)"):
+            with pytest.raises(P.FormatError, match=f"({cls.__name__}'s .*(do not match|does not match|inconsistent)"
+                                                    "|RunningScaler's statistics must be)"):
                 P.load(tmp_path / "bad.npz")
 
 

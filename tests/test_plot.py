@@ -182,6 +182,14 @@ def test_anomalies_with_dates_and_nab_style_windows(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.parametrize("dtype", [np.uint32, np.uint64, np.int16])
+def test_anomalies_with_an_unsigned_index_place_the_spans(dtype):
+    """Differences of unsigned positions wrapped around: a span at the end
+    ran from 2.1e9 to -2.1e9."""
+    ax = plot.anomalies([0.1, 0.2, 0.9], flags=[False, False, True], index=np.array([2, 4, 6], dtype=dtype))
+    assert spans(ax) == [(5, 7)]
+
+
 def test_anomalies_single_flagged_row():
     ax = plot.anomalies([0.3], flags=[True])
     assert spans(ax) == [(-0.5, 0.5)]
