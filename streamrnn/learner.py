@@ -16,6 +16,16 @@ _DTYPES = {"float32": np.float32, "float64": np.float64}
 _predict_one, _learn_one = K.predict_one, K.learn_one  # module globals: one lookup less per call
 
 
+def _unmasked(a) -> np.ndarray:
+    """``a`` as an array; a masked array's masked entries as NaN (missing),
+    where ``np.asarray`` would keep the values under the mask."""
+    if isinstance(a, np.ma.MaskedArray):
+        if a.dtype.kind in "biu" and np.ma.getmask(a).any():
+            a = a.astype(np.float64)
+        return a.filled(np.nan) if np.ma.getmask(a).any() else a.data
+    return np.asarray(a)
+
+
 class OnlineRNN:
     """A stack of recurrent cells with a linear head that learns one sample at
     a time by truncated backpropagation through time.
@@ -258,8 +268,9 @@ class OnlineRNN:
         return self._region_views(None)
 
     def _matrix(self, a, size, name) -> np.ndarray:
-        """``a`` as a C-contiguous (n, size) array of the model dtype."""
-        a = np.asarray(a)
+        """``a`` as a C-contiguous (n, size) array of the model dtype (the
+        masked entries of a masked array as NaN: missing, not learned)."""
+        a = _unmasked(a)
         if a.dtype.kind not in "biuf":
             raise ValueError(f"{name} must be numeric, got dtype {a.dtype}")
         if a.ndim == 1 and size == 1:
@@ -272,7 +283,7 @@ class OnlineRNN:
         """``a`` as a C-contiguous (size,) array of the model dtype."""
         if type(a) is np.ndarray and a.dtype == self._np_dtype and a.shape == (size,) and a.flags.c_contiguous:
             return a
-        a = np.asarray(a)
+        a = _unmasked(a)
         if a.dtype.kind not in "biuf":
             raise ValueError(f"{name} must be numeric, got dtype {a.dtype}")
         if a.shape != (size,) and not (size == 1 and a.shape == ()):

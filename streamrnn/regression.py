@@ -41,6 +41,8 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
         seed: int | None = None,
     ):
         check_regression_loss(loss)
+        if not isinstance(scale_target, bool | np.bool_):
+            raise ValueError(f"scale_target must be a bool, got {scale_target!r}")
         self.loss = loss
         self.scale_target = scale_target
         self._loss = loss

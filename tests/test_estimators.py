@@ -199,3 +199,8 @@ def test_learn_many_takes_columns_of_dates_as_learn_one_takes_dates():
     np.testing.assert_array_equal(many.predict_many(X).to_numpy(), one.predict_many(X).to_numpy())
     with pytest.raises(ValueError, match="non-numeric columns: \\['d'\\]"):
         many.learn_many(X.assign(d=["x"] + [dt.date(2020, 1, 1)] * 5), y)
+
+
+def test_scale_target_must_be_a_bool():
+    with pytest.raises(ValueError, match="scale_target must be a bool, got 'no'"):
+        streamrnn.LSTMRegressor(scale_target="no")

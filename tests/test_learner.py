@@ -305,3 +305,18 @@ def test_parameters_beyond_the_models_dtype_are_refused():
         np.testing.assert_array_equal(v, before[name])
     OnlineRNN(seed=0, hidden_size=3, dtype="float64").load_state_dict(
         {k: v.astype(np.float64) for k, v in bad.items()})  # fine in float64
+
+
+def test_masked_entries_are_missing_values():
+    """np.asarray keeps the values under a mask: they were learned."""
+    X = np.ma.masked_array(np.arange(6.0).reshape(6, 1), mask=[[0], [1], [0], [0], [1], [0]])
+    Y = np.ones((6, 1))
+    model, reference = OnlineRNN(seed=0, hidden_size=3), OnlineRNN(seed=0, hidden_size=3)
+    out = model.learn_many(X, Y)
+    expected = reference.learn_many(np.where(X.mask, np.nan, X.data), Y)
+    np.testing.assert_array_equal(out, expected)
+    assert model.n_skipped == 2 and model.n_steps == 4
+    np.testing.assert_array_equal(model.predict_many(np.ma.masked_array(np.ones((2, 1)))),
+                                  reference.predict_many(np.ones((2, 1))))
+    ints = np.ma.masked_array(np.arange(3).reshape(3, 1), mask=[[1], [0], [0]])
+    assert np.isnan(model.predict_many(ints)[0]).all()
