@@ -9,9 +9,8 @@ import numpy as np
 import pandas as pd
 from river.base import AnomalyDetector
 
-from .checks import check_integer
+from .checks import check_integer, finite
 from .estimator import build_network
-from .checks import finite
 from .features import FeatureSpace, RunningScaler
 from .kernels import scoring as S
 

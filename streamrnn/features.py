@@ -19,7 +19,7 @@ import numbers
 import numpy as np
 import pandas as pd
 
-from .kernels.scaling import standardize_rows
+from .kernels.scaling import FLOAT_MAX, standardize_rows
 
 #: Standardised values are clipped to this many standard deviations.
 CLIP = 10.0
@@ -351,7 +351,7 @@ class RunningScaler:
     def __setstate__(self, state: dict) -> None:
         if not state.get("_rooted", False):  # an earlier state: its sum of squares as a root
             state = dict(state, stats=state["stats"].copy(), _rooted=True)
-            state["stats"][2] = np.minimum(np.sqrt(state["stats"][2]), np.finfo(np.float64).max)
+            state["stats"][2] = np.minimum(np.sqrt(state["stats"][2]), FLOAT_MAX)
         self.__dict__.update(state)
 
     def grow(self, n: int) -> None:

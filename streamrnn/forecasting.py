@@ -45,8 +45,7 @@ import warnings
 import numpy as np
 from river.time_series.base import Forecaster
 
-from .checks import check_integer, is_integer
-from .checks import finite
+from .checks import check_integer, finite, is_integer
 from .features import CLIP, FeatureSpace, RunningScaler
 from .estimator import build_network, check_regression_loss
 from .seasonal import SeasonalBase, calendar_period, find_period
@@ -82,7 +81,6 @@ def _as_datetime(when: dt.date) -> dt.datetime:
     if isinstance(when, dt.datetime):
         return when
     return dt.datetime(when.year, when.month, when.day)
-
 
 
 def _is_log_transform(value) -> bool:

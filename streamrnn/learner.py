@@ -19,11 +19,11 @@ _predict_one, _learn_one = K.predict_one, K.learn_one  # module globals: one loo
 def _unmasked(a) -> np.ndarray:
     """``a`` as an array; a masked array's masked entries as NaN (missing),
     where ``np.asarray`` would keep the values under the mask."""
-    if isinstance(a, np.ma.MaskedArray):
-        if a.dtype.kind in "biu" and np.ma.getmask(a).any():
-            a = a.astype(np.float64)
-        return a.filled(np.nan) if np.ma.getmask(a).any() else a.data
-    return np.asarray(a)
+    if not isinstance(a, np.ma.MaskedArray):
+        return np.asarray(a)
+    if not np.ma.getmask(a).any():
+        return a.data
+    return (a.astype(np.float64) if a.dtype.kind in "biu" else a).filled(np.nan)
 
 
 class OnlineRNN:

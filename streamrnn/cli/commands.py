@@ -353,8 +353,7 @@ def open_input(path: str, stdin: TextIO) -> tuple[TextIO, str, bool]:
     if path == "-":
         return stdin, "<stdin>", True
     try:
-        # (utf-8-sig: the byte order mark Excel writes at the start is no part of the first column's name)
-        return open(path, newline="", encoding="utf-8-sig"), path, False
+        return open(path, newline="", encoding="utf-8"), path, False
     except FileNotFoundError:
         raise CommandError(f"no such file: {path}", status=2) from None
     except OSError as error:

@@ -7,14 +7,11 @@ import math
 from numba import njit
 
 from .. import config
+from .scoring import FLOAT_MAX
 
 # No fast-math: re-associated, ``x / n - mean / n`` becomes ``(x - mean) / n``,
 # the overflow the update avoids (and a scalar loop gains nothing from it).
 _JIT = dict(cache=config.CACHE, nogil=True, error_model="numpy")
-
-
-#: The largest float64: a scale beyond it is taken as it.
-FLOAT_MAX = 1.7976931348623157e308
 
 
 @njit(**_JIT)
@@ -22,10 +19,10 @@ def standardize_rows(stats, X, out, update, clip):
     """Standardise the rows of ``X`` into ``out``, in order.
 
     ``stats`` is float64 ``(3, F)``: count, mean and root of the sum of
-    squared deviations per feature (kept as a root, so that values as large
-    as the floats go neither overflow nor, for tiny ones, underflow it: a
-    sum of squares overflowed beyond deviations of ~1e154 and left the
-    feature's scale infinite for good). A value is scaled with the
+    squared deviations per feature (kept as a root, which neither values as
+    large as the floats overflow nor tiny ones underflow: a sum of squares
+    overflowed beyond deviations of ~1e154 and left the feature's scale
+    infinite for good). A value is scaled with the
     statistics of the values before it, ``(x - mean) / std``, clipped to
     ``[-clip, clip]`` (0 while fewer than two values were seen; with a zero
     root — equal values — 0 for a value equal to the mean and ``±clip`` for

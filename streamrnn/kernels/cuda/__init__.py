@@ -104,7 +104,7 @@ def _host(a) -> np.ndarray:
     return a.copy_to_host() if _is_device_array(a) else np.asarray(a)
 
 
-def check_batch(lay, buf, groups, starts, order, X, out, *, ctr=None, Y=None) -> None:
+def check_batch(lay, buf, groups, starts, order, X, out, *, ctr=None, Y=None) -> np.ndarray:
     """Check a batch's arrays against the layout before a launch: a GPU
     thread reads wherever an index points, so a wrong shape or index would
     read or write another model's memory, or fault, instead of raising.
@@ -114,6 +114,11 @@ def check_batch(lay, buf, groups, starts, order, X, out, *, ctr=None, Y=None) ->
     the rows) for host arrays, where that costs no copy from the device.
     ``out`` is ``(n, output_size)``, or ``(n, horizon, output_size)`` for a
     forecast (whose inputs must be as many as its outputs: they are fed back).
+
+    Returns
+    -------
+    numpy.ndarray
+        The layout on the host (a copy when ``lay`` is a device array).
 
     Raises
     ------
@@ -145,7 +150,7 @@ def check_batch(lay, buf, groups, starts, order, X, out, *, ctr=None, Y=None) ->
         raise ValueError(f"out must have shape (len(X) = {n}, output_size = {n_out}) (with the horizon between "
                          f"for a forecast), got {out.shape}")
     if _is_device_array(groups) or _is_device_array(starts) or _is_device_array(order):
-        return
+        return host_lay
     groups, starts, order = np.asarray(groups), np.asarray(starts), np.asarray(order)
     if len(groups) and (groups.min() < 0 or groups.max() >= n_models):
         raise ValueError(f"groups must index the {n_models} models of buf, got values in "
@@ -155,6 +160,7 @@ def check_batch(lay, buf, groups, starts, order, X, out, *, ctr=None, Y=None) ->
     rows = order[starts[0] : starts[-1]]
     if len(rows) and (rows.min() < 0 or rows.max() >= n):
         raise ValueError(f"order must index the {n} rows of X, got values in [{rows.min()}, {rows.max()}]")
+    return host_lay
 
 
 def bank_learn(lay, ctr, buf, groups, starts, order, X, Y, out, *, block_per_model: bool = False,
@@ -188,20 +194,18 @@ def bank_learn(lay, ctr, buf, groups, starts, order, X, Y, out, *, block_per_mod
     if not (_is_device_array(ctr) and _is_device_array(buf)):
         raise ValueError("ctr and buf must be device arrays (model-minor: see DeviceBuffers); the models of host "
                          "arrays would be updated in a copy on the GPU and the copy dropped")
-    check_batch(lay, buf, groups, starts, order, X, out, ctr=ctr, Y=Y)
+    host_lay = check_batch(lay, buf, groups, starts, order, X, out, ctr=ctr, Y=Y)
     if not block_per_model:
         _run("bank_learn_kernel", 3, (lay, ctr, buf, groups, starts, order, X, Y), out)
         return
-    _run_blocks("learn", (lay, ctr, buf, groups, starts, order, X, Y), out, threads, buf, groups)
+    _run_blocks("learn", host_lay, (lay, ctr, buf, groups, starts, order, X, Y), out, threads, buf, groups)
 
 
-def _run_blocks(kind: str, args: tuple, out, threads: int | None, buf, groups) -> None:
+def _run_blocks(kind: str, host_lay: np.ndarray, args: tuple, out, threads: int | None, buf, groups) -> None:
     """Launch the block-per-model kernel ``kind`` (:mod:`.cooperative`) with
-    ``args`` (the layout first) then ``out``: a block per element of
-    ``groups``, shared memory for the models of ``buf``."""
-    cuda_module()  # first: the error that says what to install
-    lay = args[0]
-    host_lay = lay.copy_to_host() if _is_device_array(lay) else np.asarray(lay)
+    ``args`` (the layout first; ``host_lay``, its host copy, sizes the
+    launch) then ``out``: a block per element of ``groups``, shared memory
+    for the models of ``buf``."""
     why = cooperative.supports(host_lay, learn=kind == "learn")
     if why is not None:
         raise ValueError(why)
@@ -226,11 +230,11 @@ def bank_predict(lay, buf, groups, starts, order, X, out, *, block_per_model: bo
     :func:`streamrnn.kernels.recurrent.bank_predict`; arguments as in
     :func:`bank_learn` (the block-per-model kernel runs one-layer models)."""
     cuda_module()  # first: the error that says what to install
-    check_batch(lay, buf, groups, starts, order, X, out)
+    host_lay = check_batch(lay, buf, groups, starts, order, X, out)
     if not block_per_model:
         _run("bank_predict_kernel", 2, (lay, buf, groups, starts, order, X), out)
         return
-    _run_blocks("predict", (lay, buf, groups, starts, order, X), out, threads, buf, groups)
+    _run_blocks("predict", host_lay, (lay, buf, groups, starts, order, X), out, threads, buf, groups)
 
 
 def bank_forecast(lay, buf, groups, starts, order, X0, out) -> None:
