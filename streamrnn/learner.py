@@ -381,13 +381,20 @@ class OnlineRNN:
         The loss is the mean loss of the last ``loss_steps`` rows (default
         ``min(k1, len(X))``) of ``X``, ``Y`` (at most ``k2`` rows), the
         gradient that of the parameters, by name, as an update would compute
-        it. Changes no weights, state or counters.
+        it. Changes no weights, state or counters. A row that is not finite in
+        the model's dtype raises ``ValueError`` (learning skips such rows).
         """
         X = self._matrix(X, self._shape.input_size, "X")
         Y = self._matrix(Y, self._shape.output_size, "Y")
         n = X.shape[0]
         if not 1 <= n <= self._shape.k2 or Y.shape[0] != n:
             raise ValueError(f"X and Y must have the same number of rows, between 1 and k2={self._shape.k2}")
+        for name, a in (("X", X), ("Y", Y)):
+            bad = ~np.isfinite(a).all(axis=1)
+            if bad.any():  # learning skips such rows; a loss over them has no meaning
+                raise ValueError(f"{name} row {int(np.argmax(bad))} is not finite in {self._np_dtype.name} "
+                                 f"(a missing value, an infinity or beyond ±{np.finfo(self._np_dtype).max:.3g}); "
+                                 "gradient needs finite rows")
         loss_steps = min(self._shape.k1, n) if loss_steps is None else loss_steps
         if not is_integer(loss_steps) or not 1 <= loss_steps <= n:
             raise ValueError(f"loss_steps must be an integer between 1 and {n}, got {loss_steps!r}")

@@ -200,6 +200,12 @@ def test_bad_inputs_raise_value_error():
         model.learn_many(np.zeros((3, 2)), np.zeros((4, 1)))
     with pytest.raises(ValueError, match="between 1 and k2"):
         model.gradient(np.zeros((17, 2)), np.zeros((17, 1)))
+    X = np.zeros((4, 2))
+    X[2, 1] = np.nan
+    with pytest.raises(ValueError, match="X row 2 is not finite"):
+        model.gradient(X, np.zeros((4, 1)))
+    with pytest.raises(ValueError, match="Y row 0 is not finite"), np.errstate(over="ignore"):
+        model.gradient(np.zeros((4, 2)), np.full((4, 1), 1e39))  # beyond float32
     assert model.n_steps == 0
 
 
