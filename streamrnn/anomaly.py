@@ -46,7 +46,11 @@ class PredictiveDetector(AnomalyDetector):
       the last of ``n + 1`` exchangeable values is their maximum with
       probability ``1 / (n + 1)``; under an exponential tail the excess
       scales with the range): a value out of its usual range, however
-      smoothly it got there.
+      smoothly it got there. The factor ``1 / (n + 1)`` counts at a
+      breakout only, when none of the feature's last ``short_window``
+      values was beyond its range; within an excursion ``Q = (n + 1) **
+      -e``, so a series creeping to a new record at every step raises one
+      alarm, and a leap beyond the excursion another.
 
     A point whose evidence reaches ``2 / 30`` (Q <= 0.01) and exceeds that
     of each of the ``short_window`` points before it raises an alarm and
@@ -111,7 +115,7 @@ class PredictiveDetector(AnomalyDetector):
     hour 329: 102.7 -> 109.7 l/s, score 0.086
     hour 212: 95.3 -> 24.3 l/s, score 0.084
     >>> sum(s >= 2 / 30 for s in scores), len(scores)  # scores at Q <= 0.01
-    (10, 1268)
+    (6, 1268)
     """
 
     #: for states saved before the parameter existed
@@ -178,6 +182,7 @@ class PredictiveDetector(AnomalyDetector):
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        self._st = S.with_calm_counts(self._st, len(self._features))  # saved before they were kept
         if self._st[S.S_DECAY] == 0.0:  # saved before the memory: that slot held a background
             self._st[S.S_DECAY] = 0.5 ** (1.0 / self.alarm_memory)
             self._st[S.S_GRACE] = self.grace_period

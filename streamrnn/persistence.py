@@ -961,7 +961,9 @@ def _check_detector_state(cls: type, state) -> None:
           f"the {name}'s window or features are malformed")
     F = len(names)
     st = state.get("_st")
-    _need(type(st) is np.ndarray and st.dtype == np.float64 and st.shape == (S.state_size(k, F),),
+    # (F fewer numbers: saved before the counts of calm values were kept)
+    _need(type(st) is np.ndarray and st.dtype == np.float64 and st.ndim == 1
+          and st.shape[0] in (S.state_size(k, F), S.state_size(k, F) - F),
           f"the {name}'s score statistics do not match its window and features")
     _need(st[S.S_WINDOW] == k and 0 <= st[S.S_POS] < k and st[S.S_POS] == int(st[S.S_POS]),
           f"the {name}'s score statistics are inconsistent")

@@ -204,14 +204,23 @@ class ReferenceCalibration:
         window = self.raws[max(len(self.raws) - (self.k - 1), 0):] if self.k > 1 else []
         return (raw + sum(reversed(window))) / (len(window) + 1)
 
+    def beyond(self, values):
+        """Range widths by which each value lies beyond its feature's range (0 inside)."""
+        return [max((v - hi) / (hi - lo), (lo - v) / (hi - lo), 0.0) if hi > lo else 0.0
+                for v, lo, hi in zip(values, self.low, self.high)]
+
     def range_log10(self, values):
+        """-log10 of Q = (n + 1) ** -(1 + e) for a value breaking out of its
+        feature's range (none of the feature's last k values beyond its range
+        then), (n + 1) ** -e within an excursion; the largest over the features."""
         if self.low is None:
             return 0.0
-        e = 0.0
-        for v, lo, hi in zip(values, self.low, self.high):
-            if hi > lo:
-                e = max(e, (v - hi) / (hi - lo), (lo - v) / (hi - lo))
-        return (1.0 + e) * math.log10(self.n_values + 1.0) if e > 0 else 0.0
+        best = 0.0
+        for j, e in enumerate(self.beyond(values)):
+            breakout = not any(out[j] > 0 for out in self.outs[-self.k:])
+            if e > 0:
+                best = max(best, (1.0 + e if breakout else e) * math.log10(self.n_values + 1.0))
+        return best
 
     def evidence(self, raw, values=None):
         log10_q = max(self.tail_log10(self.fits["raw"], raw), self.tail_log10(self.fits["recent"], self.recent(raw)))
@@ -248,7 +257,9 @@ class ReferenceCalibration:
     def add_values(self, values):
         if self.low is None:
             self.low, self.high = list(values), list(values)
+            self.outs = []
         else:
+            self.outs.append(self.beyond(values))
             self.low = [min(a, b) for a, b in zip(self.low, values)]
             self.high = [max(a, b) for a, b in zip(self.high, values)]
         self.n_values += 1
@@ -311,14 +322,14 @@ def test_predictive_scores_match_a_plain_reimplementation(n_features):
     np.testing.assert_allclose(scores, expected, rtol=1e-9, atol=1e-12)
     # every part of the rule took part
     alarms = expected >= 2 / 30
-    assert np.sum(~alarms & (evidences >= 2 / 30)) > 10  # refractory
+    assert np.sum(~alarms & (evidences >= 2 / 30)) > 5  # refractory
     assert np.sum(expected > 0.1) >= 2
     assert expected[1300] > 0.1 and expected[1301] < 0.1  # a level shift: one alarm
     assert np.all(expected[~alarms] <= 1 / 30)  # the quiet points lie below every alarm
     assert len(np.unique(expected[200:][~alarms[200:]])) > 1000  # and are ranked
     # after the spike, the memory ranks the quiet points above those of the calm before it
     assert np.median(expected[1010:1100][~alarms[1010:1100]]) > np.max(expected[200:700][~alarms[200:700]])
-    assert scores[700:800].max() > scores[200:700].max()  # the climb out of range
+    assert scores[700:800].max() >= 2 / 30  # the climb out of range: an alarm at its breakout
     assert scores[1000:1003].max() > scores[200:700].max()  # the spike
 
 
@@ -358,8 +369,31 @@ def test_calibration_of_outside_raw_scores_matches_a_plain_reimplementation(with
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
     offset = 0 if not with_values else 1
     assert max(got[2000 - offset : 2030 - offset]) > max(got[500:2000 - offset])
-    if with_values:
-        assert max(got[2500 - offset : 2600 - offset]) > max(got[500:2000 - offset])
+    if with_values:  # the climb out of the range raises an alarm
+        assert max(got[2500 - offset : 2600 - offset]) >= 2 / 30
+
+
+def test_a_creep_out_of_the_range_raises_one_alarm_and_a_leap_beyond_it_another():
+    """Records by a hair, one after another, are one excursion: an alarm at
+    the breakout, then none (each record had a little more evidence than
+    the last, as n grew, and every one was an alarm); a leap two range widths
+    beyond the excursion's last record is news again."""
+    rng = np.random.default_rng(0)
+    values = list(rng.uniform(0.0, 1.0, size=600)) + [1.0 + 1e-4 * i for i in range(1, 41)] + [3.0, 1.0]
+    k = 7
+    st = np.zeros(S.state_size(k, 1))
+    st[S.S_ALPHA], st[S.S_WINDOW], st[S.S_DECAY] = 0.01, k, 0.5 ** (1 / 200)
+    S.restart_history(st, np.array(values[:1]))
+    S.record_raw(st, 0.0)
+    scores = []
+    for v in values[1:]:  # constant raw scores: range evidence alone
+        scores.append(S.score_raw(st, np.array([v]), 0.0))
+        S.record_raw_values(st, np.array([v]), 0.0)
+    scores = np.array(scores)
+    creep = scores[599:639]
+    assert creep[0] >= 0.09 and np.all(creep[1:] <= 1 / 30)  # Q ~ 1/600 at the breakout, then quiet
+    assert scores[639] > creep[0]  # the leap: Q = 601 ** -2
+    assert scores[640] <= 1 / 30
 
 
 def test_reconstruction_detector_flags_a_value_out_of_range():

@@ -23,8 +23,14 @@ under the point's null model, the largest of:
   and under an exponential tail the excess beyond the maximum of ``n``
   values, in units of their range (about ``log n`` tail scales), is
   exceeded by ``e`` with probability ``n ** -e``. Numenta's NAB detector
-  flags such "spatial" anomalies outright. With several features, the
-  feature furthest out counts.
+  flags such "spatial" anomalies outright. The factor ``1 / (n + 1)``
+  counts at a **breakout** only: when none of the feature's last ``k``
+  values was beyond its range then. Within an excursion, a record is no
+  surprise (a series creeping upwards sets one at every step, each by a
+  hair, and each had a little more evidence than the last, as ``n`` grew,
+  so the refractory rule let each through), and ``Q = (n + 1) ** -e``, of
+  the excess alone: a leap far beyond the excursion's last record still
+  counts. With several features, the feature with the most evidence counts.
 
 The **reported score** of a point is its evidence when that is an alarm:
 at least :data:`ALARM` (``Q <= 0.01``) and above the evidence of each of
@@ -61,8 +67,10 @@ The detector's numbers live in one float64 array ``st``:
     (``0.5 ** (1 / h)``), and the raw scores ``g`` it does not remember;
 ``st[HEAD : HEAD + k]``, ``st[HEAD + k : HEAD + 2 k]``
     the rings of the last raw scores and of the last evidence;
-then, for ``F`` features, ``last``, ``scale``, ``prediction``, ``low`` and
-``high`` (each ``F``): the :data:`PER_FEATURE` blocks. ``scale`` is the root
+then, for ``F`` features, ``last``, ``scale``, ``prediction``, ``low``,
+``high`` and ``calm`` (each ``F``): the :data:`PER_FEATURE` blocks; ``calm``
+counts the values recorded since the feature was last beyond its range (at
+most ``k``). ``scale`` is the root
 mean square of the feature's changes, kept as a root and updated as a ratio,
 so that values near the largest or the smallest floats neither overflow nor
 underflow it (a sum of squares overflowed to infinity, and the next change
@@ -73,6 +81,7 @@ at ``CLIP`` scales would not, but cost 2.7 points of NAB score).
 
 import math
 
+import numpy as np
 from numba import njit
 
 from .. import config
@@ -83,7 +92,7 @@ S_N, S_SCORED, S_POS, S_ALPHA, S_WINDOW = 0, 1, 2, 3, 4
 S_TAIL, S_TAIL_RECENT = 5, 9  # mean, variance, rate above u, mean excess over u
 S_MEMORY, S_DECAY, S_GRACE = 13, 14, 15
 HEAD = 16
-PER_FEATURE = 5
+PER_FEATURE = 6
 CLIP = 10.0
 FLOAT_MAX = 1.7976931348623157e308
 RATIO_MAX = 1e100  # a change this many scales is taken as this many: its square stays finite
@@ -113,7 +122,7 @@ def _blocks(st, n_features):
     a = HEAD + 2 * k
     F = n_features
     return (st[a : a + F], st[a + F : a + 2 * F], st[a + 2 * F : a + 3 * F],
-            st[a + 3 * F : a + 4 * F], st[a + 4 * F : a + 5 * F])
+            st[a + 3 * F : a + 4 * F], st[a + 4 * F : a + 5 * F], st[a + 5 * F : a + 6 * F])
 
 
 @njit(inline="always")
@@ -170,22 +179,35 @@ def _error_log10(st, raw):
 
 
 @njit(inline="always")
+def _beyond(value, low, high):
+    """How many range widths ``value`` lies beyond ``[low, high]`` (0 or
+    less inside it, 0 while the range is a single value)."""
+    width = high - low
+    if width > 0.0:
+        return max(value - high, low - value) / width
+    return 0.0
+
+
+@njit(inline="always")
 def _range_log10(st, values):
-    """``-log10 Q`` of the range evidence: ``(1 + e) log10(n + 1)`` for the
-    value furthest beyond its feature's range (``e`` range widths, ``n``
-    values seen), 0 inside every range or while a range is a single value."""
+    """``-log10 Q`` of the range evidence, the largest over the features of
+    ``(1 + e) log10(n + 1)`` for a value breaking out of its feature's range
+    (none of its last ``k`` values beyond their range) and ``e log10(n +
+    1)`` for one within an excursion (``e`` range widths beyond, ``n``
+    values seen); 0 inside every range or while a range is a single
+    value."""
     F = values.shape[0]
-    _, _, _, low, high = _blocks(st, F)
+    _, _, _, low, high, calm = _blocks(st, F)
+    k = st[S_WINDOW]
     best = 0.0
     for j in range(F):
-        width = high[j] - low[j]
-        if width > 0.0:
-            e = max(values[j] - high[j], low[j] - values[j]) / width
+        e = _beyond(values[j], low[j], high[j])
+        if e > 0.0:
+            if calm[j] >= k:
+                e += 1.0
             if e > best:
                 best = e
-    if best <= 0.0:
-        return 0.0
-    return (1.0 + best) * math.log10(st[S_N] + 2.0)
+    return best * math.log10(st[S_N] + 2.0)
 
 
 @njit(inline="always")
@@ -251,7 +273,7 @@ def scaled_changes(st, values, z):
     10 or -10); returns the raw score: the logarithm of one plus the root
     mean square of the prediction errors."""
     F = values.shape[0]
-    last, scale, prediction, _, _ = _blocks(st, F)
+    last, scale, prediction, _, _, _ = _blocks(st, F)
     err = 0.0
     for j in range(F):
         zj = _scaled(values[j] - last[j], scale[j], st[S_N])
@@ -316,23 +338,34 @@ def record_raw(st, raw):
     return ev
 
 
+@njit(inline="always")
+def _extend_ranges(st, values):
+    """Add ``values`` to the ranges and to the counts of calm values, and
+    count them as seen."""
+    F = values.shape[0]
+    _, _, _, low, high, calm = _blocks(st, F)
+    for j in range(F):
+        calm[j] = 0.0 if _beyond(values[j], low[j], high[j]) > 0.0 else min(calm[j] + 1.0, st[S_WINDOW])
+        low[j] = min(low[j], values[j])
+        high[j] = max(high[j], values[j])
+    st[S_N] += 1
+
+
 @njit(**_JIT)
 def record(st, values, z):
     """Score ``values`` (their scaled changes into ``z``), then add them to
     the statistics: the raw score and the evidence with :func:`_push`, the
-    change to the scales, the values to the ranges; ``values``
-    become the last ones. Returns the raw score."""
+    change to the scales, the values to the ranges (and the counts of calm
+    values); ``values`` become the last ones. Returns the raw score."""
     F = values.shape[0]
     raw = scaled_changes(st, values, z)
     ev = _evidence(max(_error_log10(st, raw), _range_log10(st, values)))
     _push(st, raw, ev)
-    last, scale, _, low, high = _blocks(st, F)
+    last, scale, _, _, _, _ = _blocks(st, F)
     for j in range(F):
         scale[j] = _rescaled(values[j] - last[j], scale[j], st[S_N])
         last[j] = values[j]
-        low[j] = min(low[j], values[j])
-        high[j] = max(high[j], values[j])
-    st[S_N] += 1
+    _extend_ranges(st, values)
     return raw
 
 
@@ -348,36 +381,42 @@ def record_raw_values(st, values, raw):
     """Record ``values`` with their raw score computed elsewhere: the evidence
     (error and range) with :func:`_push`, the values to the ranges. Returns
     the evidence."""
-    F = values.shape[0]
     ev = _evidence(max(_error_log10(st, raw), _range_log10(st, values)))
     _push(st, raw, ev)
-    _, _, _, low, high = _blocks(st, F)
-    for j in range(F):
-        low[j] = min(low[j], values[j])
-        high[j] = max(high[j], values[j])
-    st[S_N] += 1
+    _extend_ranges(st, values)
     return ev
 
 
 @njit(**_JIT)
 def restart_history(st, values):
     """Start the per-feature history at ``values`` (no change seen yet; each
-    range is the value)."""
+    range is the value, and calm)."""
     F = values.shape[0]
-    last, scale, prediction, low, high = _blocks(st, F)
+    last, scale, prediction, low, high, calm = _blocks(st, F)
     last[:] = values
     scale[:] = 0
     prediction[:] = 0
     low[:] = values
     high[:] = values
+    calm[:] = st[S_WINDOW]
     st[S_N] = 0
+
+
+def with_calm_counts(st, n_features: int):
+    """A state saved before the counts of calm values were kept, with them
+    added (every feature calm: its next value beyond its range breaks out);
+    any other state as it is."""
+    k = int(st[S_WINDOW])
+    if n_features and st.shape[0] == state_size(k, n_features) - n_features:
+        return np.concatenate([st, np.full(n_features, float(k))])
+    return st
 
 
 def sums_of_squares_to_scales(st, n_features: int) -> None:
     """Turn the per-feature sums of squared changes of a state saved before
     the scales were kept into those scales (root mean squares)."""
     n = st[S_N]
-    _, block, _, _, _ = _blocks(st, n_features)
+    _, block, _, _, _, _ = _blocks(st, n_features)
     block[:] = (block / n) ** 0.5 if n > 0 else 0.0
 
 
@@ -385,7 +424,7 @@ def sums_of_squares_to_scales(st, n_features: int) -> None:
 def set_prediction(st, prediction):
     """The scaled changes predicted for the next values."""
     F = prediction.shape[0]
-    _, _, slot, _, _ = _blocks(st, F)
+    _, _, slot, _, _, _ = _blocks(st, F)
     slot[:] = prediction
 
 
