@@ -88,7 +88,9 @@ def main(argv=None):
     frame = pd.read_csv(args.path)
     if not {"timestamp", "value"} <= set(frame.columns):
         raise SystemExit(f"{args.path} must have 'timestamp' and 'value' columns, has {list(frame.columns)}")
-    if args.limit_rows:
+    if args.limit_rows is not None:
+        if args.limit_rows < 1:
+            parser.error("--limit-rows must be at least 1")
         frame = frame.iloc[: args.limit_rows]
     stamps = frame["timestamp"].astype(str).tolist()
     values = frame["value"].to_numpy(dtype=float)

@@ -76,6 +76,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.horizon < 1:
         parser.error("--horizon must be at least 1")
+    if args.limit is not None and args.limit <= 2 * args.horizon:
+        parser.error("--limit must be more than twice --horizon (River's evaluate learns --horizon rows "
+                     "before it forecasts, and scores each forecast against the next --horizon rows)")
 
     results = {}
     print(f"WaterFlow, River's evaluate.evaluate protocol, horizon {args.horizon}: MAE")

@@ -126,6 +126,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.sensors < 1 or args.steps < 3 or args.batch < 1:
         parser.error("need at least 1 sensor, 3 steps and batches of 1 step")
+    if args.batch > args.steps - 1:
+        parser.error("--batch must be smaller than --steps (the last readings are forecast, not learned)")
     if args.threads is not None:
         numba.set_num_threads(args.threads)  # results do not depend on it, only the speed
 

@@ -7,7 +7,7 @@ import copy
 
 import numpy as np
 
-from .checks import check_integer
+from .checks import check_integer, unmasked
 from .keys import batch_keys, factorize, holds_nan, known_slots, keys_to_evict
 from .kernels import layout as L
 from .kernels import recurrent as K
@@ -270,7 +270,7 @@ class ModelBank:
 
     def _rows(self, keys, X, size, name) -> tuple[list, np.ndarray]:
         keys = batch_keys(keys)
-        X = np.asarray(X)
+        X = unmasked(X)  # masked entries: missing values, as OnlineRNN takes them
         if X.dtype.kind not in "biuf":
             raise ValueError(f"{name} must be numeric, got dtype {X.dtype}")
         if X.ndim == 1 and size == 1:

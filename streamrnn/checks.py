@@ -1,4 +1,5 @@
-"""Checks of the arguments that the package's constructors and methods take.
+"""Checks of the arguments that the package's constructors and methods take,
+and :func:`unmasked`, the array conversion that keeps masked entries missing.
 
 Each ``check_*`` function raises ``ValueError`` with a message that names the
 argument and shows the value it was given, and returns the value converted to
@@ -22,6 +23,8 @@ from __future__ import annotations
 
 import math
 import numbers
+
+import numpy as np
 
 
 def is_integer(value) -> bool:
@@ -135,3 +138,17 @@ def check_seed(seed) -> int | None:
     ValueError: seed must be a non-negative integer or None, got -1
     """
     return check_integer("seed", seed, low=0, none_ok=True)
+
+
+def unmasked(a) -> np.ndarray:
+    """``a`` as an array; a masked array's masked entries as NaN (missing),
+    where ``np.asarray`` would keep the values under the mask.
+
+    >>> unmasked(np.ma.masked_array([1, 2, 3], mask=[0, 1, 0]))
+    array([ 1., nan,  3.])
+    """
+    if not isinstance(a, np.ma.MaskedArray):
+        return np.asarray(a)
+    if not np.ma.getmask(a).any():
+        return a.data
+    return (a.astype(np.float64) if a.dtype.kind in "biu" else a).filled(np.nan)

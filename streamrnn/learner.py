@@ -7,23 +7,13 @@ import dataclasses
 
 import numpy as np
 
-from .checks import check_choice, check_integer, check_real, check_seed, is_integer
+from .checks import check_choice, check_integer, check_real, check_seed, is_integer, unmasked
 from .kernels import layout as L
 from .kernels import recurrent as K
 from .network import NetworkShape, aligned_zeros, build_layout, init_parameters, parameter_names, parameter_views
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 _predict_one, _learn_one = K.predict_one, K.learn_one  # module globals: one lookup less per call
-
-
-def _unmasked(a) -> np.ndarray:
-    """``a`` as an array; a masked array's masked entries as NaN (missing),
-    where ``np.asarray`` would keep the values under the mask."""
-    if not isinstance(a, np.ma.MaskedArray):
-        return np.asarray(a)
-    if not np.ma.getmask(a).any():
-        return a.data
-    return (a.astype(np.float64) if a.dtype.kind in "biu" else a).filled(np.nan)
 
 
 class OnlineRNN:
@@ -198,20 +188,39 @@ class OnlineRNN:
         if weight_decay is None:
             weight_decay = 0.01 if optimizer == "adamw" else 0.0
         hp = np.zeros(L.N_HP)
-        hp[L.HP_LR] = check_real("lr", lr, low=0.0, low_open=True, high=None)
-        hp[L.HP_MOMENTUM] = check_real("momentum", momentum, 0.0, 1.0)
-        hp[L.HP_BETA1] = check_real("betas[0]", betas[0], 0.0, 1.0)
-        hp[L.HP_BETA2] = check_real("betas[1]", betas[1], 0.0, 1.0)
-        hp[L.HP_EPS] = check_real("eps", eps, low=0.0, low_open=True)
-        hp[L.HP_ALPHA] = check_real("alpha", alpha, 0.0, 1.0)
-        hp[L.HP_WEIGHT_DECAY] = check_real("weight_decay", weight_decay, low=0.0)
-        hp[L.HP_CLIP] = 0.0 if clip_norm is None else check_real("clip_norm", clip_norm, low=0.0, low_open=True)
-        hp[L.HP_HUBER_DELTA] = check_real("huber_delta", huber_delta, low=0.0, low_open=True)
+        positive = dict(low=0.0, low_open=True)
+        for name, at, value, bounds in (
+            ("lr", L.HP_LR, lr, positive),
+            ("momentum", L.HP_MOMENTUM, momentum, dict(low=0.0, high=1.0)),
+            ("betas[0]", L.HP_BETA1, betas[0], dict(low=0.0, high=1.0)),
+            ("betas[1]", L.HP_BETA2, betas[1], dict(low=0.0, high=1.0)),
+            ("eps", L.HP_EPS, eps, positive),
+            ("alpha", L.HP_ALPHA, alpha, dict(low=0.0, high=1.0)),
+            ("weight_decay", L.HP_WEIGHT_DECAY, weight_decay, dict(low=0.0)),
+            ("clip_norm", L.HP_CLIP, clip_norm, positive),
+            ("huber_delta", L.HP_HUBER_DELTA, huber_delta, positive),
+        ):
+            if value is not None:  # (clip_norm None: no clipping, stored as 0)
+                hp[at] = self._stored_hyperparameter(name, value, bounds)
 
         self._allocate(self._shape)
         hp_at = self._lay[L.L_HP]
         self._buf[hp_at : hp_at + L.N_HP] = hp
         init_parameters(self._shape, self._views(), np.random.default_rng(seed))
+
+    def _stored_hyperparameter(self, name: str, value, bounds: dict) -> float:
+        """``value`` checked within ``bounds``, as given and as stored in the
+        model's dtype (in float32, betas of 0.99999999 round to 1 and an eps
+        of 1e-46 to 0: the bias correction or the step would divide by 0)."""
+        value = check_real(name, value, **bounds)
+        with np.errstate(over="ignore"):
+            stored = float(self._np_dtype.type(value))
+        try:
+            check_real(name, stored, **bounds)
+        except ValueError as error:
+            raise ValueError(f"{error} once stored in {self._np_dtype.name}, the model's dtype "
+                             f"(given {value!r})") from None
+        return value
 
     def _allocate(self, shape: NetworkShape) -> None:
         self._shape = shape
@@ -270,7 +279,7 @@ class OnlineRNN:
     def _matrix(self, a, size, name) -> np.ndarray:
         """``a`` as a C-contiguous (n, size) array of the model dtype (the
         masked entries of a masked array as NaN: missing, not learned)."""
-        a = _unmasked(a)
+        a = unmasked(a)
         if a.dtype.kind not in "biuf":
             raise ValueError(f"{name} must be numeric, got dtype {a.dtype}")
         if a.ndim == 1 and size == 1:
@@ -283,7 +292,7 @@ class OnlineRNN:
         """``a`` as a C-contiguous (size,) array of the model dtype."""
         if type(a) is np.ndarray and a.dtype == self._np_dtype and a.shape == (size,) and a.flags.c_contiguous:
             return a
-        a = _unmasked(a)
+        a = unmasked(a)
         if a.dtype.kind not in "biuf":
             raise ValueError(f"{name} must be numeric, got dtype {a.dtype}")
         if a.shape != (size,) and not (size == 1 and a.shape == ()):

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from streamrnn import ModelBank, OnlineRNN
+from streamrnn import ModelBank, OnlineRNN, SharedWeightsBank
 
 CONFIG = dict(cell="lstm", input_size=2, hidden_size=6, k1=2, k2=4, lr=0.01)
 
@@ -323,3 +323,18 @@ def test_restore_keeps_the_order_of_keys_and_of_free_slots(rng):
     snapshot["meta"]["free"] = snapshot["meta"]["free"] + [99]
     with pytest.raises(ValueError, match="free slots"):
         ModelBank.restore(snapshot)
+
+
+@pytest.mark.parametrize("cls", [ModelBank, SharedWeightsBank])
+def test_masked_entries_are_missing_values_as_in_online_rnn(cls):
+    """np.asarray keeps the values under a mask: the banks learned them."""
+    X = np.ma.masked_array([[0.5], [1e6], [0.2], [0.1]], mask=[[0], [1], [0], [0]])
+    Y = np.ma.masked_array([[0.1], [0.2], [9e9], [0.3]], mask=[[0], [0], [1], [0]])
+    keys = ["a"] * 4
+    bank, reference = cls(hidden_size=3, seed=0), cls(hidden_size=3, seed=0)
+    out = bank.learn_many(keys, X, Y)
+    expected = reference.learn_many(keys, np.where(X.mask, np.nan, X.data), np.where(Y.mask, np.nan, Y.data))
+    np.testing.assert_array_equal(out, expected)
+    assert np.isnan(out[1]).all()
+    np.testing.assert_array_equal(bank.predict_many(["a"], np.ma.masked_array([[0.3]], mask=[[1]])),
+                                  np.full((1, 1), np.nan, dtype=np.float32))

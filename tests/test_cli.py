@@ -162,8 +162,10 @@ def test_load_of_a_model_that_cannot_forecast_that_far_is_a_usage_error(tmp_path
         (["forecast", "no-such-file.csv", "--target", "a"], "", 2, "no such file"),
         (["detect", "--target", "a", "--quantile", "1.5"], "a\n1\n", 2, "--quantile"),
         (["detect", "--target", "a", "--threshold", "-1"], "a\n1\n", 2, "--threshold"),
-        (["forecast", "--target", "a", "--device", "cuda"], "a\n1\n", 2, "CPU"),
-        (["detect", "--target", "a", "--device", "cuda"], "a\n1\n", 2, "CPU"),
+        (["forecast", "--target", "a", "--save", "no/such/folder/m.npz"], "a\n1\n", 2,
+         "--save: cannot write no/such/folder/m.npz: no such folder no/such/folder"),
+        (["detect", "--target", "a", "--plot", "no-folder/p.png"], "a\n1\n", 2, "no such folder no-folder"),
+        (["detect", "--target", "a", "--save", "."], "a\n1\n", 2, "--save: . is a folder"),
     ],
 )
 def test_error_paths(argv, text, status, message):
@@ -189,7 +191,7 @@ def test_a_byte_order_mark_is_no_part_of_the_first_column(tmp_path):
 
 @pytest.mark.parametrize("command", ["forecast", "detect"])
 @pytest.mark.parametrize("option", [["--model", "gru"], ["--hidden-size", "8"], ["--seed", "1"],
-                                    ["--device", "cpu"], ["--model", "lstm", "--seed", "0"]])
+                                    ["--model", "lstm", "--seed", "0"]])
 def test_model_options_with_load_are_refused(tmp_path, command, option):
     """A loaded model keeps its configuration: an option that would configure
     a new one is refused, not silently ignored (even when it names the default)."""
@@ -304,3 +306,27 @@ def test_subprocess_error_paths(args, text, status, message):
     proc = _subprocess(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, err = proc.communicate(text, timeout=60)
     assert proc.returncode == status and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["forecast", "detect"])
+def test_load_refuses_a_model_saved_for_other_columns(tmp_path, command):
+    """A model saved for other targets or another key column would go on
+    with new, untrained series: refused, before any row is read."""
+    model = str(tmp_path / "model.npz")
+    text = "sensor,temp,flow\n" + "".join(f"s{i % 2},{i % 5},{i % 3}\n" for i in range(20))
+    base = [command, "--hidden-size", "4", "--no-progress"]
+    assert run(base + ["--target", "temp", "--key", "sensor", "--save", model], text)[0] == 0
+    for columns, shown in ((["--target", "flow", "--key", "sensor"], "--target flow --key sensor"),
+                           (["--target", "temp"], "--target temp and no --key"),
+                           (["--target", "temp", "flow", "--key", "sensor"], "--target temp flow --key sensor")):
+        status, out, err = run([command, "--load", model, "--no-progress"] + columns, text)
+        assert status == 2 and out == "" and "Traceback" not in err
+        assert f"saved with --target temp --key sensor; this run has {shown}" in err
+    status, out, err = run([command, "--load", model, "--no-progress", "--target", "temp", "--key", "sensor"], text)
+    assert status == 0 and len(out.splitlines()) == 21
+
+
+def test_plot_without_matplotlib_is_a_usage_error_before_any_row(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what an import finds when it is not installed
+    status, out, err = run(["detect", "--target", "a", "--plot", str(tmp_path / "p.png")], "a\n1\n")
+    assert status == 2 and out == "" and "--plot needs matplotlib" in err and "Traceback" not in err

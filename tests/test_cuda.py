@@ -482,6 +482,19 @@ _PTX_SCRIPT = textwrap.dedent(r"""
         print(json.dumps({"skip": f"{type(e).__name__}: {e}"}))
         sys.exit(0)
 
+    # the activations keep a NaN a NaN: no max.f32 / min.f32, which return the
+    # other operand (a NaN state would look finite and never be reset)
+    import re
+    from streamrnn.kernels._math import act_sigmoid, act_tanh
+
+    def activations(a):
+        i = cuda.grid(1)
+        if i < a.shape[0]:
+            a[i] = act_tanh(a[i], True) + act_sigmoid(a[i], True)
+
+    ptx, _ = cuda.compile_ptx(activations, "void(float32[::1])", cc=(9, 0))
+    nan_dropping = [line.strip() for line in ptx.splitlines() if re.match(r"\s*(max|min)\.f32", line)]
+
     from streamrnn.kernels.cuda import recurrent as R
 
     R.build()
@@ -517,7 +530,7 @@ _PTX_SCRIPT = textwrap.dedent(r"""
         for name, kernel in kernels.items():
             ptx, _ = cuda.compile_ptx(kernel, signatures[f"{name}_kernel"].format(f=f), cc=(9, 0))
             result[f"{name}_block_kernel:{f}"] = [line.strip() for line in ptx.splitlines() if ".f64" in line][:5]
-    print(json.dumps(result))
+    print(json.dumps({"kernels": result, "nan_dropping": nan_dropping}))
 """)
 
 
@@ -533,6 +546,8 @@ def test_every_kernel_compiles_to_ptx_for_sm90_without_float64_in_float32():
     if "skip" in report:
         pytest.skip("cuda.compile_ptx needs NVVM and NVRTC (pip install nvidia-cuda-nvrtc nvidia-nvvm, or "
                     f"numba-cuda[cu13]): {report['skip'][:300]}")
+    assert report["nan_dropping"] == [], "the float32 activations would turn a NaN into a number on a GPU"
+    report = report["kernels"]
     assert len(report) == 8 * len(dtypes)
     for name, lines in report.items():
         if name.endswith(":float32"):

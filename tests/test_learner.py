@@ -177,6 +177,12 @@ def test_non_finite_input_target_and_state_policy(rng):
         ({"betas": (0.9,)}, "betas must be a pair"),
         ({"huber_delta": 0}, "huber_delta must be >"),
         ({"recompute": 1}, "recompute must be a bool"),
+        # accepted as floats, but not as the float32 the model stores (betas of 1: Adam's bias
+        # correction divides by 0; eps of 0: 0 / 0 for a zero gradient; every weight NaN)
+        ({"betas": (0.9, 0.99999999)}, r"betas\[1\] must be < 1.0, got 1.0 once stored in float32"),
+        ({"betas": (0.99999999, 0.999)}, r"betas\[0\] must be < 1.0, got 1.0 once stored in float32"),
+        ({"eps": 1e-46}, "eps must be > 0.0, got 0.0 once stored in float32"),
+        ({"lr": 1e39}, "lr must be a finite real number, got inf once stored in float32"),
     ],
 )
 def test_bad_arguments_raise_value_error(kwargs, match):
@@ -207,6 +213,13 @@ def test_bad_inputs_raise_value_error():
     with pytest.raises(ValueError, match="Y row 0 is not finite"), np.errstate(over="ignore"):
         model.gradient(np.zeros((4, 2)), np.full((4, 1), 1e39))  # beyond float32
     assert model.n_steps == 0
+
+
+def test_hyperparameters_beyond_float32_serve_float64_models():
+    model = OnlineRNN(dtype="float64", betas=(0.9, 0.99999999), eps=1e-46, k1=1, seed=0)
+    for t in range(5):
+        model.learn([np.sin(t)], [np.cos(t)])
+    assert all(np.isfinite(v).all() for v in model.state_dict().values())
 
 
 def test_accepts_scalars_lists_and_other_dtypes():

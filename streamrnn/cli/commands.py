@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
+import importlib.util
+import os
 from typing import TextIO
 
 from river import stats
@@ -20,8 +22,8 @@ DEFAULT_THRESHOLD = 0.1
 _UNSET = object()
 #: The options that configure a new model, with their defaults (the parser
 #: leaves them None, so that one given with ``--load`` can be told apart).
-MODEL_OPTIONS = {"model": "--model", "hidden_size": "--hidden-size", "seed": "--seed", "device": "--device"}
-MODEL_DEFAULTS = {"model": "lstm", "seed": 0, "device": "cpu"}
+MODEL_OPTIONS = {"model": "--model", "hidden_size": "--hidden-size", "seed": "--seed"}
+MODEL_DEFAULTS = {"model": "lstm", "seed": 0}
 
 
 def _model_params(args: argparse.Namespace) -> tuple[str, dict]:
@@ -44,8 +46,7 @@ def _check_load_options(args: argparse.Namespace) -> None:
 
 
 def _build(cls: type, **params):
-    """The estimator, or a usage error naming what its arguments got wrong
-    (``--device cuda`` on an estimator that runs on the CPU, say)."""
+    """The estimator, or a usage error naming what its arguments got wrong."""
     try:
         return cls(**params)
     except ValueError as error:
@@ -67,13 +68,50 @@ def _load(path: str, kind: type):
     return model, metadata
 
 
+def _check_saved_columns(metadata: dict, args: argparse.Namespace, path: str) -> None:
+    """A usage error when the model at ``path`` was saved for other target or
+    key columns (it would go on with new, untrained series, silently).
+    Files saved before the columns were recorded are taken as they are."""
+    if "targets" not in metadata:
+        return
+    saved, given = metadata["targets"], list(dict.fromkeys(args.target))
+    if sorted(saved) != sorted(given) or metadata.get("key") != args.key:
+        def columns(targets, key):
+            return f"--target {' '.join(targets)}" + (f" --key {key}" if key else " and no --key")
+        raise CommandError(f"--load: {path} was saved with {columns(saved, metadata.get('key'))}; "
+                           f"this run has {columns(given, args.key)}", status=2)
+
+
+def _check_writable(option: str, path: str) -> None:
+    """A usage error, before any row is read, when ``path`` cannot be
+    written: its folder is missing or not writable, or it is a folder."""
+    folder = os.path.dirname(path) or "."
+    if os.path.isdir(path):
+        raise CommandError(f"{option}: {path} is a folder", status=2)
+    if not os.path.isdir(folder):
+        raise CommandError(f"{option}: cannot write {path}: no such folder {folder}", status=2)
+    if not os.access(folder, os.W_OK):
+        raise CommandError(f"{option}: cannot write {path}: the folder {folder} is not writable", status=2)
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """``--save`` and ``--plot`` paths writable, and matplotlib there for a
+    plot, before any row is read (not after a long run)."""
+    if args.save:
+        _check_writable("--save", args.save)
+    if args.plot:
+        _check_writable("--plot", args.plot)
+        if importlib.util.find_spec("matplotlib") is None:
+            raise CommandError("--plot needs matplotlib: pip install 'streamrnn[plot]'", status=2)
+
+
 def _save(model, path: str, metadata: dict) -> None:
     from ..persistence import save
 
     try:
         save(model, path, metadata=metadata)
     except OSError as error:
-        raise CommandError(f"--save: cannot write {path}: {error}") from None
+        raise CommandError(f"--save: cannot write {path}: {error.strerror or error}") from None
 
 
 class _Progress:
@@ -199,7 +237,8 @@ class _Run:
         self.progress.close()
         self.stdout.flush()
         if self.args.save:
-            _save(model, self.args.save, {"command": self.args.command, "times": self._times()})
+            _save(model, self.args.save, {"command": self.args.command, "targets": self.targets,
+                                          "key": self.args.key, "times": self._times()})
 
 
 def forecast(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
@@ -213,9 +252,11 @@ def forecast(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
     if H < 1:
         raise CommandError("--horizon must be a positive integer", status=2)
     metadata = {}
+    _check_outputs(args)
     if args.load:
         _check_load_options(args)
         model, metadata = _load(args.load, KeyedForecaster)
+        _check_saved_columns(metadata, args, args.load)
         direct = model.template.horizon
         if direct is not None and H > direct:
             raise CommandError(f"--horizon {H} is longer than the {direct} steps the loaded model forecasts "
@@ -295,9 +336,11 @@ def detect(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
         raise CommandError("--quantile must lie strictly between 0 and 1", status=2)
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise CommandError("--threshold must lie between 0 and 1", status=2)
+    _check_outputs(args)
     if args.load:
         _check_load_options(args)
-        model, _ = _load(args.load, KeyedDetector)
+        model, metadata = _load(args.load, KeyedDetector)
+        _check_saved_columns(metadata, args, args.load)
     else:
         cell, params = _model_params(args)
         seed = params.pop("seed")

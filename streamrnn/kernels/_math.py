@@ -31,7 +31,12 @@ _B6 = 1.19825839466702e-06
 def fast_tanh(x):
     t = type(x)
     c = t(_TANH_CLAMP)
-    x = min(max(x, -c), c)
+    # compare-and-select, not min/max: on a GPU those become max.f32/min.f32,
+    # which return the other operand for a NaN (a NaN state would look finite)
+    if x > c:
+        x = c
+    elif x < -c:
+        x = -c
     x2 = x * x
     p = t(_A13)
     p = p * x2 + t(_A11)
