@@ -71,7 +71,8 @@ class PredictiveDetector(AnomalyDetector):
     cell
         ``"lstm"``, ``"gru"`` or ``"rnn"``.
     hidden_size, num_layers, k1, k2, optimizer, lr, clip_norm, dtype, device, seed
-        Those of the underlying :class:`~streamrnn.OnlineRNN`.
+        Those of the underlying :class:`~streamrnn.OnlineRNN`, with this
+        class's defaults (hidden 16, ``k1`` 4).
     short_window
         Raw scores averaged into the recent error, and points whose evidence
         a reported score must exceed.

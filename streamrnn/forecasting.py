@@ -96,8 +96,9 @@ class RecurrentForecaster(Forecaster):
     Parameters
     ----------
     hidden_size, num_layers, k1, k2, optimizer, lr, clip_norm, loss, dtype, device, seed
-        Those of the underlying :class:`~streamrnn.OnlineRNN` (``loss``:
-        ``"squared"`` or ``"huber"``, on the scaled surprises).
+        Those of the underlying :class:`~streamrnn.OnlineRNN`, with this
+        class's defaults (hidden 32, ``k1`` 4; ``loss``: ``"squared"`` or
+        ``"huber"``, on the scaled surprises).
     seasonality
         The series' period in steps (12 for monthly data with a yearly
         cycle); ``"auto"`` to find one as the series arrives: the natural
