@@ -53,10 +53,19 @@ def _build(cls: type, **params):
         raise CommandError(str(error), status=2) from None
 
 
-def _load(path: str, kind: type):
-    """The model saved at ``path`` and what the command saved beside it."""
+def _targets(args: argparse.Namespace) -> list[str]:
+    """The ``--target`` columns, each once, in order."""
+    return list(dict.fromkeys(args.target))
+
+
+def _load(args: argparse.Namespace, kind: type):
+    """The model saved at ``--load`` and what the command saved beside it,
+    after the usage checks: no option that configures a new model, and the
+    ``--target`` and ``--key`` columns it was saved with."""
     from ..persistence import info, load
 
+    _check_load_options(args)
+    path = args.load
     try:
         model, metadata = load(path), info(path).get("metadata") or {}
     except FileNotFoundError:
@@ -65,6 +74,7 @@ def _load(path: str, kind: type):
         raise CommandError(f"--load: {error}") from None
     if not isinstance(model, kind):
         raise CommandError(f"--load: {path} holds a {type(model).__name__}, not a model of this command")
+    _check_saved_columns(metadata, args, path)
     return model, metadata
 
 
@@ -74,7 +84,7 @@ def _check_saved_columns(metadata: dict, args: argparse.Namespace, path: str) ->
     Files saved before the columns were recorded are taken as they are."""
     if "targets" not in metadata:
         return
-    saved, given = metadata["targets"], list(dict.fromkeys(args.target))
+    saved, given = metadata["targets"], _targets(args)
     if sorted(saved) != sorted(given) or metadata.get("key") != args.key:
         def columns(targets, key):
             return f"--target {' '.join(targets)}" + (f" --key {key}" if key else " and no --key")
@@ -142,7 +152,7 @@ class _Run:
     def __init__(self, args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
                  stdout: TextIO, stderr: TextIO):
         self.args = args
-        self.targets = list(dict.fromkeys(args.target))
+        self.targets = _targets(args)
         required = self.targets + [c for c in (args.time, args.key) if c]
         self.rows = CSVInput(stream, name, required)
         self.piped = piped
@@ -254,9 +264,7 @@ def forecast(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
     metadata = {}
     _check_outputs(args)
     if args.load:
-        _check_load_options(args)
-        model, metadata = _load(args.load, KeyedForecaster)
-        _check_saved_columns(metadata, args, args.load)
+        model, metadata = _load(args, KeyedForecaster)
         direct = model.template.horizon
         if direct is not None and H > direct:
             raise CommandError(f"--horizon {H} is longer than the {direct} steps the loaded model forecasts "
@@ -338,9 +346,7 @@ def detect(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
         raise CommandError("--threshold must lie between 0 and 1", status=2)
     _check_outputs(args)
     if args.load:
-        _check_load_options(args)
-        model, metadata = _load(args.load, KeyedDetector)
-        _check_saved_columns(metadata, args, args.load)
+        model, _ = _load(args, KeyedDetector)
     else:
         cell, params = _model_params(args)
         seed = params.pop("seed")

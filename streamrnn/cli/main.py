@@ -48,7 +48,8 @@ def _add_stream_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", metavar="COL", help="series key column: one model per key")
     # the model's configuration: no defaults here (None), so that one given with --load can be refused
     parser.add_argument("--model", choices=CELLS, help=f"recurrent cell (default: {MODEL_DEFAULTS['model']})")
-    parser.add_argument("--hidden-size", type=_positive_int, metavar="N", help="hidden units per layer (default: 32 for forecast, 16 for detect)")
+    parser.add_argument("--hidden-size", type=_positive_int, metavar="N",
+                        help="hidden units per layer (default: 32 for forecast, 16 for detect)")
     parser.add_argument("--seed", type=_seed, help=f"random seed (default: {MODEL_DEFAULTS['seed']})")
     parser.add_argument("--load", metavar="PATH",
                         help="resume from a model saved with --save for the same --target and --key columns "
