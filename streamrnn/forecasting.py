@@ -27,9 +27,21 @@ How a forecast is made, from the bottom up:
    standardised exogenous features of the target's time (dates become
    calendar features). Its head starts at zero, so an untrained network
    forecasts the base exactly.
-5. **Forecast.** Multi-step forecasts run on from the carried hidden state
-   without changing it, feeding each predicted surprise back in, and add up
-   base, reversion and surprise from the last value.
+5. **Recurrent path.** Multi-step forecasts run on from the carried hidden
+   state without changing it, feeding each predicted surprise back in, and
+   add up base, reversion and surprise from the last value.
+6. **Combination.** Beside that path, statistical forecasts that hold their
+   level over the whole horizon: robust exponential smoothing of a level and
+   of the period's (and, for hourly data, the week's) seasonal indices, in
+   several settings (:class:`~streamrnn.smoothing.SeasonalSmoothing`), the
+   last value, and the values one period (and one week) before. At every
+   step each candidate forecasts the next ``2 m`` values (12 without a
+   period); as the values arrive, each one's errors at each horizon are
+   scored, and the forecast at horizon ``h`` is the candidates' mean
+   weighted by the inverse square of their recent mean squared errors at
+   ``h`` (:class:`~streamrnn.combination.HorizonCombination`). The combined
+   forecast's own errors at each horizon give its prediction intervals
+   (:meth:`RecurrentForecaster.forecast_interval`).
 """
 
 from __future__ import annotations
@@ -48,7 +60,9 @@ from river.time_series.base import Forecaster
 from .checks import check_integer, finite, is_integer
 from .features import CLIP, FeatureSpace, RunningScaler
 from .estimator import build_network, check_regression_loss
+from .combination import HorizonCombination
 from .seasonal import SeasonalBase, calendar_period, find_period
+from .smoothing import SeasonalSmoothing, long_period
 
 #: Changes kept to look for a period, and the numbers of changes at which to look.
 HISTORY = 1024
@@ -61,6 +75,8 @@ _NO_FEATURES = np.zeros(0)
 MAX_ABS_VALUE = 1e100
 _POWERS = np.arange(1, 257)  # exponents of the reversion, 1..H
 _cumsum = np.add.accumulate  # np.cumsum of a vector, without its Python wrappers
+#: Horizons tracked by the combination without a period (with one: two periods).
+TRACKED_WITHOUT_PERIOD = 12
 
 
 def _clip(v: float) -> float:
@@ -120,6 +136,13 @@ class RecurrentForecaster(Forecaster):
         the two seasonal bases made the smaller one-step errors when the
         period became known). A non-positive value under an automatic log
         scale switches the forecaster back to the linear scale.
+    combine
+        Weigh the recurrent path, horizon by horizon, with robust seasonal
+        exponential smoothing, the last value and the seasonal naive
+        forecasts, by each one's recent errors at that horizon (True; see
+        the module's description), or forecast with the recurrent path alone
+        (False). Prediction intervals come from the forecast's own errors
+        either way.
 
     Notes
     -----
@@ -145,6 +168,7 @@ class RecurrentForecaster(Forecaster):
         seasonality: int | str | None = "auto",
         log_transform: bool | str = "auto",
         horizon: int | None = None,
+        combine: bool = True,
         dtype: str = "float32",
         device: str = "cpu",
         seed: int | None = None,
@@ -160,6 +184,7 @@ class RecurrentForecaster(Forecaster):
         self.seasonality = seasonality
         self.log_transform = log_transform
         self.horizon = horizon
+        self.combine = combine
         self.dtype = dtype
         self.device = device
         self.seed = seed
@@ -168,6 +193,8 @@ class RecurrentForecaster(Forecaster):
         if not _is_log_transform(log_transform):
             raise ValueError(f"log_transform must be True, False or 'auto', got {log_transform!r}")
         check_integer("horizon", horizon, none_ok=True)
+        if type(combine) is not bool:
+            raise ValueError(f"combine must be True or False, got {combine!r}")
         check_regression_loss(loss)
         self._outputs = 1 if horizon is None else int(horizon)
         # the head starts at zero: forecasts start at the base
@@ -194,7 +221,14 @@ class RecurrentForecaster(Forecaster):
     def __setstate__(self, state: dict) -> None:
         if not _is_log_transform(state.get("log_transform")):
             state["log_transform"] = False  # earlier versions took 1, 0 or np.True_: each meant False
+        if "combine" not in state:
+            # saved before the combination: it forecasts with its recurrent
+            # path alone, as it did, and its intervals start afresh
+            state["combine"] = False
+            state["_combination"] = None
         self.__dict__.update(state)
+        if self._combination is None:
+            self._restart_combination()
 
     @classmethod
     def _unit_test_params(cls):
@@ -202,6 +236,7 @@ class RecurrentForecaster(Forecaster):
         yield {"hidden_size": 3, "seasonality": 4, "log_transform": True, "seed": 2}
         yield {"hidden_size": 3, "seasonality": None, "log_transform": False}
         yield {"hidden_size": 3, "horizon": 3, "seed": 3}
+        yield {"hidden_size": 3, "combine": False, "seed": 4}
 
     # ------------------------------------------------------------ scales
 
@@ -233,6 +268,84 @@ class RecurrentForecaster(Forecaster):
         self._residuals = [0.0, 0.0, 0.0, None]
         self._surprises = collections.deque(maxlen=max(self._period or 1, self._outputs))
         self._pending = collections.deque(maxlen=self._outputs)  # direct: inputs awaiting their targets
+        self._restart_combination()
+
+    # -------------------------------------------------------- combination
+
+    def _tracked(self) -> int:
+        """The horizons the combination scores."""
+        if self.horizon is not None:
+            return self._outputs
+        return 2 * self._period if self._period else TRACKED_WITHOUT_PERIOD
+
+    def _restart_combination(self) -> None:
+        """New smoothing and combination on the current scale and period, the
+        smoothing replaying the values kept in the history."""
+        m = self._period
+        M = long_period(m)
+        self._smoothing = SeasonalSmoothing(m, M) if self.combine else None
+        self._recent = np.zeros(max(M or 0, m or 0, 1))  # ring of the last values on the modelling scale
+        self._n_recent = 0
+        n = 1 + (len(self._smoothing) + 3 if self.combine else 0)
+        self._combination = HorizonCombination(n, self._tracked())
+        self._made = None  # the candidates' forecasts at this origin, and their combination
+        if self._last is None:
+            return
+        history = self._history["log" if self._log else "lin"]
+        last = self._z(self._last)
+        changes = np.fromiter(history, np.float64, len(history))
+        values = np.concatenate([[last], last - np.cumsum(changes[::-1])])[::-1]
+        for z in values.tolist():
+            self._smooth(z)
+        self._record()
+
+    def _z(self, y: float) -> float:
+        """A value on the modelling scale."""
+        return math.log(y) if self._log else y
+
+    def _candidates(self, horizon: int, path: np.ndarray) -> np.ndarray:
+        """The candidates' forecasts of the next ``horizon`` values on the
+        modelling scale (rows: the recurrent ``path``, then each smoothing,
+        the last value, the seasonal naive forecasts; NaN where one has none)."""
+        if not self.combine:
+            return path[None, :]
+        smoothing, recent, n = self._smoothing, self._recent, self._n_recent
+        k = len(smoothing)
+        F = np.empty((k + 4, horizon))
+        F[0] = path
+        smoothing.forecast(horizon, out=F[1 : k + 1])
+        F[k + 1] = recent[(n - 1) % len(recent)]
+        steps = None
+        for row, m in ((k + 2, self._period), (k + 3, long_period(self._period))):
+            if m and n >= m:
+                if steps is None:
+                    steps = np.arange(horizon)
+                F[row] = recent[(n - m + steps % m) % len(recent)]
+            else:
+                F[row] = np.nan
+        return F
+
+    def _record(self) -> None:
+        """Each candidate's forecasts from this origin, for scoring later."""
+        H = self._combination.horizon
+        path = self._recurrent_path(H, None) + self._z(self._last)
+        F = self._candidates(H, path)
+        given, mixture = self._combination.combine(F)
+        self._combination.record(F, mixture, given)
+        self._made = (F, given)
+
+    def _observe(self, y: float) -> None:
+        """The value ``y`` arrived: score the forecasts made for it, then
+        smooth it in."""
+        z = self._z(y)
+        self._combination.observe(z)
+        self._smooth(z)
+
+    def _smooth(self, z: float) -> None:
+        if self._smoothing is not None:
+            self._smoothing.update(z)
+        self._recent[self._n_recent % len(self._recent)] = z
+        self._n_recent += 1
 
     def _set_period(self, m: int, source: str) -> None:
         self._period = m
@@ -275,8 +388,10 @@ class RecurrentForecaster(Forecaster):
     def _look_for_period(self, x) -> None:
         """``seasonality="auto"``: the natural period of the sampling interval
         of the dates in ``x`` (from its first two), else, at a few points of
-        the stream, a peak of the autocorrelation of the changes; a period
-        from the calendar that the base does not use yields to the latter."""
+        the stream, a peak of the autocorrelation of the changes (a period
+        found so is looked for again at each of those points, with more
+        cycles seen); a period from the calendar that the base does not use
+        yields to the latter."""
         if self._period is None and x and self._n <= 1:
             when = next((v for k, v in sorted(x.items(), key=lambda kv: str(kv[0])) if isinstance(v, dt.date)), None)
             if when is not None:
@@ -292,7 +407,9 @@ class RecurrentForecaster(Forecaster):
                         self._set_period(period, "calendar")
                     return
         if self._n in DETECT_AT and (
-            self._period is None or (self._period_from == "calendar" and self._bases["lin"].best is None)
+            self._period is None
+            or self._period_from == "autocorrelation"  # looked at again with more cycles
+            or (self._period_from == "calendar" and self._bases["lin"].best is None)
         ):
             found = find_period(self._history["lin"])
             if found is not None and found != self._period:
@@ -400,8 +517,10 @@ class RecurrentForecaster(Forecaster):
             self._positive = False
         if self._last is None:
             self._last = y
+            self._observe(y)
             if self.seasonality == "auto":
                 self._look_for_period(x)
+            self._record()
             return
 
         previous = self._last
@@ -462,18 +581,84 @@ class RecurrentForecaster(Forecaster):
                 history["log"].append(log)
         self._n += 1
         self._last = y
+        self._observe(y)
         if m and self._log_pending:
             self._decide_scale()
         if self.seasonality == "auto" and (self._n <= 1 or self._n in DETECT_AT):
             self._look_for_period(x)
+        self._record()
 
-    def forecast(self, horizon: int, xs: list[dict] | None = None) -> list[float]:
+    def _check_forecast(self, horizon, xs) -> None:
         if (type(horizon) is not int and not is_integer(horizon)) or horizon < 1:  # an int: no ABC checks
             raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
         if xs is not None and len(xs) < horizon:
             raise ValueError(f"xs must hold the features of each of the {horizon} steps, got {len(xs)}")
+
+    def _combined(self, horizon: int, xs) -> np.ndarray:
+        """The combined forecast of the next ``horizon`` values, as changes
+        from the last value on the modelling scale."""
+        if not self.combine:
+            return self._recurrent_path(horizon, xs)
+        made, combined = self._made
+        if xs is None and horizon <= made.shape[1]:
+            return combined[:horizon] - self._z(self._last)
+        path = self._recurrent_path(horizon, xs) + self._z(self._last)
+        return self._combination.combine(self._candidates(horizon, path))[0] - self._z(self._last)
+
+    def _values(self, d: np.ndarray) -> list[float]:
+        """Changes from the last value on the modelling scale, as values."""
+        if self._log:
+            np.exp(d, out=d)
+            d *= self._last
+        else:
+            d += self._last
+        return d.tolist()
+
+    def forecast(self, horizon: int, xs: list[dict] | None = None) -> list[float]:
+        self._check_forecast(horizon, xs)
         if self._last is None:
             return [0.0] * horizon
+        return self._values(self._combined(horizon, xs))
+
+    def forecast_interval(
+        self, horizon: int, coverage: float = 0.95, xs: list[dict] | None = None
+    ) -> tuple[list[float], list[float]]:
+        """Lower and upper bounds of the next ``horizon`` values, each pair
+        holding its value with probability ``coverage``: the forecast plus or
+        minus a quantile of the forecast's own absolute errors at that
+        horizon over its last :data:`~streamrnn.combination.WINDOW`
+        forecasts (split conformal; on the log scale the bounds are
+        multiplicative). Infinite while no error at a horizon is known;
+        beyond the tracked horizons (two periods, or 12), the last one's
+        error grown as the square root of the horizon. Changes nothing.
+
+        Examples
+        --------
+        90 % intervals of River's bundled WaterFlow series, three hours ahead:
+
+        >>> from river import datasets
+        >>> from streamrnn import LSTMForecaster
+        >>> model = LSTMForecaster(seed=0)
+        >>> for x, y in datasets.WaterFlow():
+        ...     model.learn_one(y)
+        >>> lower, upper = model.forecast_interval(3, coverage=0.9)
+        >>> [round(v, 1) for v in lower], [round(v, 1) for v in model.forecast(3)], [round(v, 1) for v in upper]
+        ([103.7, 103.4, 103.2], [104.1, 104.1, 104.1], [104.5, 104.8, 105.1])
+        """
+        self._check_forecast(horizon, xs)
+        if not (isinstance(coverage, numbers.Real) and not isinstance(coverage, bool) and 0 < coverage < 1):
+            raise ValueError(f"coverage must be a number between 0 and 1, got {coverage!r}")
+        if self._last is None:
+            return [-math.inf] * horizon, [math.inf] * horizon
+        d = self._combined(horizon, xs)
+        q = self._combination.quantiles(horizon, float(coverage))
+        with np.errstate(invalid="ignore", over="ignore"):
+            return self._values(d - q), self._values(d + q)
+
+    def _recurrent_path(self, horizon: int, xs) -> np.ndarray:
+        """The recurrent path's forecast of the next ``horizon`` values, as
+        changes from the last value on the modelling scale (the running
+        sums of base, reversion and the network's surprises)."""
         m = self._period
         surprises = self._surprises
         scale = self._scale()
@@ -511,12 +696,7 @@ class RecurrentForecaster(Forecaster):
             if base is not None and base.weights is not None:
                 d += base.forecast_phases(_phases(self._n % m, horizon, m))
         _cumsum(d, out=d)  # in place: the running sums
-        if self._log:
-            np.exp(d, out=d)
-            d *= self._last
-        else:
-            d += self._last
-        return d.tolist()
+        return d
 
     def _direct(self, horizon: int, xs) -> np.ndarray:
         """Direct forecasts: replay the steps the network has not learned yet
@@ -554,7 +734,7 @@ class GRUForecaster(RecurrentForecaster):
     ...     model.learn_one(y, x)
     ...     last = y
     >>> mae, persistence
-    (MAE: 0.6254, MAE: 0.6310)
+    (MAE: 0.6271, MAE: 0.6310)
     """
 
     _cell = "gru"

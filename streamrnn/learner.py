@@ -347,6 +347,11 @@ class OnlineRNN:
         """``feedback`` as an int64 ``(n, 2)`` array of ``(column, lag)``
         pairs, each checked: integers (not bools, not floats that would be
         truncated), ``0 <= column < input_size``, ``lag >= 1``."""
+        n_in = self._shape.input_size
+        if type(feedback) is np.ndarray and feedback.dtype == np.int64 and feedback.ndim == 2 \
+                and feedback.shape[1] == 2 and feedback.flags.c_contiguous:  # the forecasters' own: checked at once
+            if ((feedback[:, 0] >= 0) & (feedback[:, 0] < n_in) & (feedback[:, 1] >= 1)).all():
+                return feedback
         try:
             pairs = [tuple(pair) for pair in feedback]
         except TypeError:

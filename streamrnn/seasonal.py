@@ -21,7 +21,8 @@ def detect_period(changes, min_period: int = 3, max_period: int = 400, threshold
     autocorrelation of ``changes``, if it reaches ``threshold`` and at least
     two periods were seen; otherwise None. (The autocorrelation is the
     biased estimate, which shrinks long lags towards zero: a period needs
-    about three cycles of evidence before it clears the threshold.)
+    about three cycles of evidence before it clears the threshold; the peak's
+    place is then taken from the unbiased estimate, which does not shift it.)
 
     Examples
     --------
@@ -66,7 +67,18 @@ def detect_period(changes, min_period: int = 3, max_period: int = 400, threshold
         if not peaks:
             return None
         lag = max(peaks, key=lambda k: values[k])
-    return lag if acf[lag] >= threshold else None
+    if acf[lag] < threshold:
+        return None
+    # The biased estimate shrinks each lag by (n - lag) / n, which moves a
+    # peak to shorter lags when few cycles were seen (two days of hourly
+    # changes peaked at 23): the peak is the nearest local maximum of the
+    # unbiased estimate.
+    unbiased = acf / (n - np.arange(max_lag + 1))
+    while lag < max_lag and unbiased[lag + 1] > unbiased[lag]:
+        lag += 1
+    while lag > min_period and unbiased[lag - 1] > unbiased[lag]:
+        lag -= 1
+    return int(lag)
 
 
 #: The natural periods of common sampling intervals, in seconds: a day of

@@ -1,0 +1,155 @@
+"""Kernels of the forecasters' statistical candidates and of their
+combination: robust seasonal exponential smoothing
+(:class:`streamrnn.smoothing.SeasonalSmoothing`) and per-horizon weighting
+and scoring (:class:`streamrnn.combination.HorizonCombination`). Scalar
+loops over a few settings and horizons: compiled, they cost a microsecond
+or two a step, where the same NumPy calls cost tens."""
+
+import math
+
+from numba import njit
+
+from .. import config
+
+# No fast-math: these are short scalar loops, and NaN marks a missing forecast.
+_JIT = dict(cache=config.CACHE, nogil=True, error_model="numpy")
+
+
+@njit(**_JIT)
+def smoothing_update(params, state, season, season_long, t, m, M, z, clip, decay, shift_after):
+    """Learn value ``z``, the ``t``-th (from 0), in every setting.
+
+    ``params`` rows: alpha, gamma of the period ``m`` and of the long period
+    ``M`` (each already times ``1 - alpha``); ``state`` rows: level, running
+    mean square of the clipped errors, signed count of the last errors
+    beyond the clip (all of one sign); ``season`` ``(K, m)`` and
+    ``season_long`` ``(K, M)`` the indices (``m``, ``M`` 0 when absent).
+    """
+    K = params.shape[1]
+    if t == 0:
+        for k in range(K):
+            state[0, k] = z
+        return
+    if m > 0 and t < m:  # the first cycle sets each phase's index from the first value
+        for k in range(K):
+            season[k, t] = z - state[0, k]
+        return
+    first = t < max(m, 1) + 2  # the first errors set the scale
+    for k in range(K):
+        expected = state[0, k]
+        if m > 0:
+            expected += season[k, t % m]
+        if M > 0 and t >= 2 * M:
+            expected += season_long[k, t % M]
+        e = z - expected
+        if first:
+            state[1, k] = max(state[1, k], e * e)
+        bound = clip * math.sqrt(state[1, k])
+        side = 0.0
+        if e > bound:
+            side = 1.0
+        elif e < -bound:
+            side = -1.0
+        count = state[2, k]
+        if side != 0.0 and side * count > 0:
+            count += side
+        else:
+            count = side
+        state[2, k] = count
+        if abs(count) < shift_after:
+            e = min(max(e, -bound), bound)
+        state[1, k] += decay * (e * e - state[1, k])
+        state[0, k] += params[0, k] * e
+        if m > 0:
+            season[k, t % m] += params[1, k] * e
+        if M > 0 and t >= M:
+            season_long[k, t % M] += params[2, k] * e
+
+
+@njit(**_JIT)
+def smoothing_forecast(state, season, season_long, t, m, M, out):
+    """Each setting's forecasts of the values ``t, t + 1, ...`` into the rows
+    of ``out`` ``(K, horizon)``; NaN while the first cycle is incomplete."""
+    K, horizon = out.shape
+    for k in range(K):
+        for h in range(horizon):
+            if t == 0 or (m > 0 and t < m):
+                out[k, h] = math.nan
+                continue
+            v = state[0, k]
+            if m > 0:
+                v += season[k, (t + h) % m]
+            if M > 0 and t >= 2 * M:
+                v += season_long[k, (t + h) % M]
+            out[k, h] = v
+
+
+@njit(**_JIT)
+def combination_observe(made, sq_errors, counts, abs_errors, n_abs, t, z, discount):
+    """Value ``z`` (the ``t``-th, from 0) arrived: score the forecasts made
+    for it ``h`` steps earlier, ``made[(t - h + 1) % H, row, h - 1]``: the
+    candidates' and their mixture's (rows ``0 .. C``) into the discounted
+    sums of squared errors ``sq_errors`` and counts ``counts`` ``(C + 1,
+    H)``, and the forecast given's (the last row) absolute error into the
+    ring of its horizon. Then clear the row of the next origin."""
+    H = made.shape[0]
+    rows = sq_errors.shape[0]
+    window = abs_errors.shape[1]
+    n = min(t + 1, H)
+    for s in range(n):
+        at = (t - s) % H
+        for c in range(rows):
+            f = made[at, c, s]
+            sq_errors[c, s] *= discount
+            counts[c, s] *= discount
+            if not math.isnan(f):
+                e = f - z
+                if math.isfinite(e):
+                    sq_errors[c, s] += e * e
+                    counts[c, s] += 1.0
+        e = made[at, rows, s] - z
+        if math.isfinite(e):
+            abs_errors[s, n_abs[s] % window] = abs(e)
+            n_abs[s] += 1
+    nxt = (t + 1) % H
+    for c in range(rows + 1):
+        for s in range(H):
+            made[nxt, c, s] = math.nan
+
+
+@njit(**_JIT)
+def combination_combine(sq_errors, counts, forecasts, min_count, trim, mixture, out):
+    """At each horizon ``h`` (beyond the tracked ones, the last one's
+    errors): into ``mixture``, the mean of the available ``forecasts`` ``(C,
+    horizon)`` weighted by ``(best MSE / MSE) ** 2`` over the candidates with
+    a count of at least ``min_count`` there and an MSE within ``trim`` times
+    the best (the first candidate's forecast where none is); into ``out``,
+    the mixture where its own MSE there is below the first candidate's,
+    else the first candidate's forecast."""
+    C, horizon = forecasts.shape
+    H = sq_errors.shape[1]
+    for h in range(horizon):
+        j = min(h, H - 1)
+        best = math.inf
+        for c in range(C):
+            if counts[c, j] >= min_count:
+                best = min(best, sq_errors[c, j] / counts[c, j])
+        total = 0.0
+        acc = 0.0
+        if best < math.inf:
+            for c in range(C):
+                f = forecasts[c, h]
+                if counts[c, j] >= min_count and not math.isnan(f):
+                    mse = sq_errors[c, j] / counts[c, j]
+                    if mse > trim * best:
+                        continue
+                    ratio = 1.0 if mse == best else best / mse
+                    w = ratio * ratio
+                    total += w
+                    acc += w * f
+        first = forecasts[0, h]
+        mixture[h] = acc / total if total > 0 else first
+        out[h] = first
+        if counts[C, j] >= min_count and counts[0, j] > 0:
+            if sq_errors[C, j] / counts[C, j] < sq_errors[0, j] / counts[0, j]:
+                out[h] = mixture[h]
