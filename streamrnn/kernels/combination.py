@@ -118,14 +118,14 @@ def combination_observe(made, sq_errors, counts, abs_errors, n_abs, t, z, discou
 
 
 @njit(**_JIT)
-def combination_combine(sq_errors, counts, forecasts, min_count, trim, mixture, out):
+def combination_combine(sq_errors, counts, forecasts, min_count, trim, margin, mixture, out):
     """At each horizon ``h`` (beyond the tracked ones, the last one's
     errors): into ``mixture``, the mean of the available ``forecasts`` ``(C,
     horizon)`` weighted by ``(best MSE / MSE) ** 2`` over the candidates with
     a count of at least ``min_count`` there and an MSE within ``trim`` times
     the best (the first candidate's forecast where none is); into ``out``,
-    the mixture where its own MSE there is below the first candidate's,
-    else the first candidate's forecast."""
+    the mixture where its own MSE there is below ``margin`` times the first
+    candidate's, else the first candidate's forecast."""
     C, horizon = forecasts.shape
     H = sq_errors.shape[1]
     for h in range(horizon):
@@ -151,5 +151,5 @@ def combination_combine(sq_errors, counts, forecasts, min_count, trim, mixture, 
         mixture[h] = acc / total if total > 0 else first
         out[h] = first
         if counts[C, j] >= min_count and counts[0, j] > 0:
-            if sq_errors[C, j] / counts[C, j] < sq_errors[0, j] / counts[0, j]:
+            if sq_errors[C, j] / counts[C, j] < margin * (sq_errors[0, j] / counts[0, j]):
                 out[h] = mixture[h]
