@@ -95,6 +95,10 @@ class KeyedForecaster(_Keyed):
     def forecast(self, key, horizon: int, xs=None) -> list[float]:
         return self._peek(key).forecast(horizon, xs)
 
+    def forecast_interval(self, key, horizon: int, coverage: float = 0.95, xs=None) -> tuple[list, list]:
+        """The key's forecaster's ``forecast_interval``."""
+        return self._peek(key).forecast_interval(horizon, coverage, xs)
+
 
 class KeyedDetector(_Keyed):
     """A River anomaly detector per key."""

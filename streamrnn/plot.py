@@ -89,6 +89,14 @@ def _series(values, name: str, size: int | None = None, of: str | None = None) -
     return array
 
 
+def _band_edge(values, name: str, size: int) -> np.ndarray:
+    """An interval's bound as :func:`_series` of ``future``'s length, with
+    infinite bounds (not known yet) as NaN: gaps in the band."""
+    array = _series(values, name, size, "future")
+    array[np.isinf(array)] = np.nan
+    return array
+
+
 def _flags(flags, size: int) -> np.ndarray:
     """``flags`` as a boolean array of length ``size``."""
     array = np.asarray(list(flags) if not hasattr(flags, "__len__") else flags)
@@ -211,7 +219,8 @@ def _legend(ax, *others) -> None:
 # ---------------------------------------------------------------- plots
 
 
-def forecast(actual, predicted=None, *, index=None, future=None, future_index=None, ax=None, title=None):
+def forecast(actual, predicted=None, *, index=None, future=None, future_index=None, future_lower=None,
+             future_upper=None, ax=None, title=None):
     """Plot a series, the forecasts made along it, and a final multi-step forecast.
 
     Parameters
@@ -231,6 +240,10 @@ def forecast(actual, predicted=None, *, index=None, future=None, future_index=No
     future_index
         Positions of ``future``; by default the index continues at the
         spacing of its last two positions.
+    future_lower, future_upper
+        Bounds of a prediction interval of ``future`` (both or neither, as
+        long as ``future``), drawn as a shaded band: a forecaster's
+        ``forecast_interval``. Infinite bounds are left out of the band.
     ax
         The matplotlib Axes to draw on; a new figure's when None.
     title
@@ -258,6 +271,14 @@ def forecast(actual, predicted=None, *, index=None, future=None, future_index=No
         fx = _continue(x, f.size) if future_index is None else _index(future_index, f.size, "future_index", "future")
     elif future_index is not None:
         raise ValueError("future_index is given without future")
+    band = None
+    if (future_lower is None) != (future_upper is None):
+        raise ValueError("future_lower and future_upper go together")
+    if future_lower is not None:
+        if f is None:
+            raise ValueError("future_lower and future_upper are given without future")
+        with np.errstate(invalid="ignore"):
+            band = (_band_edge(future_lower, "future_lower", f.size), _band_edge(future_upper, "future_upper", f.size))
 
     ax = _axes(ax)
     ax.plot(x, y, color=_COLORS["actual"], lw=1.2, label="actual")
@@ -267,6 +288,8 @@ def forecast(actual, predicted=None, *, index=None, future=None, future_index=No
         # from the last actual value, so the horizon continues the series
         ax.plot(np.r_[x[-1:], fx], np.r_[y[-1:], f], color=_COLORS["future"], lw=1.5, ls="--",
                 marker="o", ms=3, label="forecast")
+    if band is not None:
+        ax.fill_between(fx, band[0], band[1], color=_COLORS["future"], alpha=0.2, lw=0, label="interval")
     if title is not None:
         ax.set_title(title)
     _legend(ax)

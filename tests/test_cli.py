@@ -57,6 +57,21 @@ def test_forecast_matches_the_api_run_by_hand():
         assert [float(v) for v in row] == model.forecast(3)
 
 
+def test_forecast_interval_columns_match_the_api_run_by_hand():
+    text = waterflow_csv(60)
+    status, out, err = run(["forecast", "-", "--target", "flow", "--horizon", "2", "--interval", "0.8",
+                            "--model", "gru", "--hidden-size", "8", "--seed", "3"], text)
+    assert status == 0, err
+    rows = rows_of(out)
+    assert rows[0] == ["flow+1", "flow+2", "flow+1_lo", "flow+1_hi", "flow+2_lo", "flow+2_hi"]
+    model = GRUForecaster(hidden_size=8, seed=3)
+    for (_, y), row in zip(datasets.WaterFlow(), rows[1:]):
+        model.learn_one(y)
+        lo, hi = model.forecast_interval(2, 0.8)
+        assert [float(v) for v in row] == model.forecast(2) + [lo[0], hi[0], lo[1], hi[1]]
+    assert math.isfinite(float(rows[-1][2])) and float(rows[-1][2]) < float(rows[-1][0]) < float(rows[-1][3])
+
+
 def test_forecast_with_time_and_keys_echoes_columns_and_keeps_keys_apart(tmp_path):
     path = tmp_path / "wf.csv"
     path.write_text(waterflow_csv(60, keys=True))
@@ -161,6 +176,7 @@ def test_load_of_a_model_that_cannot_forecast_that_far_is_a_usage_error(tmp_path
         (["forecast", "--target", "a"], "a,b\n1,2\n3\n", 1, "row 2 (line 3) has 1 fields, the header has 2"),
         (["forecast", "no-such-file.csv", "--target", "a"], "", 2, "no such file"),
         (["detect", "--target", "a", "--quantile", "1.5"], "a\n1\n", 2, "--quantile"),
+        (["forecast", "--target", "a", "--interval", "1"], "a\n1\n", 2, "--interval must lie strictly between 0 and 1"),
         (["detect", "--target", "a", "--threshold", "-1"], "a\n1\n", 2, "--threshold"),
         (["forecast", "--target", "a", "--save", "no/such/folder/m.npz"], "a\n1\n", 2,
          "--save: cannot write no/such/folder/m.npz: no such folder no/such/folder"),

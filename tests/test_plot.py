@@ -99,6 +99,10 @@ def test_forecast_draws_on_the_given_axes():
         ({"predicted": [[1.0], [2.0], [3.0]]}, "predicted must be one-dimensional"),
         ({"future": []}, "future is empty"),
         ({"index": ["not", "a", "date"]}, "cannot read these strings as dates"),
+        ({"future": [1.0, 2.0], "future_lower": [0.0, 1.0]}, "future_lower and future_upper go together"),
+        ({"future_lower": [0.0], "future_upper": [1.0]}, "given without future"),
+        ({"future": [1.0, 2.0], "future_lower": [0.0], "future_upper": [2.0, 3.0]},
+         "future_lower has 1 values, future has 2"),
     ],
 )
 def test_forecast_rejects_bad_input(kwargs, message):
@@ -251,3 +255,14 @@ def test_save_writes_the_figure_of_an_axes_or_a_figure_and_closes_it(tmp_path):
     with pytest.raises(OSError):
         plot.save(ax, tmp_path / "missing" / "c.png")
     assert not plt.fignum_exists(ax.figure.number)  # closed even when writing failed
+
+
+def test_forecast_interval_band_spans_the_bounds_with_gaps_for_infinite_ones():
+    ax = plot.forecast([1.0, 2.0, 3.0], future=[3.0, 3.5, 4.0], future_lower=[2.0, -np.inf, 3.0],
+                       future_upper=[4.0, np.inf, 5.0])
+    (band,) = ax.collections
+    vertices = np.concatenate([path.vertices for path in band.get_paths()])
+    assert np.isfinite(vertices).all()
+    assert vertices[:, 1].min() == 2.0 and vertices[:, 1].max() == 5.0
+    assert len(ax.lines) == 2  # actual, forecast
+    plt.close(ax.figure)

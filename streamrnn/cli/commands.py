@@ -261,6 +261,9 @@ def forecast(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
     H = args.horizon
     if H < 1:
         raise CommandError("--horizon must be a positive integer", status=2)
+    coverage = getattr(args, "interval", None)
+    if coverage is not None and not 0.0 < coverage < 1.0:
+        raise CommandError("--interval must lie strictly between 0 and 1", status=2)
     metadata = {}
     _check_outputs(args)
     if args.load:
@@ -281,23 +284,32 @@ def forecast(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
         model = KeyedForecaster(_build(cls, **params), seed=seed)
     run = _Run(args, stream, name, piped, stdout, stderr)
     run.resume(metadata)
-    run.writer.writerow(run.echo + [f"{t}+{k}" for t in run.targets for k in range(1, H + 1)])
+    columns = [f"{t}+{k}" for t in run.targets for k in range(1, H + 1)]
+    if coverage is not None:
+        columns += [f"{t}+{k}_{side}" for t in run.targets for k in range(1, H + 1) for side in ("lo", "hi")]
+    run.writer.writerow(run.echo + columns)
 
     def handle(row, fields, key, when):
         x = {"time": when} if when is not None else None
         xs = run.future_times(key, when, H)
-        out = []
+        out, bounds = [], []
         for target in run.targets:
             y = run.rows.number(fields, target, row)
             series = target if key is None else (key, target)
             if y is not None:
                 model.learn_one(series, y, x)
-            out.extend(model.forecast(series, H, xs) if series in model else [float("nan")] * H)
+            known = series in model
+            out.extend(model.forecast(series, H, xs) if known else [float("nan")] * H)
+            if coverage is not None:
+                lo, hi = model.forecast_interval(series, H, coverage, xs) if known else ([float("nan")] * H,) * 2
+                bounds.extend(v for pair in zip(lo, hi) for v in pair)
         if run.plots(key):
             run.record(actual=run.rows.number(fields, run.targets[0], row), predicted=out[0],
                        index=when if when is not None else row)
             run.plotted["future"] = out[:H]
-        return [format_number(v) for v in out]
+            if coverage is not None:
+                run.plotted["band"] = (bounds[0 : 2 * H : 2], bounds[1 : 2 * H : 2])
+        return [format_number(v) for v in out + bounds]
 
     run.loop(model, handle)
     if args.plot:
@@ -319,8 +331,9 @@ def _plot_forecast(plotted: dict, target: str, key, horizon: int, path: str) -> 
         step = index[-1] - index[-2]
         future_index = [index[-1] + k * step for k in range(1, horizon + 1)]
     title = f"{target}" + (f" ({key})" if key is not None else "") + f": forecasts, horizon {horizon}"
+    lower, upper = plotted.get("band", (None, None))
     ax = plot.forecast(actual, predicted, index=index, future=plotted["future"],
-                       future_index=future_index, title=title)
+                       future_index=future_index, future_lower=lower, future_upper=upper, title=title)
     _save_figure(ax, path)
 
 

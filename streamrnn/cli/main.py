@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "--horizon values as columns TARGET+1 .. TARGET+H.")
     _add_stream_options(forecast)
     forecast.add_argument("--horizon", "-H", type=_positive_int, default=1, help="steps ahead (default: 1)")
+    forecast.add_argument("--interval", type=float, metavar="COVERAGE",
+                          help="also write prediction intervals of this coverage in (0, 1), columns "
+                               "TARGET+h_lo and TARGET+h_hi (e.g. 0.95)")
     forecast.add_argument("--direct", action="store_true",
                           help="one network output per step ahead instead of recursive forecasts")
 
