@@ -64,7 +64,7 @@ from .features import CLIP, FeatureSpace, RunningScaler
 from .estimator import build_network, check_regression_loss
 from .combination import HorizonCombination
 from .seasonal import SeasonalBase, calendar_period, find_period
-from .smoothing import SeasonalSmoothing, long_period
+from .smoothing import SCALE_DECAY, SHIFT_AFTER, SeasonalSmoothing, long_period
 
 #: Changes kept to look for a period, and the numbers of changes at which to look.
 HISTORY = 1024
@@ -79,6 +79,12 @@ _POWERS = np.arange(1, 257)  # exponents of the reversion, 1..H
 _cumsum = np.add.accumulate  # np.cumsum of a vector, without its Python wrappers
 #: Horizons tracked by the combination without a period (with one: two periods).
 TRACKED_WITHOUT_PERIOD = 12
+#: One-step errors that set the scale of the glitch filter before it filters.
+CLEAN_WARMUP = 20
+#: The glitch filter's bound, in running root mean squares of the one-step
+#: errors: beyond it, an error has a chance below 1 / GLITCH**2 = 1e-4 under
+#: any law of that variance (Chebyshev).
+GLITCH = 100.0
 
 
 def _clip(v: float) -> float:
@@ -228,6 +234,7 @@ class RecurrentForecaster(Forecaster):
             # path alone, as it did, and its intervals start afresh
             state["combine"] = False
             state["_combination"] = None
+            state["_clean"] = None  # and learns every value as it is, as it did
         self.__dict__.update(state)
         if self._combination is None:
             self._restart_combination()
@@ -291,6 +298,16 @@ class RecurrentForecaster(Forecaster):
         n = 1 + (len(self._smoothing) + 3 if self.combine else 0)
         self._combination = HorizonCombination(n, self._tracked())
         self._made = None  # the candidates' forecasts at this origin, and their combination
+        # the glitch filter: running mean square of the one-step errors, their
+        # count, the signed count of the last ones beyond the bound (of one
+        # sign), and the scale they are on: kept through a change of period,
+        # restarted with the scale (None in a state saved before the filter,
+        # which learns every value as it is)
+        clean = getattr(self, "_clean", ())
+        if clean is None or (clean and clean[3] == self._log):
+            pass
+        else:
+            self._clean = [0.0, 0, 0, self._log]
         if self._last is None:
             return
         history = self._history["log" if self._log else "lin"]
@@ -300,6 +317,35 @@ class RecurrentForecaster(Forecaster):
         for z in values.tolist():
             self._smooth(z)
         self._record()
+
+    def _cleaned(self, y: float) -> float:
+        """``y``, or, where it lies beyond :data:`GLITCH` running root mean
+        squares of the one-step errors from the forecast (on the modelling
+        scale) on fewer than :data:`~streamrnn.smoothing.SHIFT_AFTER` steps
+        in a row of one sign, the forecast itself: a glitch is learned as if
+        it had been the value expected, and a level shift as itself from its
+        third step on (a value <= 0 on the log scale is below any bound)."""
+        clean = self._clean
+        if clean is None or self._last is None:
+            return y
+        f = self._made[1][0]
+        z = (math.log(y) if y > 0 else -math.inf) if self._log else y
+        e = z - f
+        mean_square, n, beyond, _ = clean
+        if n < CLEAN_WARMUP:
+            if math.isfinite(e):
+                clean[0] = mean_square + (e * e - mean_square) / (n + 1)
+                clean[1] = n + 1
+            return y
+        bound = GLITCH * math.sqrt(mean_square)
+        side = 1 if e > bound else -1 if e < -bound else 0
+        beyond = beyond + side if side and side * beyond > 0 else side
+        clean[2] = beyond
+        if side and abs(beyond) < SHIFT_AFTER:
+            return math.exp(f) if self._log else f  # a glitch: as if the value were the forecast
+        if math.isfinite(e):
+            clean[0] = mean_square + SCALE_DECAY * (e * e - mean_square)
+        return y
 
     def _z(self, y: float) -> float:
         """A value on the modelling scale."""
@@ -511,6 +557,7 @@ class RecurrentForecaster(Forecaster):
         # x is checked (and standardised) before any state changes, so that a
         # refused call changes nothing (_exogenous_one raises before it changes anything)
         exogenous = self._exogenous_one(x)
+        y = self._cleaned(y)
         if y <= 0:
             if self._log:
                 warnings.warn(f"a value <= 0 ({y!r}): the forecaster leaves the log scale", RuntimeWarning)

@@ -133,8 +133,11 @@ def test_log_scale_is_left_when_a_value_is_not_positive():
     for t in range(40):
         model.learn_one(pattern[t % 4] * 1.05 ** (t // 4))
     assert model.log_scale
+    model.learn_one(-5.0)  # a glitch (far below what was expected): learned as the forecast
+    model.learn_one(-5.0)
+    assert model.log_scale
     with pytest.warns(RuntimeWarning, match="leaves the log scale"):
-        model.learn_one(-5.0)
+        model.learn_one(-5.0)  # the third in a row: a level shift, learned as it is
     assert not model.log_scale
     assert all(math.isfinite(v) for v in model.forecast(4))
 

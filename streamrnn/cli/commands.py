@@ -297,7 +297,10 @@ def forecast(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
             y = run.rows.number(fields, target, row)
             series = target if key is None else (key, target)
             if y is not None:
-                model.learn_one(series, y, x)
+                try:
+                    model.learn_one(series, y, x)
+                except ValueError as error:  # a value the forecaster cannot learn (beyond ±1e100)
+                    raise CommandError(f"{run.rows.where(row)}: column {target!r}: {error}") from None
             known = series in model
             out.extend(model.forecast(series, H, xs) if known else [float("nan")] * H)
             if coverage is not None:

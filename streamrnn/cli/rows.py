@@ -89,6 +89,10 @@ class CSVInput:
     def text(self, fields: list[str], column: str) -> str:
         return fields[self._index[column]]
 
+    def where(self, row: int) -> str:
+        """Where row ``row`` (the last read) stands, for an error message."""
+        return f"{self.name}: row {row} (line {self._reader.line_num})"
+
     def number(self, fields: list[str], column: str, row: int) -> float | None:
         """The value of ``column`` as a float; None when it is missing (empty,
         NaN, NA, null) or infinite; a clear error when it is not a number
@@ -101,10 +105,7 @@ class CSVInput:
                 raise ValueError(text)
             value = float(text)
         except ValueError:
-            raise CommandError(
-                f"{self.name}: row {row} (line {self._reader.line_num}): column {column!r} has a "
-                f"non-numeric value {text!r}"
-            ) from None
+            raise CommandError(f"{self.where(row)}: column {column!r} has a non-numeric value {text!r}") from None
         return value if math.isfinite(value) else None
 
 
