@@ -82,7 +82,7 @@ class RecurrentEstimator:
         self.device = device
         self.seed = seed
         self._features = FeatureSpace()
-        self._x_scaler = RunningScaler()
+        self._x_scaler = RunningScaler(guard=True)  # a glitch in a feature reads as missing
         self._net = self._network(output_size=1)
 
     def _network(self, output_size: int) -> OnlineRNN:

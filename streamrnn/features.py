@@ -20,9 +20,17 @@ import numpy as np
 import pandas as pd
 
 from .kernels.scaling import FLOAT_MAX, standardize_rows
+from .smoothing import SHIFT_AFTER
 
 #: Standardised values are clipped to this many standard deviations.
 CLIP = 10.0
+#: A guarded scaler's glitch bound, in standard deviations: beyond it a value
+#: has a chance below 1 / GLITCH**2 = 1e-4 under any law of that variance
+#: (Chebyshev), and is not learned unless it starts a level shift
+#: (:data:`~streamrnn.smoothing.SHIFT_AFTER` such values in a row, on one side).
+GLITCH = 100.0
+#: Values counted before a guarded scaler's guard starts.
+GUARD_WARMUP = 20
 
 
 def _value(name, v) -> float:
@@ -344,19 +352,26 @@ class RunningScaler:
 
     _rooted = False  # states saved before the root was kept hold the sum of squares itself
 
-    def __init__(self, n: int = 0):
+    def __init__(self, n: int = 0, guard: bool = False):
         self.stats = np.zeros((3, n))
         self._rooted = True
+        # the glitch guard: values beyond GLITCH standard deviations (off: 0)
+        self.glitch = GLITCH if guard else 0.0
+        self.glitch_out = 0.0  # what a glitch standardises to (NaN: a target not learned)
+        self.beyond = np.zeros(n)  # per column, signed count of the last values beyond them
 
     def __setstate__(self, state: dict) -> None:
         if not state.get("_rooted", False):  # an earlier state: its sum of squares as a root
             state = dict(state, stats=state["stats"].copy(), _rooted=True)
             state["stats"][2] = np.minimum(np.sqrt(state["stats"][2]), FLOAT_MAX)
+        if "glitch" not in state:  # saved before the guard: unguarded, as it was
+            state = dict(state, glitch=0.0, glitch_out=0.0, beyond=np.zeros(state["stats"].shape[1]))
         self.__dict__.update(state)
 
     def grow(self, n: int) -> None:
         if n > self.stats.shape[1]:
             self.stats = np.hstack([self.stats, np.zeros((3, n - self.stats.shape[1]))])
+            self.beyond = np.concatenate([self.beyond, np.zeros(n - len(self.beyond))])
 
     def transform(self, M: np.ndarray, update: bool) -> np.ndarray:
         """Standardise the rows of ``M`` in order; with ``update`` each row then
@@ -364,20 +379,22 @@ class RunningScaler:
         M = np.ascontiguousarray(M, dtype=np.float64)
         self._check_columns(M.shape[1])
         out = np.empty_like(M)
-        standardize_rows(self.stats, M, out, update, CLIP)
+        standardize_rows(self.stats, M, out, update, CLIP, self.beyond, self.glitch, self.glitch_out, GUARD_WARMUP,
+                         SHIFT_AFTER)
         return out
 
     def _check_columns(self, n: int) -> None:
         """The kernel indexes the statistics by column without bounds checks:
         statistics for fewer columns (an edited file) must not reach it."""
-        if n > self.stats.shape[1]:
+        if n > self.stats.shape[1] or n > len(self.beyond):
             raise ValueError(f"the scaler holds statistics for {self.stats.shape[1]} columns, got {n}")
 
     def transform_row(self, row: np.ndarray) -> np.ndarray:
         """``transform(row[None, :], update=True)[0]`` of a float64 row."""
         self._check_columns(len(row))
         out = np.empty((1, len(row)))
-        standardize_rows(self.stats, row.reshape(1, -1), out, True, CLIP)
+        standardize_rows(self.stats, row.reshape(1, -1), out, True, CLIP, self.beyond, self.glitch,
+                         self.glitch_out, GUARD_WARMUP, SHIFT_AFTER)
         return out[0]
 
     def unscale(self, Z: np.ndarray) -> np.ndarray:

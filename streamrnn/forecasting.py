@@ -60,7 +60,7 @@ import numpy as np
 from river.time_series.base import Forecaster
 
 from .checks import check_integer, finite, is_integer
-from .features import CLIP, FeatureSpace, RunningScaler
+from .features import CLIP, GLITCH, FeatureSpace, RunningScaler
 from .estimator import build_network, check_regression_loss
 from .combination import HorizonCombination
 from .seasonal import SeasonalBase, calendar_period, find_period
@@ -81,10 +81,6 @@ _cumsum = np.add.accumulate  # np.cumsum of a vector, without its Python wrapper
 TRACKED_WITHOUT_PERIOD = 12
 #: One-step errors that set the scale of the glitch filter before it filters.
 CLEAN_WARMUP = 20
-#: The glitch filter's bound, in running root mean squares of the one-step
-#: errors: beyond it, an error has a chance below 1 / GLITCH**2 = 1e-4 under
-#: any law of that variance (Chebyshev).
-GLITCH = 100.0
 
 
 def _clip(v: float) -> float:
@@ -208,7 +204,7 @@ class RecurrentForecaster(Forecaster):
         # the head starts at zero: forecasts start at the base
         self._net = build_network(self, self._cell, loss, N_BASE_INPUTS, self._outputs, zero_head=True)
         self._features = FeatureSpace()
-        self._x_scaler = RunningScaler()
+        self._x_scaler = RunningScaler(guard=True)
         self._last: float | None = None  # last value, original scale
         self._n = 0  # changes seen
         self._history = {"lin": collections.deque(maxlen=HISTORY), "log": collections.deque(maxlen=HISTORY)}
@@ -319,8 +315,8 @@ class RecurrentForecaster(Forecaster):
         self._record()
 
     def _cleaned(self, y: float) -> float:
-        """``y``, or, where it lies beyond :data:`GLITCH` running root mean
-        squares of the one-step errors from the forecast (on the modelling
+        """``y``, or, where it lies beyond :data:`~streamrnn.features.GLITCH`
+        running root mean squares of the one-step errors from the forecast (on the modelling
         scale) on fewer than :data:`~streamrnn.smoothing.SHIFT_AFTER` steps
         in a row of one sign, the forecast itself: a glitch is learned as if
         it had been the value expected, and a level shift as itself from its

@@ -632,6 +632,14 @@ def _check_state(cls: type, state) -> None:
         stats = state.get("stats") if isinstance(state, dict) else None
         _need(type(stats) is np.ndarray and stats.dtype == np.float64 and stats.ndim == 2 and stats.shape[0] == 3,
               "the RunningScaler's statistics must be a float64 array of 3 rows")
+        if "glitch" in state:  # the glitch guard (states saved before it have none)
+            beyond, glitch, out = state.get("beyond"), state.get("glitch"), state.get("glitch_out")
+            _need(type(beyond) is np.ndarray and beyond.dtype == np.float64 and beyond.shape == (stats.shape[1],),
+                  "the RunningScaler's glitch counts must be a float64 array of one value per column")
+            _need(type(glitch) is float and math.isfinite(glitch) and glitch >= 0,
+                  "the RunningScaler's glitch bound must be a finite float >= 0")
+            _need(type(out) is float and (out == 0.0 or math.isnan(out)),
+                  "the RunningScaler's glitch value must be 0.0 or NaN")
         return
     if not issubclass(cls, OnlineRNN | ModelBank):
         return

@@ -22,7 +22,12 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
     learns by TBPTT(k1, k2); ``predict_one(x)`` is one step from the carried
     state and changes nothing. Features are standardised online (missing
     ones read as their mean) and so is the target, unless ``scale_target``
-    is off.
+    is off. A glitch, a feature or target value beyond 100 standard
+    deviations from its running mean (after 20 values; Chebyshev gives such
+    a value a chance below 1e-4), is not learned: the feature reads as
+    missing and the target is skipped (the hidden state advances), unless it
+    is the third such value in a row on one side, a level shift, which is
+    learned from then on.
     """
 
     def __init__(
@@ -47,7 +52,8 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
         self.scale_target = scale_target
         self._loss = loss
         super().__init__(hidden_size, num_layers, k1, k2, optimizer, lr, clip_norm, dtype, device, seed)
-        self._y_scaler = RunningScaler(1)
+        self._y_scaler = RunningScaler(1, guard=True)
+        self._y_scaler.glitch_out = math.nan  # a glitch target is not learned (the state still advances)
 
     def _scaled_targets(self, y: np.ndarray) -> np.ndarray:
         if not self.scale_target:

@@ -69,3 +69,56 @@ def test_any_single_value_leaves_later_forecasts_finite_and_in_range(at, value, 
     assert forecasts.min() >= clean.min() - 2 * span and forecasts.max() <= clean.max() + 2 * span, forecasts
     lo, hi = model.forecast_interval(24)
     assert all(math.isfinite(v) for v in lo + hi)
+
+
+TRUMP = list(datasets.TrumpApproval())
+
+
+def _regressor_mae(model, rows, start, n=400):
+    errors = []
+    for t, (x, y) in enumerate(rows[: start + n]):
+        if t >= start:
+            errors.append(abs(model.predict_one(x) - TRUMP[t][1]))
+        model.learn_one(x, y)
+    return float(np.mean(errors))
+
+
+@pytest.mark.parametrize("glitch", [1e4, 1e300, -9999.0])
+def test_one_glitch_target_leaves_a_regressor_within_10_percent(glitch):
+    from streamrnn import LSTMRegressor
+
+    clean = _regressor_mae(LSTMRegressor(seed=0), TRUMP, 200)
+    rows = list(TRUMP)
+    rows[200] = (rows[200][0], glitch)
+    glitched = _regressor_mae(LSTMRegressor(seed=0), rows, 200)
+    assert glitched <= 1.1 * clean, (glitched, clean)
+    model = LSTMRegressor(seed=0)
+    for x, y in rows[:201]:
+        model.learn_one(x, y)
+    assert model._net.n_skipped == 1  # the glitch's update, and no other
+
+
+def test_one_glitch_feature_leaves_a_classifier_predicting_as_before():
+    from streamrnn import GRUClassifier
+
+    rows = [(x, y) for (x, y), _ in zip(datasets.Phishing(), range(600))]
+    glitched = [(dict(x), y) for x, y in rows]
+    glitched[300][0][next(iter(glitched[300][0]))] = 1e12
+    a, b = GRUClassifier(seed=0), GRUClassifier(seed=0)
+    agree = []
+    for t, ((xa, ya), (xb, yb)) in enumerate(zip(rows, glitched)):
+        if t > 300:
+            agree.append(a.predict_one(xa) == b.predict_one(xb))
+        a.learn_one(xa, ya)
+        b.learn_one(xb, yb)
+    assert np.mean(agree) >= 0.97
+
+
+def test_a_regressor_follows_a_level_shift_of_its_target():
+    from streamrnn import GRURegressor
+
+    model = GRURegressor(seed=0)
+    rng = np.random.default_rng(0)
+    for t in range(300):
+        model.learn_one({"a": float(rng.normal())}, float(rng.normal()) + (1e4 if t >= 200 else 0.0))
+    assert abs(model.predict_one({"a": 0.0}) - 1e4) < 0.2 * 1e4

@@ -632,6 +632,7 @@ def test_scaler_statistics_a_kernel_would_index_by_are_checked(tmp_path):
     with fewer columns than features is refused before the kernel runs (it
     wrote past the array and corrupted the heap)."""
     from streamrnn import LSTMRegressor
+    from streamrnn.features import RunningScaler
 
     model = LSTMRegressor(hidden_size=3, seed=0)
     for t in range(20):
@@ -648,11 +649,19 @@ def test_scaler_statistics_a_kernel_would_index_by_are_checked(tmp_path):
 
     with pytest.raises(P.FormatError, match="RunningScaler's statistics must be a float64 array of 3 rows"):
         P.load(edited(lambda a: a[:2]))
-    fewer = P.load(edited(lambda a: a[:, :1]))
+    # fewer columns than its glitch counts: refused on load
+    with pytest.raises(P.FormatError, match="RunningScaler's glitch counts must be a float64 array of one value"):
+        P.load(edited(lambda a: a[:, :1]))
+    # a state saved before the glitch guard has none to compare with: fewer
+    # columns than features is refused before the kernel runs
+    scaler = model._x_scaler
+    old = RunningScaler.__new__(RunningScaler)
+    old.__setstate__({"stats": scaler.stats[:, :1].copy(), "_rooted": True})
+    model._x_scaler = old
     with pytest.raises(ValueError, match="the scaler holds statistics for 1 columns, got 3"):
-        fewer.learn_one({"a": 1, "b": 2, "c": 3}, 1.0)
+        model.learn_one({"a": 1, "b": 2, "c": 3}, 1.0)
     with pytest.raises(ValueError, match="the scaler holds statistics for 1 columns, got 3"):
-        fewer.predict_one({"a": 1, "b": 2, "c": 3})
+        model.predict_one({"a": 1, "b": 2, "c": 3})
 
 
 @pytest.mark.parametrize("make", [lambda: OnlineRNN(hidden_size=3, k1=2, k2=4, seed=0),
@@ -717,7 +726,7 @@ def test_detector_statistics_that_do_not_match_are_refused(cls, tmp_path):
                 arrays[name] = change(arrays[name])
             (tmp_path / "bad.npz").write_bytes(rewrite(data, edit_arrays=edit))
             with pytest.raises(P.FormatError, match=f"({cls.__name__}'s .*(do not match|does not match|inconsistent)"
-                                                    "|RunningScaler's statistics must be)"):
+                                                    "|RunningScaler's statistics must be|RunningScaler's glitch counts must be)"):
                 P.load(tmp_path / "bad.npz")
 
 

@@ -15,7 +15,7 @@ _JIT = dict(cache=config.CACHE, nogil=True, error_model="numpy")
 
 
 @njit(**_JIT)
-def standardize_rows(stats, X, out, update, clip):
+def standardize_rows(stats, X, out, update, clip, beyond, glitch, glitch_out, warmup, shift_after):
     """Standardise the rows of ``X`` into ``out``, in order.
 
     ``stats`` is float64 ``(3, F)``: count, mean and root of the sum of
@@ -30,6 +30,13 @@ def standardize_rows(stats, X, out, update, clip):
     update; where ``x - mean`` overflows, the mean moves by ``x / n - mean /
     n`` and the root is capped at the largest float). NaN marks a missing
     value: it gives 0 and is not counted.
+
+    With ``glitch > 0`` (a guarded column), once ``warmup`` values were
+    counted, a value beyond ``glitch`` standard deviations from the mean
+    gives ``glitch_out`` and is not counted, unless it is the
+    ``shift_after``-th in a row beyond them on one side (a level shift:
+    counted from then on); ``beyond`` (float64 ``(F,)``) holds the signed
+    count of the last values beyond them, all on one side.
     """
     count, mean, root = stats[0], stats[1], stats[2]
     for t in range(X.shape[0]):
@@ -42,6 +49,19 @@ def standardize_rows(stats, X, out, update, clip):
             if count[j] > 1:
                 if root[j] > 0:
                     z = (x - mean[j]) / (root[j] / math.sqrt(count[j]))
+                    if glitch > 0 and update and count[j] >= warmup:
+                        side = 0.0
+                        if z > glitch:
+                            side = 1.0
+                        elif z < -glitch:
+                            side = -1.0
+                        if side != 0.0 and side * beyond[j] > 0:
+                            beyond[j] += side
+                        else:
+                            beyond[j] = side
+                        if side != 0.0 and abs(beyond[j]) < shift_after:
+                            out[t, j] = glitch_out
+                            continue
                     z = min(max(z, -clip), clip)
                 elif x != mean[j]:  # off a constant history: as far out as the clip goes
                     z = clip if x > mean[j] else -clip
