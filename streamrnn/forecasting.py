@@ -374,9 +374,9 @@ class RecurrentForecaster(Forecaster):
         H = self._combination.horizon
         path = self._recurrent_path(H, None) + self._z(self._last)
         F = self._candidates(H, path)
-        given, mixture = self._combination.combine(F)
-        self._combination.record(F, mixture, given)
-        self._made = (F, given)
+        given, mixture, choice = self._combination.combine(F)
+        self._combination.record(F, mixture)
+        self._made = (F, given, choice)
 
     def _observe(self, y: float) -> None:
         """The value ``y`` arrived: score the forecasts made for it, then
@@ -639,16 +639,18 @@ class RecurrentForecaster(Forecaster):
         if xs is not None and len(xs) < horizon:
             raise ValueError(f"xs must hold the features of each of the {horizon} steps, got {len(xs)}")
 
-    def _combined(self, horizon: int, xs) -> np.ndarray:
+    def _combined(self, horizon: int, xs) -> tuple[np.ndarray, np.ndarray]:
         """The combined forecast of the next ``horizon`` values, as changes
-        from the last value on the modelling scale."""
+        from the last value on the modelling scale, and which forecast is
+        given at each step (1: the mixture, 0: the recurrent path)."""
         if not self.combine:
-            return self._recurrent_path(horizon, xs)
-        made, combined = self._made
+            return self._recurrent_path(horizon, xs), np.zeros(horizon, dtype=np.int64)
+        made, given, choice = self._made
         if xs is None and horizon <= made.shape[1]:
-            return combined[:horizon] - self._z(self._last)
+            return given[:horizon] - self._z(self._last), choice[:horizon]
         path = self._recurrent_path(horizon, xs) + self._z(self._last)
-        return self._combination.combine(self._candidates(horizon, path))[0] - self._z(self._last)
+        given, _, choice = self._combination.combine(self._candidates(horizon, path))
+        return given - self._z(self._last), choice
 
     def _values(self, d: np.ndarray) -> list[float]:
         """Changes from the last value on the modelling scale, as values."""
@@ -663,7 +665,7 @@ class RecurrentForecaster(Forecaster):
         self._check_forecast(horizon, xs)
         if self._last is None:
             return [0.0] * horizon
-        return self._values(self._combined(horizon, xs))
+        return self._values(self._combined(horizon, xs)[0])
 
     def forecast_interval(
         self, horizon: int, coverage: float = 0.95, xs: list[dict] | None = None
@@ -688,15 +690,15 @@ class RecurrentForecaster(Forecaster):
         ...     model.learn_one(y)
         >>> lower, upper = model.forecast_interval(3, coverage=0.9)
         >>> [round(v, 1) for v in lower], [round(v, 1) for v in model.forecast(3)], [round(v, 1) for v in upper]
-        ([103.7, 103.4, 103.2], [104.1, 104.1, 104.1], [104.5, 104.8, 105.1])
+        ([103.6, 103.3, 103.0], [104.1, 104.1, 104.1], [104.6, 104.9, 105.2])
         """
         self._check_forecast(horizon, xs)
         if not (isinstance(coverage, numbers.Real) and not isinstance(coverage, bool) and 0 < coverage < 1):
             raise ValueError(f"coverage must be a number between 0 and 1, got {coverage!r}")
         if self._last is None:
             return [-math.inf] * horizon, [math.inf] * horizon
-        d = self._combined(horizon, xs)
-        q = self._combination.quantiles(horizon, float(coverage))
+        d, choice = self._combined(horizon, xs)
+        q = self._combination.quantiles(choice, float(coverage))
         with np.errstate(invalid="ignore", over="ignore"):
             return self._values(d - q), self._values(d + q)
 

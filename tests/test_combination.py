@@ -24,11 +24,11 @@ def test_mixture_is_the_weighted_mean_of_the_weights_the_errors_give():
     for t in range(395):
         F = truth[t + 1 : t + 6] + rng.normal(size=(3, 5)) * [[1.0], [1.3], [5.0]]
         F[2, 3] = np.nan  # a candidate without a forecast at one horizon
-        given, mixture = comb.combine(F)
-        comb.record(F, mixture, given)
+        given, mixture, choice = comb.combine(F)
+        comb.record(F, mixture)
         comb.observe(truth[t + 1])
     F = rng.normal(size=(3, 8))
-    given, mixture = comb.combine(F)
+    given, mixture, choice = comb.combine(F)
     w = comb.weights(8)
     assert w[2].max() == 0.0  # more than TRIM times the best error: no weight
     np.testing.assert_allclose(mixture, (w * F).sum(axis=0), rtol=1e-12)
@@ -37,16 +37,16 @@ def test_mixture_is_the_weighted_mean_of_the_weights_the_errors_give():
     for h in range(8):
         j = min(h, 4)
         expected = mixture[h] if mse[3, j] < MARGIN * mse[0, j] else F[0, h]
-        assert given[h] == expected
+        assert given[h] == expected and choice[h] == (mse[3, j] < MARGIN * mse[0, j])
 
 
 def test_candidates_without_enough_scored_forecasts_take_no_weight():
     comb = HorizonCombination(2, horizon=2)
     F = np.array([[1.0, 2.0], [3.0, 4.0]])
     for t in range(int(MIN_COUNT) - 2):
-        given, mixture = comb.combine(F)
-        assert given.tolist() == [1.0, 2.0] and mixture.tolist() == [1.0, 2.0]
-        comb.record(F, mixture, given)
+        given, mixture, choice = comb.combine(F)
+        assert given.tolist() == [1.0, 2.0] and mixture.tolist() == [1.0, 2.0] and choice.tolist() == [0, 0]
+        comb.record(F, mixture)
         comb.observe(3.0)
     assert comb.weights(2) is None
 
@@ -117,12 +117,7 @@ def test_interval_coverage_on_a_stationary_series_at_every_horizon(cls):
             future = y[t + 1 : t + 1 + H]
             inside.append((np.array(lo) <= future) & (future <= np.array(hi)))
     coverage = np.mean(inside, axis=0)
-    # mean within 1.5 points of 0.95; each horizon within 4 points (the
-    # issue's 3 is missed at a few horizons of the LSTM, at 0.916: the
-    # forecast given switches between the mixture and the recurrent path,
-    # and errors kept from one serve the other for a while)
-    assert abs(coverage.mean() - 0.95) <= 0.015, coverage
-    assert coverage.min() >= 0.91 and coverage.max() <= 0.99, coverage
+    assert coverage.min() >= 0.92 and coverage.max() <= 0.98, coverage
 
 
 def test_interval_widens_where_the_noise_accumulates_and_is_pure():

@@ -90,11 +90,12 @@ def combination_observe(made, sq_errors, counts, abs_errors, n_abs, t, z, discou
     for it ``h`` steps earlier, ``made[(t - h + 1) % H, row, h - 1]``: the
     candidates' and their mixture's (rows ``0 .. C``) into the discounted
     sums of squared errors ``sq_errors`` and counts ``counts`` ``(C + 1,
-    H)``, and the forecast given's (the last row) absolute error into the
-    ring of its horizon. Then clear the row of the next origin."""
+    H)``, and the absolute errors of the first candidate and of the mixture
+    into their rings, ``abs_errors[0]`` and ``abs_errors[1]`` ``(H,
+    window)``. Then clear the row of the next origin."""
     H = made.shape[0]
     rows = sq_errors.shape[0]
-    window = abs_errors.shape[1]
+    window = abs_errors.shape[2]
     n = min(t + 1, H)
     for s in range(n):
         at = (t - s) % H
@@ -107,25 +108,27 @@ def combination_observe(made, sq_errors, counts, abs_errors, n_abs, t, z, discou
                 if math.isfinite(e):
                     sq_errors[c, s] += e * e
                     counts[c, s] += 1.0
-        e = made[at, rows, s] - z
-        if math.isfinite(e):
-            abs_errors[s, n_abs[s] % window] = abs(e)
-            n_abs[s] += 1
+        for ring in range(2):
+            e = made[at, 0 if ring == 0 else rows - 1, s] - z
+            if math.isfinite(e):
+                abs_errors[ring, s, n_abs[ring, s] % window] = abs(e)
+                n_abs[ring, s] += 1
     nxt = (t + 1) % H
-    for c in range(rows + 1):
+    for c in range(rows):
         for s in range(H):
             made[nxt, c, s] = math.nan
 
 
 @njit(**_JIT)
-def combination_combine(sq_errors, counts, forecasts, min_count, trim, margin, mixture, out):
+def combination_combine(sq_errors, counts, forecasts, min_count, trim, margin, mixture, out, choice):
     """At each horizon ``h`` (beyond the tracked ones, the last one's
     errors): into ``mixture``, the mean of the available ``forecasts`` ``(C,
     horizon)`` weighted by ``(best MSE / MSE) ** 2`` over the candidates with
     a count of at least ``min_count`` there and an MSE within ``trim`` times
     the best (the first candidate's forecast where none is); into ``out``,
     the mixture where its own MSE there is below ``margin`` times the first
-    candidate's, else the first candidate's forecast."""
+    candidate's, else the first candidate's forecast; into ``choice``, 1
+    where the mixture is given, else 0."""
     C, horizon = forecasts.shape
     H = sq_errors.shape[1]
     for h in range(horizon):
@@ -150,6 +153,8 @@ def combination_combine(sq_errors, counts, forecasts, min_count, trim, margin, m
         first = forecasts[0, h]
         mixture[h] = acc / total if total > 0 else first
         out[h] = first
+        choice[h] = 0
         if counts[C, j] >= min_count and counts[0, j] > 0:
             if sq_errors[C, j] / counts[C, j] < margin * (sq_errors[0, j] / counts[0, j]):
                 out[h] = mixture[h]
+                choice[h] = 1
