@@ -12,8 +12,8 @@ count), relative to the best one's: a candidate that errs half as much takes
 sixteen times the weight; those with fewer than :data:`MIN_COUNT` scored
 forecasts, or more than :data:`TRIM` times the best one's error, take none.
 The mixture is scored as well, and the forecast given at ``h`` is the
-mixture only where its mean squared error there is below :data:`MARGIN`
-times the first candidate's (the forecaster's own recurrent path): the
+mixture only where its mean squared error there is below a margin (by
+default :data:`MARGIN`, 1) times the first candidate's (the forecaster's own recurrent path): the
 mixture has to earn its place, horizon by horizon.
 
 Intervals: the absolute errors of the first candidate and of the mixture at
@@ -38,10 +38,8 @@ MIN_COUNT = 24.0
 #: Candidates whose mean squared error exceeds the best one's this many times take no weight.
 TRIM = 2.0
 #: The mixture is given at a horizon where its mean squared error there is
-#: below this fraction of the first candidate's: a clear gain, not a chance
-#: one (at 1.0, forecasts of WaterFlow with its dates as features chased the
-#: mixture's lucky spells: mean error over 12 hours 3.77 against 3.09).
-MARGIN = 0.5
+#: below this fraction of the first candidate's (by default).
+MARGIN = 1.0
 #: Absolute errors kept per horizon, for intervals. Errors at long horizons
 #: of neighbouring origins share most of their cause: with 100, the 95 %
 #: intervals of a noisy sine covered 0.905-0.95 of the values by horizon;
@@ -127,15 +125,17 @@ class HorizonCombination:
             w = np.concatenate([w, np.repeat(w[:, -1:], horizon - self.horizon, axis=1)], axis=1)
         return w[:, :horizon]
 
-    def combine(self, forecasts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def combine(self, forecasts: np.ndarray, margin: float = MARGIN) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The forecast to give, the candidates' mixture, and which of the
         two is given at each horizon (1: the mixture, 0: the first
         candidate), from their ``forecasts`` (shape ``(n_candidates,
-        horizon)``, float64; NaN where a candidate has none)."""
+        horizon)``, float64; NaN where a candidate has none): the mixture
+        where its mean squared error is below ``margin`` times the first
+        candidate's."""
         horizon = forecasts.shape[1]
         mixture, out = np.empty(horizon), np.empty(horizon)
         choice = np.empty(horizon, dtype=np.int64)
-        K.combination_combine(self.sq_errors, self.counts, forecasts, MIN_COUNT, TRIM, MARGIN, mixture, out, choice)
+        K.combination_combine(self.sq_errors, self.counts, forecasts, MIN_COUNT, TRIM, margin, mixture, out, choice)
         return out, mixture, choice
 
     def record(self, forecasts: np.ndarray, mixture: np.ndarray) -> None:

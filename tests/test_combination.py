@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from streamrnn import GRUForecaster, LSTMForecaster
-from streamrnn.combination import MARGIN, MIN_COUNT, HorizonCombination
+from streamrnn.combination import MIN_COUNT, HorizonCombination
 from streamrnn.persistence import load, save
 from streamrnn.seasonal import detect_period
 from streamrnn.smoothing import SeasonalSmoothing
@@ -36,8 +36,8 @@ def test_mixture_is_the_weighted_mean_of_the_weights_the_errors_give():
     mse = comb.sq_errors / np.maximum(comb.counts, 1e-300)
     for h in range(8):
         j = min(h, 4)
-        expected = mixture[h] if mse[3, j] < MARGIN * mse[0, j] else F[0, h]
-        assert given[h] == expected and choice[h] == (mse[3, j] < MARGIN * mse[0, j])
+        expected = mixture[h] if mse[3, j] < mse[0, j] else F[0, h]
+        assert given[h] == expected and choice[h] == (mse[3, j] < mse[0, j])
 
 
 def test_candidates_without_enough_scored_forecasts_take_no_weight():
