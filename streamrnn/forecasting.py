@@ -239,6 +239,13 @@ class RecurrentForecaster(Forecaster):
             state["combine"] = False
             state["_combination"] = None
             state["_clean"] = None  # and learns every value as it is, as it did
+        feedback = state.get("_feedback")
+        # handed to the kernel unchecked (OnlineRNN._forecast_own): pairs of
+        # (column, lag) within the base inputs, as _set_period makes them
+        if not (type(feedback) is np.ndarray and feedback.dtype == np.int64 and feedback.ndim == 2
+                and feedback.shape[1] == 2 and 1 <= len(feedback) <= 2 and feedback.flags.c_contiguous
+                and ((feedback[:, 0] >= 0) & (feedback[:, 0] < N_BASE_INPUTS) & (feedback[:, 1] >= 1)).all()):
+            raise ValueError("the forecaster's feedback pairs are malformed")
         self.__dict__.update(state)
         if self._combination is None:
             self._restart_combination()
@@ -732,7 +739,9 @@ class RecurrentForecaster(Forecaster):
                 # known for k < m, fed back from the forecast after that
                 known = min(horizon, m)
                 start = len(surprises) - m
-                U[:known, 1] = [_clip(w / scale) for w in itertools.islice(surprises, start, start + known)]
+                seasonal = np.fromiter(itertools.islice(surprises, start, start + known), np.float64, known)
+                seasonal /= scale
+                U[:known, 1] = np.clip(seasonal, -CLIP, CLIP, out=seasonal)
             if xs is not None:  # without xs, every feature is missing: 0 once standardised
                 rows = xs[:horizon] if type(xs) is list else list(itertools.islice(xs, horizon))
                 features = self._features
@@ -745,7 +754,8 @@ class RecurrentForecaster(Forecaster):
                 else:
                     self._exogenous(rows, False)  # no features: only validates rows
             # (z * scale, with z the network's outputs as float64)
-            d = np.multiply(net.forecast(U, self._feedback)[:, 0], scale, dtype=np.float64)
+            # (U and the feedback pairs are built here, of the network's dtype and width)
+            d = np.multiply(net._forecast_own(U, self._feedback)[:, 0], scale, dtype=np.float64)
         rho, last = self._reversion(), self._residuals[3]
         if rho and last is not None:
             d += last * rho ** (_POWERS[:horizon] if horizon <= len(_POWERS) else np.arange(1, horizon + 1))

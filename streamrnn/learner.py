@@ -343,6 +343,14 @@ class OnlineRNN:
         K.forecast_recursive(self._lay, self._buf, U, fb, out)
         return out
 
+    def _forecast_own(self, U: np.ndarray, feedback: np.ndarray) -> np.ndarray:
+        """:meth:`forecast` for the estimators' own inputs, checked where
+        they are built: ``U`` a fresh C-contiguous array of the model's dtype
+        and width (overwritten), ``feedback`` int64 pairs within it."""
+        out = np.empty((U.shape[0], self._shape.output_size), dtype=self._np_dtype)
+        K.forecast_recursive(self._lay, self._buf, U, feedback, out)
+        return out
+
     def _feedback_pairs(self, feedback) -> np.ndarray:
         """``feedback`` as an int64 ``(n, 2)`` array of ``(column, lag)``
         pairs, each checked: integers (not bools, not floats that would be

@@ -792,3 +792,24 @@ def test_files_of_earlier_versions_load_predict_and_keep_learning(path):
             f"{P.FORMAT_VERSION} yet, rewrite the fixtures: python tests/fixtures/make_fixtures.py --replace"
         ) from e
     assert not np.allclose(after, meta["probe"])  # it did learn
+
+
+def test_forecaster_feedback_pairs_a_kernel_would_follow_are_checked(tmp_path):
+    """The forecaster hands its (column, lag) feedback pairs to the kernel
+    unchecked: an edited file whose pairs point outside the inputs is
+    refused on load."""
+    from streamrnn import LSTMForecaster
+
+    model = LSTMForecaster(hidden_size=3, seasonality=4, seed=0)
+    for t in range(20):
+        model.learn_one(float(t % 4))
+    data = file_bytes(model)
+    name = next(n for n, a in np.load(io.BytesIO(data)).items()
+                if isinstance(a, np.ndarray) and a.dtype == np.int64 and a.shape == (2, 2))
+
+    for bad in ([[0, 1], [40, 4]], [[0, 0], [1, 4]], [[-1, 1], [1, 4]]):
+        def edit(arrays, bad=bad):
+            arrays[name] = np.array(bad, dtype=np.int64)
+        (tmp_path / "bad.npz").write_bytes(rewrite(data, edit_arrays=edit))
+        with pytest.raises(P.FormatError, match="feedback pairs are malformed"):
+            P.load(tmp_path / "bad.npz")
