@@ -691,8 +691,8 @@ class RecurrentForecaster(Forecaster):
         """Lower and upper bounds of the next ``horizon`` values, each pair
         holding its value with probability ``coverage``: the forecast plus or
         minus a quantile of the forecast's own absolute errors at that
-        horizon over its last :data:`~streamrnn.combination.WINDOW`
-        forecasts (split conformal; on the log scale the bounds are
+        horizon (split conformal, over the last 100 forecasts made at every
+        third step; on the log scale the bounds are
         multiplicative). Infinite while no error at a horizon is known;
         beyond the tracked horizons (two periods, or 12), the last one's
         error grown as the square root of the horizon. Changes nothing.
@@ -708,7 +708,7 @@ class RecurrentForecaster(Forecaster):
         ...     model.learn_one(y)
         >>> lower, upper = model.forecast_interval(3, coverage=0.9)
         >>> [round(v, 1) for v in lower], [round(v, 1) for v in model.forecast(3)], [round(v, 1) for v in upper]
-        ([103.6, 103.3, 103.0], [104.1, 104.1, 104.1], [104.6, 104.9, 105.2])
+        ([103.5, 103.3, 103.2], [104.1, 104.1, 104.1], [104.7, 104.9, 105.1])
         """
         self._check_forecast(horizon, xs)
         if not (isinstance(coverage, numbers.Real) and not isinstance(coverage, bool) and 0 < coverage < 1):

@@ -85,14 +85,15 @@ def smoothing_forecast(state, season, season_long, t, m, M, out):
 
 
 @njit(**_JIT)
-def combination_observe(made, sq_errors, counts, abs_errors, n_abs, t, z, discount):
+def combination_observe(made, sq_errors, counts, abs_errors, n_abs, t, z, discount, thin):
     """Value ``z`` (the ``t``-th, from 0) arrived: score the forecasts made
     for it ``h`` steps earlier, ``made[(t - h + 1) % H, row, h - 1]``: the
     candidates' and their mixture's (rows ``0 .. C``) into the discounted
     sums of squared errors ``sq_errors`` and counts ``counts`` ``(C + 1,
     H)``, and the absolute errors of the first candidate and of the mixture
     into their rings, ``abs_errors[0]`` and ``abs_errors[1]`` ``(H,
-    window)``. Then clear the row of the next origin."""
+    window)``, for the origins that are multiples of ``thin``. Then clear
+    the row of the next origin."""
     H = made.shape[0]
     rows = sq_errors.shape[0]
     window = abs_errors.shape[2]
@@ -108,6 +109,8 @@ def combination_observe(made, sq_errors, counts, abs_errors, n_abs, t, z, discou
                 if math.isfinite(e):
                     sq_errors[c, s] += e * e
                     counts[c, s] += 1.0
+        if (t - s) % thin != 0:  # the rings keep the errors of every thin-th origin
+            continue
         for ring in range(2):
             e = made[at, 0 if ring == 0 else rows - 1, s] - z
             if math.isfinite(e):
