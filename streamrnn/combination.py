@@ -106,6 +106,26 @@ class HorizonCombination:
         self.n_abs = np.zeros((2, horizon), dtype=np.int64)  # errors written per horizon
         self.t = 0  # values observed (origins recorded)
 
+    def __setstate__(self, state: dict) -> None:
+        """Refuse a state whose arrays the kernels would index out of bounds
+        (an edited file)."""
+        C, H, t = state.get("n_candidates"), state.get("horizon"), state.get("t")
+        if not (type(C) is int and C >= 1 and type(H) is int and H >= 1 and type(t) is int and t >= 0):
+            raise ValueError("the combination's candidates, horizon and count must be positive integers")
+        for name, shape, dtype in (
+            ("made", (H, C + 1, H), np.float64),
+            ("sq_errors", (C + 1, H), np.float64),
+            ("counts", (C + 1, H), np.float64),
+            ("abs_errors", (2, H, WINDOW), np.float64),
+            ("n_abs", (2, H), np.int64),
+        ):
+            a = state.get(name)
+            if not (type(a) is np.ndarray and a.dtype == dtype and a.shape == shape and a.flags.c_contiguous):
+                raise ValueError(f"the combination's {name} must be a {dtype.__name__} array of shape {shape}")
+        if np.any(state["n_abs"] < 0) or np.any(state["counts"] < 0) or np.any(state["sq_errors"] < 0):
+            raise ValueError("the combination's counts and sums of squares must not be negative")
+        self.__dict__.update(state)
+
     def weights(self, horizon: int) -> np.ndarray | None:
         """The weights of each candidate in the mixture at horizons
         1..``horizon``, shape ``(n_candidates, horizon)`` (the last tracked

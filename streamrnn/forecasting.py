@@ -246,6 +246,14 @@ class RecurrentForecaster(Forecaster):
                 and feedback.shape[1] == 2 and 1 <= len(feedback) <= 2 and feedback.flags.c_contiguous
                 and ((feedback[:, 0] >= 0) & (feedback[:, 0] < N_BASE_INPUTS) & (feedback[:, 1] >= 1)).all()):
             raise ValueError("the forecaster's feedback pairs are malformed")
+        combination, smoothing = state.get("_combination"), state.get("_smoothing")
+        if combination is not None:
+            # the candidates' forecasts go to the kernel as rows of its counts
+            k = len(smoothing) if isinstance(smoothing, SeasonalSmoothing) else None
+            expected = 1 + k + 3 if state.get("combine") is True and k is not None else 1
+            if not (isinstance(combination, HorizonCombination) and combination.n_candidates == expected
+                    and (smoothing is None) == (state.get("combine") is not True)):
+                raise ValueError("the forecaster's combination does not match its candidates")
         self.__dict__.update(state)
         if self._combination is None:
             self._restart_combination()

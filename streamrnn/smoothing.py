@@ -101,6 +101,36 @@ class SeasonalSmoothing:
     def __len__(self) -> int:
         return self.params.shape[1]
 
+    def __setstate__(self, state: dict) -> None:
+        """Refuse a state whose arrays the kernels would index out of bounds
+        (an edited file), or whose settings are not smoothing constants."""
+
+        def array(name, shape):
+            a = state.get(name)
+            if not (type(a) is np.ndarray and a.dtype == np.float64 and a.shape == shape and a.flags.c_contiguous):
+                raise ValueError(f"the smoothing's {name} must be a float64 array of shape {shape}")
+            return a
+
+        m, M, n = state.get("period"), state.get("long_period"), state.get("n")
+        for name, v in (("period", m), ("long_period", M)):
+            if not (v is None or (type(v) is int and v >= 2)):
+                raise ValueError(f"the smoothing's {name} must be None or an integer >= 2, got {v!r}")
+        if M is not None and (m is None or M % m):
+            raise ValueError("the smoothing's long period must be a multiple of its period")
+        if not (type(n) is int and n >= 0):
+            raise ValueError(f"the smoothing's count must be a non-negative integer, got {n!r}")
+        params = state.get("params")
+        k = params.shape[1] if type(params) is np.ndarray and params.ndim == 2 else -1
+        if k < 1:
+            raise ValueError("the smoothing's params must be a float64 array of 3 rows")
+        params = array("params", (3, k))
+        if not (np.all(params >= 0) and np.all(params <= 1)):
+            raise ValueError("the smoothing's constants must lie in [0, 1]")
+        array("state", (3, k))
+        array("season", (k, m or 1))
+        array("season_long", (k, M or 1))
+        self.__dict__.update(state)
+
     @property
     def level(self) -> np.ndarray:
         """Each setting's level."""

@@ -813,3 +813,35 @@ def test_forecaster_feedback_pairs_a_kernel_would_follow_are_checked(tmp_path):
         (tmp_path / "bad.npz").write_bytes(rewrite(data, edit_arrays=edit))
         with pytest.raises(P.FormatError, match="feedback pairs are malformed"):
             P.load(tmp_path / "bad.npz")
+
+
+def test_forecaster_combination_and_smoothing_arrays_a_kernel_would_index_are_checked(tmp_path):
+    """The combination's and the smoothing's arrays go to kernels without
+    bounds checks: an edited file whose arrays do not match their sizes is
+    refused on load."""
+    from streamrnn import LSTMForecaster
+
+    model = LSTMForecaster(hidden_size=3, seasonality=4, seed=0)
+    for t in range(30):
+        model.learn_one(float(t % 4) + 10.0)
+    data = file_bytes(model)
+    arrays = {n: a for n, a in np.load(io.BytesIO(data)).items() if isinstance(a, np.ndarray)}
+    H, C = 8, 10  # two periods tracked; path, six smoothings, last value, two seasonal naive
+    edits = {
+        (H, C + 1, H): lambda a: a[:, :, :2],  # made
+        (C + 1, H): lambda a: a[:3],  # sq_errors and counts
+        (2, H, 100): lambda a: a[:, :2],  # abs_errors
+        (6, 4): lambda a: a[:, :2],  # the smoothing's seasonal indices
+        (3, 6): lambda a: a[:, :4],  # its constants and state
+    }
+    for shape, change in edits.items():
+        names = [n for n, a in arrays.items() if a.shape == shape
+                 and (shape != (6, 4) or np.array_equal(a, model._smoothing.season))]  # (not the change bases')
+        assert names, shape
+        for name in names:
+            def edit(arrays, name=name, change=change):
+                arrays[name] = np.ascontiguousarray(change(arrays[name]))
+            (tmp_path / "bad.npz").write_bytes(rewrite(data, edit_arrays=edit))
+            with pytest.raises(P.FormatError, match="combination|smoothing"):
+                P.load(tmp_path / "bad.npz")
+    assert P.load(io.BytesIO(data)).forecast(3) == model.forecast(3)
