@@ -385,12 +385,9 @@ class RecurrentForecaster(Forecaster):
         F[0] = path
         smoothing.forecast(horizon, out=F[1 : k + 1])
         F[k + 1] = recent[(n - 1) % len(recent)]
-        steps = None
         for row, m in ((k + 2, self._period), (k + 3, long_period(self._period))):
             if m and n >= m:
-                if steps is None:
-                    steps = np.arange(horizon)
-                F[row] = recent[(n - m + steps % m) % len(recent)]
+                F[row] = recent[(_phases(0, horizon, m) + (n - m)) % len(recent)]
             else:
                 F[row] = np.nan
         return F
@@ -749,7 +746,9 @@ class RecurrentForecaster(Forecaster):
                 start = len(surprises) - m
                 seasonal = np.fromiter(itertools.islice(surprises, start, start + known), np.float64, known)
                 seasonal /= scale
-                U[:known, 1] = np.clip(seasonal, -CLIP, CLIP, out=seasonal)
+                # (np.clip, exactly: NaN and -0.0 kept; ~5 µs cheaper on 48 values)
+                np.maximum(seasonal, -CLIP, out=seasonal)
+                U[:known, 1] = np.minimum(seasonal, CLIP, out=seasonal)
             if xs is not None:  # without xs, every feature is missing: 0 once standardised
                 rows = xs[:horizon] if type(xs) is list else list(itertools.islice(xs, horizon))
                 features = self._features
