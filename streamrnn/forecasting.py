@@ -250,7 +250,7 @@ class RecurrentForecaster(Forecaster):
         if combination is not None:
             # the candidates' forecasts go to the kernel as rows of its counts
             k = len(smoothing) if isinstance(smoothing, SeasonalSmoothing) else None
-            expected = 1 + k + 3 if state.get("combine") is True and k is not None else 1
+            expected = 1 + k + 4 if state.get("combine") is True and k is not None else 1
             if not (isinstance(combination, HorizonCombination) and combination.n_candidates == expected
                     and (smoothing is None) == (state.get("combine") is not True)):
                 raise ValueError("the forecaster's combination does not match its candidates")
@@ -314,7 +314,7 @@ class RecurrentForecaster(Forecaster):
         self._smoothing = SeasonalSmoothing(m, M) if self.combine else None
         self._recent = np.zeros(max(M or 0, m or 0, 1))  # ring of the last values on the modelling scale
         self._n_recent = 0
-        n = 1 + (len(self._smoothing) + 3 if self.combine else 0)
+        n = 1 + (len(self._smoothing) + 4 if self.combine else 0)
         self._combination = HorizonCombination(n, self._tracked())
         self._made = None  # the candidates' forecasts at this origin, and their combination
         # the glitch filter: running mean square of the one-step errors, their
@@ -373,16 +373,18 @@ class RecurrentForecaster(Forecaster):
         """A value on the modelling scale."""
         return math.log(y) if self._log else y
 
-    def _candidates(self, horizon: int, path: np.ndarray) -> np.ndarray:
+    def _candidates(self, horizon: int, path: np.ndarray, statistical: np.ndarray | None = None) -> np.ndarray:
         """The candidates' forecasts of the next ``horizon`` values on the
         modelling scale (rows: the recurrent ``path``, then each smoothing,
-        the last value, the seasonal naive forecasts; NaN where one has none)."""
+        the last value, the seasonal naive forecasts, and the path without
+        the network's surprises, ``statistical``; NaN where one has none)."""
         if not self.combine:
             return path[None, :]
         smoothing, recent, n = self._smoothing, self._recent, self._n_recent
         k = len(smoothing)
-        F = np.empty((k + 4, horizon))
+        F = np.empty((k + 5, horizon))
         F[0] = path
+        F[k + 4] = statistical if statistical is not None else np.nan
         smoothing.forecast(horizon, out=F[1 : k + 1])
         F[k + 1] = recent[(n - 1) % len(recent)]
         for row, m in ((k + 2, self._period), (k + 3, long_period(self._period))):
@@ -395,8 +397,9 @@ class RecurrentForecaster(Forecaster):
     def _record(self) -> None:
         """Each candidate's forecasts from this origin, for scoring later."""
         H = self._combination.horizon
-        path = self._recurrent_path(H, None) + self._z(self._last)
-        F = self._candidates(H, path)
+        z = self._z(self._last)
+        path, statistical = self._recurrent_path(H, None, statistical=True)
+        F = self._candidates(H, path + z, statistical + z)
         given, mixture, choice = self._combination.combine(F, self._margin())
         self._combination.record(F, mixture)
         self._made = (F, given, choice)
@@ -671,8 +674,10 @@ class RecurrentForecaster(Forecaster):
         made, given, choice = self._made
         if xs is None and horizon <= made.shape[1]:
             return given[:horizon] - self._z(self._last), choice[:horizon]
-        path = self._recurrent_path(horizon, xs) + self._z(self._last)
-        given, _, choice = self._combination.combine(self._candidates(horizon, path), self._margin())
+        z = self._z(self._last)
+        path, statistical = self._recurrent_path(horizon, xs, statistical=True)
+        given, _, choice = self._combination.combine(self._candidates(horizon, path + z, statistical + z),
+                                                     self._margin())
         return given - self._z(self._last), choice
 
     def _values(self, d: np.ndarray) -> list[float]:
@@ -725,10 +730,11 @@ class RecurrentForecaster(Forecaster):
         with np.errstate(invalid="ignore", over="ignore"):
             return self._values(d - q), self._values(d + q)
 
-    def _recurrent_path(self, horizon: int, xs) -> np.ndarray:
+    def _recurrent_path(self, horizon: int, xs, statistical: bool = False):
         """The recurrent path's forecast of the next ``horizon`` values, as
         changes from the last value on the modelling scale (the running
-        sums of base, reversion and the network's surprises)."""
+        sums of base, reversion and the network's surprises); with
+        ``statistical``, also the same without the network's surprises."""
         m = self._period
         surprises = self._surprises
         scale = self._scale()
@@ -764,13 +770,22 @@ class RecurrentForecaster(Forecaster):
             # (U and the feedback pairs are built here, of the network's dtype and width)
             d = np.multiply(net._forecast_own(U, self._feedback)[:, 0], scale, dtype=np.float64)
         rho, last = self._reversion(), self._residuals[3]
+        s = np.zeros(horizon) if statistical else None
         if rho and last is not None:
-            d += last * rho ** (_POWERS[:horizon] if horizon <= len(_POWERS) else np.arange(1, horizon + 1))
+            reversion = last * rho ** (_POWERS[:horizon] if horizon <= len(_POWERS) else np.arange(1, horizon + 1))
+            d += reversion
+            if statistical:
+                s += reversion
         if m:
             base = self._bases.get("log" if self._log else "lin")
             if base is not None and base.weights is not None:
-                d += base.forecast_phases(_phases(self._n % m, horizon, m))
+                changes = base.forecast_phases(_phases(self._n % m, horizon, m))
+                d += changes
+                if statistical:
+                    s += changes
         _cumsum(d, out=d)  # in place: the running sums
+        if statistical:
+            return d, _cumsum(s, out=s)
         return d
 
     def _direct(self, horizon: int, xs) -> np.ndarray:

@@ -826,7 +826,7 @@ def test_forecaster_combination_and_smoothing_arrays_a_kernel_would_index_are_ch
         model.learn_one(float(t % 4) + 10.0)
     data = file_bytes(model)
     arrays = {n: a for n, a in np.load(io.BytesIO(data)).items() if isinstance(a, np.ndarray)}
-    H, C = 8, 10  # two periods tracked; path, six smoothings, last value, two seasonal naive
+    H, C = 8, 11  # two periods tracked; path, six smoothings, last value, two seasonal naive, path without network
     edits = {
         (H, C + 1, H): lambda a: a[:, :, :2],  # made
         (C + 1, H): lambda a: a[:3],  # sq_errors and counts
