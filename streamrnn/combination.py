@@ -97,12 +97,15 @@ class HorizonCombination:
         self.horizon = horizon
         # the forecasts made at the last `horizon` origins (row: origin modulo
         # horizon; then the candidates and their mixture; then the step ahead)
-        self.made = np.full((horizon, n_candidates + 1, horizon), np.nan)
+        # (as float32 changes from the value at the origin, in `origin`: half
+        # the memory, and the changes keep their precision)
+        self.made = np.full((horizon, n_candidates + 1, horizon), np.nan, dtype=np.float32)
+        self.origin = np.full(horizon, np.nan)
         # discounted sums of squared errors and counts: candidates, then the mixture
         self.sq_errors = np.zeros((n_candidates + 1, horizon))
         self.counts = np.zeros((n_candidates + 1, horizon))
         # absolute errors of the first candidate and of the mixture, a ring per horizon
-        self.abs_errors = np.full((2, horizon, WINDOW), np.nan)
+        self.abs_errors = np.full((2, horizon, WINDOW), np.nan, dtype=np.float32)
         self.n_abs = np.zeros((2, horizon), dtype=np.int64)  # errors written per horizon
         self.t = 0  # values observed (origins recorded)
 
@@ -113,10 +116,11 @@ class HorizonCombination:
         if not (type(C) is int and C >= 1 and type(H) is int and H >= 1 and type(t) is int and t >= 0):
             raise ValueError("the combination's candidates, horizon and count must be positive integers")
         for name, shape, dtype in (
-            ("made", (H, C + 1, H), np.float64),
+            ("made", (H, C + 1, H), np.float32),
+            ("origin", (H,), np.float64),
             ("sq_errors", (C + 1, H), np.float64),
             ("counts", (C + 1, H), np.float64),
-            ("abs_errors", (2, H, WINDOW), np.float64),
+            ("abs_errors", (2, H, WINDOW), np.float32),
             ("n_abs", (2, H), np.int64),
         ):
             a = state.get(name)
@@ -162,17 +166,22 @@ class HorizonCombination:
         K.combination_combine(self.sq_errors, self.counts, forecasts, MIN_COUNT, TRIM, margin, mixture, out, choice)
         return out, mixture, choice
 
-    def record(self, forecasts: np.ndarray, mixture: np.ndarray) -> None:
+    def record(self, forecasts: np.ndarray, mixture: np.ndarray, at: float = 0.0) -> None:
         """Keep the forecasts made now of the next ``horizon`` values (the
-        first ``horizon`` columns; missing ones NaN)."""
-        row = self.made[self.t % self.horizon]
+        first ``horizon`` columns; missing ones NaN), the value now being
+        ``at`` (they are kept as float32 changes from it: a change beyond
+        the float32 range, ~3.4e38, is not scored)."""
+        i = self.t % self.horizon
+        row = self.made[i]
         H = self.horizon
-        row[: self.n_candidates] = forecasts[:, :H]
-        row[-1] = mixture[:H]
+        with np.errstate(over="ignore"):
+            row[: self.n_candidates] = forecasts[:, :H] - at
+            row[-1] = mixture[:H] - at
+        self.origin[i] = at
 
     def observe(self, z: float) -> None:
         """The next value arrived: score the forecasts made for it."""
-        K.combination_observe(self.made, self.sq_errors, self.counts, self.abs_errors, self.n_abs, self.t, z,
+        K.combination_observe(self.made, self.origin, self.sq_errors, self.counts, self.abs_errors, self.n_abs, self.t, z,
                               DISCOUNT, THIN)
         self.t += 1
 
@@ -189,7 +198,7 @@ class HorizonCombination:
             n = int(min(self.n_abs[ring, j], WINDOW))
             if n:
                 k = min(math.ceil((n + 1) * coverage), n)
-                q[h] = np.partition(self.abs_errors[ring, j, :n], k - 1)[k - 1]
+                q[h] = float(np.partition(self.abs_errors[ring, j, :n], k - 1)[k - 1])
                 if h >= H:
                     q[h] *= math.sqrt((h + 1) / H)
             else:

@@ -401,7 +401,7 @@ class RecurrentForecaster(Forecaster):
         path, statistical = self._recurrent_path(H, None, statistical=True)
         F = self._candidates(H, path + z, statistical + z)
         given, mixture, choice = self._combination.combine(F, self._margin())
-        self._combination.record(F, mixture)
+        self._combination.record(F, mixture, z)
         self._made = (F, given, choice)
 
     def _observe(self, y: float) -> None:
