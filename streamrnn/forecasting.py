@@ -337,16 +337,21 @@ class RecurrentForecaster(Forecaster):
             self._smooth(z)
         self._record()
 
-    def _cleaned(self, y: float) -> float:
-        """``y``, or, where it lies beyond :data:`~streamrnn.features.GLITCH`
-        running root mean squares of the one-step errors from the forecast (on the modelling
-        scale) on fewer than :data:`~streamrnn.smoothing.SHIFT_AFTER` steps
-        in a row of one sign, the forecast itself: a glitch is learned as if
-        it had been the value expected, and a level shift as itself from its
-        third step on (a value <= 0 on the log scale is below any bound)."""
+    def _cleaned(self, y: float) -> tuple[float, float | None]:
+        """The value to learn, and the level to continue from if not that
+        one. ``y`` itself, unless it lies beyond
+        :data:`~streamrnn.features.GLITCH` running root mean squares of the
+        one-step errors from the forecast (on the modelling scale; a value
+        <= 0 on the log scale is below any bound): on fewer than
+        :data:`~streamrnn.smoothing.SHIFT_AFTER` steps in a row of one sign
+        it is a glitch, learned as the forecast itself; on the
+        :data:`~streamrnn.smoothing.SHIFT_AFTER`-th, a level shift: learned
+        as the forecast too (the change to the new level is no seasonal
+        change and no surprise for the network to learn), and the forecaster
+        continues from ``y``, its new level."""
         clean = self._clean
         if clean is None or self._last is None:
-            return y
+            return y, None
         f = self._made[1][0]
         z = (math.log(y) if y > 0 else -math.inf) if self._log else y
         e = z - f
@@ -355,16 +360,29 @@ class RecurrentForecaster(Forecaster):
             if math.isfinite(e):
                 clean[0] = mean_square + (e * e - mean_square) / (n + 1)
                 clean[1] = n + 1
-            return y
+            return y, None
         bound = GLITCH * math.sqrt(mean_square)
         side = 1 if e > bound else -1 if e < -bound else 0
         beyond = beyond + side if side and side * beyond > 0 else side
         clean[2] = beyond
+        expected = math.exp(f) if self._log else f
         if side and abs(beyond) < SHIFT_AFTER:
-            return math.exp(f) if self._log else f  # a glitch: as if the value were the forecast
+            return expected, None  # a glitch: as if the value were the forecast
+        if side and abs(beyond) == SHIFT_AFTER and math.isfinite(z):
+            return expected, y  # a level shift: the level moves, nothing else learns the jump
         if math.isfinite(e):
             clean[0] = mean_square + SCALE_DECAY * (e * e - mean_square)
-        return y
+        return y, None
+
+    def _shift_level(self, jump: float) -> None:
+        """A level shift by ``jump`` (on the modelling scale): the values
+        kept for the seasonal naive forecasts, the smoothing's levels and the
+        forecasts awaiting their values move with it, as if the series had
+        always been at its new level."""
+        self._recent += jump
+        if self._smoothing is not None:
+            self._smoothing.state[0] += jump
+        self._combination.origin += jump
 
     def _margin(self) -> float:
         return MARGIN_WITH_FEATURES if self._features.names else MARGIN
@@ -579,7 +597,7 @@ class RecurrentForecaster(Forecaster):
         # x is checked (and standardised) before any state changes, so that a
         # refused call changes nothing (_exogenous_one raises before it changes anything)
         exogenous = self._exogenous_one(x)
-        y = self._cleaned(y)
+        y, level = self._cleaned(y)
         if y <= 0:
             if self._log:
                 warnings.warn(f"a value <= 0 ({y!r}): the forecaster leaves the log scale", RuntimeWarning)
@@ -651,6 +669,9 @@ class RecurrentForecaster(Forecaster):
             if log is not None:
                 history["log"].append(log)
         self._n += 1
+        if level is not None:
+            self._shift_level(self._z(level) - self._z(y))
+            y = level
         self._last = y
         self._observe(y)
         if m and self._log_pending:

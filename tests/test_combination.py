@@ -75,33 +75,18 @@ def test_smoothing_bounds_a_glitch_and_follows_a_level_shift():
     assert gap.max() < 10.0, gap
 
 
-def test_forecaster_follows_a_level_shift():
+@pytest.mark.parametrize("combine", [True, False])
+def test_forecaster_follows_a_level_shift_within_a_period(combine):
     rng = np.random.default_rng(7)
     y = _seasonal(24 * 30, rng, noise=0.2)
     y[600:] += 100.0
-    model = LSTMForecaster(seed=0, seasonality=24, log_transform=False)
-    for v in y[: 600 + 48]:
+    model = LSTMForecaster(seed=0, seasonality=24, log_transform=False, combine=combine)
+    for v in y[: 600 + 24]:
         model.learn_one(float(v))
-    # two periods on, within 15 % of the shift at every step of the next day
-    # (the per-phase change base keeps part of the jump at its phase for a
-    # while: not yet within the noise after one period)
-    error = np.abs(np.array(model.forecast(24)) - y[649:673]).max()
-    assert error < 15.0, error
-
-
-def test_combined_forecasts_beat_the_recurrent_path_over_two_periods():
-    rng = np.random.default_rng(3)
-    y = _seasonal(24 * 40, rng, noise=2.0)
-    errors = {}
-    for combine in (True, False):
-        model = LSTMForecaster(seed=0, seasonality=24, log_transform=False, combine=combine)
-        e = []
-        for t, v in enumerate(y[:-48]):
-            model.learn_one(float(v))
-            if t >= 24 * 20 and t % 7 == 0:
-                e.append(np.abs(np.array(model.forecast(48)) - y[t + 1 : t + 49]).mean())
-        errors[combine] = np.mean(e)
-    assert errors[True] < 0.8 * errors[False]
+    # a day on, back within the noise at every step of the next day: the
+    # shift moved the level (and every candidate's), not the seasonal pattern
+    error = np.abs(np.array(model.forecast(24)) - y[624:648]).max()
+    assert error < 1.5, error
 
 
 @pytest.mark.parametrize("cls", [LSTMForecaster, GRUForecaster])
