@@ -54,6 +54,7 @@ import functools
 import itertools
 import datetime as dt
 import math
+import sys
 import numbers
 import warnings
 
@@ -166,6 +167,7 @@ class RecurrentForecaster(Forecaster):
     """
 
     _cell = "lstm"
+    _scale_prior = 1.0  # (states saved before it was kept scaled their first surprises by 1)
 
     def __init__(
         self,
@@ -283,7 +285,7 @@ class RecurrentForecaster(Forecaster):
 
     def _scale(self) -> float:
         count, sum_sq = self._w_stats
-        return math.sqrt(sum_sq / count) if count > 0 and sum_sq > 0 else 1.0
+        return math.sqrt(sum_sq / count) if count > 0 and sum_sq > 0 else self._scale_prior
 
     def _scaled(self, w: float) -> float:
         """A surprise over its running root mean square, clipped: not
@@ -292,6 +294,12 @@ class RecurrentForecaster(Forecaster):
 
     def _restart_surprises(self) -> None:
         self._w_stats = [0, 0.0]
+        # until the first surprise: the root mean square of the changes kept
+        # (a scale of 1 made the network's first outputs of a series at 1e-50
+        # forecasts of 1e-2, and clipped its first targets on one at 1e6)
+        history = self._history["log" if self._log else "lin"]
+        rms = math.sqrt(sum(d * d for d in history) / len(history)) if history else 0.0
+        self._scale_prior = rms if 0.0 < rms < math.inf else 1.0
         # the base's residuals: sums of r[t] r[t-1], r[t-1]^2 and r[t]^2, and the last one
         self._residuals = [0.0, 0.0, 0.0, None]
         self._surprises = collections.deque(maxlen=max(self._period or 1, self._outputs))
@@ -509,7 +517,7 @@ class RecurrentForecaster(Forecaster):
         b = self._bases[space].forecast(phase)
         if space == "log":
             return math.exp(b - d) - 1.0
-        return (b - d) / max(abs(level + d), 1e-12)
+        return (b - d) / max(abs(level + d), sys.float_info.min)  # (a floor of 1e-12 made it scale-dependent)
 
     def _reversion(self) -> float:
         """The lag-one autocorrelation of the base's residuals where it is
@@ -868,7 +876,7 @@ class LSTMForecaster(RecurrentForecaster):
     >>> model.period, model.log_scale
     (12, True)
     >>> print([round(v) for v in model.forecast(horizon=12)])
-    [449, 424, 476, 492, 510, 584, 672, 669, 560, 500, 432, 480]
+    [449, 424, 475, 492, 510, 584, 672, 669, 560, 500, 432, 480]
     """
 
     _cell = "lstm"

@@ -142,3 +142,17 @@ def test_combine_must_be_a_bool():
     for bad in (1, None, "yes"):
         with pytest.raises(ValueError, match="combine"):
             LSTMForecaster(combine=bad)
+
+
+def test_forecasts_scale_with_the_series_from_1e_minus_50_to_1e50():
+    rng = np.random.default_rng(1)
+    y = 5 + np.sin(np.arange(400) * 2 * np.pi / 24) + 0.1 * rng.normal(size=400)
+    forecasts = {}
+    for scale in (1e-50, 1.0, 1e50):
+        model = LSTMForecaster(seed=0)
+        for v in y * scale:
+            model.learn_one(float(v))
+        assert model.period == 24 and model.log_scale
+        forecasts[scale] = np.array(model.forecast(24)) / scale
+    for scale in (1e-50, 1e50):
+        np.testing.assert_allclose(forecasts[scale], forecasts[1.0], rtol=1e-3)
