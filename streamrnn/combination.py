@@ -97,15 +97,17 @@ class HorizonCombination:
         self.horizon = horizon
         # the forecasts made at the last `horizon` origins (row: origin modulo
         # horizon; then the candidates and their mixture; then the step ahead)
-        # (as float32 changes from the value at the origin, in `origin`: half
-        # the memory, and the changes keep their precision)
+        # (as float32 changes from the value at the origin, `origin`, in units
+        # of the row's largest change, `unit`: half the memory, and neither
+        # overflow nor underflow at any scale of the series)
         self.made = np.full((horizon, n_candidates + 1, horizon), np.nan, dtype=np.float32)
         self.origin = np.full(horizon, np.nan)
+        self.unit = np.ones(horizon)
         # discounted sums of squared errors and counts: candidates, then the mixture
         self.sq_errors = np.zeros((n_candidates + 1, horizon))
         self.counts = np.zeros((n_candidates + 1, horizon))
         # absolute errors of the first candidate and of the mixture, a ring per horizon
-        self.abs_errors = np.full((2, horizon, WINDOW), np.nan, dtype=np.float32)
+        self.abs_errors = np.full((2, horizon, WINDOW), np.nan)
         self.n_abs = np.zeros((2, horizon), dtype=np.int64)  # errors written per horizon
         self.t = 0  # values observed (origins recorded)
 
@@ -118,9 +120,10 @@ class HorizonCombination:
         for name, shape, dtype in (
             ("made", (H, C + 1, H), np.float32),
             ("origin", (H,), np.float64),
+            ("unit", (H,), np.float64),
             ("sq_errors", (C + 1, H), np.float64),
             ("counts", (C + 1, H), np.float64),
-            ("abs_errors", (2, H, WINDOW), np.float32),
+            ("abs_errors", (2, H, WINDOW), np.float64),
             ("n_abs", (2, H), np.int64),
         ):
             a = state.get(name)
@@ -170,18 +173,21 @@ class HorizonCombination:
         """Keep the forecasts made now of the next ``horizon`` values (the
         first ``horizon`` columns; missing ones NaN), the value now being
         ``at`` (they are kept as float32 changes from it: a change beyond
-        the float32 range, ~3.4e38, is not scored)."""
+        the row's largest; NaN forecasts stay NaN)."""
         i = self.t % self.horizon
         row = self.made[i]
         H = self.horizon
-        with np.errstate(over="ignore"):
-            row[: self.n_candidates] = forecasts[:, :H] - at
-            row[-1] = mixture[:H] - at
+        changes = np.concatenate([forecasts[:, :H], mixture[None, :H]]) - at
+        with np.errstate(invalid="ignore"):
+            largest = np.nanmax(np.abs(changes)) if np.isfinite(changes).any() else 0.0
+        unit = largest if 0.0 < largest < np.inf else 1.0
+        row[:] = changes / unit
         self.origin[i] = at
+        self.unit[i] = unit
 
     def observe(self, z: float) -> None:
         """The next value arrived: score the forecasts made for it."""
-        K.combination_observe(self.made, self.origin, self.sq_errors, self.counts, self.abs_errors, self.n_abs, self.t, z,
+        K.combination_observe(self.made, self.origin, self.unit, self.sq_errors, self.counts, self.abs_errors, self.n_abs, self.t, z,
                               DISCOUNT, THIN)
         self.t += 1
 
@@ -198,7 +204,7 @@ class HorizonCombination:
             n = int(min(self.n_abs[ring, j], WINDOW))
             if n:
                 k = min(math.ceil((n + 1) * coverage), n)
-                q[h] = float(np.partition(self.abs_errors[ring, j, :n], k - 1)[k - 1])
+                q[h] = np.partition(self.abs_errors[ring, j, :n], k - 1)[k - 1]
                 if h >= H:
                     q[h] *= math.sqrt((h + 1) / H)
             else:

@@ -64,9 +64,10 @@ from river.time_series.base import Forecaster
 from .checks import check_integer, finite, is_integer
 from .features import CLIP, GLITCH, FeatureSpace, RunningScaler
 from .estimator import build_network, check_regression_loss
+from .learner import OnlineRNN
 from .combination import MARGIN, HorizonCombination
 from .seasonal import SeasonalBase, calendar_period, find_period
-from .smoothing import SCALE_DECAY, SHIFT_AFTER, SeasonalSmoothing, long_period
+from .smoothing import CLIP_ERRORS, SCALE_DECAY, SHIFT_AFTER, SeasonalSmoothing, long_period
 
 #: Changes kept to look for a period, and the numbers of changes at which to look.
 HISTORY = 1024
@@ -79,8 +80,10 @@ _NO_FEATURES = np.zeros(0)
 MAX_ABS_VALUE = 1e100
 _POWERS = np.arange(1, 257)  # exponents of the reversion, 1..H
 _cumsum = np.add.accumulate  # np.cumsum of a vector, without its Python wrappers
-#: Horizons tracked by the combination without a period (with one: two periods).
+#: Horizons tracked by the combination without a period (with one: two
+#: periods, at most MAX_TRACKED: its memory grows with their square).
 TRACKED_WITHOUT_PERIOD = 12
+MAX_TRACKED = 48
 #: With exogenous features, the mixture is given where its mean squared error
 #: is below this fraction of the recurrent path's: the path is scored as run
 #: without future features (unknown when it is scored), so its errors
@@ -241,13 +244,16 @@ class RecurrentForecaster(Forecaster):
             state["combine"] = False
             state["_combination"] = None
             state["_clean"] = None  # and learns every value as it is, as it did
-        feedback = state.get("_feedback")
+        feedback, net = state.get("_feedback"), state.get("_net")
         # handed to the kernel unchecked (OnlineRNN._forecast_own): pairs of
-        # (column, lag) within the base inputs, as _set_period makes them
+        # (column, lag) within the base inputs, as _set_period makes them, and
+        # a network at least that wide
         if not (type(feedback) is np.ndarray and feedback.dtype == np.int64 and feedback.ndim == 2
                 and feedback.shape[1] == 2 and 1 <= len(feedback) <= 2 and feedback.flags.c_contiguous
                 and ((feedback[:, 0] >= 0) & (feedback[:, 0] < N_BASE_INPUTS) & (feedback[:, 1] >= 1)).all()):
             raise ValueError("the forecaster's feedback pairs are malformed")
+        if not (isinstance(net, OnlineRNN) and net.input_size >= N_BASE_INPUTS):
+            raise ValueError(f"the forecaster's network must take at least {N_BASE_INPUTS} inputs")
         combination, smoothing = state.get("_combination"), state.get("_smoothing")
         if combination is not None:
             # the candidates' forecasts go to the kernel as rows of its counts
@@ -311,8 +317,8 @@ class RecurrentForecaster(Forecaster):
     def _tracked(self) -> int:
         """The horizons the combination scores."""
         if self.horizon is not None:
-            return self._outputs
-        return 2 * self._period if self._period else TRACKED_WITHOUT_PERIOD
+            return min(self._outputs, MAX_TRACKED)
+        return min(2 * self._period, MAX_TRACKED) if self._period else TRACKED_WITHOUT_PERIOD
 
     def _restart_combination(self) -> None:
         """New smoothing and combination on the current scale and period, the
@@ -370,12 +376,20 @@ class RecurrentForecaster(Forecaster):
                 clean[1] = n + 1
             return y, None
         bound = GLITCH * math.sqrt(mean_square)
+        if not bound > 0:  # no error yet (a constant start): nothing to judge by
+            if math.isfinite(e):
+                clean[0] = mean_square + SCALE_DECAY * (e * e - mean_square)
+            return y, None
         side = 1 if e > bound else -1 if e < -bound else 0
         beyond = beyond + side if side and side * beyond > 0 else side
         clean[2] = beyond
         expected = math.exp(f) if self._log else f
         if side and abs(beyond) < SHIFT_AFTER:
-            return expected, None  # a glitch: as if the value were the forecast
+            # a glitch: as if the value were the forecast; the scale grows as
+            # by an error at the clip of the smoothing (x1.08), so that a
+            # series whose errors grew for good is judged by them in time
+            clean[0] = mean_square + SCALE_DECAY * ((CLIP_ERRORS * CLIP_ERRORS - 1.0) * mean_square)
+            return expected, None
         if side and abs(beyond) == SHIFT_AFTER and math.isfinite(z):
             return expected, y  # a level shift: the level moves, nothing else learns the jump
         if math.isfinite(e):

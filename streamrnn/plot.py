@@ -93,8 +93,7 @@ def _band_edge(values, name: str, size: int) -> np.ndarray:
     """An interval's bound as :func:`_series` of ``future``'s length, with
     infinite bounds (not known yet) as NaN: gaps in the band."""
     array = _series(values, name, size, "future")
-    array[np.isinf(array)] = np.nan
-    return array
+    return np.where(np.isinf(array), np.nan, array)  # (a new array: the caller's stays as it was)
 
 
 def _flags(flags, size: int) -> np.ndarray:

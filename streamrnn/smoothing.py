@@ -64,14 +64,15 @@ class SeasonalSmoothing:
 
     Examples
     --------
-    A daily cycle on top of a level that steps up by 10, and one glitch: each
-    setting forecasts the cycle on the new level, and the glitch moved the
-    level by a bounded step only.
+    A noisy daily cycle on top of a level that steps up by 10, and one
+    glitch: each setting forecasts the cycle on the new level, and the glitch
+    moved the level by a bounded step only.
 
     >>> import numpy as np
     >>> from streamrnn.smoothing import SeasonalSmoothing
     >>> day = np.sin(2 * np.pi * np.arange(24) / 24)
     >>> y = np.concatenate([np.tile(day, 20), 10 + np.tile(day, 20)])
+    >>> y += 0.01 * np.random.default_rng(0).normal(size=len(y))
     >>> y[300] = 1e6
     >>> model = SeasonalSmoothing(24)
     >>> for v in y:

@@ -156,3 +156,50 @@ def test_forecasts_scale_with_the_series_from_1e_minus_50_to_1e50():
         forecasts[scale] = np.array(model.forecast(24)) / scale
     for scale in (1e-50, 1e50):
         np.testing.assert_allclose(forecasts[scale], forecasts[1.0], rtol=1e-3)
+
+
+def test_intervals_scale_with_the_series_on_the_linear_scale_too():
+    rng = np.random.default_rng(2)
+    y = np.sin(np.arange(500) * 2 * np.pi / 24) + 0.3 * rng.normal(size=500)
+    out = {}
+    for scale in (1e-50, 1.0, 1e50):
+        model = GRUForecaster(seed=0, log_transform=False)
+        for v in y * scale:
+            model.learn_one(float(v))
+        lo, hi = model.forecast_interval(30, 0.9)
+        out[scale] = (np.array(model.forecast(30)) / scale, np.array(lo) / scale, np.array(hi) / scale)
+        assert np.all(out[scale][2] - out[scale][1] > 0)
+    for scale in (1e-50, 1e50):
+        for got, want in zip(out[scale], out[1.0]):
+            np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)
+
+
+def test_values_after_a_constant_start_are_learned_not_taken_for_glitches():
+    rng = np.random.default_rng(3)
+    demand = np.where(rng.random(300) < 0.25, 5.0, 0.0)
+    demand[:30] = 0.0
+    model = LSTMForecaster(seed=0)
+    learned = []
+    for v in demand:
+        model.learn_one(float(v))
+        learned.append(model._last)
+    assert np.array_equal(learned, demand)  # every value learned as it was
+    assert np.mean(model.forecast(24)) > 0.5
+
+
+def test_tracked_horizons_are_capped():
+    model = LSTMForecaster(seed=0, seasonality=400, hidden_size=4)
+    for t in range(10):
+        model.learn_one(float(t))
+    assert model._combination.horizon == 48
+
+
+def test_a_state_whose_network_is_narrower_than_its_feedback_is_refused():
+    from streamrnn import OnlineRNN
+
+    model = LSTMForecaster(seed=0, seasonality=4, hidden_size=4)
+    for t in range(20):
+        model.learn_one(float(t % 4))
+    state = dict(model.__dict__, _net=OnlineRNN(input_size=1, hidden_size=4, seed=0))
+    with pytest.raises(ValueError, match="at least 2 inputs"):
+        LSTMForecaster.__new__(LSTMForecaster).__setstate__(state)

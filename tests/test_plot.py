@@ -266,3 +266,10 @@ def test_forecast_interval_band_spans_the_bounds_with_gaps_for_infinite_ones():
     assert vertices[:, 1].min() == 2.0 and vertices[:, 1].max() == 5.0
     assert len(ax.lines) == 2  # actual, forecast
     plt.close(ax.figure)
+
+
+def test_forecast_interval_band_leaves_the_callers_arrays_as_they_were():
+    lower, upper = np.array([2.0, -np.inf, 3.0]), np.array([4.0, np.inf, 5.0])
+    ax = plot.forecast([1.0, 2.0, 3.0], future=[3.0, 3.5, 4.0], future_lower=lower, future_upper=upper)
+    assert np.isinf(lower[1]) and np.isinf(upper[1])
+    plt.close(ax.figure)

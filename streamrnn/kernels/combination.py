@@ -56,7 +56,7 @@ def smoothing_update(params, state, season, season_long, t, m, M, z, clip, decay
         else:
             count = side
         state[2, k] = count
-        if abs(count) < shift_after:
+        if abs(count) < shift_after and bound > 0:  # (no scale yet after a constant start: no clip)
             e = min(max(e, -bound), bound)
         state[1, k] += decay * (e * e - state[1, k])
         state[0, k] += params[0, k] * e
@@ -85,11 +85,11 @@ def smoothing_forecast(state, season, season_long, t, m, M, out):
 
 
 @njit(**_JIT)
-def combination_observe(made, origin, sq_errors, counts, abs_errors, n_abs, t, z, discount, thin):
+def combination_observe(made, origin, unit, sq_errors, counts, abs_errors, n_abs, t, z, discount, thin):
     """Value ``z`` (the ``t``-th, from 0) arrived: score the forecasts made
-    for it ``h`` steps earlier, ``origin[o] + made[o, row, h - 1]`` with
-    ``o = (t - h + 1) % H`` (the value at that origin, and the forecast's
-    change from it, in float32): the
+    for it ``h`` steps earlier, ``origin[o] + unit[o] * made[o, row, h - 1]``
+    with ``o = (t - h + 1) % H`` (the value at that origin, and the
+    forecast's change from it in float32, in units of ``unit[o]``): the
     candidates' and their mixture's (rows ``0 .. C``) into the discounted
     sums of squared errors ``sq_errors`` and counts ``counts`` ``(C + 1,
     H)``, and the absolute errors of the first candidate and of the mixture
@@ -103,7 +103,7 @@ def combination_observe(made, origin, sq_errors, counts, abs_errors, n_abs, t, z
     for s in range(n):
         at = (t - s) % H
         for c in range(rows):
-            f = origin[at] + made[at, c, s]
+            f = origin[at] + unit[at] * made[at, c, s]
             sq_errors[c, s] *= discount
             counts[c, s] *= discount
             if not math.isnan(f):
@@ -114,7 +114,7 @@ def combination_observe(made, origin, sq_errors, counts, abs_errors, n_abs, t, z
         if (t - s) % thin != 0:  # the rings keep the errors of every thin-th origin
             continue
         for ring in range(2):
-            e = origin[at] + made[at, 0 if ring == 0 else rows - 1, s] - z
+            e = origin[at] + unit[at] * made[at, 0 if ring == 0 else rows - 1, s] - z
             if math.isfinite(e):
                 abs_errors[ring, s, n_abs[ring, s] % window] = abs(e)
                 n_abs[ring, s] += 1
