@@ -34,8 +34,10 @@ How a forecast is made, from the bottom up:
    level over the whole horizon: robust exponential smoothing of a level and
    of the period's (and, for hourly data, the week's) seasonal indices, in
    several settings (:class:`~streamrnn.smoothing.SeasonalSmoothing`), the
-   last value, and the values one period (and one week) before. At every
-   step each candidate forecasts the next ``2 m`` values (12 without a
+   last value, the values one period (and one week) before, and the
+   recurrent path without the network's surprises (so that the network
+   counts only at the horizons where it helps). At every
+   step each candidate forecasts the next ``2 m`` values (at most 48; 12 without a
    period); as the values arrive, each one's errors at each horizon are
    scored; at horizon ``h`` the candidates' mean weighted by the inverse
    square of their recent mean squared errors there is the forecast where
