@@ -174,16 +174,11 @@ class HorizonCombination:
         first ``horizon`` columns; missing ones NaN), the value now being
         ``at`` (they are kept as float32 changes from it: a change beyond
         the row's largest; NaN forecasts stay NaN)."""
-        i = self.t % self.horizon
-        row = self.made[i]
         H = self.horizon
-        changes = np.concatenate([forecasts[:, :H], mixture[None, :H]]) - at
-        with np.errstate(invalid="ignore"):
-            largest = np.nanmax(np.abs(changes)) if np.isfinite(changes).any() else 0.0
-        unit = largest if 0.0 < largest < np.inf else 1.0
-        row[:] = changes / unit
-        self.origin[i] = at
-        self.unit[i] = unit
+        if forecasts.shape != (self.n_candidates, forecasts.shape[1]) or forecasts.shape[1] < H or len(mixture) < H:
+            raise ValueError(f"record takes the forecasts of {self.n_candidates} candidates over at least {H} steps")
+        K.combination_record(self.made, self.origin, self.unit, self.t % H, np.ascontiguousarray(forecasts, np.float64),
+                             np.ascontiguousarray(mixture, np.float64), float(at))
 
     def observe(self, z: float) -> None:
         """The next value arrived: score the forecasts made for it."""

@@ -126,6 +126,30 @@ def combination_observe(made, origin, unit, sq_errors, counts, abs_errors, n_abs
 
 
 @njit(**_JIT)
+def combination_record(made, origin, unit, i, forecasts, mixture, at):
+    """Keep in row ``i`` the candidates' ``forecasts`` ``(C, >= H)`` and their
+    ``mixture`` of the next ``H`` values, the value now being ``at``: as
+    float32 changes from ``at`` in units of the row's largest finite change
+    (1 if there is none), kept in ``unit[i]``; NaN stays NaN."""
+    C = forecasts.shape[0]
+    H = made.shape[2]
+    largest = 0.0
+    for c in range(C + 1):
+        for h in range(H):
+            f = mixture[h] if c == C else forecasts[c, h]
+            d = abs(f - at)
+            if d > largest and d < math.inf:
+                largest = d
+    u = largest if largest > 0.0 else 1.0
+    for c in range(C + 1):
+        for h in range(H):
+            f = mixture[h] if c == C else forecasts[c, h]
+            made[i, c, h] = (f - at) / u
+    origin[i] = at
+    unit[i] = u
+
+
+@njit(**_JIT)
 def combination_combine(sq_errors, counts, forecasts, min_count, trim, margin, mixture, out, choice):
     """At each horizon ``h`` (beyond the tracked ones, the last one's
     errors): into ``mixture``, the mean of the available ``forecasts`` ``(C,
