@@ -132,11 +132,6 @@ class SeasonalSmoothing:
         array("season_long", (k, M or 1))
         self.__dict__.update(state)
 
-    @property
-    def level(self) -> np.ndarray:
-        """Each setting's level."""
-        return self.state[0]
-
     def update(self, z: float) -> None:
         """Learn the next value ``z`` (finite)."""
         K.smoothing_update(self.params, self.state, self.season, self.season_long, self.n, self.period or 0,
