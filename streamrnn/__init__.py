@@ -22,6 +22,7 @@ from .bank import ModelBank
 from .shared_bank import SharedWeightsBank
 from .classification import GRUClassifier, LSTMClassifier, RNNClassifier
 from .forecasting import GRUForecaster, LSTMForecaster, RNNForecaster
+from .global_forecasting import GlobalForecaster
 from .learner import OnlineRNN
 from .persistence import load, save
 from .regression import GRURegressor, LSTMRegressor, RNNRegressor
@@ -30,6 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "GRUClassifier",
+    "GlobalForecaster",
     "GRUForecaster",
     "GRURegressor",
     "LSTMClassifier",

@@ -67,6 +67,7 @@ from .checks import check_integer, finite, is_integer
 from .features import CLIP, GLITCH, FeatureSpace, RunningScaler
 from .estimator import build_network, check_regression_loss
 from .learner import OnlineRNN
+from .shared_bank import SeriesView
 from .combination import MARGIN, HorizonCombination
 from .seasonal import SeasonalBase, calendar_period, find_period
 from .smoothing import CLIP_ERRORS, SCALE_DECAY, SHIFT_AFTER, SeasonalSmoothing, long_period
@@ -254,7 +255,7 @@ class RecurrentForecaster(Forecaster):
                 and feedback.shape[1] == 2 and 1 <= len(feedback) <= 2 and feedback.flags.c_contiguous
                 and ((feedback[:, 0] >= 0) & (feedback[:, 0] < N_BASE_INPUTS) & (feedback[:, 1] >= 1)).all()):
             raise ValueError("the forecaster's feedback pairs are malformed")
-        if not (isinstance(net, OnlineRNN) and net.input_size >= N_BASE_INPUTS):
+        if not (isinstance(net, (OnlineRNN, SeriesView)) and net.input_size >= N_BASE_INPUTS):
             raise ValueError(f"the forecaster's network must take at least {N_BASE_INPUTS} inputs")
         combination, smoothing = state.get("_combination"), state.get("_smoothing")
         if combination is not None:

@@ -9,6 +9,7 @@ from .bank import ModelBank, check_bank_arguments, check_snapshot_arrays, check_
 from .keys import factorize, known_slots
 from .checks import check_integer
 from .kernels import layout as L
+from .kernels import recurrent as RK
 from .kernels import shared_weights as K
 from .learner import OnlineRNN
 from .network import aligned_zeros
@@ -244,3 +245,93 @@ class SharedWeightsBank(ModelBank):
         bank._steps_gone = meta.get("steps_gone", 0)  # absent from snapshots taken before it was kept
         bank._restore_keys(snapshot)
         return bank
+
+
+class SeriesView:
+    """One series of a :class:`SharedWeightsBank` seen as a single network:
+    the shared weights with the series' own carried state and window. What
+    the forecasters use of an :class:`~streamrnn.OnlineRNN` (``learn``,
+    ``forecast``, ``input_size``), so that a forecaster per series can run
+    on one network shared by all of them (:class:`~streamrnn.GlobalForecaster`).
+
+    ``learn`` is a row of the bank (``bank.learn_many([key], ...)``: the
+    shared weights learn from it); ``forecast`` runs from the series' state
+    (a zero state for a series the bank has not seen) and changes nothing.
+    A view holds its bank but does not save it: whoever saves the two
+    relinks them (:meth:`link`). Its inputs are fixed by the bank
+    (``resize`` raises).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> bank = SharedWeightsBank(hidden_size=4, k1=1, k2=2, seed=0)
+    >>> view = SeriesView(bank, "pump-1")
+    >>> _ = view.learn(np.array([0.5]), np.array([0.2]))
+    >>> len(bank), bank.n_updates
+    (1, 1)
+    >>> bool(np.allclose(view.forecast(np.ones((1, 1))), bank.predict_many(["pump-1"], np.ones((1, 1)))))
+    True
+    """
+
+    def __init__(self, bank: SharedWeightsBank, key):
+        self.key = key
+        self.input_size = bank._input_size
+        self.output_size = bank._output_size
+        self.dtype = np.dtype(bank._dtype).name
+        self.link(bank)
+
+    def link(self, bank: SharedWeightsBank) -> None:
+        """Run on ``bank`` (of this view's inputs, outputs and dtype)."""
+        if (bank._input_size, bank._output_size, np.dtype(bank._dtype).name) != (
+                self.input_size, self.output_size, self.dtype):
+            raise ValueError("the view's inputs, outputs and dtype do not match the bank's")
+        self._bank = bank
+        self._np_dtype = bank._dtype
+
+    def __getstate__(self) -> dict:
+        return {"key": self.key, "input_size": self.input_size, "output_size": self.output_size, "dtype": self.dtype}
+
+    def __setstate__(self, state: dict) -> None:
+        if not (set(state) == {"key", "input_size", "output_size", "dtype"}
+                and all(type(state[k]) is int and state[k] >= 1 for k in ("input_size", "output_size"))
+                and state["dtype"] in ("float32", "float64")):
+            raise ValueError("a series view's state is malformed")
+        self.__dict__.update(state)
+        self._bank = None  # until linked
+        self._np_dtype = np.dtype(state["dtype"])
+
+    def learn(self, x, y) -> np.ndarray:
+        """Learn one step of the series; returns the prediction made before
+        the update."""
+        bank = self._bank
+        X = np.ascontiguousarray(np.reshape(x, (1, -1)), dtype=bank._dtype)
+        Y = np.ascontiguousarray(np.reshape(y, (1, -1)), dtype=bank._dtype)
+        if X.shape[1] != self.input_size or Y.shape[1] != self.output_size:
+            raise ValueError(f"x and y must have {self.input_size} and {self.output_size} values, "
+                             f"got {X.shape[1]} and {Y.shape[1]}")
+        slots = bank._slots([self.key])
+        out = np.empty((1, self.output_size), dtype=bank._dtype)
+        K.shared_learn(bank._lays, bank._ctr, bank._updates, bank._buf, slots, X, Y, out)
+        bank._end_batch(slots)
+        return out[0]
+
+    def _forecast_own(self, U: np.ndarray, feedback: np.ndarray) -> np.ndarray:
+        """:meth:`OnlineRNN._forecast_own`: ``U`` a fresh C-contiguous array of
+        the bank's dtype and width (overwritten), ``feedback`` int64 pairs
+        within it."""
+        bank = self._bank
+        slot = bank._slot_of.get(self.key)
+        out = np.empty((U.shape[0], self.output_size), dtype=bank._dtype)
+        RK.forecast_recursive(bank._lays[bank._capacity if slot is None else slot], bank._buf, U, feedback, out)
+        return out
+
+    def forecast(self, U, feedback=()) -> np.ndarray:
+        """:meth:`OnlineRNN.forecast` from the series' state."""
+        U = np.array(np.asarray(U, dtype=self._np_dtype).reshape(-1, self.input_size))
+        pairs = np.array([tuple(p) for p in feedback], dtype=np.int64).reshape(-1, 2)
+        if ((pairs[:, 0] < 0) | (pairs[:, 0] >= self.input_size) | (pairs[:, 1] < 1)).any():
+            raise ValueError(f"feedback must be (column, lag) pairs with 0 <= column < {self.input_size} and lag >= 1")
+        return self._forecast_own(U, pairs)
+
+    def resize(self, **sizes) -> None:
+        raise ValueError("a series of a shared network cannot change its inputs or outputs alone")

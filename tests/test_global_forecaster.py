@@ -1,0 +1,200 @@
+"""The global forecaster: one network shared by many keyed series."""
+
+import datetime as dt
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+import streamrnn
+from streamrnn import GlobalForecaster, GRUForecaster, LSTMForecaster, OnlineRNN
+from streamrnn.kernels import layout as L
+from streamrnn.persistence import load, save
+
+
+def _series(seed, n=300, period=12):
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    level = 50 + 10 * seed
+    return level + 5 * np.sin(2 * np.pi * t / period + seed) + 0.01 * t * seed + rng.normal(0, 0.5, n)
+
+
+def test_one_key_equals_its_per_series_forecaster():
+    """A single key is its per-series forecaster, bit for bit: the shared
+    network starts as that forecaster's own and sees only its rows."""
+    y = _series(1, 400)
+    single, shared = LSTMForecaster(hidden_size=8, seed=3), GlobalForecaster(hidden_size=8, seed=3)
+    for t, v in enumerate(y):
+        single.learn_one(float(v))
+        shared.learn_one("a", float(v))
+        if t % 50 == 49:
+            assert shared.forecast("a", 24) == single.forecast(24)
+    assert shared.forecast_interval("a", 24, 0.9) == single.forecast_interval(24, 0.9)
+    assert shared.n_updates == single._net.n_updates > 0
+
+
+def test_gru_cell_equals_its_per_series_forecaster():
+    y = _series(2, 200)
+    single, shared = GRUForecaster(hidden_size=4, k1=2, k2=6, seed=0), GlobalForecaster(
+        cell="gru", hidden_size=4, k1=2, k2=6, seed=0)
+    for v in y:
+        single.learn_one(float(v))
+        shared.learn_one(7, float(v))
+    assert shared.forecast(7, 30) == single.forecast(30)
+
+
+def _reference(streams, order, hidden_size=8, seed=0):
+    """A plain-Python reference of the interleaving: per-key forecasters
+    around ONE OnlineRNN whose state and window are swapped in and out for
+    each row (the weights and optimizer moments stay, shared)."""
+    net = LSTMForecaster(hidden_size=hidden_size, seed=seed)._net
+    lay = net._lay
+    per_key, states, counters = {}, {}, {}
+    for key in order:
+        f = per_key.get(key)
+        if f is None:
+            f = per_key[key] = LSTMForecaster(hidden_size=hidden_size, seed=seed)
+            f._net = net
+            states[key] = np.zeros(lay[L.L_HP] - lay[L.L_STATE], net._np_dtype)
+            counters[key] = np.zeros_like(net._ctr)
+        net._buf[lay[L.L_STATE] : lay[L.L_HP]] = states[key]
+        updates = net._ctr[L.C_UPDATES]
+        net._ctr[:] = counters[key]
+        net._ctr[L.C_UPDATES] = updates
+        f.learn_one(float(next(streams[key])))
+        states[key] = net._buf[lay[L.L_STATE] : lay[L.L_HP]].copy()
+        counters[key] = net._ctr.copy()
+    forecasts = {}
+    for key, f in per_key.items():
+        net._buf[lay[L.L_STATE] : lay[L.L_HP]] = states[key]
+        forecasts[key] = f.forecast(24)
+    return forecasts
+
+
+def test_interleaved_keys_match_a_plain_python_reference():
+    rng = np.random.default_rng(5)
+    data = {k: _series(i, 150) for i, k in enumerate(["a", "b", "c"])}
+    order = [k for k in rng.permutation(np.repeat(list(data), 150))]
+    expected = _reference({k: iter(v) for k, v in data.items()}, order)
+    model, streams = GlobalForecaster(hidden_size=8, seed=0), {k: iter(v) for k, v in data.items()}
+    for key in order:
+        model.learn_one(key, float(next(streams[key])))
+    for key in data:
+        assert model.forecast(key, 24) == expected[key]
+    assert model.n_updates == sum(150 // 4 for _ in data)
+
+
+def test_the_statistical_part_of_a_key_does_not_depend_on_the_interleaving():
+    data = {k: _series(i, 200) for i, k in enumerate(["a", "b"])}
+    one = GlobalForecaster(hidden_size=4, seed=0)
+    two = GlobalForecaster(hidden_size=4, seed=0)
+    for t in range(200):
+        for k in ("a", "b"):
+            one.learn_one(k, float(data[k][t]))
+    for k in ("b", "a"):
+        for t in range(200):
+            two.learn_one(k, float(data[k][t]))
+    for k in ("a", "b"):
+        f, g = one[k], two[k]
+        assert f.period == g.period == 12
+        np.testing.assert_array_equal(f._smoothing.state, g._smoothing.state)
+        np.testing.assert_array_equal(f._recent, g._recent)
+        assert f._bases["lin"].forecast(3) == g._bases["lin"].forecast(3)
+    assert one.forecast("a", 5) != two.forecast("a", 5)  # the shared network learned in another order
+
+
+def test_learn_many_equals_learn_one_in_a_loop():
+    data = {k: _series(i, 120) for i, k in enumerate([("pump", 1), ("pump", 2), 3])}
+    keys = [k for t in range(120) for k in data]
+    ys = [float(data[k][t]) for t in range(120) for k in data]
+    a, b = GlobalForecaster(hidden_size=4, seed=1), GlobalForecaster(hidden_size=4, seed=1)
+    a.learn_many(keys, np.array(ys))
+    for k, y in zip(keys, ys):
+        b.learn_one(k, y)
+    assert pickle.dumps(a) == pickle.dumps(b)
+    np.testing.assert_array_equal(a.forecast_many(list(data), 10), np.array([b.forecast(k, 10) for k in data]))
+
+
+@pytest.mark.parametrize("how", ["pickle", "save"])
+def test_saved_and_loaded_it_continues_exactly(tmp_path, how):
+    data = {k: _series(i, 200) for i, k in enumerate(["a", "b"])}
+    model = GlobalForecaster(hidden_size=4, seed=2)
+    for t in range(120):
+        for k in data:
+            model.learn_one(k, float(data[k][t]))
+    if how == "pickle":
+        copy = pickle.loads(pickle.dumps(model))
+    else:
+        save(model, tmp_path / "m.npz")
+        copy = load(tmp_path / "m.npz")
+    for t in range(120, 200):
+        for k in data:
+            model.learn_one(k, float(data[k][t]))
+            copy.learn_one(k, float(data[k][t]))
+    for k in data:
+        assert copy.forecast(k, 24) == model.forecast(k, 24)
+        assert copy.forecast_interval(k, 24) == model.forecast_interval(k, 24)
+    assert copy.n_updates == model.n_updates
+
+
+def test_a_loaded_file_whose_keys_disagree_is_refused():
+    model = GlobalForecaster(hidden_size=4, seed=2)
+    for t in range(30):
+        model.learn_one("a", float(t % 5))
+    state = pickle.loads(pickle.dumps(model)).__dict__
+    state["_series"]["b"] = state["_series"].pop("a")
+    broken = GlobalForecaster.__new__(GlobalForecaster)
+    with pytest.raises(ValueError, match="does not run on the shared network"):
+        broken.__setstate__(state)
+
+
+def test_max_idle_evicts_keys_not_learned_from():
+    model = GlobalForecaster(hidden_size=4, seed=0, max_idle=10)
+    for t in range(100):
+        model.learn_one(f"new-{t}", 1.0 + t % 3)  # a stream of ever new keys
+        model.learn_one("steady", float(t % 7))
+    assert "steady" in model and len(model) <= 12
+    assert len(model.bank) <= 12
+    before = model.forecast("new-0", 3)
+    assert before == [0.0, 0.0, 0.0]  # evicted: unseen again
+
+
+def test_evict_and_unseen_keys():
+    model = GlobalForecaster(hidden_size=4, seed=0)
+    for t in range(40):
+        model.learn_one("a", float(t % 4))
+        model.learn_one("b", float(t))
+    assert model.forecast("zzz", 2) == [0.0, 0.0] and "zzz" not in model
+    with pytest.raises(KeyError):
+        model.evict(["a", "zzz"])
+    assert model.keys == ["a", "b"]
+    model.evict(["a"])
+    assert model.keys == ["b"] and model.bank.keys == ["b"]
+
+
+def test_bad_input_is_refused_and_leaves_no_key():
+    model = GlobalForecaster(hidden_size=4, seed=0)
+    with pytest.raises(ValueError, match="NaN"):
+        model.learn_one(float("nan"), 1.0)
+    with pytest.raises(ValueError, match="finite"):
+        model.learn_one("a", float("inf"))
+    with pytest.raises(ValueError, match="dates"):
+        model.learn_one("a", 1.0, {"temperature": 3.0})
+    assert len(model) == 0 and len(model.bank) == 0
+    with pytest.raises(ValueError, match="cell"):
+        GlobalForecaster(cell="transformer")
+    with pytest.raises(ValueError, match="horizon"):
+        model.forecast_many(["a"], 0)
+    with pytest.raises(ValueError, match="same length"):
+        model.learn_many(["a", "b"], [1.0])
+
+
+def test_dates_give_each_key_its_period():
+    model = GlobalForecaster(hidden_size=4, seed=0)
+    start = dt.datetime(2024, 1, 1)
+    for t in range(5):
+        model.learn_one("hourly", float(t), {"time": start + dt.timedelta(hours=t)})
+        model.learn_one("daily", float(t), {"time": start + dt.timedelta(days=t)})
+    assert model["hourly"].period == 24 and model["daily"].period == 7
+    assert getattr(streamrnn, "GlobalForecaster") is GlobalForecaster
