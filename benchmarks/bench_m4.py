@@ -16,7 +16,11 @@ its recurrent path alone (``combine=False``, the forecaster before the
 combination) and with ``seasonality=24``, each learning and (defaults and
 ``seasonality=24``) with its network frozen (``lr=1e-30``: the weights
 never move, so its forecasts are the statistical part alone), over
-``--seeds`` seeds (median). Run:
+``--seeds`` seeds (median); then the global forecaster
+(:class:`~streamrnn.GlobalForecaster`: one network for all series, each
+series keyed by its position), fed every series interleaved by time index
+(the t-th value of every series, then the (t+1)-th, ...) and forecasting
+each series as soon as its training part ends. Run:
 ``python benchmarks/bench_m4.py [--series N] [--seeds 0 1 2] [--cell lstm]``.
 """
 
@@ -114,6 +118,25 @@ def run_model(make, train) -> tuple[list, list, float]:
     return forecasts, intervals, 1e6 * (time.perf_counter() - start) / points
 
 
+def run_global(make, train) -> tuple[list, list, float]:
+    """Stream every training part interleaved by time index through one
+    global forecaster (keys: the series' positions); forecast each series
+    H steps, with a 95 % interval, as soon as its training part ends."""
+    model = make()
+    forecasts, intervals = [None] * len(train), [None] * len(train)
+    values = [series.tolist() for series in train]
+    start = time.perf_counter()
+    for t in range(max(len(v) for v in values)):
+        for key, series in enumerate(values):
+            if t < len(series):
+                model.learn_one(key, series[t])
+                if t == len(series) - 1:
+                    forecasts[key] = np.array(model.forecast(key, H))
+                    lo, hi = model.forecast_interval(key, H, coverage=0.95)
+                    intervals[key] = (np.array(lo), np.array(hi))
+    return forecasts, intervals, 1e6 * (time.perf_counter() - start) / sum(len(v) for v in values)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=DATA)
@@ -142,13 +165,21 @@ def main(argv=None) -> None:
         "defaults, network frozen": {"lr": 1e-30},
         "seasonality=24": {"seasonality": 24},
         "seasonality=24, network frozen": {"seasonality": 24, "lr": 1e-30},
+        "global": {"global": True},
+        "global, network frozen": {"global": True, "lr": 1e-30},
+        "global, seasonality=24": {"global": True, "seasonality": 24},
     }
     for name, params in configs.items():
         if args.only and name not in args.only:
             continue
         runs = []
         for seed in args.seeds:
-            forecasts, intervals, cost = run_model(lambda: cls(seed=seed, **params), train)
+            if params.get("global"):
+                rest = {k: v for k, v in params.items() if k != "global"}
+                forecasts, intervals, cost = run_global(
+                    lambda: streamrnn.GlobalForecaster(cell=args.cell, seed=seed, **rest), train)
+            else:
+                forecasts, intervals, cost = run_model(lambda: cls(seed=seed, **params), train)
             runs.append({**score(train, test, forecasts, intervals), "us": cost})
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         each = ", ".join(f"{r['OWA']:.3f}" for r in runs)

@@ -237,14 +237,22 @@ class GlobalForecaster(base.Base):
 
     # ------------------------------------------------------------ forecasts
 
-    def forecast(self, key, horizon: int) -> list[float]:
+    def _check_future(self, xs) -> None:
+        if xs is not None:
+            for x in xs:
+                self._check_dates(x)
+
+    def forecast(self, key, horizon: int, xs: list | None = None) -> list[float]:
         """The next ``horizon`` values of series ``key`` (zeros for an unseen
-        key); changes nothing."""
+        key); changes nothing. ``xs``: None, or the steps' dates (checked,
+        not used: the network takes no features)."""
+        self._check_future(xs)
         return self._peek(key).forecast(horizon)
 
-    def forecast_interval(self, key, horizon: int, coverage: float = 0.95) -> tuple[list, list]:
+    def forecast_interval(self, key, horizon: int, coverage: float = 0.95, xs: list | None = None) -> tuple[list, list]:
         """Lower and upper bounds of the next ``horizon`` values of ``key``
         (see :meth:`~streamrnn.LSTMForecaster.forecast_interval`)."""
+        self._check_future(xs)
         return self._peek(key).forecast_interval(horizon, coverage)
 
     def forecast_many(self, keys, horizon: int) -> np.ndarray:

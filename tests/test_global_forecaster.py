@@ -198,3 +198,15 @@ def test_dates_give_each_key_its_period():
         model.learn_one("daily", float(t), {"time": start + dt.timedelta(days=t)})
     assert model["hourly"].period == 24 and model["daily"].period == 7
     assert getattr(streamrnn, "GlobalForecaster") is GlobalForecaster
+
+
+def test_future_dates_are_checked_not_used():
+    model = GlobalForecaster(hidden_size=4, seed=0)
+    start = dt.datetime(2024, 1, 1)
+    for t in range(60):
+        model.learn_one("a", float(t % 24), {"time": start + dt.timedelta(hours=t)})
+    future = [{"time": start + dt.timedelta(hours=60 + k)} for k in range(3)]
+    assert model.forecast("a", 3, future) == model.forecast("a", 3)
+    assert model.forecast_interval("a", 3, 0.8, future) == model.forecast_interval("a", 3, 0.8)
+    with pytest.raises(ValueError, match="dates"):
+        model.forecast("a", 3, [{"load": 1.0}] * 3)
