@@ -287,6 +287,7 @@ class SeriesView:
             raise ValueError("the view's inputs, outputs and dtype do not match the bank's")
         self._bank = bank
         self._np_dtype = bank._dtype
+        self._slots = None  # the series' slot, as the kernel takes it (checked at each call)
 
     def __getstate__(self) -> dict:
         return {"key": self.key, "input_size": self.input_size, "output_size": self.output_size, "dtype": self.dtype}
@@ -299,18 +300,26 @@ class SeriesView:
         self.__dict__.update(state)
         self._bank = None  # until linked
         self._np_dtype = np.dtype(state["dtype"])
+        self._slots = None
 
     def learn(self, x, y) -> np.ndarray:
         """Learn one step of the series; returns the prediction made before
         the update."""
         bank = self._bank
-        X = np.ascontiguousarray(np.reshape(x, (1, -1)), dtype=bank._dtype)
-        Y = np.ascontiguousarray(np.reshape(y, (1, -1)), dtype=bank._dtype)
+        dtype = bank._dtype
+        if type(x) is np.ndarray and x.dtype == dtype and x.flags.c_contiguous:
+            X = x.reshape(1, -1)  # (a view: the forecasters' own inputs)
+        else:
+            X = np.ascontiguousarray(np.reshape(x, (1, -1)), dtype=dtype)
+        Y = np.ascontiguousarray(np.reshape(y, (1, -1)), dtype=dtype)
         if X.shape[1] != self.input_size or Y.shape[1] != self.output_size:
             raise ValueError(f"x and y must have {self.input_size} and {self.output_size} values, "
                              f"got {X.shape[1]} and {Y.shape[1]}")
-        slots = bank._slots([self.key])
-        out = np.empty((1, self.output_size), dtype=bank._dtype)
+        slot = bank._slot_of.get(self.key)
+        slots = self._slots
+        if slot is None or slots is None or slots[0] != slot:
+            slots = self._slots = bank._slots([self.key])
+        out = np.empty((1, self.output_size), dtype=dtype)
         K.shared_learn(bank._lays, bank._ctr, bank._updates, bank._buf, slots, X, Y, out)
         bank._end_batch(slots)
         return out[0]
