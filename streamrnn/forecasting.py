@@ -94,6 +94,14 @@ MAX_TRACKED = 48
 #: with its dates as features chased the mixture's lucky spells: mean error
 #: over 12 hours 3.77 against 3.09; the M4 series have no features.)
 MARGIN_WITH_FEATURES = 0.5
+#: The network's forecast surprises, summed over the first ``k`` steps of a
+#: forecast, are kept within this many times ``sqrt(k)`` times their running
+#: root mean square: beyond, they forecast a departure from the statistical
+#: path that the surprises themselves (their spread over ``k`` steps) never
+#: showed, the sign of a network run away in its own feedback (a network shared
+#: by many series did, on a few of M4's, and its forecasts fed the glitch filter).
+NETWORK_GATE = 4.0
+_ROOTS = np.sqrt(np.arange(1, 257))  # sqrt(k), k = 1..256
 #: One-step errors that set the scale of the glitch filter before it filters.
 CLEAN_WARMUP = 20
 
@@ -109,6 +117,19 @@ def _phases(start: int, horizon: int, m: int) -> np.ndarray:
     phases = (start + np.arange(horizon)) % m
     phases.flags.writeable = False
     return phases
+
+
+def _gated(d: np.ndarray, scale: float) -> np.ndarray:
+    """The network's forecast surprises ``d`` (one per step), their running
+    sums clipped to ``±NETWORK_GATE * scale * sqrt(k)`` (``d`` itself, the
+    same array, where they stay within)."""
+    n = len(d)
+    bound = (_ROOTS[:n] if n <= len(_ROOTS) else np.sqrt(np.arange(1, n + 1))) * (NETWORK_GATE * scale)
+    sums = _cumsum(d)
+    if np.less_equal(np.abs(sums), bound).all():
+        return d
+    np.clip(sums, -bound, bound, out=sums)  # (NaN stays NaN)
+    return np.diff(sums, prepend=0.0)
 
 
 def _as_datetime(when: dt.date) -> dt.datetime:
@@ -785,7 +806,7 @@ class RecurrentForecaster(Forecaster):
         surprises = self._surprises
         scale = self._scale()
         if self.horizon is not None:
-            d = self._direct(horizon, xs) * scale
+            d = _gated(self._direct(horizon, xs) * scale, scale)
         else:
             net = self._net
             U = np.zeros((horizon, net.input_size), net._np_dtype)
@@ -814,7 +835,7 @@ class RecurrentForecaster(Forecaster):
                     self._exogenous(rows, False)  # no features: only validates rows
             # (z * scale, with z the network's outputs as float64)
             # (U and the feedback pairs are built here, of the network's dtype and width)
-            d = np.multiply(net._forecast_own(U, self._feedback)[:, 0], scale, dtype=np.float64)
+            d = _gated(np.multiply(net._forecast_own(U, self._feedback)[:, 0], scale, dtype=np.float64), scale)
         rho, last = self._reversion(), self._residuals[3]
         s = np.zeros(horizon) if statistical else None
         if rho and last is not None:

@@ -407,3 +407,25 @@ def test_values_whose_squares_would_overflow_are_refused():
     for v in (1e100, -1e100, 1.0, 2.0, 3.0) + tuple(float(i % 5) for i in range(30)):
         model.learn_one(v)
     assert np.isfinite(model.forecast(3)).all()
+
+
+def test_a_runaway_network_is_gated(monkeypatch):
+    """A network whose fed-back forecasts run away (its head's bias set far
+    out) moves the recurrent path from the statistical one by at most
+    NETWORK_GATE * scale * sqrt(k) over k steps; ungated it would not."""
+    from streamrnn import forecasting
+
+    rng = np.random.default_rng(0)
+    model = LSTMForecaster(hidden_size=4, seed=0, combine=False, seasonality=None, log_transform=False)
+    for v in 100 + rng.normal(size=300):
+        model.learn_one(float(v))
+    start = model._net.state_dict()
+    start["head.bias"][:] = 50.0
+    model._net.load_state_dict(start)
+    path, statistical = model._recurrent_path(24, None, statistical=True)
+    departure = np.abs(path - statistical)
+    bound = forecasting.NETWORK_GATE * model._scale() * np.sqrt(np.arange(1, 25))
+    assert (departure <= bound * (1 + 1e-9)).all() and departure[-1] > 0.9 * bound[-1]
+    monkeypatch.setattr(forecasting, "NETWORK_GATE", 1e9)
+    path, statistical = model._recurrent_path(24, None, statistical=True)
+    assert np.abs(path - statistical)[-1] > 10 * bound[-1]
