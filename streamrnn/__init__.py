@@ -18,6 +18,7 @@ ahead, learning each value after forecasting it, beside a persistence forecast.
 [104.1, 104.1, 104.1]
 """
 
+from .anomaly import PredictiveDetector, ReconstructionDetector
 from .bank import ModelBank
 from .shared_bank import SharedWeightsBank
 from .classification import GRUClassifier, LSTMClassifier, RNNClassifier
@@ -37,9 +38,11 @@ __all__ = [
     "LSTMRegressor",
     "ModelBank",
     "OnlineRNN",
+    "PredictiveDetector",
     "RNNClassifier",
     "RNNForecaster",
     "RNNRegressor",
+    "ReconstructionDetector",
     "SharedWeightsBank",
     "__version__",
     "load",
