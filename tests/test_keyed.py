@@ -128,7 +128,8 @@ def test_max_idle_survives_save_and_load(tmp_path):
     again = load(tmp_path / "bank.npz")
     for copy in (bank, again):
         copy.learn_one("c", {"v": 1.0})
-        assert copy.keys == ["b", "c"]  # "a" idle for 2 samples... then 3: evicted
+        assert copy.keys == ["a", "b", "c"]  # "a" idle for 2 samples: kept
         copy.learn_one("c", {"v": 1.0})
+        assert copy.keys == ["b", "c"]  # idle for 3: evicted
         copy.learn_one("c", {"v": 1.0})
     assert bank.keys == again.keys == ["c"] and again.max_idle == 2
