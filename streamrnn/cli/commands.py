@@ -503,16 +503,17 @@ def _above_quantile(quantiles: dict, key, score: float, q: float) -> bool:
 def open_input(path: str, stdin: TextIO, encoding: str = "utf-8") -> tuple[TextIO, str, bool]:
     """The stream, its name and whether it is a pipe (answered row by row).
     A ``.gz`` file is read decompressed; standard input is decoded strictly
-    in ``encoding`` (bytes that are not text are an error, never replaced)."""
+    in ``encoding`` (bytes that are not text are kept, as surrogates, for
+    :class:`~.rows.CSVInput` to report with their row)."""
     if path == "-":
         buffer = getattr(stdin, "buffer", None)
         if buffer is not None:
-            stdin = io.TextIOWrapper(buffer, encoding=encoding, errors="strict", newline="")
+            stdin = io.TextIOWrapper(buffer, encoding=encoding, errors="surrogateescape", newline="")
         return stdin, "<stdin>", True
     try:
         if path.endswith(".gz"):
-            return gzip.open(path, "rt", newline="", encoding=encoding, errors="strict"), path, False
-        return open(path, newline="", encoding=encoding, errors="strict"), path, False
+            return gzip.open(path, "rt", newline="", encoding=encoding, errors="surrogateescape"), path, False
+        return open(path, newline="", encoding=encoding, errors="surrogateescape"), path, False
     except FileNotFoundError:
         raise CommandError(f"no such file: {path}", status=2) from None
     except IsADirectoryError:

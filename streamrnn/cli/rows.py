@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from collections.abc import Iterator
 from typing import TextIO
 
 import numpy as np
 
+_UNDECODED = re.compile("[\udc80-\udcff]")  # bytes that were no text, as surrogateescape keeps them
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 MISSING = frozenset({"", "nan", "NaN", "NAN", "na", "NA", "N/A", "null", "NULL", "None"})
 
@@ -76,23 +78,30 @@ class CSVInput:
     def _next(self) -> list[str]:
         """The next line's fields; a one-line error for what the csv module
         or the decoder cannot read (a field over csv's size limit, bytes
-        that are not text in the encoding, gzip-compressed input)."""
+        that are not text in the encoding, gzip-compressed input). The
+        stream is decoded with ``errors="surrogateescape"``, so that a bad
+        byte is found in its row."""
+        where = "the header" if self._reader.line_num == 0 else f"row {self.n_rows + 1}"
         try:
-            return next(self._reader)
+            fields = next(self._reader)
         except csv.Error as error:
-            where = "the header" if self.n_rows == 0 and self._reader.line_num <= 1 else f"row {self.n_rows + 1}"
             if "field limit" in str(error):
-                raise CommandError(f"{self.name}: {where} (line {self._reader.line_num + 1}) has a field longer "
+                raise CommandError(f"{self.name}: {where} (line {self._reader.line_num}) has a field longer "
                                    f"than {csv.field_size_limit()} characters (csv's limit)") from None
-            raise CommandError(f"{self.name}: {where} (line {self._reader.line_num + 1}): {error}") from None
-        except UnicodeDecodeError as error:
-            if error.start == 0 and error.object[:2] == b"\x1f\x8b" and self._reader.line_num == 0:
-                raise CommandError(f"{self.name}: the input is gzip-compressed: name the file *.gz, or pipe "
-                                   "it through gunzip") from None
-            where = "the header" if self._reader.line_num == 0 else f"row {self.n_rows + 1}"
-            raise CommandError(f"{self.name}: {where} (near line {self._reader.line_num + 1}) is not "
-                               f"{error.encoding} text (byte {error.object[error.start]:#04x}); "
-                               "see --encoding") from None
+            raise CommandError(f"{self.name}: {where} (line {self._reader.line_num}): {error}") from None
+        except UnicodeDecodeError as error:  # a stream decoded strictly
+            raise CommandError(f"{self.name}: {where} is not {error.encoding} text (byte "
+                               f"{error.object[error.start]:#04x}); see --encoding") from None
+        for field in fields:
+            if not field.isascii():
+                bad = _UNDECODED.search(field)
+                if bad:
+                    if where == "the header" and fields[0].startswith("\x1f\udc8b"):
+                        raise CommandError(f"{self.name}: the input is gzip-compressed: name the file *.gz, "
+                                           "or pipe it through gunzip") from None
+                    raise CommandError(f"{self.name}: {where} (line {self._reader.line_num}) is not text in "
+                                       f"this encoding (byte {ord(bad.group()) - 0xDC00:#04x}); see --encoding")
+        return fields
 
     def __iter__(self) -> Iterator[tuple[int, list[str]]]:
         width = len(self.columns)
