@@ -18,6 +18,7 @@ ahead, learning each value after forecasting it, beside a persistence forecast.
 [104.1, 104.1, 104.1]
 """
 
+from ._docs import document
 from .anomaly import PredictiveDetector, ReconstructionDetector
 from .bank import ModelBank
 from .shared_bank import SharedWeightsBank
@@ -28,6 +29,12 @@ from .persistence import load, save
 from .regression import GRURegressor, LSTMRegressor, RNNRegressor
 
 __version__ = "0.1.0"
+
+_PUBLIC_ESTIMATORS = (GRUClassifier, LSTMClassifier, RNNClassifier, GRUForecaster, LSTMForecaster, RNNForecaster,
+                      GRURegressor, LSTMRegressor, RNNRegressor, PredictiveDetector, ReconstructionDetector)
+for _cls in _PUBLIC_ESTIMATORS:  # a Parameters section of its own for help() (the bases are not exported)
+    document(_cls)
+del _cls
 
 __all__ = [
     "GRUClassifier",
