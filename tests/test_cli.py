@@ -589,15 +589,18 @@ def test_max_idle_bounds_the_keys_of_a_keyed_run(tmp_path):
     from streamrnn.persistence import load
 
     model = str(tmp_path / "m.npz")
-    text = "k,v\n" + "".join(f"sensor-{i // 3},{i % 3}\n" for i in range(60))  # 20 keys, 3 rows each
+    text = "k,v\n" + "".join(f"sensor-{i // 3},{i % 3}\n" for i in range(59))  # 20 keys, 3 rows each (the last 2)
     base = ["detect", "--target", "v", "--key", "k", "--hidden-size", "2", "--save", model]
     assert run(base + ["--max-idle", "4"], text)[0] == 0
     assert load(model).keys == ["sensor-18", "sensor-19"]
     assert run(base, text)[0] == 0
     assert len(load(model).keys) == 20
-    status, out, err = run(["forecast", "--target", "v", "--key", "k", "--hidden-size", "2", "--max-idle", "4",
-                            "--save", model], text)
+    status, out, err = run(["forecast", "--target", "v", "--key", "k", "--time", "t", "--hidden-size", "2",
+                            "--max-idle", "4", "--save", model], "t," + text.replace("\n", "\n2020-01-01,")[:-11])
     assert status == 0 and len(load(model).keys) == 2, err
+    from streamrnn.persistence import info
+
+    assert sorted(info(model)["metadata"]["times"]) == ["sensor-18", "sensor-19"]  # the run's own state pruned too
 
 
 def test_keyed_plots_use_each_keys_own_rows(monkeypatch, tmp_path):

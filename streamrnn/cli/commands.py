@@ -208,6 +208,7 @@ class _Run:
         self.checkpoints = Checkpoints(self.save, args.checkpoint_every, args.checkpoint_seconds)
         self.times = TimeParser()
         self.dated = None  # whether the --time column holds dates (its first value's)
+        self.per_key: list[dict] = []  # more of the run's state by key, pruned with --max-idle
         self.plot_key = _UNSET
         self.plotted: dict = {}
         self.last_time: dict = {}
@@ -307,6 +308,8 @@ class _Run:
                 key = self.key_of(fields)
                 values = handle(row, fields, key, self.time_of(fields, key, row))
                 self.write([self.rows.text(fields, c) for c in self.echo] + values)
+                if self.args.max_idle is not None and row % self.args.max_idle == 0:
+                    self.prune()
                 self.checkpoints.row_done()
                 self.guard.end()
         except (Stop, KeyboardInterrupt, BrokenPipeError):
@@ -319,8 +322,19 @@ class _Run:
         self.guard.hold()
         self.finish()
 
+    def prune(self) -> None:
+        """Forget what the run keeps of the keys whose models ``--max-idle``
+        evicted (their last times, spacings and running quantiles), so that
+        its memory stays bounded too."""
+        alive = {k[0] if isinstance(k, tuple) else k for k in self.model.keys}
+        for kept in (self.last_time, self.step, *self.per_key):
+            for key in [k for k in kept if k not in alive]:
+                del kept[key]
+
     def save(self) -> None:
         if self.args.save:
+            if self.args.max_idle is not None:
+                self.prune()
             _save(self.model, self.args.save, {"command": self.args.command, "targets": self.targets,
                                                "key": self.args.key, "times": self._times()})
 
@@ -457,6 +471,7 @@ def detect(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
     quantiles: dict = {}
     threshold = args.threshold if args.threshold is not None else DEFAULT_THRESHOLD
     run = _Run(args, stream, name, piped, stdout, stderr, guard, model.template.dtype)
+    run.per_key.append(quantiles)
     run.writer.writerow(run.echo + ["score", "is_anomaly"])
 
     def handle(row, fields, key, when):
