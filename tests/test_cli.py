@@ -623,3 +623,16 @@ def test_keyed_plots_use_each_keys_own_rows(monkeypatch, tmp_path):
                               "--plot", str(tmp_path / f"{command}.png")], text)
         assert status == 0, err
         assert seen[command] == list(range(1, 11))  # key a's rows 1..10, not the file's rows 1, 3, .., 19
+
+
+def test_reading_a_terminal_says_so():
+    """`streamrnn detect --target value` with no FILE waits on the terminal:
+    not silently."""
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    assert main(["detect", "--target", "v", "--hidden-size", "2"], stdin=Terminal("v\n1\n"), stdout=stdout,
+                stderr=stderr) == 0
+    assert "reading CSV rows from the terminal" in stderr.getvalue() and len(stdout.getvalue().splitlines()) == 2

@@ -540,8 +540,18 @@ def open_input(path: str, stdin: TextIO, encoding: str = "utf-8") -> tuple[TextI
 COMMANDS = {"forecast": forecast, "detect": detect}
 
 
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def run_command(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     stream, name, piped = open_input(args.file, stdin, args.encoding)
+    if piped and _is_terminal(stdin):  # no FILE given: say what the run waits for
+        print(f"streamrnn {args.command}: reading CSV rows from the terminal (a header line first; Ctrl-D "
+              "ends); give a FILE to read one", file=stderr)
     try:
         with SignalGuard() as guard:
             return COMMANDS[args.command](args, stream, name, piped, stdout, stderr, guard)
