@@ -636,3 +636,25 @@ def test_reading_a_terminal_says_so():
     assert main(["detect", "--target", "v", "--hidden-size", "2"], stdin=Terminal("v\n1\n"), stdout=stdout,
                 stderr=stderr) == 0
     assert "reading CSV rows from the terminal" in stderr.getvalue() and len(stdout.getvalue().splitlines()) == 2
+
+
+def test_a_score_rounded_to_float32_never_contradicts_its_flag():
+    """A score just below the threshold whose float32 text reads as the
+    threshold is written in full beside its 0 flag."""
+    text = waterflow_csv(150)
+    _, out, _ = run(["detect", "--target", "flow", "--hidden-size", "8"], text)
+    scores = [float(r[0]) for r in rows_of(out)[1:] if float(r[0]) > 0]
+    full = PredictiveDetector(hidden_size=8, seed=0)
+    exact = []
+    for _, y in datasets.WaterFlow():
+        exact.append(full.score_one({"flow": y}))
+        full.learn_one({"flow": y})
+        if len(exact) == 150:
+            break
+    rounded_up = [s for s in exact if s > 0 and float(np.float32(s)) > s]
+    assert scores and rounded_up
+    threshold = float(np.float32(rounded_up[0]))  # the score lies below it, its float32 text on it
+    _, out, _ = run(["detect", "--target", "flow", "--hidden-size", "8", "--threshold", repr(threshold)], text)
+    rows = rows_of(out)[1:]
+    assert all((float(score) >= threshold) == (flag == "1") for score, flag in rows)
+    assert repr(rounded_up[0]) in [score for score, _ in rows]

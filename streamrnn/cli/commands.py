@@ -7,14 +7,12 @@ import argparse
 import csv
 import datetime as dt
 import gzip
-import importlib.util
-import io
-import os
 import zlib
 from typing import TextIO
 
 from river import stats
 
+from .files import check_plot, check_writable, is_terminal, open_input
 from .rows import CommandError, CSVInput, format_number
 from .service import Checkpoints, SignalGuard, Stop
 from .times import TimeParser
@@ -109,43 +107,12 @@ def _check_saved_columns(metadata: dict, args: argparse.Namespace, path: str) ->
                            f"this run has {columns(given, args.key)}", status=2)
 
 
-def _check_writable(option: str, path: str) -> None:
-    """A usage error, before any row is read, when ``path`` cannot be
-    written: its folder is missing or not writable, or it is a folder."""
-    folder = os.path.dirname(path) or "."
-    if os.path.isdir(path):
-        raise CommandError(f"{option}: {path} is a folder", status=2)
-    if not os.path.isdir(folder):
-        raise CommandError(f"{option}: cannot write {path}: no such folder {folder}", status=2)
-    if not os.access(folder, os.W_OK):
-        raise CommandError(f"{option}: cannot write {path}: the folder {folder} is not writable", status=2)
-
-
-def check_plot(path: str, option: str = "--plot", needed: bool = True) -> bool:
-    """A usage error, before the run, when the plot cannot be written: its
-    folder missing, or a file extension matplotlib does not write. Whether
-    matplotlib is installed (without it: a usage error when ``needed``)."""
-    _check_writable(option, path)
-    if importlib.util.find_spec("matplotlib") is None:
-        if needed:
-            raise CommandError(f"{option} needs matplotlib: pip install 'streamrnn[plot]'", status=2)
-        return False
-    from matplotlib.backend_bases import FigureCanvasBase
-
-    formats = FigureCanvasBase.get_supported_filetypes()
-    extension = os.path.splitext(path)[1][1:].lower()
-    if extension not in formats:
-        raise CommandError(f"{option}: cannot write {path}: the file name must end in one of "
-                           f"{', '.join('.' + f for f in sorted(formats))}", status=2)
-    return True
-
-
 def _check_outputs(args: argparse.Namespace) -> None:
     """``--save`` and ``--plot`` paths writable, matplotlib there for a plot
     and the options that go with others given with them, before any row is
     read (not after a long run)."""
     if args.save:
-        _check_writable("--save", args.save)
+        check_writable("--save", args.save)
     if args.plot:
         check_plot(args.plot)
     for option, dest in (("--checkpoint-every", "checkpoint_every"), ("--checkpoint-seconds", "checkpoint_seconds")):
@@ -484,7 +451,10 @@ def detect(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
         model.learn_one(key, x)
         if run.plots(key):
             run.record(score=score, flag=flag, value=x[run.targets[0]], index=run.plot_index(when))
-        return [run.number(score), int(flag)]
+        text = run.number(score)  # at the model's precision, unless that would cross the threshold
+        if args.quantile is None and (float(text) >= threshold) != flag:
+            text = format_number(score)
+        return [text, int(flag)]
 
     run.loop(model, handle)
     if args.plot:
@@ -515,41 +485,12 @@ def _above_quantile(quantiles: dict, key, score: float, q: float) -> bool:
     return level is not None and score > level
 
 
-def open_input(path: str, stdin: TextIO, encoding: str = "utf-8") -> tuple[TextIO, str, bool]:
-    """The stream, its name and whether it is a pipe (answered row by row).
-    A ``.gz`` file is read decompressed; standard input is decoded strictly
-    in ``encoding`` (bytes that are not text are kept, as surrogates, for
-    :class:`~.rows.CSVInput` to report with their row)."""
-    if path == "-":
-        buffer = getattr(stdin, "buffer", None)
-        if buffer is not None:
-            stdin = io.TextIOWrapper(buffer, encoding=encoding, errors="surrogateescape", newline="")
-        return stdin, "<stdin>", True
-    try:
-        if path.endswith(".gz"):
-            return gzip.open(path, "rt", newline="", encoding=encoding, errors="surrogateescape"), path, False
-        return open(path, newline="", encoding=encoding, errors="surrogateescape"), path, False
-    except FileNotFoundError:
-        raise CommandError(f"no such file: {path}", status=2) from None
-    except IsADirectoryError:
-        raise CommandError(f"{path} is a folder, not a CSV file", status=2) from None
-    except OSError as error:
-        raise CommandError(f"cannot read {path}: {error.strerror or error}", status=2) from None
-
-
 COMMANDS = {"forecast": forecast, "detect": detect}
-
-
-def _is_terminal(stream: TextIO) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 def run_command(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     stream, name, piped = open_input(args.file, stdin, args.encoding)
-    if piped and _is_terminal(stdin):  # no FILE given: say what the run waits for
+    if piped and is_terminal(stdin):  # no FILE given: say what the run waits for
         print(f"streamrnn {args.command}: reading CSV rows from the terminal (a header line first; Ctrl-D "
               "ends); give a FILE to read one", file=stderr)
     try:

@@ -33,7 +33,7 @@ def score_peaks(scores: np.ndarray, times: list, k: int, apart: dt.timedelta = d
     return sorted(chosen)
 
 
-def demo(args: argparse.Namespace, stdout: TextIO, stderr: TextIO | None = None) -> int:
+def demo(args: argparse.Namespace, stdout: TextIO) -> int:
     """Run the demo; the plot's path is checked first (not after the run)."""
     from river import datasets
 

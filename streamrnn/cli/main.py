@@ -174,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: TextIO | None = None,
          stderr: TextIO | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the
-    exit status: 0 success, 1 bad data, 2 usage error."""
+    exit status: 0 success, 1 bad data, 2 usage error, 128 + the signal's
+    number when SIGTERM (143) or SIGINT (130) stopped the run."""
     stdin = sys.stdin if stdin is None else stdin
     stdout = sys.stdout if stdout is None else stdout
     stderr = sys.stderr if stderr is None else stderr
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
         if args.command == "demo":
             from .demo import demo
 
-            return demo(args, stdout, stderr)
+            return demo(args, stdout)
         if args.command == "info":
             from .info import info
 
