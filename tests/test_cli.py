@@ -529,9 +529,7 @@ def test_a_file_named_after_target_is_the_input(tmp_path):
 def test_version():
     import streamrnn
 
-    proc = _subprocess(["--version"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0 and out == f"streamrnn {streamrnn.__version__}\n"
+    assert run(["--version"]) == (0, f"streamrnn {streamrnn.__version__}\n", "")
 
 
 def test_delimiter_encoding_and_target_columns():
