@@ -656,3 +656,31 @@ def test_a_score_rounded_to_float32_never_contradicts_its_flag():
     rows = rows_of(out)[1:]
     assert all((float(score) >= threshold) == (flag == "1") for score, flag in rows)
     assert repr(rounded_up[0]) in [score for score, _ in rows]
+
+
+def test_a_signal_mid_row_lets_the_row_finish(monkeypatch, tmp_path):
+    """SIGTERM while a row is learned: the row is finished (learned and
+    written), then the model saved and the run ends with status 143."""
+    import signal
+
+    from streamrnn.keyed import KeyedDetector
+    from streamrnn.persistence import load
+
+    learn = KeyedDetector.learn_one
+    calls = []
+
+    def learn_one(self, key, x):
+        calls.append(x)
+        if len(calls) == 3:
+            signal.raise_signal(signal.SIGTERM)  # handled at once: deferred to the row's end
+        learn(self, key, x)
+
+    monkeypatch.setattr(KeyedDetector, "learn_one", learn_one)
+    before = signal.getsignal(signal.SIGTERM)
+    path = tmp_path / "m.npz"
+    status, out, err = run(["detect", "--target", "v", "--hidden-size", "4", "--save", str(path)],
+                           "v\n1\n3\n2\n5\n4\n")
+    assert status == 143 and len(out.splitlines()) == 1 + 3 and err == ""
+    assert signal.getsignal(signal.SIGTERM) is before  # the handlers are restored
+    monkeypatch.undo()
+    assert _going_on(load(path)) == _going_on(_trained([1, 3, 2]))
