@@ -27,8 +27,9 @@ _UNSET = object()
 #: leaves them None, so that one given with ``--load`` can be told apart).
 MODEL_OPTIONS = {"model": "--model", "hidden_size": "--hidden-size", "seed": "--seed"}
 MODEL_DEFAULTS = {"model": "lstm", "seed": 0}
-#: The largest ``--hidden-size``: a layer's weights and their optimizer
-#: state take about 64 * N**2 bytes (1 GiB at 4096; 596 GiB at 100,000).
+#: The largest ``--hidden-size``: a model of N hidden units takes about
+#: 100 * N**2 bytes (its weights, their gradients and optimizer state;
+#: 1.6 GiB at 4096, a numpy MemoryError of 596 GiB at 100,000).
 MAX_HIDDEN_SIZE = 4096
 #: The longest ``--horizon`` (each row writes that many columns per target).
 MAX_HORIZON = 10_000

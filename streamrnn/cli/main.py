@@ -19,6 +19,8 @@ EPILOG = """examples:
   streamrnn forecast readings.csv --target value --time timestamp --horizon 12
   tail -f readings.csv | streamrnn detect - --target value --time timestamp
   streamrnn detect fleet.csv --target temp pressure --key sensor_id --save fleet.npz
+  tail -f fleet.csv | streamrnn detect - -t temp --key sensor_id --max-idle 10000 \\
+      --save fleet.npz --checkpoint-every 1000    # SIGTERM: saves, exits 143
   streamrnn demo --plot demo.png
 """
 
