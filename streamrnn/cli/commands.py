@@ -15,7 +15,7 @@ from river import stats
 from .files import check_plot, check_writable, is_terminal, open_input
 from .rows import CommandError, CSVInput, format_number
 from .service import Checkpoints, SignalGuard, Stop
-from .times import TimeParser
+from .times import TimeParser, add_months, months_between
 
 CELLS = ("lstm", "gru", "rnn")
 # Default alarm level of ``detect``: a tail probability of 1e-3 (the score is
@@ -181,6 +181,7 @@ class _Run:
         self.plotted: dict = {}
         self.last_time: dict = {}
         self.step: dict = {}
+        self.months: dict = {}  # the steps of keys whose rows are whole calendar months apart
 
     def resume(self, metadata: dict) -> None:
         """The time of each key's last row and the spacing of its rows, as
@@ -232,6 +233,7 @@ class _Run:
             try:
                 if when > last:
                     self.step[key] = when - last
+                    self.months[key] = months_between(last, when)
             except TypeError:  # naive and aware times mixed
                 pass
         self.last_time[key] = when
@@ -241,7 +243,10 @@ class _Run:
         step = self.step.get(key)
         if when is None or step is None:
             return None
+        months = self.months.get(key)  # calendar months apart: the next months' same day
         try:
+            if months is not None:
+                return [{"time": add_months(when, k * months)} for k in range(1, horizon + 1)]
             return [{"time": when + k * step} for k in range(1, horizon + 1)]
         except OverflowError:
             raise CommandError(f"{self.rows.where(row)}: the {horizon} forecast dates after {when.isoformat()} "
@@ -295,7 +300,7 @@ class _Run:
         evicted (their last times, spacings and running quantiles), so that
         its memory stays bounded too."""
         alive = {k[0] if isinstance(k, tuple) else k for k in self.model.keys}
-        for kept in (self.last_time, self.step, *self.per_key):
+        for kept in (self.last_time, self.step, self.months, *self.per_key):
             for key in [k for k in kept if k not in alive]:
                 del kept[key]
 

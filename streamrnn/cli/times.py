@@ -84,3 +84,33 @@ class TimeParser:
                 self._format = fmt
                 return when
         return _pandas(text, bool(self.dayfirst))
+
+
+def months_between(last: dt.datetime, when: dt.datetime) -> int | None:
+    """The whole number of calendar months from ``last`` to ``when``, when
+    they fall on the same day (at most the 28th, which every month has) and
+    time of day: monthly, quarterly or yearly data; else None.
+
+    >>> months_between(dt.datetime(1949, 1, 1), dt.datetime(1949, 4, 1))
+    3
+    >>> months_between(dt.datetime(1949, 1, 1), dt.datetime(1949, 1, 31)) is None
+    True
+    """
+    if when.day != last.day or when.day > 28 or when.timetz() != last.timetz():
+        return None
+    months = (when.year - last.year) * 12 + when.month - last.month
+    return months if months > 0 else None
+
+
+def add_months(when: dt.datetime, months: int) -> dt.datetime:
+    """``when`` moved ``months`` calendar months on (its day at most the
+    28th); ``OverflowError`` past the year 9999.
+
+    >>> add_months(dt.datetime(1960, 12, 1), 3)
+    datetime.datetime(1961, 3, 1, 0, 0)
+    """
+    index = when.month - 1 + months
+    year = when.year + index // 12
+    if year > dt.MAXYEAR:
+        raise OverflowError("date value out of range")
+    return when.replace(year=year, month=index % 12 + 1)
