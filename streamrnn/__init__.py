@@ -18,6 +18,8 @@ ahead, learning each value after forecasting it, beside a persistence forecast.
 [104.1, 104.1, 104.1]
 """
 
+from ._docs import document
+from .anomaly import PredictiveDetector, ReconstructionDetector
 from .bank import ModelBank
 from .shared_bank import SharedWeightsBank
 from .classification import GRUClassifier, LSTMClassifier, RNNClassifier
@@ -29,6 +31,12 @@ from .regression import GRURegressor, LSTMRegressor, RNNRegressor
 
 __version__ = "0.1.0"
 
+_PUBLIC_ESTIMATORS = (GRUClassifier, LSTMClassifier, RNNClassifier, GRUForecaster, LSTMForecaster, RNNForecaster,
+                      GRURegressor, LSTMRegressor, RNNRegressor, PredictiveDetector, ReconstructionDetector)
+for _cls in _PUBLIC_ESTIMATORS:  # a Parameters section of its own for help() (the bases are not exported)
+    document(_cls)
+del _cls
+
 __all__ = [
     "GRUClassifier",
     "GlobalForecaster",
@@ -39,9 +47,11 @@ __all__ = [
     "LSTMRegressor",
     "ModelBank",
     "OnlineRNN",
+    "PredictiveDetector",
     "RNNClassifier",
     "RNNForecaster",
     "RNNRegressor",
+    "ReconstructionDetector",
     "SharedWeightsBank",
     "__version__",
     "load",

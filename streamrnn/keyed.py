@@ -3,25 +3,36 @@ for a River user streaming ``(key, value)`` rows."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from river import base
 
+from .checks import check_integer, check_seed
 from .keys import holds_nan, keys_to_evict
-from .checks import check_seed
 
 
 class _Keyed:
     """One clone of ``template`` per key, the n-th key created (evicted ones
     counted) seeded ``seed + n`` when the template has a ``seed`` (so runs
-    repeat exactly)."""
+    repeat exactly); with ``max_idle``, the keys not learned from in the
+    last ``max_idle`` calls of ``learn_one`` are evicted."""
 
     _n_created = None  # for states saved before it was kept: the keys then held
+    # for states saved before idle keys could be evicted
+    max_idle = None
+    _clock = 0
+    _last_seen = None
 
-    def __init__(self, template: base.Estimator, seed: int | None = None):
+    def __init__(self, template: base.Estimator, seed: int | None = None, max_idle: int | None = None):
         check_seed(seed)
+        max_idle = check_integer("max_idle", max_idle, none_ok=True)
         self.template = template
         self.seed = seed
+        self.max_idle = max_idle
         self._models: dict = {}
         self._n_created = 0
+        self._clock = 0
+        self._last_seen: OrderedDict = OrderedDict()
 
     def _new_model(self, key):
         """The model an unseen key gets (not registered)."""
@@ -42,11 +53,30 @@ class _Keyed:
         model = self._models.get(key)
         if model is not None:
             learn(model)
+        else:
+            model = self._new_model(key)
+            learn(model)
+            self._n_created = self._created() + 1
+            self._models[key] = model
+        self._seen(key)
+
+    def _seen(self, key) -> None:
+        """Count a learned sample of ``key``, then evict the keys idle for
+        more than ``max_idle`` samples (oldest first: the order of
+        ``_last_seen`` is that of their last samples)."""
+        self._clock += 1
+        if self._last_seen is None:  # a state saved before it was kept: its keys as seen now
+            self._last_seen = OrderedDict.fromkeys(self._models, self._clock)
+        self._last_seen[key] = self._clock
+        self._last_seen.move_to_end(key)
+        if self.max_idle is None:
             return
-        model = self._new_model(key)
-        learn(model)
-        self._n_created = self._created() + 1
-        self._models[key] = model
+        while self._last_seen:
+            oldest, when = next(iter(self._last_seen.items()))
+            if self._clock - when <= self.max_idle:
+                break
+            del self._last_seen[oldest]
+            self._models.pop(oldest, None)
 
     def _peek(self, key):
         """The key's model, or, for an unseen key, the one it would get
@@ -72,10 +102,28 @@ class _Keyed:
         none is forgotten)."""
         for key in keys_to_evict(self._models, keys):
             del self._models[key]
+            if self._last_seen is not None:
+                self._last_seen.pop(key, None)
 
 
 class KeyedForecaster(_Keyed):
     """A River forecaster per key.
+
+    Parameters
+    ----------
+    template
+        The forecaster each key's model is cloned from (it learns nothing itself).
+    seed
+        The n-th key created (evicted keys counted) gets the seed
+        ``seed + n`` when the template has a ``seed`` parameter; None keeps
+        the template's own.
+    max_idle
+        Evict a key, freeing its model, once ``max_idle`` calls of
+        ``learn_one`` (for any key: the wrapper's own stream) have passed
+        without one for it; a key seen again after that starts afresh, with
+        a new model (and a new seed). None (the default) keeps every key.
+        The memory then stays bounded by ``max_idle`` models, however many
+        keys the stream has.
 
     Examples
     --------
@@ -101,7 +149,34 @@ class KeyedForecaster(_Keyed):
 
 
 class KeyedDetector(_Keyed):
-    """A River anomaly detector per key."""
+    """A River anomaly detector per key.
+
+    Parameters
+    ----------
+    template
+        The anomaly detector each key's model is cloned from (it learns nothing itself).
+    seed
+        The n-th key created (evicted keys counted) gets the seed
+        ``seed + n`` when the template has a ``seed`` parameter; None keeps
+        the template's own.
+    max_idle
+        Evict a key, freeing its model, once ``max_idle`` calls of
+        ``learn_one`` (for any key: the wrapper's own stream) have passed
+        without one for it; a key seen again after that starts afresh, with
+        a new model (and a new seed). None (the default) keeps every key.
+        The memory then stays bounded by ``max_idle`` models, however many
+        keys the stream has.
+
+    Examples
+    --------
+    >>> from streamrnn import PredictiveDetector
+    >>> from streamrnn.keyed import KeyedDetector
+    >>> fleet = KeyedDetector(PredictiveDetector(hidden_size=4), seed=0, max_idle=100)
+    >>> for t in range(1000):
+    ...     fleet.learn_one(f"sensor-{t // 10}", {"temp": 20.0 + t % 3})
+    >>> len(fleet), fleet.keys[:2]
+    (11, ['sensor-89', 'sensor-90'])
+    """
 
     def learn_one(self, key, x: dict) -> None:
         self._learn(key, lambda model: model.learn_one(x))

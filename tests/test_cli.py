@@ -3,6 +3,8 @@ and as a subprocess: outputs against the Python API run by hand, and every
 error path."""
 
 import csv
+import datetime as dt
+import gzip
 import io
 import math
 import os
@@ -39,6 +41,11 @@ def run(argv, text=""):
     return status, stdout.getvalue(), stderr.getvalue()
 
 
+def f32(values):
+    """The values as the output writes them for a float32 model (shortest text of the float32 value)."""
+    return [float(str(np.float32(v))) if abs(v) < 1e38 else v for v in values]
+
+
 def rows_of(text):
     return list(csv.reader(io.StringIO(text)))
 
@@ -54,7 +61,7 @@ def test_forecast_matches_the_api_run_by_hand():
     model = GRUForecaster(hidden_size=8, seed=3)  # the first key's model gets the seed
     for (_, y), row in zip(datasets.WaterFlow(), rows[1:]):
         model.learn_one(y)
-        assert [float(v) for v in row] == model.forecast(3)
+        assert [float(v) for v in row] == f32(model.forecast(3))  # at a float32 model's precision
 
 
 def test_forecast_interval_columns_match_the_api_run_by_hand():
@@ -68,7 +75,7 @@ def test_forecast_interval_columns_match_the_api_run_by_hand():
     for (_, y), row in zip(datasets.WaterFlow(), rows[1:]):
         model.learn_one(y)
         lo, hi = model.forecast_interval(2, 0.8)
-        assert [float(v) for v in row] == model.forecast(2) + [lo[0], hi[0], lo[1], hi[1]]
+        assert [float(v) for v in row] == f32(model.forecast(2) + [lo[0], hi[0], lo[1], hi[1]])
     assert math.isfinite(float(rows[-1][2])) and float(rows[-1][2]) < float(rows[-1][0]) < float(rows[-1][3])
 
 
@@ -109,7 +116,7 @@ def test_detect_matches_the_detector_run_by_hand():
         score = detector.score_one({"flow": y})
         detector.learn_one({"flow": y})
         assert row[0] == x["Time"].isoformat()
-        assert float(row[1]) == score
+        assert row[1] == str(np.float32(score))
         assert row[2] == str(int(score >= DEFAULT_THRESHOLD))
 
 
@@ -240,7 +247,8 @@ def test_info_lists_versions_threading_layer_and_cuda():
 
 def _subprocess(args, **kwargs):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, "-m", "streamrnn", *args], env=env, cwd=ROOT, text=True, **kwargs)
+    kwargs.setdefault("text", True)
+    return subprocess.Popen([sys.executable, "-m", "streamrnn", *args], env=env, cwd=ROOT, **kwargs)
 
 
 def test_subprocess_answers_a_pipe_row_by_row():
@@ -346,3 +354,334 @@ def test_plot_without_matplotlib_is_a_usage_error_before_any_row(monkeypatch, tm
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # what an import finds when it is not installed
     status, out, err = run(["detect", "--target", "a", "--plot", str(tmp_path / "p.png")], "a\n1\n")
     assert status == 2 and out == "" and "--plot needs matplotlib" in err and "Traceback" not in err
+
+
+# --- a CLI fit for services (issue 16) ---
+
+def _feed_and_wait(proc, rows, answered):
+    """Write ``rows`` (header first) to the process, then read ``answered``
+    output lines (the header and one line per row), so those rows are done."""
+    proc.stdin.write("".join(f"{r}\n" for r in rows))
+    proc.stdin.flush()
+    return [proc.stdout.readline() for _ in range(answered)]
+
+
+def _trained(values, hidden_size=4):
+    from streamrnn.keyed import KeyedDetector
+
+    model = KeyedDetector(PredictiveDetector(cell="lstm", hidden_size=hidden_size), seed=0)
+    for v in values:
+        model.learn_one(None, {"v": float(v)})
+    return model
+
+
+def _going_on(model):
+    """The scores of the model learning on (past the grace period): equal
+    lists for models that learned the same rows."""
+    scores = []
+    for t in range(300):
+        x = {"v": float(t % 7) + (30.0 if t == 250 else 0.0)}
+        scores.append(model.score_one(None, x))
+        model.learn_one(None, x)
+    return scores
+
+
+@pytest.mark.parametrize("signum, status", [(15, 143), (2, 130)])
+def test_subprocess_signal_finishes_the_row_saves_and_exits_128_plus_signum(tmp_path, signum, status):
+    """`tail -f x.csv | streamrnn detect - --save m.npz`, stopped by SIGTERM
+    (a service manager) or SIGINT (Ctrl-C): the rows learned are saved, the
+    exit status is the conventional 128 + signal number. The input pipe
+    stays open: the process is waiting on it when the signal comes."""
+    from streamrnn.persistence import load
+
+    model = tmp_path / "m.npz"
+    proc = _subprocess(["detect", "-", "--target", "v", "--hidden-size", "4", "--save", str(model),
+                        "--checkpoint-every", "4"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE)
+    values = [1, 3, 2, 5, 4, 6, 5, 7, 6, 8]
+    lines = _feed_and_wait(proc, ["v"] + values[:9], 10)
+    assert lines[0] == "score,is_anomaly\n" and all(line.endswith(",0\n") for line in lines[1:])
+    checkpoint = _going_on(load(model))  # written after rows 4 and 8, while the stream goes on
+    assert checkpoint == _going_on(_trained(values[:8])) and max(checkpoint) > 0
+    _feed_and_wait(proc, values[9:], 1)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == status and "Traceback" not in err
+    saved = _going_on(load(model))  # all ten rows, not only those up to the last checkpoint
+    assert saved == _going_on(_trained(values)) != checkpoint
+    assert not [p for p in tmp_path.iterdir() if p.name != "m.npz"]  # no temporary file left
+
+
+def test_checkpoints_by_rows_and_by_seconds(monkeypatch, tmp_path):
+    from streamrnn.cli import commands
+    from streamrnn.cli.service import Checkpoints
+
+    saved = []
+    monkeypatch.setattr(commands, "_save", lambda model, path, metadata: saved.append(len(model[None]._features.names)))
+    path = str(tmp_path / "m.npz")
+    text = "v\n" + "".join(f"{i % 3}\n" for i in range(10))
+    assert run(["detect", "--target", "v", "--hidden-size", "4", "--save", path, "--checkpoint-every", "3"], text)[0] == 0
+    assert len(saved) == 3 + 1  # after rows 3, 6 and 9, and at the end
+    saved.clear()
+    assert run(["detect", "--target", "v", "--hidden-size", "4", "--save", path, "--checkpoint-seconds", "1e-9"],
+               text)[0] == 0
+    assert len(saved) == 10 + 1
+    now = [0.0]
+    points = Checkpoints(lambda: saved.append(now[0]), seconds=5, clock=lambda: now[0])
+    saved.clear()
+    for t in range(12):
+        now[0] = float(t)
+        points.row_done()
+    assert saved == [5.0, 10.0]
+
+
+@pytest.mark.parametrize(
+    "argv, text, status, message",
+    [
+        (["detect", "--target", "v", "--checkpoint-every", "5"], "v\n1\n", 2, "--checkpoint-every needs --save"),
+        (["detect", "--target", "v", "--checkpoint-seconds", "0"], "v\n1\n", 2, "must be a positive number"),
+        (["detect", "--target", "v", "--max-idle", "5"], "v\n1\n", 2, "--max-idle needs --key"),
+        (["forecast", "--target", "v", "--with-times"], "v\n1\n", 2, "--with-times needs --time"),
+        (["forecast", "--target", "v", "--horizon", "1e8"], "v\n1\n", 2, "--horizon/-H: must be at most 10000"),
+        (["forecast", "--target", "v", "--horizon", "2.5"], "v\n1\n", 2, "not an integer: '2.5'"),
+        (["detect", "--target", "v", "--hidden-size", "100000"], "v\n1\n", 2, "must be at most 4096"),
+        (["detect", "--target", "v", "--delimiter", "ab"], "v\n1\n", 2, "must be one character"),
+        (["detect", "--target", "v", "--encoding", "klingon"], "v\n1\n", 2, "unknown encoding"),
+        (["detect", "--target", "v", "--plot", "out.xyz"], "v\n1\n", 2,
+         "--plot: cannot write out.xyz: the file name must end in one of"),
+        (["demo", "--plot", "/missing/dir/x.png"], "", 2, "no such folder /missing/dir"),
+        (["demo", "--plot", "demo.xyz"], "", 2, "the file name must end in one of"),
+        (["forecast", "--target", "v", "--time", "t", "-H", "3"],
+         "t,v\n2020-01-01,1\n2020-01-02,2\n9999-12-31,3\n9999-12-31,4\n", 1,
+         "row 3 (line 4): the 3 forecast dates after 9999-12-31T00:00:00"),
+        (["forecast", "--target", "v", "--time", "t"], "t,v\n2020-01,1\n2020-02,2\nsoon,3\n", 1,
+         "row 3 (line 4): column 't' has 'soon', not a date"),
+        (["forecast", "--target", "v", "--time", "t", "--with-times"], "t,v\n12,1\n", 1,
+         "row 1 (line 2): column 't' has '12', not a date (--with-times"),
+        (["detect", "--target", "v"], "v\n1\n" + "x" * 140_000 + "\n", 1,
+         "row 2 (line 3) has a field longer than 131072 characters"),
+        (["detect", "--target", "readings.csv"], "v\n1\n", 2, "column 'readings.csv' not found"),
+        (["detect", "--target", "v", "missing.csv"], "v\n1\n", 2, "no such file: missing.csv (given after --target)"),
+    ],
+)
+def test_service_error_paths(argv, text, status, message):
+    """Each a one-line message with its exit status, never a traceback, and
+    the usage errors before any output."""
+    got, out, err = run(argv, text)
+    assert got == status and message in err and "Traceback" not in err, err
+    assert err.strip().count("\n") == 0 or err.startswith("usage:")
+    if status == 2:
+        assert out == ""
+
+
+def test_bad_bytes_and_gzip_are_named_with_their_row(tmp_path):
+    argv = ["detect", "--target", "v", "--hidden-size", "4", "--no-progress"]
+    path = tmp_path / "latin.csv"
+    path.write_bytes("v,place\n1,a\n2,Zürich\n".encode("latin-1"))
+    status, out, err = run(argv + [str(path)])
+    assert status == 1 and "row 2 (line 3) is not text in this encoding (byte 0xfc); see --encoding" in err
+    assert len(out.splitlines()) == 2 and "Traceback" not in err
+    assert run(argv + [str(path), "--encoding", "latin-1"])[0] == 0
+    plain = tmp_path / "v.csv"
+    plain.write_text("v\n1\n2\n3\n")
+    packed = tmp_path / "v.csv.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    assert run(argv + [str(packed)]) == run(argv + [str(plain)])  # .gz read decompressed
+    hidden = tmp_path / "v2.csv"
+    hidden.write_bytes(packed.read_bytes())
+    status, out, err = run(argv + [str(hidden)])
+    assert status == 1 and out == "" and "the input is gzip-compressed: name the file *.gz" in err
+    broken = tmp_path / "broken.csv.gz"
+    broken.write_bytes(packed.read_bytes()[:-6])
+    status, _, err = run(argv + [str(broken)])
+    assert status == 1 and "cannot decompress" in err and "Traceback" not in err
+
+
+def test_subprocess_bad_bytes_on_standard_input():
+    proc = _subprocess(["detect", "-", "--target", "v", "--hidden-size", "4"], stdin=subprocess.PIPE,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=False)
+    out, err = proc.communicate(b"v\n1\n\xff\n", timeout=60)
+    assert proc.returncode == 1 and b"row 2 (line 3) is not text in this encoding (byte 0xff)" in err
+    assert b"Traceback" not in err and len(out.splitlines()) == 2
+    proc = _subprocess(["detect", "-", "--target", "v"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=False)
+    _, err = proc.communicate(gzip.compress(b"v\n1\n"), timeout=60)
+    assert proc.returncode == 1 and b"gzip-compressed" in err and b"Traceback" not in err
+
+
+def test_load_of_a_folder_is_a_usage_error(tmp_path):
+    status, out, err = run(["detect", "--target", "v", "--load", str(tmp_path)], "v\n1\n")
+    assert status == 2 and out == "" and "is a folder, not a model file" in err and "Traceback" not in err
+
+
+def test_a_file_named_after_target_is_the_input(tmp_path):
+    path = tmp_path / "readings.csv"
+    path.write_text("value,other\n1,5\n2,6\n")
+    argv = ["detect", "--hidden-size", "4", "--no-progress"]
+    expected = run(argv + [str(path), "--target", "value"])
+    assert expected[0] == 0 and len(expected[1].splitlines()) == 3
+    assert run(argv + ["--target", "value", str(path)]) == expected  # not read as a second target
+    assert run(argv + ["--target", "value", "-"], path.read_text()) == expected
+    both = run(argv + ["--target", "value", "other", str(path)])
+    assert both[0] == 0 and both == run(argv + [str(path), "--target", "value", "other"])
+
+
+def test_version():
+    import streamrnn
+
+    assert run(["--version"]) == (0, f"streamrnn {streamrnn.__version__}\n", "")
+
+
+def test_delimiter_encoding_and_target_columns():
+    text = "t;v\n1;1,5\n2;2\n".replace(",", ".")
+    status, out, err = run(["detect", "--target", "v", "--time", "t", "-d", ";", "--with-target",
+                            "--hidden-size", "4"], text)
+    assert status == 0, err
+    assert [line.split(";")[:3] for line in out.splitlines()] == [["t", "v", "score"], ["1", "1.5", "0.0"],
+                                                                  ["2", "2", "0.0"]]
+    status, out, _ = run(["forecast", "--target", "v", "--delimiter", "tab", "--hidden-size", "4"], "v\n1\n2\n")
+    assert status == 0 and out.splitlines()[0] == "v+1" and "\t" not in out
+    status, out, _ = run(["forecast", "--target", "v", "w", "--delimiter", "tab", "--hidden-size", "4"],
+                         "v\tw\n1\t2\n")
+    assert status == 0 and out.splitlines()[0] == "v+1\tw+1"
+
+
+@pytest.mark.parametrize("dates, first, future", [
+    (["1949-01", "1949-02", "1949-03"], dt.datetime(1949, 1, 1), ["1949-04-01", "1949-05-01"]),  # AirlinePassengers
+    (["Jan 1980", "Feb 1980", "Mar 1980"], dt.datetime(1980, 1, 1), ["1980-04-01", "1980-05-01"]),
+    (["Q1 1965", "Q2 1965", "Q3 1965"], dt.datetime(1965, 1, 1), ["1965-10-01", "1966-01-01"]),
+    (["1965 Q1", "1965 Q2", "1965 Q3"], dt.datetime(1965, 1, 1), ["1965-10-01", "1966-01-01"]),
+    (["31/01/2020", "01/02/2020", "02/02/2020"], dt.datetime(2020, 1, 31), ["2020-02-03", "2020-02-04"]),
+    (["2020-01-31 10:00", "2020-02-01 10:00", "2020-02-02 10:00"], dt.datetime(2020, 1, 31, 10),
+     ["2020-02-03T10:00", "2020-02-04T10:00"]),
+    (["2019-11-15", "2019-12-15", "2020-01-15"], dt.datetime(2019, 11, 15), ["2020-02-15", "2020-03-15"]),
+])
+def test_dates_pandas_parses_date_the_forecasts(dates, first, future):
+    """``--with-times`` writes the date of each forecast step (TIME+h), the
+    last spacing of the key's rows apart (whole calendar months for monthly
+    and quarterly data): the dates were read as dates."""
+    from streamrnn.cli.times import TimeParser
+
+    text = "t,v\n" + "".join(f"{d},{i}\n" for i, d in enumerate(dates))
+    status, out, err = run(["forecast", "--target", "v", "--time", "t", "-H", "2", "--with-times",
+                            "--hidden-size", "4"], text)
+    assert status == 0, err
+    rows = rows_of(out)
+    assert rows[0] == ["t", "t+1", "t+2", "v+1", "v+2"]
+    assert rows[1][1:3] == ["", ""]  # one date: no spacing yet
+    parser = TimeParser()
+    assert parser.parse(dates[0]) == first and all(isinstance(parser.parse(d), dt.datetime) for d in dates)
+    assert rows[-1][1:3] == [dt.datetime.fromisoformat(f).isoformat() for f in future]
+
+
+def test_time_values_that_are_numbers_or_ambiguous_are_no_dates():
+    from streamrnn.cli.times import TimeParser
+
+    parser = TimeParser()
+    assert [parser.parse(t) for t in ("12", "1.5", "", "01/02/2020", "soon")] == [None] * 5
+    assert parser.parse("2020") == dt.datetime(2020, 1, 1) and parser.parse("9999-12-31") == dt.datetime(9999, 12, 31)
+    status, out, _ = run(["forecast", "--target", "v", "--time", "t", "--hidden-size", "4"], "t,v\n1,1\n2,2\n")
+    assert status == 0 and [r[0] for r in rows_of(out)] == ["t", "1", "2"]  # row numbers: copied, no dates
+
+
+def test_max_idle_bounds_the_keys_of_a_keyed_run(tmp_path):
+    from streamrnn.persistence import load
+
+    model = str(tmp_path / "m.npz")
+    text = "k,v\n" + "".join(f"sensor-{i // 3},{i % 3}\n" for i in range(59))  # 20 keys, 3 rows each (the last 2)
+    base = ["detect", "--target", "v", "--key", "k", "--hidden-size", "2", "--save", model]
+    assert run(base + ["--max-idle", "4"], text)[0] == 0
+    assert load(model).keys == ["sensor-18", "sensor-19"]
+    assert run(base, text)[0] == 0
+    assert len(load(model).keys) == 20
+    status, out, err = run(["forecast", "--target", "v", "--key", "k", "--time", "t", "--hidden-size", "2",
+                            "--max-idle", "4", "--save", model], "t," + text.replace("\n", "\n2020-01-01,")[:-11])
+    assert status == 0 and len(load(model).keys) == 2, err
+    from streamrnn.persistence import info
+
+    assert sorted(info(model)["metadata"]["times"]) == ["sensor-18", "sensor-19"]  # the run's own state pruned too
+
+
+def test_keyed_plots_use_each_keys_own_rows(monkeypatch, tmp_path):
+    pytest.importorskip("matplotlib")
+    from streamrnn import plot
+
+    seen = {}
+
+    def capture(name, original):
+        def wrapped(*args, **kwargs):
+            seen[name] = list(kwargs["index"])
+            return original(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(plot, "anomalies", capture("detect", plot.anomalies))
+    monkeypatch.setattr(plot, "forecast", capture("forecast", plot.forecast))
+    text = "k,v\n" + "".join(f"{'ab'[i % 2]},{i % 5}\n" for i in range(20))
+    for command in ("detect", "forecast"):
+        status, _, err = run([command, "--target", "v", "--key", "k", "--hidden-size", "2",
+                              "--plot", str(tmp_path / f"{command}.png")], text)
+        assert status == 0, err
+        assert seen[command] == list(range(1, 11))  # key a's rows 1..10, not the file's rows 1, 3, .., 19
+
+
+def test_reading_a_terminal_says_so():
+    """`streamrnn detect --target value` with no FILE waits on the terminal:
+    not silently."""
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    assert main(["detect", "--target", "v", "--hidden-size", "2"], stdin=Terminal("v\n1\n"), stdout=stdout,
+                stderr=stderr) == 0
+    assert "reading CSV rows from the terminal" in stderr.getvalue() and len(stdout.getvalue().splitlines()) == 2
+
+
+def test_a_score_rounded_to_float32_never_contradicts_its_flag():
+    """A score just below the threshold whose float32 text reads as the
+    threshold is written in full beside its 0 flag."""
+    text = waterflow_csv(150)
+    _, out, _ = run(["detect", "--target", "flow", "--hidden-size", "8"], text)
+    scores = [float(r[0]) for r in rows_of(out)[1:] if float(r[0]) > 0]
+    full = PredictiveDetector(hidden_size=8, seed=0)
+    exact = []
+    for _, y in datasets.WaterFlow():
+        exact.append(full.score_one({"flow": y}))
+        full.learn_one({"flow": y})
+        if len(exact) == 150:
+            break
+    rounded_up = [s for s in exact if s > 0 and float(np.float32(s)) > s]
+    assert scores and rounded_up
+    threshold = float(np.float32(rounded_up[0]))  # the score lies below it, its float32 text on it
+    _, out, _ = run(["detect", "--target", "flow", "--hidden-size", "8", "--threshold", repr(threshold)], text)
+    rows = rows_of(out)[1:]
+    assert all((float(score) >= threshold) == (flag == "1") for score, flag in rows)
+    assert repr(rounded_up[0]) in [score for score, _ in rows]
+
+
+def test_a_signal_mid_row_lets_the_row_finish(monkeypatch, tmp_path):
+    """SIGTERM while a row is learned: the row is finished (learned and
+    written), then the model saved and the run ends with status 143."""
+    import signal
+
+    from streamrnn.keyed import KeyedDetector
+    from streamrnn.persistence import load
+
+    learn = KeyedDetector.learn_one
+    calls = []
+
+    def learn_one(self, key, x):
+        calls.append(x)
+        if len(calls) == 3:
+            signal.raise_signal(signal.SIGTERM)  # handled at once: deferred to the row's end
+        learn(self, key, x)
+
+    monkeypatch.setattr(KeyedDetector, "learn_one", learn_one)
+    before = signal.getsignal(signal.SIGTERM)
+    path = tmp_path / "m.npz"
+    status, out, err = run(["detect", "--target", "v", "--hidden-size", "4", "--save", str(path)],
+                           "v\n1\n3\n2\n5\n4\n")
+    assert status == 143 and len(out.splitlines()) == 1 + 3 and err == ""
+    assert signal.getsignal(signal.SIGTERM) is before  # the handlers are restored
+    monkeypatch.undo()
+    assert _going_on(load(path)) == _going_on(_trained([1, 3, 2]))

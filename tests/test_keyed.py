@@ -81,3 +81,55 @@ def test_a_key_made_after_an_eviction_gets_a_seed_of_its_own():
     assert bank.keys == ["b", "c"]
     with pytest.raises(ValueError, match="seed must be a non-negative integer"):
         KeyedForecaster(LSTMForecaster(), seed=-2)
+
+
+def test_max_idle_keeps_memory_bounded_with_many_keys():
+    """Keys not learned from in the last max_idle samples are evicted: with
+    a stream of ever new keys the wrapper holds at most max_idle models."""
+    bank = KeyedDetector(PredictiveDetector(hidden_size=2, grace_period=2), seed=0, max_idle=20)
+    for t in range(500):
+        bank.learn_one(f"k{t}", {"v": float(t % 3)})
+        bank.learn_one("busy", {"v": 1.0})  # seen at every other sample: never idle long
+        assert len(bank) <= 21
+    assert "busy" in bank and "k499" in bank and "k0" not in bank
+    assert len(bank._last_seen) == len(bank)
+    unbounded = KeyedDetector(PredictiveDetector(hidden_size=2, grace_period=2), seed=0)
+    for t in range(50):
+        unbounded.learn_one(f"k{t}", {"v": 1.0})
+    assert len(unbounded) == 50
+
+
+def test_an_evicted_key_starts_afresh():
+    bank = KeyedForecaster(LSTMForecaster(hidden_size=4), seed=0, max_idle=3)
+    for t in range(30):
+        bank.learn_one("old", float(t % 4))
+    trained = bank.forecast("old", 2)
+    for t in range(3):
+        bank.learn_one("other", 1.0)
+    assert "old" in bank  # idle for exactly max_idle samples: kept
+    bank.learn_one("other", 1.0)
+    assert "old" not in bank and bank.keys == ["other"]
+    assert bank.forecast("old", 2) == [0.0, 0.0] != trained  # the model a new key gets
+    bank.learn_one("old", 5.0)
+    fresh = LSTMForecaster(hidden_size=4, seed=2)  # the third key created
+    fresh.learn_one(5.0)
+    assert bank.forecast("old", 2) == fresh.forecast(2)
+    with pytest.raises(ValueError, match="max_idle must be a positive integer"):
+        KeyedDetector(PredictiveDetector(), max_idle=0)
+
+
+def test_max_idle_survives_save_and_load(tmp_path):
+    from streamrnn.persistence import load, save
+
+    bank = KeyedDetector(PredictiveDetector(hidden_size=2, grace_period=2), seed=0, max_idle=2)
+    for key in ("a", "b"):
+        bank.learn_one(key, {"v": 1.0})
+    save(bank, tmp_path / "bank.npz")
+    again = load(tmp_path / "bank.npz")
+    for copy in (bank, again):
+        copy.learn_one("c", {"v": 1.0})
+        assert copy.keys == ["a", "b", "c"]  # "a" idle for 2 samples: kept
+        copy.learn_one("c", {"v": 1.0})
+        assert copy.keys == ["b", "c"]  # idle for 3: evicted
+        copy.learn_one("c", {"v": 1.0})
+    assert bank.keys == again.keys == ["c"] and again.max_idle == 2

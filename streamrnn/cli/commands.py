@@ -6,13 +6,16 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
-import importlib.util
-import os
+import gzip
+import zlib
 from typing import TextIO
 
 from river import stats
 
-from .rows import CommandError, CSVInput, format_number, parse_time
+from .files import check_plot, check_writable, is_terminal, open_input
+from .rows import CommandError, CSVInput, format_number
+from .service import Checkpoints, SignalGuard, Stop
+from .times import TimeParser, add_months, months_between
 
 CELLS = ("lstm", "gru", "rnn")
 # Default alarm level of ``detect``: a tail probability of 1e-3 (the score is
@@ -24,6 +27,12 @@ _UNSET = object()
 #: leaves them None, so that one given with ``--load`` can be told apart).
 MODEL_OPTIONS = {"model": "--model", "hidden_size": "--hidden-size", "seed": "--seed"}
 MODEL_DEFAULTS = {"model": "lstm", "seed": 0}
+#: The largest ``--hidden-size``: a model of N hidden units takes about
+#: 100 * N**2 bytes (its weights, their gradients and optimizer state;
+#: 1.6 GiB at 4096, a numpy MemoryError of 596 GiB at 100,000).
+MAX_HIDDEN_SIZE = 4096
+#: The longest ``--horizon`` (each row writes that many columns per target).
+MAX_HORIZON = 10_000
 
 
 def _model_params(args: argparse.Namespace) -> tuple[str, dict]:
@@ -51,6 +60,9 @@ def _build(cls: type, **params):
         return cls(**params)
     except ValueError as error:
         raise CommandError(str(error), status=2) from None
+    except MemoryError:
+        raise CommandError(f"not enough memory for a model of {params.get('hidden_size', 'this')} hidden units "
+                           "(--hidden-size)", status=2) from None
 
 
 def _targets(args: argparse.Namespace) -> list[str]:
@@ -70,6 +82,10 @@ def _load(args: argparse.Namespace, kind: type):
         model, metadata = load(path), info(path).get("metadata") or {}
     except FileNotFoundError:
         raise CommandError(f"--load: no such file: {path}") from None
+    except IsADirectoryError:
+        raise CommandError(f"--load: {path} is a folder, not a model file", status=2) from None
+    except OSError as error:
+        raise CommandError(f"--load: cannot read {path}: {error.strerror or error}") from None
     except ValueError as error:
         raise CommandError(f"--load: {error}") from None
     if not isinstance(model, kind):
@@ -92,27 +108,21 @@ def _check_saved_columns(metadata: dict, args: argparse.Namespace, path: str) ->
                            f"this run has {columns(given, args.key)}", status=2)
 
 
-def _check_writable(option: str, path: str) -> None:
-    """A usage error, before any row is read, when ``path`` cannot be
-    written: its folder is missing or not writable, or it is a folder."""
-    folder = os.path.dirname(path) or "."
-    if os.path.isdir(path):
-        raise CommandError(f"{option}: {path} is a folder", status=2)
-    if not os.path.isdir(folder):
-        raise CommandError(f"{option}: cannot write {path}: no such folder {folder}", status=2)
-    if not os.access(folder, os.W_OK):
-        raise CommandError(f"{option}: cannot write {path}: the folder {folder} is not writable", status=2)
-
-
 def _check_outputs(args: argparse.Namespace) -> None:
-    """``--save`` and ``--plot`` paths writable, and matplotlib there for a
-    plot, before any row is read (not after a long run)."""
+    """``--save`` and ``--plot`` paths writable, matplotlib there for a plot
+    and the options that go with others given with them, before any row is
+    read (not after a long run)."""
     if args.save:
-        _check_writable("--save", args.save)
+        check_writable("--save", args.save)
     if args.plot:
-        _check_writable("--plot", args.plot)
-        if importlib.util.find_spec("matplotlib") is None:
-            raise CommandError("--plot needs matplotlib: pip install 'streamrnn[plot]'", status=2)
+        check_plot(args.plot)
+    for option, dest in (("--checkpoint-every", "checkpoint_every"), ("--checkpoint-seconds", "checkpoint_seconds")):
+        if getattr(args, dest) is not None and not args.save:
+            raise CommandError(f"{option} needs --save (the file the checkpoints are written to)", status=2)
+    if args.max_idle is not None and not args.key:
+        raise CommandError("--max-idle needs --key (it forgets the models of keys gone idle)", status=2)
+    if getattr(args, "with_times", False) and not args.time:
+        raise CommandError("--with-times needs --time (the column of dates the forecasts follow)", status=2)
 
 
 def _save(model, path: str, metadata: dict) -> None:
@@ -147,23 +157,31 @@ class _Progress:
 
 class _Run:
     """What the two commands share: the input, the output, progress, the
-    plot series and saving."""
+    plot series, saving, checkpoints and stopping on a signal."""
 
     def __init__(self, args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
-                 stdout: TextIO, stderr: TextIO):
+                 stdout: TextIO, stderr: TextIO, guard: SignalGuard, dtype: str = "float64"):
         self.args = args
         self.targets = _targets(args)
         required = self.targets + [c for c in (args.time, args.key) if c]
-        self.rows = CSVInput(stream, name, required)
+        self.rows = CSVInput(stream, name, required, delimiter=args.delimiter)
         self.piped = piped
         self.stdout = stdout
-        self.writer = csv.writer(stdout, lineterminator="\n")
+        self.writer = csv.writer(stdout, lineterminator="\n", delimiter=args.delimiter)
         self.progress = _Progress(not piped and not args.no_progress, stderr)
-        self.echo = [c for c in (args.time, args.key) if c]
+        self.echo = [c for c in (args.time, args.key) if c] + (self.targets if args.with_target else [])
+        self.guard = guard
+        self.dtype = dtype
+        self.model = None
+        self.checkpoints = Checkpoints(self.save, args.checkpoint_every, args.checkpoint_seconds)
+        self.times = TimeParser()
+        self.dated = None  # whether the --time column holds dates (its first value's)
+        self.per_key: list[dict] = []  # more of the run's state by key, pruned with --max-idle
         self.plot_key = _UNSET
         self.plotted: dict = {}
         self.last_time: dict = {}
         self.step: dict = {}
+        self.months: dict = {}  # the steps of keys whose rows are whole calendar months apart
 
     def resume(self, metadata: dict) -> None:
         """The time of each key's last row and the spacing of its rows, as
@@ -182,6 +200,9 @@ class _Run:
             for key, when in self.last_time.items()
         }
 
+    def number(self, value: float) -> str:
+        return format_number(value, self.dtype)
+
     def write(self, fields: list) -> None:
         self.writer.writerow(fields)
         if self.piped:
@@ -191,28 +212,45 @@ class _Run:
     def key_of(self, fields: list[str]):
         return self.rows.text(fields, self.args.key) if self.args.key else None
 
-    def time_of(self, fields: list[str], key) -> dt.datetime | None:
-        """The row's date-time (when ``--time`` parses as one) and remembers
-        the spacing of the key's rows, to date the forecast steps."""
+    def time_of(self, fields: list[str], key, row: int) -> dt.datetime | None:
+        """The row's date-time (when ``--time`` holds dates) and remembers
+        the spacing of the key's rows, to date the forecast steps. A column
+        whose first value is a date must hold dates (or nothing)."""
         if not self.args.time:
             return None
-        when = parse_time(self.rows.text(fields, self.args.time))
-        if when is not None:
-            last = self.last_time.get(key)
-            if last is not None:
-                try:
-                    if when > last:
-                        self.step[key] = when - last
-                except TypeError:  # naive and aware times mixed
-                    pass
-            self.last_time[key] = when
+        text = self.rows.text(fields, self.args.time)
+        when = self.times.parse(text)
+        if self.dated is None and text.strip():
+            self.dated = when is not None
+        if when is None:
+            if text.strip() and (self.dated or getattr(self.args, "with_times", False)):
+                what = "the column's first value is one" if self.dated else "--with-times dates the forecasts"
+                raise CommandError(f"{self.rows.where(row)}: column {self.args.time!r} has {text.strip()!r}, "
+                                   f"not a date ({what})")
+            return None
+        last = self.last_time.get(key)
+        if last is not None:
+            try:
+                if when > last:
+                    self.step[key] = when - last
+                    self.months[key] = months_between(last, when)
+            except TypeError:  # naive and aware times mixed
+                pass
+        self.last_time[key] = when
         return when
 
-    def future_times(self, key, when: dt.datetime | None, horizon: int) -> list[dict] | None:
+    def future_times(self, key, when: dt.datetime | None, horizon: int, row: int) -> list[dict] | None:
         step = self.step.get(key)
         if when is None or step is None:
             return None
-        return [{"time": when + k * step} for k in range(1, horizon + 1)]
+        months = self.months.get(key)  # calendar months apart: the next months' same day
+        try:
+            if months is not None:
+                return [{"time": add_months(when, k * months)} for k in range(1, horizon + 1)]
+            return [{"time": when + k * step} for k in range(1, horizon + 1)]
+        except OverflowError:
+            raise CommandError(f"{self.rows.where(row)}: the {horizon} forecast dates after {when.isoformat()} "
+                               f"(every {step}) run past the year 9999") from None
 
     def plots(self, key) -> bool:
         """Whether this row's series is the one plotted (the first key's)."""
@@ -222,45 +260,75 @@ class _Run:
             self.plot_key = key
         return key == self.plot_key
 
+    def plot_index(self, when: dt.datetime | None):
+        """Where the plotted row stands: its date, else its number among the
+        plotted key's rows (not the file's)."""
+        return when if when is not None else len(self.plotted.get("index", ())) + 1
+
     def record(self, **values) -> None:
         for name, value in values.items():
             self.plotted.setdefault(name, []).append(value)
 
     def loop(self, model, handle) -> None:
         """``handle(row, fields, key, when)`` for every row; writes the echoed
-        columns and what it returns. Saves the model at the end, or when the
-        run is interrupted or its reader goes away (not after bad data)."""
+        columns and what it returns. Saves the model at the checkpoints, at
+        the end, and when the run is stopped (SIGTERM, SIGINT: once the
+        current row is done) or its reader goes away (not after bad data)."""
+        self.model = model
         try:
             for row, fields in self.rows:
+                self.guard.begin()
                 key = self.key_of(fields)
-                values = handle(row, fields, key, self.time_of(fields, key))
+                values = handle(row, fields, key, self.time_of(fields, key, row))
                 self.write([self.rows.text(fields, c) for c in self.echo] + values)
-        except (KeyboardInterrupt, BrokenPipeError):
-            self.finish(model)  # keep what was learned
+                if self.args.max_idle is not None and row % self.args.max_idle == 0:
+                    self.prune()
+                self.checkpoints.row_done()
+                self.guard.end()
+        except (Stop, KeyboardInterrupt, BrokenPipeError):
+            self.guard.hold()
+            self.finish()  # keep what was learned
             raise
         except BaseException:
             self.progress.close()
             raise
-        self.finish(model)
+        self.guard.hold()
+        self.finish()
 
-    def finish(self, model) -> None:
-        self.progress.close()
-        self.stdout.flush()
+    def prune(self) -> None:
+        """Forget what the run keeps of the keys whose models ``--max-idle``
+        evicted (their last times, spacings and running quantiles), so that
+        its memory stays bounded too."""
+        alive = {k[0] if isinstance(k, tuple) else k for k in self.model.keys}
+        for kept in (self.last_time, self.step, self.months, *self.per_key):
+            for key in [k for k in kept if k not in alive]:
+                del kept[key]
+
+    def save(self) -> None:
         if self.args.save:
-            _save(model, self.args.save, {"command": self.args.command, "targets": self.targets,
-                                          "key": self.args.key, "times": self._times()})
+            if self.args.max_idle is not None:
+                self.prune()
+            _save(self.model, self.args.save, {"command": self.args.command, "targets": self.targets,
+                                               "key": self.args.key, "times": self._times()})
+
+    def finish(self) -> None:
+        self.progress.close()
+        try:
+            self.stdout.flush()
+        finally:
+            self.save()
 
 
 def forecast(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
-             stdout: TextIO, stderr: TextIO) -> int:
+             stdout: TextIO, stderr: TextIO, guard: SignalGuard) -> int:
     """``streamrnn forecast``: for each row, learn each target's value, then
     forecast its next ``--horizon`` values."""
     from .. import forecasting
     from ..keyed import KeyedForecaster
 
     H = args.horizon
-    if H < 1:
-        raise CommandError("--horizon must be a positive integer", status=2)
+    if not 1 <= H <= MAX_HORIZON:
+        raise CommandError(f"--horizon must be a positive integer up to {MAX_HORIZON}", status=2)
     coverage = getattr(args, "interval", None)
     if coverage is not None and not 0.0 < coverage < 1.0:
         raise CommandError("--interval must lie strictly between 0 and 1", status=2)
@@ -282,16 +350,19 @@ def forecast(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
         if args.direct:
             params["horizon"] = H
         model = KeyedForecaster(_build(cls, **params), seed=seed)
-    run = _Run(args, stream, name, piped, stdout, stderr)
+    if args.max_idle is not None:  # the wrapper counts learned values: a row has one per target
+        model.max_idle = args.max_idle * len(_targets(args))
+    run = _Run(args, stream, name, piped, stdout, stderr, guard, model.template.dtype)
     run.resume(metadata)
-    columns = [f"{t}+{k}" for t in run.targets for k in range(1, H + 1)]
+    columns = [f"{args.time}+{k}" for k in range(1, H + 1)] if args.with_times else []
+    columns += [f"{t}+{k}" for t in run.targets for k in range(1, H + 1)]
     if coverage is not None:
         columns += [f"{t}+{k}_{side}" for t in run.targets for k in range(1, H + 1) for side in ("lo", "hi")]
     run.writer.writerow(run.echo + columns)
 
     def handle(row, fields, key, when):
         x = {"time": when} if when is not None else None
-        xs = run.future_times(key, when, H)
+        xs = run.future_times(key, when, H, row)
         out, bounds = [], []
         for target in run.targets:
             y = run.rows.number(fields, target, row)
@@ -308,11 +379,12 @@ def forecast(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
                 bounds.extend(v for pair in zip(lo, hi) for v in pair)
         if run.plots(key):
             run.record(actual=run.rows.number(fields, run.targets[0], row), predicted=out[0],
-                       index=when if when is not None else row)
+                       index=run.plot_index(when))
             run.plotted["future"] = out[:H]
             if coverage is not None:
                 run.plotted["band"] = (bounds[0 : 2 * H : 2], bounds[1 : 2 * H : 2])
-        return [format_number(v) for v in out + bounds]
+        dates = [] if not args.with_times else [""] * H if xs is None else [x["time"].isoformat() for x in xs]
+        return dates + [run.number(v) for v in out + bounds]
 
     run.loop(model, handle)
     if args.plot:
@@ -350,7 +422,7 @@ def _save_figure(ax, path: str) -> None:
 
 
 def detect(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
-           stdout: TextIO, stderr: TextIO) -> int:
+           stdout: TextIO, stderr: TextIO, guard: SignalGuard) -> int:
     """``streamrnn detect``: for each row, score the targets' values (one
     detector per key, every target a feature), flag the score, then learn."""
     from .. import anomaly
@@ -367,9 +439,12 @@ def detect(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
         cell, params = _model_params(args)
         seed = params.pop("seed")
         model = KeyedDetector(_build(anomaly.PredictiveDetector, cell=cell, **params), seed=seed)
+    if args.max_idle is not None:
+        model.max_idle = args.max_idle
     quantiles: dict = {}
     threshold = args.threshold if args.threshold is not None else DEFAULT_THRESHOLD
-    run = _Run(args, stream, name, piped, stdout, stderr)
+    run = _Run(args, stream, name, piped, stdout, stderr, guard, model.template.dtype)
+    run.per_key.append(quantiles)
     run.writer.writerow(run.echo + ["score", "is_anomaly"])
 
     def handle(row, fields, key, when):
@@ -381,8 +456,11 @@ def detect(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
             flag = score >= threshold
         model.learn_one(key, x)
         if run.plots(key):
-            run.record(score=score, flag=flag, value=x[run.targets[0]], index=when if when is not None else row)
-        return [format_number(score), int(flag)]
+            run.record(score=score, flag=flag, value=x[run.targets[0]], index=run.plot_index(when))
+        text = run.number(score)  # at the model's precision, unless that would cross the threshold
+        if args.quantile is None and (float(text) >= threshold) != flag:
+            text = format_number(score)
+        return [text, int(flag)]
 
     run.loop(model, handle)
     if args.plot:
@@ -413,27 +491,24 @@ def _above_quantile(quantiles: dict, key, score: float, q: float) -> bool:
     return level is not None and score > level
 
 
-def open_input(path: str, stdin: TextIO) -> tuple[TextIO, str, bool]:
-    """The stream, its name and whether it is a pipe (answered row by row)."""
-    if path == "-":
-        return stdin, "<stdin>", True
-    try:
-        return open(path, newline="", encoding="utf-8"), path, False
-    except FileNotFoundError:
-        raise CommandError(f"no such file: {path}", status=2) from None
-    except OSError as error:
-        raise CommandError(f"cannot read {path}: {error}", status=2) from None
-
-
 COMMANDS = {"forecast": forecast, "detect": detect}
 
 
 def run_command(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
-    stream, name, piped = open_input(args.file, stdin)
+    stream, name, piped = open_input(args.file, stdin, args.encoding)
+    if piped and is_terminal(stdin):  # no FILE given: say what the run waits for
+        print(f"streamrnn {args.command}: reading CSV rows from the terminal (a header line first; Ctrl-D "
+              "ends); give a FILE to read one", file=stderr)
     try:
-        return COMMANDS[args.command](args, stream, name, piped, stdout, stderr)
+        with SignalGuard() as guard:
+            return COMMANDS[args.command](args, stream, name, piped, stdout, stderr, guard)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:  # a damaged or truncated .gz file
+        raise CommandError(f"{name}: cannot decompress: {error}") from None
     finally:
-        if stream is not stdin:
-            stream.close()
+        if not piped:
+            try:
+                stream.close()
+            except (OSError, ValueError):
+                pass
 
 

@@ -10,7 +10,7 @@ from typing import TextIO
 
 import numpy as np
 
-from .commands import DEFAULT_THRESHOLD
+from .commands import DEFAULT_THRESHOLD, check_plot
 
 HORIZON = 12
 PEAKS = 5
@@ -34,7 +34,11 @@ def score_peaks(scores: np.ndarray, times: list, k: int, apart: dt.timedelta = d
 
 
 def demo(args: argparse.Namespace, stdout: TextIO) -> int:
+    """Run the demo; the plot's path is checked first (not after the run)."""
     from river import datasets
+
+    if not args.no_plot:
+        check_plot(args.plot, needed=False)
 
     from ..anomaly import PredictiveDetector
     from ..forecasting import LSTMForecaster

@@ -3,34 +3,82 @@
 from __future__ import annotations
 
 import argparse
+import codecs
 import contextlib
+import math
 import os
 import sys
 from typing import TextIO
 
-from .commands import CELLS, DEFAULT_THRESHOLD, MODEL_DEFAULTS, run_command
+from .. import __version__
+from .commands import CELLS, DEFAULT_THRESHOLD, MAX_HIDDEN_SIZE, MAX_HORIZON, MODEL_DEFAULTS, run_command
 from .rows import CommandError
+from .service import Stop
 
 EPILOG = """examples:
   streamrnn forecast readings.csv --target value --time timestamp --horizon 12
   tail -f readings.csv | streamrnn detect - --target value --time timestamp
   streamrnn detect fleet.csv --target temp pressure --key sensor_id --save fleet.npz
+  tail -f fleet.csv | streamrnn detect - -t temp --key sensor_id --max-idle 10000 \\
+      --save fleet.npz --checkpoint-every 1000    # SIGTERM: saves, exits 143
   streamrnn demo --plot demo.png
 """
 
 
-def _int_from(text: str, least: int, what: str) -> int:
+def _int_from(text: str, least: int, what: str, most: int | None = None) -> int:
+    """An integer option's value: decimal digits, or a whole number in
+    exponent notation (``1e3``), at least ``least`` (and at most ``most``)."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        try:
+            number = float(text)
+        except ValueError:
+            number = math.nan
+        if not number.is_integer():
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        value = int(number)
     if value < least:
         raise argparse.ArgumentTypeError(f"must be a {what} integer, got {value}")
+    if most is not None and value > most:
+        raise argparse.ArgumentTypeError(f"must be at most {most}, got {value}")
     return value
 
 
 def _positive_int(text: str) -> int:
     return _int_from(text, 1, "positive")
+
+
+def _hidden_size(text: str) -> int:
+    return _int_from(text, 1, "positive", MAX_HIDDEN_SIZE)
+
+
+def _horizon(text: str) -> int:
+    return _int_from(text, 1, "positive", MAX_HORIZON)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def _delimiter(text: str) -> str:
+    text = {"tab": "\t", "\\t": "\t"}.get(text, text)
+    if len(text) != 1 or text in "\"\r\n":
+        raise argparse.ArgumentTypeError(f"must be one character (or 'tab'), got {text!r}")
+    return text
+
+
+def _encoding(text: str) -> str:
+    try:
+        return codecs.lookup(text).name
+    except LookupError:
+        raise argparse.ArgumentTypeError(f"unknown encoding: {text!r}") from None
 
 
 def _seed(text: str) -> int:
@@ -41,21 +89,40 @@ def _add_stream_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", nargs="?", default="-", metavar="FILE",
                         help="CSV file with a header line; '-' (the default) reads standard input row by row")
     parser.add_argument("--target", "-t", nargs="+", required=True, metavar="COL",
-                        help="numeric column(s) to model")
+                        help="numeric column(s) to model (an existing file named last is taken as FILE: "
+                             "--target value readings.csv)")
     parser.add_argument("--time", metavar="COL",
                         help="time column, copied to the output (forecast: ISO dates also become calendar "
                              "features)")
     parser.add_argument("--key", metavar="COL", help="series key column: one model per key")
     # the model's configuration: no defaults here (None), so that one given with --load can be refused
     parser.add_argument("--model", choices=CELLS, help=f"recurrent cell (default: {MODEL_DEFAULTS['model']})")
-    parser.add_argument("--hidden-size", type=_positive_int, metavar="N",
-                        help="hidden units per layer (default: 32 for forecast, 16 for detect)")
+    parser.add_argument("--hidden-size", type=_hidden_size, metavar="N",
+                        help=f"hidden units per layer, at most {MAX_HIDDEN_SIZE} (default: 32 for forecast, "
+                             "16 for detect)")
     parser.add_argument("--seed", type=_seed, help=f"random seed (default: {MODEL_DEFAULTS['seed']})")
     parser.add_argument("--load", metavar="PATH",
                         help="resume from a model saved with --save for the same --target and --key columns "
                              "(it keeps its --model, --hidden-size and --seed)")
-    parser.add_argument("--save", metavar="PATH", help="save the model(s) at the end (streamrnn.save format)")
-    parser.add_argument("--plot", metavar="PNG", help="plot the first target (of the first key) to this file")
+    parser.add_argument("--save", metavar="PATH",
+                        help="save the model(s) at the end, and on SIGTERM or SIGINT once the current row is "
+                             "done (streamrnn.save format, written atomically)")
+    parser.add_argument("--checkpoint-every", type=_positive_int, metavar="N",
+                        help="also save every N rows (needs --save): a crash loses at most N rows of learning")
+    parser.add_argument("--checkpoint-seconds", type=_positive_float, metavar="S",
+                        help="also save when S seconds have passed since the last save (checked after each row)")
+    parser.add_argument("--max-idle", type=_positive_int, metavar="N",
+                        help="with --key: forget a key's model once N rows have passed without it (memory stays "
+                             "bounded); it starts afresh if it comes back")
+    parser.add_argument("--with-target", action="store_true",
+                        help="copy the target value(s) to the output, after the --time and --key columns")
+    parser.add_argument("--delimiter", "-d", type=_delimiter, default=",", metavar="CHAR",
+                        help="field separator of the input and the output (default: ','; 'tab' for tabs)")
+    parser.add_argument("--encoding", type=_encoding, default="utf-8",
+                        help="text encoding of the input (default: utf-8); FILE.gz is read decompressed")
+    parser.add_argument("--plot", metavar="PNG",
+                        help="plot the first target (of the first key, over its own rows) to this file; its "
+                             "extension picks the format (png, pdf, svg, ...)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
@@ -66,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"streamrnn {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     forecast = commands.add_parser(
@@ -73,7 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="For each row: learn the target value(s), then write the forecasts of the next "
                     "--horizon values as columns TARGET+1 .. TARGET+H.")
     _add_stream_options(forecast)
-    forecast.add_argument("--horizon", "-H", type=_positive_int, default=1, help="steps ahead (default: 1)")
+    forecast.add_argument("--horizon", "-H", type=_horizon, default=1,
+                          help=f"steps ahead, at most {MAX_HORIZON} (default: 1)")
+    forecast.add_argument("--with-times", action="store_true",
+                          help="also write the date of each forecast step as columns TIME+1 .. TIME+H (needs a "
+                               "--time column of dates)")
     forecast.add_argument("--interval", type=float, metavar="COVERAGE",
                           help="also write prediction intervals of this coverage in (0, 1), columns "
                                "TARGET+h_lo and TARGET+h_hi (e.g. 0.95)")
@@ -93,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="forecasting and anomaly detection on River's WaterFlow series")
     demo.add_argument("--plot", metavar="PNG", default="streamrnn-demo.png",
-                      help="where to write the plot (default: streamrnn-demo.png)")
+                      help="where to write the plot, checked before the run (default: streamrnn-demo.png)")
     demo.add_argument("--no-plot", action="store_true", help="do not plot")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
 
@@ -104,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: TextIO | None = None,
          stderr: TextIO | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the
-    exit status: 0 success, 1 bad data, 2 usage error."""
+    exit status: 0 success, 1 bad data, 2 usage error, 128 + the signal's
+    number when SIGTERM (143) or SIGINT (130) stopped the run."""
     stdin = sys.stdin if stdin is None else stdin
     stdout = sys.stdout if stdout is None else stdout
     stderr = sys.stderr if stderr is None else stderr
@@ -112,6 +185,7 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             args = parser.parse_args(argv)
+            _file_after_target(args, parser)
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2)
         return int(exit_.code or 0)
     try:
@@ -127,12 +201,27 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
     except CommandError as error:
         print(f"streamrnn {args.command}: error: {error}", file=stderr)
         return error.status
+    except Stop as stop:  # SIGTERM or SIGINT: the model was saved, if asked
+        return stop.status
     except BrokenPipeError:
         # the reader went away (``| head``): stop quietly, as a Unix filter does
         _silence(stdout)
         return 0
     except KeyboardInterrupt:
         return 130
+
+
+def _file_after_target(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """``--target value readings.csv``: ``--target`` takes every name up to
+    the next option, FILE too. When no FILE was given apart, a last target
+    that names an existing file (or ``-``) is the input."""
+    if getattr(args, "target", None) is None or args.file != "-" or len(args.target) < 2:
+        return
+    last = args.target[-1]
+    if last == "-" or os.path.isfile(last):
+        args.file = args.target.pop()
+    elif last.endswith((".csv", ".gz", ".tsv", ".txt")):
+        parser.error(f"no such file: {last} (given after --target)")
 
 
 def _silence(stdout: TextIO) -> None:

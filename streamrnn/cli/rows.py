@@ -5,11 +5,15 @@ from, one output row per input row."""
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import math
+import re
 from collections.abc import Iterator
 from typing import TextIO
 
+import numpy as np
+
+_UNDECODED = re.compile("[\udc80-\udcff]")  # bytes that were no text, as surrogateescape keeps them
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 MISSING = frozenset({"", "nan", "NaN", "NAN", "na", "NA", "N/A", "null", "NULL", "None"})
 
 
@@ -53,11 +57,12 @@ class CSVInput:
     [(1, 2.5), (2, None)]
     """
 
-    def __init__(self, stream: TextIO, name: str, required: list[str]):
+    def __init__(self, stream: TextIO, name: str, required: list[str], delimiter: str = ","):
         self.name = name
-        self._reader = csv.reader(_without_bom(stream))
+        self.n_rows = 0
+        self._reader = csv.reader(_without_bom(stream), delimiter=delimiter)
         try:
-            header = next(self._reader)
+            header = self._next()
         except StopIteration:
             raise CommandError(f"{name}: empty input (no header line with column names)") from None
         self.columns = [c.strip() for c in header]
@@ -69,11 +74,42 @@ class CSVInput:
                 status=2,
             )
         self._index = {c: i for i, c in enumerate(self.columns)}
-        self.n_rows = 0
+
+    def _next(self) -> list[str]:
+        """The next line's fields; a one-line error for what the csv module
+        or the decoder cannot read (a field over csv's size limit, bytes
+        that are not text in the encoding, gzip-compressed input). The
+        stream is decoded with ``errors="surrogateescape"``, so that a bad
+        byte is found in its row."""
+        where = "the header" if self._reader.line_num == 0 else f"row {self.n_rows + 1}"
+        try:
+            fields = next(self._reader)
+        except csv.Error as error:
+            if "field limit" in str(error):
+                raise CommandError(f"{self.name}: {where} (line {self._reader.line_num}) has a field longer "
+                                   f"than {csv.field_size_limit()} characters (csv's limit)") from None
+            raise CommandError(f"{self.name}: {where} (line {self._reader.line_num}): {error}") from None
+        except UnicodeDecodeError as error:  # a stream decoded strictly
+            raise CommandError(f"{self.name}: {where} is not {error.encoding} text (byte "
+                               f"{error.object[error.start]:#04x}); see --encoding") from None
+        for field in fields:
+            if not field.isascii():
+                bad = _UNDECODED.search(field)
+                if bad:
+                    if where == "the header" and fields[0].startswith("\x1f\udc8b"):
+                        raise CommandError(f"{self.name}: the input is gzip-compressed: name the file *.gz, "
+                                           "or pipe it through gunzip") from None
+                    raise CommandError(f"{self.name}: {where} (line {self._reader.line_num}) is not text in "
+                                       f"this encoding (byte {ord(bad.group()) - 0xDC00:#04x}); see --encoding")
+        return fields
 
     def __iter__(self) -> Iterator[tuple[int, list[str]]]:
         width = len(self.columns)
-        for fields in self._reader:
+        while True:
+            try:
+                fields = self._next()
+            except StopIteration:
+                break
             if not fields or (len(fields) == 1 and not fields[0].strip() and width > 1):
                 continue  # blank line
             self.n_rows += 1
@@ -109,18 +145,16 @@ class CSVInput:
         return value if math.isfinite(value) else None
 
 
-def parse_time(text: str) -> dt.datetime | None:
-    """An ISO-8601 date or date-time (with or without time zone), else None."""
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return when
+def format_number(value: float, dtype: str = "float64") -> str:
+    """Shortest text that reads back as the same float of ``dtype``
+    (``"float32"``: the value rounded to float32, so no digits beyond a
+    float32 model's precision); empty for NaN.
 
-
-def format_number(value: float) -> str:
-    """Shortest text that reads back as the same float; empty for NaN."""
-    return "" if math.isnan(value) else repr(float(value))
+    >>> format_number(0.1 + 0.2), format_number(0.1 + 0.2, "float32"), format_number(float("nan"))
+    ('0.30000000000000004', '0.3', '')
+    """
+    if math.isnan(value):
+        return ""
+    if dtype == "float32" and abs(value) <= _FLOAT32_MAX:
+        return str(np.float32(value))
+    return repr(float(value))

@@ -1,0 +1,45 @@
+"""What a newcomer meets first: the licence, the top-level names and the
+docstrings help() shows."""
+
+import inspect
+import pydoc
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import streamrnn
+
+ROOT = Path(__file__).resolve().parents[1]
+PUBLIC = ["GRUClassifier", "LSTMClassifier", "RNNClassifier", "GRUForecaster", "LSTMForecaster", "RNNForecaster",
+          "GRURegressor", "LSTMRegressor", "RNNRegressor", "PredictiveDetector", "ReconstructionDetector"]
+
+
+def test_the_licence_is_the_mit_text_pyproject_names():
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["license"] == "MIT"
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License\n\nCopyright (c) streamrnn contributors\n")
+    assert "Permission is hereby granted, free of charge" in text and 'THE SOFTWARE IS PROVIDED "AS IS"' in text
+
+
+def test_the_detectors_are_importable_from_the_top_level():
+    from streamrnn import PredictiveDetector, ReconstructionDetector  # noqa: F401
+    from streamrnn import anomaly
+
+    assert {"PredictiveDetector", "ReconstructionDetector"} <= set(streamrnn.__all__)
+    assert streamrnn.PredictiveDetector is anomaly.PredictiveDetector
+    assert all(hasattr(streamrnn, name) for name in streamrnn.__all__)
+
+
+@pytest.mark.parametrize("name", PUBLIC)
+def test_each_public_class_documents_its_own_parameters(name):
+    cls = getattr(streamrnn, name)
+    doc = cls.__dict__["__doc__"]
+    assert "\nParameters\n----------\n" in doc
+    section = doc.split("\nParameters\n----------\n")[1].split("\n\n")[0]
+    entries = re.findall(r"^(\w+) : ", section, re.M)
+    assert entries == list(inspect.signature(cls.__init__).parameters)[1:]
+    assert "See the class description" not in section  # every parameter described
+    hidden = inspect.signature(cls.__init__).parameters["hidden_size"].default
+    assert f"hidden_size : int, default {hidden}\n    Hidden units per layer." in pydoc.render_doc(cls, renderer=pydoc.plaintext).replace(" |  ", "").replace(" |", "")
