@@ -685,3 +685,34 @@ def test_a_signal_mid_row_lets_the_row_finish(monkeypatch, tmp_path):
     assert signal.getsignal(signal.SIGTERM) is before  # the handlers are restored
     monkeypatch.undo()
     assert _going_on(load(path)) == _going_on(_trained([1, 3, 2]))
+
+
+def test_forecast_global_matches_the_api_and_resumes(tmp_path):
+    """``--global``: one GlobalForecaster over every key, each row learned
+    and forecast as the API does it by hand; saved and loaded, it resumes
+    bit-identically."""
+    from streamrnn import GlobalForecaster
+
+    text = waterflow_csv(80, keys=True)
+    argv = ["forecast", "-", "--target", "flow", "--time", "time", "--key", "site", "--horizon", "2",
+            "--interval", "0.9", "--hidden-size", "4", "--seed", "1"]
+    status, out, err = run(argv + ["--global"], text)
+    assert status == 0, err
+    rows = rows_of(out)
+    assert rows[0] == ["time", "site", "flow+1", "flow+2", "flow+1_lo", "flow+1_hi", "flow+2_lo", "flow+2_hi"]
+    model = GlobalForecaster(hidden_size=4, seed=1)
+    for row, src in zip(rows[1:], rows_of(text)[1:]):
+        key = (src[2], "flow")
+        model.learn_one(key, float(src[1]), {"time": dt.datetime.fromisoformat(src[0])})
+        lo, hi = model.forecast_interval(key, 2, 0.9)
+        assert [float(v) for v in row[2:]] == f32(model.forecast(key, 2) + [lo[0], hi[0], lo[1], hi[1]])
+    assert len(model) == 2 and model.n_updates > 0
+    lines = text.splitlines()
+    path = str(tmp_path / "global.npz")
+    s1, part1, _ = run(argv[:-4] + ["--global", "--hidden-size", "4", "--seed", "1", "--save", path],
+                       "\n".join(lines[:41]) + "\n")
+    s2, part2, err = run(argv[:-4] + ["--load", path], "\n".join([lines[0]] + lines[41:]) + "\n")
+    assert s1 == s2 == 0, err
+    assert rows_of(part1) + rows_of(part2)[1:] == rows
+    status, _, err = run(argv + ["--global", "--direct"], text)
+    assert status == 2 and "--direct" in err

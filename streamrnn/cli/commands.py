@@ -70,7 +70,7 @@ def _targets(args: argparse.Namespace) -> list[str]:
     return list(dict.fromkeys(args.target))
 
 
-def _load(args: argparse.Namespace, kind: type):
+def _load(args: argparse.Namespace, kind: type | tuple):
     """The model saved at ``--load`` and what the command saved beside it,
     after the usage checks: no option that configures a new model, and the
     ``--target`` and ``--key`` columns it was saved with."""
@@ -324,6 +324,7 @@ def forecast(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
     """``streamrnn forecast``: for each row, learn each target's value, then
     forecast its next ``--horizon`` values."""
     from .. import forecasting
+    from ..global_forecasting import GlobalForecaster
     from ..keyed import KeyedForecaster
 
     H = args.horizon
@@ -335,8 +336,10 @@ def forecast(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
     metadata = {}
     _check_outputs(args)
     if args.load:
-        model, metadata = _load(args, KeyedForecaster)
-        direct = model.template.horizon
+        if args.global_network:
+            raise CommandError("--global configures a new model: a loaded model keeps its own", status=2)
+        model, metadata = _load(args, (KeyedForecaster, GlobalForecaster))
+        direct = model.template.horizon if isinstance(model, KeyedForecaster) else None
         if direct is not None and H > direct:
             raise CommandError(f"--horizon {H} is longer than the {direct} steps the loaded model forecasts "
                                "directly", status=2)
@@ -344,15 +347,21 @@ def forecast(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
             raise CommandError("--direct does not apply to a loaded model that forecasts recursively", status=2)
     else:
         cell, params = _model_params(args)
-        cls = {"lstm": forecasting.LSTMForecaster, "gru": forecasting.GRUForecaster,
-               "rnn": forecasting.RNNForecaster}[cell]
         seed = params.pop("seed")
-        if args.direct:
-            params["horizon"] = H
-        model = KeyedForecaster(_build(cls, **params), seed=seed)
+        if args.global_network:
+            if args.direct:
+                raise CommandError("--direct does not apply to --global, which forecasts recursively", status=2)
+            model = _build(GlobalForecaster, cell=cell, seed=seed, **params)
+        else:
+            cls = {"lstm": forecasting.LSTMForecaster, "gru": forecasting.GRUForecaster,
+                   "rnn": forecasting.RNNForecaster}[cell]
+            if args.direct:
+                params["horizon"] = H
+            model = KeyedForecaster(_build(cls, **params), seed=seed)
     if args.max_idle is not None:  # the wrapper counts learned values: a row has one per target
         model.max_idle = args.max_idle * len(_targets(args))
-    run = _Run(args, stream, name, piped, stdout, stderr, guard, model.template.dtype)
+    dtype = model.dtype if isinstance(model, GlobalForecaster) else model.template.dtype
+    run = _Run(args, stream, name, piped, stdout, stderr, guard, dtype)
     run.resume(metadata)
     columns = [f"{args.time}+{k}" for k in range(1, H + 1)] if args.with_times else []
     columns += [f"{t}+{k}" for t in run.targets for k in range(1, H + 1)]
@@ -443,7 +452,8 @@ def detect(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
         model.max_idle = args.max_idle
     quantiles: dict = {}
     threshold = args.threshold if args.threshold is not None else DEFAULT_THRESHOLD
-    run = _Run(args, stream, name, piped, stdout, stderr, guard, model.template.dtype)
+    dtype = model.dtype if isinstance(model, GlobalForecaster) else model.template.dtype
+    run = _Run(args, stream, name, piped, stdout, stderr, guard, dtype)
     run.per_key.append(quantiles)
     run.writer.writerow(run.echo + ["score", "is_anomaly"])
 

@@ -151,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "TARGET+h_lo and TARGET+h_hi (e.g. 0.95)")
     forecast.add_argument("--direct", action="store_true",
                           help="one network output per step ahead instead of recursive forecasts")
+    forecast.add_argument("--global", dest="global_network", action="store_true",
+                          help="one network learning from every series (each key and target) at once, each "
+                               "series keeping its own state, scale and seasonal base (GlobalForecaster)")
 
     detect = commands.add_parser(
         "detect", help="score each row for anomalies, then learn it",
