@@ -452,8 +452,7 @@ def detect(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
         model.max_idle = args.max_idle
     quantiles: dict = {}
     threshold = args.threshold if args.threshold is not None else DEFAULT_THRESHOLD
-    dtype = model.dtype if isinstance(model, GlobalForecaster) else model.template.dtype
-    run = _Run(args, stream, name, piped, stdout, stderr, guard, dtype)
+    run = _Run(args, stream, name, piped, stdout, stderr, guard, model.template.dtype)
     run.per_key.append(quantiles)
     run.writer.writerow(run.echo + ["score", "is_anomaly"])
 
