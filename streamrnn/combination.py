@@ -39,12 +39,6 @@ DISCOUNT = 0.99
 MIN_COUNT = 24.0
 #: Candidates whose mean squared error exceeds the best one's this many times take no weight.
 TRIM = 2.0
-#: Candidates whose forecast lies farther than this many times the best root
-#: mean squared error from the median of the candidates' forecasts take no
-#: weight at that origin: a candidate that changed since it was scored (a
-#: network learning fast, as one shared by many series) is scored at horizon
-#: h only h steps later, and meanwhile its past errors would vouch for it.
-CONSENSUS = 5.0
 #: The mixture is given at a horizon where its mean squared error there is
 #: below this fraction of the first candidate's (by default).
 MARGIN = 1.0
@@ -172,8 +166,7 @@ class HorizonCombination:
         horizon = forecasts.shape[1]
         mixture, out = np.empty(horizon), np.empty(horizon)
         choice = np.empty(horizon, dtype=np.int64)
-        K.combination_combine(self.sq_errors, self.counts, forecasts, MIN_COUNT, TRIM, CONSENSUS, margin, mixture, out,
-                              choice)
+        K.combination_combine(self.sq_errors, self.counts, forecasts, MIN_COUNT, TRIM, margin, mixture, out, choice)
         return out, mixture, choice
 
     def record(self, forecasts: np.ndarray, mixture: np.ndarray, at: float = 0.0) -> None:

@@ -7,8 +7,6 @@ or two a step, where the same NumPy calls cost tens."""
 
 import math
 
-import numpy as np
-
 from numba import njit
 
 from .. import config
@@ -152,20 +150,17 @@ def combination_record(made, origin, unit, i, forecasts, mixture, at):
 
 
 @njit(**_JIT)
-def combination_combine(sq_errors, counts, forecasts, min_count, trim, consensus, margin, mixture, out, choice):
+def combination_combine(sq_errors, counts, forecasts, min_count, trim, margin, mixture, out, choice):
     """At each horizon ``h`` (beyond the tracked ones, the last one's
     errors): into ``mixture``, the mean of the available ``forecasts`` ``(C,
     horizon)`` weighted by ``(best MSE / MSE) ** 2`` over the candidates with
-    a count of at least ``min_count`` there, an MSE within ``trim`` times
-    the best and a forecast within ``consensus`` times the best root MSE of
-    the median of those candidates' forecasts (the first candidate's
-    forecast where none is); into ``out``, the mixture where its own MSE
-    there is below ``margin`` times the first candidate's, else the first
-    candidate's forecast; into ``choice``, 1 where the mixture is given,
-    else 0."""
+    a count of at least ``min_count`` there and an MSE within ``trim`` times
+    the best (the first candidate's forecast where none is); into ``out``,
+    the mixture where its own MSE there is below ``margin`` times the first
+    candidate's, else the first candidate's forecast; into ``choice``, 1
+    where the mixture is given, else 0."""
     C, horizon = forecasts.shape
     H = sq_errors.shape[1]
-    ranked = np.empty(C)
     for h in range(horizon):
         j = min(h, H - 1)
         best = math.inf
@@ -175,24 +170,11 @@ def combination_combine(sq_errors, counts, forecasts, min_count, trim, consensus
         total = 0.0
         acc = 0.0
         if best < math.inf:
-            # the median of the forecasts scored enough (insertion sort: a dozen values)
-            n = 0
-            for c in range(C):
-                f = forecasts[c, h]
-                if counts[c, j] >= min_count and not math.isnan(f):
-                    k = n
-                    while k > 0 and ranked[k - 1] > f:
-                        ranked[k] = ranked[k - 1]
-                        k -= 1
-                    ranked[k] = f
-                    n += 1
-            median = 0.5 * (ranked[(n - 1) // 2] + ranked[n // 2]) if n > 0 else math.nan
-            reach = consensus * math.sqrt(best)
             for c in range(C):
                 f = forecasts[c, h]
                 if counts[c, j] >= min_count and not math.isnan(f):
                     mse = sq_errors[c, j] / counts[c, j]
-                    if mse > trim * best or abs(f - median) > reach:
+                    if mse > trim * best:
                         continue
                     ratio = 1.0 if mse == best else best / mse
                     w = ratio * ratio
