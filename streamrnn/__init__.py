@@ -13,7 +13,7 @@ ahead, learning each value after forecasting it, beside a persistence forecast.
 ...     model.learn_one(y)
 ...     last = y
 >>> ours, persistence
-(MAE: 0.630185, MAE: 0.63101)
+(MAE: 0.630184, MAE: 0.63101)
 >>> [round(v, 1) for v in model.forecast(horizon=3)]
 [104.1, 104.1, 104.1]
 """

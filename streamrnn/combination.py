@@ -162,11 +162,14 @@ class HorizonCombination:
         candidate), from their ``forecasts`` (shape ``(n_candidates,
         horizon)``, float64; NaN where a candidate has none): the mixture
         where its mean squared error is below ``margin`` times the first
-        candidate's."""
+        candidate's, or where the first candidate has not been scored
+        enough. Where no candidate has been, the mixture is the last
+        candidate's forecast (the forecasters' path without the network)."""
         horizon = forecasts.shape[1]
         mixture, out = np.empty(horizon), np.empty(horizon)
         choice = np.empty(horizon, dtype=np.int64)
-        K.combination_combine(self.sq_errors, self.counts, forecasts, MIN_COUNT, TRIM, margin, mixture, out, choice)
+        K.combination_combine(self.sq_errors, self.counts, forecasts, MIN_COUNT, TRIM, margin, self.n_candidates - 1,
+                              mixture, out, choice)
         return out, mixture, choice
 
     def record(self, forecasts: np.ndarray, mixture: np.ndarray, at: float = 0.0) -> None:

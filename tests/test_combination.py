@@ -45,10 +45,18 @@ def test_candidates_without_enough_scored_forecasts_take_no_weight():
     F = np.array([[1.0, 2.0], [3.0, 4.0]])
     for t in range(int(MIN_COUNT) - 2):
         given, mixture, choice = comb.combine(F)
-        assert given.tolist() == [1.0, 2.0] and mixture.tolist() == [1.0, 2.0] and choice.tolist() == [0, 0]
+        # nothing scored: the mixture is the last candidate's forecast, and given
+        assert given.tolist() == [3.0, 4.0] and mixture.tolist() == [3.0, 4.0] and choice.tolist() == [1, 1]
         comb.record(F, mixture)
         comb.observe(3.0)
     assert comb.weights(2) is None
+    given, mixture, choice = comb.combine(np.array([[1.0, 2.0], [np.nan, 4.0]]))
+    assert mixture.tolist() == given.tolist() == [1.0, 4.0]  # (the first's where the last has none)
+    while comb.weights(2) is None:  # (counts are discounted: a few more than MIN_COUNT)
+        comb.record(F, mixture)
+        comb.observe(3.0)
+    given, mixture, choice = comb.combine(F)  # scored now: candidate 1 alone erred less, at both horizons
+    assert comb.weights(2) is not None and choice.tolist() == [1, 1]
 
 
 def test_period_of_two_hourly_cycles_is_not_shifted_to_a_shorter_lag():

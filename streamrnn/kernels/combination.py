@@ -150,15 +150,16 @@ def combination_record(made, origin, unit, i, forecasts, mixture, at):
 
 
 @njit(**_JIT)
-def combination_combine(sq_errors, counts, forecasts, min_count, trim, margin, mixture, out, choice):
+def combination_combine(sq_errors, counts, forecasts, min_count, trim, margin, fallback, mixture, out, choice):
     """At each horizon ``h`` (beyond the tracked ones, the last one's
     errors): into ``mixture``, the mean of the available ``forecasts`` ``(C,
     horizon)`` weighted by ``(best MSE / MSE) ** 2`` over the candidates with
     a count of at least ``min_count`` there and an MSE within ``trim`` times
-    the best (the first candidate's forecast where none is); into ``out``,
-    the mixture where its own MSE there is below ``margin`` times the first
-    candidate's, else the first candidate's forecast; into ``choice``, 1
-    where the mixture is given, else 0."""
+    the best (where none is, candidate ``fallback``'s forecast, or the first
+    one's if it has none); into ``out``, the mixture where the first
+    candidate has not been scored enough there or the mixture's own MSE is
+    below ``margin`` times the first candidate's, else the first candidate's
+    forecast; into ``choice``, 1 where the mixture is given, else 0."""
     C, horizon = forecasts.shape
     H = sq_errors.shape[1]
     for h in range(horizon):
@@ -181,10 +182,14 @@ def combination_combine(sq_errors, counts, forecasts, min_count, trim, margin, m
                     total += w
                     acc += w * f
         first = forecasts[0, h]
-        mixture[h] = acc / total if total > 0 else first
-        out[h] = first
-        choice[h] = 0
-        if counts[C, j] >= min_count and counts[0, j] > 0:
-            if sq_errors[C, j] / counts[C, j] < margin * (sq_errors[0, j] / counts[0, j]):
-                out[h] = mixture[h]
-                choice[h] = 1
+        if total > 0:
+            mixture[h] = acc / total
+        else:
+            mixture[h] = first if math.isnan(forecasts[fallback, h]) else forecasts[fallback, h]
+        out[h] = mixture[h]
+        choice[h] = 1
+        if counts[0, j] >= min_count:
+            # the first candidate has a record here: given unless the mixture's is better
+            if not (counts[C, j] >= min_count and sq_errors[C, j] / counts[C, j] < margin * (sq_errors[0, j] / counts[0, j])):
+                out[h] = first
+                choice[h] = 0
