@@ -70,6 +70,7 @@ from .learner import OnlineRNN
 from .shared_bank import SeriesView
 from .combination import MARGIN, MIN_COUNT, HorizonCombination
 from .seasonal import SeasonalBase, calendar_period, find_period
+from .kernels.combination import gate_departure
 from .smoothing import CLIP_ERRORS, SCALE_DECAY, SHIFT_AFTER, SeasonalSmoothing, long_period
 
 #: Changes kept to look for a period, and the numbers of changes at which to look.
@@ -107,7 +108,6 @@ NETWORK_GATE = 4.0
 #: shared by many series learns fast, and its path is scored at horizon h only
 #: h steps later: meanwhile its past errors vouch for it in the combination).
 NETWORK_REACH = 2.0
-_ROOTS = np.sqrt(np.arange(1, 257))  # sqrt(k), k = 1..256
 #: One-step errors that set the scale of the glitch filter before it filters.
 CLEAN_WARMUP = 20
 
@@ -123,17 +123,6 @@ def _phases(start: int, horizon: int, m: int) -> np.ndarray:
     phases = (start + np.arange(horizon)) % m
     phases.flags.writeable = False
     return phases
-
-
-def _gated(d: np.ndarray, bound: np.ndarray) -> np.ndarray:
-    """The network's forecast surprises ``d`` (one per step), their running
-    sums clipped to ``±bound`` (``d`` itself, the same array, where they stay
-    within)."""
-    sums = _cumsum(d)
-    if np.less_equal(np.abs(sums), bound).all():
-        return d
-    np.clip(sums, -bound, bound, out=sums)  # (NaN stays NaN)
-    return np.diff(sums, prepend=0.0)
 
 
 def _as_datetime(when: dt.date) -> dt.datetime:
@@ -810,7 +799,7 @@ class RecurrentForecaster(Forecaster):
         surprises = self._surprises
         scale = self._scale()
         if self.horizon is not None:
-            d = _gated(self._direct(horizon, xs) * scale, self._network_bound(horizon, scale))
+            d = self._gated(self._direct(horizon, xs) * scale, scale)
         else:
             net = self._net
             U = np.zeros((horizon, net.input_size), net._np_dtype)
@@ -839,8 +828,7 @@ class RecurrentForecaster(Forecaster):
                     self._exogenous(rows, False)  # no features: only validates rows
             # (z * scale, with z the network's outputs as float64)
             # (U and the feedback pairs are built here, of the network's dtype and width)
-            d = _gated(np.multiply(net._forecast_own(U, self._feedback)[:, 0], scale, dtype=np.float64),
-                       self._network_bound(horizon, scale))
+            d = self._gated(np.multiply(net._forecast_own(U, self._feedback)[:, 0], scale, dtype=np.float64), scale)
         rho, last = self._reversion(), self._residuals[3]
         s = np.zeros(horizon) if statistical else None
         if rho and last is not None:
@@ -860,29 +848,20 @@ class RecurrentForecaster(Forecaster):
             return d, _cumsum(s, out=s)
         return d
 
-    def _network_bound(self, horizon: int, scale: float) -> np.ndarray:
-        """How far the network's summed surprises may move the path from the
-        path without the network over the first 1..``horizon`` steps:
-        :data:`NETWORK_GATE` times ``sqrt(k)`` times their scale, and
-        :data:`NETWORK_REACH` times the root mean squared error of the path
-        without the network where it has been scored (beyond the tracked
-        horizons, the last one's grown as ``sqrt(k)``)."""
-        roots = _ROOTS[:horizon] if horizon <= len(_ROOTS) else np.sqrt(np.arange(1, horizon + 1))
-        bound = roots * (NETWORK_GATE * scale)
+    def _gated(self, d: np.ndarray, scale: float) -> np.ndarray:
+        """The network's forecast surprises ``d`` (one per step, float64),
+        their running sums kept (in place) within :data:`NETWORK_GATE` times
+        ``sqrt(k)`` times their ``scale`` and within :data:`NETWORK_REACH`
+        times the root mean squared error of the path without the network
+        where it has been scored."""
         combination = self._combination
         if self.combine and combination is not None:
-            c, H = combination.n_candidates - 1, combination.horizon  # the path without the network
-            counts = combination.counts[c]
-            if counts[0] >= MIN_COUNT:
-                n = min(horizon, H)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    reach = np.sqrt(combination.sq_errors[c, :n] / counts[:n])
-                reach *= NETWORK_REACH
-                reach[~(counts[:n] >= MIN_COUNT)] = np.inf
-                if horizon > H:
-                    reach = np.concatenate([reach, reach[-1] * roots[H:] / roots[H - 1]])
-                np.minimum(bound, reach, out=bound)
-        return bound
+            c = combination.n_candidates - 1  # the path without the network
+            sq, counts = combination.sq_errors[c], combination.counts[c]
+        else:
+            sq = counts = _NO_FEATURES
+        gate_departure(d, NETWORK_GATE * scale, NETWORK_REACH, sq, counts, MIN_COUNT)
+        return d
 
     def _direct(self, horizon: int, xs) -> np.ndarray:
         """Direct forecasts: replay the steps the network has not learned yet

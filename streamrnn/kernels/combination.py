@@ -7,6 +7,8 @@ or two a step, where the same NumPy calls cost tens."""
 
 import math
 
+import numpy as np
+
 from numba import njit
 
 from .. import config
@@ -193,3 +195,45 @@ def combination_combine(sq_errors, counts, forecasts, min_count, trim, margin, f
             if not (counts[C, j] >= min_count and sq_errors[C, j] / counts[C, j] < margin * (sq_errors[0, j] / counts[0, j])):
                 out[h] = first
                 choice[h] = 0
+
+
+@njit(**_JIT)
+def gate_departure(d, gate_scale, reach, sq_errors, counts, min_count):
+    """In place, the steps ``d`` of a departure from a path, their running
+    sums ``S_k`` (k = 1..n) kept within ``±b_k``: ``b_k = gate_scale *
+    sqrt(k)``, and at most ``reach`` times the path's root mean squared
+    error at horizon ``k`` (``sq_errors / counts``, where ``counts >=
+    min_count``; beyond the last horizon, the last one's grown as
+    ``sqrt(k / H)``). ``d`` is left as it is (bit for bit) where every sum
+    stays within; a NaN sum stays NaN."""
+    n = d.shape[0]
+    H = sq_errors.shape[0]
+    bound = np.empty(n)
+    clip = False
+    total = 0.0
+    for k in range(n):
+        b = gate_scale * math.sqrt(k + 1.0)
+        if H > 0:
+            j = min(k, H - 1)
+            if counts[j] >= min_count:
+                r = reach * math.sqrt(sq_errors[j] / counts[j])
+                if k >= H:
+                    r *= math.sqrt((k + 1.0) / H)
+                b = min(b, r)
+        bound[k] = b
+        total += d[k]
+        if not abs(total) <= b:
+            clip = True
+    if not clip:
+        return
+    total = 0.0
+    previous = 0.0
+    for k in range(n):
+        total += d[k]
+        c = total
+        if c > bound[k]:
+            c = bound[k]
+        elif c < -bound[k]:
+            c = -bound[k]
+        d[k] = c - previous
+        previous = c
