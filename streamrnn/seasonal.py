@@ -4,10 +4,10 @@ seasonal base forecast of its changes that the network improves on."""
 from __future__ import annotations
 
 import collections
+import math
 
 import numpy as np
 
-_sum = np.add.reduce
 
 #: Smoothing constants the seasonal base weighs, online.
 GAMMAS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
@@ -162,45 +162,51 @@ class SeasonalBase:
         self.n_errors = 0  # steps whose errors were compared
         self._gammas = np.array(GAMMAS)
         self._weights: np.ndarray | None = None
+        self._by_phase: np.ndarray | None = None  # the weights' forecast at each phase
         self._stale = True
         self._all_seen = False
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_weights"], state["_stale"] = None, True  # a cache
+        state.pop("_by_phase", None)
         return state
 
     @property
     def weights(self) -> np.ndarray | None:
         """The weight of each constant, or None when forecasting no change."""
         if self._stale:
-            self._weights = self._compute_weights()
-            self._stale = False
+            self._refresh()
         return self._weights
+
+    def _refresh(self) -> None:
+        """The weights, and the change they forecast at each phase."""
+        w = self._weights = self._compute_weights()
+        self._by_phase = None if w is None else w @ self.means
+        self._stale = False
 
     def _compute_weights(self) -> np.ndarray | None:
         if self.n_errors == 0:
             if self.prior and self.seen.all():
                 return np.full(len(GAMMAS), 1.0 / len(GAMMAS))
             return None
-        e = self.errors
-        listed = e.tolist()
+        listed = self.errors.tolist()
         total = sum(listed)
-        if total != total:  # a NaN: so is e.min()
+        if total != total:  # a NaN: so is min(errors)
             return None
-        lowest = min(listed)  # e.min(), exactly (no NaN, and no -0.0 among sums of absolute values)
+        lowest = min(listed)  # (no NaN, and no -0.0 among sums of absolute values)
         if not lowest < MARGIN * self.no_change_error:
             return None
         if lowest <= 0:
-            w = (e <= 0).astype(np.float64)
+            w = [1.0 if v <= 0 else 0.0 for v in listed]
         else:
             # exp(-(e - lowest) * (n / lowest)): lowest - e is -(e - lowest)
-            # exactly (but for the sign of a zero, which exp ignores)
+            # exactly (but for the sign of a zero, which exp ignores); in
+            # Python floats: a handful of values, where each NumPy call costs more
             scale = self.n_errors / lowest
-            w = np.array([(lowest - v) * scale for v in listed])
-            np.exp(w, out=w)
-        w /= _sum(w)  # w.sum(), without its Python wrapper
-        return w
+            w = [math.exp((lowest - v) * scale) for v in listed]
+        norm = sum(w)
+        return np.array([v / norm for v in w])
 
     @property
     def best(self) -> int | None:
@@ -210,17 +216,21 @@ class SeasonalBase:
 
     def forecast(self, phase: int) -> float:
         """The change expected at ``phase``."""
-        w = self.weights
-        return float(w @ self.means[:, phase]) if w is not None and self.seen[phase] else 0.0
+        if self._stale:
+            self._refresh()
+        by_phase = self._by_phase
+        return float(by_phase[phase]) if by_phase is not None and self.seen[phase] else 0.0
 
     def forecast_phases(self, phases: np.ndarray) -> np.ndarray:
         """The changes expected at each of ``phases``."""
-        w = self.weights
-        if w is None:
+        if self._stale:
+            self._refresh()
+        by_phase = self._by_phase
+        if by_phase is None:
             return np.zeros(len(phases))
         if self._all_seen:
-            return w @ self.means[:, phases]
-        return np.where(self.seen[phases], w @ self.means[:, phases], 0.0)
+            return by_phase[phases]
+        return np.where(self.seen[phases], by_phase[phases], 0.0)
 
     def update(self, phase: int, change: float) -> None:
         self._stale = True

@@ -1,6 +1,7 @@
 """Finding periods and the seasonal base forecast."""
 
 import numpy as np
+import pytest
 
 from streamrnn.seasonal import GAMMAS, SeasonalBase, calendar_period, detect_period, find_period
 
@@ -95,7 +96,7 @@ def test_tied_constants_are_averaged():
         base.update(p, d)
     np.testing.assert_allclose(base.weights, np.full(len(GAMMAS), 1 / len(GAMMAS)))
     np.testing.assert_allclose(base.forecast(0), np.mean([1.0 + g * (3.0 - 1.0) for g in GAMMAS]))
-    assert base.forecast(1) == -1.0
+    assert base.forecast(1) == pytest.approx(-1.0, rel=1e-15)
 
 
 def test_a_period_known_beforehand_is_trusted_from_its_first_cycle():
@@ -106,7 +107,7 @@ def test_a_period_known_beforehand_is_trusted_from_its_first_cycle():
     assert with_prior.weights is None  # a phase not seen yet
     with_prior.update(2, 0.5)
     without.update(2, 0.5)
-    assert [with_prior.forecast(p) for p in range(3)] == [1.0, -2.0, 0.5]
+    assert [with_prior.forecast(p) for p in range(3)] == pytest.approx([1.0, -2.0, 0.5], rel=1e-15)
     assert without.weights is None and without.forecast(0) == 0.0
     for t in range(3, 60):  # evidence against the pattern: no change wins
         with_prior.update(t % 3, 0.0)
