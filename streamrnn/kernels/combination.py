@@ -237,3 +237,17 @@ def gate_departure(d, gate_scale, reach, sq_errors, counts, min_count):
             c = -bound[k]
         d[k] = c - previous
         previous = c
+
+
+@njit(**_JIT)
+def seasonal_naive(recent, n, m, out):
+    """Into ``out``, the seasonal naive forecasts of period ``m`` of the
+    next ``len(out)`` values from the ring ``recent`` of the last values
+    (``n`` written so far): the value ``m`` steps before each (NaN while
+    fewer than ``m`` are known)."""
+    L = recent.shape[0]
+    if m <= 0 or n < m:
+        out[:] = np.nan
+        return
+    for h in range(out.shape[0]):
+        out[h] = recent[(n - m + h % m) % L]
