@@ -52,7 +52,6 @@ How a forecast is made, from the bottom up:
 from __future__ import annotations
 
 import collections
-import functools
 import itertools
 import datetime as dt
 import math
@@ -70,7 +69,7 @@ from .learner import OnlineRNN
 from .shared_bank import SeriesView
 from .combination import MARGIN, MIN_COUNT, HorizonCombination
 from .seasonal import SeasonalBase, calendar_period, find_period
-from .kernels.combination import gate_departure, seasonal_naive
+from .kernels.combination import gate_departure, seasonal_naive, statistical_path
 from .smoothing import CLIP_ERRORS, SCALE_DECAY, SHIFT_AFTER, SeasonalSmoothing, long_period
 
 #: Changes kept to look for a period, and the numbers of changes at which to look.
@@ -78,12 +77,11 @@ HISTORY = 1024
 DETECT_AT = frozenset({24, 36, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024})
 N_BASE_INPUTS = 2  # previous surprise, surprise one period before the target
 _NO_FEATURES = np.zeros(0)
+_NO_SEEN = np.zeros(0, dtype=bool)
 #: The largest magnitude of a value the forecaster learns: its running sums of
 #: squared changes would overflow beyond (a value of 1e200 made every later
 #: forecast NaN).
 MAX_ABS_VALUE = 1e100
-_POWERS = np.arange(1, 257)  # exponents of the reversion, 1..H
-_cumsum = np.add.accumulate  # np.cumsum of a vector, without its Python wrappers
 #: Horizons tracked by the combination without a period (with one: two
 #: periods, at most MAX_TRACKED: its memory grows with their square).
 TRACKED_WITHOUT_PERIOD = 12
@@ -115,14 +113,6 @@ CLEAN_WARMUP = 20
 def _clip(v: float) -> float:
     """``min(max(v, -CLIP), CLIP)``, faster (NaN and -0.0 unchanged too)."""
     return v if -CLIP <= v <= CLIP else CLIP if v > CLIP else -CLIP if v < -CLIP else v
-
-
-@functools.lru_cache(maxsize=4096)
-def _phases(start: int, horizon: int, m: int) -> np.ndarray:
-    """The phases of the ``horizon`` steps from phase ``start`` (read-only)."""
-    phases = (start + np.arange(horizon)) % m
-    phases.flags.writeable = False
-    return phases
 
 
 def _as_datetime(when: dt.date) -> dt.datetime:
@@ -827,23 +817,16 @@ class RecurrentForecaster(Forecaster):
             # (U and the feedback pairs are built here, of the network's dtype and width)
             d = self._gated(np.multiply(net._forecast_own(U, self._feedback)[:, 0], scale, dtype=np.float64), scale)
         rho, last = self._reversion(), self._residuals[3]
-        s = np.zeros(horizon) if statistical else None
-        if rho and last is not None:
-            reversion = last * rho ** (_POWERS[:horizon] if horizon <= len(_POWERS) else np.arange(1, horizon + 1))
-            d += reversion
-            if statistical:
-                s += reversion
+        by_phase, seen = _NO_FEATURES, _NO_SEEN
         if m:
             base = self._bases.get("log" if self._log else "lin")
             if base is not None and base.weights is not None:
-                changes = base.forecast_phases(_phases(self._n % m, horizon, m))
-                d += changes
-                if statistical:
-                    s += changes
-        _cumsum(d, out=d)  # in place: the running sums
-        if statistical:
-            return d, _cumsum(s, out=s)
-        return d
+                by_phase, seen = base._by_phase, base.seen
+        s = np.empty(horizon)
+        # the running sums of base, reversion and (in d) the network's surprises
+        statistical_path(d, s, 0.0 if last is None else last, rho if last is not None else 0.0, by_phase, seen,
+                         self._n % m if m else 0)
+        return (d, s) if statistical else d
 
     def _gated(self, d: np.ndarray, scale: float) -> np.ndarray:
         """The network's forecast surprises ``d`` (one per step, float64),

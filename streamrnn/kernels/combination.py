@@ -251,3 +251,33 @@ def seasonal_naive(recent, n, m, out):
         return
     for h in range(out.shape[0]):
         out[h] = recent[(n - m + h % m) % L]
+
+
+@njit(**_JIT)
+def statistical_path(d, s, last, rho, by_phase, seen, phase0):
+    """In place, the running sums of the changes forecast step by step: into
+    ``d``, those of ``d`` (the network's) plus the reversion ``last * rho **
+    k`` (none where ``rho`` is 0) plus the seasonal base's change at the
+    step's phase (``by_phase``, from phase ``phase0`` on; 0 at a phase not
+    ``seen``; no base where ``by_phase`` is empty); into ``s``, the same
+    without the network's."""
+    m = by_phase.shape[0]
+    sum_d = 0.0
+    sum_s = 0.0
+    for k in range(d.shape[0]):
+        step = d[k]
+        without = 0.0
+        if rho != 0.0:
+            reversion = last * rho ** (k + 1.0)
+            step += reversion
+            without += reversion
+        if m > 0:
+            p = (phase0 + k) % m
+            if seen[p]:
+                change = by_phase[p]
+                step += change
+                without += change
+        sum_d += step
+        sum_s += without
+        d[k] = sum_d
+        s[k] = sum_s
