@@ -28,6 +28,7 @@ from .. import config
 from ._math import act_sigmoid, act_tanh
 from .layout import (
     C_FILL,
+    C_OVERFLOWS,
     C_POS,
     C_RESETS,
     C_SINCE,
@@ -607,35 +608,15 @@ def window_backward(lay, buf, rows, start, n_rows, n_loss):
 # --------------------------------------------------------------- optimizers
 
 
-@njit(**_JIT)
-def optimizer_step(lay, ctr, buf):
-    """Clip the gradient to its global norm and apply one optimizer step.
-
-    Returns False, changing nothing, when the gradient is not finite.
-    Formulas follow ``torch.optim`` (SGD with momentum, RMSprop, Adam, AdamW)
-    and ``torch.nn.utils.clip_grad_norm_``.
-    """
-    t = buf.dtype.type
-    P = lay[L_NPARAM]
-    theta = vec(buf, 0, P)
-    grad, m1, m2 = vec(buf, lay[L_GRAD], P), vec(buf, lay[L_M], P), vec(buf, lay[L_V], P)
-    hp = vec(buf, lay[L_HP], HP_ALPHA + 1)
+@njit(inline="always")
+def apply_update(opt, theta, grad, m1, m2, hp, gscale, n_updates):
+    """One optimizer step in place, ``torch.optim``'s formulas (SGD with
+    momentum, RMSprop, Adam, AdamW) on the gradient scaled by ``gscale``."""
+    t = theta.dtype.type
+    P = theta.shape[0]
     lr = hp[HP_LR]
     wd = hp[HP_WEIGHT_DECAY]
     eps = hp[HP_EPS]
-    clip = hp[HP_CLIP]
-    opt = lay[L_OPT]
-
-    sq = t(0.0)
-    for j in range(P):
-        sq += grad[j] * grad[j]
-    if not math.isfinite(sq):
-        return False
-    norm = math.sqrt(sq)
-    gscale = t(1.0)
-    if clip > 0:
-        gscale = min(clip / (norm + t(1e-6)), t(1.0))
-
     if opt == OPT_SGD:
         mom = hp[HP_MOMENTUM]
         for j in range(P):
@@ -653,7 +634,7 @@ def optimizer_step(lay, ctr, buf):
     else:
         b1 = hp[HP_BETA1]
         b2 = hp[HP_BETA2]
-        n = ctr[C_UPDATES] + 1
+        n = n_updates + 1
         step = lr / t(1.0 - b1**n)
         rbc2 = t(1.0) / t(math.sqrt(1.0 - b2**n))
         decay = t(1.0)
@@ -668,7 +649,110 @@ def optimizer_step(lay, ctr, buf):
             m1[j] = m
             m2[j] = v
             theta[j] = theta[j] * decay - step * m / (math.sqrt(v) * rbc2 + eps)
-    return True
+
+
+@njit(inline="always")
+def sums_of_squares(theta, m1, m2, opt):
+    """The sums of squares of the parameters and of the moments that ``opt``
+    uses (0 for the others), in one pass."""
+    t = theta.dtype.type
+    st = sm = sv = t(0.0)
+    if opt == OPT_SGD:
+        for j in range(theta.shape[0]):
+            st += theta[j] * theta[j]
+            sm += m1[j] * m1[j]
+    elif opt == OPT_RMSPROP:
+        for j in range(theta.shape[0]):
+            st += theta[j] * theta[j]
+            sv += m2[j] * m2[j]
+    else:
+        for j in range(theta.shape[0]):
+            st += theta[j] * theta[j]
+            sm += m1[j] * m1[j]
+            sv += m2[j] * m2[j]
+    return float(st), float(sm), float(sv)
+
+
+@njit(inline="always")
+def update_bound(opt, theta, m1, m2, hp, grad_norm, n_updates):
+    """An upper bound, in float64, on the magnitude of every value an
+    optimizer step computes (the new parameters and moments and the terms on
+    the way), from the norms of the parameters and moments (infinite if one
+    of those overflows). Far below the dtype's largest float, the step
+    cannot write a non-finite value."""
+    st, sm, sv = sums_of_squares(theta, m1, m2, opt)
+    T, M, V = math.sqrt(st), math.sqrt(sm), math.sqrt(sv)
+    lr, wd, eps = float(hp[HP_LR]), float(hp[HP_WEIGHT_DECAY]), float(hp[HP_EPS])
+    inv = 1.0 / eps
+    if opt == OPT_SGD:
+        g = grad_norm + wd * T
+        m = float(hp[HP_MOMENTUM]) * M + g
+        return T + lr * m + m + g
+    if opt == OPT_RMSPROP:
+        g = grad_norm + wd * T
+        return T + lr * g * (1.0 + inv) + inv + g * g + V + g
+    b1, b2 = float(hp[HP_BETA1]), float(hp[HP_BETA2])
+    n = n_updates + 1
+    step = lr / (1.0 - b1**n)
+    rbc2 = 1.0 / math.sqrt(1.0 - b2**n)
+    decay, l2 = 1.0, wd
+    if opt == OPT_ADAMW:
+        decay, l2 = abs(1.0 - lr * wd), 0.0
+    g = grad_norm + l2 * T
+    m = M + g
+    v = V + g * g
+    return T * (1.0 + decay + lr * wd) + step * (1.0 + m * (1.0 + inv)) + inv + v + math.sqrt(v) * rbc2 + m
+
+
+@njit(**_JIT)
+def optimizer_step(lay, ctr, buf):
+    """Clip the gradient to its global norm and apply one optimizer step.
+
+    Returns False, changing nothing, when the gradient is not finite or the
+    step would write a non-finite parameter or moment (an overflow: a huge
+    learning rate or gradient): the step is rolled back and counted in
+    ``ctr[C_OVERFLOWS]``. Formulas follow
+    ``torch.optim`` (SGD with momentum, RMSprop, Adam, AdamW) and
+    ``torch.nn.utils.clip_grad_norm_``.
+
+    A cheap bound (:func:`update_bound`, one read of the parameters and
+    moments) shows most steps safe; only a step it cannot vouch for keeps
+    a copy to roll back to and checks what it wrote.
+    """
+    t = buf.dtype.type
+    P = lay[L_NPARAM]
+    theta = vec(buf, 0, P)
+    grad, m1, m2 = vec(buf, lay[L_GRAD], P), vec(buf, lay[L_M], P), vec(buf, lay[L_V], P)
+    hp = vec(buf, lay[L_HP], HP_ALPHA + 1)
+    clip = hp[HP_CLIP]
+    opt = lay[L_OPT]
+
+    sq = t(0.0)
+    for j in range(P):
+        sq += grad[j] * grad[j]
+    if not math.isfinite(sq):
+        return False
+    norm = math.sqrt(sq)
+    gscale = t(1.0)
+    if clip > 0:
+        gscale = min(clip / (norm + t(1e-6)), t(1.0))
+
+    n_updates = ctr[C_UPDATES]
+    if update_bound(opt, theta, m1, m2, hp, float(norm) * float(gscale), n_updates) < 0.25 * np.finfo(buf.dtype).max:
+        apply_update(opt, theta, grad, m1, m2, hp, gscale, n_updates)
+        return True
+    saved = np.empty(3 * P, dtype=buf.dtype)  # the rare step that might overflow: written, checked, rolled back
+    copy_into(saved[:P], theta)
+    copy_into(saved[P : 2 * P], m1)
+    copy_into(saved[2 * P :], m2)
+    apply_update(opt, theta, grad, m1, m2, hp, gscale, n_updates)
+    if all_finite(theta) and all_finite(m1) and all_finite(m2):
+        return True
+    copy_into(theta, saved[:P])
+    copy_into(m1, saved[P : 2 * P])
+    copy_into(m2, saved[2 * P :])
+    ctr[C_OVERFLOWS] += 1
+    return False
 
 
 # ------------------------------------------------------------- TBPTT driver
@@ -745,8 +829,10 @@ def learn_one(lay, ctr, buf, x, y, out):
 
     Non-finite policy: a non-finite ``x`` is skipped whole (state not
     advanced, ``out`` NaN, counted); a non-finite target or loss skips the
-    update (counted); a state that went non-finite is reset to zero along
-    with the window (counted in ``ctr[C_RESETS]``).
+    update (counted); an update that would write a non-finite parameter or
+    moment is rolled back and skipped (counted, and in ``ctr[C_OVERFLOWS]``);
+    a state that went non-finite is reset to zero along with the window
+    (counted in ``ctr[C_RESETS]``).
     """
     O = lay[L_OUTPUT]
     k2 = lay[L_K2]
