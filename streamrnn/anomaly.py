@@ -96,6 +96,10 @@ class PredictiveDetector(Guarded, AnomalyDetector):
     (``n_skipped`` counts it) and scores 0; a non-numeric value raises
     ``ValueError``. ``score_one`` changes nothing. With several features,
     the range evidence is that of the feature furthest out of its range.
+    A feature named NaN (unequal to itself) raises ``ValueError``.
+
+    Not thread-safe: a call from a second thread while one is inside raises
+    :class:`~streamrnn.guard.ConcurrentUseError`.
 
     Examples
     --------

@@ -8,7 +8,7 @@ import copy
 import numpy as np
 
 from .checks import check_integer, unmasked
-from .guard import exclusive, without_guard
+from .guard import Guarded, exclusive, without_guard
 from .keys import batch_keys, factorize, holds_nan, known_slots, keys_to_evict
 from .kernels import layout as L
 from .kernels import recurrent as K
@@ -76,7 +76,7 @@ def check_snapshot_arrays(bank, snapshot: dict) -> None:
         raise ValueError(f"snapshot counters are not a model's: {problem}")
 
 
-class ModelBank:
+class ModelBank(Guarded):
     """N independent :class:`~streamrnn.OnlineRNN` models of one
     configuration, stored as one array of model buffers and addressed by any
     hashable key.
@@ -109,6 +109,17 @@ class ModelBank:
     **config
         :class:`~streamrnn.OnlineRNN` arguments (``cell``, ``input_size``,
         ``hidden_size``, ``k1``, ``k2``, ``lr``, ...), the same for every model.
+
+    Notes
+    -----
+    Each model follows :class:`~streamrnn.OnlineRNN`'s non-finite policy on
+    its own: an update that would write a non-finite weight is rolled back,
+    counted in that model's ``bank.model(key).n_overflows`` (on the CPU).
+
+    Not thread-safe: a call from a second thread while one is inside the
+    bank raises :class:`~streamrnn.guard.ConcurrentUseError` (nothing waits,
+    the refused call changes nothing). Use a bank per thread, or a lock of
+    your own around the calls.
 
     Examples
     --------

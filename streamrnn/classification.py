@@ -20,6 +20,10 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
     ``predict_proba_one`` is their softmax over the classes seen so far (an
     empty dict before the first class). Each ``learn_one(x, y)`` advances the
     hidden state by one step; prediction changes nothing.
+
+    Not thread-safe: a call from a second thread while one is inside raises
+    :class:`~streamrnn.guard.ConcurrentUseError`. A feature named NaN (or
+    anything unequal to itself) is refused with a ``ValueError``.
     """
 
     _loss = "cross_entropy"

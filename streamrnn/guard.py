@@ -14,8 +14,9 @@ your own around the calls. Calls from several threads one after another are
 fine: only overlap is refused.
 
 The lock lives in the instance's ``__dict__`` under ``_busy``, made on first
-use; :func:`without_guard` leaves it out of a pickled state (and so out of
-copies and of :func:`streamrnn.save`'s files).
+use; :class:`Guarded` (the mixin of the classes so wrapped) and
+:func:`without_guard` leave it out of a pickled state, and so out of copies
+and of :func:`streamrnn.save`'s files.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def exclusive(method):
 
     @functools.wraps(method)
     def guarded(self, *args, **kwargs):
-        lock = self.__dict__.get(_ATTRIBUTE)
+        lock = self._busy  # (None, the class's, until the first call)
         if lock is None:  # (setdefault is atomic: two threads get the same lock)
             lock = self.__dict__.setdefault(_ATTRIBUTE, threading.RLock())
         if not lock.acquire(False):
@@ -66,8 +67,12 @@ def without_guard(state: dict) -> dict:
 
 
 class Guarded:
-    """Mixin for classes whose state is their ``__dict__``: pickles, copies
-    and saves it without the guard's lock (remade on first use)."""
+    """Mixin of the classes whose methods :func:`exclusive` wraps: pickles,
+    copies and saves the ``__dict__`` without the guard's lock (made again
+    on first use). A class that defines its own ``__getstate__`` must leave
+    the lock out with :func:`without_guard`."""
+
+    _busy = None  # the lock, once made: in the instance's __dict__
 
     def __getstate__(self) -> dict:
         return without_guard(dict(self.__dict__))

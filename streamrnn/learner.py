@@ -89,6 +89,18 @@ class OnlineRNN:
         < 1e-6, several times faster). ``None``: on for float32, off for
         float64.
 
+    Notes
+    -----
+    Non-finite values never reach the weights: an input, target, loss or
+    gradient that is not finite skips its sample or update, and an update
+    that would write a non-finite parameter or moment (an overflow) is
+    rolled back (:attr:`n_skipped`, :attr:`n_overflows`). Hyperparameters
+    with which no update could ever apply are refused.
+
+    Not thread-safe, and not guarded (its calls are a few µs): use one
+    model per thread. The banks and the River estimators built on it detect
+    use from two threads at once (:class:`~streamrnn.guard.ConcurrentUseError`).
+
     Examples
     --------
     Learn the next hourly change of River's bundled WaterFlow series from the

@@ -29,6 +29,10 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
     missing and the target is skipped (the hidden state advances), unless it
     is the third such value in a row on one side, a level shift, which is
     learned from then on.
+
+    Not thread-safe: a call from a second thread while one is inside raises
+    :class:`~streamrnn.guard.ConcurrentUseError`. A feature named NaN (or
+    anything unequal to itself) is refused with a ``ValueError``.
     """
 
     def __init__(

@@ -44,6 +44,13 @@ class SharedWeightsBank(ModelBank):
     **config
         :class:`~streamrnn.OnlineRNN` arguments.
 
+    Notes
+    -----
+    An update that would write a non-finite shared weight is rolled back
+    and counted in ``bank.model(key).n_overflows`` of the series whose
+    window it was. Not thread-safe: a call from a second thread while one is
+    inside raises :class:`~streamrnn.guard.ConcurrentUseError`.
+
     Examples
     --------
     >>> import numpy as np
