@@ -160,7 +160,7 @@ class FeatureSpace:
         """The ``names`` without a column yet, once each, in the order they
         would get columns; a NaN-like name raises ``ValueError``."""
         index = self.index
-        new = [n for n in dict.fromkeys(n for n in names if n not in index)]
+        new = list(dict.fromkeys(n for n in names if n not in index))
         for name in new:
             check_name(name)
         return sorted(new, key=_sort_key)
