@@ -677,9 +677,11 @@ def sums_of_squares(theta, m1, m2, opt):
 def update_bound(opt, theta, m1, m2, hp, grad_norm, n_updates):
     """An upper bound, in float64, on the magnitude of every value an
     optimizer step computes (the new parameters and moments and the terms on
-    the way), from the norms of the parameters and moments (infinite if one
-    of those overflows). Far below the dtype's largest float, the step
-    cannot write a non-finite value."""
+    the way, in any order fast-math may evaluate them: a quotient as a
+    product with ``1 / (... + eps) <= 1 / eps``), from the norms of the
+    gradient, parameters and moments (infinite if one of those overflows).
+    Far below the dtype's largest float, the step cannot write a non-finite
+    value."""
     st, sm, sv = sums_of_squares(theta, m1, m2, opt)
     T, M, V = math.sqrt(st), math.sqrt(sm), math.sqrt(sv)
     lr, wd, eps = float(hp[HP_LR]), float(hp[HP_WEIGHT_DECAY]), float(hp[HP_EPS])
@@ -690,7 +692,7 @@ def update_bound(opt, theta, m1, m2, hp, grad_norm, n_updates):
         return T + lr * m + m + g
     if opt == OPT_RMSPROP:
         g = grad_norm + wd * T
-        return T + lr * g * (1.0 + inv) + inv + g * g + V + g
+        return T + (lr + 1.0) * g * (1.0 + inv) + inv + g * g + V + g
     b1, b2 = float(hp[HP_BETA1]), float(hp[HP_BETA2])
     n = n_updates + 1
     step = lr / (1.0 - b1**n)
@@ -701,7 +703,7 @@ def update_bound(opt, theta, m1, m2, hp, grad_norm, n_updates):
     g = grad_norm + l2 * T
     m = M + g
     v = V + g * g
-    return T * (1.0 + decay + lr * wd) + step * (1.0 + m * (1.0 + inv)) + inv + v + math.sqrt(v) * rbc2 + m
+    return T * (1.0 + decay + lr * wd) + (step + 1.0) * (1.0 + m * (1.0 + inv)) + inv + v + math.sqrt(v) * rbc2 + m
 
 
 @njit(**_JIT)
