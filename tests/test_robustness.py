@@ -258,3 +258,23 @@ def test_predictions_do_not_depend_on_the_hash_seed():
         assert done.returncode == 0, done.stderr
         outputs.add(done.stdout)
     assert len(outputs) == 1, outputs
+
+
+def test_weights_loaded_between_updates_are_bounded_afresh(rng):
+    """The kernels carry the weights' norms from one update to the next;
+    weights loaded in between must not be bounded by those of before."""
+    model = OnlineRNN(cell="lstm", hidden_size=4, optimizer="rmsprop", weight_decay=0.1, seed=0)
+    X, Y = rng.normal(size=(20, 1)), rng.normal(size=(20, 1))
+    model.learn_many(X[:10], Y[:10])
+    model.learn(X[10], Y[10])
+    assert model.n_overflows == 0 and model.n_updates == 11
+    weights = model.state_dict()
+    weights["bias_hh_l0"][:] = 3e37  # saturated gates; the decay term's square, 1e-2 * (3e36) ** 2, overflows
+    model.load_state_dict(weights)
+    params, moms = parameters(model), moments(model)
+    model.learn(X[11], Y[11])
+    assert model.n_overflows == 1
+    np.testing.assert_array_equal(parameters(model), params)
+    np.testing.assert_array_equal(moments(model), moms)
+    model.learn_many(X[12:], Y[12:])
+    assert model.n_overflows == 9 and np.isfinite(moments(model)).all()

@@ -611,12 +611,16 @@ def window_backward(lay, buf, rows, start, n_rows, n_loss):
 @njit(inline="always")
 def apply_update(opt, theta, grad, m1, m2, hp, gscale, n_updates):
     """One optimizer step in place, ``torch.optim``'s formulas (SGD with
-    momentum, RMSprop, Adam, AdamW) on the gradient scaled by ``gscale``."""
+    momentum, RMSprop, Adam, AdamW) on the gradient scaled by ``gscale``.
+    Returns the sums of squares of the new parameters and of the moments the
+    optimizer uses (0 for the others), taken on the way (for the next
+    step's :func:`update_bound`)."""
     t = theta.dtype.type
     P = theta.shape[0]
     lr = hp[HP_LR]
     wd = hp[HP_WEIGHT_DECAY]
     eps = hp[HP_EPS]
+    st = sm = sv = t(0.0)
     if opt == OPT_SGD:
         mom = hp[HP_MOMENTUM]
         for j in range(P):
@@ -624,6 +628,8 @@ def apply_update(opt, theta, grad, m1, m2, hp, gscale, n_updates):
             m = mom * m1[j] + g
             m1[j] = m
             theta[j] -= lr * m
+            st += theta[j] * theta[j]
+            sm += m * m
     elif opt == OPT_RMSPROP:
         alpha = hp[HP_ALPHA]
         for j in range(P):
@@ -631,6 +637,8 @@ def apply_update(opt, theta, grad, m1, m2, hp, gscale, n_updates):
             v = alpha * m2[j] + (t(1.0) - alpha) * g * g
             m2[j] = v
             theta[j] -= lr * g / (math.sqrt(v) + eps)
+            st += theta[j] * theta[j]
+            sv += v * v
     else:
         b1 = hp[HP_BETA1]
         b2 = hp[HP_BETA2]
@@ -649,6 +657,10 @@ def apply_update(opt, theta, grad, m1, m2, hp, gscale, n_updates):
             m1[j] = m
             m2[j] = v
             theta[j] = theta[j] * decay - step * m / (math.sqrt(v) * rbc2 + eps)
+            st += theta[j] * theta[j]
+            sm += m * m
+            sv += v * v
+    return float(st), float(sm), float(sv)
 
 
 @njit(inline="always")
@@ -673,17 +685,23 @@ def sums_of_squares(theta, m1, m2, opt):
     return float(st), float(sm), float(sv)
 
 
+#: Norms not known: :func:`optimizer_step` reads the parameters and moments
+#: for them. (A kernel call starts so, and carries the norms each update
+#: leaves from one update to the next: nothing else writes the weights
+#: meanwhile.)
+NO_NORMS = (0.0, 0.0, 0.0, 0.0)
+
+
 @njit(inline="always")
-def update_bound(opt, theta, m1, m2, hp, grad_norm, n_updates):
+def update_bound(opt, sums, hp, grad_norm, n_updates):
     """An upper bound, in float64, on the magnitude of every value an
     optimizer step computes (the new parameters and moments and the terms on
     the way, in any order fast-math may evaluate them: a quotient as a
     product with ``1 / (... + eps) <= 1 / eps``), from the norms of the
-    gradient, parameters and moments (infinite if one of those overflows).
-    Far below the dtype's largest float, the step cannot write a non-finite
-    value."""
-    st, sm, sv = sums_of_squares(theta, m1, m2, opt)
-    T, M, V = math.sqrt(st), math.sqrt(sm), math.sqrt(sv)
+    gradient, parameters and moments (``sums``: their sums of squares;
+    infinite if one overflowed). Far below the dtype's largest float, the
+    step cannot write a non-finite value."""
+    T, M, V = math.sqrt(sums[0]), math.sqrt(sums[1]), math.sqrt(sums[2])
     lr, wd, eps = float(hp[HP_LR]), float(hp[HP_WEIGHT_DECAY]), float(hp[HP_EPS])
     inv = 1.0 / eps
     if opt == OPT_SGD:
@@ -707,19 +725,21 @@ def update_bound(opt, theta, m1, m2, hp, grad_norm, n_updates):
 
 
 @njit(**_JIT)
-def optimizer_step(lay, ctr, buf):
+def optimizer_step(lay, ctr, buf, norms):
     """Clip the gradient to its global norm and apply one optimizer step.
 
-    Returns False, changing nothing, when the gradient is not finite or the
-    step would write a non-finite parameter or moment (an overflow: a huge
-    learning rate or gradient): the step is rolled back and counted in
-    ``ctr[C_OVERFLOWS]``. Formulas follow
+    Returns ``(applied, norms)``. Not applied, changing nothing, when the
+    gradient is not finite or the step would write a non-finite parameter
+    or moment (an overflow: a huge learning rate or gradient): the step is
+    rolled back and counted in ``ctr[C_OVERFLOWS]``. Formulas follow
     ``torch.optim`` (SGD with momentum, RMSprop, Adam, AdamW) and
     ``torch.nn.utils.clip_grad_norm_``.
 
-    A cheap bound (:func:`update_bound`, one read of the parameters and
-    moments) shows most steps safe; only a step it cannot vouch for keeps
-    a copy to roll back to and checks what it wrote.
+    A cheap bound (:func:`update_bound`) shows most steps safe: from
+    ``norms`` (``(1.0, sums of squares...)`` as the last step of this kernel
+    call left them) or, without them (:data:`NO_NORMS`), from one read of the
+    parameters and moments. Only a step it cannot vouch for keeps a copy to
+    roll back to and checks what it wrote.
     """
     t = buf.dtype.type
     P = lay[L_NPARAM]
@@ -733,28 +753,31 @@ def optimizer_step(lay, ctr, buf):
     for j in range(P):
         sq += grad[j] * grad[j]
     if not math.isfinite(sq):
-        return False
+        return False, norms
     norm = math.sqrt(sq)
     gscale = t(1.0)
     if clip > 0:
         gscale = min(clip / (norm + t(1e-6)), t(1.0))
 
     n_updates = ctr[C_UPDATES]
-    if update_bound(opt, theta, m1, m2, hp, float(norm) * float(gscale), n_updates) < 0.25 * np.finfo(buf.dtype).max:
-        apply_update(opt, theta, grad, m1, m2, hp, gscale, n_updates)
-        return True
+    sums = (norms[1], norms[2], norms[3])
+    if norms[0] == 0.0:
+        sums = sums_of_squares(theta, m1, m2, opt)
+    if update_bound(opt, sums, hp, float(norm) * float(gscale), n_updates) < 0.25 * np.finfo(buf.dtype).max:
+        st, sm, sv = apply_update(opt, theta, grad, m1, m2, hp, gscale, n_updates)
+        return True, (1.0, st, sm, sv)
     saved = np.empty(3 * P, dtype=buf.dtype)  # the rare step that might overflow: written, checked, rolled back
     copy_into(saved[:P], theta)
     copy_into(saved[P : 2 * P], m1)
     copy_into(saved[2 * P :], m2)
-    apply_update(opt, theta, grad, m1, m2, hp, gscale, n_updates)
+    st, sm, sv = apply_update(opt, theta, grad, m1, m2, hp, gscale, n_updates)
     if all_finite(theta) and all_finite(m1) and all_finite(m2):
-        return True
+        return True, (1.0, st, sm, sv)
     copy_into(theta, saved[:P])
     copy_into(m1, saved[P : 2 * P])
     copy_into(m2, saved[2 * P :])
     ctr[C_OVERFLOWS] += 1
-    return False
+    return False, (1.0, sums[0], sums[1], sums[2])
 
 
 # ------------------------------------------------------------- TBPTT driver
@@ -787,9 +810,10 @@ def recompute_window(lay, buf, start, n_rows):
 
 
 @njit(**_JIT)
-def tbptt_update(lay, ctr, buf):
-    """One TBPTT(k1, k2) update over the stored window. Returns True if the
-    weights changed; a skipped update is counted in ``ctr[C_SKIPPED]``."""
+def tbptt_update(lay, ctr, buf, norms):
+    """One TBPTT(k1, k2) update over the stored window. Returns whether the
+    weights changed (a skipped update is counted in ``ctr[C_SKIPPED]``) and
+    the norms :func:`optimizer_step` carries to the next update."""
     k1, k2 = lay[L_K1], lay[L_K2]
     n_rows = ctr[C_FILL]
     n_loss = min(k1, n_rows)
@@ -799,20 +823,24 @@ def tbptt_update(lay, ctr, buf):
         row = lay[L_CACHE] + ((start + s) % k2) * rs
         if not all_finite(vec(buf, row + lay[L_R_Y], lay[L_OUTPUT])):
             ctr[C_SKIPPED] += 1
-            return False
+            return False, norms
     rows = lay[L_CACHE]
     if lay[L_RECOMPUTE] != 0 and k1 < k2:
         if not recompute_window(lay, buf, start, n_rows):
             ctr[C_SKIPPED] += 1
-            return False
+            return False, norms
         rows = lay[L_RCACHE]
         start = 0
     loss = window_backward(lay, buf, rows, start, n_rows, n_loss)
-    if not math.isfinite(loss) or not optimizer_step(lay, ctr, buf):
+    if not math.isfinite(loss):
         ctr[C_SKIPPED] += 1
-        return False
+        return False, norms
+    applied, norms = optimizer_step(lay, ctr, buf, norms)
+    if not applied:
+        ctr[C_SKIPPED] += 1
+        return False, norms
     ctr[C_UPDATES] += 1
-    return True
+    return True, norms
 
 
 @njit(**_JIT)
@@ -824,7 +852,7 @@ def reset_window(lay, ctr, buf):
 
 
 @njit(**_JIT)
-def learn_one(lay, ctr, buf, x, y, out):
+def learn_step(lay, ctr, buf, x, y, out, norms):
     """One online step: predict ``x`` from the carried state into ``out``,
     store the step in the TBPTT window, advance the state, and update the
     weights every k1 steps.
@@ -841,7 +869,7 @@ def learn_one(lay, ctr, buf, x, y, out):
     if not all_finite(x):
         ctr[C_SKIPPED] += 1
         out[:] = np.nan
-        return
+        return norms
     row = lay[L_CACHE] + ctr[C_POS] * lay[L_ROW]
     ok = network_forward(lay, buf, x, row, lay[L_STATE])
     copy_into(out, vec(buf, row + lay[L_R_YHAT], O))
@@ -851,20 +879,43 @@ def learn_one(lay, ctr, buf, x, y, out):
         reset_window(lay, ctr, buf)
         ctr[C_RESETS] += 1
         ctr[C_SKIPPED] += 1
-        return
+        return norms
     ctr[C_POS] = (ctr[C_POS] + 1) % k2
     ctr[C_FILL] = min(ctr[C_FILL] + 1, k2)
     ctr[C_SINCE] += 1
     if ctr[C_SINCE] >= lay[L_K1]:
         ctr[C_SINCE] = 0
-        tbptt_update(lay, ctr, buf)
+        norms = tbptt_update(lay, ctr, buf, norms)[1]
+    return norms
 
 
 @njit(**_JIT)
-def learn_many(lay, ctr, buf, X, Y, out):
-    """``learn_one`` over the rows of ``X`` and ``Y``; predictions to ``out``."""
+def learn_one(lay, ctr, buf, x, y, out):
+    """:func:`learn_step` of one sample (the weights' norms not known)."""
+    learn_step(lay, ctr, buf, x, y, out, NO_NORMS)
+
+
+@njit(**_JIT)
+def learn_carrying(lay, ctr, buf, x, y, out, carried):
+    """:func:`learn_step` of one sample, with the weights' norms kept in
+    ``carried`` (4 float64, ``carried[0] == 0``: not known) from one call
+    to the next. Whoever writes the parameters or moments otherwise must
+    zero ``carried[0]``."""
+    norms = learn_step(lay, ctr, buf, x, y, out, (carried[0], carried[1], carried[2], carried[3]))
+    for k in range(4):
+        carried[k] = norms[k]
+
+
+@njit(**_JIT)
+def learn_many(lay, ctr, buf, X, Y, out, carried):
+    """``learn_one`` over the rows of ``X`` and ``Y``; predictions to ``out``
+    (each update passing the weights' norms on to the next, from and back
+    to ``carried`` as :func:`learn_carrying`)."""
+    norms = (carried[0], carried[1], carried[2], carried[3])
     for t in range(X.shape[0]):
-        learn_one(lay, ctr, buf, X[t], Y[t], out[t])
+        norms = learn_step(lay, ctr, buf, X[t], Y[t], out[t], norms)
+    for k in range(4):
+        carried[k] = norms[k]
 
 
 @njit(**_JIT)
@@ -899,9 +950,10 @@ def bank_learn(lay, ctr, buf, groups, starts, order, X, Y, out):
     """``learn_one`` for every row, each on its own model."""
     for g in prange(groups.shape[0]):
         m = groups[g]
+        norms = NO_NORMS
         for r in range(starts[g], starts[g + 1]):
             i = order[r]
-            learn_one(lay, ctr[m], buf[m], X[i], Y[i], out[i])
+            norms = learn_step(lay, ctr[m], buf[m], X[i], Y[i], out[i], norms)
 
 
 @njit(**_JIT)
