@@ -13,7 +13,7 @@ from .kernels import recurrent as K
 from .network import NetworkShape, aligned_zeros, build_layout, init_parameters, parameter_names, parameter_views
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
-_predict_one, _learn_one = K.predict_one, K.learn_carrying  # module globals: one lookup less per call
+_predict_one, _learn_one = K.predict_one, K.learn_one  # module globals: one lookup less per call
 
 
 def _region_views(shape: NetworkShape, lay: np.ndarray, buf: np.ndarray, region: int | None) -> dict[str, np.ndarray]:
@@ -278,14 +278,6 @@ class OnlineRNN:
         self._shape = shape
         self._in_shape, self._out_shape = (shape.input_size,), (shape.output_size,)
         self._lay, self._ctr, self._buf = lay, ctr, buf
-        self._forget_norms()
-
-    def _forget_norms(self) -> None:
-        """The norms of the weights that the kernels carry from one update to
-        the next (to bound the next update cheaply), as not known: to be
-        called whenever the parameters or moments are written outside the
-        kernels. Not model state (not pickled)."""
-        self._norms = np.zeros(4)
 
     def _region_views(self, region: int) -> dict[str, np.ndarray]:
         """A parameter-shaped region of ``buf`` (parameters, gradient, moments) by name."""
@@ -446,7 +438,7 @@ class OnlineRNN:
         elif not y.flags.c_contiguous:
             y = np.ascontiguousarray(y)
         out = np.empty(self._out_shape, self._np_dtype)
-        _learn_one(self._lay, self._ctr, self._buf, x, y, out, self._norms)
+        _learn_one(self._lay, self._ctr, self._buf, x, y, out)
         return out
 
     def learn_many(self, X, Y) -> np.ndarray:
@@ -457,7 +449,7 @@ class OnlineRNN:
         if X.shape[0] != Y.shape[0]:
             raise ValueError(f"X and Y must have the same number of rows, got {X.shape[0]} and {Y.shape[0]}")
         out = np.empty((X.shape[0], self._shape.output_size), dtype=self._np_dtype)
-        K.learn_many(self._lay, self._ctr, self._buf, X, Y, out, self._norms)
+        K.learn_many(self._lay, self._ctr, self._buf, X, Y, out)
         return out
 
     def gradient(self, X, Y, loss_steps: int | None = None) -> tuple[float, dict[str, np.ndarray]]:
@@ -522,7 +514,6 @@ class OnlineRNN:
             values[name] = cast
         for name, v in values.items():
             views[name][...] = v
-        self._forget_norms()
 
     # ----------------------------------------------------------- read-outs
 
@@ -578,7 +569,6 @@ class OnlineRNN:
         # makes pickles of equal models equal, whatever was predicted since
         state = dict(self.__dict__)
         state["_buf"] = self._buf[: self._lay[L.L_PERSIST]].copy()
-        del state["_norms"]  # (not state: the kernels' scratch)
         return state
 
     def __copy__(self) -> OnlineRNN:
@@ -591,7 +581,6 @@ class OnlineRNN:
         state["_buf"] = aligned_zeros(state["_lay"][L.L_BUF], persistent.dtype)
         state["_buf"][: len(persistent)] = persistent
         self.__dict__.update(state)
-        self._forget_norms()
 
     def __repr__(self) -> str:
         return (

@@ -261,8 +261,9 @@ def test_predictions_do_not_depend_on_the_hash_seed():
 
 
 def test_weights_loaded_between_updates_are_bounded_afresh(rng):
-    """The kernels carry the weights' norms from one update to the next;
-    weights loaded in between must not be bounded by those of before."""
+    """Within a kernel call the weights' norms pass from one update to the
+    next; weights loaded between calls must not be bounded by those of
+    before."""
     model = OnlineRNN(cell="lstm", hidden_size=4, optimizer="rmsprop", weight_decay=0.1, seed=0)
     X, Y = rng.normal(size=(20, 1)), rng.normal(size=(20, 1))
     model.learn_many(X[:10], Y[:10])

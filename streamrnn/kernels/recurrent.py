@@ -896,26 +896,12 @@ def learn_one(lay, ctr, buf, x, y, out):
 
 
 @njit(**_JIT)
-def learn_carrying(lay, ctr, buf, x, y, out, carried):
-    """:func:`learn_step` of one sample, with the weights' norms kept in
-    ``carried`` (4 float64, ``carried[0] == 0``: not known) from one call
-    to the next. Whoever writes the parameters or moments otherwise must
-    zero ``carried[0]``."""
-    norms = learn_step(lay, ctr, buf, x, y, out, (carried[0], carried[1], carried[2], carried[3]))
-    for k in range(4):
-        carried[k] = norms[k]
-
-
-@njit(**_JIT)
-def learn_many(lay, ctr, buf, X, Y, out, carried):
+def learn_many(lay, ctr, buf, X, Y, out):
     """``learn_one`` over the rows of ``X`` and ``Y``; predictions to ``out``
-    (each update passing the weights' norms on to the next, from and back
-    to ``carried`` as :func:`learn_carrying`)."""
-    norms = (carried[0], carried[1], carried[2], carried[3])
+    (each update passing the weights' norms on to the next)."""
+    norms = NO_NORMS
     for t in range(X.shape[0]):
         norms = learn_step(lay, ctr, buf, X[t], Y[t], out[t], norms)
-    for k in range(4):
-        carried[k] = norms[k]
 
 
 @njit(**_JIT)
