@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 
 import numpy as np
 
@@ -244,15 +245,22 @@ class OnlineRNN:
 
     def _check_updates_can_apply(self, hp: np.ndarray) -> None:
         """Refuse hyperparameters with which no update could ever be applied:
-        Adam's first step ``lr / (1 - betas[0])``, or AdamW's decay ``lr *
-        weight_decay``, beyond the dtype's largest float (every update would
-        overflow and be rolled back; Adam's would stay the first forever)."""
-        if self.optimizer not in ("adam", "adamw"):
-            return
+        Adam's first step ``lr / (1 - betas[0])``, AdamW's decay ``lr *
+        weight_decay`` or RMSprop's first step ``lr / sqrt(1 - alpha)`` (from
+        zero moments) beyond the dtype's largest float (every update would
+        overflow and be rolled back, and the next be a first one again)."""
         dtype = self._np_dtype
         big = float(np.finfo(dtype).max)
         with np.errstate(over="ignore"):
-            lr, b1, wd = (float(dtype.type(hp[i])) for i in (L.HP_LR, L.HP_BETA1, L.HP_WEIGHT_DECAY))
+            lr, b1, wd, alpha = (float(dtype.type(hp[i])) for i in (L.HP_LR, L.HP_BETA1, L.HP_WEIGHT_DECAY,
+                                                                    L.HP_ALPHA))
+        if self.optimizer == "rmsprop" and lr / math.sqrt(1.0 - alpha) > big:
+            raise ValueError(f"lr={self.lr!r} is too large for {dtype.name} with alpha={self.alpha!r}: rmsprop's "
+                             f"first step, about lr / sqrt(1 - alpha) = {lr / math.sqrt(1.0 - alpha):.3g} for every "
+                             f"gradient entry beyond eps, is beyond ±{big:.3g}, so every update would overflow (and, "
+                             "rolled back, leave the moments at zero for the next)")
+        if self.optimizer not in ("adam", "adamw"):
+            return
         if lr / (1.0 - b1) > big:
             raise ValueError(f"lr={self.lr!r} is too large for {dtype.name} with betas[0]={self.betas[0]!r}: "
                              f"{self.optimizer}'s first step, lr / (1 - betas[0]) = {lr / (1.0 - b1):.3g}, is "
