@@ -12,6 +12,7 @@ from river.base import AnomalyDetector
 from .checks import check_integer, finite
 from .estimator import build_network
 from .features import FeatureSpace, RunningScaler
+from .guard import Guarded, exclusive
 from .kernels import scoring as S
 
 
@@ -22,7 +23,7 @@ def _rows(X: pd.DataFrame):
         yield {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
 
 
-class PredictiveDetector(AnomalyDetector):
+class PredictiveDetector(Guarded, AnomalyDetector):
     """Scores each point by how unlikely its value and the recurrent
     network's error in predicting it are, as a tail probability.
 
@@ -95,6 +96,10 @@ class PredictiveDetector(AnomalyDetector):
     (``n_skipped`` counts it) and scores 0; a non-numeric value raises
     ``ValueError``. ``score_one`` changes nothing. With several features,
     the range evidence is that of the feature furthest out of its range.
+    A feature named NaN (unequal to itself) raises ``ValueError``.
+
+    Not thread-safe: a call from a second thread while one is inside raises
+    :class:`~streamrnn.guard.ConcurrentUseError`.
 
     Examples
     --------
@@ -234,16 +239,19 @@ class PredictiveDetector(AnomalyDetector):
     def _grow(self, x: dict) -> None:
         if len(x) == len(self._features.names) and all(k in self._features.index for k in x):
             return  # the common case: no new feature
-        if self._features.register(x):
-            n = len(self._features)
+        new = self._features.unseen(x)  # (NaN-like names refused here)
+        if new:
+            n = len(self._features) + len(new)
+            if n > self._net.input_size:  # first: should it fail, nothing has changed
+                self._net.resize(input_size=n, output_size=n)
+            self._features.register(new)
             self._st = self._new_state(n, self._st)
             self._has_last = False  # the history restarts with the new feature
-            if n > self._net.input_size:
-                self._net.resize(input_size=n, output_size=n)
             self._input = np.zeros(n)
 
     # ---------------------------------------------------------------- River
 
+    @exclusive
     def learn_one(self, x: dict) -> None:
         if not self._complete(x):
             self._n_skipped += 1
@@ -264,17 +272,20 @@ class PredictiveDetector(AnomalyDetector):
         self._input = z
         S.set_prediction(self._st, self._net.predict(z))
 
+    @exclusive
     def score_one(self, x: dict) -> float:
         values = self._values(x)
         if values is None or self._st[S.S_SCORED] < max(self.grace_period, 1):
             return 0.0
         return S.score(self._st, values, np.empty(len(values)))
 
+    @exclusive
     def learn_many(self, X: pd.DataFrame) -> None:
         """``learn_one`` on each row of ``X`` in order (NaN cells are missing values)."""
         for x in _rows(X):
             self.learn_one(x)
 
+    @exclusive
     def score_many(self, X: pd.DataFrame) -> np.ndarray:
         """``score_one`` of each row of ``X`` against the current model."""
         return np.array([self.score_one(x) for x in _rows(X)], dtype=np.float64)
@@ -341,14 +352,18 @@ class ReconstructionDetector(PredictiveDetector):
     def _grow(self, x: dict) -> None:
         if len(x) == len(self._features.names) and all(k in self._features.index for k in x):
             return  # the common case: no new feature
-        if self._features.register(x):
-            n = len(self._features)
+        new = self._features.unseen(x)  # (NaN-like names refused here)
+        if new:
+            n = len(self._features) + len(new)
+            # first: should it fail, nothing has changed
+            self._net.resize(input_size=max(n, self._net.input_size), output_size=self.window * n)
+            self._features.register(new)
             self._scaler.grow(n)
             self._st = self._new_state(n, self._st)
             self._has_last = False  # the ranges restart with the new feature
             self._recent_z = np.zeros((self.window, n))  # the window restarts
-            self._net.resize(input_size=max(n, self._net.input_size), output_size=self.window * n)
 
+    @exclusive
     def learn_one(self, x: dict) -> None:
         if not self._complete(x):
             self._n_skipped += 1
@@ -375,6 +390,7 @@ class ReconstructionDetector(PredictiveDetector):
         u[: len(z)] = z
         return u
 
+    @exclusive
     def score_one(self, x: dict) -> float:
         values = self._values(x)
         if values is None or self._st[S.S_SCORED] < max(self.grace_period, 1):

@@ -8,6 +8,7 @@ import copy
 import numpy as np
 
 from .checks import check_integer, unmasked
+from .guard import Guarded, exclusive, without_guard
 from .keys import batch_keys, factorize, holds_nan, known_slots, keys_to_evict
 from .kernels import layout as L
 from .kernels import recurrent as K
@@ -75,7 +76,7 @@ def check_snapshot_arrays(bank, snapshot: dict) -> None:
         raise ValueError(f"snapshot counters are not a model's: {problem}")
 
 
-class ModelBank:
+class ModelBank(Guarded):
     """N independent :class:`~streamrnn.OnlineRNN` models of one
     configuration, stored as one array of model buffers and addressed by any
     hashable key.
@@ -108,6 +109,17 @@ class ModelBank:
     **config
         :class:`~streamrnn.OnlineRNN` arguments (``cell``, ``input_size``,
         ``hidden_size``, ``k1``, ``k2``, ``lr``, ...), the same for every model.
+
+    Notes
+    -----
+    Each model follows :class:`~streamrnn.OnlineRNN`'s non-finite policy on
+    its own: an update that would write a non-finite weight is rolled back,
+    counted in that model's ``bank.model(key).n_overflows`` (on the CPU).
+
+    Not thread-safe: a call from a second thread while one is inside the
+    bank raises :class:`~streamrnn.guard.ConcurrentUseError` (nothing waits,
+    the refused call changes nothing). Use a bank per thread, or a lock of
+    your own around the calls.
 
     Examples
     --------
@@ -188,8 +200,9 @@ class ModelBank:
         slot = self._free[-1] if self._free else len(self._key_of)
         if slot >= self._capacity:
             grow = self._capacity
-            self._grow(2 * grow)
-            self._last_seen = np.concatenate([self._last_seen, np.zeros(grow, dtype=np.int64)])
+            last_seen = np.concatenate([self._last_seen, np.zeros(grow, dtype=np.int64)])
+            self._grow(2 * grow)  # all or nothing: should it fail, nothing has changed
+            self._last_seen = last_seen
         self._init_slot(slot)  # first: should it fail, no key is registered
         if self._free:
             self._free.pop()
@@ -247,6 +260,7 @@ class ModelBank:
             self._pending.clear()
             self._dev.put(np.array(new, dtype=np.int64), np.stack([b[:persist] for b in bufs]), np.stack(ctrs))
 
+    @exclusive
     def model(self, key) -> OnlineRNN:
         """A copy of ``key``'s model as a standalone (CPU) :class:`OnlineRNN`."""
         model = OnlineRNN(**self.config, seed=0)
@@ -259,6 +273,7 @@ class ModelBank:
             model._buf[:], model._ctr[:] = buf[0], ctr[0]
         return model
 
+    @exclusive
     def evict(self, keys) -> None:
         """Forget these keys' models (all known: ``KeyError`` otherwise, and
         none is forgotten); their slots are reused."""
@@ -286,6 +301,7 @@ class ModelBank:
         starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
         return ordered[starts].astype(np.int64), np.r_[starts, len(slots)].astype(np.int64), order.astype(np.int64)
 
+    @exclusive
     def learn_many(self, keys, X, Y) -> np.ndarray:
         """Learn each row ``(keys[i], X[i], Y[i])`` on its key's model; returns
         the predictions made before each update, shape ``(n, output_size)``."""
@@ -338,6 +354,7 @@ class ModelBank:
             parts.append((np.flatnonzero(~known), rank[codes[~known]].astype(np.int64), buf))
         return parts
 
+    @exclusive
     def predict_many(self, keys, X) -> np.ndarray:
         """Predictions for the rows, the rows of a key run in order from its
         carried state; changes nothing. An unseen key is predicted by the
@@ -357,6 +374,7 @@ class ModelBank:
             KC.bank_predict(self._dev.lay, buf, groups, starts, rows[order].astype(np.int64), X_d, out_d)
         return out_d.copy_to_host() if len(keys) else out
 
+    @exclusive
     def forecast_many(self, keys, horizon: int, X0) -> np.ndarray:
         """Forecast ``horizon`` steps for each key from its carried state,
         feeding each step's outputs back as the next inputs (the models must
@@ -386,7 +404,7 @@ class ModelBank:
     def __getstate__(self) -> dict:
         # the scratch end of the buffers is not model state (predictions write
         # there): leaving it out makes pickles of equal banks equal
-        state = dict(self.__dict__)
+        state = without_guard(dict(self.__dict__))  # (a lock: not state)
         if self._dev is None:
             state["_buf"] = self._buf[:, : self._lay[L.L_PERSIST]].copy()
         else:  # pickled as a CPU bank's arrays, moved to the GPU again on load
@@ -404,6 +422,7 @@ class ModelBank:
         if self.device == "cuda":
             self._to_device()
 
+    @exclusive
     def snapshot(self) -> dict:
         """The bank's state: numpy arrays (``buf``, ``ctr``, ``last_seen``, one
         row per slot) and ``meta`` (configuration, keys by slot, counters,

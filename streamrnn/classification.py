@@ -8,6 +8,7 @@ from river import base
 
 from .keys import holds_nan
 from .estimator import RecurrentEstimator, as_targets
+from .guard import exclusive
 
 
 class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
@@ -19,6 +20,10 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
     ``predict_proba_one`` is their softmax over the classes seen so far (an
     empty dict before the first class). Each ``learn_one(x, y)`` advances the
     hidden state by one step; prediction changes nothing.
+
+    Not thread-safe: a call from a second thread while one is inside raises
+    :class:`~streamrnn.guard.ConcurrentUseError`. A feature named NaN (or
+    anything unequal to itself) is refused with a ``ValueError``.
     """
 
     _loss = "cross_entropy"
@@ -62,6 +67,7 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
         z = np.exp(z - z.max(axis=1, keepdims=True))
         return z / z.sum(axis=1, keepdims=True)
 
+    @exclusive
     def learn_one(self, x: dict, y) -> None:
         if not _is_label(y):
             raise ValueError(f"y must be a class label (hashable, not None or NaN), got {y!r}")
@@ -69,6 +75,7 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
         self._register_targets([y])
         self._net.learn(z, self._one_hot([y])[0])
 
+    @exclusive
     def predict_proba_one(self, x: dict) -> dict:
         z = self._one_input(x, learn=False)
         if not self._classes:
@@ -76,6 +83,7 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
         p = self._probabilities(self._net.predict(z)[None, :])[0]
         return {c: float(pc) for c, pc in zip(self._classes, p)}
 
+    @exclusive
     def learn_many(self, X: pd.DataFrame, y: pd.Series) -> None:
         labels = as_targets(y, len(X))
         events: dict[int, list] = {}
@@ -88,6 +96,7 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
                 events.setdefault(i, []).append(v)
         self._learn_batch(X, labels, events, lambda Z, t: self._net.learn_many(Z, self._one_hot(t)))
 
+    @exclusive
     def predict_proba_many(self, X: pd.DataFrame) -> pd.DataFrame:
         Z = self._many_inputs(X)
         if not self._classes:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .features import FeatureSpace, RunningScaler, first_appearances
+from .guard import Guarded
 from .learner import OnlineRNN
 
 
@@ -48,11 +49,14 @@ def build_network(owner, cell: str, loss: str, input_size: int, output_size: int
     return net
 
 
-class RecurrentEstimator:
+class RecurrentEstimator(Guarded):
     """Mixin for estimators built on one :class:`~streamrnn.OnlineRNN`
     whose hidden state runs along the stream of ``x``.
 
-    Subclasses set ``_cell`` and ``_loss`` and implement the target side.
+    Subclasses set ``_cell`` and ``_loss`` and implement the target side,
+    their public methods wrapped by :func:`~streamrnn.guard.exclusive` (not
+    thread-safe: a call from a second thread while one is inside raises
+    :class:`~streamrnn.guard.ConcurrentUseError`).
     """
 
     _cell = "lstm"
@@ -96,10 +100,13 @@ class RecurrentEstimator:
     # ------------------------------------------------------------ features
 
     def _register(self, names) -> None:
-        if self._features.register(names):
-            n = len(self._features)
-            self._x_scaler.grow(n)
+        new = self._features.unseen(names)  # (NaN-like names refused here)
+        if new:
+            n = len(self._features) + len(new)
+            # all or nothing: the network first (the large allocation), the features last
             self._net.resize(input_size=max(n, self._net.input_size))
+            self._x_scaler.grow(n)
+            self._features.register(new)
 
     def _inputs(self, M: np.ndarray, update: bool) -> np.ndarray:
         """Standardised network inputs for the float64 rows ``M`` over the

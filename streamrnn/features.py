@@ -19,6 +19,7 @@ import numbers
 import numpy as np
 import pandas as pd
 
+from .keys import holds_nan
 from .kernels.scaling import FLOAT_MAX, standardize_rows
 from .smoothing import SHIFT_AFTER
 
@@ -96,7 +97,39 @@ def expand(x: dict) -> dict:
 
 
 def _sort_key(name):
-    return (type(name).__name__, str(name))
+    """The order of feature names that first appear together: by type name,
+    then by ``str`` (the order of every version so far), with the items of
+    sets and frozensets sorted (their ``str`` follows their hashes, which
+    change with ``PYTHONHASHSEED``: the model would differ from run to run)."""
+    return (type(name).__name__, str(name) if type(name) in _PLAIN else _canonical(name, str))
+
+
+_PLAIN = frozenset({str, int, float, bool})
+_HASH_ORDERED = (set, frozenset)
+
+
+def _canonical(name, text) -> str:
+    """``text(name)`` (``str`` or ``repr``), but with the items of every set
+    and frozenset in it (at any depth inside tuples) in sorted order, so the
+    same whatever the hash seed. Names without such a container keep
+    ``text(name)`` exactly."""
+    if isinstance(name, _HASH_ORDERED):
+        items = sorted(_canonical(item, repr) for item in name)
+        return f"{type(name).__name__}({{{', '.join(items)}}})" if items else f"{type(name).__name__}()"
+    if type(name) is tuple and any(isinstance(item, _HASH_ORDERED + (tuple,)) for item in name):
+        items = [_canonical(item, repr) for item in name]
+        return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
+    return text(name)
+
+
+def check_name(name) -> None:
+    """Refuse a feature name that is NaN-like (unequal to itself: ``nan``,
+    ``pd.NA``, ``NaT``, or a tuple or frozenset holding one), as keys are
+    refused: such a name has no equality to go by, so each row would add an
+    input of its own."""
+    if holds_nan(name):
+        raise ValueError(f"feature name {name!r} is or holds NaN: a missing name? (NaN never equals itself, "
+                         "so each row would add a feature of its own)")
 
 
 class FeatureSpace:
@@ -123,9 +156,19 @@ class FeatureSpace:
     def __len__(self) -> int:
         return len(self.names)
 
+    def unseen(self, names) -> list:
+        """The ``names`` without a column yet, once each, in the order they
+        would get columns; a NaN-like name raises ``ValueError``."""
+        index = self.index
+        new = list(dict.fromkeys(n for n in names if n not in index))
+        for name in new:
+            check_name(name)
+        return sorted(new, key=_sort_key)
+
     def register(self, names) -> int:
-        """Give columns to the unseen ``names`` (sorted); returns how many."""
-        new = sorted((n for n in names if n not in self.index), key=_sort_key)
+        """Give columns to the unseen ``names`` (sorted); returns how many.
+        A NaN-like name raises ``ValueError`` (and none is registered)."""
+        new = self.unseen(names)
         for name in new:
             self.index[name] = len(self.names)
             self.names.append(name)
@@ -154,6 +197,7 @@ class FeatureSpace:
             if j is not None:
                 row[j] = _value(k, v)
             else:
+                check_name(k)
                 _value(k, v)
         if key is not None and not _has_aware_datetime(x):
             # (an aware datetime equals its instant in every zone, whose hours differ: not cached)
@@ -252,8 +296,10 @@ class FeatureSpace:
                 j = index.get(k)
                 if j is not None:
                     row[j] = value
-                elif value == value:  # not NaN
-                    known = False
+                else:
+                    check_name(k)
+                    if value == value:  # not NaN
+                        known = False
         return row, known
 
     def known_row(self, x: dict | None) -> np.ndarray | None:
@@ -272,6 +318,8 @@ class FeatureSpace:
         """``X`` as a float64 matrix (NaN where missing) and its column names."""
         if not isinstance(X, pd.DataFrame):
             raise ValueError(f"X must be a pandas DataFrame, got {type(X).__name__}")
+        for name in X.columns:
+            check_name(name)
         if X.columns.has_duplicates:
             raise ValueError(f"X has duplicate column names: {list(X.columns[X.columns.duplicated()].unique())}")
         dates = [c for c in X.columns if _holds_dates(X[c])]

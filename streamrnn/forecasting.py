@@ -65,6 +65,7 @@ from river.time_series.base import Forecaster
 from .checks import check_integer, finite, is_integer
 from .features import CLIP, GLITCH, FeatureSpace, RunningScaler
 from .estimator import build_network, check_regression_loss
+from .guard import Guarded, exclusive
 from .learner import OnlineRNN
 from .shared_bank import SeriesView
 from .combination import MARGIN, MIN_COUNT, HorizonCombination
@@ -128,7 +129,7 @@ def _is_log_transform(value) -> bool:
     return type(value) is bool or (type(value) is str and value == "auto")
 
 
-class RecurrentForecaster(Forecaster):
+class RecurrentForecaster(Guarded, Forecaster):
     """Base of :class:`RNNForecaster`, :class:`GRUForecaster` and
     :class:`LSTMForecaster` (see the module's description).
 
@@ -173,7 +174,8 @@ class RecurrentForecaster(Forecaster):
     that is not a finite real number or lies beyond ±1e100
     (:data:`MAX_ABS_VALUE`: the running sums of squared changes would
     overflow), and an ``x`` that is not a dict of real numbers, dates or
-    missing values.
+    missing values. Not thread-safe: a call from a second thread while one
+    is inside raises :class:`~streamrnn.guard.ConcurrentUseError`.
     """
 
     _cell = "lstm"
@@ -609,6 +611,7 @@ class RecurrentForecaster(Forecaster):
 
     # -------------------------------------------------------------- River
 
+    @exclusive
     def learn_one(self, y: float, x: dict | None = None) -> None:
         if not (isinstance(y, float) and math.isfinite(y)) and (
             isinstance(y, bool) or not isinstance(y, numbers.Real) or not finite(y)
@@ -736,12 +739,14 @@ class RecurrentForecaster(Forecaster):
             d += self._last
         return d.tolist()
 
+    @exclusive
     def forecast(self, horizon: int, xs: list[dict] | None = None) -> list[float]:
         self._check_forecast(horizon, xs)
         if self._last is None:
             return [0.0] * horizon
         return self._values(self._combined(horizon, xs)[0])
 
+    @exclusive
     def forecast_interval(
         self, horizon: int, coverage: float = 0.95, xs: list[dict] | None = None
     ) -> tuple[list[float], list[float]]:

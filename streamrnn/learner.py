@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 
 import numpy as np
 
@@ -14,6 +15,13 @@ from .network import NetworkShape, aligned_zeros, build_layout, init_parameters,
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 _predict_one, _learn_one = K.predict_one, K.learn_one  # module globals: one lookup less per call
+
+
+def _region_views(shape: NetworkShape, lay: np.ndarray, buf: np.ndarray, region: int | None) -> dict[str, np.ndarray]:
+    """A parameter-shaped region of ``buf`` (parameters, gradient, moments;
+    None: the parameters) by name, for the layout ``lay`` of ``shape``."""
+    start = 0 if region is None else lay[region]
+    return parameter_views(shape, lay, buf[start : start + lay[L.L_NPARAM]])
 
 
 class OnlineRNN:
@@ -81,6 +89,18 @@ class OnlineRNN:
         Use a rational approximation of tanh and sigmoid (absolute error
         < 1e-6, several times faster). ``None``: on for float32, off for
         float64.
+
+    Notes
+    -----
+    Non-finite values never reach the weights: an input, target, loss or
+    gradient that is not finite skips its sample or update, and an update
+    that would write a non-finite parameter or moment (an overflow) is
+    rolled back (:attr:`n_skipped`, :attr:`n_overflows`). Hyperparameters
+    with which no update could ever apply are refused.
+
+    Not thread-safe, and not guarded (its calls are a few µs): use one
+    model per thread. The banks and the River estimators built on it detect
+    use from two threads at once (:class:`~streamrnn.guard.ConcurrentUseError`).
 
     Examples
     --------
@@ -203,6 +223,7 @@ class OnlineRNN:
             if value is not None:  # (clip_norm None: no clipping, stored as 0)
                 hp[at] = self._stored_hyperparameter(name, value, bounds)
 
+        self._check_updates_can_apply(hp)
         self._allocate(self._shape)
         hp_at = self._lay[L.L_HP]
         self._buf[hp_at : hp_at + L.N_HP] = hp
@@ -222,17 +243,53 @@ class OnlineRNN:
                              f"(given {value!r})") from None
         return value
 
+    def _check_updates_can_apply(self, hp: np.ndarray) -> None:
+        """Refuse hyperparameters with which no update could ever be applied:
+        Adam's first step ``lr / (1 - betas[0])``, AdamW's decay ``lr *
+        weight_decay`` or RMSprop's first step ``lr / sqrt(1 - alpha)`` (from
+        zero moments) beyond the dtype's largest float (every update would
+        overflow and be rolled back, and the next be a first one again)."""
+        dtype = self._np_dtype
+        big = float(np.finfo(dtype).max)
+        with np.errstate(over="ignore"):
+            lr, b1, wd, alpha = (float(dtype.type(hp[i])) for i in (L.HP_LR, L.HP_BETA1, L.HP_WEIGHT_DECAY,
+                                                                    L.HP_ALPHA))
+        if self.optimizer == "rmsprop" and lr / math.sqrt(1.0 - alpha) > big:
+            raise ValueError(f"lr={self.lr!r} is too large for {dtype.name} with alpha={self.alpha!r}: rmsprop's "
+                             f"first step, about lr / sqrt(1 - alpha) = {lr / math.sqrt(1.0 - alpha):.3g} for every "
+                             f"gradient entry beyond eps, is beyond ±{big:.3g}, so every update would overflow (and, "
+                             "rolled back, leave the moments at zero for the next)")
+        if self.optimizer not in ("adam", "adamw"):
+            return
+        if lr / (1.0 - b1) > big:
+            raise ValueError(f"lr={self.lr!r} is too large for {dtype.name} with betas[0]={self.betas[0]!r}: "
+                             f"{self.optimizer}'s first step, lr / (1 - betas[0]) = {lr / (1.0 - b1):.3g}, is "
+                             f"beyond ±{big:.3g}, so every update would overflow")
+        if self.optimizer == "adamw" and lr * wd > big:
+            raise ValueError(f"lr={self.lr!r} is too large for {dtype.name} with weight_decay={wd!r}: adamw's "
+                             f"decay, lr * weight_decay = {lr * wd:.3g}, is beyond ±{big:.3g}, so every update "
+                             "would overflow")
+
     def _allocate(self, shape: NetworkShape) -> None:
+        self._install(shape, *self._allocation(shape))
+
+    def _allocation(self, shape: NetworkShape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """New ``(lay, ctr, buf)`` arrays for ``shape``, zeroed; nothing of
+        the model changes (so a failure here, such as a ``MemoryError``,
+        leaves it whole)."""
+        lay = build_layout(shape)
+        return lay, np.zeros(L.N_CTR, dtype=np.int64), aligned_zeros(lay[L.L_BUF], self._np_dtype)
+
+    def _install(self, shape: NetworkShape, lay: np.ndarray, ctr: np.ndarray, buf: np.ndarray) -> None:
+        """Make ``shape`` and its arrays the model's, all at once."""
+        # (attributes in the order of the earlier versions: a saved model's state lists them so)
         self._shape = shape
         self._in_shape, self._out_shape = (shape.input_size,), (shape.output_size,)
-        self._lay = build_layout(shape)
-        self._ctr = np.zeros(L.N_CTR, dtype=np.int64)
-        self._buf = aligned_zeros(self._lay[L.L_BUF], self._np_dtype)
+        self._lay, self._ctr, self._buf = lay, ctr, buf
 
     def _region_views(self, region: int) -> dict[str, np.ndarray]:
         """A parameter-shaped region of ``buf`` (parameters, gradient, moments) by name."""
-        start = 0 if region is None else self._lay[region]
-        return parameter_views(self._shape, self._lay, self._buf[start : start + self._lay[L.L_NPARAM]])
+        return _region_views(self._shape, self._lay, self._buf, region)
 
     def resize(self, input_size: int | None = None, output_size: int | None = None) -> None:
         """Grow the input or the output layer in place, for features or classes
@@ -242,6 +299,10 @@ class OnlineRNN:
         are kept; the new input columns and output rows start at zero, so the
         outputs that existed are unchanged until the next update. The TBPTT
         window restarts.
+
+        All or nothing: the grown model is built beside the old one and takes
+        its place only once complete, so a size that cannot be allocated
+        raises (``MemoryError``) and leaves the model as it was.
         """
         old = self._shape
         input_size = old.input_size if input_size is None else check_integer("input_size", input_size)
@@ -253,22 +314,24 @@ class OnlineRNN:
             )
         if (input_size, output_size) == (old.input_size, old.output_size):
             return
-        regions = (None, L.L_M, L.L_V)
-        saved = [self._region_views(r) for r in regions]
-        lay, buf, ctr = self._lay, self._buf, self._ctr
-        self._allocate(dataclasses.replace(old, input_size=input_size, output_size=output_size))
-        for region, views in zip(regions, saved):
-            for name, new in self._region_views(region).items():
+        shape = dataclasses.replace(old, input_size=input_size, output_size=output_size)
+        try:
+            lay, ctr, buf = self._allocation(shape)
+        except (OverflowError, ValueError):  # sizes beyond int64 offsets or numpy's array limit
+            raise MemoryError(f"cannot grow the network to input_size {input_size}, output_size {output_size}: "
+                              "its buffer would exceed the addressable memory") from None
+        for region in (None, L.L_M, L.L_V):
+            views = self._region_views(region)
+            for name, new in _region_views(shape, lay, buf, region).items():
                 v = views[name]
                 new[tuple(slice(0, n) for n in v.shape)] = v
-        hp, n_hp = self._lay[L.L_HP], L.N_HP
-        self._buf[hp : hp + n_hp] = buf[lay[L.L_HP] : lay[L.L_HP] + n_hp]
-        n_state = 2 * old.num_layers * lay[L.L_HSTRIDE]
-        self._buf[self._lay[L.L_STATE] : self._lay[L.L_STATE] + n_state] = buf[
-            lay[L.L_STATE] : lay[L.L_STATE] + n_state
-        ]
-        for c in (L.C_STEPS, L.C_UPDATES, L.C_SKIPPED, L.C_RESETS):
-            self._ctr[c] = ctr[c]
+        old_lay, old_buf, n_hp = self._lay, self._buf, L.N_HP
+        buf[lay[L.L_HP] : lay[L.L_HP] + n_hp] = old_buf[old_lay[L.L_HP] : old_lay[L.L_HP] + n_hp]
+        n_state = 2 * old.num_layers * old_lay[L.L_HSTRIDE]
+        buf[lay[L.L_STATE] : lay[L.L_STATE] + n_state] = old_buf[old_lay[L.L_STATE] : old_lay[L.L_STATE] + n_state]
+        for c in (L.C_STEPS, L.C_UPDATES, L.C_SKIPPED, L.C_RESETS, L.C_OVERFLOWS):
+            ctr[c] = self._ctr[c]
+        self._install(shape, lay, ctr, buf)
         self.input_size, self.output_size = input_size, output_size
 
     # ------------------------------------------------------------- helpers
@@ -495,6 +558,14 @@ class OnlineRNN:
     def n_skipped(self) -> int:
         """Samples and updates skipped under the non-finite policy."""
         return int(self._ctr[L.C_SKIPPED])
+
+    @property
+    def n_overflows(self) -> int:
+        """Updates rolled back because they would have written a non-finite
+        parameter or optimizer moment (an overflow, from a learning rate or
+        gradient far too large); each is also counted in :attr:`n_skipped`.
+        The weights stay those before the update."""
+        return int(self._ctr[L.C_OVERFLOWS])
 
     @property
     def n_resets(self) -> int:

@@ -169,6 +169,7 @@ def counters_problem(lay: np.ndarray, ctr: np.ndarray) -> str | None:
         (L.C_POS, "window position", 0, k2 - 1), (L.C_FILL, "window fill", 0, k2),
         (L.C_SINCE, "steps since the last update", 0, k1 - 1), (L.C_STEPS, "steps", 0, None),
         (L.C_UPDATES, "updates", 0, None), (L.C_SKIPPED, "skipped", 0, None), (L.C_RESETS, "resets", 0, None),
+        (L.C_OVERFLOWS, "overflows", 0, None),
     )
     for column, what, low, high in ranges:
         values = ctr[:, column]

@@ -12,6 +12,7 @@ from river import base
 from .estimator import RecurrentEstimator, as_targets, check_regression_loss
 from .checks import finite
 from .features import RunningScaler
+from .guard import exclusive
 
 
 class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
@@ -28,6 +29,10 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
     missing and the target is skipped (the hidden state advances), unless it
     is the third such value in a row on one side, a level shift, which is
     learned from then on.
+
+    Not thread-safe: a call from a second thread while one is inside raises
+    :class:`~streamrnn.guard.ConcurrentUseError`. A feature named NaN (or
+    anything unequal to itself) is refused with a ``ValueError``.
     """
 
     def __init__(
@@ -64,16 +69,19 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
         out = out.astype(np.float64)
         return self._y_scaler.unscale(out) if self.scale_target else out
 
+    @exclusive
     def learn_one(self, x: dict, y: float) -> None:
         if isinstance(y, bool) or not isinstance(y, numbers.Real) or not finite(y):
             raise ValueError(f"y must be a finite real number, got {y!r}")
         z = self._one_input(x, learn=True)
         self._net.learn(z, self._scaled_targets(np.array([float(y)]))[0])
 
+    @exclusive
     def predict_one(self, x: dict) -> float:
         z = self._one_input(x, learn=False)
         return float(self._unscaled(self._net.predict(z)[None, :])[0, 0])
 
+    @exclusive
     def learn_many(self, X: pd.DataFrame, y: pd.Series) -> None:
         targets = as_targets(y, len(X))
         if targets.dtype.kind not in "iuf":  # as learn_one: no bools, strings or other objects
@@ -92,6 +100,7 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
 
         self._learn_batch(X, targets, {}, learn_rows)
 
+    @exclusive
     def predict_many(self, X: pd.DataFrame) -> pd.Series:
         out = self._net.predict_each(self._many_inputs(X))
         return pd.Series(self._unscaled(out)[:, 0], index=X.index, dtype=np.float64)

@@ -8,6 +8,7 @@ import numpy as np
 from .bank import ModelBank, check_bank_arguments, check_snapshot_arrays, check_snapshot_parts
 from .keys import factorize, known_slots
 from .checks import check_integer
+from .guard import exclusive, without_guard
 from .kernels import layout as L
 from .kernels import recurrent as RK
 from .kernels import shared_weights as K
@@ -43,6 +44,13 @@ class SharedWeightsBank(ModelBank):
         Series allocated at first (doubled as needed).
     **config
         :class:`~streamrnn.OnlineRNN` arguments.
+
+    Notes
+    -----
+    An update that would write a non-finite shared weight is rolled back
+    and counted in ``bank.model(key).n_overflows`` of the series whose
+    window it was. Not thread-safe: a call from a second thread while one is
+    inside raises :class:`~streamrnn.guard.ConcurrentUseError`.
 
     Examples
     --------
@@ -103,13 +111,15 @@ class SharedWeightsBank(ModelBank):
 
     def _grow(self, capacity: int) -> None:
         old = self._capacity
+        # all or nothing: every array built before any is replaced
         buf = aligned_zeros(self._origin + capacity * self._stride, self._dtype)
         buf[: self._buf.shape[0]] = self._buf
-        self._buf = buf
-        self._lays = np.repeat(self._lay[None, :], capacity + 1, axis=0)
+        lays = np.repeat(self._lay[None, :], capacity + 1, axis=0)
+        ctr = np.concatenate([self._ctr, np.zeros((capacity - old, L.N_CTR), dtype=np.int64)])
+        self._buf, self._lays, self._ctr = buf, lays, ctr
         self._place(np.arange(capacity))
-        self._ctr = np.concatenate([self._ctr, np.zeros((capacity - old, L.N_CTR), dtype=np.int64)])
 
+    @exclusive
     def model(self, key) -> OnlineRNN:
         """A standalone :class:`OnlineRNN` with the shared weights and
         ``key``'s state and window (a copy)."""
@@ -134,6 +144,7 @@ class SharedWeightsBank(ModelBank):
         """Rows learned from, over all series (evicted ones included)."""
         return self._steps_gone + int(self._ctr[:, L.C_STEPS].sum())
 
+    @exclusive
     def learn_many(self, keys, X, Y) -> np.ndarray:
         """Learn the rows ``(keys[i], X[i], Y[i])`` in order; returns the
         predictions made before each update, shape ``(n, output_size)``."""
@@ -164,6 +175,7 @@ class SharedWeightsBank(ModelBank):
         for unseen keys."""
         return np.where(slots < 0, self._capacity, slots)
 
+    @exclusive
     def predict_many(self, keys, X) -> np.ndarray:
         """Predictions for the rows, the rows of a key run in order from its
         carried state; changes nothing. An unseen key starts from a zero
@@ -175,6 +187,7 @@ class SharedWeightsBank(ModelBank):
             K.shared_predict(self._lays, self._buf, self._layouts(groups), starts, order, X, out)
         return out
 
+    @exclusive
     def forecast_many(self, keys, horizon: int, X0) -> np.ndarray:
         """Forecast ``horizon`` steps for each key from its carried state,
         feeding each step's outputs back as the next inputs, from the inputs
@@ -196,7 +209,7 @@ class SharedWeightsBank(ModelBank):
         return np.concatenate([self._buf[:persist], self._buf[self._origin : self._origin + len(self._key_of) * self._stride]])
 
     def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
+        state = without_guard(dict(self.__dict__))  # (a lock: not state)
         state["_buf"] = self._persistent()
         del state["_lays"]
         return state
@@ -212,6 +225,7 @@ class SharedWeightsBank(ModelBank):
         self._lays = np.repeat(self._lay[None, :], capacity + 1, axis=0)
         self._place(np.arange(capacity))
 
+    @exclusive
     def snapshot(self) -> dict:
         """The bank's state: numpy arrays (``buf``: the shared model then one
         region per slot; ``ctr``, ``last_seen``: one row per slot) and

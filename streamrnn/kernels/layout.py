@@ -100,4 +100,5 @@ C_RESETS = 3  # hidden-state resets after it went non-finite
 C_POS = 4  # next ring-buffer row
 C_FILL = 5  # rows in the window
 C_SINCE = 6  # steps since the last update attempt
+C_OVERFLOWS = 7  # updates rolled back: they would have written a non-finite parameter or moment
 N_CTR = 8

@@ -28,6 +28,7 @@ from .. import config
 from ._math import act_sigmoid, act_tanh
 from .layout import (
     C_FILL,
+    C_OVERFLOWS,
     C_POS,
     C_RESETS,
     C_SINCE,
@@ -607,35 +608,19 @@ def window_backward(lay, buf, rows, start, n_rows, n_loss):
 # --------------------------------------------------------------- optimizers
 
 
-@njit(**_JIT)
-def optimizer_step(lay, ctr, buf):
-    """Clip the gradient to its global norm and apply one optimizer step.
-
-    Returns False, changing nothing, when the gradient is not finite.
-    Formulas follow ``torch.optim`` (SGD with momentum, RMSprop, Adam, AdamW)
-    and ``torch.nn.utils.clip_grad_norm_``.
-    """
-    t = buf.dtype.type
-    P = lay[L_NPARAM]
-    theta = vec(buf, 0, P)
-    grad, m1, m2 = vec(buf, lay[L_GRAD], P), vec(buf, lay[L_M], P), vec(buf, lay[L_V], P)
-    hp = vec(buf, lay[L_HP], HP_ALPHA + 1)
+@njit(inline="always")
+def apply_update(opt, theta, grad, m1, m2, hp, gscale, n_updates):
+    """One optimizer step in place, ``torch.optim``'s formulas (SGD with
+    momentum, RMSprop, Adam, AdamW) on the gradient scaled by ``gscale``.
+    Returns the sums of squares of the new parameters and of the moments the
+    optimizer uses (0 for the others), taken on the way (for the next
+    step's :func:`update_bound`)."""
+    t = theta.dtype.type
+    P = theta.shape[0]
     lr = hp[HP_LR]
     wd = hp[HP_WEIGHT_DECAY]
     eps = hp[HP_EPS]
-    clip = hp[HP_CLIP]
-    opt = lay[L_OPT]
-
-    sq = t(0.0)
-    for j in range(P):
-        sq += grad[j] * grad[j]
-    if not math.isfinite(sq):
-        return False
-    norm = math.sqrt(sq)
-    gscale = t(1.0)
-    if clip > 0:
-        gscale = min(clip / (norm + t(1e-6)), t(1.0))
-
+    st = sm = sv = t(0.0)
     if opt == OPT_SGD:
         mom = hp[HP_MOMENTUM]
         for j in range(P):
@@ -643,6 +628,8 @@ def optimizer_step(lay, ctr, buf):
             m = mom * m1[j] + g
             m1[j] = m
             theta[j] -= lr * m
+            st += theta[j] * theta[j]
+            sm += m * m
     elif opt == OPT_RMSPROP:
         alpha = hp[HP_ALPHA]
         for j in range(P):
@@ -650,10 +637,12 @@ def optimizer_step(lay, ctr, buf):
             v = alpha * m2[j] + (t(1.0) - alpha) * g * g
             m2[j] = v
             theta[j] -= lr * g / (math.sqrt(v) + eps)
+            st += theta[j] * theta[j]
+            sv += v * v
     else:
         b1 = hp[HP_BETA1]
         b2 = hp[HP_BETA2]
-        n = ctr[C_UPDATES] + 1
+        n = n_updates + 1
         step = lr / t(1.0 - b1**n)
         rbc2 = t(1.0) / t(math.sqrt(1.0 - b2**n))
         decay = t(1.0)
@@ -668,7 +657,127 @@ def optimizer_step(lay, ctr, buf):
             m1[j] = m
             m2[j] = v
             theta[j] = theta[j] * decay - step * m / (math.sqrt(v) * rbc2 + eps)
-    return True
+            st += theta[j] * theta[j]
+            sm += m * m
+            sv += v * v
+    return float(st), float(sm), float(sv)
+
+
+@njit(inline="always")
+def sums_of_squares(theta, m1, m2, opt):
+    """The sums of squares of the parameters and of the moments that ``opt``
+    uses (0 for the others), in one pass."""
+    t = theta.dtype.type
+    st = sm = sv = t(0.0)
+    if opt == OPT_SGD:
+        for j in range(theta.shape[0]):
+            st += theta[j] * theta[j]
+            sm += m1[j] * m1[j]
+    elif opt == OPT_RMSPROP:
+        for j in range(theta.shape[0]):
+            st += theta[j] * theta[j]
+            sv += m2[j] * m2[j]
+    else:
+        for j in range(theta.shape[0]):
+            st += theta[j] * theta[j]
+            sm += m1[j] * m1[j]
+            sv += m2[j] * m2[j]
+    return float(st), float(sm), float(sv)
+
+
+#: Norms not known: :func:`optimizer_step` reads the parameters and moments
+#: for them. (A kernel call starts so, and carries the norms each update
+#: leaves from one update to the next: nothing else writes the weights
+#: meanwhile.)
+NO_NORMS = (0.0, 0.0, 0.0, 0.0)
+
+
+@njit(inline="always")
+def update_bound(opt, sums, hp, grad_norm, n_updates):
+    """An upper bound, in float64, on the magnitude of every value an
+    optimizer step computes (the new parameters and moments and the terms on
+    the way, in any order fast-math may evaluate them: a quotient as a
+    product with ``1 / (... + eps) <= 1 / eps``), from the norms of the
+    gradient, parameters and moments (``sums``: their sums of squares;
+    infinite if one overflowed). Far below the dtype's largest float, the
+    step cannot write a non-finite value."""
+    T, M, V = math.sqrt(sums[0]), math.sqrt(sums[1]), math.sqrt(sums[2])
+    lr, wd, eps = float(hp[HP_LR]), float(hp[HP_WEIGHT_DECAY]), float(hp[HP_EPS])
+    inv = 1.0 / eps
+    if opt == OPT_SGD:
+        g = grad_norm + wd * T
+        m = float(hp[HP_MOMENTUM]) * M + g
+        return T + lr * m + m + g
+    if opt == OPT_RMSPROP:
+        g = grad_norm + wd * T
+        return T + (lr + 1.0) * g * (1.0 + inv) + inv + g * g + V + g
+    b1, b2 = float(hp[HP_BETA1]), float(hp[HP_BETA2])
+    n = n_updates + 1
+    step = lr / (1.0 - b1**n)
+    rbc2 = 1.0 / math.sqrt(1.0 - b2**n)
+    decay, l2 = 1.0, wd
+    if opt == OPT_ADAMW:
+        decay, l2 = abs(1.0 - lr * wd), 0.0
+    g = grad_norm + l2 * T
+    m = M + g
+    v = V + g * g
+    return T * (1.0 + decay + lr * wd) + (step + 1.0) * (1.0 + m * (1.0 + inv)) + inv + v + math.sqrt(v) * rbc2 + m
+
+
+@njit(**_JIT)
+def optimizer_step(lay, ctr, buf, norms):
+    """Clip the gradient to its global norm and apply one optimizer step.
+
+    Returns ``(applied, norms)``. Not applied, changing nothing, when the
+    gradient is not finite or the step would write a non-finite parameter
+    or moment (an overflow: a huge learning rate or gradient): the step is
+    rolled back and counted in ``ctr[C_OVERFLOWS]``. Formulas follow
+    ``torch.optim`` (SGD with momentum, RMSprop, Adam, AdamW) and
+    ``torch.nn.utils.clip_grad_norm_``.
+
+    A cheap bound (:func:`update_bound`) shows most steps safe: from
+    ``norms`` (``(1.0, sums of squares...)`` as the last step of this kernel
+    call left them) or, without them (:data:`NO_NORMS`), from one read of the
+    parameters and moments. Only a step it cannot vouch for keeps a copy to
+    roll back to and checks what it wrote.
+    """
+    t = buf.dtype.type
+    P = lay[L_NPARAM]
+    theta = vec(buf, 0, P)
+    grad, m1, m2 = vec(buf, lay[L_GRAD], P), vec(buf, lay[L_M], P), vec(buf, lay[L_V], P)
+    hp = vec(buf, lay[L_HP], HP_ALPHA + 1)
+    clip = hp[HP_CLIP]
+    opt = lay[L_OPT]
+
+    sq = t(0.0)
+    for j in range(P):
+        sq += grad[j] * grad[j]
+    if not math.isfinite(sq):
+        return False, norms
+    norm = math.sqrt(sq)
+    gscale = t(1.0)
+    if clip > 0:
+        gscale = min(clip / (norm + t(1e-6)), t(1.0))
+
+    n_updates = ctr[C_UPDATES]
+    sums = (norms[1], norms[2], norms[3])
+    if norms[0] == 0.0:
+        sums = sums_of_squares(theta, m1, m2, opt)
+    if update_bound(opt, sums, hp, float(norm) * float(gscale), n_updates) < 0.25 * np.finfo(buf.dtype).max:
+        st, sm, sv = apply_update(opt, theta, grad, m1, m2, hp, gscale, n_updates)
+        return True, (1.0, st, sm, sv)
+    saved = np.empty(3 * P, dtype=buf.dtype)  # the rare step that might overflow: written, checked, rolled back
+    copy_into(saved[:P], theta)
+    copy_into(saved[P : 2 * P], m1)
+    copy_into(saved[2 * P :], m2)
+    st, sm, sv = apply_update(opt, theta, grad, m1, m2, hp, gscale, n_updates)
+    if all_finite(theta) and all_finite(m1) and all_finite(m2):
+        return True, (1.0, st, sm, sv)
+    copy_into(theta, saved[:P])
+    copy_into(m1, saved[P : 2 * P])
+    copy_into(m2, saved[2 * P :])
+    ctr[C_OVERFLOWS] += 1
+    return False, (1.0, sums[0], sums[1], sums[2])
 
 
 # ------------------------------------------------------------- TBPTT driver
@@ -701,9 +810,10 @@ def recompute_window(lay, buf, start, n_rows):
 
 
 @njit(**_JIT)
-def tbptt_update(lay, ctr, buf):
-    """One TBPTT(k1, k2) update over the stored window. Returns True if the
-    weights changed; a skipped update is counted in ``ctr[C_SKIPPED]``."""
+def tbptt_update(lay, ctr, buf, norms):
+    """One TBPTT(k1, k2) update over the stored window. Returns whether the
+    weights changed (a skipped update is counted in ``ctr[C_SKIPPED]``) and
+    the norms :func:`optimizer_step` carries to the next update."""
     k1, k2 = lay[L_K1], lay[L_K2]
     n_rows = ctr[C_FILL]
     n_loss = min(k1, n_rows)
@@ -713,20 +823,24 @@ def tbptt_update(lay, ctr, buf):
         row = lay[L_CACHE] + ((start + s) % k2) * rs
         if not all_finite(vec(buf, row + lay[L_R_Y], lay[L_OUTPUT])):
             ctr[C_SKIPPED] += 1
-            return False
+            return False, norms
     rows = lay[L_CACHE]
     if lay[L_RECOMPUTE] != 0 and k1 < k2:
         if not recompute_window(lay, buf, start, n_rows):
             ctr[C_SKIPPED] += 1
-            return False
+            return False, norms
         rows = lay[L_RCACHE]
         start = 0
     loss = window_backward(lay, buf, rows, start, n_rows, n_loss)
-    if not math.isfinite(loss) or not optimizer_step(lay, ctr, buf):
+    if not math.isfinite(loss):
         ctr[C_SKIPPED] += 1
-        return False
+        return False, norms
+    applied, norms = optimizer_step(lay, ctr, buf, norms)
+    if not applied:
+        ctr[C_SKIPPED] += 1
+        return False, norms
     ctr[C_UPDATES] += 1
-    return True
+    return True, norms
 
 
 @njit(**_JIT)
@@ -738,22 +852,24 @@ def reset_window(lay, ctr, buf):
 
 
 @njit(**_JIT)
-def learn_one(lay, ctr, buf, x, y, out):
+def learn_step(lay, ctr, buf, x, y, out, norms):
     """One online step: predict ``x`` from the carried state into ``out``,
     store the step in the TBPTT window, advance the state, and update the
     weights every k1 steps.
 
     Non-finite policy: a non-finite ``x`` is skipped whole (state not
     advanced, ``out`` NaN, counted); a non-finite target or loss skips the
-    update (counted); a state that went non-finite is reset to zero along
-    with the window (counted in ``ctr[C_RESETS]``).
+    update (counted); an update that would write a non-finite parameter or
+    moment is rolled back and skipped (counted, and in ``ctr[C_OVERFLOWS]``);
+    a state that went non-finite is reset to zero along with the window
+    (counted in ``ctr[C_RESETS]``).
     """
     O = lay[L_OUTPUT]
     k2 = lay[L_K2]
     if not all_finite(x):
         ctr[C_SKIPPED] += 1
         out[:] = np.nan
-        return
+        return norms
     row = lay[L_CACHE] + ctr[C_POS] * lay[L_ROW]
     ok = network_forward(lay, buf, x, row, lay[L_STATE])
     copy_into(out, vec(buf, row + lay[L_R_YHAT], O))
@@ -763,20 +879,29 @@ def learn_one(lay, ctr, buf, x, y, out):
         reset_window(lay, ctr, buf)
         ctr[C_RESETS] += 1
         ctr[C_SKIPPED] += 1
-        return
+        return norms
     ctr[C_POS] = (ctr[C_POS] + 1) % k2
     ctr[C_FILL] = min(ctr[C_FILL] + 1, k2)
     ctr[C_SINCE] += 1
     if ctr[C_SINCE] >= lay[L_K1]:
         ctr[C_SINCE] = 0
-        tbptt_update(lay, ctr, buf)
+        norms = tbptt_update(lay, ctr, buf, norms)[1]
+    return norms
+
+
+@njit(**_JIT)
+def learn_one(lay, ctr, buf, x, y, out):
+    """:func:`learn_step` of one sample (the weights' norms not known)."""
+    learn_step(lay, ctr, buf, x, y, out, NO_NORMS)
 
 
 @njit(**_JIT)
 def learn_many(lay, ctr, buf, X, Y, out):
-    """``learn_one`` over the rows of ``X`` and ``Y``; predictions to ``out``."""
+    """``learn_one`` over the rows of ``X`` and ``Y``; predictions to ``out``
+    (each update passing the weights' norms on to the next)."""
+    norms = NO_NORMS
     for t in range(X.shape[0]):
-        learn_one(lay, ctr, buf, X[t], Y[t], out[t])
+        norms = learn_step(lay, ctr, buf, X[t], Y[t], out[t], norms)
 
 
 @njit(**_JIT)
@@ -811,9 +936,10 @@ def bank_learn(lay, ctr, buf, groups, starts, order, X, Y, out):
     """``learn_one`` for every row, each on its own model."""
     for g in prange(groups.shape[0]):
         m = groups[g]
+        norms = NO_NORMS
         for r in range(starts[g], starts[g + 1]):
             i = order[r]
-            learn_one(lay, ctr[m], buf[m], X[i], Y[i], out[i])
+            norms = learn_step(lay, ctr[m], buf[m], X[i], Y[i], out[i], norms)
 
 
 @njit(**_JIT)

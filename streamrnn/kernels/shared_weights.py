@@ -16,21 +16,22 @@ from numba import njit
 
 from .. import config
 from .layout import C_UPDATES
-from .recurrent import forecast_fed_back, learn_one, predict_rows
+from .recurrent import NO_NORMS, forecast_fed_back, learn_step, predict_rows
 
 _JIT = dict(cache=config.CACHE, nogil=True, error_model="numpy", fastmath=config.FASTMATH)
 
 
 @njit(**_JIT)
 def shared_learn(lays, ctrs, updates, buf, slots, X, Y, out):
-    """``learn_one`` for every row in order, on the state of series
+    """``learn_step`` for every row in order, on the state of series
     ``slots[i]`` and the shared weights; ``updates[0]`` counts the weight
     updates of the shared optimizer (its bias corrections use it)."""
+    norms = NO_NORMS  # (the shared weights' norms, passed from update to update)
     for i in range(slots.shape[0]):
         m = slots[i]
         ctr = ctrs[m]
         ctr[C_UPDATES] = updates[0]
-        learn_one(lays[m], ctr, buf, X[i], Y[i], out[i])
+        norms = learn_step(lays[m], ctr, buf, X[i], Y[i], out[i], norms)
         updates[0] = ctr[C_UPDATES]
 
 
