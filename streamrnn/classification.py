@@ -35,27 +35,64 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
         dtype: str = "float32",
         device: str = "cpu",
         seed: int | None = None,
+        revealed_targets: bool = True,
+        key=None,
+        max_idle: int | None = None,
     ):
-        super().__init__(hidden_size, num_layers, k1, k2, optimizer, lr, clip_norm, dtype, device, seed)
+        super().__init__(hidden_size, num_layers, k1, k2, optimizer, lr, clip_norm, dtype, device, seed,
+                         revealed_targets, key, max_idle)
         self._classes: list = []
         self._class_index: dict = {}
+
+    @classmethod
+    def _unit_test_params(cls):
+        yield from super()._unit_test_params()
+        yield {"hidden_size": 4, "k2": 4, "seed": 1, "revealed_targets": False}
+        yield {"hidden_size": 4, "k2": 4, "seed": 1, "key": "is_popular", "max_idle": 20}
+
+    def _fresh_carried(self) -> np.ndarray:
+        return np.full(1, -1.0)  # the index of the last class learned (-1: none yet)
+
+    def _revealed(self, n: int) -> np.ndarray | None:
+        if not self._cols_y:
+            return None
+        R = np.zeros((n, len(self._cols_y)))
+        c = int(self._carried[0])
+        if c >= 0:
+            R[:, c] = 1.0
+        return R
 
     @property
     def _multiclass(self):
         return True
 
     def _register_targets(self, values) -> None:
+        new = 0
         for v in values:
             if v not in self._class_index:
                 self._class_index[v] = len(self._classes)
                 self._classes.append(v)
-        if len(self._classes) > self._net.output_size:
-            self._net.resize(output_size=len(self._classes))
+                new += 1
+        outputs = max(len(self._classes), self._net.output_size)
+        if self.revealed_targets:  # each class an input too: the one-hot of the last class learned
+            self._cols_y.extend(self._new_columns(new, output_size=outputs))
+        elif outputs > self._net.output_size:
+            self._new_columns(0, output_size=outputs)
 
-    def _one_hot(self, labels) -> np.ndarray:
-        Y = np.zeros((len(labels), self._net.output_size))
-        Y[np.arange(len(labels)), [self._class_index[v] for v in labels]] = 1.0
-        return Y
+    def _learn_rows(self, Z: np.ndarray, labels) -> None:
+        """Learn rows of the active entity (standardised features ``Z``), one after the other."""
+        index = [self._class_index[v] for v in labels]
+        R = None
+        if self._cols_y:
+            R = np.zeros((len(index), len(self._cols_y)))
+            previous = [int(self._carried[0])] + index[:-1]
+            for i, c in enumerate(previous):
+                if c >= 0:
+                    R[i, c] = 1.0
+        Y = np.zeros((len(index), self._net.output_size))
+        Y[np.arange(len(index)), index] = 1.0
+        self._net.learn_many(self._compose(Z, R), Y)
+        self._carried[0] = index[-1]
 
     def _probabilities(self, logits: np.ndarray) -> np.ndarray:
         z = logits[:, : len(self._classes)].astype(np.float64)
@@ -65,15 +102,30 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
     def learn_one(self, x: dict, y) -> None:
         if not _is_label(y):
             raise ValueError(f"y must be a class label (hashable, not None or NaN), got {y!r}")
-        z = self._one_input(x, learn=True)
+        self._check_x(x)
+        k = None
+        if self._entities is not None:
+            k = self._entity_of(x)
+            x = self._without_key(x)
+            self._features.present(x)  # bad values raise before the entity changes
+            self._entities.activate(self, k)
+        Z = self._one_features(x, learn=True)
         self._register_targets([y])
-        self._net.learn(z, self._one_hot([y])[0])
+        self._learn_rows(Z, [y])
+        if self._entities is not None:
+            self._entities.learned(k)
 
     def predict_proba_one(self, x: dict) -> dict:
-        z = self._one_input(x, learn=False)
+        self._check_x(x)
+        if self._entities is None:
+            return self._proba_dict(self._net.predict(self._one_input(x, learn=False)))
+        with self._entities.peeking(self, self._entity_of(x)):
+            return self._proba_dict(self._net.predict(self._one_input(self._without_key(x), learn=False)))
+
+    def _proba_dict(self, logits: np.ndarray) -> dict:
         if not self._classes:
             return {}
-        p = self._probabilities(self._net.predict(z)[None, :])[0]
+        p = self._probabilities(logits[None, :])[0]
         return {c: float(pc) for c, pc in zip(self._classes, p)}
 
     def learn_many(self, X: pd.DataFrame, y: pd.Series) -> None:
@@ -86,13 +138,12 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
             if v not in seen:
                 seen.add(v)
                 events.setdefault(i, []).append(v)
-        self._learn_batch(X, labels, events, lambda Z, t: self._net.learn_many(Z, self._one_hot(t)))
+        self._learn_batch(X, labels, events, self._learn_rows)
 
     def predict_proba_many(self, X: pd.DataFrame) -> pd.DataFrame:
-        Z = self._many_inputs(X)
+        p = self._predict_rows(X, lambda logits: self._probabilities(logits) if self._classes else logits[:, :0])
         if not self._classes:
             return pd.DataFrame(index=X.index)
-        p = self._probabilities(self._net.predict_each(Z))
         return pd.DataFrame(p, index=X.index, columns=self._classes)
 
 
