@@ -35,7 +35,7 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
         dtype: str = "float32",
         device: str = "cpu",
         seed: int | None = None,
-        revealed_targets: bool = True,
+        revealed_targets: int = 3,
         key=None,
         max_idle: int | None = None,
     ):
@@ -47,20 +47,30 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
     @classmethod
     def _unit_test_params(cls):
         yield from super()._unit_test_params()
-        yield {"hidden_size": 4, "k2": 4, "seed": 1, "revealed_targets": False}
+        yield {"hidden_size": 4, "k2": 4, "seed": 1, "revealed_targets": 0}
         yield {"hidden_size": 4, "k2": 4, "seed": 1, "key": "is_popular", "max_idle": 20}
 
-    def _fresh_carried(self) -> np.ndarray:
-        return np.full(1, -1.0)  # the index of the last class learned (-1: none yet)
+    def _fresh_carried(self) -> list:
+        # the indices of the last classes learned, the latest first (-1: none yet)
+        return [-1] * self.revealed_targets
+
+    def _one_hots(self, previous: list, out: np.ndarray) -> None:
+        """The one-hots of the classes ``previous`` (the latest first) into
+        ``out``: class ``c`` at lag ``j + 1`` is input ``c * revealed_targets + j``."""
+        n = self.revealed_targets
+        for j, c in enumerate(previous):
+            if c >= 0:
+                out[c * n + j] = 1.0
 
     def _revealed(self, n: int) -> np.ndarray | None:
+        return None if not self._cols_y else np.tile(self._revealed_one(), (n, 1))
+
+    def _revealed_one(self):
         if not self._cols_y:
             return None
-        R = np.zeros((n, len(self._cols_y)))
-        c = int(self._carried[0])
-        if c >= 0:
-            R[:, c] = 1.0
-        return R
+        r = np.zeros(len(self._cols_y))
+        self._one_hots(self._carried, r)
+        return r
 
     @property
     def _multiclass(self):
@@ -74,8 +84,8 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
                 self._classes.append(v)
                 new += 1
         outputs = max(len(self._classes), self._net.output_size)
-        if self.revealed_targets:  # each class an input too: the one-hot of the last class learned
-            self._cols_y.extend(self._new_columns(new, output_size=outputs))
+        if self.revealed_targets:  # each class an input per lag too: the one-hots of the last classes learned
+            self._cols_y.extend(self._new_columns(new * self.revealed_targets, output_size=outputs))
         elif outputs > self._net.output_size:
             self._new_columns(0, output_size=outputs)
 
@@ -83,16 +93,17 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
         """Learn rows of the active entity (standardised features ``Z``), one after the other."""
         index = [self._class_index[v] for v in labels]
         R = None
+        carried = self._carried
         if self._cols_y:
             R = np.zeros((len(index), len(self._cols_y)))
-            previous = [int(self._carried[0])] + index[:-1]
-            for i, c in enumerate(previous):
-                if c >= 0:
-                    R[i, c] = 1.0
+        for i, c in enumerate(index):
+            if R is not None:
+                self._one_hots(carried, R[i])
+            if carried:
+                carried[:] = [c] + carried[:-1]
         Y = np.zeros((len(index), self._net.output_size))
         Y[np.arange(len(index)), index] = 1.0
         self._net.learn_many(self._compose(Z, R), Y)
-        self._carried[0] = index[-1]
 
     def _probabilities(self, logits: np.ndarray) -> np.ndarray:
         z = logits[:, : len(self._classes)].astype(np.float64)

@@ -64,7 +64,7 @@ class RecurrentEstimator:
     _loss = "squared"
     # states saved before these options: no revealed targets, no key, and
     # the network's columns those of the features (set by __setstate__)
-    revealed_targets = False
+    revealed_targets = 0
     key = None
     max_idle = None
     _entities = None
@@ -81,18 +81,19 @@ class RecurrentEstimator:
         dtype: str = "float32",
         device: str = "cpu",
         seed: int | None = None,
-        revealed_targets: bool = True,
+        revealed_targets: int = 3,
         key=None,
         max_idle: int | None = None,
     ):
-        if not isinstance(revealed_targets, bool | np.bool_):
-            raise ValueError(f"revealed_targets must be a bool, got {revealed_targets!r}")
+        if isinstance(revealed_targets, bool | np.bool_):
+            raise ValueError(f"revealed_targets must be a number of targets (0: none), got {revealed_targets!r}")
+        check_integer("revealed_targets", revealed_targets, low=0)
         if key is not None:
             check_key(key)
         check_integer("max_idle", max_idle, none_ok=True)
         if max_idle is not None and key is None:
             raise ValueError("max_idle forgets the entities of a key: it needs a key")
-        self.revealed_targets = bool(revealed_targets)
+        self.revealed_targets = int(revealed_targets)
         self.key = key
         self.max_idle = max_idle
         self.hidden_size = hidden_size
@@ -124,9 +125,13 @@ class RecurrentEstimator:
     def _outputs(self) -> int:
         return 1
 
-    def _fresh_carried(self) -> np.ndarray:
+    def _fresh_carried(self) -> list:
         """What a fresh model (or entity) carries: nothing revealed yet."""
-        return np.full(1, np.nan)
+        return []
+
+    def _revealed_one(self):
+        """The revealed-target inputs of one prediction (None without)."""
+        return None
 
     def _network(self, output_size: int) -> OnlineRNN:
         return build_network(self, self._cell, self._loss, input_size=1, output_size=output_size)
@@ -156,22 +161,48 @@ class RecurrentEstimator:
             self._x_scaler.grow(len(self._features))
             self._cols_x.extend(self._new_columns(added))
 
+    def _columns(self) -> tuple:
+        """The columns of the features and of the revealed targets, each a
+        slice where contiguous (cached until the columns change)."""
+        key = (self._net.input_size, len(self._cols_x), len(self._cols_y))
+        cache = self.__dict__.get("_columns_cache")
+        if cache is None or cache[0] != key:
+            def index(cols):
+                if cols == list(range(cols[0], cols[0] + len(cols))) if cols else True:
+                    return slice(cols[0], cols[0] + len(cols)) if cols else slice(0, 0)
+                return np.array(cols, dtype=np.intp)
+            identity = not self._cols_y and self._cols_x == list(range(key[0]))
+            cache = self._columns_cache = (key, index(self._cols_x), index(self._cols_y), identity)
+        return cache[1:]
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_columns_cache", None)  # derived
+        return state
+
     def _compose(self, Z: np.ndarray, R: np.ndarray | None) -> np.ndarray:
         """The network's inputs: the standardised features ``Z`` and the
-        revealed targets ``R`` (rows of ``len(self._cols_y)`` values) in their
-        columns; a column nothing fills yet (a fresh network's one input)
-        reads 0."""
-        n_in = self._net.input_size
-        if R is None or not self._cols_y:
-            if Z.shape[1] == n_in and self._n_cols == Z.shape[1] and not self._cols_y:
-                return Z  # the features alone, in order: as before revealed targets
-            R = None
-        U = np.zeros((Z.shape[0], n_in))
-        if self._cols_x:
-            U[:, self._cols_x] = Z
+        revealed targets ``R`` (rows of ``len(self._cols_y)`` values, or
+        None) in their columns; a column nothing fills yet (a fresh
+        network's one input) reads 0."""
+        cx, cy, identity = self._columns()
+        if identity:
+            return Z  # the features alone, in order: as before revealed targets
+        U = np.zeros((Z.shape[0], self._net.input_size))
+        U[:, cx] = Z
         if R is not None:
-            U[:, self._cols_y] = R
+            U[:, cy] = R
         return U
+
+    def _compose_one(self, z: np.ndarray, r) -> np.ndarray:
+        """:meth:`_compose` of one row (``r`` a value or a vector, or None),
+        in the network's dtype."""
+        cx, cy, identity = self._columns()
+        u = np.zeros(self._net.input_size, dtype=self._net._np_dtype)
+        u[cx] = z
+        if r is not None:
+            u[cy] = r
+        return u
 
     def _revealed(self, n: int) -> np.ndarray | None:
         """The revealed-target inputs of ``n`` predictions from what is
@@ -202,7 +233,7 @@ class RecurrentEstimator:
 
     def _one_input(self, x: dict, learn: bool) -> np.ndarray:
         """The network's inputs for ``x`` (of the active entity)."""
-        return self._compose(self._one_features(x, learn), self._revealed(1))[0]
+        return self._compose_one(self._one_features(x, learn)[0], self._revealed_one())
 
     def _predict_rows(self, X: pd.DataFrame, finish) -> np.ndarray:
         """``finish(outputs)`` (an array of one row per row of ``X``) of the

@@ -82,7 +82,7 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
         dtype: str = "float32",
         device: str = "cpu",
         seed: int | None = None,
-        revealed_targets: bool = True,
+        revealed_targets: int = 3,
         model_change: str = "auto",
         key=None,
         max_idle: int | None = None,
@@ -100,12 +100,12 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
         self._y_scaler = RunningScaler(1, guard=True)
         self._y_scaler.glitch_out = math.nan  # a glitch target is not learned (the state still advances)
         if self.revealed_targets:
-            self._cols_y = self._new_columns(1)
+            self._cols_y = self._new_columns(self.revealed_targets)
 
     @classmethod
     def _unit_test_params(cls):
         yield from super()._unit_test_params()
-        yield {"hidden_size": 4, "k2": 4, "seed": 1, "model_change": "change", "revealed_targets": False}
+        yield {"hidden_size": 4, "k2": 4, "seed": 1, "model_change": "change", "revealed_targets": 0}
         yield {"hidden_size": 4, "k2": 4, "seed": 1, "model_change": "level", "key": "gallup", "max_idle": 20}
 
     def __setstate__(self, state: dict) -> None:
@@ -125,54 +125,68 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
             net.load_state_dict(start)
         return net
 
-    def _fresh_carried(self) -> np.ndarray:
-        # the last revealed target (not a glitch) standardised as learned, and as given
-        return np.full(2, np.nan)
+    def _fresh_carried(self) -> list:
+        # the last revealed targets (not glitches, the latest first) standardised as
+        # learned, then the last as given (the base); NaN: none yet
+        return [math.nan] * (self.revealed_targets + 1)
 
     def _revealed(self, n: int) -> np.ndarray | None:
+        return None if not self._cols_y else np.tile(self._revealed_one(), (n, 1))
+
+    def _revealed_one(self):
         if not self._cols_y:
             return None
-        z = self._carried[0]
-        return np.full((n, 1), z if z == z else 0.0)
+        return [z if z == z else 0.0 for z in self._carried[:-1]]
 
     def _moments(self) -> tuple[float, float]:
         """The target's running mean and standard deviation (0 and 1 unscaled)."""
         if not self.scale_target:
             return 0.0, 1.0
-        count, mean, root = self._y_scaler.stats[:, 0]
-        std = root / np.sqrt(max(count, 1)) if count > 1 and root > 0 else 0.0
-        return float(mean), float(std)
+        count, mean, root = self._y_scaler.stats[:, 0].tolist()
+        std = float(root / np.sqrt(max(count, 1))) if count > 1 and root > 0 else 0.0
+        return mean, std
 
     def _forecasts(self, out: np.ndarray) -> np.ndarray:
         """Predictions from the network's outputs, from what is carried now."""
-        out = out.astype(np.float64)
         mean, std = self._moments()
-        return self._target.forecast_many(out, self._carried[1], mean, std)
+        return self._target.forecast_many(out.astype(np.float64), self._carried[-1], mean, std)
+
+    def _step(self, y: float) -> tuple:
+        """The network's targets for the next row of the active entity, and
+        what its scoring needs; the revealed target moves on."""
+        carried = self._carried
+        base = carried[-1]
+        revealed = [v if v == v else 0.0 for v in carried[:-1]]
+        mean, std = self._moments()
+        s = self._target.scale()
+        z = self._y_scaler.transform_row(np.array([y]))[0] if self.scale_target else y
+        targets = self._target.targets(y, z, base)
+        if z == z:  # not a glitch: revealed
+            lags = carried[:-1]
+            carried[:] = ([float(z)] + lags[:-1] if lags else []) + [y]
+        return targets, (y, float(z), base, mean, std, s), revealed
 
     def _learn_rows(self, Z: np.ndarray, y: np.ndarray) -> None:
         """Learn rows of the active entity: their standardised features
         ``Z`` and targets ``y``, one after the other."""
-        n, target, carried = len(y), self._target, self._carried
+        n, target = len(y), self._target
+        if n == 1:  # learn_one's path (the same arithmetic, without the matrices)
+            targets, seen, r = self._step(float(y[0]))
+            u = self._compose_one(Z[0], r if self._cols_y else None)
+            out = self._net.learn(u, np.array(targets, dtype=self._net._np_dtype))
+            if target.mode == "auto":
+                target.score(out.tolist(), *seen)
+            return
         T = np.empty((n, target.outputs))
-        R = np.empty((n, 1))
-        seen = np.empty((n, 5))  # per row: base, mean, std, change scale (before it) and z
+        R = np.empty((n, self.revealed_targets))
+        seen = []
         for i in range(n):
-            z_prev, base = carried
-            R[i, 0] = z_prev if z_prev == z_prev else 0.0
-            mean, std = self._moments()
-            s = target.scale()
-            yi = y[i]
-            z = self._y_scaler.transform_row(np.array([yi]))[0] if self.scale_target else yi
-            T[i] = target.targets(yi, z, base)
-            seen[i] = base, mean, std, s, z
-            if z == z:  # not a glitch: revealed
-                carried[0], carried[1] = z, yi
-        U = self._compose(Z, R if self._cols_y else None)
-        out = self._net.learn_many(U, T).astype(np.float64)
+            T[i], seen_i, R[i] = self._step(float(y[i]))
+            seen.append(seen_i)
+        out = self._net.learn_many(self._compose(Z, R if self._cols_y else None), T).tolist()
         if target.mode == "auto":
             for i in range(n):
-                base, mean, std, s, z = seen[i]
-                target.score(out[i], y[i], z, base, mean, std, s)
+                target.score(out[i], *seen[i])
 
     def learn_one(self, x: dict, y: float) -> None:
         if isinstance(y, bool) or not isinstance(y, numbers.Real) or not finite(y):
@@ -188,13 +202,17 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
         self._learn_rows(self._one_features(x, learn=True), np.array([float(y)]))
         self._entities.learned(k)
 
+    def _predict(self, x: dict) -> float:
+        out = self._net.predict(self._one_input(x, learn=False))
+        mean, std = self._moments()
+        return self._target.forecast_one(out.tolist(), self._carried[-1], mean, std)
+
     def predict_one(self, x: dict) -> float:
         self._check_x(x)
         if self._entities is None:
-            return float(self._forecasts(self._net.predict(self._one_input(x, learn=False))[None, :])[0])
+            return self._predict(x)
         with self._entities.peeking(self, self._entity_of(x)):
-            x = self._without_key(x)
-            return float(self._forecasts(self._net.predict(self._one_input(x, learn=False))[None, :])[0])
+            return self._predict(self._without_key(x))
 
     def learn_many(self, X: pd.DataFrame, y: pd.Series) -> None:
         targets = as_targets(y, len(X))

@@ -26,6 +26,10 @@ MODES = ("auto", "level", "change")
 ERROR_SPAN = 100
 #: The candidates of ``"auto"``, in the order they win ties.
 CHANGE, NO_CHANGE, LEVEL = 0, 1, 2
+#: A head of the network forecasts only while its running error is below
+#: this fraction of no-change's (no change, the simpler forecast, wins
+#: near-ties: switching between near-equal candidates costs more than it gains).
+MARGIN = 0.98
 
 
 def check_mode(mode) -> str:
@@ -45,23 +49,23 @@ class TargetChange:
     (a mean robust to the rare jump). ``"auto"`` forecasts with whichever of
     the level ``mean + std * out[0]``, the change ``b + s * out[1]`` and no
     change ``b`` has the smallest running mean absolute error
-    (:data:`ERROR_SPAN`), scored on every learned row with a base; ties,
-    and the rows before the first score, go to the change head (no change
-    while its zero head is untrained).
+    (:data:`ERROR_SPAN`), scored on every learned row with a base, a head
+    of the network only where it errs clearly less than no change
+    (:data:`MARGIN`); over the first 20 scored rows, no change.
 
     Examples
     --------
     >>> target = TargetChange("auto")
     >>> target.outputs
     2
-    >>> target.forecast_many(np.array([[0.5, 0.0]]), base=3.0, mean=0.0, std=2.0)  # no score yet: the change head
+    >>> target.forecast_many(np.array([[0.5, 0.7]]), base=3.0, mean=0.0, std=2.0)  # no score yet: no change
     array([3.])
     """
 
     def __init__(self, mode: str = "auto"):
         self.mode = check_mode(mode)
-        self.changes = np.zeros(2)  # count and sum of the (capped) absolute changes
-        self.errors = np.zeros(3)  # running mean absolute errors of change, no change and level
+        self.changes = [0, 0.0]  # count and sum of the (capped) absolute changes
+        self.errors = [0.0, 0.0, 0.0]  # running mean absolute errors of change, no change and level
         self.n_scored = 0
 
     @property
@@ -75,7 +79,11 @@ class TargetChange:
 
     def choice(self) -> int:
         """The candidate that forecasts now (of ``"auto"``)."""
-        return int(np.argmin(self.errors)) if self.n_scored else CHANGE
+        if self.n_scored < GUARD_WARMUP:
+            return NO_CHANGE
+        e = self.errors
+        best = CHANGE if e[CHANGE] <= e[LEVEL] else LEVEL
+        return best if e[best] < MARGIN * e[NO_CHANGE] else NO_CHANGE
 
     def forecast_many(self, out: np.ndarray, base: float, mean: float, std: float) -> np.ndarray:
         """The forecasts from the network's outputs ``out`` (float64, a row
@@ -89,14 +97,25 @@ class TargetChange:
             return base + self.scale() * out[:, 1]
         return np.full(len(out), base) if choice == NO_CHANGE else mean + std * out[:, 0]
 
+    def forecast_one(self, out: list, base: float, mean: float, std: float) -> float:
+        """:meth:`forecast_many` of one row of outputs (floats)."""
+        if self.mode == "level" or base != base:
+            return mean + std * out[0] if self.mode != "change" else mean
+        if self.mode == "change":
+            return base + self.scale() * out[0]
+        choice = self.choice()
+        if choice == CHANGE:
+            return base + self.scale() * out[1]
+        return base if choice == NO_CHANGE else mean + std * out[0]
+
     @staticmethod
     def _candidates(out, base, mean, std, scale) -> tuple:
         return base + scale * out[1], base, mean + std * out[0]
 
-    def targets(self, y: float, z: float, base: float) -> np.ndarray:
+    def targets(self, y: float, z: float, base: float) -> tuple:
         """The network's targets for a row; then the change joins the scale."""
         if self.mode == "level":
-            return np.array([z])
+            return (z,)
         if not math.isfinite(z):
             change = math.nan
         elif not math.isfinite(base):
@@ -107,16 +126,18 @@ class TargetChange:
             change = min(max((y - base) / s, -CLIP), CLIP)
             if self.changes[0] >= GUARD_WARMUP:
                 d = min(d, CLIP * s)
-            self.changes += (1.0, d)
-        return np.array([change]) if self.mode == "change" else np.array([z, change])
+            self.changes[0] += 1
+            self.changes[1] += d
+        return (change,) if self.mode == "change" else (z, change)
 
-    def score(self, out: np.ndarray, y: float, z: float, base: float, mean: float, std: float, scale: float) -> None:
+    def score(self, out, y: float, z: float, base: float, mean: float, std: float, scale: float) -> None:
         """Score the candidates on a learned row, from the outputs the
-        network gave before learning it and the scales before it."""
-        if self.mode != "auto" or not (math.isfinite(z) and math.isfinite(base)):
+        network gave before learning it (floats) and the scales before it."""
+        if self.mode != "auto" or z != z or base != base:
             return
         self.n_scored += 1
         rate = 1.0 / min(self.n_scored, ERROR_SPAN)
+        errors = self.errors
         for i, c in enumerate(self._candidates(out, base, mean, std, scale)):
             e = abs(y - c)
-            self.errors[i] += rate * ((e if math.isfinite(e) else 1e300) - self.errors[i])
+            errors[i] += rate * ((e if e < 1e300 else 1e300) - errors[i])
