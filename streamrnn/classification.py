@@ -19,6 +19,19 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
     ``predict_proba_one`` is their softmax over the classes seen so far (an
     empty dict before the first class). Each ``learn_one(x, y)`` advances the
     hidden state by one step; prediction changes nothing.
+
+    **What the stream has revealed.** With ``revealed_targets`` = ``n`` (3 by
+    default; 0: none), the network's inputs at each step include the one-hots
+    of the last ``n`` labels learned (of the row's entity, with ``key``), the
+    latest first, each class an input per lag (a fresh model, or a lag not
+    reached yet, reads all zeros). The semantics are the regressors' (see
+    :class:`~streamrnn.regression.RecurrentRegressor`): the labels learned
+    last, whatever the order of predictions; a prediction never sees the
+    label of its own row. On Elec2 the last labels carry most of the signal
+    (accuracy 0.93 with them, 0.88 without); on a stream of independent
+    rows they cost a little.
+
+    **Entities** (``key``, ``max_idle``): as for the regressors.
     """
 
     _loss = "cross_entropy"
@@ -188,6 +201,13 @@ class LSTMClassifier(RecurrentClassifier):
     >>> from river import datasets, evaluate, metrics
     >>> from streamrnn import LSTMClassifier
     >>> evaluate.progressive_val_score(datasets.Phishing(), LSTMClassifier(seed=0), metrics.Accuracy())
+    Accuracy: 86.39%
+
+    Phishing's rows are independent: the revealed labels carry nothing and
+    cost a little (without them, 86.95%):
+
+    >>> evaluate.progressive_val_score(datasets.Phishing(), LSTMClassifier(revealed_targets=0, seed=0),
+    ...                                metrics.Accuracy())
     Accuracy: 86.95%
     """
 
