@@ -7,7 +7,7 @@ Streams, progressive validation (each row predicted, then learned):
 
 - ``elec2``: Elec2, 45,312 rows (``../shared/data/elec2/elec2.csv`` from the
   repository root; skipped, with the reason, without it). River's models get
-  the last 3 labels as features (``lag1..lag3``, 1 for UP); no-change predicts
+  the last 3 labels as features (``lag1..lag3``; labels True for UP); no-change predicts
   the last label. Accuracy and Cohen's kappa.
 - ``trump``: River's TrumpApproval, 1,001 rows; River's models get the last
   target as a feature; no-change predicts it. MAE and R².
@@ -21,8 +21,9 @@ Streams, progressive validation (each row predicted, then learned):
   last weight (its first row: the mean of the first weights seen so far).
 
 Every model is scored from the second row on (nothing is revealed before
-it). River's tree regressors get standardised features (their leaves' linear
-models diverge on TrumpApproval's raw features otherwise).
+it). River's regressors all get standardised features and targets
+(``TargetStandardScaler(StandardScaler() | model)``: the linear models in the
+trees' leaves diverge on TrumpApproval's raw values otherwise).
 
 streamrnn's models at defaults (only ``seed``, and ``key`` for ``chick``);
 their figures are the median over seeds 0, 1, 2 (``--seeds``). River's:
@@ -64,7 +65,7 @@ def elec2_rows():
     with open(ELEC2) as f:
         rows = []
         for r in csv.DictReader(f):
-            y = r.pop("class")
+            y = r.pop("class") == "UP"  # as River's Elec2 loader gives it
             rows.append(({k: float(v) for k, v in r.items()}, y))
     return rows
 
@@ -113,7 +114,7 @@ class Lags:
         x = dict(x)
         if self.stream == "elec2":
             for lag in (1, 2, 3):
-                x[f"lag{lag}"] = float(self.labels[-lag] == "UP") if len(self.labels) >= lag else 0.5
+                x[f"lag{lag}"] = float(self.labels[-lag]) if len(self.labels) >= lag else 0.5
         elif self.stream == "trump":
             x["last"] = self.last if self.last is not None else 0.0
         elif self.stream == "chick":
@@ -159,8 +160,9 @@ def river_models(task: str) -> dict:
     return {
         "LinearRegression": lambda: preprocessing.TargetStandardScaler(
             preprocessing.StandardScaler() | linear_model.LinearRegression()),
-        "HoeffdingAdaptiveTree": lambda: tree.HoeffdingAdaptiveTreeRegressor(seed=0),
-        "ARF": lambda: forest.ARFRegressor(seed=0),
+        "HoeffdingAdaptiveTree": lambda: preprocessing.TargetStandardScaler(
+            preprocessing.StandardScaler() | tree.HoeffdingAdaptiveTreeRegressor(seed=0)),
+        "ARF": lambda: preprocessing.TargetStandardScaler(preprocessing.StandardScaler() | forest.ARFRegressor(seed=0)),
     }
 
 

@@ -97,6 +97,8 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
                 self._classes.append(v)
                 new += 1
         outputs = max(len(self._classes), self._net.output_size)
+        if not new and outputs == self._net.output_size:
+            return
         if self.revealed_targets:  # each class an input per lag too: the one-hots of the last classes learned
             self._cols_y.extend(self._new_columns(new * self.revealed_targets, output_size=outputs))
         elif outputs > self._net.output_size:
@@ -104,9 +106,21 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
 
     def _learn_rows(self, Z: np.ndarray, labels) -> None:
         """Learn rows of the active entity (standardised features ``Z``), one after the other."""
+        carried = self._carried
+        if len(labels) == 1:  # learn_one's path (the same arithmetic, without the matrices)
+            c = self._class_index[labels[0]]
+            r = None
+            if self._cols_y:
+                r = np.zeros(len(self._cols_y))
+                self._one_hots(carried, r)
+            y = np.zeros(self._net.output_size, dtype=self._net._np_dtype)
+            y[c] = 1.0
+            self._net.learn(self._compose_one(Z[0], r), y)
+            if carried:
+                carried[:] = [c] + carried[:-1]
+            return
         index = [self._class_index[v] for v in labels]
         R = None
-        carried = self._carried
         if self._cols_y:
             R = np.zeros((len(index), len(self._cols_y)))
         for i, c in enumerate(index):
