@@ -57,7 +57,13 @@ class RecurrentEstimator:
     """Mixin for estimators built on one :class:`~streamrnn.OnlineRNN`
     whose hidden state runs along the stream of ``x``.
 
-    Subclasses set ``_cell`` and ``_loss`` and implement the target side.
+    Subclasses set ``_cell`` and ``_loss`` and implement the target side:
+    what a fresh model carries of the revealed targets (``_fresh_carried``)
+    and their inputs (``_revealed_one``, ``_revealed``). The network's input
+    columns are taken in order of first appearance by features
+    (``_cols_x``) and revealed targets (``_cols_y``): the network only grows.
+    With ``key``, the entities' states are swapped in and out of the one
+    network (:class:`~streamrnn.entities.EntityStates`).
     """
 
     _cell = "lstm"
@@ -115,6 +121,11 @@ class RecurrentEstimator:
         self._carried = self._fresh_carried()  # what the stream revealed (of the active key)
         self._entities = None if key is None else EntityStates(max_idle)
 
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_columns_cache", None)  # derived
+        return state
+
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         if "_cols_x" not in state:  # saved before revealed targets: the features' columns, in order
@@ -168,17 +179,14 @@ class RecurrentEstimator:
         cache = self.__dict__.get("_columns_cache")
         if cache is None or cache[0] != key:
             def index(cols):
-                if cols == list(range(cols[0], cols[0] + len(cols))) if cols else True:
-                    return slice(cols[0], cols[0] + len(cols)) if cols else slice(0, 0)
+                if not cols:
+                    return slice(0, 0)
+                if cols == list(range(cols[0], cols[0] + len(cols))):
+                    return slice(cols[0], cols[0] + len(cols))
                 return np.array(cols, dtype=np.intp)
             identity = not self._cols_y and self._cols_x == list(range(key[0]))
             cache = self._columns_cache = (key, index(self._cols_x), index(self._cols_y), identity)
         return cache[1:]
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state.pop("_columns_cache", None)  # derived
-        return state
 
     def _compose(self, Z: np.ndarray, R: np.ndarray | None) -> np.ndarray:
         """The network's inputs: the standardised features ``Z`` and the
