@@ -92,7 +92,7 @@ class EntityStates:
         net = owner._net
         state, window = self._parts(net)
         if self.has_active:
-            self.stored[self.active] = [state.copy(), window.copy(), net._ctr[_WINDOW].copy(), list(owner._carried)]
+            self.stored[self.active] = [state.copy(), window.copy(), net._ctr[_WINDOW].copy(), owner._carried.copy()]
         entry = self.stored.pop(key, None)
         if self._expired(key):
             entry = None

@@ -126,10 +126,10 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
             net.load_state_dict(start)
         return net
 
-    def _fresh_carried(self) -> list:
+    def _fresh_carried(self) -> np.ndarray:
         # the last revealed targets (not glitches, the latest first) standardised as
         # learned, then the last as given (the base); NaN: none yet
-        return [math.nan] * (self.revealed_targets + 1)
+        return np.full(self.revealed_targets + 1, np.nan)
 
     def _revealed(self, n: int) -> np.ndarray | None:
         return None if not self._cols_y else np.tile(self._revealed_one(), (n, 1))
@@ -137,7 +137,8 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
     def _revealed_one(self):
         if not self._cols_y:
             return None
-        return [z if z == z else 0.0 for z in self._carried[:-1]]
+        r = self._carried[:-1]
+        return np.where(r == r, r, 0.0)
 
     def _moments(self) -> tuple[float, float]:
         """The target's running mean and standard deviation (0 and 1 unscaled)."""
@@ -150,44 +151,18 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
     def _forecasts(self, out: np.ndarray) -> np.ndarray:
         """Predictions from the network's outputs, from what is carried now."""
         mean, std = self._moments()
-        return self._target.forecast_many(out.astype(np.float64), self._carried[-1], mean, std)
-
-    def _step(self, y: float) -> tuple:
-        """The network's targets for the next row of the active entity, and
-        what its scoring needs; the revealed target moves on."""
-        carried = self._carried
-        base = carried[-1]
-        revealed = [v if v == v else 0.0 for v in carried[:-1]]
-        mean, std = self._moments()
-        s = self._target.scale()
-        z = self._y_scaler.transform_row(np.array([y]))[0] if self.scale_target else y
-        targets = self._target.targets(y, z, base)
-        if z == z:  # not a glitch: revealed
-            lags = carried[:-1]
-            carried[:] = ([float(z)] + lags[:-1] if lags else []) + [y]
-        return targets, (y, float(z), base, mean, std, s), revealed
+        return self._target.forecast_many(out.astype(np.float64), float(self._carried[-1]), mean, std)
 
     def _learn_rows(self, Z: np.ndarray, y: np.ndarray) -> None:
         """Learn rows of the active entity: their standardised features
         ``Z`` and targets ``y``, one after the other."""
-        n, target = len(y), self._target
-        if n == 1:  # learn_one's path (the same arithmetic, without the matrices)
-            targets, seen, r = self._step(float(y[0]))
-            u = self._compose_one(Z[0], r if self._cols_y else None)
-            out = self._net.learn(u, np.array(targets, dtype=self._net._np_dtype))
-            if target.mode == "auto":
-                target.score(out.tolist(), *seen)
-            return
-        T = np.empty((n, target.outputs))
-        R = np.empty((n, self.revealed_targets))
-        seen = []
-        for i in range(n):
-            T[i], seen_i, R[i] = self._step(float(y[i]))
-            seen.append(seen_i)
-        out = self._net.learn_many(self._compose(Z, R if self._cols_y else None), T).tolist()
-        if target.mode == "auto":
-            for i in range(n):
-                target.score(out[i], *seen[i])
+        target = self._target
+        T, R, seen = target.learn_targets(self._y_scaler, self.scale_target, y, self._carried)
+        if len(y) == 1:  # learn_one's path (the same arithmetic, without the matrices)
+            out = self._net.learn(self._compose_one(Z[0], R[0] if self._cols_y else None), T[0])[None, :]
+        else:
+            out = self._net.learn_many(self._compose(Z, R if self._cols_y else None), T)
+        target.score(out, y, seen)
 
     def learn_one(self, x: dict, y: float) -> None:
         if isinstance(y, bool) or not isinstance(y, numbers.Real) or not finite(y):
@@ -206,7 +181,7 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
     def _predict(self, x: dict) -> float:
         out = self._net.predict(self._one_input(x, learn=False))
         mean, std = self._moments()
-        return self._target.forecast_one(out.tolist(), self._carried[-1], mean, std)
+        return self._target.forecast_one(out.tolist(), float(self._carried[-1]), mean, std)
 
     def predict_one(self, x: dict) -> float:
         self._check_x(x)

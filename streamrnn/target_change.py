@@ -17,7 +17,9 @@ import math
 import numpy as np
 
 from .checks import check_choice
-from .features import CLIP, GUARD_WARMUP
+from .features import CLIP, GUARD_WARMUP, RunningScaler
+from .kernels import sequential as K
+from .smoothing import SHIFT_AFTER
 
 #: What the network learns: ``"auto"``, ``"level"`` or ``"change"``.
 MODES = ("auto", "level", "change")
@@ -64,9 +66,9 @@ class TargetChange:
 
     def __init__(self, mode: str = "auto"):
         self.mode = check_mode(mode)
-        self.changes = [0, 0.0]  # count and sum of the (capped) absolute changes
-        self.errors = [0.0, 0.0, 0.0]  # running mean absolute errors of change, no change and level
-        self.n_scored = 0
+        self.changes = np.zeros(2)  # count and sum of the (capped) absolute changes
+        self.errors = np.zeros(3)  # running mean absolute errors of change, no change and level
+        self.scored = np.zeros(1, dtype=np.int64)  # rows scored
 
     @property
     def outputs(self) -> int:
@@ -74,14 +76,14 @@ class TargetChange:
 
     def scale(self) -> float:
         """The running mean absolute change (1 before there is one)."""
-        count, total = self.changes
+        count, total = self.changes.tolist()
         return total / count if count > 0 and total > 0 else 1.0
 
     def choice(self) -> int:
         """The candidate that forecasts now (of ``"auto"``)."""
-        if self.n_scored < GUARD_WARMUP:
+        if self.scored[0] < GUARD_WARMUP:
             return NO_CHANGE
-        e = self.errors
+        e = self.errors.tolist()
         best = CHANGE if e[CHANGE] <= e[LEVEL] else LEVEL
         return best if e[best] < MARGIN * e[NO_CHANGE] else NO_CHANGE
 
@@ -112,32 +114,22 @@ class TargetChange:
     def _candidates(out, base, mean, std, scale) -> tuple:
         return base + scale * out[1], base, mean + std * out[0]
 
-    def targets(self, y: float, z: float, base: float) -> tuple:
-        """The network's targets for a row; then the change joins the scale."""
-        if self.mode == "level":
-            return (z,)
-        if not math.isfinite(z):
-            change = math.nan
-        elif not math.isfinite(base):
-            change = 0.0
-        else:
-            s = self.scale()
-            d = abs(y - base)
-            change = min(max((y - base) / s, -CLIP), CLIP)
-            if self.changes[0] >= GUARD_WARMUP:
-                d = min(d, CLIP * s)
-            self.changes[0] += 1
-            self.changes[1] += d
-        return (change,) if self.mode == "change" else (z, change)
+    def learn_targets(self, y_scaler: RunningScaler, scaled: bool, y: np.ndarray, carried: np.ndarray) -> tuple:
+        """The network's targets ``T`` for the targets ``y`` (float64) of
+        one entity in order, their revealed-target inputs ``R`` (from the
+        entity's ``carried`` standardised targets and base, which move on)
+        and what scoring them needs; the target's statistics (of
+        ``y_scaler``, with ``scaled``) and the change scale take them in."""
+        n = len(y)
+        T, R, seen = np.empty((n, self.outputs)), np.empty((n, len(carried) - 1)), np.empty((n, 5))
+        mode = {"level": K.LEVEL, "change": K.CHANGE, "auto": K.AUTO}[self.mode]
+        K.regression_targets(y_scaler.stats, y_scaler.beyond, float(y_scaler.glitch), float(y_scaler.glitch_out),
+                             GUARD_WARMUP, SHIFT_AFTER, CLIP, bool(scaled), mode, y, carried, self.changes,
+                             T, R, seen)
+        return T, R, seen
 
-    def score(self, out, y: float, z: float, base: float, mean: float, std: float, scale: float) -> None:
-        """Score the candidates on a learned row, from the outputs the
-        network gave before learning it (floats) and the scales before it."""
-        if self.mode != "auto" or z != z or base != base:
-            return
-        self.n_scored += 1
-        rate = 1.0 / min(self.n_scored, ERROR_SPAN)
-        errors = self.errors
-        for i, c in enumerate(self._candidates(out, base, mean, std, scale)):
-            e = abs(y - c)
-            errors[i] += rate * ((e if e < 1e300 else 1e300) - errors[i])
+    def score(self, out: np.ndarray, y: np.ndarray, seen: np.ndarray) -> None:
+        """Score the candidates on learned rows, from the outputs the
+        network gave before learning them and ``seen`` (of :meth:`learn_targets`)."""
+        if self.mode == "auto":
+            K.score_candidates(out, y, seen, self.errors, self.scored, ERROR_SPAN)
