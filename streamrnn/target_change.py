@@ -1,7 +1,8 @@
 """What a recurrent regressor's network learns of its target: its level, its
 change over the last revealed target, or (``"auto"``) both, the forecast
 being, row by row, the candidate with the smallest recent absolute error
-among the level head, the change head and no change at all.
+among the level head, the change head and no change at all (no change
+unless a head errs clearly less).
 
 Like the forecasters (:mod:`streamrnn.forecasting`), the change is learned
 over a robust scale and from a zero head, so that an untrained change head
@@ -109,10 +110,6 @@ class TargetChange:
         if choice == CHANGE:
             return base + self.scale() * out[1]
         return base if choice == NO_CHANGE else mean + std * out[0]
-
-    @staticmethod
-    def _candidates(out, base, mean, std, scale) -> tuple:
-        return base + scale * out[1], base, mean + std * out[0]
 
     def learn_targets(self, y_scaler: RunningScaler, scaled: bool, y: np.ndarray, carried: np.ndarray) -> tuple:
         """The network's targets ``T`` for the targets ``y`` (float64) of
