@@ -24,6 +24,19 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
     Not thread-safe: a call from a second thread while one is inside raises
     :class:`~streamrnn.guard.ConcurrentUseError`. A feature named NaN (or
     anything unequal to itself) is refused with a ``ValueError``.
+
+    **What the stream has revealed.** With ``revealed_targets`` = ``n`` (3 by
+    default; 0: none), the network's inputs at each step include the one-hots
+    of the last ``n`` labels learned (of the row's entity, with ``key``), the
+    latest first, each class an input per lag (a fresh model, or a lag not
+    reached yet, reads all zeros). The semantics are the regressors' (see
+    :class:`~streamrnn.regression.RecurrentRegressor`): the labels learned
+    last, whatever the order of predictions; a prediction never sees the
+    label of its own row. On Elec2 the last labels carry most of the signal
+    (accuracy 0.93 with them, 0.88 without); on a stream of independent
+    rows they cost a little.
+
+    **Entities** (``key``, ``max_idle``): as for the regressors.
     """
 
     _loss = "cross_entropy"
@@ -40,27 +53,89 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
         dtype: str = "float32",
         device: str = "cpu",
         seed: int | None = None,
+        revealed_targets: int = 3,
+        key=None,
+        max_idle: int | None = None,
     ):
-        super().__init__(hidden_size, num_layers, k1, k2, optimizer, lr, clip_norm, dtype, device, seed)
+        super().__init__(hidden_size, num_layers, k1, k2, optimizer, lr, clip_norm, dtype, device, seed,
+                         revealed_targets, key, max_idle)
         self._classes: list = []
         self._class_index: dict = {}
+
+    @classmethod
+    def _unit_test_params(cls):
+        yield from super()._unit_test_params()
+        yield {"hidden_size": 4, "k2": 4, "seed": 1, "revealed_targets": 0}
+        yield {"hidden_size": 4, "k2": 4, "seed": 1, "key": "is_popular", "max_idle": 20}
+
+    def _fresh_carried(self) -> list:
+        # the indices of the last classes learned, the latest first (-1: none yet)
+        return [-1] * self.revealed_targets
+
+    def _one_hots(self, previous: list, out: np.ndarray) -> None:
+        """The one-hots of the classes ``previous`` (the latest first) into
+        ``out``: class ``c`` at lag ``j + 1`` is input ``c * revealed_targets + j``."""
+        n = self.revealed_targets
+        for j, c in enumerate(previous):
+            if c >= 0:
+                out[c * n + j] = 1.0
+
+    def _revealed(self, n: int) -> np.ndarray | None:
+        return None if not self._cols_y else np.tile(self._revealed_one(), (n, 1))
+
+    def _revealed_one(self):
+        if not self._cols_y:
+            return None
+        r = np.zeros(len(self._cols_y))
+        self._one_hots(self._carried, r)
+        return r
 
     @property
     def _multiclass(self):
         return True
 
     def _register_targets(self, values) -> None:
+        new = 0
         for v in values:
             if v not in self._class_index:
                 self._class_index[v] = len(self._classes)
                 self._classes.append(v)
-        if len(self._classes) > self._net.output_size:
-            self._net.resize(output_size=len(self._classes))
+                new += 1
+        outputs = max(len(self._classes), self._net.output_size)
+        if not new and outputs == self._net.output_size:
+            return
+        if self.revealed_targets:  # each class an input per lag too: the one-hots of the last classes learned
+            self._cols_y.extend(self._new_columns(new * self.revealed_targets, output_size=outputs))
+        elif outputs > self._net.output_size:
+            self._new_columns(0, output_size=outputs)
 
-    def _one_hot(self, labels) -> np.ndarray:
-        Y = np.zeros((len(labels), self._net.output_size))
-        Y[np.arange(len(labels)), [self._class_index[v] for v in labels]] = 1.0
-        return Y
+    def _learn_rows(self, Z: np.ndarray, labels) -> None:
+        """Learn rows of the active entity (standardised features ``Z``), one after the other."""
+        carried = self._carried
+        if len(labels) == 1:  # learn_one's path (the same arithmetic, without the matrices)
+            c = self._class_index[labels[0]]
+            r = None
+            if self._cols_y:
+                r = np.zeros(len(self._cols_y))
+                self._one_hots(carried, r)
+            y = np.zeros(self._net.output_size, dtype=self._net._np_dtype)
+            y[c] = 1.0
+            self._net.learn(self._compose_one(Z[0], r), y)
+            if carried:
+                carried[:] = [c] + carried[:-1]
+            return
+        index = [self._class_index[v] for v in labels]
+        R = None
+        if self._cols_y:
+            R = np.zeros((len(index), len(self._cols_y)))
+        for i, c in enumerate(index):
+            if R is not None:
+                self._one_hots(carried, R[i])
+            if carried:
+                carried[:] = [c] + carried[:-1]
+        Y = np.zeros((len(index), self._net.output_size))
+        Y[np.arange(len(index)), index] = 1.0
+        self._net.learn_many(self._compose(Z, R), Y)
 
     def _probabilities(self, logits: np.ndarray) -> np.ndarray:
         z = logits[:, : len(self._classes)].astype(np.float64)
@@ -71,16 +146,31 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
     def learn_one(self, x: dict, y) -> None:
         if not _is_label(y):
             raise ValueError(f"y must be a class label (hashable, not None or NaN), got {y!r}")
-        z = self._one_input(x, learn=True)
+        self._check_x(x)
+        k = None
+        if self._entities is not None:
+            k = self._entity_of(x)
+            x = self._without_key(x)
+            self._features.present(x)  # bad values raise before the entity changes
+            self._entities.activate(self, k)
+        Z = self._one_features(x, learn=True)
         self._register_targets([y])
-        self._net.learn(z, self._one_hot([y])[0])
+        self._learn_rows(Z, [y])
+        if self._entities is not None:
+            self._entities.learned(k)
 
     @exclusive
     def predict_proba_one(self, x: dict) -> dict:
-        z = self._one_input(x, learn=False)
+        self._check_x(x)
+        if self._entities is None:
+            return self._proba_dict(self._net.predict(self._one_input(x, learn=False)))
+        with self._entities.peeking(self, self._entity_of(x)):
+            return self._proba_dict(self._net.predict(self._one_input(self._without_key(x), learn=False)))
+
+    def _proba_dict(self, logits: np.ndarray) -> dict:
         if not self._classes:
             return {}
-        p = self._probabilities(self._net.predict(z)[None, :])[0]
+        p = self._probabilities(logits[None, :])[0]
         return {c: float(pc) for c, pc in zip(self._classes, p)}
 
     @exclusive
@@ -94,14 +184,13 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
             if v not in seen:
                 seen.add(v)
                 events.setdefault(i, []).append(v)
-        self._learn_batch(X, labels, events, lambda Z, t: self._net.learn_many(Z, self._one_hot(t)))
+        self._learn_batch(X, labels, events, self._learn_rows)
 
     @exclusive
     def predict_proba_many(self, X: pd.DataFrame) -> pd.DataFrame:
-        Z = self._many_inputs(X)
+        p = self._predict_rows(X, lambda logits: self._probabilities(logits) if self._classes else logits[:, :0])
         if not self._classes:
             return pd.DataFrame(index=X.index)
-        p = self._probabilities(self._net.predict_each(Z))
         return pd.DataFrame(p, index=X.index, columns=self._classes)
 
 
@@ -135,6 +224,13 @@ class LSTMClassifier(RecurrentClassifier):
     >>> from river import datasets, evaluate, metrics
     >>> from streamrnn import LSTMClassifier
     >>> evaluate.progressive_val_score(datasets.Phishing(), LSTMClassifier(seed=0), metrics.Accuracy())
+    Accuracy: 86.39%
+
+    Phishing's rows are independent: the revealed labels carry nothing and
+    cost a little (without them, 86.95%):
+
+    >>> evaluate.progressive_val_score(datasets.Phishing(), LSTMClassifier(revealed_targets=0, seed=0),
+    ...                                metrics.Accuracy())
     Accuracy: 86.95%
     """
 

@@ -1,15 +1,20 @@
 """What the recurrent River estimators share: their network arguments, the
-feature space and its scaling, and the splitting of mini-batches where
-features or classes first appear (so ``learn_many`` equals ``learn_one`` in
-a loop, bit for bit)."""
+feature space and its scaling, the network's input columns (features and
+revealed targets, in order of first appearance), the entities of ``key``,
+and the splitting of mini-batches where features, classes or keys first
+appear or change (so ``learn_many`` equals ``learn_one`` in a loop, bit for
+bit)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from .checks import check_integer
+from .entities import EntityStates, check_key
 from .features import FeatureSpace, RunningScaler, first_appearances
 from .guard import Guarded
+from .keys import is_missing
 from .learner import OnlineRNN
 
 
@@ -56,11 +61,23 @@ class RecurrentEstimator(Guarded):
     Subclasses set ``_cell`` and ``_loss`` and implement the target side,
     their public methods wrapped by :func:`~streamrnn.guard.exclusive` (not
     thread-safe: a call from a second thread while one is inside raises
-    :class:`~streamrnn.guard.ConcurrentUseError`).
+    :class:`~streamrnn.guard.ConcurrentUseError`), and
+    what a fresh model carries of the revealed targets (``_fresh_carried``)
+    and their inputs (``_revealed_one``, ``_revealed``). The network's input
+    columns are taken in order of first appearance by features
+    (``_cols_x``) and revealed targets (``_cols_y``): the network only grows.
+    With ``key``, the entities' states are swapped in and out of the one
+    network (:class:`~streamrnn.entities.EntityStates`).
     """
 
     _cell = "lstm"
     _loss = "squared"
+    # states saved before these options: no revealed targets, no key, and
+    # the network's columns those of the features (set by __setstate__)
+    revealed_targets = 0
+    key = None
+    max_idle = None
+    _entities = None
 
     def __init__(
         self,
@@ -74,7 +91,21 @@ class RecurrentEstimator(Guarded):
         dtype: str = "float32",
         device: str = "cpu",
         seed: int | None = None,
+        revealed_targets: int = 3,
+        key=None,
+        max_idle: int | None = None,
     ):
+        if isinstance(revealed_targets, bool | np.bool_):
+            raise ValueError(f"revealed_targets must be a number of targets (0: none), got {revealed_targets!r}")
+        check_integer("revealed_targets", revealed_targets, low=0)
+        if key is not None:
+            check_key(key)
+        check_integer("max_idle", max_idle, none_ok=True)
+        if max_idle is not None and key is None:
+            raise ValueError("max_idle forgets the entities of a key: it needs a key")
+        self.revealed_targets = int(revealed_targets)
+        self.key = key
+        self.max_idle = max_idle
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.k1 = k1
@@ -87,7 +118,35 @@ class RecurrentEstimator(Guarded):
         self.seed = seed
         self._features = FeatureSpace()
         self._x_scaler = RunningScaler(guard=True)  # a glitch in a feature reads as missing
-        self._net = self._network(output_size=1)
+        self._net = self._network(output_size=self._outputs())
+        self._cols_x: list = []  # the network's input column of each feature
+        self._cols_y: list = []  # the network's input columns of the revealed targets
+        self._n_cols = 0  # input columns taken (the network has at least one)
+        self._carried = self._fresh_carried()  # what the stream revealed (of the active key)
+        self._entities = None if key is None else EntityStates(max_idle)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_columns_cache", None)  # derived
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if "_cols_x" not in state:  # saved before revealed targets: the features' columns, in order
+            n = len(self._features)
+            self._cols_x, self._cols_y, self._n_cols = list(range(n)), [], n
+            self._carried = self._fresh_carried()
+
+    def _outputs(self) -> int:
+        return 1
+
+    def _fresh_carried(self) -> list:
+        """What a fresh model (or entity) carries: nothing revealed yet."""
+        return []
+
+    def _revealed_one(self):
+        """The revealed-target inputs of one prediction (None without)."""
+        return None
 
     def _network(self, output_size: int) -> OnlineRNN:
         return build_network(self, self._cell, self._loss, input_size=1, output_size=output_size)
@@ -99,55 +158,158 @@ class RecurrentEstimator(Guarded):
 
     # ------------------------------------------------------------ features
 
+    def _new_columns(self, n: int, output_size: int | None = None) -> list:
+        """``n`` new input columns (and the network grown to them and to
+        ``output_size`` outputs); the entities' windows restart with the
+        network's."""
+        cols = list(range(self._n_cols, self._n_cols + n))
+        before = (self._net.input_size, self._net.output_size)
+        # the network first (all or nothing: a failed allocation changes nothing)
+        self._net.resize(input_size=max(self._n_cols + n, self._net.input_size), output_size=output_size)
+        self._n_cols += n
+        if self._entities is not None and (self._net.input_size, self._net.output_size) != before:
+            self._entities.resized()
+        return cols
+
     def _register(self, names) -> None:
         new = self._features.unseen(names)  # (NaN-like names refused here)
         if new:
-            n = len(self._features) + len(new)
             # all or nothing: the network first (the large allocation), the features last
-            self._net.resize(input_size=max(n, self._net.input_size))
-            self._x_scaler.grow(n)
+            cols = self._new_columns(len(new))
+            self._x_scaler.grow(len(self._features) + len(new))
             self._features.register(new)
+            self._cols_x.extend(cols)
 
-    def _inputs(self, M: np.ndarray, update: bool) -> np.ndarray:
-        """Standardised network inputs for the float64 rows ``M`` over the
-        known columns (NaN missing)."""
-        Z = self._x_scaler.transform(M, update)
-        if Z.shape[1] < self._net.input_size:  # no feature seen yet: the one input reads 0
-            Z = np.zeros((Z.shape[0], self._net.input_size))
-        return Z
+    def _columns(self) -> tuple:
+        """The columns of the features and of the revealed targets, each a
+        slice where contiguous (cached until the columns change)."""
+        key = (self._net.input_size, len(self._cols_x), len(self._cols_y))
+        cache = self.__dict__.get("_columns_cache")
+        if cache is None or cache[0] != key:
+            def index(cols):
+                if not cols:
+                    return slice(0, 0)
+                if cols == list(range(cols[0], cols[0] + len(cols))):
+                    return slice(cols[0], cols[0] + len(cols))
+                return np.array(cols, dtype=np.intp)
+            identity = not self._cols_y and self._cols_x == list(range(key[0]))
+            cache = self._columns_cache = (key, index(self._cols_x), index(self._cols_y), identity)
+        return cache[1:]
 
-    def _one_input(self, x: dict, learn: bool) -> np.ndarray:
+    def _compose(self, Z: np.ndarray, R: np.ndarray | None) -> np.ndarray:
+        """The network's inputs: the standardised features ``Z`` and the
+        revealed targets ``R`` (rows of ``len(self._cols_y)`` values, or
+        None) in their columns; a column nothing fills yet (a fresh
+        network's one input) reads 0."""
+        cx, cy, identity = self._columns()
+        if identity:
+            return Z  # the features alone, in order: as before revealed targets
+        U = np.zeros((Z.shape[0], self._net.input_size))
+        U[:, cx] = Z
+        if R is not None:
+            U[:, cy] = R
+        return U
+
+    def _compose_one(self, z: np.ndarray, r) -> np.ndarray:
+        """:meth:`_compose` of one row (``r`` a value or a vector, or None),
+        in the network's dtype."""
+        cx, cy, identity = self._columns()
+        u = np.zeros(self._net.input_size, dtype=self._net._np_dtype)
+        u[cx] = z
+        if r is not None:
+            u[cy] = r
+        return u
+
+    def _revealed(self, n: int) -> np.ndarray | None:
+        """The revealed-target inputs of ``n`` predictions from what is
+        carried now (None without revealed targets)."""
+        return None
+
+    def _entity_of(self, x: dict):
+        """The entity of ``x``: its value of ``key``; a row without one (absent,
+        None or NaN) is a row of the entity None."""
+        k = x.get(self.key)
+        if k is None or is_missing(k):
+            return None
+        check_key(k)
+        return k
+
+    def _without_key(self, x: dict) -> dict:
+        return {name: v for name, v in x.items() if name != self.key} if self.key in x else x
+
+    def _check_x(self, x) -> None:
         if not isinstance(x, dict):
             raise ValueError(f"x must be a dict of features, got {type(x).__name__}")
+
+    def _one_features(self, x: dict, learn: bool) -> np.ndarray:
+        """The standardised features of ``x`` (registered first if ``learn``)."""
         if learn:
             self._register(self._features.present(x))
-        return self._inputs(self._features.row(x)[None, :], update=learn)[0]
+        return self._x_scaler.transform(self._features.row(x)[None, :], update=learn)
 
-    def _many_inputs(self, X: pd.DataFrame) -> np.ndarray:
+    def _one_input(self, x: dict, learn: bool) -> np.ndarray:
+        """The network's inputs for ``x`` (of the active entity)."""
+        return self._compose_one(self._one_features(x, learn)[0], self._revealed_one())
+
+    def _predict_rows(self, X: pd.DataFrame, finish) -> np.ndarray:
+        """``finish(outputs)`` (an array of one row per row of ``X``) of the
+        network's one-step outputs for the rows of ``X`` from their
+        entities' carried states, each row independently; changes nothing."""
+        keys = None
+        if self._entities is not None and self.key in X.columns:
+            keys = [self._entity_of({self.key: v}) for v in X[self.key]]
+            X = X.drop(columns=[self.key])
         M, columns = self._features.frame(X)
-        return self._inputs(self._features.arrange(M, columns), update=False)
+        Z = self._x_scaler.transform(self._features.arrange(M, columns), False)
+        if self._entities is None or len(Z) == 0:
+            return finish(self._net.predict_each(self._compose(Z, self._revealed(len(Z)))))
+        keys = [None] * len(Z) if keys is None else keys
+        groups: dict = {}
+        for i, k in enumerate(keys):
+            groups.setdefault(k, []).append(i)
+        out = None
+        for k, rows in groups.items():
+            with self._entities.peeking(self, k):
+                part = finish(self._net.predict_each(self._compose(Z[rows], self._revealed(len(rows)))))
+            if out is None:
+                out = np.empty((len(Z),) + part.shape[1:], dtype=part.dtype)
+            out[rows] = part
+        return out
 
     def _register_targets(self, values) -> None:
         """Classifiers give new classes an output here."""
 
     def _learn_batch(self, X: pd.DataFrame, targets: np.ndarray, target_events: dict, learn_rows) -> None:
         """Learn a mini-batch in segments cut where features or (listed in
-        ``target_events``, ``{row: [values]}``) classes first appear, each
-        registered where ``learn_one`` would register it; ``learn_rows(Z,
-        targets)`` learns one segment's standardised inputs."""
+        ``target_events``, ``{row: [values]}``) classes first appear and
+        where the entity changes, each registered where ``learn_one`` would
+        register it; ``learn_rows(Z, targets)`` learns one segment's
+        standardised features (of the active entity)."""
+        keys = None
+        if self._entities is not None:
+            if self.key in X.columns:
+                keys = [self._entity_of({self.key: v}) for v in X[self.key]]
+                X = X.drop(columns=[self.key])
+            else:
+                keys = [None] * len(X)
         M, columns = self._features.frame(X)
         if len(targets) != len(M):
             raise ValueError(f"X and y must have the same length, got {len(M)} and {len(targets)}")
         feature_events = first_appearances(M, columns, self._features.index)
-        cuts = sorted({0, *feature_events, *target_events}) + [len(M)]
+        changes = [] if keys is None else [i for i in range(1, len(keys)) if keys[i] != keys[i - 1]]
+        cuts = sorted({0, *feature_events, *target_events, *changes}) + [len(M)]
         for start, stop in zip(cuts[:-1], cuts[1:]):
+            if keys is not None and start < stop:
+                self._entities.activate(self, keys[start])
             if start in feature_events:
                 self._register(feature_events[start])
             if start in target_events:
                 self._register_targets(target_events[start])
             if start < stop:
-                Z = self._inputs(self._features.arrange(M[start:stop], columns), update=True)
+                Z = self._x_scaler.transform(self._features.arrange(M[start:stop], columns), update=True)
                 learn_rows(Z, targets[start:stop])
+                if keys is not None:
+                    self._entities.learned(keys[start], stop - start)
 
 
 def as_targets(y, n: int, name: str = "y") -> np.ndarray:

@@ -12,6 +12,7 @@ import numpy as np
 from river import base
 
 from .checks import check_integer, check_seed, is_integer
+from .guard import Guarded, exclusive
 from .forecasting import N_BASE_INPUTS, GRUForecaster, LSTMForecaster, RecurrentForecaster, RNNForecaster
 from .kernels import layout as L
 from .keys import holds_nan, keys_to_evict
@@ -20,7 +21,7 @@ from .shared_bank import SeriesView, SharedWeightsBank
 _FORECASTERS = {"rnn": RNNForecaster, "gru": GRUForecaster, "lstm": LSTMForecaster}
 
 
-class GlobalForecaster(base.Base):
+class GlobalForecaster(Guarded, base.Base):
     """Forecasts of many keyed series by one recurrent network that learns
     from all of them.
 
@@ -42,6 +43,9 @@ class GlobalForecaster(base.Base):
     the statistical part of each key (its base, smoothing and combination)
     does not depend on how keys interleave; the network does, as any model
     learning online from a shared stream does.
+
+    Not thread-safe: a call while another thread is inside raises
+    :class:`~streamrnn.guard.ConcurrentUseError` (see :mod:`streamrnn.guard`).
 
     Parameters
     ----------
@@ -176,6 +180,7 @@ class GlobalForecaster(base.Base):
         forecaster = self._series.get(key)
         return self._new(key) if forecaster is None else forecaster
 
+    @exclusive
     def evict(self, keys) -> None:
         """Forget these keys (all known: ``KeyError`` otherwise, and none is
         forgotten): their forecasters and their states in the network."""
@@ -195,6 +200,7 @@ class GlobalForecaster(base.Base):
             raise ValueError("x must be None or a dict of dates (they give the period): the global forecaster's "
                              "network learns from the series alone, without exogenous features")
 
+    @exclusive
     def learn_one(self, key, y: float, x: dict | None = None) -> None:
         """Learn the next value ``y`` of series ``key``; ``x``: None, or the
         value's dates (they give the period with ``seasonality="auto"``)."""
@@ -224,6 +230,7 @@ class GlobalForecaster(base.Base):
         if idle:
             self.evict(idle)
 
+    @exclusive
     def learn_many(self, keys, ys, xs=None) -> None:
         """``learn_one(keys[i], ys[i], xs[i])`` for each row, in order."""
         keys, ys = list(keys), list(np.asarray(ys, dtype=np.float64).reshape(-1)) if not isinstance(ys, list) else ys
@@ -241,6 +248,7 @@ class GlobalForecaster(base.Base):
             for x in xs:
                 self._check_dates(x)
 
+    @exclusive
     def forecast(self, key, horizon: int, xs: list | None = None) -> list[float]:
         """The next ``horizon`` values of series ``key`` (zeros for an unseen
         key); changes nothing. ``xs``: None, or the steps' dates (checked,
@@ -248,12 +256,14 @@ class GlobalForecaster(base.Base):
         self._check_future(xs)
         return self._peek(key).forecast(horizon)
 
+    @exclusive
     def forecast_interval(self, key, horizon: int, coverage: float = 0.95, xs: list | None = None) -> tuple[list, list]:
         """Lower and upper bounds of the next ``horizon`` values of ``key``
         (see :meth:`~streamrnn.LSTMForecaster.forecast_interval`)."""
         self._check_future(xs)
         return self._peek(key).forecast_interval(horizon, coverage)
 
+    @exclusive
     def forecast_many(self, keys, horizon: int) -> np.ndarray:
         """The next ``horizon`` values of each key, shape ``(len(keys), horizon)``."""
         if not is_integer(horizon) or horizon < 1:
