@@ -131,6 +131,16 @@ _RNN_ARGS = ("cell", "optimizer", "loss", "dtype", "device", "lr", "clip_norm", 
              "weight_decay", "huber_delta", "recompute", "approx_activations", "seed")
 
 
+def require_attributes(name, cls, state: dict, fresh, optional=()) -> None:
+    """Every attribute a fresh instance saves is in ``state``, or has a
+    class-level default (states of earlier versions)."""
+    saved = fresh.__getstate__()
+    saved = saved if isinstance(saved, dict) else vars(fresh)
+    missing = sorted(k for k in saved if k not in state and not hasattr(cls, k) and k not in optional)
+    if missing:
+        raise Invalid(f"the {name}'s state lacks {missing[0]!r}")
+
+
 def _tiny(name, args: dict):
     """An OnlineRNN of size one with the arguments ``args`` (its constructor
     checks them); its hyperparameters are those of any size."""
@@ -177,6 +187,7 @@ def check_online_rnn(cls, state, limits) -> None:
                                          for f in ("cell", "loss", "optimizer", "approx", "recompute")),
          f"the {name}'s shape does not match its arguments")
     check_weights(name, buf[None, :], lay, shape.optimizer, _hp(tiny))
+    require_attributes(name, cls, state, tiny)
     claim(name, limits, state["_ctr"], state["_lay"])
 
 
@@ -209,8 +220,9 @@ def check_bank(cls, state, limits) -> None:
     need(np.array_equal(_array(name, state, "_lay", 1, np.int64), lay),
          f"the {name}'s layout does not match its configuration")
     persist = int(lay[L.L_PERSIST])
+    fresh = cls(capacity=1, **config)
+    require_attributes(name, cls, state, fresh, optional=("_capacity_rows", "_dev", "device"))  # (set by __setstate__)
     if issubclass(cls, SharedWeightsBank):
-        fresh = SharedWeightsBank(capacity=1, **config)
         need((state.get("_region"), state.get("_stride"), state.get("_origin"))
              == (fresh._region, fresh._stride, fresh._origin), f"the {name}'s regions do not match its layout")
         need(_array(name, state, "_updates", 1, np.int64).shape == (1,), f"the {name}'s update count is malformed")
@@ -287,7 +299,7 @@ _NET_ARGS = ("hidden_size", "num_layers", "k1", "k2")
 _NET_ATTRS = ("optimizer", "lr", "clip_norm", "dtype", "device", "seed")
 
 
-def _check_arguments(cls, state, net, cell: bool = False) -> None:
+def _check_arguments(cls, state, net, cell: bool = False, optional=(), require: bool = True) -> None:
     """The estimator's arguments: those its network was built with, and
     accepted by its constructor (built here with them: no larger than the
     network, whose sizes are checked)."""
@@ -306,9 +318,11 @@ def _check_arguments(cls, state, net, cell: bool = False) -> None:
         need(not (isinstance(v, numbers.Integral) and not isinstance(v, bool)) or abs(v) <= 1 << 20 or k == "seed",
              f"the {name}'s {k} is out of range")
     try:
-        cls(**args)
+        fresh = cls(**args)
     except (ValueError, TypeError) as e:
         raise Invalid(f"the {name}'s arguments are invalid ({type(e).__name__}: {e})") from None
+    if require:
+        require_attributes(name, cls, state, fresh, optional)
 
 
 def _same(a, b) -> bool:
@@ -362,12 +376,12 @@ def check_forecaster(cls, state, limits) -> None:
     state = _dict_state(cls.__qualname__, state)
     net = state.get("_net")
     need(type(net) is OnlineRNN, f"the {cls.__qualname__}'s network is missing")
-    _check_arguments(cls, state, net)
+    _check_arguments(cls, state, net, require=False)  # (its __setstate__ upgrades earlier states)
 
 
 def check_detector(cls, state, limits) -> None:
     check_detector_state(cls, state)
-    _check_arguments(cls, state, state["_net"], cell=True)
+    _check_arguments(cls, state, state["_net"], cell=True, optional=("_scale_kept",))  # (set by __setstate__)
 
 
 def check_keyed(cls, state, limits) -> None:
