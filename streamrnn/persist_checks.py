@@ -63,6 +63,15 @@ def need(cond, problem: str) -> None:
         raise Invalid(problem)
 
 
+def _same_int(v, n: int) -> bool:
+    """``v`` is an integer (NumPy's too, not a bool or a float) equal to ``n``."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool) and v == n
+
+
+def _int_tuple(v, n: int) -> bool:
+    return type(v) is tuple and len(v) == 1 and type(v[0]) is int and v[0] == n
+
+
 def _is_int(v, low: int = 0, high: float = math.inf) -> bool:
     return type(v) is int and low <= v <= high
 
@@ -178,10 +187,10 @@ def check_online_rnn(cls, state, limits) -> None:
     need(_array(name, state, "_ctr", 1, np.int64).shape == (L.N_CTR,), f"the {name}'s counters do not match its layout")
     problem = counters_problem(lay, state["_ctr"])
     need(problem is None, f"the {name}'s {problem}")
-    need(state.get("_in_shape") == (shape.input_size,) and state.get("_out_shape") == (shape.output_size,),
+    need(_int_tuple(state.get("_in_shape"), shape.input_size) and _int_tuple(state.get("_out_shape"), shape.output_size),
          f"the {name}'s input and output shapes do not match its layout")
     for field in SIZE_CAPS:
-        need(state.get(field) == getattr(shape, field), f"the {name}'s {field} does not match its shape")
+        need(_same_int(state.get(field), getattr(shape, field)), f"the {name}'s {field} does not match its shape")
     tiny = _tiny(name, {k: state[k] for k in _RNN_ARGS if k in state})
     need(tiny._np_dtype == dtype and all(getattr(tiny._shape, f) == getattr(shape, f)
                                          for f in ("cell", "loss", "optimizer", "approx", "recompute")),
@@ -306,7 +315,7 @@ def _check_arguments(cls, state, net, cell: bool = False, optional=(), require: 
     name = cls.__qualname__
     if net is not None:
         for arg in _NET_ARGS:
-            need(arg not in state or state[arg] == getattr(net._shape, arg),
+            need(arg not in state or _same_int(state[arg], getattr(net._shape, arg)),
                  f"the {name}'s {arg} does not match its network")
         for arg in _NET_ATTRS + (("cell",) if cell else ()):
             need(arg not in state or _same(state[arg], getattr(net, arg)),
@@ -488,6 +497,14 @@ def check_detector_state(cls: type, state) -> None:
     net = state.get("_net")
     need(isinstance(net, OnlineRNN) and net._shape.input_size >= F and net._shape.output_size >= F,
           f"the {name}'s network does not match its features")
+    need(type(state.get("_has_last")) is bool and _is_int(state.get("_n_skipped"))
+         and type(state.get("_scale_kept", False)) is bool, f"the {name}'s flags or counts are malformed")
+    if not issubclass(cls, ReconstructionDetector):  # it learns its last input to predict the next
+        width = max(F, 1)
+        inp = state.get("_input")
+        need(net._shape.input_size == width and net._shape.output_size == width and type(inp) is np.ndarray
+             and inp.dtype.kind == "f" and inp.shape == (width,) and np.isfinite(inp).all(),
+             f"the {name}'s network and last input do not match its features")
     if issubclass(cls, ReconstructionDetector):
         window, recent = state.get("window"), state.get("_recent_z")
         need(is_integer(window) and window >= 1
