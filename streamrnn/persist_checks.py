@@ -229,7 +229,13 @@ def check_bank(cls, state, limits) -> None:
     need(np.array_equal(_array(name, state, "_lay", 1, np.int64), lay),
          f"the {name}'s layout does not match its configuration")
     persist = int(lay[L.L_PERSIST])
-    fresh = cls(capacity=1, **config)
+    extra = {"device": state.get("device", "cpu")} if "device" in inspect.signature(cls).parameters else {}
+    try:  # the constructor checks the seed, max_idle and device
+        fresh = cls(capacity=1, seed=state.get("seed"), max_idle=state.get("max_idle"), **extra, **config)
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise Invalid(f"the {name}'s arguments are invalid ({type(e).__name__}: {e})") from None
+    need(state.get("_dev") is None and _is_int(state.get("_batch", 0)) and _is_int(state.get("_steps_gone", 0)),
+         f"the {name}'s device state or counts are malformed")
     require_attributes(name, cls, state, fresh, optional=("_capacity_rows", "_dev", "device"))  # (set by __setstate__)
     if issubclass(cls, SharedWeightsBank):
         need((state.get("_region"), state.get("_stride"), state.get("_origin"))
@@ -255,14 +261,17 @@ def check_bank(cls, state, limits) -> None:
     problem = counters_problem(lay, ctr)
     need(problem is None, f"the {name}'s {problem}")
     need(_array(name, state, "_last_seen", 1, np.int64).shape == (n,), f"the {name}'s idle counts do not match its buffers")
-    need((state.get("_input_size"), state.get("_output_size")) == (lay[L.L_INPUT], lay[L.L_OUTPUT])
-         and state.get("_dtype") == dtype, f"the {name}'s sizes or dtype do not match its configuration")
+    need(_same_int(state.get("_input_size"), int(lay[L.L_INPUT])) and _same_int(state.get("_output_size"),
+                                                                                 int(lay[L.L_OUTPUT]))
+         and isinstance(state.get("_dtype"), np.dtype) and state.get("_dtype") == dtype,
+         f"the {name}'s sizes or dtype do not match its configuration")
     slot_of, free, key_of = state.get("_slot_of"), state.get("_free"), state.get("_key_of")
     need(isinstance(slot_of, dict) and isinstance(free, list) and isinstance(key_of, list) and len(key_of) <= n,
          f"the {name}'s keys are malformed")
     slots = [*slot_of.values(), *free]
     need(all(type(s) is int and 0 <= s < len(key_of) for s in slots) and len(set(slots)) == len(slots),
          f"the {name}'s slots do not match its buffers")
+    need(all(key_of[s] is k or key_of[s] == k for k, s in slot_of.items()), f"the {name}'s keys do not match its slots")
     need(_is_int(state.get("_n_created", 0)), f"the {name}'s count of models is malformed")
     check_weights(name, rows, lay, shape.optimizer, _hp(template))
     claim(name, limits, *(state[k] for k in ("_ctr", "_lay", "_last_seen", "_updates") if k in state))
@@ -373,7 +382,8 @@ def check_classifier(cls, state, limits) -> None:
         derived = {c: i for i, c in enumerate(classes)}
     except TypeError:
         raise Invalid(f"the {cls.__qualname__}'s classes must be hashable") from None
-    need(len(derived) == len(classes) and index == derived, f"the {cls.__qualname__}'s class index does not match")
+    need(len(derived) == len(classes) and index == derived and all(type(i) is int for i in index.values()),
+         f"the {cls.__qualname__}'s class index does not match")
     _estimator(cls, state, len(classes))
 
 
@@ -494,6 +504,7 @@ def check_detector_state(cls: type, state) -> None:
           f"the {name}'s score statistics do not match its window and features")
     need(st[S.S_WINDOW] == k and 0 <= st[S.S_POS] < k and st[S.S_POS] == int(st[S.S_POS]),
           f"the {name}'s score statistics are inconsistent")
+    need(np.isfinite(st).all(), f"the {name}'s score statistics are not all finite")
     net = state.get("_net")
     need(isinstance(net, OnlineRNN) and net._shape.input_size >= F and net._shape.output_size >= F,
           f"the {name}'s network does not match its features")

@@ -407,6 +407,14 @@ def _need(cond: bool, problem: str) -> None:
         raise _Invalid(problem)
 
 
+def _short(v) -> str:
+    """The start of a JSON value, for messages (a reprlib view: never the
+    whole of a large value)."""
+    import reprlib
+
+    return reprlib.repr(v)[:80]
+
+
 def _int_list(v, n: int | None, what: str) -> list:
     _need(
         type(v) is list and (n is None or len(v) == n) and all(type(x) is int for x in v),
@@ -429,7 +437,8 @@ class _Decoder:
         self.limits = limits
 
     def _register(self, node: dict, obj) -> None:
-        _need(node.get("$id") == len(self._memo), f"object ids out of sequence at {str(node)[:80]}")
+        if node.get("$id") != len(self._memo):
+            raise _Invalid(f"object ids out of sequence at {_short(node)}")
         self._memo.append(obj)
 
     def _pairs(self, pairs):
@@ -446,11 +455,14 @@ class _Decoder:
         t = type(v)
         if v is None or t is bool or t is int or t is str or t is float:
             return v
-        _need(t is dict, f"unexpected JSON value {str(v)[:80]}")
+        if t is not dict:
+            raise _Invalid(f"unexpected JSON value {_short(v)}")
         tags = [k for k in v if k in _TAG_KEYS]
-        _need(len(tags) == 1, f"expected one type tag in {str(v)[:80]}")
+        if len(tags) != 1:
+            raise _Invalid(f"expected one type tag in {_short(v)}")
         tag = tags[0]
-        _need(set(v) - {tag} <= _TAG_KEYS[tag], f"unexpected keys in {str(v)[:80]}")
+        if not set(v) - {tag} <= _TAG_KEYS[tag]:
+            raise _Invalid(f"unexpected keys in {_short(v)}")
         x = v[tag]
 
         if tag == "$float":
@@ -830,7 +842,12 @@ def load(path, *, max_bytes: int | None = None):
         arrays = _LazyArrays(zf, names, meta["arrays"])
         decoder = _Decoder(arrays, Limits(max_bytes))
         try:
-            model = decoder.decode(meta.get("root"))
+            _need("root" in meta, "the file holds no model")
+            model = decoder.decode(meta["root"])
+            # the header names the class of what the file holds (info reports it)
+            declared = type(model) is not type and registry().get(class_path(type(model)))
+            _need(meta.get("class") == (class_path(type(model)) if declared else None),
+                  "the class in the header does not match the model")
         except _Invalid as e:
             raise (e.kind or FormatError)(where, str(e)) from None
         except RecursionError:
