@@ -8,67 +8,100 @@ never saved.
 
 The format
 ----------
-A file is a zip archive readable by ``numpy.load(path, allow_pickle=False)``
-(an ``.npz``): one ``.npy`` entry per numpy array of the model's state
-(``a0.npy``, ``a1.npy``, ...), and ``__meta__.json``, a UTF-8 JSON document::
+A file is a zip archive (an ``.npz``): one ``.npy`` entry per numpy array of
+the model's state (``a0.npy``, ``a1.npy``, ...), and ``__meta__.json``, a
+UTF-8 JSON document::
 
-    {"format": "streamrnn", "format_version": 1, "streamrnn_version": "0.1.0",
+    {"format": "streamrnn", "format_version": 2, "streamrnn_version": "0.1.0",
      "numpy_version": "...", "python_version": "...",
      "class": "streamrnn.forecasting:LSTMForecaster",
      "metadata": {...},            # the caller's JSON metadata, if any
      "arrays": ["a0", "a1", ...],  # the array entries
      "root": <the object, encoded>}
 
-The object is encoded recursively, as pickle would see it (its
-``__reduce_ex__``: the state from ``__getstate__``, so an
-:class:`~streamrnn.OnlineRNN` is saved without its scratch buffer, exactly as
-it pickles). Each value is a JSON ``null``, boolean, integer, finite float
-or string, or an object with one tag: ``{"$array": "a3"}`` (an array entry),
-``{"$obj": "module:QualName", "state": ...}`` (an instance of an allowed
-class), ``{"$type": ...}``, ``{"$list": [...]}``, ``{"$tuple": [...]}``,
-``{"$dict": [[key, value], ...]}`` (keys of any type: class labels may be
-integers or booleans), ``{"$deque": [...], "maxlen": ...}``, ``$odict``,
-``$counter``, ``$defaultdict``, ``$set``, ``$frozenset``, ``{"$float":
-"nan"}``, ``$complex``, ``$bytes``, ``$npscalar`` (the scalar's bytes, in
-hex, and its dtype), ``$dtype``, ``$nptype``, ``$objarray``, ``$date``,
-``$datetime``, ``$time``, ``$timedelta``, ``$timestamp`` (pandas), with time
-zones ``$timezone`` and ``$zoneinfo``. Mutable containers and objects carry
-an ``"$id"``; a later ``{"$ref": n}`` is the same object again (River
-pipelines share their steps between several attributes). A loaded model
-saved again gives the same bytes: entries carry fixed times.
+An object of a declared class is ``{"$obj": "module:QualName", "$id": n,
+"state": {"$dict": [[name, value], ...]}}``: its attributes, those pickle
+sees (its ``__getstate__``: an :class:`~streamrnn.OnlineRNN` without its
+scratch buffer, a :class:`~streamrnn.ModelBank` with only the slots in use
+and its capacity). Each value is a JSON ``null``, boolean, integer, finite
+float or string, or an object with one tag: ``{"$array": "a3"}`` (an array
+entry), another declared object, ``{"$type": ...}`` (a declared class or a
+builtin type: a defaultdict's factory), ``{"$list": [...]}``, ``{"$tuple":
+[...]}``, ``{"$dict": [[key, value], ...]}`` (keys of any type: class
+labels may be integers or booleans), ``{"$deque": [...], "maxlen": ...}``,
+``$odict``, ``$counter``, ``$defaultdict``, ``$set``, ``$frozenset``,
+``{"$float": "nan"}``, ``$complex``, ``$bytes``, ``$npscalar`` (the scalar's
+bytes, in hex, and its dtype), ``$dtype``, ``$nptype``, ``$objarray``,
+``$date``, ``$datetime``, ``$time``, ``$timedelta``, ``$timestamp``
+(pandas), with time zones ``$timezone`` and ``$zoneinfo``. Mutable
+containers and objects carry an ``"$id"``; a later ``{"$ref": n}`` is the
+same object again (River pipelines share their steps between several
+attributes). A loaded model saved again gives the same bytes: entries carry
+fixed times. Format 1 is the same encoding; its files may name any class of
+streamrnn's and River's modules, and are loaded under the rules of format 2.
 
 Safety
 ------
-Loading never runs code from the file and never unpickles: arrays are read
-with ``allow_pickle=False``, and objects are rebuilt only for an allow-list
-of classes, by ``cls.__new__(cls)`` and then the class's own
-``__setstate__`` or an update of its ``__dict__`` (what pickle does, minus
-its arbitrary callables). The allow-list: classes defined in ``streamrnn``'s
-modules and in ``river``'s (except ``river.datasets``, ``river.stream``,
-``river.api`` and ``river.checks``, which do input and output), the builtin
-containers above, and ``float``, ``int``, ``str``, ``bool``, ``list``,
-``dict``, ``set``, ``tuple`` and ``frozenset`` as types (``defaultdict``
-factories). Functions, ``functools.partial`` and classes that customise
-their pickling (``__reduce__``, ``__getnewargs__``; among River's, those
-backed by Rust, such as ``stats.EWMean`` and the weights of its linear
-models) cannot be saved: :func:`save` raises ``TypeError`` naming where
-such a value sits. A file naming anything else is refused with
-:class:`ForbiddenClassError`. The buffers handed to the Numba kernels
-(those of every :class:`~streamrnn.OnlineRNN` and
-:class:`~streamrnn.ModelBank`) are checked against the layout their shape
-implies; other values are taken as written (a file edited on purpose can
-hold odd numbers, never code).
+:func:`load` takes files from anywhere: it never unpickles and never runs
+code from the file, and whatever the file holds, it returns a model whose
+kernels and methods see only values they accept, or raises
+:class:`FormatError`.
+
+* **Declared classes only.** :mod:`streamrnn.persist_schema` lists each
+  class the format builds, exactly (a subclass is another class; there is no
+  declaration by package), with the attribute names its state may hold:
+  streamrnn's estimators, forecasters and their combination, smoothing and
+  seasonal parts, detectors, keyed wrappers, banks, networks, feature spaces
+  and scalers; from River, ``preprocessing.StandardScaler`` and
+  ``MinMaxScaler``, ``compose.Pipeline`` and ``TransformerUnion``,
+  ``anomaly.QuantileFilter`` and ``ThresholdFilter``, and the statistics
+  they hold (``stats.Min``, ``Max``, ``Quantile`` and its fixed-size Rust
+  state). A class name in a file is looked up there, never imported; any
+  other raises :class:`ForbiddenClassError`, and :func:`save` refuses to
+  write one (``TypeError``: use pickle for files you trust). Objects are
+  built by ``cls.__new__`` and their checked state (the class's
+  ``__setstate__`` or its ``__dict__``).
+* **Checked state.** Before an object is built its state passes the check
+  of its class (:mod:`streamrnn.persist_checks`), against what the code
+  derives from validated arguments, never against what the file says about
+  itself: a network's sizes are positive integers within
+  :data:`~streamrnn.persist_checks.SIZE_CAPS`, its cell, loss, optimizer and
+  dtype known ones; its layout and buffer sizes are those derived from them;
+  its hyperparameters those its constructor stores for its saved arguments
+  (which the constructor checks: a finite positive ``lr``, betas in [0, 1),
+  ...); its weights, optimizer moments and hidden state finite, its second
+  moments >= 0; its counters within the ranges the kernels index by. A
+  bank's configuration, seed and idle limit pass its constructor, each row
+  the checks of a network, its keys match its slots. An estimator's
+  arguments equal its network's and pass its constructor; its features,
+  scalers, classes and network agree in size; every attribute a fresh
+  instance has is present (or has a class-level default). Arrays that a
+  kernel indexes belong to one object only.
+* **Bounded allocation.** Sizes come from the archive's central directory
+  (entries, declared uncompressed sizes) and each array's ``.npy`` header
+  (its shape times its item size must be the size its entry declares), and
+  are checked before anything is read or decompressed: together at most
+  ``max_bytes`` (:data:`DEFAULT_MAX_BYTES`, 4 GiB, by default), as is any
+  buffer derived from a checked shape; no entry is decompressed beyond its
+  declared size (:mod:`streamrnn.persist_archive`).
 
 A damaged file (a flipped byte, a truncated or empty file: zip CRC-32 checks
-cover every entry), a file that is not a streamrnn model, and a file written
-by a newer format version all raise :class:`FormatError` (a ``ValueError``)
-naming the path and the problem; nothing half-built is returned.
+cover every entry read), a file that is not a streamrnn model, and a file
+written by a newer format version all raise :class:`FormatError` (a
+``ValueError``) naming the path and the problem; nothing half-built is
+returned. ``tests/test_persistence_fuzz.py`` mutates valid files (every
+JSON value, array shapes, dtypes and values, bytes) and checks this.
+
+:func:`save` writes a temporary file beside the target (named after the
+target and the writing process) and moves it over the target, so an
+interrupted save never leaves a partial file under the target's name; the
+next save to the same path removes the temporaries whose writer is gone.
 
 Files written in every earlier format version keep loading (the files in
 ``tests/fixtures`` check it): a change of the format raises
 :data:`FORMAT_VERSION`, and a change of an estimator's state must keep its
 earlier state loading (a class-level default for a new attribute, or a
-``__setstate__`` that upgrades the old state).
+``__setstate__`` that upgrades the old state) and update its declaration.
 
 Examples
 --------
@@ -151,7 +184,7 @@ class UnsupportedVersionError(FormatError):
 
 
 class ForbiddenClassError(FormatError):
-    """A file naming a class outside the allow-list."""
+    """A file naming a class the format does not declare (see :mod:`streamrnn.persist_schema`)."""
 
 
 _Invalid = Invalid
@@ -681,7 +714,8 @@ def save(model, path, *, metadata: dict | None = None, compress: bool = False) -
     ------
     TypeError
         If the model holds something the format cannot store (a function,
-        an object of a class outside the allow-list, ...), naming where.
+        an object of a class the format does not declare, ...), naming
+        where.
     """
     try:
         json.dumps(metadata, allow_nan=False)
