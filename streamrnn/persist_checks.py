@@ -505,6 +505,13 @@ def check_detector_state(cls: type, state) -> None:
     need(st[S.S_WINDOW] == k and 0 <= st[S.S_POS] < k and st[S.S_POS] == int(st[S.S_POS]),
           f"the {name}'s score statistics are inconsistent")
     need(np.isfinite(st).all(), f"the {name}'s score statistics are not all finite")
+    tails = [S.S_TAIL + j for j in (1, 2, 3)] + [S.S_TAIL_RECENT + j for j in (1, 2, 3)]
+    a = S.HEAD + 2 * k
+    need(min(st[S.S_N], st[S.S_SCORED], st[S.S_MEMORY], st[S.S_GRACE], *st[tails]) >= 0
+         and 0 < st[S.S_ALPHA] <= 1 and 0 <= st[S.S_DECAY] < 1
+         and st[S.S_TAIL + 2] <= 1 and st[S.S_TAIL_RECENT + 2] <= 1
+         and (st[a + F : a + 2 * F] >= 0).all() and (st[a + 5 * F : a + 6 * F] >= 0).all(),
+         f"the {name}'s score statistics are out of their ranges (counts, variances, rates, scales >= 0)")
     net = state.get("_net")
     need(isinstance(net, OnlineRNN) and net._shape.input_size >= F and net._shape.output_size >= F,
           f"the {name}'s network does not match its features")
