@@ -329,9 +329,7 @@ def _check_arguments(cls, state, net, cell: bool = False, optional=(), require: 
         for arg in _NET_ATTRS + (("cell",) if cell else ()):
             need(arg not in state or _same(state[arg], getattr(net, arg)),
                  f"the {name}'s {arg} does not match its network")
-    params = [p for p in inspect.signature(cls.__init__).parameters.values()
-              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"]
-    args = {p.name: state[p.name] for p in params if p.name in state}
+    args = _ctor_args(cls, state)
     for k, v in args.items():  # sizes not tied to the network: within the network caps
         need(not (isinstance(v, numbers.Integral) and not isinstance(v, bool)) or abs(v) <= 1 << 20 or k == "seed",
              f"the {name}'s {k} is out of range")
@@ -341,6 +339,13 @@ def _check_arguments(cls, state, net, cell: bool = False, optional=(), require: 
         raise Invalid(f"the {name}'s arguments are invalid ({type(e).__name__}: {e})") from None
     if require:
         require_attributes(name, cls, state, fresh, optional)
+    return fresh
+
+
+def _ctor_args(cls, state: dict) -> dict:
+    params = [p for p in inspect.signature(cls.__init__).parameters.values()
+              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"]
+    return {p.name: state[p.name] for p in params if p.name in state}
 
 
 def _same(a, b) -> bool:
@@ -388,14 +393,132 @@ def check_classifier(cls, state, limits) -> None:
 
 
 def check_forecaster(cls, state, limits) -> None:
-    """The forecaster's arrays are checked by its ``__setstate__``; here its
-    arguments."""
+    """The forecaster's arguments, then each attribute and part (the
+    combination, the smoothing, the seasonal bases) of the kind, and each
+    array of the dtype and shape, of a forecaster built with the same
+    arguments and period; its kernel-indexed arrays are checked again by its
+    ``__setstate__``."""
     from .learner import OnlineRNN
 
-    state = _dict_state(cls.__qualname__, state)
+    name = cls.__qualname__
+    state = _dict_state(name, state)
     net = state.get("_net")
-    need(type(net) is OnlineRNN, f"the {cls.__qualname__}'s network is missing")
-    _check_arguments(cls, state, net, require=False)  # (its __setstate__ upgrades earlier states)
+    need(type(net) is OnlineRNN, f"the {name}'s network is missing")
+    # (a state saved before the combination lacks these: its __setstate__ sets them)
+    fresh = _check_arguments(cls, state, net, optional=("combine", "_combination", "_clean", "_made", "_smoothing",
+                                                        "_recent", "_n_recent"))
+    args = _ctor_args(cls, state)
+    period = state.get("_period")
+    if period is not None and period != fresh._period:  # found in the stream: the same as if given
+        need(_is_int(period, 2, 1 << 16), f"the {name}'s period is malformed")
+        fresh = cls(**{**args, "seasonality": period})
+    _check_made(name, state.get("_made"), state.get("_combination"))
+    like_fresh(name, {k: v for k, v in state.items() if k != "_made" and k not in args}, vars(fresh))
+    parts = [(part, state.get(part), getattr(fresh, part, None)) for part in ("_combination", "_smoothing")]
+    parts += [("seasonal base", base, (fresh._bases or {}).get(key)) for key, base in (state.get("_bases") or {}).items()]
+    for part, mine, theirs in parts:
+        if mine is not None and theirs is not None:
+            need(type(mine) is type(theirs), f"the {name}'s {part} is malformed")
+            require_attributes(f"{name}'s {part}", type(mine), vars(mine), theirs)
+            like_fresh(f"{name}'s {part}", vars(mine), vars(theirs))
+
+
+def check_combination(cls, state, limits) -> None:
+    """The shapes its ``__setstate__`` checks, then the values: finite sums,
+    counts and units (> 0), and the absolute errors written so far finite
+    and >= 0 (NaN marks a ring's unwritten places)."""
+    state = _dict_state("HorizonCombination", state)
+    try:
+        cls.__new__(cls).__setstate__(dict(state))
+    except (ValueError, TypeError) as e:
+        raise Invalid(str(e)) from None
+    from .combination import WINDOW
+
+    need(all(np.isfinite(state[k]).all() for k in ("sq_errors", "counts", "unit")) and (state["unit"] > 0).all()
+         and not np.isinf(state["origin"]).any(), "the combination's errors, counts or units are not finite")
+    filled = np.arange(WINDOW)[None, None, :] < np.minimum(state["n_abs"], WINDOW)[:, :, None]
+    errors = state["abs_errors"][filled]
+    need(np.isfinite(errors).all() and (errors >= 0).all(), "the combination's absolute errors are malformed")
+
+
+def _check_made(name, made, combination) -> None:
+    """The forecasts made at the last origin: the candidates' (NaN where a
+    candidate has none), the one given (finite) and which (0 or 1)."""
+    if made is None:
+        return
+    need(type(made) is tuple and len(made) == 3, f"the {name}'s last forecasts are malformed")
+    F, given, choice = made
+    need(type(F) is np.ndarray and F.dtype == np.float64 and F.ndim == 2 and not np.isinf(F).any()
+         and type(given) is np.ndarray and given.dtype == np.float64 and given.shape == (F.shape[1],)
+         and np.isfinite(given).all()
+         and type(choice) is np.ndarray and choice.dtype == np.int64 and choice.shape == (F.shape[1],)
+         and ((choice == 0) | (choice == 1)).all()
+         and (combination is None or F.shape[0] == combination.n_candidates), f"the {name}'s last forecasts are malformed")
+
+
+_MAX_DEPTH = 6
+
+
+def like_fresh(name, state: dict, fresh: dict) -> None:
+    """Each attribute of ``state`` of the kind of the same attribute of a
+    fresh instance built with the same arguments (the code's own): arrays of
+    its dtype and shape, finite where the fresh one is;
+    numbers, flags and strings of its type, numbers finite; containers of
+    its type, lists and tuples of its length, dictionaries of its keys
+    (unless empty: filled later). Attributes a fresh instance leaves None
+    hold numbers (finite), arrays (finite) or containers of them."""
+    for key, value in state.items():
+        if key in fresh:
+            need(_like(value, fresh[key], 0), f"the {name}'s {key} is not of the kind its code makes")
+
+
+def _like(v, f, depth: int) -> bool:
+    if depth > _MAX_DEPTH:
+        return False
+    if f is None:
+        return v is None or _plain(v, depth)
+    if isinstance(f, np.ndarray):
+        if not (type(v) is np.ndarray and v.dtype == f.dtype and v.shape == f.shape):
+            return False
+        return v.dtype.kind != "f" or np.isnan(f).any() or bool(np.isfinite(v).all())
+    if isinstance(f, bool | np.bool_):
+        return type(v) is type(f)
+    if isinstance(f, numbers.Integral):
+        return isinstance(v, numbers.Integral) and not isinstance(v, bool | np.bool_)
+    if isinstance(f, numbers.Real):
+        return (isinstance(v, numbers.Real) and not isinstance(v, bool | np.bool_)
+                and (math.isfinite(v) or not math.isfinite(f)))
+    if isinstance(f, str):
+        return type(v) is str
+    if type(f) in (list, tuple):
+        return type(v) is type(f) and len(v) == len(f) and all(_like(a, b, depth + 1) for a, b in zip(v, f))
+    if isinstance(f, dict):
+        if not f:  # filled later (the seasonal bases, once the period is known)
+            return type(v) is type(f) and all(_plain(a, depth + 1) for a in v.values())
+        return (type(v) is type(f) and v.keys() == f.keys()
+                and all(_like(v[k], f[k], depth + 1) for k in f))
+    if type(f).__name__ == "deque":  # (its length may follow the period, found later)
+        return type(v) is type(f) and all(_plain(a, depth + 1) for a in v)
+    return type(v) is type(f)
+
+
+def _plain(v, depth: int) -> bool:
+    """Numbers (finite), strings, arrays (finite floats) or containers of them
+    (the declared objects a fresh instance leaves None are checked on their
+    own)."""
+    if depth > _MAX_DEPTH:
+        return False
+    if v is None or isinstance(v, bool | np.bool_ | str):
+        return True
+    if isinstance(v, numbers.Real):
+        return math.isfinite(v)
+    if type(v) is np.ndarray:
+        return v.dtype.kind != "f" or not np.isinf(v).any()  # (NaN: forecasts not made)
+    if isinstance(v, list | tuple):
+        return all(_plain(a, depth + 1) for a in v)
+    if isinstance(v, dict):
+        return all(_plain(a, depth + 1) for a in v.values())
+    return type(v).__module__.startswith(("streamrnn", "datetime", "pandas"))
 
 
 def check_detector(cls, state, limits) -> None:

@@ -116,7 +116,7 @@ def registry() -> dict[str, Schema]:
         *(Schema(c, frozenset(_FORECASTER), check=C.check_forecaster)
           for c in (RNNForecaster, GRUForecaster, LSTMForecaster)),
         Schema(HorizonCombination, frozenset({"abs_errors", "counts", "horizon", "made", "n_abs", "n_candidates",
-                                              "origin", "sq_errors", "t", "unit"})),
+                                              "origin", "sq_errors", "t", "unit"}), check=C.check_combination),
         Schema(SeasonalBase, frozenset({"_all_seen", "_gammas", "_stale", "_weights", "errors", "means", "n_errors",
                                         "no_change_error", "period", "prior", "seen"})),
         Schema(SeasonalSmoothing, frozenset({"long_period", "n", "params", "period", "season", "season_long",

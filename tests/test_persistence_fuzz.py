@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamrnn import GRUClassifier, LSTMRegressor, ModelBank, OnlineRNN
+from streamrnn import GRUClassifier, LSTMForecaster, LSTMRegressor, ModelBank, OnlineRNN
 from streamrnn import persistence as P
 from streamrnn.anomaly import PredictiveDetector
 
@@ -117,12 +117,27 @@ def _probe_detector(model):
         model.learn_one(x)
 
 
+def _forecaster():
+    model = LSTMForecaster(hidden_size=3, k2=3, seasonality=4, seed=0)
+    for t in range(30):
+        model.learn_one(10.0 + t % 4 + 0.1 * t)
+    return model
+
+
+def _probe_forecaster(model):
+    assert _finite(model.forecast(3))
+    model.learn_one(12.0)
+    assert _finite(model.forecast(3))
+    assert _finite(model.forecast_interval(2, 0.9))
+
+
 TARGETS = {
     "regressor": (_regressor, _probe_regressor),
     "classifier": (_classifier, _probe_classifier),
     "network": (_network, _probe_network),
     "bank": (_bank, _probe_bank),
     "detector": (_detector, _probe_detector),
+    "forecaster": (_forecaster, _probe_forecaster),
 }
 
 
