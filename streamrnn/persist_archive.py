@@ -25,13 +25,17 @@ import numpy as np
 
 from .persist_checks import Invalid
 
-__all__ = ["MAX_ENTRIES", "MAX_META_BYTES", "clean_stale_temporaries", "entries", "read_array", "read_bytes",
+__all__ = ["MAX_ENTRIES", "MAX_META_BYTES", "check_json_size", "clean_stale_temporaries", "entries", "read_array", "read_bytes",
            "temporary_name"]
 
 #: Entries an archive may hold.
 MAX_ENTRIES = 1 << 20
 #: The largest JSON document of a file, in bytes.
-MAX_META_BYTES = 1 << 28
+MAX_META_BYTES = 1 << 26
+#: Bytes of Python objects counted per JSON value (an int in a list takes
+#: 36, a dict entry of strings more): a document of ``n`` values may take
+#: ``n * JSON_VALUE_BYTES`` once parsed, at most half of ``max_bytes``.
+JSON_VALUE_BYTES = 64
 _CHUNK = 1 << 24
 _MAX_HEADER = 1 << 16
 _KINDS = "biufcmMSUV"
@@ -72,6 +76,15 @@ def _end(f) -> None:
     """Reads past the end: zipfile checks the entry's CRC-32 there."""
     if f.read(1):
         raise Invalid("an entry is longer than it declares")
+
+
+def check_json_size(text: bytes, max_bytes: int) -> None:
+    """Refuse a JSON document whose parsed values would take more than half
+    of ``max_bytes`` (counted from its separators, before parsing)."""
+    values = 1 + sum(text.count(c) for c in (b",", b":", b"[", b"{"))
+    if values * JSON_VALUE_BYTES > max_bytes // 2:
+        raise Invalid(f"the metadata holds about {values} values, which would take more than half of the cap of "
+                      f"{max_bytes} bytes (max_bytes of load) once parsed")
 
 
 def read_bytes(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:

@@ -528,8 +528,10 @@ def check_detector(cls, state, limits) -> None:
 
 def check_keyed(cls, state, limits) -> None:
     state = _dict_state(cls.__qualname__, state)
-    need(type(state.get("_models")) is dict and _is_int(state.get("_n_created")),
-         f"the {cls.__qualname__}'s models are malformed")
+    models, template = state.get("_models"), state.get("template")
+    need(type(models) is dict and _is_int(state.get("_n_created"))
+         and all(type(m) is type(template) for m in models.values()),
+         f"the {cls.__qualname__}'s models are malformed (each of its template's class)")
     _check_arguments(cls, state, None)
 
 

@@ -83,7 +83,9 @@ kernels and methods see only values they accept, or raises
   are checked before anything is read or decompressed: together at most
   ``max_bytes`` (:data:`DEFAULT_MAX_BYTES`, 4 GiB, by default), as is any
   buffer derived from a checked shape; no entry is decompressed beyond its
-  declared size (:mod:`streamrnn.persist_archive`).
+  declared size (:mod:`streamrnn.persist_archive`). The JSON document is at
+  most 64 MiB, and its values (counted before parsing, 64 bytes each) at
+  most half of ``max_bytes``.
 
 A damaged file (a flipped byte, a truncated or empty file: zip CRC-32 checks
 cover every entry read), a file that is not a streamrnn model, and a file
@@ -784,6 +786,7 @@ def _read_meta(zf, names, where, max_bytes: int) -> dict:
         raise FormatError(where, f"not a streamrnn model file (no {META})")
     try:
         text = archive.read_bytes(zf, names[META], min(max_bytes, archive.MAX_META_BYTES))
+        archive.check_json_size(text, max_bytes)
     except Invalid as e:
         raise FormatError(where, str(e)) from None
     except Exception as e:

@@ -1100,3 +1100,17 @@ def test_finding_6_banks_save_and_pickle_only_the_slots_in_use(tmp_path):
         assert same(copy.learn_many(keys, X, Y), bank.learn_many(keys, X, Y))
         assert same(copy.predict_many(keys, X), bank.predict_many(keys, X))
     assert copy._capacity == bank._capacity and file_bytes(copy) == file_bytes(bank)
+
+
+def test_finding_3_a_json_bomb_is_refused_before_parsing(small_file):
+    """A deflated document of 30 MB of ``0,`` (60 KB in the file) would take
+    over a gigabyte of Python objects once parsed: refused from its size."""
+    text = b'{"format": "streamrnn", "format_version": 2, "arrays": [], "root": [' + b"0," * (15 << 20) + b"0]}"
+    bomb = _zip({"__meta__.json": text}, zipfile.ZIP_DEFLATED)
+    assert len(bomb) < 1 << 20
+
+    def load():
+        with pytest.raises(P.FormatError, match="metadata holds about .* values"):
+            P.load(io.BytesIO(bomb), max_bytes=1 << 30)
+
+    assert _peak(load) < 80 << 20  # the document's bytes, not its objects
