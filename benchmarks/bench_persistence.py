@@ -113,7 +113,8 @@ def main() -> None:
             pdump = median_time(dump, args.repeats)
             pload = median_time(undump, args.repeats)
             psize = os.path.getsize(ppath) / 1e6
-            print(f"{name:30} {save:8.4f} {load:8.4f} {size:8.2f} | {pdump:13.4f} {pload:8.4f} {psize:8.2f}", flush=True)
+            print(f"{name:30} {save:8.4f} {load:8.4f} {size:8.2f} | {pdump:13.4f} {pload:8.4f} {psize:8.2f}",
+                  flush=True)
 
 
 if __name__ == "__main__":

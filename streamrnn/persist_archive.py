@@ -25,8 +25,8 @@ import numpy as np
 
 from .persist_checks import Invalid
 
-__all__ = ["MAX_ENTRIES", "MAX_META_BYTES", "check_json_size", "clean_stale_temporaries", "entries", "read_array", "read_bytes",
-           "temporary_name"]
+__all__ = ["MAX_ENTRIES", "MAX_META_BYTES", "check_json_size", "clean_stale_temporaries", "entries", "read_array",
+           "read_bytes", "temporary_name"]
 
 #: Entries an archive may hold.
 MAX_ENTRIES = 1 << 20
@@ -114,7 +114,8 @@ def read_array(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
             raise Invalid(f"entry {info.filename[:80]!r} is not a valid array ({e})") from None
         header = f.tell()
         if dtype.hasobject or dtype.kind not in _KINDS or dtype.itemsize == 0 and dtype.kind != "V":
-            raise Invalid(f"entry {info.filename[:80]!r} holds arrays of dtype {dtype}, which the format does not allow")
+            raise Invalid(f"entry {info.filename[:80]!r} holds arrays of dtype {dtype}, "
+                          "which the format does not allow")
         count = math.prod(shape)
         if count * dtype.itemsize != info.file_size - header:
             raise Invalid(f"entry {info.filename[:80]!r}: its shape {shape} and dtype {dtype} do not match its "

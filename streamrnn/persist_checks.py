@@ -187,7 +187,8 @@ def check_online_rnn(cls, state, limits) -> None:
     need(_array(name, state, "_ctr", 1, np.int64).shape == (L.N_CTR,), f"the {name}'s counters do not match its layout")
     problem = counters_problem(lay, state["_ctr"])
     need(problem is None, f"the {name}'s {problem}")
-    need(_int_tuple(state.get("_in_shape"), shape.input_size) and _int_tuple(state.get("_out_shape"), shape.output_size),
+    need(_int_tuple(state.get("_in_shape"), shape.input_size)
+         and _int_tuple(state.get("_out_shape"), shape.output_size),
          f"the {name}'s input and output shapes do not match its layout")
     for field in SIZE_CAPS:
         need(_same_int(state.get(field), getattr(shape, field)), f"the {name}'s {field} does not match its shape")
@@ -260,7 +261,8 @@ def check_bank(cls, state, limits) -> None:
     need(ctr.shape == (n, L.N_CTR), f"the {name}'s counters do not match its buffers")
     problem = counters_problem(lay, ctr)
     need(problem is None, f"the {name}'s {problem}")
-    need(_array(name, state, "_last_seen", 1, np.int64).shape == (n,), f"the {name}'s idle counts do not match its buffers")
+    need(_array(name, state, "_last_seen", 1, np.int64).shape == (n,),
+         f"the {name}'s idle counts do not match its buffers")
     need(_same_int(state.get("_input_size"), int(lay[L.L_INPUT])) and _same_int(state.get("_output_size"),
                                                                                  int(lay[L.L_OUTPUT]))
          and isinstance(state.get("_dtype"), np.dtype) and state.get("_dtype") == dtype,
@@ -306,7 +308,8 @@ def check_running_scaler(cls, state, limits) -> None:
              "the RunningScaler's glitch counts must be a float64 array of one value per column")
         need(type(glitch) is float and math.isfinite(glitch) and glitch >= 0,
              "the RunningScaler's glitch bound must be a finite float >= 0")
-        need(type(out) is float and (out == 0.0 or math.isnan(out)), "the RunningScaler's glitch value must be 0.0 or NaN")
+        need(type(out) is float and (out == 0.0 or math.isnan(out)),
+             "the RunningScaler's glitch value must be 0.0 or NaN")
     need(type(state.get("_rooted", False)) is bool, "the RunningScaler's flag is malformed")
 
 
@@ -415,7 +418,8 @@ def check_forecaster(cls, state, limits) -> None:
     _check_made(name, state.get("_made"), state.get("_combination"))
     like_fresh(name, {k: v for k, v in state.items() if k != "_made" and k not in args}, vars(fresh))
     parts = [(part, state.get(part), getattr(fresh, part, None)) for part in ("_combination", "_smoothing")]
-    parts += [("seasonal base", base, (fresh._bases or {}).get(key)) for key, base in (state.get("_bases") or {}).items()]
+    parts += [("seasonal base", base, (fresh._bases or {}).get(key))
+              for key, base in (state.get("_bases") or {}).items()]
     for part, mine, theirs in parts:
         if mine is not None and theirs is not None:
             need(type(mine) is type(theirs), f"the {name}'s {part} is malformed")
@@ -453,7 +457,8 @@ def _check_made(name, made, combination) -> None:
          and np.isfinite(given).all()
          and type(choice) is np.ndarray and choice.dtype == np.int64 and choice.shape == (F.shape[1],)
          and ((choice == 0) | (choice == 1)).all()
-         and (combination is None or F.shape[0] == combination.n_candidates), f"the {name}'s last forecasts are malformed")
+         and (combination is None or F.shape[0] == combination.n_candidates),
+         f"the {name}'s last forecasts are malformed")
 
 
 _MAX_DEPTH = 6

@@ -110,7 +110,8 @@ def registry() -> dict[str, Schema]:
         Schema(FeatureSpace, frozenset({"names", "index"}), check=C.check_feature_space),
         Schema(RunningScaler, frozenset({"_rooted", "beyond", "glitch", "glitch_out", "stats"}),
                check=C.check_running_scaler),
-        *(Schema(c, frozenset(_REGRESSOR), check=C.check_regressor) for c in (RNNRegressor, GRURegressor, LSTMRegressor)),
+        *(Schema(c, frozenset(_REGRESSOR), check=C.check_regressor)
+          for c in (RNNRegressor, GRURegressor, LSTMRegressor)),
         *(Schema(c, frozenset(_CLASSIFIER), check=C.check_classifier)
           for c in (RNNClassifier, GRUClassifier, LSTMClassifier)),
         *(Schema(c, frozenset(_FORECASTER), check=C.check_forecaster)

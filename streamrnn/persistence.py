@@ -145,7 +145,8 @@ from . import persist_archive as archive
 from .persist_checks import Invalid, Limits, need
 from .persist_schema import class_path, registry
 
-__all__ = ["DEFAULT_MAX_BYTES", "FORMAT_VERSION", "FormatError", "ForbiddenClassError", "UnsupportedVersionError", "info", "load", "save"]
+__all__ = ["DEFAULT_MAX_BYTES", "FORMAT_VERSION", "FormatError", "ForbiddenClassError", "UnsupportedVersionError",
+           "info", "load", "save"]
 
 #: Version of the file format written by :func:`save`; :func:`load` reads
 #: this one and every earlier one.

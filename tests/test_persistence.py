@@ -1024,7 +1024,8 @@ def test_finding_3_array_headers_and_object_arrays_cannot_make_load_allocate(sma
     liar = dict(meta, arrays=["a0"], root={"$array": "a0"})
     objects = dict(meta, arrays=[], root={"$objarray": [1 << 27], "items": []})
     cases = {
-        _zip({"__meta__.json": json.dumps(liar), "a0.npy": header.getvalue() + bytes(64)}): "do not match its declared size",
+        _zip({"__meta__.json": json.dumps(liar), "a0.npy": header.getvalue() + bytes(64)}):
+            "do not match its declared size",
         _zip({"__meta__.json": json.dumps(objects)}): "items do not match its shape",
     }
     for data, message in cases.items():
