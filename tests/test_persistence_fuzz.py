@@ -30,7 +30,7 @@ from streamrnn.anomaly import PredictiveDetector
 
 CAP = 32 << 20  # max_bytes of the fuzzed loads
 # examples per test (STREAMRNN_FUZZ_EXAMPLES for a longer campaign, with STREAMRNN_FUZZ_RANDOM=1 for new draws)
-EXAMPLES = int(os.environ.get("STREAMRNN_FUZZ_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("STREAMRNN_FUZZ_EXAMPLES", "120"))
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=not os.environ.get("STREAMRNN_FUZZ_RANDOM"),
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
