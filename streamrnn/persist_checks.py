@@ -20,6 +20,7 @@ Each check raises :class:`Invalid` with a message naming the problem.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import math
 import numbers
@@ -150,6 +151,31 @@ def require_attributes(name, cls, state: dict, fresh, optional=()) -> None:
         raise Invalid(f"the {name}'s state lacks {missing[0]!r}")
 
 
+_SCALARS = (type(None), bool, int, float, str, np.integer, np.floating, np.bool_)
+
+
+def construct(cls, args: dict):
+    """``cls(**args)``: the instance the code builds from these arguments,
+    which the checks compare a state with (read, never changed). Cached
+    where the arguments are scalars (or tuples of them): loading many models
+    of one configuration builds it once."""
+    try:
+        key = (cls, tuple(sorted((k, type(v), v if type(v) is not tuple else (tuple, *map(type, v), *v))
+                                 for k, v in args.items())))
+        hash(key)
+    except TypeError:
+        return cls(**args)
+    if not all(isinstance(v, _SCALARS) or (type(v) is tuple and all(isinstance(x, _SCALARS) for x in v))
+               for v in args.values()):
+        return cls(**args)
+    return _construct_cached(key, cls, tuple(args.items()))
+
+
+@functools.lru_cache(maxsize=64)
+def _construct_cached(key, cls, items):
+    return cls(**dict(items))
+
+
 def _tiny(name, args: dict):
     """An OnlineRNN of size one with the arguments ``args`` (its constructor
     checks them); its hyperparameters are those of any size."""
@@ -157,7 +183,7 @@ def _tiny(name, args: dict):
 
     sizes = dict.fromkeys(SIZE_CAPS, 1)
     try:
-        return OnlineRNN(**{**args, **sizes})
+        return construct(OnlineRNN, {**args, **sizes})
     except (ValueError, TypeError, KeyError) as e:
         raise Invalid(f"the {name}'s arguments are invalid ({type(e).__name__}: {e})") from None
 
@@ -337,7 +363,7 @@ def _check_arguments(cls, state, net, cell: bool = False, optional=(), require: 
         need(not (isinstance(v, numbers.Integral) and not isinstance(v, bool)) or abs(v) <= 1 << 20 or k == "seed",
              f"the {name}'s {k} is out of range")
     try:
-        fresh = cls(**args)
+        fresh = construct(cls, args)
     except (ValueError, TypeError) as e:
         raise Invalid(f"the {name}'s arguments are invalid ({type(e).__name__}: {e})") from None
     if require:
@@ -414,7 +440,7 @@ def check_forecaster(cls, state, limits) -> None:
     period = state.get("_period")
     if period is not None and period != fresh._period:  # found in the stream: the same as if given
         need(_is_int(period, 2, 1 << 16), f"the {name}'s period is malformed")
-        fresh = cls(**{**args, "seasonality": period})
+        fresh = construct(cls, {**args, "seasonality": period})
     _check_made(name, state.get("_made"), state.get("_combination"))
     like_fresh(name, {k: v for k, v in state.items() if k != "_made" and k not in args}, vars(fresh))
     parts = [(part, state.get(part), getattr(fresh, part, None)) for part in ("_combination", "_smoothing")]
