@@ -40,11 +40,12 @@ def models(only: str | None) -> dict:
     def want(name):
         return only is None or only in name
 
-    if want("ModelBank"):
-        bank = ModelBank(seed=0)
-        keys = [f"sensor-{i}" for i in range(1000)]
-        bank.learn_many(keys, np.ones((1000, 1)), np.ones((1000, 1)))
-        out["ModelBank 1,000 keys"] = bank
+    for n in (1000, 1025):  # (1,025 keys: a capacity of 2,048 slots)
+        if want("ModelBank"):
+            bank = ModelBank(seed=0)
+            keys = [f"sensor-{i}" for i in range(n)]
+            bank.learn_many(keys, np.ones((n, 1)), np.ones((n, 1)))
+            out[f"ModelBank {n:,} keys"] = bank
     if want("SharedWeightsBank"):
         shared = SharedWeightsBank(seed=0, capacity=16)
         keys = [f"sensor-{i}" for i in range(1000)]
