@@ -577,8 +577,8 @@ def check_river_scaler(cls, state, limits) -> None:
     from river import preprocessing
 
     state = _dict_state(cls.__qualname__, state)
-    need(state.get("window_size") is None or _is_int(state.get("window_size"), 1),
-         f"the {cls.__qualname__}'s window size is malformed")
+    need(state.get("window_size") is None,
+         f"the {cls.__qualname__} over a rolling window is not one the format declares (use pickle for files you trust)")
     if cls is preprocessing.StandardScaler:
         counts, means, variances = state.get("counts"), state.get("means"), state.get("vars")
         need(isinstance(counts, dict) and isinstance(means, dict) and isinstance(variances, dict)
@@ -586,15 +586,47 @@ def check_river_scaler(cls, state, limits) -> None:
              and all(_finite(v) and v >= 0 for v in variances.values())
              and type(state.get("with_std", True)) is bool,
              "the StandardScaler's statistics are malformed")
+        need(set(counts) == set(means) and (not state.get("with_std", True) or set(counts) == set(variances))
+             and all(c >= 1 for c in counts.values()),
+             "the StandardScaler's counts, means and variances do not cover the same features")
     else:
         need(all(isinstance(state.get(k), dict) for k in ("min", "max")), "the MinMaxScaler's statistics are malformed")
 
 
+_MISSING = object()
+
+
 def check_pipeline(cls, state, limits) -> None:
+    """Steps by name; the plan and the caches River derives from them (on
+    first use) are those a pipeline of the same steps derives."""
     state = _dict_state("Pipeline", state)
     steps = state.get("steps")
     need(isinstance(steps, dict) and steps and all(type(k) is str for k in steps),
          "the Pipeline's steps are malformed")
+    try:
+        fresh = cls(*steps.items())
+        if state.get("_plan") is not None:
+            fresh._build_plan()
+    except Exception as e:  # (River's own checks of the steps)
+        raise Invalid(f"the Pipeline's steps do not make a pipeline ({type(e).__name__}: {e})") from None
+    need(list(fresh.steps) == list(steps), "the Pipeline's steps are malformed")
+    for key in ("_plan", "_inference_transformers", "_last_step_cached", "_last_step_params"):
+        need(_identical(state.get(key, _MISSING), getattr(fresh, key, _MISSING), 0),
+             f"the Pipeline's {key} is not the one its steps make")
+
+
+def _identical(a, b, depth: int) -> bool:
+    """The same structure: containers alike, objects the same ones, scalars equal."""
+    if depth > _MAX_DEPTH:
+        return False
+    if type(a) in (tuple, list) or type(b) in (tuple, list):
+        return type(a) is type(b) and len(a) == len(b) and all(_identical(x, y, depth + 1) for x, y in zip(a, b))
+    if isinstance(b, dict):
+        return (type(a) is type(b) and list(a) == list(b)
+                and all(_identical(a[k], b[k], depth + 1) for k in b))
+    if b is None or isinstance(b, bool | int | float | str | frozenset):
+        return type(a) is type(b) and a == b
+    return a is b
 
 
 def check_union(cls, state, limits) -> None:
@@ -604,11 +636,16 @@ def check_union(cls, state, limits) -> None:
 
 
 def check_filter(cls, state, limits) -> None:
+    from river import stats
+    from river.base import AnomalyDetector
+
     state = _dict_state(cls.__qualname__, state)
-    need(state.get("anomaly_detector") is not None and type(state.get("protect_anomaly_detector")) is bool,
-         f"the {cls.__qualname__}'s detector is malformed")
+    need(isinstance(state.get("anomaly_detector"), AnomalyDetector)
+         and type(state.get("protect_anomaly_detector")) is bool, f"the {cls.__qualname__}'s detector is malformed")
     if "threshold" in state:
         need(_finite(state["threshold"]), "the ThresholdFilter's threshold must be finite")
+    if "quantile" in state:
+        need(type(state["quantile"]) is stats.Quantile, "the QuantileFilter's quantile is malformed")
 
 
 def check_extremum(cls, state, limits) -> None:

@@ -75,6 +75,7 @@ class Schema:
     attrs: frozenset
     state: str = "dict"
     check: Callable | None = None
+    complete: bool = False
 
 
 def class_path(cls: type) -> str:
@@ -129,20 +130,20 @@ def registry() -> dict[str, Schema]:
         Schema(KeyedForecaster, frozenset({"_models", "_n_created", "seed", "template"}), check=C.check_keyed),
         Schema(ModelBank, frozenset(_BANK), check=C.check_bank),
         Schema(SharedWeightsBank, frozenset(_SHARED_BANK), check=C.check_bank),
-        # River objects users combine with the estimators: plain data
+        # River objects users combine with the estimators: plain data (their states complete)
         Schema(preprocessing.StandardScaler, frozenset({"counts", "means", "vars", "window_size", "with_std"}),
-               check=C.check_river_scaler),
-        Schema(preprocessing.MinMaxScaler, frozenset({"max", "min", "window_size"}), check=C.check_river_scaler),
+               check=C.check_river_scaler, complete=True),
+        Schema(preprocessing.MinMaxScaler, frozenset({"max", "min", "window_size"}), check=C.check_river_scaler, complete=True),
         Schema(compose.Pipeline, frozenset({"_inference_transformers", "_last_step_cached", "_last_step_params",
                                             "_plan", "steps"}), check=C.check_pipeline),
-        Schema(compose.TransformerUnion, frozenset({"transformers"}), check=C.check_union),
+        Schema(compose.TransformerUnion, frozenset({"transformers"}), check=C.check_union, complete=True),
         Schema(river_anomaly.QuantileFilter, frozenset({"anomaly_detector", "protect_anomaly_detector", "quantile"}),
-               check=C.check_filter),
+               check=C.check_filter, complete=True),
         Schema(river_anomaly.ThresholdFilter, frozenset({"anomaly_detector", "protect_anomaly_detector",
-                                                         "threshold"}), check=C.check_filter),
-        Schema(stats.Min, frozenset({"min"}), check=C.check_extremum),
-        Schema(stats.Max, frozenset({"max"}), check=C.check_extremum),
-        Schema(stats.Quantile, frozenset({"_is_updated", "_quantile", "q"}), check=C.check_quantile),
+                                                         "threshold"}), check=C.check_filter, complete=True),
+        Schema(stats.Min, frozenset({"min"}), check=C.check_extremum, complete=True),
+        Schema(stats.Max, frozenset({"max"}), check=C.check_extremum, complete=True),
+        Schema(stats.Quantile, frozenset({"_is_updated", "_quantile", "q"}), check=C.check_quantile, complete=True),
         Schema(quantile_backend, frozenset(), state="bytes", check=C.check_quantile_backend),
     ]
     return {class_path(s.cls): s for s in declared}

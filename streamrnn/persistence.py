@@ -621,6 +621,9 @@ class _Decoder:
             unknown = sorted(set(state) - schema.attrs)
             if unknown:
                 raise _Invalid(f"{v['$obj']} has no attribute {unknown[0][:80]!r} in the format's declaration")
+            missing = sorted(schema.attrs - set(state)) if schema.complete else ()
+            if missing:
+                raise _Invalid(f"the state of {v['$obj']} lacks {missing[0]!r}")
         if schema.check is not None:
             schema.check(cls, state, self.limits)
         _set_state(obj, state)

@@ -131,6 +131,31 @@ def _probe_forecaster(model):
     assert _finite(model.forecast_interval(2, 0.9))
 
 
+def _pipeline():
+    from river import preprocessing
+
+    model = preprocessing.StandardScaler() | LSTMRegressor(hidden_size=3, k2=3, seed=0)
+    for t, x in enumerate(_xs(12)):
+        model.learn_one(x, float(t % 4))
+    return model
+
+
+def _filtered_detector():
+    from river import anomaly
+
+    model = anomaly.QuantileFilter(PredictiveDetector(hidden_size=3, k2=3, grace_period=2, seed=0), q=0.9)
+    for x in _xs(10):
+        model.learn_one(x)
+    return model
+
+
+def _probe_filtered(model):
+    for x in _xs(3, seed=1):
+        score = model.score_one(x)
+        assert _finite(score) and model.classify(score) in (True, False)
+        model.learn_one(x)
+
+
 TARGETS = {
     "regressor": (_regressor, _probe_regressor),
     "classifier": (_classifier, _probe_classifier),
@@ -138,6 +163,8 @@ TARGETS = {
     "bank": (_bank, _probe_bank),
     "detector": (_detector, _probe_detector),
     "forecaster": (_forecaster, _probe_forecaster),
+    "pipeline": (_pipeline, _probe_regressor),
+    "filtered_detector": (_filtered_detector, _probe_filtered),
 }
 
 
