@@ -442,7 +442,8 @@ def check_forecaster(cls, state, limits) -> None:
         need(_is_int(period, 2, 1 << 16), f"the {name}'s period is malformed")
         fresh = construct(cls, {**args, "seasonality": period})
     _check_made(name, state.get("_made"), state.get("_combination"))
-    like_fresh(name, {k: v for k, v in state.items() if k != "_made" and k not in args}, vars(fresh))
+    _check_last(name, state)
+    like_fresh(name, {k: v for k, v in state.items() if k not in ("_made", "_last") and k not in args}, vars(fresh))
     parts = [(part, state.get(part), getattr(fresh, part, None)) for part in ("_combination", "_smoothing")]
     parts += [("seasonal base", base, (fresh._bases or {}).get(key))
               for key, base in (state.get("_bases") or {}).items()]
@@ -451,6 +452,17 @@ def check_forecaster(cls, state, limits) -> None:
             need(type(mine) is type(theirs), f"the {name}'s {part} is malformed")
             require_attributes(f"{name}'s {part}", type(mine), vars(mine), theirs)
             like_fresh(f"{name}'s {part}", vars(mine), vars(theirs))
+
+
+def _check_last(name, state) -> None:
+    """The last value learned: one ``learn_one`` accepts (finite, within
+    ±MAX_ABS_VALUE), positive on the log scale."""
+    from .forecasting import MAX_ABS_VALUE
+
+    last, log = state.get("_last"), state.get("_log", False)
+    need(last is None or (_finite(last) and abs(last) <= MAX_ABS_VALUE and (not log or last > 0)),
+         f"the {name}'s last value is malformed")
+    need(not log or state.get("_positive", True) is True, f"the {name}'s scale is malformed")
 
 
 def check_combination(cls, state, limits) -> None:
@@ -497,10 +509,14 @@ def like_fresh(name, state: dict, fresh: dict) -> None:
     numbers, flags and strings of its type, numbers finite; containers of
     its type, lists and tuples of its length, dictionaries of its keys
     (unless empty: filled later). Attributes a fresh instance leaves None
-    hold numbers (finite), arrays (finite) or containers of them."""
+    hold numbers (finite), arrays (finite) or containers of them. Counts
+    (``n``, ``n_*``) are >= 0."""
     for key, value in state.items():
         if key in fresh:
             need(_like(value, fresh[key], 0), f"the {name}'s {key} is not of the kind its code makes")
+            bare = key.lstrip("_")
+            if (bare == "n" or bare.startswith("n_")) and isinstance(value, numbers.Integral):  # a count
+                need(value >= 0, f"the {name}'s {key} is a count: it must be >= 0")
 
 
 def _like(v, f, depth: int) -> bool:
