@@ -594,7 +594,8 @@ def check_river_scaler(cls, state, limits) -> None:
 
     state = _dict_state(cls.__qualname__, state)
     need(state.get("window_size") is None,
-         f"the {cls.__qualname__} over a rolling window is not one the format declares (use pickle for files you trust)")
+         f"the {cls.__qualname__} over a rolling window is not one the format declares "
+         "(use pickle for files you trust)")
     if cls is preprocessing.StandardScaler:
         counts, means, variances = state.get("counts"), state.get("means"), state.get("vars")
         need(isinstance(counts, dict) and isinstance(means, dict) and isinstance(variances, dict)

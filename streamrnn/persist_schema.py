@@ -133,7 +133,8 @@ def registry() -> dict[str, Schema]:
         # River objects users combine with the estimators: plain data (their states complete)
         Schema(preprocessing.StandardScaler, frozenset({"counts", "means", "vars", "window_size", "with_std"}),
                check=C.check_river_scaler, complete=True),
-        Schema(preprocessing.MinMaxScaler, frozenset({"max", "min", "window_size"}), check=C.check_river_scaler, complete=True),
+        Schema(preprocessing.MinMaxScaler, frozenset({"max", "min", "window_size"}), check=C.check_river_scaler,
+               complete=True),
         Schema(compose.Pipeline, frozenset({"_inference_transformers", "_last_step_cached", "_last_step_params",
                                             "_plan", "steps"}), check=C.check_pipeline),
         Schema(compose.TransformerUnion, frozenset({"transformers"}), check=C.check_union, complete=True),
