@@ -402,20 +402,30 @@ class ModelBank(Guarded):
         return copy.deepcopy(self)
 
     def __getstate__(self) -> dict:
-        # the scratch end of the buffers is not model state (predictions write
-        # there): leaving it out makes pickles of equal banks equal
+        # only the slots in use, without the scratch end of the buffers (not
+        # model state: predictions write there), so pickles of equal banks
+        # are equal and unused capacity costs nothing; the capacity is kept
         state = without_guard(dict(self.__dict__))  # (a lock: not state)
+        n, persist = len(self._key_of), self._lay[L.L_PERSIST]
+        state["_capacity_rows"] = self._capacity
+        state["_last_seen"] = self._last_seen[:n].copy()
         if self._dev is None:
-            state["_buf"] = self._buf[:, : self._lay[L.L_PERSIST]].copy()
+            state["_buf"], state["_ctr"] = self._buf[:n, :persist].copy(), self._ctr[:n].copy()
         else:  # pickled as a CPU bank's arrays, moved to the GPU again on load
-            state["_buf"], state["_ctr"] = self._dev.take(np.arange(self._dev.capacity), self._lay[L.L_PERSIST])
+            state["_buf"], state["_ctr"] = self._dev.take(np.arange(n), persist)
             state["_dev"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
-        persistent = state["_buf"]
-        state["_buf"] = aligned_zeros((persistent.shape[0], state["_lay"][L.L_BUF]), persistent.dtype)
-        state["_buf"][:, : persistent.shape[1]] = persistent
+        persistent, ctr, seen = state["_buf"], state["_ctr"], state["_last_seen"]
+        n = persistent.shape[0]
+        capacity = state.pop("_capacity_rows", n)  # (states saved before it held every row)
+        state["_buf"] = aligned_zeros((capacity, state["_lay"][L.L_BUF]), persistent.dtype)
+        state["_buf"][:n, : persistent.shape[1]] = persistent
+        state["_ctr"] = np.zeros((capacity, ctr.shape[1]), dtype=ctr.dtype)
+        state["_ctr"][:n] = ctr
+        state["_last_seen"] = np.zeros(capacity, dtype=seen.dtype)
+        state["_last_seen"][: len(seen)] = seen
         state.setdefault("device", "cpu")
         state.setdefault("_dev", None)
         self.__dict__.update(state)

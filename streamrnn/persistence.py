@@ -8,67 +8,102 @@ never saved.
 
 The format
 ----------
-A file is a zip archive readable by ``numpy.load(path, allow_pickle=False)``
-(an ``.npz``): one ``.npy`` entry per numpy array of the model's state
-(``a0.npy``, ``a1.npy``, ...), and ``__meta__.json``, a UTF-8 JSON document::
+A file is a zip archive (an ``.npz``): one ``.npy`` entry per numpy array of
+the model's state (``a0.npy``, ``a1.npy``, ...), and ``__meta__.json``, a
+UTF-8 JSON document::
 
-    {"format": "streamrnn", "format_version": 1, "streamrnn_version": "0.1.0",
+    {"format": "streamrnn", "format_version": 2, "streamrnn_version": "0.1.0",
      "numpy_version": "...", "python_version": "...",
      "class": "streamrnn.forecasting:LSTMForecaster",
      "metadata": {...},            # the caller's JSON metadata, if any
      "arrays": ["a0", "a1", ...],  # the array entries
      "root": <the object, encoded>}
 
-The object is encoded recursively, as pickle would see it (its
-``__reduce_ex__``: the state from ``__getstate__``, so an
-:class:`~streamrnn.OnlineRNN` is saved without its scratch buffer, exactly as
-it pickles). Each value is a JSON ``null``, boolean, integer, finite float
-or string, or an object with one tag: ``{"$array": "a3"}`` (an array entry),
-``{"$obj": "module:QualName", "state": ...}`` (an instance of an allowed
-class), ``{"$type": ...}``, ``{"$list": [...]}``, ``{"$tuple": [...]}``,
-``{"$dict": [[key, value], ...]}`` (keys of any type: class labels may be
-integers or booleans), ``{"$deque": [...], "maxlen": ...}``, ``$odict``,
-``$counter``, ``$defaultdict``, ``$set``, ``$frozenset``, ``{"$float":
-"nan"}``, ``$complex``, ``$bytes``, ``$npscalar`` (the scalar's bytes, in
-hex, and its dtype), ``$dtype``, ``$nptype``, ``$objarray``, ``$date``,
-``$datetime``, ``$time``, ``$timedelta``, ``$timestamp`` (pandas), with time
-zones ``$timezone`` and ``$zoneinfo``. Mutable containers and objects carry
-an ``"$id"``; a later ``{"$ref": n}`` is the same object again (River
-pipelines share their steps between several attributes). A loaded model
-saved again gives the same bytes: entries carry fixed times.
+An object of a declared class is ``{"$obj": "module:QualName", "$id": n,
+"state": {"$dict": [[name, value], ...]}}``: its attributes, those pickle
+sees (its ``__getstate__``: an :class:`~streamrnn.OnlineRNN` without its
+scratch buffer, a :class:`~streamrnn.ModelBank` with only the slots in use
+and its capacity). Each value is a JSON ``null``, boolean, integer, finite
+float or string, or an object with one tag: ``{"$array": "a3"}`` (an array
+entry), another declared object, ``{"$type": ...}`` (a declared class or a
+builtin type: a defaultdict's factory), ``{"$list": [...]}``, ``{"$tuple":
+[...]}``, ``{"$dict": [[key, value], ...]}`` (keys of any type: class
+labels may be integers or booleans), ``{"$deque": [...], "maxlen": ...}``,
+``$odict``, ``$counter``, ``$defaultdict``, ``$set``, ``$frozenset``,
+``{"$float": "nan"}``, ``$complex``, ``$bytes``, ``$npscalar`` (the scalar's
+bytes, in hex, and its dtype), ``$dtype``, ``$nptype``, ``$objarray``,
+``$date``, ``$datetime``, ``$time``, ``$timedelta``, ``$timestamp``
+(pandas), with time zones ``$timezone`` and ``$zoneinfo``. Mutable
+containers and objects carry an ``"$id"``; a later ``{"$ref": n}`` is the
+same object again (River pipelines share their steps between several
+attributes). A loaded model saved again gives the same bytes: entries carry
+fixed times. Format 1 is the same encoding; its files may name any class of
+streamrnn's and River's modules, and are loaded under the rules of format 2.
 
 Safety
 ------
-Loading never runs code from the file and never unpickles: arrays are read
-with ``allow_pickle=False``, and objects are rebuilt only for an allow-list
-of classes, by ``cls.__new__(cls)`` and then the class's own
-``__setstate__`` or an update of its ``__dict__`` (what pickle does, minus
-its arbitrary callables). The allow-list: classes defined in ``streamrnn``'s
-modules and in ``river``'s (except ``river.datasets``, ``river.stream``,
-``river.api`` and ``river.checks``, which do input and output), the builtin
-containers above, and ``float``, ``int``, ``str``, ``bool``, ``list``,
-``dict``, ``set``, ``tuple`` and ``frozenset`` as types (``defaultdict``
-factories). Functions, ``functools.partial`` and classes that customise
-their pickling (``__reduce__``, ``__getnewargs__``; among River's, those
-backed by Rust, such as ``stats.EWMean`` and the weights of its linear
-models) cannot be saved: :func:`save` raises ``TypeError`` naming where
-such a value sits. A file naming anything else is refused with
-:class:`ForbiddenClassError`. The buffers handed to the Numba kernels
-(those of every :class:`~streamrnn.OnlineRNN` and
-:class:`~streamrnn.ModelBank`) are checked against the layout their shape
-implies; other values are taken as written (a file edited on purpose can
-hold odd numbers, never code).
+:func:`load` takes files from anywhere: it never unpickles and never runs
+code from the file, and whatever the file holds, it returns a model whose
+kernels and methods see only values they accept, or raises
+:class:`FormatError`.
+
+* **Declared classes only.** :mod:`streamrnn.persist_schema` lists each
+  class the format builds, exactly (a subclass is another class; there is no
+  declaration by package), with the attribute names its state may hold:
+  streamrnn's estimators, forecasters and their combination, smoothing and
+  seasonal parts, detectors, keyed wrappers, banks, networks, feature spaces
+  and scalers; from River, ``preprocessing.StandardScaler`` and
+  ``MinMaxScaler``, ``compose.Pipeline`` and ``TransformerUnion``,
+  ``anomaly.QuantileFilter`` and ``ThresholdFilter``, and the statistics
+  they hold (``stats.Min``, ``Max``, ``Quantile`` and its fixed-size Rust
+  state). A class name in a file is looked up there, never imported; any
+  other raises :class:`ForbiddenClassError`, and :func:`save` refuses to
+  write one (``TypeError``: use pickle for files you trust). Objects are
+  built by ``cls.__new__`` and their checked state (the class's
+  ``__setstate__`` or its ``__dict__``).
+* **Checked state.** Before an object is built its state passes the check
+  of its class (:mod:`streamrnn.persist_checks`), against what the code
+  derives from validated arguments, never against what the file says about
+  itself: a network's sizes are positive integers within
+  :data:`~streamrnn.persist_checks.SIZE_CAPS`, its cell, loss, optimizer and
+  dtype known ones; its layout and buffer sizes are those derived from them;
+  its hyperparameters those its constructor stores for its saved arguments
+  (which the constructor checks: a finite positive ``lr``, betas in [0, 1),
+  ...); its weights, optimizer moments and hidden state finite, its second
+  moments >= 0; its counters within the ranges the kernels index by. A
+  bank's configuration, seed and idle limit pass its constructor, each row
+  the checks of a network, its keys match its slots. An estimator's
+  arguments equal its network's and pass its constructor; its features,
+  scalers, classes and network agree in size; every attribute a fresh
+  instance has is present (or has a class-level default). Arrays that a
+  kernel indexes belong to one object only.
+* **Bounded allocation.** Sizes come from the archive's central directory
+  (entries, declared uncompressed sizes) and each array's ``.npy`` header
+  (its shape times its item size must be the size its entry declares), and
+  are checked before anything is read or decompressed: together at most
+  ``max_bytes`` (:data:`DEFAULT_MAX_BYTES`, 4 GiB, by default), as is any
+  buffer derived from a checked shape; no entry is decompressed beyond its
+  declared size (:mod:`streamrnn.persist_archive`). The JSON document is at
+  most 64 MiB, and its values (counted before parsing, 64 bytes each) at
+  most half of ``max_bytes``.
 
 A damaged file (a flipped byte, a truncated or empty file: zip CRC-32 checks
-cover every entry), a file that is not a streamrnn model, and a file written
-by a newer format version all raise :class:`FormatError` (a ``ValueError``)
-naming the path and the problem; nothing half-built is returned.
+cover every entry read), a file that is not a streamrnn model, and a file
+written by a newer format version all raise :class:`FormatError` (a
+``ValueError``) naming the path and the problem; nothing half-built is
+returned. ``tests/test_persistence_fuzz.py`` mutates valid files (every
+JSON value, array shapes, dtypes and values, bytes) and checks this.
+
+:func:`save` writes a temporary file beside the target (named after the
+target and the writing process) and moves it over the target, so an
+interrupted save never leaves a partial file under the target's name; the
+next save to the same path removes the temporaries whose writer is gone.
 
 Files written in every earlier format version keep loading (the files in
 ``tests/fixtures`` check it): a change of the format raises
 :data:`FORMAT_VERSION`, and a change of an estimator's state must keep its
 earlier state loading (a class-level default for a new attribute, or a
-``__setstate__`` that upgrades the old state).
+``__setstate__`` that upgrades the old state) and update its declaration.
 
 Examples
 --------
@@ -94,13 +129,11 @@ from __future__ import annotations
 import collections
 import copyreg
 import datetime as dt
-import importlib
 import io
 import json
 import math
 import os
 import platform
-import secrets
 import sys
 import zipfile
 import zoneinfo
@@ -108,19 +141,25 @@ import zoneinfo
 import numpy as np
 import pandas as pd
 
-__all__ = ["FORMAT_VERSION", "FormatError", "ForbiddenClassError", "UnsupportedVersionError", "info", "load", "save"]
+from . import persist_archive as archive
+from .persist_checks import Invalid, Limits, need
+from .persist_schema import class_path, registry
+
+__all__ = ["DEFAULT_MAX_BYTES", "FORMAT_VERSION", "FormatError", "ForbiddenClassError", "UnsupportedVersionError",
+           "info", "load", "save"]
 
 #: Version of the file format written by :func:`save`; :func:`load` reads
 #: this one and every earlier one.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+
+#: What :func:`load` may allocate by default (see its ``max_bytes``): 4 GiB.
+DEFAULT_MAX_BYTES = 4 << 30
 
 META = "__meta__.json"
 _ZIP_MAGIC = b"PK\x03\x04"
 _EMPTY_ZIP_MAGIC = b"PK\x05\x06"
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed entry times: equal models give equal files
 
-_ALLOWED_PACKAGES = ("streamrnn", "river")
-_DENIED_MODULES = ("river.datasets", "river.stream", "river.api", "river.checks")
 _BUILTIN_TYPES = {f"builtins:{t.__name__}": t for t in (float, int, str, bool, list, dict, set, tuple, frozenset)}
 _NUMERIC_KINDS = "biufcmMSU"
 
@@ -148,65 +187,50 @@ class UnsupportedVersionError(FormatError):
 
 
 class ForbiddenClassError(FormatError):
-    """A file naming a class outside the allow-list."""
+    """A file naming a class the format does not declare (see :mod:`streamrnn.persist_schema`)."""
 
 
-class _Invalid(Exception):
-    """A problem found while decoding; becomes a :class:`FormatError`."""
+_Invalid = Invalid
+_need = need
 
-    def __init__(self, problem: str, kind: type[FormatError] = FormatError):
-        super().__init__(problem)
-        self.kind = kind
+_TRUSTED_ONLY = "use pickle for files you trust"
 
 
 # ------------------------------------------------------------------ classes
 
 
-def _module_allowed(module: str) -> bool:
-    if not any(module == p or module.startswith(p + ".") for p in _ALLOWED_PACKAGES):
-        return False
-    return not any(module == d or module.startswith(d + ".") for d in _DENIED_MODULES)
-
-
-def _resolve(path) -> type:
-    """The allowed class named ``"module:QualName"``; raises ``_Invalid``."""
+def _resolve(path, types: bool = False) -> type:
+    """The declared class named ``"module:QualName"`` (with ``types``, also
+    the builtin types a defaultdict may take as its factory); raises
+    ``_Invalid``. The name is looked up, never imported."""
     if not isinstance(path, str):
-        raise _Invalid(f"a class name must be a string, got {path!r}")
-    if path in _BUILTIN_TYPES:
+        raise _Invalid(f"a class name must be a string, got {str(path)[:80]!r}", ForbiddenClassError)
+    if types and path in _BUILTIN_TYPES:
         return _BUILTIN_TYPES[path]
-    module, sep, qualname = path.partition(":")
-    parts = module.split(".") + qualname.split(".")
-    if not sep or not all(p.isidentifier() for p in parts) or not _module_allowed(module):
+    schema = registry().get(path)
+    if schema is None:
         raise _Invalid(
-            f"class {path!r} is not in the allow-list (classes of streamrnn and river, and builtin containers)",
+            f"class {path[:200]!r} is not one the streamrnn format declares (streamrnn's estimators and the River "
+            f"objects listed in streamrnn.persistence); {_TRUSTED_ONLY}",
             ForbiddenClassError,
         )
-    try:
-        obj = importlib.import_module(module)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as e:
-        raise _Invalid(f"class {path!r} does not exist in this installation ({e})", ForbiddenClassError) from None
-    if not isinstance(obj, type) or obj.__module__ != module or obj.__qualname__ != qualname:
-        raise _Invalid(f"{path!r} is not a class defined in {module}", ForbiddenClassError)
-    return obj
+    return schema.cls
 
 
-def _class_path(cls: type, where: str) -> str:
-    """``"module:QualName"`` of an allowed class; raises ``TypeError``."""
-    for path, t in _BUILTIN_TYPES.items():
-        if cls is t:
-            return path
-    path = f"{cls.__module__}:{cls.__qualname__}"
-    try:
-        if _resolve(path) is cls:
-            return path
-    except _Invalid:
-        pass
+def _class_path(cls: type, where: str, types: bool = False) -> str:
+    """``"module:QualName"`` of a declared class; raises ``TypeError``."""
+    if types:
+        for path, t in _BUILTIN_TYPES.items():
+            if cls is t:
+                return path
+    path = class_path(cls)
+    schema = registry().get(path)
+    if schema is not None and schema.cls is cls:
+        return path
     raise TypeError(
-        f"cannot save {where}: {cls.__module__}.{cls.__qualname__} is not in the allow-list of the streamrnn "
-        "format (classes defined in streamrnn's and river's modules, numpy arrays and scalars, builtin "
-        "containers, dates and times)"
+        f"cannot save {where}: {cls.__module__}.{cls.__qualname__} is not a class the streamrnn format declares "
+        f"(streamrnn's estimators, River's StandardScaler, MinMaxScaler, Pipeline, TransformerUnion, "
+        f"QuantileFilter, ThresholdFilter and the statistics they hold); {_TRUSTED_ONLY}"
     )
 
 
@@ -267,7 +291,7 @@ class _Encoder:
         if isinstance(v, type):
             if issubclass(v, np.generic) and v.__module__ == "numpy":
                 return {"$nptype": np.dtype(v).str}
-            return {"$type": _class_path(v, where)}
+            return {"$type": _class_path(v, where, types=True)}
         if t is pd.Timestamp:
             return {"$timestamp": int(v.value), "unit": v.unit, "tz": _encode_tz(v.tzinfo, where)}
         if t is dt.datetime:
@@ -338,6 +362,14 @@ class _Encoder:
             )
         state, listitems, dictitems = (tuple(reduced[2:]) + (None, None, None))[:3]
         out = {"$obj": path, "$id": n}
+        schema = registry()[path]
+        if schema.state == "dict":
+            unknown = sorted(set(state) - schema.attrs) if type(state) is dict else ["<not a dict>"]
+            if unknown or listitems is not None or dictitems is not None:
+                raise TypeError(f"cannot save {where}: {path} holds {unknown[:1] or 'items'}, which its declaration "
+                                f"in the streamrnn format does not list; {_TRUSTED_ONLY}")
+        elif type(state) is not bytes:
+            raise TypeError(f"cannot save {where}: the state of {path} is not bytes")
         if state is not None:
             if type(state) is dict:  # the usual __dict__: a fresh dict, never shared
                 out["state"] = {"$dict": self._items(state.items(), where, attributes=True)}
@@ -411,6 +443,14 @@ def _need(cond: bool, problem: str) -> None:
         raise _Invalid(problem)
 
 
+def _short(v) -> str:
+    """The start of a JSON value, for messages (a reprlib view: never the
+    whole of a large value)."""
+    import reprlib
+
+    return reprlib.repr(v)[:80]
+
+
 def _int_list(v, n: int | None, what: str) -> list:
     _need(
         type(v) is list and (n is None or len(v) == n) and all(type(x) is int for x in v),
@@ -427,12 +467,14 @@ def _dtype(s) -> np.dtype:
 
 
 class _Decoder:
-    def __init__(self, arrays):
+    def __init__(self, arrays, limits: Limits):
         self._arrays = arrays  # name -> array, read lazily
         self._memo: list = []
+        self.limits = limits
 
     def _register(self, node: dict, obj) -> None:
-        _need(node.get("$id") == len(self._memo), f"object ids out of sequence at {str(node)[:80]}")
+        if node.get("$id") != len(self._memo):
+            raise _Invalid(f"object ids out of sequence at {_short(node)}")
         self._memo.append(obj)
 
     def _pairs(self, pairs):
@@ -449,11 +491,14 @@ class _Decoder:
         t = type(v)
         if v is None or t is bool or t is int or t is str or t is float:
             return v
-        _need(t is dict, f"unexpected JSON value {str(v)[:80]}")
+        if t is not dict:
+            raise _Invalid(f"unexpected JSON value {_short(v)}")
         tags = [k for k in v if k in _TAG_KEYS]
-        _need(len(tags) == 1, f"expected one type tag in {str(v)[:80]}")
+        if len(tags) != 1:
+            raise _Invalid(f"expected one type tag in {_short(v)}")
         tag = tags[0]
-        _need(set(v) - {tag} <= _TAG_KEYS[tag], f"unexpected keys in {str(v)[:80]}")
+        if not set(v) - {tag} <= _TAG_KEYS[tag]:
+            raise _Invalid(f"unexpected keys in {_short(v)}")
         x = v[tag]
 
         if tag == "$float":
@@ -476,9 +521,11 @@ class _Decoder:
             return self._arrays[x]
         if tag == "$objarray":
             shape = tuple(_int_list(x, None, "an object array's shape"))
-            items = self._items(v.get("items"))
+            raw = v.get("items")
+            _need(type(raw) is list and len(shape) <= 32 and all(n >= 0 for n in shape)
+                  and math.prod(shape) == len(raw), "an object array's items do not match its shape")
+            items = self._items(raw)
             a = np.empty(shape, dtype=object)
-            _need(a.size == len(items), "an object array's items do not match its shape")
             flat = a.reshape(-1)
             for i, item in enumerate(items):
                 flat[i] = item
@@ -493,7 +540,7 @@ class _Decoder:
         if tag == "$nptype":
             return _dtype(x).type
         if tag == "$type":
-            return _resolve(x)
+            return _resolve(x, types=True)
         if tag == "$timestamp":
             _need(type(x) is int and v.get("unit") in ("s", "ms", "us", "ns"), "invalid pandas timestamp")
             tz = self._tz(v.get("tz"))
@@ -560,23 +607,26 @@ class _Decoder:
 
     def _object(self, v: dict):
         cls = _resolve(v["$obj"])
-        _need(cls not in _BUILTIN_TYPES.values(), f"{v['$obj']} cannot be an object of the format")
+        schema = registry()[v["$obj"]]
+        _need("list" not in v and "dict" not in v, f"{v['$obj']} takes no list or dictionary items")
         obj = cls.__new__(cls)
         self._register(v, obj)
-        # decode everything first (in the order it was written), then build as pickle does
+        # decode everything first (in the order it was written), check, then build as pickle does
         state = self._state(v["state"]) if "state" in v else None
-        items = self._items(v["list"]) if "list" in v else None
-        pairs = list(self._pairs(v["dict"])) if "dict" in v else None
-        if items is not None:
-            _need(isinstance(obj, list), f"{v['$obj']} takes no list items")
-            obj.extend(items)
-        if pairs is not None:
-            _need(isinstance(obj, dict), f"{v['$obj']} takes no dictionary items")
-            for key, value in pairs:
-                obj[key] = value
-        _check_state(cls, state)
-        if state is not None:
-            _set_state(obj, state)
+        if schema.state == "bytes":
+            _need(type(state) is bytes, f"the state of {v['$obj']} must be bytes")
+        else:
+            _need(type(state) is dict and all(type(k) is str for k in state),
+                  f"the state of {v['$obj']} must map attribute names")
+            unknown = sorted(set(state) - schema.attrs)
+            if unknown:
+                raise _Invalid(f"{v['$obj']} has no attribute {unknown[0][:80]!r} in the format's declaration")
+            missing = sorted(schema.attrs - set(state)) if schema.complete else ()
+            if missing:
+                raise _Invalid(f"the state of {v['$obj']} lacks {missing[0]!r}")
+        if schema.check is not None:
+            schema.check(cls, state, self.limits)
+        _set_state(obj, state)
         return obj
 
     def _state(self, node):
@@ -588,122 +638,20 @@ class _Decoder:
 
 
 def _set_state(obj, state) -> None:
-    """Pickle's BUILD: the class's ``__setstate__``, or the instance
-    ``__dict__`` and declared slots."""
+    """Pickle's BUILD: the class's ``__setstate__``, or an update of the
+    instance ``__dict__`` (the state is checked already)."""
     setstate = getattr(type(obj), "__setstate__", None)
     if setstate is not None:
         setstate(obj, state)
         return
-    slots = None
-    if isinstance(state, tuple) and len(state) == 2:
-        state, slots = state
-    if state:
-        _need(isinstance(state, dict) and all(type(k) is str for k in state), "an object's state must map names")
-        _need(hasattr(obj, "__dict__"), f"{type(obj).__qualname__} has no instance dictionary")
-        obj.__dict__.update({sys.intern(k): value for k, value in state.items()})
-    if slots:
-        _need(isinstance(slots, dict), "an object's slot state must map names")
-        declared = {s for c in type(obj).__mro__ for s in getattr(c, "__slots__", ())}
-        for k, value in slots.items():
-            _need(k in declared, f"{type(obj).__qualname__} has no slot {k!r}")
-            setattr(obj, k, value)
+    obj.__dict__.update({sys.intern(k): value for k, value in state.items()})
 
 
-# ------------------------------------------------------------------- checks
-
-
-def _check_state(cls: type, state) -> None:
-    """Consistency of the buffers that the Numba kernels index without bounds
-    checks, in the state of an :class:`~streamrnn.OnlineRNN`, a
-    :class:`~streamrnn.ModelBank` or an anomaly detector before it is set: a file that passes its
-    CRC checks but was edited must not make a kernel read outside an array."""
-    from .anomaly import PredictiveDetector
-    from .bank import ModelBank
-    from .features import RunningScaler
-    from .kernels import layout as L
-    from .learner import OnlineRNN
-    from .network import NetworkShape, build_layout, counters_problem
-    from .shared_bank import SharedWeightsBank
-
-    if issubclass(cls, PredictiveDetector):
-        _check_detector_state(cls, state)
-        return
-    if issubclass(cls, RunningScaler):
-        stats = state.get("stats") if isinstance(state, dict) else None
-        _need(type(stats) is np.ndarray and stats.dtype == np.float64 and stats.ndim == 2 and stats.shape[0] == 3,
-              "the RunningScaler's statistics must be a float64 array of 3 rows")
-        if "glitch" in state:  # the glitch guard (states saved before it have none)
-            beyond, glitch, out = state.get("beyond"), state.get("glitch"), state.get("glitch_out")
-            _need(type(beyond) is np.ndarray and beyond.dtype == np.float64 and beyond.shape == (stats.shape[1],),
-                  "the RunningScaler's glitch counts must be a float64 array of one value per column")
-            _need(type(glitch) is float and math.isfinite(glitch) and glitch >= 0,
-                  "the RunningScaler's glitch bound must be a finite float >= 0")
-            _need(type(out) is float and (out == 0.0 or math.isnan(out)),
-                  "the RunningScaler's glitch value must be 0.0 or NaN")
-        return
-    if not issubclass(cls, OnlineRNN | ModelBank):
-        return
-    name = cls.__qualname__
-    _need(isinstance(state, dict), f"the state of the {name} must be a dictionary")
-
-    def array(key, ndim, dtype=None):
-        a = state.get(key)
-        _need(type(a) is np.ndarray and a.ndim == ndim and (dtype is None or a.dtype == dtype),
-              f"the {name}'s {key} is missing or malformed")
-        return a
-
-    if issubclass(cls, OnlineRNN):
-        shape = state.get("_shape")
-        _need(type(shape) is NetworkShape, f"the {name}'s shape is not a NetworkShape")
-        lay = build_layout(shape)
-        dtype = state.get("_np_dtype")
-        _need(dtype in (np.float32, np.float64), f"the {name}'s dtype must be float32 or float64, got {dtype!r}")
-        _need(np.array_equal(array("_lay", 1, np.int64), lay), f"the {name}'s layout does not match its shape")
-        _need(array("_buf", 1, dtype).shape == (lay[L.L_PERSIST],), f"the {name}'s buffer does not match its layout")
-        _need(array("_ctr", 1, np.int64).shape == (L.N_CTR,), f"the {name}'s counters do not match its layout")
-        problem = counters_problem(lay, state["_ctr"])
-        _need(problem is None, f"the {name}'s {problem}")
-        _need(
-            state.get("_in_shape") == (shape.input_size,) and state.get("_out_shape") == (shape.output_size,),
-            f"the {name}'s input and output shapes do not match its layout",
-        )
-    else:
-        config = state.get("config")
-        _need(isinstance(config, dict) and all(type(k) is str for k in config), f"the {name}'s config is malformed")
-        template = OnlineRNN(**config, seed=0)
-        lay = template._lay
-        _need(np.array_equal(array("_lay", 1, np.int64), lay), f"the {name}'s layout does not match its configuration")
-        if issubclass(cls, SharedWeightsBank):
-            fresh = SharedWeightsBank(capacity=1, **config)
-            _need((state.get("_region"), state.get("_stride"), state.get("_origin"))
-                  == (fresh._region, fresh._stride, fresh._origin), f"the {name}'s regions do not match its layout")
-            _need(array("_updates", 1, np.int64).shape == (1,), f"the {name}'s update count is malformed")
-            n = array("_ctr", 2, np.int64).shape[0]
-            _need(array("_ctr", 2, np.int64).shape[1] == L.N_CTR, f"the {name}'s counters do not match its layout")
-            buf = array("_buf", 1, template._np_dtype)
-            key_of = state.get("_key_of")
-            _need(isinstance(key_of, list) and buf.shape[0] == lay[L.L_PERSIST] + len(key_of) * fresh._stride,
-                  f"the {name}'s buffer does not match its layout and keys")
-        else:
-            buf = array("_buf", 2, template._np_dtype)
-            n = buf.shape[0]
-            _need(buf.shape[1] == lay[L.L_PERSIST], f"the {name}'s buffers do not match its layout")
-        _need(array("_ctr", 2, np.int64).shape == (n, L.N_CTR), f"the {name}'s counters do not match its buffers")
-        problem = counters_problem(lay, state["_ctr"])
-        _need(problem is None, f"the {name}'s {problem}")
-        _need(array("_last_seen", 1, np.int64).shape == (n,), f"the {name}'s idle counts do not match its buffers")
-        _need(
-            (state.get("_input_size"), state.get("_output_size")) == (lay[L.L_INPUT], lay[L.L_OUTPUT])
-            and state.get("_dtype") == template._np_dtype,
-            f"the {name}'s sizes or dtype do not match its configuration",
-        )
-        slot_of, free, key_of = state.get("_slot_of"), state.get("_free"), state.get("_key_of")
-        _need(isinstance(slot_of, dict) and isinstance(free, list) and isinstance(key_of, list)
-              and len(key_of) <= n, f"the {name}'s keys are malformed")
-        slots = [*slot_of.values(), *free]
-        _need(
-            all(type(s) is int and 0 <= s < len(key_of) for s in slots), f"the {name}'s slots do not match its buffers"
-        )
+def _check_state(cls: type, state, limits: Limits | None = None) -> None:
+    """The check of a declared class's state (see :mod:`streamrnn.persist_checks`)."""
+    schema = registry()[class_path(cls)]
+    if schema.check is not None:
+        schema.check(cls, state, limits or Limits(DEFAULT_MAX_BYTES))
 
 
 # --------------------------------------------------------------------- files
@@ -772,7 +720,8 @@ def save(model, path, *, metadata: dict | None = None, compress: bool = False) -
     ------
     TypeError
         If the model holds something the format cannot store (a function,
-        an object of a class outside the allow-list, ...), naming where.
+        an object of a class the format does not declare, ...), naming
+        where.
     """
     try:
         json.dumps(metadata, allow_nan=False)
@@ -785,7 +734,8 @@ def save(model, path, *, metadata: dict | None = None, compress: bool = False) -
         return
     path = os.fsdecode(path)
     directory, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
+    archive.clean_stale_temporaries(directory, name)
+    tmp = archive.temporary_name(directory, name)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -801,19 +751,18 @@ def save(model, path, *, metadata: dict | None = None, compress: bool = False) -
         raise
 
 
-def _open(path):
-    """The npz, its meta and its name for errors, with the format checked."""
+def _open(path, max_bytes: int):
+    """The zip archive, its entries (checked against the caps) and the
+    file's name for errors."""
     where = _describe(path)
     if hasattr(path, "read") and not isinstance(path, str | bytes | os.PathLike):
         data = path.read()
         if not isinstance(data, bytes):
             raise TypeError("a file object given to load must be open in binary mode")
         source = io.BytesIO(data)
+        head = data[:4]
     else:
         source = os.fspath(path)
-    if isinstance(source, io.BytesIO):
-        head = source.getvalue()[:4]
-    else:
         with open(source, "rb") as f:  # a missing or unreadable file raises OSError as usual
             head = f.read(4)
     if not head:
@@ -821,33 +770,33 @@ def _open(path):
     if head not in (_ZIP_MAGIC, _EMPTY_ZIP_MAGIC):
         raise FormatError(where, "not a streamrnn model file (not a zip archive)")
     try:
-        npz = np.load(source, allow_pickle=False)
-        if not isinstance(npz, np.lib.npyio.NpzFile):  # pragma: no cover - the magic says zip
-            raise FormatError(where, "not a streamrnn model file")
-    except FormatError:
-        raise
+        zf = zipfile.ZipFile(source)
     except Exception as e:
         raise FormatError(where, f"not a readable streamrnn model file, damaged or truncated ({_cause(e)})") from e
-    return npz, where
+    try:
+        names = archive.entries(zf, max_bytes)
+    except Invalid as e:
+        zf.close()
+        raise FormatError(where, str(e)) from None
+    return zf, names, where
 
 
 def _cause(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
 
 
-def _read_meta(npz, where) -> dict:
-    try:
-        bad = npz.zip.testzip()  # reads every entry and checks its CRC-32
-    except Exception as e:
-        raise FormatError(where, f"the file is damaged or truncated ({_cause(e)})") from e
-    if bad is not None:
-        raise FormatError(where, f"the file is damaged: entry {bad!r} fails its CRC check")
-    names = npz.zip.namelist()
+def _read_meta(zf, names, where, max_bytes: int) -> dict:
     if META not in names:
         raise FormatError(where, f"not a streamrnn model file (no {META})")
     try:
-        meta = json.loads(npz.zip.read(META).decode("utf-8"), object_pairs_hook=_no_duplicates,
-                          parse_constant=_no_constant)
+        text = archive.read_bytes(zf, names[META], min(max_bytes, archive.MAX_META_BYTES))
+        archive.check_json_size(text, max_bytes)
+    except Invalid as e:
+        raise FormatError(where, str(e)) from None
+    except Exception as e:
+        raise FormatError(where, f"the file is damaged or truncated ({_cause(e)})") from e
+    try:
+        meta = json.loads(text.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except Exception as e:
         raise FormatError(where, f"{META} is not valid JSON ({_cause(e)})") from e
     if not isinstance(meta, dict) or meta.get("format") != "streamrnn":
@@ -865,11 +814,11 @@ def _read_meta(npz, where) -> dict:
     if type(arrays) is not list or not all(type(a) is str and a[:1] == "a" and a[1:].isdigit() for a in arrays):
         raise FormatError(where, "invalid list of arrays in the metadata")
     expected = {META, *(f"{a}.npy" for a in arrays)}
-    if set(names) != expected or len(names) != len(expected):
+    if set(names) != expected or len(arrays) + 1 != len(expected):
         extra, missing = sorted(set(names) - expected), sorted(expected - set(names))
         raise FormatError(where, f"entries do not match the metadata: missing {missing}, unexpected {extra}")
-    # format upgrades: none yet (version 1 is the first); an upgrade of
-    # version n would turn the meta of version n into that of version n + 1 here
+    # format 1 -> 2: the same encoding; version 2 files hold only declared classes and
+    # banks without their unused capacity, which version 1 files are checked for on load
     return meta
 
 
@@ -886,7 +835,7 @@ def _no_constant(name):
     raise ValueError(f"non-standard JSON constant {name}")
 
 
-def info(path) -> dict:
+def info(path, *, max_bytes: int | None = None) -> dict:
     """The header of a saved model without loading it: ``format_version``,
     ``streamrnn_version``, ``class`` (``"module:QualName"``), ``metadata``
     (as given to :func:`save`) and the versions of numpy and Python that
@@ -897,13 +846,14 @@ def info(path) -> dict:
     FormatError
         If the file is damaged or not a streamrnn model.
     """
-    npz, where = _open(path)
-    with npz:
-        meta = _read_meta(npz, where)
+    max_bytes = DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
+    zf, names, where = _open(path, max_bytes)
+    with zf:
+        meta = _read_meta(zf, names, where, max_bytes)
     return {k: v for k, v in meta.items() if k not in ("root", "arrays", "format")}
 
 
-def load(path):
+def load(path, *, max_bytes: int | None = None):
     """Load a model saved by :func:`save`, in any format version up to
     :data:`FORMAT_VERSION`.
 
@@ -911,34 +861,49 @@ def load(path):
     ----------
     path
         A ``str`` or ``pathlib.Path``, or a binary file object.
+    max_bytes
+        The most bytes the file's entries may declare uncompressed, together,
+        and the most any buffer derived from them may take (default
+        :data:`DEFAULT_MAX_BYTES`, 4 GiB); checked before anything is read
+        or decompressed.
 
     Raises
     ------
     FormatError
-        If the file is damaged, truncated, empty, not a streamrnn model, or
-        inconsistent; :class:`UnsupportedVersionError` if it was written in
-        a newer format version; :class:`ForbiddenClassError` if it names a
-        class outside the allow-list. Nothing is returned half-built.
+        If the file is damaged, truncated, empty, not a streamrnn model,
+        beyond ``max_bytes``, or holds values its classes do not accept;
+        :class:`UnsupportedVersionError` if it was written in a newer format
+        version; :class:`ForbiddenClassError` if it names a class the format
+        does not declare. Nothing is returned half-built.
     """
-    npz, where = _open(path)
-    with npz:
-        meta = _read_meta(npz, where)
-        arrays = _LazyArrays(npz, meta["arrays"])
-        decoder = _Decoder(arrays)
+    max_bytes = DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
+    zf, names, where = _open(path, max_bytes)
+    with zf:
+        meta = _read_meta(zf, names, where, max_bytes)
+        arrays = _LazyArrays(zf, names, meta["arrays"])
+        decoder = _Decoder(arrays, Limits(max_bytes))
         try:
-            model = decoder.decode(meta.get("root"))
+            _need("root" in meta, "the file holds no model")
+            model = decoder.decode(meta["root"])
+            # the header names the class of what the file holds (info reports it)
+            declared = type(model) is not type and registry().get(class_path(type(model)))
+            _need(meta.get("class") == (class_path(type(model)) if declared else None),
+                  "the class in the header does not match the model")
         except _Invalid as e:
-            raise e.kind(where, str(e)) from None
+            raise (e.kind or FormatError)(where, str(e)) from None
+        except RecursionError:
+            raise FormatError(where, "the model is nested too deeply") from None
         except Exception as e:
             raise FormatError(where, f"the model cannot be rebuilt ({_cause(e)})") from e
     return model
 
 
 class _LazyArrays:
-    """The array entries by name, each read (with ``allow_pickle=False``) once."""
+    """The array entries by name, each read (checked, without pickles) once."""
 
-    def __init__(self, npz, names):
-        self._npz = npz
+    def __init__(self, zf, entries, names):
+        self._zf = zf
+        self._entries = entries
         self._names = set(names)
         self._read: dict = {}
 
@@ -948,42 +913,5 @@ class _LazyArrays:
     def __getitem__(self, name) -> np.ndarray:
         a = self._read.get(name)
         if a is None:
-            a = self._read[name] = self._npz[name]
+            a = self._read[name] = archive.read_array(self._zf, self._entries[f"{name}.npy"])
         return a
-
-
-def _check_detector_state(cls: type, state) -> None:
-    """The score statistics and, for the reconstruction detector, the window
-    of an anomaly detector: sized as the kernels of
-    :mod:`streamrnn.kernels.scoring` expect (its network is an
-    :class:`~streamrnn.OnlineRNN`, checked on its own)."""
-    from .anomaly import ReconstructionDetector
-    from .checks import is_integer
-    from .kernels import scoring as S
-    from .learner import OnlineRNN
-
-    name = cls.__qualname__
-    _need(isinstance(state, dict), f"the state of the {name} must be a dictionary")
-    k, names = state.get("short_window"), getattr(state.get("_features"), "names", None)
-    _need(is_integer(k) and k >= 1 and isinstance(names, list),
-          f"the {name}'s window or features are malformed")
-    F = len(names)
-    st = state.get("_st")
-    # (F fewer numbers: saved before the counts of calm values were kept)
-    _need(type(st) is np.ndarray and st.dtype == np.float64 and st.ndim == 1
-          and st.shape[0] in (S.state_size(k, F), S.state_size(k, F) - F),
-          f"the {name}'s score statistics do not match its window and features")
-    _need(st[S.S_WINDOW] == k and 0 <= st[S.S_POS] < k and st[S.S_POS] == int(st[S.S_POS]),
-          f"the {name}'s score statistics are inconsistent")
-    net = state.get("_net")
-    _need(isinstance(net, OnlineRNN) and net._shape.input_size >= F and net._shape.output_size >= F,
-          f"the {name}'s network does not match its features")
-    if issubclass(cls, ReconstructionDetector):
-        window, recent = state.get("window"), state.get("_recent_z")
-        _need(is_integer(window) and window >= 1
-              and type(recent) is np.ndarray and recent.dtype == np.float64 and recent.shape == (window, F)
-              and net._shape.output_size >= window * F,
-              f"the {name}'s window does not match its features and network")
-        stats = getattr(state.get("_scaler"), "stats", None)
-        _need(type(stats) is np.ndarray and stats.dtype == np.float64 and stats.shape == (3, F),
-              f"the {name}'s scaler does not match its features")
