@@ -13,7 +13,7 @@ import pandas as pd
 from .checks import check_integer
 from .entities import EntityStates, check_key
 from .features import FeatureSpace, RunningScaler, first_appearances
-from .guard import Guarded
+from .guard import Guarded, without_guard
 from .keys import is_missing
 from .learner import OnlineRNN
 
@@ -126,7 +126,7 @@ class RecurrentEstimator(Guarded):
         self._entities = None if key is None else EntityStates(max_idle)
 
     def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
+        state = without_guard(dict(self.__dict__))  # (a lock: not state)
         state.pop("_columns_cache", None)  # derived
         return state
 

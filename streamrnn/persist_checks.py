@@ -392,10 +392,120 @@ def _estimator(cls, state, outputs_at_least: int) -> None:
     need(type(net) is OnlineRNN and type(features) is FeatureSpace and type(scaler) is RunningScaler,
          f"the {name}'s network, features or scaler are missing")
     F = len(features.names)
-    need(scaler.stats.shape[1] == F and net._shape.input_size == max(F, 1),
-         f"the {name}'s features, scaler and network do not agree in size")
+    if "_cols_x" in state:  # the features' and the revealed targets' columns of the network's inputs
+        cols_x, cols_y, n_cols = state.get("_cols_x"), state.get("_cols_y"), state.get("_n_cols")
+        need(type(cols_x) is list and type(cols_y) is list and _is_int(n_cols, 0, net._shape.input_size)
+             and net._shape.input_size == max(n_cols, 1) and len(cols_x) == F
+             and all(_is_int(c, 0, n_cols - 1) for c in cols_x + cols_y)
+             and len(set(cols_x + cols_y)) == len(cols_x) + len(cols_y),
+             f"the {name}'s input columns do not match its network")
+        need(scaler.stats.shape[1] == F, f"the {name}'s features and scaler do not agree in size")
+    else:  # saved before revealed targets: the features' columns, in order
+        need(scaler.stats.shape[1] == F and net._shape.input_size == max(F, 1),
+             f"the {name}'s features, scaler and network do not agree in size")
     need(net._shape.output_size >= outputs_at_least, f"the {name}'s network has too few outputs")
-    _check_arguments(cls, state, net)
+    # (a state saved before revealed targets lacks these: its __setstate__ sets them)
+    upgraded = () if "_cols_x" in state else ("_carried", "_cols_x", "_cols_y", "_entities", "_n_cols", "_target")
+    _check_arguments(cls, state, net, optional=upgraded)
+    _check_entities(name, state, net)
+
+
+def _check_carried(name, state, carried) -> None:
+    """What a regressor or classifier carries of the revealed targets."""
+    R = state.get("revealed_targets")
+    if isinstance(carried, np.ndarray):  # a regressor's: standardised targets, then the base (NaN: none)
+        need(carried.dtype == np.float64 and carried.shape == (R + 1,) and not np.isinf(carried).any(),
+             f"the {name}'s revealed targets are malformed")
+    else:  # a classifier's: class indices, the latest first (-1: none)
+        n = len(state.get("_classes") or ())
+        need(type(carried) is list and len(carried) == R and all(_is_int(c, -1, n - 1) for c in carried),
+             f"the {name}'s revealed targets are malformed")
+
+
+def _check_entities(name, state, net) -> None:
+    """The carried targets, and each stored entity's hidden state, window,
+    window counters and carried targets as the network swaps them in."""
+    from .entities import _WINDOW, EntityStates
+    from .kernels import layout as L
+    from .network import counters_problem
+
+    if "_cols_x" not in state:
+        return
+    need(_is_int(state.get("revealed_targets"), 0, 1 << 10), f"the {name}'s revealed_targets is out of range")
+    _check_carried(name, state, state.get("_carried"))
+    entities = state.get("_entities")
+    if entities is None:
+        need(state.get("key") is None, f"the {name}'s entities are missing")
+        return
+    need(type(entities) is EntityStates and state.get("key") is not None
+         and entities.max_idle == state.get("max_idle"), f"the {name}'s entities are malformed")
+    lay, dtype = net._lay, net._np_dtype
+    n_state = int(2 * lay[L.L_LAYERS] * lay[L.L_HSTRIDE])
+    n_window = int(lay[L.L_K2] * lay[L.L_ROW])
+    for entry in entities.stored.values():
+        need(type(entry) is list and len(entry) == 4, f"the {name}'s stored entities are malformed")
+        hidden, window, counters, carried = entry
+        need(type(hidden) is np.ndarray and hidden.dtype == dtype and hidden.shape == (n_state,)
+             and np.isfinite(hidden).all(), f"the {name}'s stored hidden states are malformed")
+        if window is not None:
+            need(type(window) is np.ndarray and window.dtype == dtype and window.shape == (n_window,)
+                 and np.isfinite(window).all() and type(counters) is np.ndarray and counters.dtype == np.int64
+                 and counters.shape == (len(_WINDOW),), f"the {name}'s stored windows are malformed")
+            ctr = net._ctr.copy()
+            ctr[_WINDOW] = counters
+            need(counters_problem(lay, ctr) is None, f"the {name}'s stored window counters are out of range")
+        _check_carried(name, state, carried)
+
+
+def check_target_change(cls, state, limits) -> None:
+    from .target_change import check_mode
+
+    state = _dict_state("TargetChange", state)
+    try:
+        check_mode(state.get("mode"))
+    except ValueError as e:
+        raise Invalid(str(e)) from None
+    for key, n, dtype in (("changes", 2, np.float64), ("errors", 3, np.float64), ("scored", 1, np.int64)):
+        a = _array("TargetChange", state, key, 1, dtype)
+        need(a.shape == (n,) and np.isfinite(a).all() and (a >= 0).all(), f"the TargetChange's {key} is malformed")
+
+
+def check_entity_states(cls, state, limits) -> None:
+    state = _dict_state("EntityStates", state)
+    rows, stored, seen = state.get("rows"), state.get("stored"), state.get("last_seen")
+    need(_is_int(rows) and type(stored) is dict and type(seen) is dict
+         and all(_is_int(v, 0, max(rows - 1, 0)) for v in seen.values())
+         and type(state.get("has_active")) is bool and _is_int(state.get("_next_sweep", 0))
+         and (state.get("max_idle") is None or _is_int(state.get("max_idle"), 1)),
+         "the EntityStates are malformed")
+
+
+def check_series_view(cls, state, limits) -> None:
+    try:
+        cls.__new__(cls).__setstate__(dict(_dict_state("SeriesView", state)))
+    except (ValueError, TypeError) as e:
+        raise Invalid(str(e)) from None
+
+
+def check_global_forecaster(cls, state, limits) -> None:
+    """Its arguments (the network's built from them: the bank's), and each
+    key's forecaster of its cell's class running on a view of that key."""
+    from .global_forecasting import _FORECASTERS
+    from .shared_bank import SeriesView, SharedWeightsBank
+
+    name = "GlobalForecaster"
+    state = _dict_state(name, state)
+    fresh = _check_arguments(cls, state, None)
+    bank, series, seen = state.get("_bank"), state.get("_series"), state.get("_last_seen")
+    need(type(bank) is SharedWeightsBank and bank.config == fresh._bank.config
+         and np.array_equal(bank._lay, fresh._bank._lay), f"the {name}'s network does not match its arguments")
+    need(type(series) is dict and all(type(f) is _FORECASTERS[state["cell"]] and type(f._net) is SeriesView
+                                      and f._net.key == k for k, f in series.items()),
+         f"the {name}'s forecasters do not run on its network")
+    need(all(k in series for k in bank.keys), f"the {name}'s network holds keys it does not")
+    need(_is_int(state.get("_row")) and isinstance(seen, dict) and set(seen) == set(series)
+         and all(_is_int(v, 0, max(state["_row"] - 1, 0)) for v in seen.values()),
+         f"the {name}'s keys are malformed")
 
 
 def check_regressor(cls, state, limits) -> None:
@@ -404,7 +514,14 @@ def check_regressor(cls, state, limits) -> None:
     _estimator(cls, state, 1)
     y = state.get("_y_scaler")
     need(type(y) is RunningScaler and y.stats.shape[1] == 1, f"the {cls.__qualname__}'s target scaler is malformed")
-    need(state["_net"]._shape.output_size == 1 and state.get("_loss", state["_net"].loss) == state["_net"].loss,
+    target = state.get("_target")
+    if target is not None:
+        from .target_change import TargetChange
+
+        need(type(target) is TargetChange and target.mode == state.get("model_change", "level"),
+             f"the {cls.__qualname__}'s target modelling is malformed")
+    outputs = 1 if target is None else target.outputs
+    need(state["_net"]._shape.output_size == outputs and state.get("_loss", state["_net"].loss) == state["_net"].loss,
          f"the {cls.__qualname__}'s network does not match its target")
 
 
@@ -428,13 +545,15 @@ def check_forecaster(cls, state, limits) -> None:
     arguments and period; its kernel-indexed arrays are checked again by its
     ``__setstate__``."""
     from .learner import OnlineRNN
+    from .shared_bank import SeriesView
 
     name = cls.__qualname__
     state = _dict_state(name, state)
     net = state.get("_net")
-    need(type(net) is OnlineRNN, f"the {name}'s network is missing")
+    view = type(net) is SeriesView  # a key's forecaster of a GlobalForecaster (which checks the view's key)
+    need(type(net) is OnlineRNN or view, f"the {name}'s network is missing")
     # (a state saved before the combination lacks these: its __setstate__ sets them)
-    fresh = _check_arguments(cls, state, net, optional=("combine", "_combination", "_clean", "_made", "_smoothing",
+    fresh = _check_arguments(cls, state, None if view else net, optional=("combine", "_combination", "_clean", "_made", "_smoothing",
                                                         "_recent", "_n_recent"))
     args = _ctor_args(cls, state)
     period = state.get("_period")
@@ -443,7 +562,8 @@ def check_forecaster(cls, state, limits) -> None:
         fresh = construct(cls, {**args, "seasonality": period})
     _check_made(name, state.get("_made"), state.get("_combination"))
     _check_last(name, state)
-    like_fresh(name, {k: v for k, v in state.items() if k not in ("_made", "_last") and k not in args}, vars(fresh))
+    like_fresh(name, {k: v for k, v in state.items() if k not in ("_made", "_last", *(("_net",) if view else ()))
+                      and k not in args}, vars(fresh))
     parts = [(part, state.get(part), getattr(fresh, part, None)) for part in ("_combination", "_smoothing")]
     parts += [("seasonal base", base, (fresh._bases or {}).get(key))
               for key, base in (state.get("_bases") or {}).items()]

@@ -24,8 +24,14 @@ __all__ = ["Schema", "class_path", "registry"]
 #: Attributes of every recurrent River estimator (constructor arguments).
 _NETWORK_ARGS = ("hidden_size", "num_layers", "k1", "k2", "optimizer", "lr", "clip_norm", "dtype", "device", "seed")
 _ESTIMATOR = (*_NETWORK_ARGS, "_features", "_net", "_x_scaler")
-_REGRESSOR = (*_ESTIMATOR, "_loss", "_y_scaler", "loss", "scale_target")
-_CLASSIFIER = (*_ESTIMATOR, "_class_index", "_classes")
+#: ... and what the stream revealed (revealed targets, their columns, entities)
+_REVEALED = ("_carried", "_cols_x", "_cols_y", "_entities", "_n_cols", "key", "max_idle", "revealed_targets")
+_REGRESSOR = (*_ESTIMATOR, *_REVEALED, "_loss", "_target", "_y_scaler", "loss", "model_change", "scale_target")
+_CLASSIFIER = (*_ESTIMATOR, *_REVEALED, "_class_index", "_classes")
+_GLOBAL_FORECASTER = (
+    "cell", "hidden_size", "num_layers", "k1", "k2", "optimizer", "lr", "clip_norm", "loss", "seasonality",
+    "log_transform", "combine", "dtype", "seed", "max_idle", "_bank", "_series", "_last_seen", "_row",
+)
 _FORECASTER = (
     *_NETWORK_ARGS, "_base_errors", "_bases", "_clean", "_combination", "_features", "_feedback", "_first_time",
     "_history", "_last", "_log", "_log_pending", "_made", "_n", "_n_recent", "_net", "_outputs", "_pending",
@@ -94,15 +100,18 @@ def registry() -> dict[str, Schema]:
     from .bank import ModelBank
     from .classification import GRUClassifier, LSTMClassifier, RNNClassifier
     from .combination import HorizonCombination
+    from .entities import EntityStates
     from .features import FeatureSpace, RunningScaler
     from .forecasting import GRUForecaster, LSTMForecaster, RNNForecaster
+    from .global_forecasting import GlobalForecaster
     from .keyed import KeyedDetector, KeyedForecaster
     from .learner import OnlineRNN
     from .network import NetworkShape
     from .regression import GRURegressor, LSTMRegressor, RNNRegressor
     from .seasonal import SeasonalBase
-    from .shared_bank import SharedWeightsBank
+    from .shared_bank import SeriesView, SharedWeightsBank
     from .smoothing import SeasonalSmoothing
+    from .target_change import TargetChange
 
     quantile_backend = type(stats.Quantile(0.5)._quantile)
     declared = [
@@ -126,8 +135,13 @@ def registry() -> dict[str, Schema]:
         Schema(PredictiveDetector, frozenset(_DETECTOR), check=C.check_detector),
         Schema(ReconstructionDetector, frozenset({*_DETECTOR, "_recent_z", "_scaler", "window"}),
                check=C.check_detector),
-        Schema(KeyedDetector, frozenset({"_models", "_n_created", "seed", "template"}), check=C.check_keyed),
-        Schema(KeyedForecaster, frozenset({"_models", "_n_created", "seed", "template"}), check=C.check_keyed),
+        Schema(TargetChange, frozenset({"changes", "errors", "mode", "scored"}), check=C.check_target_change),
+        Schema(EntityStates, frozenset({"_next_sweep", "active", "has_active", "last_seen", "max_idle", "rows",
+                                        "stored"}), check=C.check_entity_states),
+        *(Schema(c, frozenset({"_clock", "_last_seen", "_models", "_n_created", "max_idle", "seed", "template"}),
+                 check=C.check_keyed) for c in (KeyedDetector, KeyedForecaster)),
+        Schema(GlobalForecaster, frozenset(_GLOBAL_FORECASTER), check=C.check_global_forecaster),
+        Schema(SeriesView, frozenset({"dtype", "input_size", "key", "output_size"}), check=C.check_series_view),
         Schema(ModelBank, frozenset(_BANK), check=C.check_bank),
         Schema(SharedWeightsBank, frozenset(_SHARED_BANK), check=C.check_bank),
         # River objects users combine with the estimators: plain data (their states complete)

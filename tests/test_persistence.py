@@ -1115,3 +1115,49 @@ def test_finding_3_a_json_bomb_is_refused_before_parsing(small_file):
             P.load(io.BytesIO(bomb), max_bytes=1 << 30)
 
     assert _peak(load) < 80 << 20  # the document's bytes, not its objects
+
+
+def test_stored_entity_windows_a_kernel_would_index_by_are_checked(tmp_path):
+    """A keyed regressor swaps each entity's window counters into its
+    network: an edited stored position is refused like the network's own."""
+    from streamrnn import LSTMRegressor
+
+    model = LSTMRegressor(hidden_size=3, k1=2, k2=4, seed=0, key="who")
+    for t in range(6):
+        model.learn_one({"who": "ab"[t % 2], "v": float(t)}, float(t))
+    data = file_bytes(model)
+    P.load(io.BytesIO(data))  # as written: fine
+
+    def edit(arrays):
+        for name, a in arrays.items():
+            if a.dtype == np.int64 and a.shape == (3,):  # a stored entity's window counters
+                arrays[name] = np.array([10**9, 1, 0], dtype=np.int64)
+
+    (tmp_path / "bad.npz").write_bytes(rewrite(data, edit_arrays=edit))
+    with pytest.raises(P.FormatError, match="stored window counters"):
+        P.load(tmp_path / "bad.npz")
+
+
+def test_a_global_forecaster_whose_keys_disagree_is_refused(tmp_path):
+    from streamrnn import GlobalForecaster
+
+    model = GlobalForecaster(hidden_size=3, seed=0)
+    for t in range(12):
+        model.learn_one("a", float(t % 3))
+        model.learn_one("b", float(t % 4))
+    data = file_bytes(model)
+    P.load(io.BytesIO(data))  # as written: fine
+    views = []
+    find(json.loads(zipfile.ZipFile(io.BytesIO(data)).read("__meta__.json"))["root"],
+         lambda n: views.append(n) if n.get("$obj") == "streamrnn.shared_bank:SeriesView" else False)
+    assert len(views) == 2
+
+    def edit_meta(meta):
+        view = find(meta["root"], lambda n: n.get("$obj") == "streamrnn.shared_bank:SeriesView")
+        for pair in view["state"]["$dict"]:
+            if pair[0] == "key":
+                pair[1] = "b" if pair[1] == "a" else "a"
+
+    (tmp_path / "bad.npz").write_bytes(rewrite(data, edit_meta=edit_meta))
+    with pytest.raises(P.FormatError, match="do not run on its network"):
+        P.load(tmp_path / "bad.npz")
