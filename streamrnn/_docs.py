@@ -27,6 +27,14 @@ SHARED = {
     "seed": "Seed of the parameter initialisation; the same seed gives bit-identical results "
             "(None: a random one).",
     "scale_target": "Standardise the target online (predictions are unscaled back).",
+    "revealed_targets": "How many of the last targets learned are inputs of the next step (for classifiers, "
+                        "one-hots; 0: none); see the class description for their exact semantics.",
+    "model_change": '``"auto"``, ``"change"`` or ``"level"``: learn the target\'s change over the last one '
+                    "revealed, its level, or both and forecast with whichever (or no change) erred less.",
+    "key": "Name of the feature whose value is the row's entity: each entity carries its own hidden state, "
+           "window and revealed targets, the weights shared (None: one state for the stream).",
+    "max_idle": "With ``key``: an entity not learned in the last ``max_idle`` rows is forgotten "
+                "(None: none is).",
 }
 
 _SECTION = re.compile(r"^(\s*)Parameters\n\1-+\n(.*?)(?=\n\s*\n\1[A-Z][A-Za-z ]*\n\1-+\n|\Z)", re.M | re.S)

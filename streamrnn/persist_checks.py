@@ -400,7 +400,8 @@ def _estimator(cls, state, outputs_at_least: int) -> None:
              and len(set(cols_x + cols_y)) == len(cols_x) + len(cols_y),
              f"the {name}'s input columns do not match its network")
         need(scaler.stats.shape[1] == F, f"the {name}'s features and scaler do not agree in size")
-    else:  # saved before revealed targets: the features' columns, in order
+    else:  # saved before revealed targets (none of their state): the features' columns, in order
+        need(not any(k in state for k in _REVEALED_STATE), f"the {name}'s input columns are missing")
         need(scaler.stats.shape[1] == F and net._shape.input_size == max(F, 1),
              f"the {name}'s features, scaler and network do not agree in size")
     need(net._shape.output_size >= outputs_at_least, f"the {name}'s network has too few outputs")
@@ -410,16 +411,21 @@ def _estimator(cls, state, outputs_at_least: int) -> None:
     _check_entities(name, state, net)
 
 
+#: What a regressor's or classifier's state holds since revealed targets (all or none).
+_REVEALED_STATE = ("_cols_y", "_n_cols", "_carried", "_entities", "revealed_targets", "key", "max_idle", "_target",
+                   "model_change")
+
+
 def _check_carried(name, state, carried) -> None:
     """What a regressor or classifier carries of the revealed targets."""
-    R = state.get("revealed_targets")
+    R, columns = state.get("revealed_targets"), len(state["_cols_y"])
     if isinstance(carried, np.ndarray):  # a regressor's: standardised targets, then the base (NaN: none)
-        need(carried.dtype == np.float64 and carried.shape == (R + 1,) and not np.isinf(carried).any(),
-             f"the {name}'s revealed targets are malformed")
-    else:  # a classifier's: class indices, the latest first (-1: none)
+        need(carried.dtype == np.float64 and carried.shape == (R + 1,) and not np.isinf(carried).any()
+             and columns == R, f"the {name}'s revealed targets are malformed")
+    else:  # a classifier's: class indices, the latest first (-1: none); a one-hot per class and lag
         n = len(state.get("_classes") or ())
-        need(type(carried) is list and len(carried) == R and all(_is_int(c, -1, n - 1) for c in carried),
-             f"the {name}'s revealed targets are malformed")
+        need(type(carried) is list and len(carried) == R and all(_is_int(c, -1, n - 1) for c in carried)
+             and columns == n * R, f"the {name}'s revealed targets are malformed")
 
 
 def _check_entities(name, state, net) -> None:

@@ -80,7 +80,9 @@ def test_an_estimator_whose_network_cannot_grow_keeps_its_features(monkeypatch):
     assert model._features.names == ["a"] and model._x_scaler.stats.shape == (3, 1)
     assert pickle.dumps(model) == pickle.dumps(twin)
     model.learn_one({"a": 1.0, "b": 2.0}, 1.0)
-    assert model._features.names == ["a", "b"] and model._net.input_size == 2
+    twin.learn_one({"a": 1.0, "b": 2.0}, 1.0)
+    assert model._features.names == ["a", "b"] and model._net.input_size == twin._net.input_size
+    assert pickle.dumps(model) == pickle.dumps(twin)
 
 
 # --------------------------------------------------------------- overflows
