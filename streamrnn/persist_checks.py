@@ -559,8 +559,9 @@ def check_forecaster(cls, state, limits) -> None:
     view = type(net) is SeriesView  # a key's forecaster of a GlobalForecaster (which checks the view's key)
     need(type(net) is OnlineRNN or view, f"the {name}'s network is missing")
     # (a state saved before the combination lacks these: its __setstate__ sets them)
-    fresh = _check_arguments(cls, state, None if view else net, optional=("combine", "_combination", "_clean", "_made", "_smoothing",
-                                                        "_recent", "_n_recent"))
+    # (all or none of them: a state with the combination has each of its parts)
+    before = ("combine", "_combination", "_clean", "_made", "_smoothing", "_recent", "_n_recent")
+    fresh = _check_arguments(cls, state, None if view else net, optional=() if "combine" in state else before)
     args = _ctor_args(cls, state)
     period = state.get("_period")
     if period is not None and period != fresh._period:  # found in the stream: the same as if given
