@@ -569,6 +569,7 @@ def check_forecaster(cls, state, limits) -> None:
         fresh = construct(cls, {**args, "seasonality": period})
     _check_made(name, state.get("_made"), state.get("_combination"))
     _check_last(name, state)
+    _check_running_values(name, state)
     like_fresh(name, {k: v for k, v in state.items() if k not in ("_made", "_last", *(("_net",) if view else ()))
                       and k not in args}, vars(fresh))
     parts = [(part, state.get(part), getattr(fresh, part, None)) for part in ("_combination", "_smoothing")]
@@ -579,6 +580,34 @@ def check_forecaster(cls, state, limits) -> None:
             need(type(mine) is type(theirs), f"the {name}'s {part} is malformed")
             require_attributes(f"{name}'s {part}", type(mine), vars(mine), theirs)
             like_fresh(f"{name}'s {part}", vars(mine), vars(theirs))
+
+
+def _is_float(v) -> bool:
+    return type(v) is float and math.isfinite(v)
+
+
+def _check_running_values(name, state) -> None:
+    """The values the forecaster keeps of the stream, which a fresh one
+    holds none of (so :func:`like_fresh` cannot tell their kind): finite
+    floats (the inputs waiting for their targets, with direct forecasts,
+    float arrays)."""
+    import collections
+
+    history, surprises, pending = state.get("_history"), state.get("_surprises"), state.get("_pending")
+    need(type(history) is dict and set(history) <= {"lin", "log"}
+         and all(type(d) is collections.deque and all(_is_float(v) for v in d) for d in history.values()),
+         f"the {name}'s history is malformed")
+    need(type(surprises) is collections.deque and all(_is_float(v) for v in surprises),
+         f"the {name}'s surprises are malformed")
+    need(type(pending) is collections.deque
+         and all(type(u) is np.ndarray and u.ndim == 1 and u.dtype.kind == "f" and np.isfinite(u).all()
+                 for u in pending), f"the {name}'s pending inputs are malformed")
+    residuals, stats = state.get("_residuals"), state.get("_w_stats")
+    need(type(residuals) is list and len(residuals) == 4 and all(_is_float(v) for v in residuals[:3])
+         and (residuals[3] is None or _is_float(residuals[3])) and residuals[1] >= 0 and residuals[2] >= 0,
+         f"the {name}'s residual sums are malformed")
+    need(type(stats) is list and len(stats) == 2 and _is_int(stats[0]) and _is_float(stats[1]) and stats[1] >= 0,
+         f"the {name}'s surprise statistics are malformed")
 
 
 def _check_last(name, state) -> None:
