@@ -8,10 +8,11 @@ from collections import OrderedDict
 from river import base
 
 from .checks import check_integer, check_seed
+from .guard import Guarded, exclusive
 from .keys import holds_nan, keys_to_evict
 
 
-class _Keyed:
+class _Keyed(Guarded):
     """One clone of ``template`` per key, the n-th key created (evicted ones
     counted) seeded ``seed + n`` when the template has a ``seed`` (so runs
     repeat exactly); with ``max_idle``, the keys not learned from in the
@@ -97,6 +98,7 @@ class _Keyed:
     def __getitem__(self, key):
         return self._models[key]
 
+    @exclusive
     def evict(self, keys) -> None:
         """Forget these keys' models (all known: ``KeyError`` otherwise, and
         none is forgotten)."""
@@ -137,12 +139,15 @@ class KeyedForecaster(_Keyed):
     ([39, 39], [21, 21])
     """
 
+    @exclusive
     def learn_one(self, key, y: float, x: dict | None = None) -> None:
         self._learn(key, lambda model: model.learn_one(y, x))
 
+    @exclusive
     def forecast(self, key, horizon: int, xs=None) -> list[float]:
         return self._peek(key).forecast(horizon, xs)
 
+    @exclusive
     def forecast_interval(self, key, horizon: int, coverage: float = 0.95, xs=None) -> tuple[list, list]:
         """The key's forecaster's ``forecast_interval``."""
         return self._peek(key).forecast_interval(horizon, coverage, xs)
@@ -178,8 +183,10 @@ class KeyedDetector(_Keyed):
     (11, ['sensor-89', 'sensor-90'])
     """
 
+    @exclusive
     def learn_one(self, key, x: dict) -> None:
         self._learn(key, lambda model: model.learn_one(x))
 
+    @exclusive
     def score_one(self, key, x: dict) -> float:
         return self._peek(key).score_one(x)

@@ -136,3 +136,33 @@ def test_the_guard_is_not_state(tmp_path):
             assert other.__dict__["_busy"] is not bank.__dict__["_busy"]
     loaded = load(tmp_path / "used.npz")  # the regressor, saved last
     assert loaded.predict_one({"a": 1.0}) == regressor.predict_one({"a": 1.0})
+
+
+def test_keyed_wrappers_and_the_global_forecaster_refuse_a_second_thread():
+    """A second thread entering a keyed wrapper (or the global forecaster)
+    while a first is inside it is refused at once."""
+    import threading
+
+    from streamrnn import GlobalForecaster, GRUForecaster
+    from streamrnn.guard import ConcurrentUseError
+    from streamrnn.keyed import KeyedForecaster
+
+    for model in (KeyedForecaster(GRUForecaster(hidden_size=2), seed=0), GlobalForecaster(hidden_size=2, seed=0)):
+        model.learn_one("a", 1.0)
+        errors = []
+        lock = model.__dict__["_busy"]
+        assert lock.acquire(False)  # this thread is "inside"
+        try:
+            def other():
+                try:
+                    model.learn_one("b", 2.0)
+                except ConcurrentUseError as e:
+                    errors.append(e)
+            t = threading.Thread(target=other)
+            t.start()
+            t.join()
+        finally:
+            lock.release()
+        assert len(errors) == 1 and "two threads" in str(errors[0])
+        model.learn_one("b", 2.0)  # one after another: fine
+        assert "b" in model
