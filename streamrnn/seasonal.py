@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 
+from .kernels.combination import seasonal_base_update
+
 
 #: Smoothing constants the seasonal base weighs, online.
 GAMMAS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
@@ -234,17 +236,10 @@ class SeasonalBase:
 
     def update(self, phase: int, change: float) -> None:
         self._stale = True
-        if self.seen[phase]:
-            column = self.means[:, phase]
-            # |change - column| is |column - change| exactly, and the step
-            # gammas * (change - column) reuses it
-            step = change - column
-            self.errors += np.abs(step)
+        # |change - mean| adds to each constant's errors, and the mean moves
+        # by gamma times (change - mean) (one kernel call: a dozen NumPy ones cost more)
+        if seasonal_base_update(self.means, self.seen, self.errors, self._gammas, phase, change):
             self.no_change_error += abs(change)
             self.n_errors += 1
-            step *= self._gammas
-            column += step
         else:
-            self.means[:, phase] = change
-            self.seen[phase] = True
             self._all_seen = bool(self.seen.all())

@@ -281,3 +281,21 @@ def statistical_path(d, s, last, rho, by_phase, seen, phase0):
         sum_s += without
         d[k] = sum_d
         s[k] = sum_s
+
+
+@njit(**_JIT)
+def seasonal_base_update(means, seen, errors, gammas, phase, change):
+    """A seasonal base's update by the ``change`` at ``phase``: each
+    constant's mean there moves by ``gammas[i]`` of its error, whose absolute
+    value adds to ``errors[i]``; a phase not seen yet starts at ``change``.
+    Returns whether the phase had been seen (its errors scored)."""
+    if seen[phase]:
+        for i in range(means.shape[0]):
+            step = change - means[i, phase]
+            errors[i] += abs(step)
+            means[i, phase] += step * gammas[i]
+        return True
+    for i in range(means.shape[0]):
+        means[i, phase] = change
+    seen[phase] = True
+    return False
