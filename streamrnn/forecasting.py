@@ -445,7 +445,9 @@ class RecurrentForecaster(Guarded, Forecaster):
         H = self._combination.horizon
         z = self._z(self._last)
         path, statistical = self._recurrent_path(H, None, statistical=True)
-        F = self._candidates(H, path + z, statistical + z)
+        path += z  # (fresh arrays: the changes become values in place)
+        statistical += z
+        F = self._candidates(H, path, statistical)
         given, mixture, choice = self._combination.combine(F, self._margin())
         self._combination.record(F, mixture, z)
         self._made = (F, given, choice)
