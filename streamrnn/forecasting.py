@@ -70,7 +70,7 @@ from .learner import OnlineRNN
 from .shared_bank import SeriesView
 from .combination import MARGIN, MIN_COUNT, HorizonCombination
 from .seasonal import SeasonalBase, calendar_period, find_period
-from .kernels.combination import gate_departure, seasonal_naive, statistical_path
+from .kernels.combination import gate_departure, seasonal_naives, statistical_path
 from .smoothing import CLIP_ERRORS, SCALE_DECAY, SHIFT_AFTER, SeasonalSmoothing, long_period
 
 #: Changes kept to look for a period, and the numbers of changes at which to look.
@@ -436,8 +436,8 @@ class RecurrentForecaster(Guarded, Forecaster):
         F[k + 4] = statistical if statistical is not None else np.nan
         smoothing.forecast(horizon, out=F[1 : k + 1])
         F[k + 1] = recent[(n - 1) % len(recent)]
-        seasonal_naive(recent, n, self._period or 0, F[k + 2])
-        seasonal_naive(recent, n, long_period(self._period) or 0, F[k + 3])
+        m = self._period or 0
+        seasonal_naives(recent, n, m, long_period(m) or 0, F, k + 2)
         return F
 
     def _record(self) -> None:

@@ -254,6 +254,14 @@ def seasonal_naive(recent, n, m, out):
 
 
 @njit(**_JIT)
+def seasonal_naives(recent, n, m, long_m, F, row):
+    """:func:`seasonal_naive` of periods ``m`` and ``long_m`` into rows
+    ``row`` and ``row + 1`` of ``F`` (one call: each costs more than its work)."""
+    seasonal_naive(recent, n, m, F[row])
+    seasonal_naive(recent, n, long_m, F[row + 1])
+
+
+@njit(**_JIT)
 def statistical_path(d, s, last, rho, by_phase, seen, phase0):
     """In place, the running sums of the changes forecast step by step: into
     ``d``, those of ``d`` (the network's) plus the reversion ``last * rho **
