@@ -18,42 +18,36 @@ ahead, learning each value after forecasting it, beside a persistence forecast.
 [104.1, 104.1, 104.1]
 """
 
-from ._docs import document
-from .anomaly import PredictiveDetector, ReconstructionDetector
-from .bank import ModelBank
-from .shared_bank import SharedWeightsBank
-from .classification import GRUClassifier, LSTMClassifier, RNNClassifier
-from .forecasting import GRUForecaster, LSTMForecaster, RNNForecaster
-from .global_forecasting import GlobalForecaster
-from .learner import OnlineRNN
-from .persistence import load, save
-from .regression import GRURegressor, LSTMRegressor, RNNRegressor
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-_PUBLIC_ESTIMATORS = (GRUClassifier, LSTMClassifier, RNNClassifier, GRUForecaster, LSTMForecaster, RNNForecaster,
-                      GRURegressor, LSTMRegressor, RNNRegressor, PredictiveDetector, ReconstructionDetector)
-for _cls in _PUBLIC_ESTIMATORS:  # a Parameters section of its own for help() (the bases are not exported)
-    document(_cls)
-del _cls
+#: The public names and the modules that define them: imported on first use
+#: (``import streamrnn`` alone loads neither River nor the kernels, so the
+#: command line's ``--help``, ``--version`` and ``info`` start at once).
+_EXPORTS = {
+    "GRUClassifier": "classification", "LSTMClassifier": "classification", "RNNClassifier": "classification",
+    "GRUForecaster": "forecasting", "LSTMForecaster": "forecasting", "RNNForecaster": "forecasting",
+    "GlobalForecaster": "global_forecasting",
+    "GRURegressor": "regression", "LSTMRegressor": "regression", "RNNRegressor": "regression",
+    "ModelBank": "bank", "SharedWeightsBank": "shared_bank", "OnlineRNN": "learner",
+    "PredictiveDetector": "anomaly", "ReconstructionDetector": "anomaly",
+    "load": "persistence", "save": "persistence",
+}
 
-__all__ = [
-    "GRUClassifier",
-    "GlobalForecaster",
-    "GRUForecaster",
-    "GRURegressor",
-    "LSTMClassifier",
-    "LSTMForecaster",
-    "LSTMRegressor",
-    "ModelBank",
-    "OnlineRNN",
-    "PredictiveDetector",
-    "RNNClassifier",
-    "RNNForecaster",
-    "RNNRegressor",
-    "ReconstructionDetector",
-    "SharedWeightsBank",
-    "__version__",
-    "load",
-    "save",
-]
+__all__ = sorted([*_EXPORTS, "__version__"], key=str.lower)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'streamrnn' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # (later look-ups skip this function)
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

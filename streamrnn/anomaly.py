@@ -14,6 +14,7 @@ from .estimator import build_network
 from .features import FeatureSpace, RunningScaler
 from .guard import Guarded, exclusive
 from .kernels import scoring as S
+from ._docs import document
 
 
 def _rows(X: pd.DataFrame):
@@ -398,3 +399,8 @@ class ReconstructionDetector(PredictiveDetector):
         z = self._scaler.transform(values[None, :], update=False)[0]
         reconstruction = self._net.predict(self._input_for(z))
         return S.score_raw(self._st, values, S.reconstruction_error(reconstruction, self._recent_z, z, True))
+
+
+for _cls in (PredictiveDetector, ReconstructionDetector):  # a Parameters section of its own for help() (the bases are not exported)
+    document(_cls)
+del _cls

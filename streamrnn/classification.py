@@ -9,6 +9,7 @@ from river import base
 from .keys import holds_nan
 from .estimator import RecurrentEstimator, as_targets
 from .guard import exclusive
+from ._docs import document
 
 
 class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
@@ -235,3 +236,8 @@ class LSTMClassifier(RecurrentClassifier):
     """
 
     _cell = "lstm"
+
+
+for _cls in (RNNClassifier, GRUClassifier, LSTMClassifier):  # a Parameters section of its own for help() (the bases are not exported)
+    document(_cls)
+del _cls

@@ -72,6 +72,7 @@ from .combination import MARGIN, MIN_COUNT, HorizonCombination
 from .seasonal import SeasonalBase, calendar_period, find_period
 from .kernels.combination import gate_departure, seasonal_naives, statistical_path
 from .smoothing import CLIP_ERRORS, SCALE_DECAY, SHIFT_AFTER, SeasonalSmoothing, long_period
+from ._docs import document
 
 #: Changes kept to look for a period, and the numbers of changes at which to look.
 HISTORY = 1024
@@ -913,3 +914,8 @@ class LSTMForecaster(RecurrentForecaster):
     """
 
     _cell = "lstm"
+
+
+for _cls in (RNNForecaster, GRUForecaster, LSTMForecaster):  # a Parameters section of its own for help() (the bases are not exported)
+    document(_cls)
+del _cls

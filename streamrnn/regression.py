@@ -14,6 +14,7 @@ from .checks import finite
 from .features import RunningScaler
 from .guard import exclusive
 from .target_change import TargetChange
+from ._docs import document
 
 
 class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
@@ -260,3 +261,8 @@ class LSTMRegressor(RecurrentRegressor):
     """
 
     _cell = "lstm"
+
+
+for _cls in (RNNRegressor, GRURegressor, LSTMRegressor):  # a Parameters section of its own for help() (the bases are not exported)
+    document(_cls)
+del _cls

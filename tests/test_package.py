@@ -43,3 +43,32 @@ def test_each_public_class_documents_its_own_parameters(name):
     assert "See the class description" not in section  # every parameter described
     hidden = inspect.signature(cls.__init__).parameters["hidden_size"].default
     assert f"hidden_size : int, default {hidden}\n    Hidden units per layer." in pydoc.render_doc(cls, renderer=pydoc.plaintext).replace(" |  ", "").replace(" |", "")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["info"], ["forecast", "--help"]])
+def test_commands_that_need_no_model_import_neither_river_nor_the_kernels(argv):
+    """``--help``, ``--version`` and ``info`` start at once: they import
+    neither River (nor pandas) nor any of streamrnn's kernels, so nothing is
+    compiled, even with a cold cache."""
+    import subprocess
+    import sys
+
+    code = ("import io, sys, contextlib; from streamrnn.cli import main\n"
+            f"with contextlib.redirect_stdout(io.StringIO()): status = main({argv!r})\n"
+            "loaded = [m for m in sys.modules if m.split('.')[0] in ('river', 'pandas') or m.startswith('streamrnn.kernels')]\n"
+            "print(status, loaded)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "0 []"
+
+
+def test_the_package_imports_its_public_names_on_first_use():
+    import subprocess
+    import sys
+
+    code = ("import sys, streamrnn; before = 'river' in sys.modules\n"
+            "from streamrnn import LSTMForecaster, load\n"
+            "print(before, 'river' in sys.modules, LSTMForecaster.__module__, sorted(dir(streamrnn)) == sorted(set(dir(streamrnn))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True", "streamrnn.forecasting", "True"]
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        streamrnn.Nothing  # noqa: B018

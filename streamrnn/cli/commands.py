@@ -17,22 +17,9 @@ from .rows import CommandError, CSVInput, format_number
 from .service import Checkpoints, SignalGuard, Stop
 from .times import TimeParser, add_months, months_between
 
-CELLS = ("lstm", "gru", "rnn")
-# Default alarm level of ``detect``: a tail probability of 1e-3 (the score is
-# -log10(Q) / 30, see PredictiveDetector); the best single threshold over the
-# NAB corpus is 0.103 (benchmarks/bench_nab.py).
-DEFAULT_THRESHOLD = 0.1
+from .options import DEFAULT_THRESHOLD, MAX_HORIZON, MODEL_DEFAULTS, MODEL_OPTIONS
+
 _UNSET = object()
-#: The options that configure a new model, with their defaults (the parser
-#: leaves them None, so that one given with ``--load`` can be told apart).
-MODEL_OPTIONS = {"model": "--model", "hidden_size": "--hidden-size", "seed": "--seed"}
-MODEL_DEFAULTS = {"model": "lstm", "seed": 0}
-#: The largest ``--hidden-size``: a model of N hidden units takes about
-#: 100 * N**2 bytes (its weights, their gradients and optimizer state;
-#: 1.6 GiB at 4096, a numpy MemoryError of 596 GiB at 100,000).
-MAX_HIDDEN_SIZE = 4096
-#: The longest ``--horizon`` (each row writes that many columns per target).
-MAX_HORIZON = 10_000
 
 
 def _model_params(args: argparse.Namespace) -> tuple[str, dict]:

@@ -10,7 +10,8 @@ from typing import TextIO
 
 import numpy as np
 
-from .commands import DEFAULT_THRESHOLD, check_plot
+from .commands import check_plot
+from .options import DEFAULT_THRESHOLD
 
 HORIZON = 12
 PEAKS = 5

@@ -17,17 +17,14 @@ def _version(name: str) -> str:
 
 
 def threading_layer() -> str:
-    """The threading layer Numba's parallel kernels run on (found by running one)."""
-    import numba
-    import numpy as np
+    """The threading layer Numba's parallel kernels will run on, as
+    configured (one is picked at the first parallel run: nothing is compiled
+    or run here), and their thread count."""
+    from numba.core import config
 
-    from ..bank import ModelBank
-
-    ModelBank(hidden_size=2, seed=0).predict_many(["probe"], np.zeros((1, 1)))  # a parallel kernel
-    try:
-        return f"{numba.threading_layer()} ({numba.get_num_threads()} threads)"
-    except ValueError as error:
-        return f"unknown ({error})"
+    layer = config.THREADING_LAYER
+    chosen = "picked at the first parallel run" if layer == "default" else "set by NUMBA_THREADING_LAYER"
+    return f"{layer} ({chosen}; {config.NUMBA_NUM_THREADS} threads)"
 
 
 def cuda_status() -> str:

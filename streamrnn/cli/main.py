@@ -11,7 +11,7 @@ import sys
 from typing import TextIO
 
 from .. import __version__
-from .commands import CELLS, DEFAULT_THRESHOLD, MAX_HIDDEN_SIZE, MAX_HORIZON, MODEL_DEFAULTS, run_command
+from .options import CELLS, DEFAULT_THRESHOLD, MAX_HIDDEN_SIZE, MAX_HORIZON, MODEL_DEFAULTS
 from .rows import CommandError
 from .service import Stop
 
@@ -200,6 +200,8 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
             from .info import info
 
             return info(stdout)
+        from .commands import run_command  # (the models: imported only to run one)
+
         return run_command(args, stdin, stdout, stderr)
     except CommandError as error:
         print(f"streamrnn {args.command}: error: {error}", file=stderr)
