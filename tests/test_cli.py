@@ -716,3 +716,15 @@ def test_forecast_global_matches_the_api_and_resumes(tmp_path):
     assert rows_of(part1) + rows_of(part2)[1:] == rows
     status, _, err = run(argv + ["--global", "--direct"], text)
     assert status == 2 and "--direct" in err
+
+
+def test_warmup_compiles_the_kernels_into_the_cache():
+    """``streamrnn warmup`` runs the commands' default models, so Numba's
+    cache holds their kernels (the index of the network's step among them)."""
+    from streamrnn.cli.warmup import cache_location
+    from streamrnn.kernels import recurrent
+
+    status, out, err = run(["warmup"])
+    assert status == 0 and err == ""
+    assert out.startswith(f"kernels compiled and cached in {cache_location()} (")
+    assert os.path.exists(recurrent.learn_one._cache._cache_file._index_path)

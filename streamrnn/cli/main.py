@@ -173,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
 
     commands.add_parser("info", help="versions, Numba threading layer, CUDA availability")
+    commands.add_parser("warmup", help="compile the kernels into Numba's cache now (for container images: "
+                                       "the first forecast or detect then starts at once)")
     return parser
 
 
@@ -200,6 +202,10 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
             from .info import info
 
             return info(stdout)
+        if args.command == "warmup":
+            from .warmup import warmup
+
+            return warmup(stdout)
         from .commands import run_command  # (the models: imported only to run one)
 
         return run_command(args, stdin, stdout, stderr)

@@ -1,0 +1,36 @@
+"""``streamrnn warmup``: compile the kernels the commands run into Numba's
+cache ahead of their first use (a container image built with it starts its
+first ``forecast`` or ``detect`` at once)."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TextIO
+
+
+def cache_location() -> str:
+    """Where Numba caches the network's kernels (``NUMBA_CACHE_DIR`` when set,
+    else beside the installed package, or a user-wide folder where that is
+    not writable)."""
+    from ..kernels import recurrent
+
+    return recurrent.learn_one._cache._cache_path
+
+
+def warmup(stdout: TextIO) -> int:
+    """Run the defaults of ``forecast`` (with intervals) and ``detect`` on a
+    short synthetic series: every kernel they use is compiled and cached."""
+    from ..anomaly import PredictiveDetector
+    from ..forecasting import LSTMForecaster
+
+    start = time.perf_counter()
+    forecaster, detector = LSTMForecaster(seed=0), PredictiveDetector(seed=0)
+    for t in range(80):
+        y = 10.0 + math.sin(2 * math.pi * t / 24)
+        forecaster.learn_one(y)
+        detector.score_one({"y": y})
+        detector.learn_one({"y": y})
+    forecaster.forecast_interval(3, 0.9)
+    print(f"kernels compiled and cached in {cache_location()} ({time.perf_counter() - start:.1f} s)", file=stdout)
+    return 0
