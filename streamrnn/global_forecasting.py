@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import numbers
 
 import numpy as np
 from river import base
@@ -233,13 +232,13 @@ class GlobalForecaster(Guarded, base.Base):
     @exclusive
     def learn_many(self, keys, ys, xs=None) -> None:
         """``learn_one(keys[i], ys[i], xs[i])`` for each row, in order."""
-        keys, ys = list(keys), list(np.asarray(ys, dtype=np.float64).reshape(-1)) if not isinstance(ys, list) else ys
+        keys = list(keys)
+        ys = ys if isinstance(ys, list) else np.asarray(ys, dtype=np.float64).reshape(-1).tolist()
         if len(keys) != len(ys) or (xs is not None and len(xs) != len(keys)):
             raise ValueError(f"keys, ys and xs must have the same length, got {len(keys)}, {len(ys)}"
                              + (f" and {len(xs)}" if xs is not None else ""))
-        for i, (key, y) in enumerate(zip(keys, ys)):
-            self.learn_one(key, float(y) if isinstance(y, numbers.Real) and not isinstance(y, bool) else y,
-                           None if xs is None else xs[i])
+        for i, (key, y) in enumerate(zip(keys, ys)):  # (learn_one checks each y)
+            self.learn_one(key, y, None if xs is None else xs[i])
 
     # ------------------------------------------------------------ forecasts
 

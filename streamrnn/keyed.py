@@ -8,6 +8,7 @@ from collections import OrderedDict
 from river import base
 
 from .checks import check_integer, check_seed
+from ._docs import document
 from .guard import Guarded, exclusive
 from .keys import holds_nan, keys_to_evict
 
@@ -16,7 +17,22 @@ class _Keyed(Guarded):
     """One clone of ``template`` per key, the n-th key created (evicted ones
     counted) seeded ``seed + n`` when the template has a ``seed`` (so runs
     repeat exactly); with ``max_idle``, the keys not learned from in the
-    last ``max_idle`` calls of ``learn_one`` are evicted."""
+    last ``max_idle`` calls of ``learn_one`` are evicted.
+
+    Parameters
+    ----------
+    seed
+        The n-th key created (evicted keys counted) gets the seed
+        ``seed + n`` when the template has a ``seed`` parameter; None keeps
+        the template's own.
+    max_idle
+        Evict a key, freeing its model, once ``max_idle`` calls of
+        ``learn_one`` (for any key: the wrapper's own stream) have passed
+        without one for it; a key seen again after that starts afresh, with
+        a new model (and a new seed). None (the default) keeps every key.
+        The memory then stays bounded by ``max_idle`` models, however many
+        keys the stream has.
+    """
 
     _n_created = None  # for states saved before it was kept: the keys then held
     # for states saved before idle keys could be evicted
@@ -115,17 +131,6 @@ class KeyedForecaster(_Keyed):
     ----------
     template
         The forecaster each key's model is cloned from (it learns nothing itself).
-    seed
-        The n-th key created (evicted keys counted) gets the seed
-        ``seed + n`` when the template has a ``seed`` parameter; None keeps
-        the template's own.
-    max_idle
-        Evict a key, freeing its model, once ``max_idle`` calls of
-        ``learn_one`` (for any key: the wrapper's own stream) have passed
-        without one for it; a key seen again after that starts afresh, with
-        a new model (and a new seed). None (the default) keeps every key.
-        The memory then stays bounded by ``max_idle`` models, however many
-        keys the stream has.
 
     Examples
     --------
@@ -160,17 +165,6 @@ class KeyedDetector(_Keyed):
     ----------
     template
         The anomaly detector each key's model is cloned from (it learns nothing itself).
-    seed
-        The n-th key created (evicted keys counted) gets the seed
-        ``seed + n`` when the template has a ``seed`` parameter; None keeps
-        the template's own.
-    max_idle
-        Evict a key, freeing its model, once ``max_idle`` calls of
-        ``learn_one`` (for any key: the wrapper's own stream) have passed
-        without one for it; a key seen again after that starts afresh, with
-        a new model (and a new seed). None (the default) keeps every key.
-        The memory then stays bounded by ``max_idle`` models, however many
-        keys the stream has.
 
     Examples
     --------
@@ -190,3 +184,8 @@ class KeyedDetector(_Keyed):
     @exclusive
     def score_one(self, key, x: dict) -> float:
         return self._peek(key).score_one(x)
+
+
+for _cls in (KeyedForecaster, KeyedDetector):  # the shared parameters written once, above
+    document(_cls)
+del _cls

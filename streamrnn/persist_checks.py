@@ -19,6 +19,7 @@ Each check raises :class:`Invalid` with a message naming the problem.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import inspect
@@ -591,8 +592,6 @@ def _check_running_values(name, state) -> None:
     holds none of (so :func:`like_fresh` cannot tell their kind): finite
     floats (the inputs waiting for their targets, with direct forecasts,
     float arrays)."""
-    import collections
-
     history, surprises, pending = state.get("_history"), state.get("_surprises"), state.get("_pending")
     need(type(history) is dict and set(history) <= {"lin", "log"}
          and all(type(d) is collections.deque and all(_is_float(v) for v in d) for d in history.values()),

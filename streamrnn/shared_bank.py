@@ -318,7 +318,8 @@ class SeriesView:
 
     def learn(self, x, y) -> np.ndarray:
         """Learn one step of the series; returns the prediction made before
-        the update."""
+        the update: ``bank.learn_many([key], x, y)`` without its batch
+        handling (key lists, groups), which cost more than the step itself."""
         bank = self._bank
         dtype = bank._dtype
         if type(x) is np.ndarray and x.dtype == dtype and x.flags.c_contiguous:

@@ -15,7 +15,8 @@ def cache_location() -> str:
     not writable)."""
     from ..kernels import recurrent
 
-    return recurrent.learn_one._cache._cache_path
+    # (Numba's cache object is not public API: where it changes, say so plainly)
+    return getattr(getattr(recurrent.learn_one, "_cache", None), "_cache_path", None) or "Numba's cache"
 
 
 def warmup(stdout: TextIO) -> int:
