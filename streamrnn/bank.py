@@ -114,7 +114,8 @@ class ModelBank(Guarded):
     -----
     Each model follows :class:`~streamrnn.OnlineRNN`'s non-finite policy on
     its own: an update that would write a non-finite weight is rolled back,
-    counted in that model's ``bank.model(key).n_overflows`` (on the CPU).
+    counted in that model's ``bank.model(key).n_overflows`` (on the CPU and on
+    the GPU alike).
 
     Not thread-safe: a call from a second thread while one is inside the
     bank raises :class:`~streamrnn.guard.ConcurrentUseError` (nothing waits,

@@ -274,7 +274,7 @@ def check_bank(cls, state, limits) -> None:
         key_of = state.get("_key_of")
         need(isinstance(key_of, list) and buf.shape[0] == persist + len(key_of) * fresh._stride,
              f"the {name}'s buffer does not match its layout and keys")
-        need((fresh._origin + n * fresh._stride) * dtype.itemsize <= limits.max_bytes,
+        need((fresh._origin + capacity * fresh._stride) * dtype.itemsize <= limits.max_bytes,
              f"the {name}'s buffer would exceed the cap of {limits.max_bytes} bytes (max_bytes of load)")
         rows = buf[None, :persist]
     else:

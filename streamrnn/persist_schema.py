@@ -54,7 +54,7 @@ _BANK = (
 _SHARED_BANK = (
     "_batch", "_buf", "_ctr", "_dtype", "_free", "_input_size", "_key_of", "_last_seen", "_lay", "_n_created",
     "_origin", "_output_size", "_region", "_slot_of", "_steps_gone", "_stride", "_updates", "config", "max_idle",
-    "seed",
+    "seed", "_capacity_rows",
 )
 
 

@@ -209,18 +209,27 @@ class SharedWeightsBank(ModelBank):
         return np.concatenate([self._buf[:persist], self._buf[self._origin : self._origin + len(self._key_of) * self._stride]])
 
     def __getstate__(self) -> dict:
+        # only the slots in use (unused capacity costs nothing); the capacity is kept
         state = without_guard(dict(self.__dict__))  # (a lock: not state)
+        n = len(self._key_of)
         state["_buf"] = self._persistent()
+        state["_capacity_rows"] = self._capacity
+        state["_ctr"] = self._ctr[:n].copy()
+        state["_last_seen"] = self._last_seen[:n].copy()
         del state["_lays"]
         return state
 
     def __setstate__(self, state: dict) -> None:
-        persistent = state["_buf"]
+        persistent, ctr, seen = state["_buf"], state["_ctr"], state["_last_seen"]
         persist = state["_lay"][L.L_PERSIST]
-        capacity = state["_ctr"].shape[0]
+        capacity = state.pop("_capacity_rows", ctr.shape[0])  # (states saved before it held every row)
         state["_buf"] = aligned_zeros(state["_origin"] + capacity * state["_stride"], persistent.dtype)
         state["_buf"][:persist] = persistent[:persist]
         state["_buf"][state["_origin"] : state["_origin"] + persistent.shape[0] - persist] = persistent[persist:]
+        state["_ctr"] = np.zeros((capacity, ctr.shape[1]), dtype=ctr.dtype)
+        state["_ctr"][: ctr.shape[0]] = ctr
+        state["_last_seen"] = np.zeros(capacity, dtype=seen.dtype)
+        state["_last_seen"][: len(seen)] = seen
         self.__dict__.update(state)
         self._lays = np.repeat(self._lay[None, :], capacity + 1, axis=0)
         self._place(np.arange(capacity))

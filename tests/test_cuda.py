@@ -416,6 +416,58 @@ def test_the_block_per_model_kernel_with_every_optimizer_loss_and_schedule(confi
         assert ctr[1, L.C_RESETS] > 0
 
 
+#: Unclipped SGD at lr = 1e300 in float64: the steps of a model fed values of
+#: about 1e10 overflow (its gradients stay finite), those of a model fed
+#: values of about 0.01 do not. Float64, because the simulator computes
+#: float32 expressions partly in float64.
+OVERFLOWING = dict(BASE, dtype="float64", optimizer="sgd", lr=1e300, clip_norm=None, cell="gru")
+
+
+def overflowing_batches(rng, n_batches=3, rows=8):
+    out = []
+    for _ in range(n_batches):
+        keys = ["big", "calm"] * (rows // 2)
+        scale = np.where(np.array(keys)[:, None] == "big", 1e10, 0.01)
+        out.append((keys, scale * rng.normal(size=(rows, 2)), scale * rng.normal(size=(rows, 2))))
+    return out
+
+
+@needs_cuda
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_the_cuda_bank_rolls_back_overflowing_updates_as_the_cpu(rng):
+    cpu = ModelBank(seed=3, capacity=2, **OVERFLOWING)
+    gpu = ModelBank(seed=3, capacity=2, device="cuda", **OVERFLOWING)
+    run_and_compare(cpu, gpu, overflowing_batches(rng), "float64")  # counters equal, overflows among them
+    assert gpu.model("big").n_overflows > 0 and gpu.model("calm").n_overflows == 0
+    assert gpu.model("calm").n_updates > 0
+    assert np.isfinite(gpu.model("big")._buf[: gpu._lay[L.L_STATE]]).all()  # its parameters and moments
+
+
+@needs_cuda
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_the_block_per_model_kernel_rolls_back_overflowing_updates_as_the_cpu(rng):
+    from streamrnn.kernels import cuda as KC
+    from streamrnn.kernels import recurrent as K
+
+    cpu = ModelBank(seed=3, capacity=2, **{**OVERFLOWING, "cell": "lstm"})
+    cpu._slots(["big", "calm"])
+    buf, ctr, lay = cpu._buf.copy(), cpu._ctr.copy(), cpu._lay
+    dev = KC.DeviceBuffers(lay, buf, ctr)
+    for keys, X, Y in overflowing_batches(rng):
+        groups, starts, order = cpu._groups(cpu._slots(keys))
+        out_cpu, out_gpu = np.empty((len(keys), 2)), np.empty((len(keys), 2))
+        K.bank_learn(lay, ctr, buf, groups, starts, order, X, Y, out_cpu)
+        KC.bank_learn(dev.lay, dev.ctr, dev.buf, groups, starts, order, X, Y, out_gpu, block_per_model=True,
+                      threads=4)
+        np.testing.assert_allclose(out_gpu, out_cpu, **tolerance("float64"))
+    b, c = dev.take(np.arange(2))
+    np.testing.assert_array_equal(c, ctr[:2])
+    assert c[0, L.C_OVERFLOWS] > 0 and c[1, L.C_OVERFLOWS] == 0 and c[1, L.C_UPDATES] > 0
+    assert np.isfinite(b[:, : lay[L.L_STATE]]).all()  # parameters and moments
+    persist = lay[L.L_PERSIST]
+    np.testing.assert_allclose(b[:, :persist], buf[:2, :persist], **tolerance("float64"))
+
+
 @needs_cuda
 def test_the_block_per_model_kernel_refuses_what_it_does_not_run(rng):
     from streamrnn.kernels import cuda as KC

@@ -1080,9 +1080,10 @@ P.save(LSTMRegressor(hidden_size=3, seed=0), {str(path)!r})
     assert P.load(path).hidden_size == 2
 
 
-def test_finding_6_banks_save_and_pickle_only_the_slots_in_use(tmp_path):
+@pytest.mark.parametrize("kind", [ModelBank, SharedWeightsBank])
+def test_finding_6_banks_save_and_pickle_only_the_slots_in_use(tmp_path, kind):
     def bank_of(n):
-        bank = ModelBank(hidden_size=8, input_size=2, output_size=1, seed=0)
+        bank = kind(hidden_size=8, input_size=2, output_size=1, seed=0)
         keys = list(range(n))
         bank.learn_many(keys, np.ones((n, 2)), np.ones((n, 1)))
         return bank
@@ -1091,6 +1092,9 @@ def test_finding_6_banks_save_and_pickle_only_the_slots_in_use(tmp_path):
     assert bank_of(33)._capacity == 64
     assert sizes[33] < sizes[32] * 1.1  # 33 models, not 64
     assert len(pickle.dumps(bank_of(33))) < len(pickle.dumps(bank_of(32))) * 1.1
+    big = bank_of(33)
+    big._grow(1 << 16)  # a large capacity, nearly all unused: not in the file nor the pickle
+    assert len(file_bytes(big)) < sizes[33] * 1.1 and len(pickle.dumps(big)) < len(pickle.dumps(bank_of(33))) * 1.1
     bank = bank_of(33)
     rng = np.random.default_rng(0)
     copy = round_trip(bank, tmp_path)

@@ -197,6 +197,7 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
         if args.command == "demo":
             from .demo import demo
 
+            _say_if_cold(stderr)
             return demo(args, stdout)
         if args.command == "info":
             from .info import info
@@ -206,6 +207,7 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
             from .warmup import warmup
 
             return warmup(stdout)
+        _say_if_cold(stderr)
         from .commands import run_command  # (the models: imported only to run one)
 
         return run_command(args, stdin, stdout, stderr)
@@ -220,6 +222,15 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
         return 0
     except KeyboardInterrupt:
         return 130
+
+
+def _say_if_cold(stderr: TextIO) -> None:
+    """One line on stderr before a command that is about to compile the
+    kernels (a first run after installing): it would look hung otherwise."""
+    from .warmup import COLD_START_MESSAGE, cache_is_cold
+
+    if cache_is_cold():
+        print(COLD_START_MESSAGE, file=stderr, flush=True)
 
 
 def _file_after_target(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:

@@ -5,8 +5,14 @@ first ``forecast`` or ``detect`` at once)."""
 from __future__ import annotations
 
 import math
+import os
 import time
 from typing import TextIO
+
+#: What a command's first run compiles, measured on 2 cores (about 35 s for
+#: ``forecast``, 50 for ``demo``): said once on stderr when the cache is cold.
+COLD_START_MESSAGE = ("streamrnn: compiling the kernels for first use (about 30-60 s, once); later runs start at "
+                      "once. `streamrnn warmup` does it ahead, for example in a container image.")
 
 
 def cache_location() -> str:
@@ -17,6 +23,20 @@ def cache_location() -> str:
 
     # (Numba's cache object is not public API: where it changes, say so plainly)
     return getattr(getattr(recurrent.learn_one, "_cache", None), "_cache_path", None) or "Numba's cache"
+
+
+def cache_is_cold() -> bool:
+    """Whether Numba's cache holds nothing yet of the kernel every command
+    runs (a learning step): the command about to run then compiles for tens
+    of seconds. False where caching is off, or where it cannot tell."""
+    from .. import config
+    from ..kernels import recurrent
+
+    if not config.CACHE:
+        return False
+    # (Numba's cache objects are not public API: where they change, say nothing)
+    index = getattr(getattr(getattr(recurrent.learn_step, "_cache", None), "_cache_file", None), "_index_path", None)
+    return isinstance(index, str) and not os.path.exists(index)
 
 
 def warmup(stdout: TextIO) -> int:

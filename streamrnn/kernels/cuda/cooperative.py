@@ -40,6 +40,7 @@ from ... import config
 from .._math import act_sigmoid, act_tanh
 from ..layout import (
     C_FILL,
+    C_OVERFLOWS,
     C_POS,
     C_RESETS,
     C_SINCE,
@@ -48,15 +49,8 @@ from ..layout import (
     C_UPDATES,
     CELL_GRU,
     CELL_LSTM,
-    HP_ALPHA,
-    HP_BETA1,
-    HP_BETA2,
     HP_CLIP,
-    HP_EPS,
     HP_HUBER_DELTA,
-    HP_LR,
-    HP_MOMENTUM,
-    HP_WEIGHT_DECAY,
     L_APPROX,
     L_CACHE,
     L_CELL,
@@ -97,11 +91,9 @@ from ..layout import (
     LOSS_CROSS_ENTROPY,
     LOSS_HUBER,
     N_CTR,
-    OPT_ADAMW,
-    OPT_RMSPROP,
-    OPT_SGD,
 )
-from .recurrent import ipow, ring_row
+from . import recurrent
+from .recurrent import element_update, ring_row, step_constants
 
 #: Most threads of a block.
 MAX_THREADS = 256
@@ -447,10 +439,14 @@ def block_window_backward(lay, B, m, sh, start, n_rows, n_loss, t, T):
     return total
 
 
-def block_optimizer_step(lay, B, m, sh, n_updates, t, T):
+def block_optimizer_step(lay, cnt, B, m, sh, t, T):
     """Clip to the global norm and apply one optimizer step
     (``optimizer_step`` on the CPU), updating the shared copy of ``W_h``
-    too. Returns False, changing nothing, when the gradient is not finite."""
+    too. Returns False, changing nothing, when the gradient is not finite
+    or when the step would write a non-finite parameter or moment anywhere
+    (an overflow, counted in ``cnt[C_OVERFLOWS]``, as the CPU's rollback):
+    each thread computes its elements' new values once to check them, the
+    block agrees (``syncthreads_or``), and only then writes them."""
     tp = B.dtype.type
     one = tp(1.0)
     zero = tp(0.0)
@@ -459,9 +455,6 @@ def block_optimizer_step(lay, B, m, sh, n_updates, t, T):
     GH = lay[L_GATES] * H
     grad, m1, m2 = lay[L_GRAD], lay[L_M], lay[L_V]
     hp = lay[L_HP]
-    lr = B[hp + HP_LR, m]
-    wd = B[hp + HP_WEIGHT_DECAY, m]
-    eps = B[hp + HP_EPS, m]
     clip = B[hp + HP_CLIP, m]
     opt = lay[L_OPT]
     sw, red, _, _, snorm = shared_offsets(lay, T)
@@ -487,39 +480,20 @@ def block_optimizer_step(lay, B, m, sh, n_updates, t, T):
     if clip > zero:
         gscale = min(clip / (norm + tp(1e-6)), one)
 
-    b1 = B[hp + HP_BETA1, m]
-    b2 = B[hp + HP_BETA2, m]
-    step = lr
-    rbc2 = one
-    decay = one
-    l2 = wd
-    if opt != OPT_SGD and opt != OPT_RMSPROP:  # Adam's bias corrections
-        step = lr / (one - ipow(b1, n_updates + 1))
-        rbc2 = one / math.sqrt(one - ipow(b2, n_updates + 1))
-    if opt == OPT_ADAMW:
-        decay = one - lr * wd
-        l2 = zero
+    hps = step_constants(opt, B, m, hp, cnt[C_UPDATES], one, zero)
+    bad = 0  # an integer: what the barrier's predicate takes
     for e in range(t, P, T):
-        th = B[e, m]
-        if opt == OPT_SGD:
-            g = B[grad + e, m] * gscale + wd * th
-            v = B[hp + HP_MOMENTUM, m] * B[m1 + e, m] + g
-            B[m1 + e, m] = v
-            th = th - lr * v
-        elif opt == OPT_RMSPROP:
-            alpha = B[hp + HP_ALPHA, m]
-            g = B[grad + e, m] * gscale + wd * th
-            v = alpha * B[m2 + e, m] + (one - alpha) * g * g
-            B[m2 + e, m] = v
-            th = th - lr * g / (math.sqrt(v) + eps)
-        else:
-            g = B[grad + e, m] * gscale + l2 * th
-            v1 = b1 * B[m1 + e, m] + (one - b1) * g
-            v2 = b2 * B[m2 + e, m] + (one - b2) * g * g
-            B[m1 + e, m] = v1
-            B[m2 + e, m] = v2
-            th = th * decay - step * v1 / (math.sqrt(v2) * rbc2 + eps)
+        th, v1, v2 = element_update(opt, B[e, m], B[grad + e, m], B[m1 + e, m], B[m2 + e, m], gscale, hps, one)
+        if not (math.isfinite(th) and math.isfinite(v1) and math.isfinite(v2)):
+            bad = 1
+    if cuda.syncthreads_or(bad) != 0:  # an overflow somewhere: roll back (write nothing), as the CPU
+        cnt[C_OVERFLOWS] += 1
+        return False
+    for e in range(t, P, T):
+        th, v1, v2 = element_update(opt, B[e, m], B[grad + e, m], B[m1 + e, m], B[m2 + e, m], gscale, hps, one)
         B[e, m] = th
+        B[m1 + e, m] = v1
+        B[m2 + e, m] = v2
         if e >= wh and e < wh + H * GH:
             j = (e - wh) // GH
             sh[j * sw + (e - wh) - j * GH] = th
@@ -543,7 +517,7 @@ def block_tbptt_update(lay, cnt, B, m, sh, t, T):
                 cnt[C_SKIPPED] += 1
                 return
     loss = block_window_backward(lay, B, m, sh, start, n_rows, n_loss, t, T)
-    if not math.isfinite(loss) or not block_optimizer_step(lay, B, m, sh, cnt[C_UPDATES], t, T):
+    if not math.isfinite(loss) or not block_optimizer_step(lay, cnt, B, m, sh, t, T):
         cnt[C_SKIPPED] += 1
         return
     cnt[C_UPDATES] += 1
@@ -659,7 +633,8 @@ def make_predict_kernel(shared_type):
 
 _DEVICE_FUNCTIONS = (
     "ring_row",
-    "ipow",
+    "element_update",
+    "step_constants",
     "shared_offsets",
     "scratch_offsets",
     "stage_recurrent_weights",
@@ -686,11 +661,12 @@ def build(dtype, kind: str = "learn") -> object:
     from numba import cuda as numba_cuda
     from numba import from_dtype
 
+    recurrent.build()  # the shared device functions call each other through that module's names
     g = globals()
     if g["cuda"] is None:
         g["cuda"] = numba_cuda
         for name in _DEVICE_FUNCTIONS:
-            f = g[name]  # ring_row and ipow are shared with .recurrent: wrap the Python function
+            f = g[name]  # some are shared with .recurrent: wrap the Python function
             f = getattr(f, "py_func", None) or getattr(f, "fn", None) or f
             g[name] = numba_cuda.jit(device=True)(f)
     if kind == "learn":

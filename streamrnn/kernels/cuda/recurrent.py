@@ -36,6 +36,7 @@ from ... import config
 from .._math import act_sigmoid, act_tanh
 from ..layout import (
     C_FILL,
+    C_OVERFLOWS,
     C_POS,
     C_RESETS,
     C_SINCE,
@@ -526,19 +527,63 @@ def window_backward(lay, B, m, rows, start, n_rows, n_loss):
 # --------------------------------------------------------------- optimizers
 
 
+def element_update(opt, th, g0, v1, v2, gscale, hps, one):
+    """The new value of one parameter and of its two moments after one
+    optimizer step (``apply_update`` on the CPU, the same expressions in the
+    same order), written nowhere: ``th`` the parameter, ``g0`` its raw
+    gradient, ``v1``/``v2`` its moments; ``hps`` = (lr, wd, eps, momentum,
+    alpha, beta1, beta2, step, rbc2, decay, l2) as :func:`step_constants`
+    gives them. A moment the optimizer does not use is returned unchanged."""
+    lr, wd, eps, mom, alpha, b1, b2, step, rbc2, decay, l2 = hps
+    if opt == OPT_SGD:
+        g = g0 * gscale + wd * th
+        v = mom * v1 + g
+        return th - lr * v, v, v2
+    if opt == OPT_RMSPROP:
+        g = g0 * gscale + wd * th
+        v = alpha * v2 + (one - alpha) * g * g
+        return th - lr * g / (math.sqrt(v) + eps), v1, v
+    g = g0 * gscale + l2 * th
+    n1 = b1 * v1 + (one - b1) * g
+    n2 = b2 * v2 + (one - b2) * g * g
+    return th * decay - step * n1 / (math.sqrt(n2) * rbc2 + eps), n1, n2
+
+
+def step_constants(opt, B, m, hp, n_updates, one, zero):
+    """The hyperparameters of model ``m`` and the constants of its next step
+    (Adam's bias corrections, AdamW's decay), in the order
+    :func:`element_update` takes them."""
+    lr = B[hp + HP_LR, m]
+    wd = B[hp + HP_WEIGHT_DECAY, m]
+    b1 = B[hp + HP_BETA1, m]
+    b2 = B[hp + HP_BETA2, m]
+    step = lr
+    rbc2 = one
+    decay = one
+    l2 = wd
+    if opt != OPT_SGD and opt != OPT_RMSPROP:  # Adam's bias corrections
+        step = lr / (one - ipow(b1, n_updates + 1))
+        rbc2 = one / math.sqrt(one - ipow(b2, n_updates + 1))
+    if opt == OPT_ADAMW:
+        decay = one - lr * wd
+        l2 = zero
+    return (lr, wd, B[hp + HP_EPS, m], B[hp + HP_MOMENTUM, m], B[hp + HP_ALPHA, m], b1, b2, step, rbc2, decay, l2)
+
+
 def optimizer_step(lay, ctr, B, m):
     """Clip to the global norm and apply one optimizer step
     (``optimizer_step`` on the CPU). Returns False, changing nothing, when
-    the gradient is not finite."""
+    the gradient is not finite, or when the step would write a non-finite
+    parameter or moment (an overflow, counted in ``ctr[C_OVERFLOWS, m]``,
+    as the CPU's rollback). The new values are computed once to check them
+    and again to write them: the same expressions, so the same bits, and no
+    copy to roll back to."""
     t = B.dtype.type
     one = t(1.0)
     zero = t(0.0)
     P = lay[L_NPARAM]
     grad, m1, m2 = lay[L_GRAD], lay[L_M], lay[L_V]
     hp = lay[L_HP]
-    lr = B[hp + HP_LR, m]
-    wd = B[hp + HP_WEIGHT_DECAY, m]
-    eps = B[hp + HP_EPS, m]
     clip = B[hp + HP_CLIP, m]
     opt = lay[L_OPT]
 
@@ -553,39 +598,17 @@ def optimizer_step(lay, ctr, B, m):
     if clip > zero:
         gscale = min(clip / (norm + t(1e-6)), one)
 
-    if opt == OPT_SGD:
-        mom = B[hp + HP_MOMENTUM, m]
-        for j in range(P):
-            g = B[grad + j, m] * gscale + wd * B[j, m]
-            v = mom * B[m1 + j, m] + g
-            B[m1 + j, m] = v
-            B[j, m] -= lr * v
-    elif opt == OPT_RMSPROP:
-        alpha = B[hp + HP_ALPHA, m]
-        for j in range(P):
-            g = B[grad + j, m] * gscale + wd * B[j, m]
-            v = alpha * B[m2 + j, m] + (one - alpha) * g * g
-            B[m2 + j, m] = v
-            B[j, m] -= lr * g / (math.sqrt(v) + eps)
-    else:
-        b1 = B[hp + HP_BETA1, m]
-        b2 = B[hp + HP_BETA2, m]
-        n = ctr[C_UPDATES, m] + 1
-        step = lr / (one - ipow(b1, n))
-        rbc2 = one / math.sqrt(one - ipow(b2, n))
-        decay = one
-        l2 = wd
-        if opt == OPT_ADAMW:
-            decay = one - lr * wd
-            l2 = zero
-        for j in range(P):
-            th = B[j, m]
-            g = B[grad + j, m] * gscale + l2 * th
-            v1 = b1 * B[m1 + j, m] + (one - b1) * g
-            v2 = b2 * B[m2 + j, m] + (one - b2) * g * g
-            B[m1 + j, m] = v1
-            B[m2 + j, m] = v2
-            B[j, m] = th * decay - step * v1 / (math.sqrt(v2) * rbc2 + eps)
+    hps = step_constants(opt, B, m, hp, ctr[C_UPDATES, m], one, zero)
+    for j in range(P):
+        th, v1, v2 = element_update(opt, B[j, m], B[grad + j, m], B[m1 + j, m], B[m2 + j, m], gscale, hps, one)
+        if not (math.isfinite(th) and math.isfinite(v1) and math.isfinite(v2)):
+            ctr[C_OVERFLOWS, m] += 1
+            return False
+    for j in range(P):
+        th, v1, v2 = element_update(opt, B[j, m], B[grad + j, m], B[m1 + j, m], B[m2 + j, m], gscale, hps, one)
+        B[j, m] = th
+        B[m1 + j, m] = v1
+        B[m2 + j, m] = v2
     return True
 
 
@@ -782,6 +805,8 @@ _DEVICE_FUNCTIONS = (
     "matvec",
     "matvec_t",
     "ipow",
+    "element_update",
+    "step_constants",
     "cell_forward",
     "head_forward",
     "network_forward",
