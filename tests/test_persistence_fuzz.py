@@ -24,9 +24,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamrnn import GRUClassifier, LSTMForecaster, LSTMRegressor, ModelBank, OnlineRNN
+from streamrnn import (
+    GlobalForecaster,
+    GRUClassifier,
+    LSTMForecaster,
+    LSTMRegressor,
+    ModelBank,
+    OnlineRNN,
+    SharedWeightsBank,
+)
 from streamrnn import persistence as P
-from streamrnn.anomaly import PredictiveDetector
+from streamrnn.anomaly import PredictiveDetector, ReconstructionDetector
+from streamrnn.keyed import KeyedDetector
 
 CAP = 32 << 20  # max_bytes of the fuzzed loads
 # examples per test (STREAMRNN_FUZZ_EXAMPLES for a longer campaign, with STREAMRNN_FUZZ_RANDOM=1 for new draws)
@@ -124,11 +133,18 @@ def _forecaster():
     return model
 
 
+def _interval_ok(interval) -> bool:
+    """Bounds with no NaN, lower <= upper: finite, or infinite where the
+    model documents that it knows no error yet (an edited error count)."""
+    lower, upper = (np.asarray(b, dtype=float) for b in interval)
+    return not (np.isnan(lower).any() or np.isnan(upper).any()) and bool((lower <= upper).all())
+
+
 def _probe_forecaster(model):
     assert _finite(model.forecast(3))
     model.learn_one(12.0)
     assert _finite(model.forecast(3))
-    assert _finite(model.forecast_interval(2, 0.9))
+    assert _interval_ok(model.forecast_interval(2, 0.9))
 
 
 def _pipeline():
@@ -156,6 +172,57 @@ def _probe_filtered(model):
         model.learn_one(x)
 
 
+def _shared_bank():
+    bank = SharedWeightsBank(cell="gru", hidden_size=3, input_size=2, output_size=1, k2=3, seed=0, max_idle=5)
+    for t in range(4):
+        bank.learn_many(["a", 1, ("k", 2)], np.full((3, 2), t / 4), np.ones((3, 1)))
+    return bank
+
+
+def _keyed_detector():
+    model = KeyedDetector(PredictiveDetector(hidden_size=3, k2=3, grace_period=2), seed=0, max_idle=20)
+    for t, x in enumerate(_xs(12)):
+        model.learn_one(("s", t % 2), x)
+    return model
+
+
+def _probe_keyed_detector(model):
+    for t, x in enumerate(_xs(3, seed=1)):
+        assert _finite(model.score_one(("s", t % 2), x))
+        model.learn_one(("s", t % 2), x)
+
+
+def _global_forecaster():
+    model = GlobalForecaster(hidden_size=3, k2=3, seasonality=4, seed=0)
+    for t in range(24):
+        model.learn_one(t % 2, 10.0 + t % 4 + 0.1 * t)
+    return model
+
+
+def _probe_global_forecaster(model):
+    for key in model.keys:
+        assert _finite(model.forecast(key, 3))
+        model.learn_one(key, 12.0)
+        assert _finite(model.forecast(key, 3))
+        assert _interval_ok(model.forecast_interval(key, 2, 0.9))
+
+
+def _reconstruction_detector():
+    model = ReconstructionDetector(hidden_size=3, k2=3, grace_period=2, seed=0)
+    for x in _xs(10):
+        model.learn_one(x)
+    return model
+
+
+def _threshold_filtered_detector():
+    from river import anomaly
+
+    model = anomaly.ThresholdFilter(PredictiveDetector(hidden_size=3, k2=3, grace_period=2, seed=0), threshold=0.5)
+    for x in _xs(10):
+        model.learn_one(x)
+    return model
+
+
 TARGETS = {
     "regressor": (_regressor, _probe_regressor),
     "classifier": (_classifier, _probe_classifier),
@@ -165,6 +232,11 @@ TARGETS = {
     "forecaster": (_forecaster, _probe_forecaster),
     "pipeline": (_pipeline, _probe_regressor),
     "filtered_detector": (_filtered_detector, _probe_filtered),
+    "shared_bank": (_shared_bank, _probe_bank),
+    "keyed_detector": (_keyed_detector, _probe_keyed_detector),
+    "global_forecaster": (_global_forecaster, _probe_global_forecaster),
+    "reconstruction_detector": (_reconstruction_detector, _probe_detector),
+    "threshold_filtered_detector": (_threshold_filtered_detector, _probe_filtered),
 }
 
 
