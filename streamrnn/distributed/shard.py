@@ -117,14 +117,14 @@ class Shard:
 
     def write_groups(self, storage: Storage, checkpoint: int) -> dict[int, tuple[str, int]]:
         """Each group's models saved (:func:`streamrnn.save`, whole or not at
-        all) as ``group_file(group, checkpoint)``; returns ``{group: (file
-        name, number of keys)}``."""
+        all) as ``group_file(group, checkpoint)``, on disk when this returns;
+        returns ``{group: (file name, number of keys)}``."""
         written = {}
         for group, part in self.group_snapshots().items():
             name = group_file(group, checkpoint)
-            storage.save(name, ModelBank.restore(part))
+            storage.save(name, ModelBank.restore(part), durable=False)
             written[group] = (name, len(part["meta"]["keys"]))
-        storage.sync()
+        storage.flush()
         return written
 
     def read_groups(self, storage: Storage, files: dict, batch: int) -> int:

@@ -110,6 +110,17 @@ class ShardedBank:
         args = dict(seed=self.seed, max_idle=self.max_idle, device=self.device, **self.config)
         return self._remote.remote(args, self.n_groups, self.threads)
 
+    def close(self) -> None:
+        """End the shard actors (their models are gone: :meth:`checkpoint`
+        first to keep them)."""
+        ray = _ray()
+        for actor in self._actors:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # already gone
+                pass
+        self._actors = []
+
     def __reduce__(self):
         raise TypeError("a ShardedBank is not picklable (it holds Ray actors): use checkpoint() and restore()")
 
@@ -360,6 +371,7 @@ class ShardedBank:
             raise TypeError(f"offset must be plain JSON data (a number, a string, ...): {e}") from None
         storage = Storage(path)
         storage.make()
+        storage.clean()
         previous = read_manifest(storage)
         number = 1 if previous is None else previous["checkpoint"] % 999_999 + 1
         written = {}

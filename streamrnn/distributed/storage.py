@@ -7,11 +7,14 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 
 from .. import persist_archive as archive
 from .. import persistence
 
 __all__ = ["Storage"]
+
+_TEMPORARY = re.compile(r"\..+\.(\d+)-[0-9a-f]{12}\.tmp")  # (persist_archive.temporary_name's)
 
 
 def _fsspec():
@@ -81,38 +84,56 @@ class Storage:
         except FileNotFoundError:
             pass
 
-    def _put(self, name: str, data: bytes) -> None:
-        """``data`` under ``name``, whole or not at all."""
-        if self.url:
+    def _put(self, name: str, data: bytes, durable: bool = True) -> None:
+        """``data`` under ``name``, whole or not at all (a temporary file
+        renamed); ``durable``: on disk before this returns (else once
+        :meth:`flush` has run)."""
+        if self.url:  # (an object store's put is whole and durable)
             tmp = self._where(f".{name}.{os.getpid()}.tmp")
             self.fs.pipe_file(tmp, data)
             self.fs.mv(tmp, self._where(name))
             return
-        target = self._where(name)
-        archive.clean_stale_temporaries(self.path, name)
         tmp = archive.temporary_name(self.path, name)
         try:
             with open(tmp, "xb") as f:
                 f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
+                if durable or not hasattr(os, "sync"):
+                    f.flush()
+                    os.fsync(f.fileno())
+            os.replace(tmp, self._where(name))
         except BaseException:
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
             raise
-        self.sync()
-
-    def sync(self) -> None:
-        """The renames made durable (POSIX: the folder's entries flushed)."""
-        if not self.url and os.name == "posix":
+        if durable and os.name == "posix":  # the rename too
             fd = os.open(self.path, os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+    def flush(self) -> None:
+        """The files written so far on disk, renames included (one system
+        ``sync`` for many files: an ``fsync`` each costs milliseconds)."""
+        if self.url:
+            return
+        if hasattr(os, "sync"):
+            os.sync()
+
+    def clean(self) -> list[str]:
+        """Remove the temporary files of writers that are gone (interrupted
+        checkpoints); returns their names."""
+        if self.url:
+            return []
+        removed = []
+        for name in self.names():
+            match = _TEMPORARY.fullmatch(name)
+            if match and not archive._alive(int(match.group(1))):
+                self.remove(name)
+                removed.append(name)
+        return removed
 
     def write_json(self, name: str, value) -> None:
         """``value`` (plain JSON data) as a JSON file, whole or not at all."""
@@ -129,15 +150,12 @@ class Storage:
             raise ValueError(f"{name} is over {max_bytes} bytes: not a checkpoint manifest")
         return json.loads(data.decode("utf-8"))
 
-    def save(self, name: str, model) -> None:
+    def save(self, name: str, model, durable: bool = True) -> None:
         """``model`` in the safe save format (:func:`streamrnn.save`), whole
-        or not at all."""
-        if self.url:
-            data = io.BytesIO()
-            persistence.save(model, data)
-            self._put(name, data.getvalue())
-        else:  # save writes a temporary file and renames it
-            persistence.save(model, self._where(name))
+        or not at all; ``durable`` as :meth:`_put`'s."""
+        data = io.BytesIO()
+        persistence.save(model, data)
+        self._put(name, data.getvalue(), durable)
 
     def load(self, name: str):
         """The model saved under ``name`` (checked by :func:`streamrnn.load`)."""
