@@ -7,9 +7,9 @@ integer ids in a numpy array. Two batch shapes: fleet ticks (one row per key,
 ``batch`` keys at a time, cycling through the fleet) and 16-row batches
 (``batch / 16`` keys, 16 rows each). Each figure is the median of
 ``--repeats`` timed batches after one warm-up pass over every key (which
-creates the models and compiles or loads the kernels). All banks run in the
-same process run, one after another, on the same machine; ratios are taken
-within the run. The in-process bank and the 1-shard bank use ``--threads``
+creates the models and compiles or loads the kernels). All banks live at
+once and are timed in turn, batch after batch, so that each repeat sees the
+same load from the machine's neighbours; ratios are taken within the run. The in-process bank and the 1-shard bank use ``--threads``
 Numba threads; each of 2 shards uses ``--threads / 2`` (the cores shared out),
 and also ``--threads`` (oversubscribed) for comparison.
 
@@ -24,7 +24,7 @@ gathering the outputs, outside the shards' work). Not modelled: the network
 (16 bytes per row in, 4 out: ~6 Gbit/s at 50 M rows/s), Ray's scheduling
 across nodes, stragglers.
 
-Run: ``python benchmarks/bench_ray.py [--models 10000] [--batches 1000,10000] [--repeats 3]``
+Run: ``python benchmarks/bench_ray.py [--models 10000] [--batches 1000,10000] [--repeats 5] [--k1 16]``
 """
 
 from __future__ import annotations
@@ -102,8 +102,10 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=10_000)
     parser.add_argument("--batches", default="1000,10000", help="batch sizes in rows, comma-separated")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=numba.config.NUMBA_NUM_THREADS)
+    parser.add_argument("--k1", type=int, default=1, help="TBPTT k1 (1, the default: an update every step)")
+    parser.add_argument("--k2", type=int, default=16)
     parser.add_argument("--groups", type=int, default=4096)
     parser.add_argument("--nodes", type=int, default=16)
     parser.add_argument("--cores", type=int, default=16)
@@ -113,67 +115,79 @@ def main(argv=None) -> dict:
 
     from streamrnn.distributed import ShardedBank
 
+    config = dict(CONFIG, k1=args.k1, k2=args.k2)
     sizes = [int(b) for b in args.batches.split(",")]
     shapes = [("fleet tick", 1), ("16-row", 16)]
     rng = np.random.default_rng(0)
     numba.set_num_threads(args.threads)
-    print(f"N = {args.models} LSTMs (hidden 32, float32), batch sizes {sizes}, median of {args.repeats}; "
-          f"{os.cpu_count()} cores, Numba {numba.__version__}, Ray {ray.__version__}, threads {args.threads}")
-    results: dict = {}
-
-    def measure(name, bank):
-        warm(bank, args.models, rng)
-        for shape, rows in shapes:
-            for b in sizes:
-                results[(name, shape, b)] = r = rate(bank, args.models, b, rows, args.repeats)
-                print(f"{name:<28} {shape:<10} batch {b:>7}: {r:>10,.0f} samples/s", flush=True)
-
-    bank = ModelBank(seed=0, seed_by_key=True, **CONFIG)
-    measure("in-process ModelBank", bank)
-    del bank
+    print(f"N = {args.models} LSTMs (hidden 32, float32, k1 = {args.k1}, k2 = {args.k2}), batch sizes {sizes}, "
+          f"median of {args.repeats}, the banks timed in turn; {os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.1f}, Numba {numba.__version__}, Ray {ray.__version__}, threads {args.threads}")
     t = time.perf_counter()
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     print(f"ray.init: {time.perf_counter() - t:.1f} s")
     half = max(args.threads // 2, 1)
-    variants = [("ShardedBank 1 shard", 1, args.threads), (f"ShardedBank 2 shards x {half}t", 2, half)]
+    two = f"ShardedBank 2 shards x {half}t"
+    banks = {"in-process ModelBank": ModelBank(seed=0, seed_by_key=True, **config),
+             "ShardedBank 1 shard": ShardedBank(n_shards=1, n_groups=args.groups, seed=0, threads=args.threads,
+                                                **config),
+             two: ShardedBank(n_shards=2, n_groups=args.groups, seed=0, threads=half, **config)}
     if not args.no_oversubscribed and half != args.threads:
-        variants.append((f"ShardedBank 2 shards x {args.threads}t", 2, args.threads))
+        banks[f"ShardedBank 2 shards x {args.threads}t"] = ShardedBank(
+            n_shards=2, n_groups=args.groups, seed=0, threads=args.threads, **config)
+    for bank in banks.values():
+        warm(bank, args.models, rng)
+    results: dict = {}
+    for shape, rows in shapes:
+        for b in sizes:
+            times = {name: [] for name in banks}
+            gens = {name: batches(args.models, b, rows, np.random.default_rng(1)) for name in banks}
+            for name, bank in banks.items():
+                bank.learn_many(*next(gens[name]))  # (warm-up of this shape)
+            for _ in range(args.repeats):
+                for name, bank in banks.items():  # in turn: each repeat sees the same neighbours' load
+                    keys, X, Y = next(gens[name])
+                    t = time.perf_counter()
+                    bank.learn_many(keys, X, Y)
+                    times[name].append(time.perf_counter() - t)
+            for name in banks:
+                results[(name, shape, b)] = r = len(keys) / statistics.median(times[name])
+                print(f"{name:<28} {shape:<10} batch {b:>7}: {r:>10,.0f} samples/s "
+                      f"({1e6 / r:.2f} µs a sample)", flush=True)
+    results["driver"] = d = driver_cost(banks[two], args.models, sizes[-1], args.repeats)
+    print(f"driver cost (split + gather, batch {sizes[-1]}, 2 shards): {d * 1e6:.3f} µs a row", flush=True)
+    del banks["in-process ModelBank"]
     folder = tempfile.mkdtemp(prefix="bench_ray_")
     try:
-        for name, n, threads in variants:
-            sharded = ShardedBank(n_shards=n, n_groups=args.groups, seed=0, threads=threads, **CONFIG)
-            measure(name, sharded)
-            if threads == half or n == 1:
-                path = os.path.join(folder, f"{n}")
-                t = time.perf_counter()
-                sharded.checkpoint(path, offset=0)
-                took = time.perf_counter() - t
-                size = folder_bytes(path)
-                results[(name, "checkpoint")] = (took, size)
-                print(f"{name:<28} checkpoint of {args.models} models: {took:.2f} s, {size / 2**20:.0f} MiB "
-                      f"in {len(os.listdir(path)) - 1} group files", flush=True)
-                keys, X, Y = next(batches(args.models, sizes[-1], 1, rng))
-                sharded.learn_many(keys, X, Y)  # (a batch to replay)
-                t = time.perf_counter()
-                sharded.learn_many(keys, X, Y)
-                normal = time.perf_counter() - t
-                ray.kill(sharded._actors[0])
-                t = time.perf_counter()
-                sharded.learn_many(keys, X, Y)
-                recovery = time.perf_counter() - t - normal
-                results[(name, "recovery")] = recovery
-                print(f"{name:<28} recovery after a kill (restart, load {args.models // n} models, replay 2 "
-                      f"batches): {recovery:.2f} s", flush=True)
-            if n == 2 and threads == half:
-                results["driver"] = d = driver_cost(sharded, args.models, sizes[-1], args.repeats)
-                print(f"driver cost (split + gather, batch {sizes[-1]}): {d * 1e6:.3f} µs a row", flush=True)
-            sharded.close()
+        for name in ("ShardedBank 1 shard", two):
+            sharded = banks[name]
+            path = os.path.join(folder, name.split()[1])
+            t = time.perf_counter()
+            sharded.checkpoint(path, offset=0)
+            took = time.perf_counter() - t
+            size = folder_bytes(path)
+            results[(name, "checkpoint")] = (took, size)
+            print(f"{name:<28} checkpoint of {args.models} models: {took:.2f} s, {size / 2**20:.0f} MiB "
+                  f"in {len(os.listdir(path)) - 1} group files", flush=True)
+            keys, X, Y = next(batches(args.models, sizes[-1], 1, rng))
+            sharded.learn_many(keys, X, Y)  # (a batch to replay)
+            t = time.perf_counter()
+            sharded.learn_many(keys, X, Y)
+            normal = time.perf_counter() - t
+            ray.kill(sharded._actors[0])
+            t = time.perf_counter()
+            sharded.learn_many(keys, X, Y)
+            results[(name, "recovery")] = recovery = time.perf_counter() - t - normal
+            print(f"{name:<28} recovery after a kill (a new actor loads {args.models // sharded.n_shards} models, "
+                  f"replays 2 batches): {recovery:.2f} s beyond the batch's {normal:.2f} s", flush=True)
     finally:
+        for bank in banks.values():
+            bank.close()
         shutil.rmtree(folder, ignore_errors=True)
         ray.shutdown()
 
-    print("\nratios (batches >= 10,000 rows; targets: 1 shard >= 0.8 x in-process, 2 shards >= 1.5 x 1 shard)")
-    two = variants[1][0]
+    print("\nratios in this run (targets, batches >= 10,000 rows: 1 shard >= 0.8 x in-process, "
+          "2 shards >= 1.5 x 1 shard)")
     for shape, _ in shapes:
         for b in sizes:
             one = results[("ShardedBank 1 shard", shape, b)] / results[("in-process ModelBank", shape, b)]
@@ -181,16 +195,17 @@ def main(argv=None) -> dict:
             print(f"{shape:<10} batch {b:>7}: 1 shard / in-process {one:.2f}, 2 shards / 1 shard {scale:.2f}")
     b = sizes[-1]
     r_core = results[(two, "fleet tick", b)] / 2
-    d = results["driver"]
-    projected = min(args.nodes * args.cores * r_core, 1 / d)
+    cap = args.nodes * args.cores * r_core
+    projected = min(cap, 1 / d)
     print(f"\nprojected, {args.nodes} nodes x {args.cores} cores, fleet ticks of {b} rows: "
           f"min({args.nodes} * {args.cores} * {r_core:,.0f}, 1 / {d * 1e6:.3f} µs) = {projected:,.0f} samples/s "
-          f"({'the driver' if 1 / d < args.nodes * args.cores * r_core else 'the shards'} limit it)")
+          f"(limited by {'the one driver' if 1 / d < cap else 'the shards'})")
     took, size = results[(two, "checkpoint")]
-    per_model = took / args.models * 2  # (2 shards writing at once: seconds per model per shard)
+    per_model = took / (args.models / 2)  # (2 shards writing at once)
     print(f"projected checkpoint of 100,000 models on {args.nodes * args.cores} shards: "
           f"{100_000 / (args.nodes * args.cores) * per_model:.2f} s if the storage keeps up "
-          f"({size / args.models / 1e3:.0f} kB a model)")
+          f"({size / args.models / 1e3:.0f} kB a model); here, 100,000 on 2 shards: "
+          f"{100_000 / 2 * per_model:.1f} s")
     return results
 
 

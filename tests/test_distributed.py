@@ -231,3 +231,16 @@ def test_an_interrupted_checkpoint_leaves_the_previous_one(ray, tmp_path, monkey
         json.dump({**second, "groups": [[0, "../../etc/passwd", 1]]}, f)
     with pytest.raises(ValueError, match="does not name its group's file"):
         ShardedBank.restore(tmp_path)
+
+
+def test_the_ray_fleet_example_recovers_and_restores_exactly(ray, capsys):
+    import runpy
+    from pathlib import Path
+
+    example = runpy.run_path(str(Path(__file__).parents[1] / "examples" / "ray_fleet.py"), run_name="example")
+    result = example["main"](["--sensors", "60", "--steps", "17", "--hidden-size", "4"])
+    out = capsys.readouterr().out
+    assert result["recoveries"] == 1 and result["offset"] == 2
+    assert result["equal"] and result["models_equal"] and result["replayed_equal"]
+    assert "predictions equal to one in-process bank's: True" in out
+    assert result["mae"]["LSTM"] > 0 and result["mae"]["persistence"] > 0
