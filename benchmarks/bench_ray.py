@@ -9,9 +9,12 @@ integer ids in a numpy array. Two batch shapes: fleet ticks (one row per key,
 ``--repeats`` timed batches after one warm-up pass over every key (which
 creates the models and compiles or loads the kernels). All banks live at
 once and are timed in turn, batch after batch, so that each repeat sees the
-same load from the machine's neighbours; ratios are taken within the run. The in-process bank and the 1-shard bank use ``--threads``
-Numba threads; each of 2 shards uses ``--threads / 2`` (the cores shared out),
-and also ``--threads`` (oversubscribed) for comparison.
+same load from the machine's neighbours; ratios are taken within the run.
+The in-process bank and the 1-shard bank use ``--threads`` Numba threads;
+each of 2 shards uses ``--threads / 2`` (the cores shared out), compared also
+with 1 shard of ``--threads / 2`` threads (scaling at a fixed number of
+threads per shard); ``--oversubscribed`` adds 2 shards of ``--threads``
+threads each.
 
 Projection to a cluster of ``--nodes`` nodes of ``--cores`` cores each (one
 shard per core, one driver splitting the batches)::
@@ -106,10 +109,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=numba.config.NUMBA_NUM_THREADS)
     parser.add_argument("--k1", type=int, default=1, help="TBPTT k1 (1, the default: an update every step)")
     parser.add_argument("--k2", type=int, default=16)
-    parser.add_argument("--groups", type=int, default=4096)
+    parser.add_argument("--groups", type=int, default=256)
     parser.add_argument("--nodes", type=int, default=16)
     parser.add_argument("--cores", type=int, default=16)
-    parser.add_argument("--no-oversubscribed", action="store_true", help="skip 2 shards x --threads threads")
+    parser.add_argument("--oversubscribed", action="store_true", help="also 2 shards x --threads threads each")
     args = parser.parse_args(argv)
     import ray
 
@@ -132,7 +135,10 @@ def main(argv=None) -> dict:
              "ShardedBank 1 shard": ShardedBank(n_shards=1, n_groups=args.groups, seed=0, threads=args.threads,
                                                 **config),
              two: ShardedBank(n_shards=2, n_groups=args.groups, seed=0, threads=half, **config)}
-    if not args.no_oversubscribed and half != args.threads:
+    if half != args.threads:  # the shards' scaling at a fixed number of threads per shard
+        banks[f"ShardedBank 1 shard x {half}t"] = ShardedBank(n_shards=1, n_groups=args.groups, seed=0,
+                                                              threads=half, **config)
+    if args.oversubscribed and half != args.threads:
         banks[f"ShardedBank 2 shards x {args.threads}t"] = ShardedBank(
             n_shards=2, n_groups=args.groups, seed=0, threads=args.threads, **config)
     for bank in banks.values():
@@ -192,7 +198,11 @@ def main(argv=None) -> dict:
         for b in sizes:
             one = results[("ShardedBank 1 shard", shape, b)] / results[("in-process ModelBank", shape, b)]
             scale = results[(two, shape, b)] / results[("ShardedBank 1 shard", shape, b)]
-            print(f"{shape:<10} batch {b:>7}: 1 shard / in-process {one:.2f}, 2 shards / 1 shard {scale:.2f}")
+            line = f"{shape:<10} batch {b:>7}: 1 shard / in-process {one:.2f}, 2 shards / 1 shard {scale:.2f}"
+            narrow = results.get((f"ShardedBank 1 shard x {half}t", shape, b))
+            if narrow:
+                line += f" (/ 1 shard x {half}t: {results[(two, shape, b)] / narrow:.2f})"
+            print(line)
     b = sizes[-1]
     r_core = results[(two, "fleet tick", b)] / 2
     cap = args.nodes * args.cores * r_core

@@ -145,7 +145,7 @@ def key_bytes(key) -> bytes:
     >>> key_bytes([1])
     Traceback (most recent call last):
         ...
-    TypeError: a key of type list has no stable hash: keys must be None, bool, int, float, str, bytes, numpy scalars of those, and tuples or frozensets of them
+    TypeError: a key of type list has no stable hash: keys must be None, bool, int, float, str, bytes, ...
     """
     if key is None:
         return b"n"

@@ -57,7 +57,9 @@ class ShardedBank:
         Number of shard actors.
     n_groups
         Number of key groups, fixed for the life of the bank and its
-        checkpoints (the most shards it can have); at most 99,999.
+        checkpoints: the most shards it can have, and the number of files
+        of a checkpoint (each costs a few milliseconds to write and to
+        load besides its models' bytes); at most 99,999.
     seed
         Seed of the models (None: one drawn now, kept, so that recovery
         replays give the same models).
@@ -81,7 +83,7 @@ class ShardedBank:
 
     max_recoveries = 3  # attempts to restart a shard before giving up
 
-    def __init__(self, n_shards: int = 2, n_groups: int = 4096, seed: int | None = None,
+    def __init__(self, n_shards: int = 2, n_groups: int = 256, seed: int | None = None,
                  max_idle: int | None = None, device: str = "cpu", threads: int | None = None,
                  actor_options: dict | None = None, address: str | None = None, **config):
         check_integer("n_groups", n_groups)
@@ -335,7 +337,7 @@ class ShardedBank:
         return merged
 
     @classmethod
-    def from_snapshot(cls, snapshot: dict, n_shards: int = 2, n_groups: int = 4096, **options) -> ShardedBank:
+    def from_snapshot(cls, snapshot: dict, n_shards: int = 2, n_groups: int = 256, **options) -> ShardedBank:
         """A sharded bank holding the models of a key-seeded
         :class:`~streamrnn.ModelBank`'s :meth:`~streamrnn.ModelBank.snapshot`;
         ``options`` as the constructor's (``threads``, ``actor_options``...)."""

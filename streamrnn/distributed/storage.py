@@ -21,7 +21,8 @@ def _fsspec():
     try:
         import fsspec
     except ImportError:
-        raise ImportError("checkpoints at a URL need fsspec: pip install fsspec (and its filesystem's package)") from None
+        raise ImportError("checkpoints at a URL need fsspec: pip install fsspec (and its filesystem's "
+                          "package)") from None
     return fsspec
 
 
