@@ -95,6 +95,36 @@ def test_a_bank_cut_by_group_and_merged_again_is_the_same_bank():
         group_ranges(4, 5)
 
 
+@pytest.mark.parametrize("where", ["folder", "memory"])
+def test_a_shard_writes_and_reads_its_groups_whole(where, tmp_path):
+    """A shard's groups saved to a checkpoint folder (or an fsspec URL) and
+    read into a fresh shard continue as the original (no Ray needed)."""
+    from streamrnn.distributed import Shard, Storage
+
+    if where == "memory":
+        pytest.importorskip("fsspec", reason="fsspec URLs need fsspec (optional)")
+        storage = Storage(f"memory://streamrnn-test-{os.getpid()}")
+    else:
+        storage = Storage(tmp_path)
+    storage.make()
+    shard = Shard(dict(seed=2, max_idle=5, **CONFIG), n_groups=8)
+    for keys, X, Y in stream(7, 4):
+        shard.learn_many(keys, X, Y)
+    written = shard.write_groups(storage, 1)
+    assert sum(n for _, n in written.values()) == len(shard.keys())
+    assert sorted(name for name, _ in written.values()) == sorted(n for n in storage.names() if n.endswith(".npz"))
+    copy = Shard(dict(seed=2, max_idle=5, **CONFIG), n_groups=8)
+    assert copy.read_groups(storage, {g: name for g, (name, _) in written.items()}, batch=4) == len(shard.keys())
+    for keys, X, Y in stream(8, 3):
+        np.testing.assert_array_equal(copy.learn_many(keys, X, Y), shard.learn_many(keys, X, Y))
+    other = Shard(dict(seed=3, max_idle=5, **CONFIG), n_groups=8)
+    group, (name, _) = next(iter(written.items()))
+    with pytest.raises(ValueError, match="another configuration, seed or max_idle"):
+        other.read_groups(storage, {group: name}, batch=4)
+    with pytest.raises(ValueError, match="holds keys of other groups"):
+        copy.read_groups(storage, {(group + 1) % 8: name}, batch=4)
+
+
 # ------------------------------------------------------------------ on Ray
 
 
@@ -238,7 +268,7 @@ def test_the_ray_fleet_example_recovers_and_restores_exactly(ray, capsys):
     from pathlib import Path
 
     example = runpy.run_path(str(Path(__file__).parents[1] / "examples" / "ray_fleet.py"), run_name="example")
-    result = example["main"](["--sensors", "60", "--steps", "17", "--hidden-size", "4"])
+    result = example["main"](["--sensors", "60", "--steps", "17", "--hidden-size", "4", "--shards", "1"])
     out = capsys.readouterr().out
     assert result["recoveries"] == 1 and result["offset"] == 2
     assert result["equal"] and result["models_equal"] and result["replayed_equal"]
