@@ -9,7 +9,7 @@ import numpy as np
 
 from .checks import check_integer, unmasked
 from .guard import Guarded, exclusive, without_guard
-from .keys import batch_keys, factorize, holds_nan, known_slots, keys_to_evict
+from .keys import batch_keys, factorize, holds_nan, key_bytes, key_seed, known_slots, keys_to_evict
 from .kernels import layout as L
 from .kernels import recurrent as K
 from .learner import OnlineRNN
@@ -83,7 +83,13 @@ class ModelBank(Guarded):
 
     A new key gets a slot (slots grow as keys arrive); the model of the n-th
     slot is initialised exactly like ``OnlineRNN(**config, seed=seed + n)``,
-    so a bank equals separate learners with those seeds, bit for bit. In a
+    so a bank equals separate learners with those seeds, bit for bit. With
+    ``seed_by_key=True`` the model of key ``k`` is initialised like
+    ``OnlineRNN(**config, seed=key_seed(seed, k))`` instead (a seed derived
+    from ``seed`` and a stable hash of the key, see
+    :func:`streamrnn.keys.key_seed`): a key's model then does not depend on
+    the order keys arrive in nor on which bank holds it, so banks holding
+    parts of a stream's keys give the results of one bank, bit for bit. In a
     batch, the rows of one key are processed in arrival order; different keys
     run in parallel on Numba's threads, with results that do not depend on
     the number of threads.
@@ -92,6 +98,12 @@ class ModelBank(Guarded):
     ----------
     seed
         Seed of the first slot's model (None: fresh entropy for each).
+    seed_by_key
+        Seed each key's model from ``seed`` and the key's stable hash
+        instead of from ``seed`` and its slot's creation number (keys must
+        then be of the kinds :func:`streamrnn.keys.key_bytes` takes: None,
+        bool, int, float, str, bytes, numpy scalars, tuples and frozensets
+        of those).
     max_idle
         If set, keys not seen in this many batches are evicted after each
         ``learn_many``; their slots are reused.
@@ -136,13 +148,17 @@ class ModelBank(Guarded):
     # defaults for states written before there was a choice of device
     device = "cpu"
     _dev = None
+    seed_by_key = False
 
     def __init__(self, seed: int | None = None, max_idle: int | None = None, capacity: int = 16,
-                 device: str = "cpu", **config):
+                 device: str = "cpu", seed_by_key: bool = False, **config):
         if device not in DEVICES:
             raise ValueError(f"device must be one of {list(DEVICES)}, got {device!r}")
+        if not isinstance(seed_by_key, bool | np.bool_):
+            raise TypeError(f"seed_by_key must be True or False, got {seed_by_key!r}")
         check_bank_arguments(max_idle, capacity)
         self.seed = seed
+        self.seed_by_key = bool(seed_by_key)
         self.max_idle = max_idle
         self.device = device
         self.config = dict(config)
@@ -189,9 +205,17 @@ class ModelBank(Guarded):
     def keys(self) -> list:
         return list(self._slot_of)
 
-    def _fresh(self) -> tuple[np.ndarray, np.ndarray]:
-        seed = None if self.seed is None else self.seed + self._n_created
-        model = OnlineRNN(**self.config, seed=seed)
+    def _new_seed(self, key, n_before: int = 0):
+        """The seed of the model ``key`` gets (made after ``n_before`` other
+        new models)."""
+        if self.seed is None:
+            return None
+        if self.seed_by_key:
+            return key_seed(self.seed, key)
+        return self.seed + self._n_created + n_before
+
+    def _fresh(self, key) -> tuple[np.ndarray, np.ndarray]:
+        model = OnlineRNN(**self.config, seed=self._new_seed(key))
         return model._buf, model._ctr
 
     def _slot(self, key) -> int:
@@ -204,7 +228,7 @@ class ModelBank(Guarded):
             last_seen = np.concatenate([self._last_seen, np.zeros(grow, dtype=np.int64)])
             self._grow(2 * grow)  # all or nothing: should it fail, nothing has changed
             self._last_seen = last_seen
-        self._init_slot(slot)  # first: should it fail, no key is registered
+        self._init_slot(slot, key)  # first: should it fail, no key is registered
         if self._free:
             self._free.pop()
             self._key_of[slot] = key
@@ -225,12 +249,12 @@ class ModelBank(Guarded):
         else:
             self._dev.grow(capacity)
 
-    def _init_slot(self, slot: int) -> None:
-        """A new model in ``slot``."""
+    def _init_slot(self, slot: int, key) -> None:
+        """A new model for ``key`` in ``slot``."""
         if self._dev is None:
-            self._buf[slot], self._ctr[slot] = self._fresh()
+            self._buf[slot], self._ctr[slot] = self._fresh(key)
         else:  # written to the GPU in few transfers, by _flush
-            self._pending.append((slot, *self._fresh()))
+            self._pending.append((slot, *self._fresh(key)))
             if len(self._pending) >= _FLUSH_MODELS:
                 self._flush()
 
@@ -240,6 +264,10 @@ class ModelBank(Guarded):
         if known is not None:
             return known
         codes, uniques = factorize(keys)
+        if self.seed_by_key:  # a key without a stable hash refused before any new key is registered
+            for k in uniques:
+                if k not in self._slot_of:
+                    key_bytes(k)
         if self._dev is None:
             return np.array([self._slot(k) for k in uniques], dtype=np.int64)[codes]
         self._pending = []
@@ -344,12 +372,11 @@ class ModelBank(Guarded):
         if known.any():
             parts.append((np.flatnonzero(known), slots[known], self._buf if self._dev is None else self._dev.buf))
         if not known.all():
-            n_unseen = int((slot_of < 0).sum())
+            unseen = [k for k, s in zip(uniques, slot_of) if s < 0]
             rank = np.cumsum(slot_of < 0) - 1  # each unseen key's place among the unseen
-            buf = aligned_zeros((n_unseen, self._lay[L.L_BUF]), self._dtype)
-            for j in range(n_unseen):
-                seed = None if self.seed is None else self.seed + self._n_created + j
-                buf[j] = OnlineRNN(**self.config, seed=seed)._buf
+            buf = aligned_zeros((len(unseen), self._lay[L.L_BUF]), self._dtype)
+            for j, key in enumerate(unseen):
+                buf[j] = OnlineRNN(**self.config, seed=self._new_seed(key, j))._buf
             if self._dev is not None:
                 buf = _cuda_kernels().host_to_device(buf)
             parts.append((np.flatnonzero(~known), rank[codes[~known]].astype(np.int64), buf))
@@ -444,7 +471,8 @@ class ModelBank(Guarded):
             buf, ctr = self._buf[:n, :persist].copy(), self._ctr[:n].copy()
         else:
             buf, ctr = self._dev.take(np.arange(n), persist)
-        return {"buf": buf, "ctr": ctr, **self._key_state(SNAPSHOT_VERSION, device=self.device)}
+        return {"buf": buf, "ctr": ctr,
+                **self._key_state(SNAPSHOT_VERSION, device=self.device, seed_by_key=self.seed_by_key)}
 
     def _key_state(self, version: int, **meta) -> dict:
         """What every bank's snapshot holds besides its buffers: idle counts
@@ -501,7 +529,8 @@ class ModelBank(Guarded):
         check_snapshot_parts(snapshot)
         keys = meta["keys"]
         device = meta.get("device", "cpu") if device is None else device
-        bank = cls(seed=meta["seed"], max_idle=meta["max_idle"], capacity=max(len(keys), 1), **meta["config"])
+        bank = cls(seed=meta["seed"], max_idle=meta["max_idle"], capacity=max(len(keys), 1),
+                   seed_by_key=meta.get("seed_by_key", False), **meta["config"])
         n, persist = len(keys), bank._lay[L.L_PERSIST]
         if snapshot["buf"].shape != (n, persist) or snapshot["ctr"].shape != (n, L.N_CTR):
             raise ValueError("snapshot arrays do not match its configuration and keys")

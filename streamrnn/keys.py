@@ -4,6 +4,7 @@ and finding the slots of a batch's keys."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Set
 
 import numpy as np
@@ -120,3 +121,83 @@ def batch_keys(keys):
         raise TypeError(f"keys must hold one key per row (a list, tuple, Series or array), got the "
                         f"{type(keys).__name__} {keys!r}"[:300])
     return list(keys)
+
+
+# ----------------------------------------------------------- stable hashes
+
+_HASHED_KINDS = "None, bool, int, float, str, bytes, numpy scalars of those, and tuples or frozensets of them"
+
+
+def _length(b: bytes) -> bytes:
+    return len(b).to_bytes(8, "little") + b
+
+
+def key_bytes(key) -> bytes:
+    """The canonical bytes of ``key``: equal for keys a dict takes for the
+    same key (``1``, ``1.0``, ``True``, ``np.int64(1)``; ``"a"`` and
+    ``np.str_("a")``; tuples of such), whatever the process, platform or
+    ``PYTHONHASHSEED``. Keys of other kinds raise ``TypeError``.
+
+    >>> key_bytes(("pump", 2)) == key_bytes((np.str_("pump"), np.float64(2.0)))
+    True
+    >>> key_bytes(1.5)
+    b'f0x1.8000000000000p+0'
+    >>> key_bytes([1])
+    Traceback (most recent call last):
+        ...
+    TypeError: a key of type list has no stable hash: keys must be None, bool, int, float, str, bytes, ...
+    """
+    if key is None:
+        return b"n"
+    if isinstance(key, str):  # (numpy's str_ too)
+        return b"s" + str.encode(key, "utf-8", "surrogatepass")
+    if isinstance(key, bytes):
+        return b"b" + bytes(key)
+    if isinstance(key, int | np.integer | np.bool_):  # (bool too: True == 1)
+        return b"i" + str(int(key)).encode()
+    if isinstance(key, float | np.floating):
+        value = float(key)
+        if value.is_integer():  # 2.0 == 2: the same key
+            return b"i" + str(int(value)).encode()
+        if value != value:
+            raise ValueError("a NaN key has no stable hash (nor equality to go by)")
+        return b"f" + value.hex().encode()
+    if isinstance(key, tuple):
+        return b"t" + b"".join(_length(key_bytes(k)) for k in key)
+    if isinstance(key, frozenset):  # equal sets in any iteration order
+        return b"z" + b"".join(sorted(_length(key_bytes(k)) for k in key))
+    raise TypeError(f"a key of type {type(key).__name__} has no stable hash: keys must be {_HASHED_KINDS}")
+
+
+def key_hash(key) -> int:
+    """A stable 64-bit hash of ``key`` (BLAKE2b of :func:`key_bytes`): the
+    same in every process, unlike Python's salted ``hash()``.
+
+    >>> key_hash("pump-1") == key_hash(np.str_("pump-1"))
+    True
+    >>> 0 <= key_hash(7) < 2**64
+    True
+    """
+    return int.from_bytes(hashlib.blake2b(key_bytes(key), digest_size=8).digest(), "little")
+
+
+def key_group(key, n_groups: int) -> int:
+    """The key group of ``key`` among ``n_groups``: its stable hash modulo
+    ``n_groups``.
+
+    >>> key_group("pump-1", 4096) == key_group(np.str_("pump-1"), 4096)
+    True
+    """
+    return key_hash(key) % n_groups
+
+
+def key_seed(seed: int, key) -> int:
+    """The seed of ``key``'s model derived from the bank's ``seed`` and the
+    key's stable hash: a non-negative 64-bit integer, the same wherever the
+    model is made.
+
+    >>> key_seed(0, "pump-1") == key_seed(0, np.str_("pump-1")) != key_seed(1, "pump-1")
+    True
+    """
+    message = b"seed %d key " % int(seed) + key_hash(key).to_bytes(8, "little")
+    return int.from_bytes(hashlib.blake2b(message, digest_size=8).digest(), "little")

@@ -257,14 +257,18 @@ def check_bank(cls, state, limits) -> None:
     need(np.array_equal(_array(name, state, "_lay", 1, np.int64), lay),
          f"the {name}'s layout does not match its configuration")
     persist = int(lay[L.L_PERSIST])
-    extra = {"device": state.get("device", "cpu")} if "device" in inspect.signature(cls).parameters else {}
-    try:  # the constructor checks the seed, max_idle and device
+    parameters = inspect.signature(cls).parameters
+    extra = {"device": state.get("device", "cpu")} if "device" in parameters else {}
+    if "seed_by_key" in parameters:  # (absent from states saved before there was a choice)
+        extra["seed_by_key"] = state.get("seed_by_key", False)
+    try:  # the constructor checks the seed, max_idle, device and seeding
         fresh = cls(capacity=1, seed=state.get("seed"), max_idle=state.get("max_idle"), **extra, **config)
     except (ValueError, TypeError, RuntimeError) as e:
         raise Invalid(f"the {name}'s arguments are invalid ({type(e).__name__}: {e})") from None
     need(state.get("_dev") is None and _is_int(state.get("_batch", 0)) and _is_int(state.get("_steps_gone", 0)),
          f"the {name}'s device state or counts are malformed")
     require_attributes(name, cls, state, fresh, optional=("_capacity_rows", "_dev", "device"))  # (set by __setstate__)
+    need(type(state.get("seed_by_key", False)) is bool, f"the {name}'s seed_by_key must be True or False")
     if issubclass(cls, SharedWeightsBank):
         need((state.get("_region"), state.get("_stride"), state.get("_origin"))
              == (fresh._region, fresh._stride, fresh._origin), f"the {name}'s regions do not match its layout")

@@ -50,6 +50,7 @@ _ONLINE_RNN = (
 _BANK = (
     "_batch", "_buf", "_ctr", "_dev", "_dtype", "_free", "_input_size", "_key_of", "_last_seen", "_lay",
     "_n_created", "_output_size", "_slot_of", "config", "device", "max_idle", "seed", "_capacity_rows",
+    "seed_by_key",
 )
 _SHARED_BANK = (
     "_batch", "_buf", "_ctr", "_dtype", "_free", "_input_size", "_key_of", "_last_seen", "_lay", "_n_created",

@@ -101,7 +101,7 @@ class SharedWeightsBank(ModelBank):
     def _capacity(self) -> int:
         return self._ctr.shape[0]
 
-    def _init_slot(self, slot: int) -> None:
+    def _init_slot(self, slot: int, key=None) -> None:
         """A new series in ``slot``: zero state, empty window (the steps of an
         evicted series that held it stay counted)."""
         start = self._origin + slot * self._stride

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from streamrnn import ModelBank, OnlineRNN, SharedWeightsBank
+from streamrnn.keys import key_hash, key_seed
 
 CONFIG = dict(cell="lstm", input_size=2, hidden_size=6, k1=2, k2=4, lr=0.01)
 
@@ -86,6 +87,88 @@ def test_prediction_and_forecast_change_nothing_and_forecast_feeds_back(rng):
     np.testing.assert_allclose(f[0, :, 0], single.forecast(np.r_[y[59], np.zeros(4)][:, None], [(0, 1)])[:, 0],
                                rtol=1e-6)
     assert f.shape == (2, 5, 1)
+
+
+def test_key_seeded_models_do_not_depend_on_arrival_order_or_bank(rng):
+    """With seed_by_key, each key's model is OnlineRNN(seed=key_seed(seed, key)),
+    so two banks holding halves of the keys give one bank's results."""
+    keys = ("a", "b", "c", 7, ("x", 1), np.int64(3))
+    data = list(batches(rng, keys=keys, n_batches=5))
+    one = ModelBank(seed=10, seed_by_key=True, **CONFIG)
+    halves = {h: ModelBank(seed=10, seed_by_key=True, **CONFIG) for h in (0, 1)}
+    separate = {}
+    for ks, X, Y in data:
+        out = one.learn_many(ks, X, Y)
+        for i, k in enumerate(ks):
+            model = separate.setdefault(k, OnlineRNN(**CONFIG, seed=key_seed(10, k)))
+            np.testing.assert_array_equal(out[i], model.learn(X[i], Y[i]))
+        half = np.array([key_hash(k) % 2 for k in ks])
+        for h, bank in halves.items():
+            rows = np.flatnonzero(half == h)
+            np.testing.assert_array_equal(bank.learn_many([ks[i] for i in rows], X[rows], Y[rows]), out[rows])
+    for k, model in separate.items():
+        np.testing.assert_array_equal(one.model(k)._buf, model._buf)
+        np.testing.assert_array_equal(halves[key_hash(k) % 2].model(k)._buf, model._buf)
+    # a reversed arrival order gives the same models
+    backwards = ModelBank(seed=10, seed_by_key=True, **CONFIG)
+    backwards.learn_many(list(reversed(separate)), np.zeros((len(separate), 2)), np.zeros((len(separate), 1)))
+    forwards = ModelBank(seed=10, seed_by_key=True, **CONFIG)
+    forwards.learn_many(list(separate), np.zeros((len(separate), 2)), np.zeros((len(separate), 1)))
+    for k in separate:
+        np.testing.assert_array_equal(backwards.model(k)._buf, forwards.model(k)._buf)
+    # unseen keys are predicted and forecast by the models they would get
+    X = rng.normal(size=(3, 2))
+    fresh = {k: OnlineRNN(**CONFIG, seed=key_seed(10, k)) for k in ("new", "newer")}
+    expected = np.vstack([fresh["newer"].predict_many(X[:1]), separate["a"].predict_many(X[1:2]),
+                          fresh["new"].predict_many(X[2:])])
+    np.testing.assert_array_equal(one.predict_many(["newer", "a", "new"], X), expected)
+    cfg = dict(cell="gru", hidden_size=5, k2=4)
+    gru = ModelBank(seed=4, seed_by_key=True, **cfg)
+    f = gru.forecast_many(["p", "q"], 3, [[0.5], [0.1]])
+    for i, k in enumerate(["p", "q"]):
+        single = OnlineRNN(**cfg, seed=key_seed(4, k)).forecast(np.array([[[0.5], [0.1]][i][0], 0, 0])[:, None],
+                                                                 [(0, 1)])
+        np.testing.assert_allclose(f[i, :, 0], single[:, 0], rtol=1e-5, atol=1e-7)
+
+
+def test_an_evicted_key_comes_back_with_its_key_seeded_model(rng):
+    bank = ModelBank(seed=0, max_idle=1, seed_by_key=True, **CONFIG)
+    x, y = rng.normal(size=(1, 2)), rng.normal(size=(1, 1))
+    bank.learn_many(["a", "b"], np.r_[x, x], np.r_[y, y])
+    bank.learn_many(["a"], x, y)
+    assert "b" not in bank
+    bank.learn_many(["b"], x, y)
+    fresh = OnlineRNN(**CONFIG, seed=key_seed(0, "b"))
+    fresh.learn(x[0], y[0])
+    np.testing.assert_array_equal(bank.model("b")._buf, fresh._buf)
+
+
+def test_the_seeding_mode_is_kept_by_snapshots_pickles_and_files(rng, tmp_path):
+    from streamrnn.persistence import load, save
+
+    bank = ModelBank(seed=5, seed_by_key=True, **CONFIG)
+    bank.learn_many(["a", "b"], rng.normal(size=(2, 2)), rng.normal(size=(2, 1)))
+    save(bank, tmp_path / "bank.npz")
+    copies = [ModelBank.restore(bank.snapshot()), pickle.loads(pickle.dumps(bank)), load(tmp_path / "bank.npz")]
+    X, Y = rng.normal(size=(3, 2)), rng.normal(size=(3, 1))
+    expected = bank.learn_many(["c", "a", "d"], X, Y)
+    for copy in copies:
+        assert copy.seed_by_key is True
+        np.testing.assert_array_equal(copy.learn_many(["c", "a", "d"], X, Y), expected)
+    # states saved before there was a choice seed by slot
+    state = bank.__getstate__()
+    del state["seed_by_key"]
+    old = ModelBank.__new__(ModelBank)
+    old.__setstate__(state)
+    assert old.seed_by_key is False
+    snapshot = bank.snapshot()
+    del snapshot["meta"]["seed_by_key"]
+    assert ModelBank.restore(snapshot).seed_by_key is False
+    with pytest.raises(TypeError, match="seed_by_key must be True or False"):
+        ModelBank(seed_by_key="yes", **CONFIG)
+    with pytest.raises(TypeError, match="a key of type complex has no stable hash"):
+        bank.learn_many(["e", 2j], X[:2], Y[:2])
+    assert len(bank) == 4
 
 
 def test_forecasts_of_rows_sharing_a_key_are_independent(rng):
