@@ -7,8 +7,9 @@ import pandas as pd
 from river import base
 
 from .keys import holds_nan
-from .estimator import RecurrentEstimator, as_targets
+from .estimator import RecurrentEstimator, RowPath, as_targets
 from .guard import exclusive
+from .kernels.estimator_rows import R_STATUS, TAKE_SLOW_PATH, classifier_learn, classifier_logits
 from ._docs import document
 
 
@@ -95,6 +96,10 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
     def _multiclass(self):
         return True
 
+    def _new_row_path(self) -> RowPath:
+        n = self.revealed_targets
+        return RowPath(self, (0, 0, n, len(self._classes)), carried=n)
+
     def _register_targets(self, values) -> None:
         new = 0
         for v in values:
@@ -103,6 +108,8 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
                 self._classes.append(v)
                 new += 1
         outputs = max(len(self._classes), self._net.output_size)
+        if new:
+            self.__dict__.pop("_path", None)  # (its classes change)
         if not new and outputs == self._net.output_size:
             return
         if self.revealed_targets:  # each class an input per lag too: the one-hots of the last classes learned
@@ -148,6 +155,20 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
         if not _is_label(y):
             raise ValueError(f"y must be a class label (hashable, not None or NaN), got {y!r}")
         self._check_x(x)
+        if self._entities is None:
+            c = self._class_index.get(y)
+            if c is not None:  # a class seen before: the row in one kernel call
+                path = self._row_path()
+                carried = self._carried
+                plan = path.pack(x, c, carried)
+                if plan is not None:
+                    net = self._net
+                    classifier_learn(path.row, plan, self._x_scaler.stats, self._x_scaler.beyond, net._lay,
+                                     net._ctr, net._buf, path.scratch)
+                    if path.row[R_STATUS] != TAKE_SLOW_PATH:
+                        if carried:
+                            carried[:] = [c] + carried[:-1]
+                        return
         k = None
         if self._entities is not None:
             k = self._entity_of(x)
@@ -164,9 +185,34 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
     def predict_proba_one(self, x: dict) -> dict:
         self._check_x(x)
         if self._entities is None:
+            path = self._row_path()
+            plan = path.pack(x, 0.0, self._carried)
+            if plan is not None:  # the row in one kernel call, then NumPy's exponential (as before)
+                net = self._net
+                classifier_logits(path.row, plan, self._x_scaler.stats, net._lay, net._buf, path.scratch,
+                                  path.shifted)
+                if path.row[R_STATUS] != TAKE_SLOW_PATH:
+                    return self._softmax_dict(path.shifted)
             return self._proba_dict(self._net.predict(self._one_input(x, learn=False)))
         with self._entities.peeking(self, self._entity_of(x)):
             return self._proba_dict(self._net.predict(self._one_input(self._without_key(x), learn=False)))
+
+    def _softmax_dict(self, shifted: np.ndarray) -> dict:
+        """:meth:`_proba_dict` from the logits less the largest (float64):
+        the same exponentials, sum and quotients, bit for bit."""
+        if not self._classes:
+            return {}
+        e = np.exp(shifted)
+        if len(e) < 8:  # NumPy's sum of fewer than 8 values: in order, from 0
+            values = e.tolist()
+            total = 0.0
+            for v in values:
+                total += v
+        else:
+            e = e[None, :]
+            total = e.sum(axis=1, keepdims=True)
+            return {c: float(pc) for c, pc in zip(self._classes, (e / total)[0])}
+        return {c: v / total for c, v in zip(self._classes, values)}
 
     def _proba_dict(self, logits: np.ndarray) -> dict:
         if not self._classes:

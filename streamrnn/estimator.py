@@ -7,15 +7,23 @@ bit)."""
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pandas as pd
 
 from .checks import check_integer
 from .entities import EntityStates, check_key
-from .features import FeatureSpace, RunningScaler, first_appearances
+from .features import CLIP, GUARD_WARMUP, FeatureSpace, RunningScaler, first_appearances
 from .guard import Guarded, without_guard
-from .keys import is_missing
+from .keys import holds_nan, is_missing
+from .kernels import estimator_rows as R
 from .learner import OnlineRNN
+from .smoothing import SHIFT_AFTER
+
+#: The types of feature values a :class:`RowPath` packs as they are (a
+#: value of any other type, None included, takes the row-by-row path).
+PACKED_TYPES = frozenset({float, int, bool, np.float64, np.float32, np.int64})
 
 
 def check_regression_loss(loss) -> None:
@@ -52,6 +60,86 @@ def build_network(owner, cell: str, loss: str, input_size: int, output_size: int
         start["head.bias"][:] = 0.0
         net.load_state_dict(start)
     return net
+
+
+class RowPath:
+    """The per-row buffers of an estimator's one-call path
+    (:mod:`streamrnn.kernels.estimator_rows`): the float64 row the kernels
+    read (its constants set once, the target, a dict's values and the
+    carried classes packed into it each row by one ``struct`` call), the
+    plan of each key order met (the scaler's and the network's column of
+    each feature, the revealed targets' columns, the options) and the
+    network's scratch. Derived from the estimator, never saved; the
+    estimator drops it whenever its columns or classes change.
+
+    Parameters
+    ----------
+    owner
+        The estimator (a :class:`RecurrentEstimator`).
+    options
+        The plan's options ``(mode, scaled, revealed, classes)``.
+    y_scaler
+        The target's scaler (regressors), or None.
+    carried
+        How many carried classes follow the values in the row (classifiers).
+    """
+
+    def __init__(self, owner, options: tuple, y_scaler=None, carried: int = 0):
+        self._features, self._cols_x, self._cols_y = owner._features, owner._cols_x, owner._cols_y
+        self._options = options
+        self._carried = carried
+        self.plans: dict = {}
+        x = owner._x_scaler
+        self._head = np.zeros(R.R_VALUES)
+        self._head[[R.R_CLIP, R.R_GLITCH, R.R_GLITCH_OUT, R.R_WARMUP, R.R_SHIFT_AFTER]] = (
+            CLIP, x.glitch, x.glitch_out, GUARD_WARMUP, SHIFT_AFTER)
+        if y_scaler is not None:
+            from .target_change import ERROR_SPAN, MARGIN
+
+            self._head[[R.R_Y_GLITCH, R.R_Y_GLITCH_OUT, R.R_SPAN, R.R_MARGIN]] = (
+                y_scaler.glitch, y_scaler.glitch_out, ERROR_SPAN, MARGIN)
+        self.row = self._head.copy()
+        net = owner._net
+        self.scratch = np.zeros(net.input_size + 2 * net.output_size, dtype=net._np_dtype)
+        self.shifted = np.zeros(options[3])  # (classifiers: the classes' logits less the largest)
+
+    def _plan(self, keys: tuple):
+        """The packer and plan of the feature names ``keys`` (in a dict's
+        order), or None where a name is NaN-like (the row-by-row path refuses it)."""
+        if any(holds_nan(k) for k in keys):
+            return None
+        index, cols_x = self._features.index, self._cols_x
+        scaler = [index.get(k, -1) for k in keys]
+        network = [cols_x[j] if j >= 0 else -1 for j in scaler]
+        plan = np.array([len(keys), *self._options, len(self._cols_y), *scaler, *network, *self._cols_y],
+                        dtype=np.int64)
+        width = R.R_VALUES + len(keys) + self._carried
+        if len(self.row) < width:
+            self.row = np.zeros(width)
+            self.row[: R.R_VALUES] = self._head
+        packer = struct.Struct(f"@{1 + len(keys) + self._carried}d")
+        self.plans[keys] = found = (packer, plan)
+        return found
+
+    def pack(self, x: dict, target: float, carried=()) -> np.ndarray | None:
+        """Pack ``target``, the values of ``x`` and ``carried`` into the
+        row; the plan of ``x``, or None when ``x`` is not for this path (a
+        value of another type than :data:`PACKED_TYPES`, an int beyond the
+        floats, a NaN-like name)."""
+        keys = tuple(x)
+        found = self.plans.get(keys)
+        if found is None:
+            found = self._plan(keys)
+            if found is None:
+                return None
+        values = x.values()
+        if not PACKED_TYPES.issuperset(map(type, values)):
+            return None
+        try:
+            found[0].pack_into(self.row, 8 * R.R_TARGET, target, *values, *carried)
+        except (OverflowError, struct.error):
+            return None
+        return found[1]
 
 
 class RecurrentEstimator(Guarded):
@@ -128,6 +216,7 @@ class RecurrentEstimator(Guarded):
     def __getstate__(self) -> dict:
         state = without_guard(dict(self.__dict__))  # (a lock: not state)
         state.pop("_columns_cache", None)  # derived
+        state.pop("_path", None)
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -163,6 +252,7 @@ class RecurrentEstimator(Guarded):
         ``output_size`` outputs); the entities' windows restart with the
         network's."""
         cols = list(range(self._n_cols, self._n_cols + n))
+        self.__dict__.pop("_path", None)  # (its columns and scratch change)
         before = (self._net.input_size, self._net.output_size)
         # the network first (all or nothing: a failed allocation changes nothing)
         self._net.resize(input_size=max(self._n_cols + n, self._net.input_size), output_size=output_size)
@@ -170,6 +260,16 @@ class RecurrentEstimator(Guarded):
         if self._entities is not None and (self._net.input_size, self._net.output_size) != before:
             self._entities.resized()
         return cols
+
+    def _row_path(self) -> RowPath:
+        """The estimator's :class:`RowPath` (made again after its columns change)."""
+        path = self.__dict__.get("_path")
+        if path is None:
+            path = self._path = self._new_row_path()
+        return path
+
+    def _new_row_path(self) -> RowPath:
+        raise NotImplementedError
 
     def _register(self, names) -> None:
         new = self._features.unseen(names)  # (NaN-like names refused here)

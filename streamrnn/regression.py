@@ -9,10 +9,12 @@ import numpy as np
 import pandas as pd
 from river import base
 
-from .estimator import RecurrentEstimator, as_targets, check_regression_loss
+from .estimator import RecurrentEstimator, RowPath, as_targets, check_regression_loss
 from .checks import finite
 from .features import RunningScaler
 from .guard import exclusive
+from .kernels.estimator_rows import R_STATUS, TAKE_SLOW_PATH, regressor_learn, regressor_predict
+from .kernels.sequential import AUTO, CHANGE, LEVEL
 from .target_change import TargetChange
 from ._docs import document
 
@@ -159,6 +161,10 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
         mean, std = self._moments()
         return self._target.forecast_many(out.astype(np.float64), float(self._carried[-1]), mean, std)
 
+    def _new_row_path(self) -> RowPath:
+        mode = {"level": LEVEL, "change": CHANGE, "auto": AUTO}[self._target.mode]
+        return RowPath(self, (mode, int(bool(self.scale_target)), 0, 0), y_scaler=self._y_scaler)
+
     def _learn_rows(self, Z: np.ndarray, y: np.ndarray) -> None:
         """Learn rows of the active entity: their standardised features
         ``Z`` and targets ``y``, one after the other."""
@@ -176,6 +182,15 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
             raise ValueError(f"y must be a finite real number, got {y!r}")
         self._check_x(x)
         if self._entities is None:
+            path = self._row_path()
+            plan = path.pack(x, y)
+            if plan is not None:  # the row in one kernel call
+                net, target = self._net, self._target
+                regressor_learn(path.row, plan, self._x_scaler.stats, self._x_scaler.beyond, self._carried,
+                                net._lay, net._ctr, net._buf, path.scratch, self._y_scaler.stats,
+                                self._y_scaler.beyond, target.changes, target.errors, target.scored)
+                if path.row[R_STATUS] != TAKE_SLOW_PATH:
+                    return
             self._learn_rows(self._one_features(x, learn=True), np.array([float(y)]))
             return
         k = self._entity_of(x)
@@ -194,6 +209,15 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
     def predict_one(self, x: dict) -> float:
         self._check_x(x)
         if self._entities is None:
+            path = self._row_path()
+            plan = path.pack(x, 0.0)
+            if plan is not None:  # the row in one kernel call
+                net, target = self._net, self._target
+                forecast = regressor_predict(path.row, plan, self._x_scaler.stats, self._carried, net._lay,
+                                             net._buf, path.scratch, self._y_scaler.stats, target.changes,
+                                             target.errors, target.scored)
+                if path.row[R_STATUS] != TAKE_SLOW_PATH:
+                    return forecast
             return self._predict(x)
         with self._entities.peeking(self, self._entity_of(x)):
             return self._predict(self._without_key(x))
