@@ -7,9 +7,9 @@ import pandas as pd
 from river import base
 
 from .keys import holds_nan
-from .estimator import RecurrentEstimator, RowPath, as_targets
+from .estimator import RecurrentEstimator, RowPath, as_targets, exclusive_as
 from .guard import exclusive
-from .kernels.estimator_rows import R_STATUS, TAKE_SLOW_PATH, classifier_learn, classifier_logits
+from .kernels.estimator_rows import classifier_learn, classifier_logits
 from ._docs import document
 
 
@@ -150,25 +150,49 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
         z = np.exp(z - z.max(axis=1, keepdims=True))
         return z / z.sum(axis=1, keepdims=True)
 
-    @exclusive
+    # The public per-row methods take a row in one kernel call (a RowPath)
+    # where they can, holding the guard's lock themselves (one Python call
+    # less than the exclusive wrapper); anything else, and the first rows,
+    # go to the guarded methods below, which make the path or take the row
+    # row by row.
+
     def learn_one(self, x: dict, y) -> None:
+        path, lock = self._path, self._busy
+        if path is not None and lock is not None and type(x) is dict:
+            try:
+                c = self._class_index.get(y)  # (a class seen before is a label)
+            except TypeError:  # unhashable: the guarded method says so
+                c = None
+            if c is not None and lock.acquire(False):
+                try:
+                    done = self._learn_in_one_call(path, x, c)
+                finally:
+                    lock.release()
+                if done:
+                    return
+        self._learn_one(x, y)
+
+    def _learn_in_one_call(self, path, x: dict, c: int) -> bool:
+        """Learn the row ``x`` of the class of index ``c`` in one kernel call; whether it could."""
+        carried = self._carried
+        plan = path.pack(x, c, carried)
+        if plan is None or not classifier_learn(path.row, plan, self._x_scaler.stats, self._x_scaler.beyond,
+                                                self._net._ctr, self._net._buf, path.scratch):
+            return False
+        if carried:
+            carried[:] = [c, *carried[:-1]]
+        return True
+
+    @exclusive_as("learn_one")
+    def _learn_one(self, x: dict, y) -> None:
         if not _is_label(y):
             raise ValueError(f"y must be a class label (hashable, not None or NaN), got {y!r}")
         self._check_x(x)
         if self._entities is None:
             c = self._class_index.get(y)
-            if c is not None:  # a class seen before: the row in one kernel call
-                path = self._row_path()
-                carried = self._carried
-                plan = path.pack(x, c, carried)
-                if plan is not None:
-                    net = self._net
-                    classifier_learn(path.row, plan, self._x_scaler.stats, self._x_scaler.beyond, net._lay,
-                                     net._ctr, net._buf, path.scratch)
-                    if path.row[R_STATUS] != TAKE_SLOW_PATH:
-                        if carried:
-                            carried[:] = [c] + carried[:-1]
-                        return
+            path = self._row_path()
+            if c is not None and path is not None and self._learn_in_one_call(path, x, c):
+                return
         k = None
         if self._entities is not None:
             k = self._entity_of(x)
@@ -181,18 +205,35 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
         if self._entities is not None:
             self._entities.learned(k)
 
-    @exclusive
     def predict_proba_one(self, x: dict) -> dict:
+        path, lock = self._path, self._busy
+        if path is not None and lock is not None and type(x) is dict and lock.acquire(False):
+            try:
+                p = self._proba_in_one_call(path, x)
+            finally:
+                lock.release()
+            if p is not None:
+                return p
+        return self._predict_proba_one(x)
+
+    def _proba_in_one_call(self, path, x: dict) -> dict | None:
+        """The probabilities for ``x`` from one kernel call (then NumPy's
+        exponential, as before); None where it cannot."""
+        plan = path.pack(x, 0.0, self._carried)
+        if plan is None or not classifier_logits(path.row, plan, self._x_scaler.stats, self._net._buf, path.scratch,
+                                                 path.shifted):
+            return None
+        return self._softmax_dict(path.shifted)
+
+    @exclusive_as("predict_proba_one")
+    def _predict_proba_one(self, x: dict) -> dict:
         self._check_x(x)
         if self._entities is None:
             path = self._row_path()
-            plan = path.pack(x, 0.0, self._carried)
-            if plan is not None:  # the row in one kernel call, then NumPy's exponential (as before)
-                net = self._net
-                classifier_logits(path.row, plan, self._x_scaler.stats, net._lay, net._buf, path.scratch,
-                                  path.shifted)
-                if path.row[R_STATUS] != TAKE_SLOW_PATH:
-                    return self._softmax_dict(path.shifted)
+            if path is not None:
+                p = self._proba_in_one_call(path, x)
+                if p is not None:
+                    return p
             return self._proba_dict(self._net.predict(self._one_input(x, learn=False)))
         with self._entities.peeking(self, self._entity_of(x)):
             return self._proba_dict(self._net.predict(self._one_input(self._without_key(x), learn=False)))

@@ -15,7 +15,7 @@ import pandas as pd
 from .checks import check_integer
 from .entities import EntityStates, check_key
 from .features import CLIP, GUARD_WARMUP, FeatureSpace, RunningScaler, first_appearances
-from .guard import Guarded, without_guard
+from .guard import Guarded, exclusive, without_guard
 from .keys import holds_nan, is_missing
 from .kernels import estimator_rows as R
 from .learner import OnlineRNN
@@ -24,6 +24,17 @@ from .smoothing import SHIFT_AFTER
 #: The types of feature values a :class:`RowPath` packs as they are (a
 #: value of any other type, None included, takes the row-by-row path).
 PACKED_TYPES = frozenset({float, int, bool, np.float64, np.float32, np.int64})
+
+
+def exclusive_as(name: str):
+    """:func:`~streamrnn.guard.exclusive` for the guarded half of a public
+    method: its :class:`~streamrnn.guard.ConcurrentUseError` names the
+    public method ``name``."""
+    def wrap(method):
+        method.__name__ = name
+        return exclusive(method)
+
+    return wrap
 
 
 def check_regression_loss(loss) -> None:
@@ -65,12 +76,12 @@ def build_network(owner, cell: str, loss: str, input_size: int, output_size: int
 class RowPath:
     """The per-row buffers of an estimator's one-call path
     (:mod:`streamrnn.kernels.estimator_rows`): the float64 row the kernels
-    read (its constants set once, the target, a dict's values and the
+    read (its constants set once; a dict's values, the target and the
     carried classes packed into it each row by one ``struct`` call), the
     plan of each key order met (the scaler's and the network's column of
-    each feature, the revealed targets' columns, the options) and the
-    network's scratch. Derived from the estimator, never saved; the
-    estimator drops it whenever its columns or classes change.
+    each feature, the revealed targets' columns, the options, the network's
+    layout) and the network's scratch. Derived from the estimator, never
+    saved; the estimator drops it whenever its columns or classes change.
 
     Parameters
     ----------
@@ -80,17 +91,21 @@ class RowPath:
         The plan's options ``(mode, scaled, revealed, classes)``.
     y_scaler
         The target's scaler (regressors), or None.
+    revealed
+        The revealed-target inputs a regressor's prediction reads from the row.
     carried
-        How many carried classes follow the values in the row (classifiers).
+        How many carried classes follow the target in the row (classifiers).
     """
 
-    def __init__(self, owner, options: tuple, y_scaler=None, carried: int = 0):
+    def __init__(self, owner, options: tuple, y_scaler=None, revealed: int = 0, carried: int = 0):
         self._features, self._cols_x, self._cols_y = owner._features, owner._cols_x, owner._cols_y
+        self._lay = [int(v) for v in owner._net._lay]
         self._options = options
+        self._values_at = R.R_REVEALED + revealed
         self._carried = carried
         self.plans: dict = {}
         x = owner._x_scaler
-        self._head = np.zeros(R.R_VALUES)
+        self._head = np.zeros(self._values_at)
         self._head[[R.R_CLIP, R.R_GLITCH, R.R_GLITCH_OUT, R.R_WARMUP, R.R_SHIFT_AFTER]] = (
             CLIP, x.glitch, x.glitch_out, GUARD_WARMUP, SHIFT_AFTER)
         if y_scaler is not None:
@@ -98,10 +113,17 @@ class RowPath:
 
             self._head[[R.R_Y_GLITCH, R.R_Y_GLITCH_OUT, R.R_SPAN, R.R_MARGIN]] = (
                 y_scaler.glitch, y_scaler.glitch_out, ERROR_SPAN, MARGIN)
-        self.row = self._head.copy()
+        self._widen(self._values_at + 1 + carried)
         net = owner._net
         self.scratch = np.zeros(net.input_size + 2 * net.output_size, dtype=net._np_dtype)
         self.shifted = np.zeros(options[3])  # (classifiers: the classes' logits less the largest)
+        self.plan = self._plan(())[1]  # (the plan of no features)
+
+    def _widen(self, width: int) -> None:
+        """A row of ``width`` values at least (the packer writes to its bytes)."""
+        self._bytes = bytearray(8 * width)
+        self.row = np.frombuffer(self._bytes, dtype=np.float64)
+        self.row[: len(self._head)] = self._head
 
     def _plan(self, keys: tuple):
         """The packer and plan of the feature names ``keys`` (in a dict's
@@ -111,18 +133,21 @@ class RowPath:
         index, cols_x = self._features.index, self._cols_x
         scaler = [index.get(k, -1) for k in keys]
         network = [cols_x[j] if j >= 0 else -1 for j in scaler]
-        plan = np.array([len(keys), *self._options, len(self._cols_y), *scaler, *network, *self._cols_y],
-                        dtype=np.int64)
-        width = R.R_VALUES + len(keys) + self._carried
+        n, m = len(keys), len(self._cols_y)
+        lay_at = R.P_COLUMNS + 2 * n + m
+        plan = np.array([n, *self._options, m, self._values_at, lay_at, *scaler, *network, *self._cols_y,
+                         *self._lay], dtype=np.int64)
+        width = self._values_at + n + 1 + self._carried
         if len(self.row) < width:
-            self.row = np.zeros(width)
-            self.row[: R.R_VALUES] = self._head
-        packer = struct.Struct(f"@{1 + len(keys) + self._carried}d")
+            saved = self.row[: self._values_at].copy()  # (the forecast's terms too)
+            self._widen(width)
+            self.row[: self._values_at] = saved
+        packer = struct.Struct(f"@{n + 1 + self._carried}d")
         self.plans[keys] = found = (packer, plan)
         return found
 
-    def pack(self, x: dict, target: float, carried=()) -> np.ndarray | None:
-        """Pack ``target``, the values of ``x`` and ``carried`` into the
+    def pack(self, x: dict, target, carried=()) -> np.ndarray | None:
+        """Pack the values of ``x``, ``target`` and ``carried`` into the
         row; the plan of ``x``, or None when ``x`` is not for this path (a
         value of another type than :data:`PACKED_TYPES`, an int beyond the
         floats, a NaN-like name)."""
@@ -136,7 +161,7 @@ class RowPath:
         if not PACKED_TYPES.issuperset(map(type, values)):
             return None
         try:
-            found[0].pack_into(self.row, 8 * R.R_TARGET, target, *values, *carried)
+            found[0].pack_into(self._bytes, 8 * self._values_at, *values, target, *carried)
         except (OverflowError, struct.error):
             return None
         return found[1]
@@ -160,6 +185,10 @@ class RecurrentEstimator(Guarded):
 
     _cell = "lstm"
     _loss = "squared"
+    #: Take a row in one kernel call where it can (:class:`RowPath`); off, the
+    #: row-by-row path takes every row (the same results, bit for bit).
+    _one_call = True
+    _path = None  # the RowPath, once made
     # states saved before these options: no revealed targets, no key, and
     # the network's columns those of the features (set by __setstate__)
     revealed_targets = 0
@@ -261,10 +290,11 @@ class RecurrentEstimator(Guarded):
             self._entities.resized()
         return cols
 
-    def _row_path(self) -> RowPath:
-        """The estimator's :class:`RowPath` (made again after its columns change)."""
-        path = self.__dict__.get("_path")
-        if path is None:
+    def _row_path(self) -> RowPath | None:
+        """The estimator's :class:`RowPath` (made again after its columns
+        change); None where rows take the row-by-row path (entities)."""
+        path = self._path
+        if path is None and self._entities is None and self._one_call:
             path = self._path = self._new_row_path()
         return path
 

@@ -9,9 +9,10 @@ The same arithmetic as the estimators' row-by-row path (standardisation by
 prediction is bit-identical to it; what differs is that a row costs one
 call and no temporary Python or NumPy objects.
 
-Every kernel takes a float64 *row* (the per-row values and the constants)
-and an int64 *plan* (the columns of the row's features, of the revealed
-targets and the options), laid out as below. A kernel that meets a value it
+Every kernel takes a float64 *row* (the constants, what a regressor's
+forecast needs of its state, the per-row values) and an int64 *plan* (the
+columns of the row's features, of the revealed targets, the options and
+the network's layout), laid out as below. A kernel that meets a value it
 does not take (an infinite feature, or while learning an unseen feature with
 a value) sets ``row[R_STATUS]`` to :data:`TAKE_SLOW_PATH` before changing
 anything, and the caller takes the row-by-row path, which raises or
@@ -33,30 +34,40 @@ from .sequential import AUTO, CHANGE, LEVEL, regression_targets, score_candidate
 _JIT = dict(cache=config.CACHE, nogil=True, error_model="numpy")
 
 #: The row (float64): a status the kernel writes, the constants of the
-#: scalers, the target, then the feature values in the plan's order and
+#: scalers and of the forecast, the forecast's terms (a regressor's
+#: ``a + b * out[o]``, or ``a`` where ``o`` < 0: what its state gives
+#: any prediction, set after each learned row), then from ``plan[P_VALUES]`` on:
+#: the revealed-target inputs of a regressor's prediction, the feature values
+#: in the plan's order, the target (a classifier's: the class's index) and
 #: (classifiers) the last classes learned, the latest first (-1: none).
-R_STATUS, R_CLIP, R_GLITCH, R_GLITCH_OUT, R_WARMUP, R_SHIFT_AFTER, R_Y_GLITCH, R_Y_GLITCH_OUT, R_SPAN = range(9)
-R_MARGIN = 9
-R_TARGET = 10
-R_VALUES = 11
+(R_STATUS, R_CLIP, R_GLITCH, R_GLITCH_OUT, R_WARMUP, R_SHIFT_AFTER, R_Y_GLITCH, R_Y_GLITCH_OUT, R_SPAN, R_MARGIN,
+ R_FORECAST_A, R_FORECAST_B, R_FORECAST_OUT) = range(13)
+R_REVEALED = 13
 #: ``row[R_STATUS]`` after a call: done, or take the row-by-row path.
 DONE, TAKE_SLOW_PATH = 0.0, 1.0
 
 #: The plan (int64): the number of feature values ``n``, the options, the
-#: number of revealed-target columns ``m``, then the scaler's column of each
-#: value (-1: an unseen feature), the network's input column of each value,
-#: and the network's columns of the revealed targets.
-P_N, P_MODE, P_SCALED, P_REVEALED, P_CLASSES, P_M = range(6)
-P_COLUMNS = 6
+#: number ``m`` of revealed-target columns, where the values start in the
+#: row and where the network's layout starts in the plan; then the scaler's
+#: column of each value (-1: an unseen feature), the network's input column
+#: of each value, the network's columns of the revealed targets, and the
+#: network's layout (``lay``).
+P_N, P_MODE, P_SCALED, P_REVEALED, P_CLASSES, P_M, P_VALUES, P_LAY = range(8)
+P_COLUMNS = 8
+
+
+@njit(**_JIT)
+def _layout(plan):
+    return plan[plan[P_LAY] :]
 
 
 @njit(**_JIT)
 def takes_row(row, plan, learn):
     """Whether the row's values are for this path: finite or missing, and
     (``learn``) none unseen with a value; else the status says so."""
-    n = plan[P_N]
+    n, at = plan[P_N], plan[P_VALUES]
     for i in range(n):
-        v = row[R_VALUES + i]
+        v = row[at + i]
         if math.isinf(v) or (learn and plan[P_COLUMNS + i] < 0 and v == v):
             row[R_STATUS] = TAKE_SLOW_PATH
             return False
@@ -70,14 +81,14 @@ def standardized_inputs(row, plan, stats, beyond, update, u):
     standardised into its column (and, with ``update``, joined to the
     statistics ``stats`` of the guarded scaler)."""
     u[:] = 0
-    n = plan[P_N]
+    n, at = plan[P_N], plan[P_VALUES]
     clip, glitch, glitch_out = row[R_CLIP], row[R_GLITCH], row[R_GLITCH_OUT]
     warmup, shift_after = row[R_WARMUP], row[R_SHIFT_AFTER]
     for i in range(n):
         j = plan[P_COLUMNS + i]
         if j >= 0:
-            u[plan[P_COLUMNS + n + i]] = standardize_value(stats, beyond, j, row[R_VALUES + i], update, clip,
-                                                           glitch, glitch_out, warmup, shift_after)
+            u[plan[P_COLUMNS + n + i]] = standardize_value(stats, beyond, j, row[at + i], update, clip, glitch,
+                                                           glitch_out, warmup, shift_after)
 
 
 @njit(**_JIT)
@@ -90,59 +101,76 @@ def _revealed_columns(plan):
 
 
 @njit(**_JIT)
-def regressor_forecast(out, carried, y_stats, scaled, mode, changes, errors, scored, warmup, margin):
-    """The forecast of a regressor from the network's outputs ``out``, as
-    :meth:`~streamrnn.target_change.TargetChange.forecast_one` gives it from
-    the target's moments and the base ``carried[-1]``."""
+def regressor_refresh(row, plan, carried, y_stats, changes, errors, scored):
+    """What a regressor's state gives its next predictions, into the row:
+    the revealed-target inputs (the carried standardised targets, 0 for
+    none) and the terms of the forecast from the network's outputs, as
+    :meth:`~streamrnn.target_change.TargetChange.forecast_one` forms it from
+    the target's moments, the base ``carried[-1]``, the change scale and
+    (``"auto"``) the candidates' running errors."""
+    k = carried.shape[0] - 1
+    for j in range(k):
+        v = carried[j]
+        row[R_REVEALED + j] = v if v == v else 0.0
+    mode = plan[P_MODE]
     mean, std = 0.0, 1.0
-    if scaled:
+    if plan[P_SCALED] != 0:
         count, mean, root = y_stats[0, 0], y_stats[1, 0], y_stats[2, 0]
         std = root / math.sqrt(max(count, 1.0)) if count > 1 and root > 0 else 0.0
-    base = carried[carried.shape[0] - 1]
-    o0 = np.float64(out[0])
-    if mode == LEVEL or base != base:
-        return mean + std * o0 if mode != CHANGE else mean
+    base = carried[k]
     s = changes[1] / changes[0] if changes[0] > 0 and changes[1] > 0 else 1.0
-    if mode == CHANGE:
-        return base + s * o0
-    # auto: the candidate with the smallest running error (no change within the margin)
-    choice = 1
-    if scored[0] >= warmup:
-        best = 0 if errors[0] <= errors[2] else 2
-        if errors[best] < margin * errors[1]:
-            choice = best
-    if choice == 0:
-        return base + s * np.float64(out[1])
-    return base if choice == 1 else mean + std * o0
+    a, b, o = mean, std, 0  # the level
+    if mode == LEVEL or base != base:
+        if mode == CHANGE:
+            o = -1
+    elif mode == CHANGE:
+        a, b = base, s
+    else:  # auto: the candidate with the smallest running error (no change within the margin)
+        choice = 1
+        if scored[0] >= row[R_WARMUP]:
+            best = 0 if errors[0] <= errors[2] else 2
+            if errors[best] < row[R_MARGIN] * errors[1]:
+                choice = best
+        if choice == 0:
+            a, b, o = base, s, 1
+        elif choice == 1:
+            a, o = base, -1
+    row[R_FORECAST_A] = a
+    row[R_FORECAST_B] = b
+    row[R_FORECAST_OUT] = o
 
 
 @njit(**_JIT)
-def regressor_predict(row, plan, stats, carried, lay, buf, scratch, y_stats, changes, errors, scored):
+def regressor_predict(row, plan, stats, buf, scratch):
     """``predict_one`` of a regressor without entities: the forecast (NaN
     with ``row[R_STATUS]`` set when the row is not for this path)."""
     if not takes_row(row, plan, False):
         return math.nan
+    lay = _layout(plan)
     n_in = lay[L_INPUT]
     u, out = scratch[:n_in], scratch[n_in : n_in + lay[L_OUTPUT]]
     standardized_inputs(row, plan, stats, stats[0], False, u)
     ycols = _revealed_columns(plan)
     for j in range(ycols.shape[0]):
-        v = carried[j]
-        u[ycols[j]] = v if v == v else 0.0
+        u[ycols[j]] = row[R_REVEALED + j]
     predict_one(lay, buf, u, out)
-    return regressor_forecast(out, carried, y_stats, plan[P_SCALED] != 0, plan[P_MODE], changes, errors, scored,
-                              row[R_WARMUP], row[R_MARGIN])
+    o = int(row[R_FORECAST_OUT])
+    if o < 0:
+        return row[R_FORECAST_A]
+    return row[R_FORECAST_A] + row[R_FORECAST_B] * np.float64(out[o])
 
 
 @njit(**_JIT)
-def regressor_learn(row, plan, stats, beyond, carried, lay, ctr, buf, scratch, y_stats, y_beyond, changes, errors,
+def regressor_learn(row, plan, stats, beyond, carried, ctr, buf, scratch, y_stats, y_beyond, changes, errors,
                     scored):
-    """``learn_one`` of a regressor without entities, the target in
-    ``row[R_TARGET]``: the features' statistics, the target's, the revealed
-    targets and the change scale move on, the network learns the step, and
-    (``"auto"``) the candidates are scored."""
+    """``learn_one`` of a regressor without entities, the target after the
+    values: the features' statistics, the target's, the revealed targets
+    and the change scale move on, the network learns the step, the
+    candidates are scored (``"auto"``) and the forecast's terms refreshed.
+    Returns whether the row was for this path (``row[R_STATUS]``)."""
     if not takes_row(row, plan, True):
-        return
+        return False
+    lay = _layout(plan)
     n_in, n_out = lay[L_INPUT], lay[L_OUTPUT]
     u, target, out = scratch[:n_in], scratch[n_in : n_in + n_out], scratch[n_in + n_out : n_in + 2 * n_out]
     standardized_inputs(row, plan, stats, beyond, True, u)
@@ -152,7 +180,7 @@ def regressor_learn(row, plan, stats, beyond, carried, lay, ctr, buf, scratch, y
     outputs = 2 if mode == AUTO else 1
     floats = np.empty(1 + outputs + k + 5)
     y = floats[:1]
-    y[0] = row[R_TARGET]
+    y[0] = row[plan[P_VALUES] + plan[P_N]]
     T = floats[1 : 1 + outputs].reshape((1, outputs))
     R = floats[1 + outputs : 1 + outputs + k].reshape((1, k))
     seen = floats[1 + outputs + k :].reshape((1, 5))
@@ -165,6 +193,8 @@ def regressor_learn(row, plan, stats, beyond, carried, lay, ctr, buf, scratch, y
     learn_one(lay, ctr, buf, u, target, out)
     if mode == AUTO:
         score_candidates(out.reshape((1, n_out)), y, seen, errors, scored, row[R_SPAN])
+    regressor_refresh(row, plan, carried, y_stats, changes, errors, scored)
+    return True
 
 
 # --------------------------------------------------------------- classifiers
@@ -173,23 +203,25 @@ def regressor_learn(row, plan, stats, beyond, carried, lay, ctr, buf, scratch, y
 @njit(**_JIT)
 def _one_hots(row, plan, u):
     """The one-hots of the last classes learned (in the row after the
-    values): class ``c`` at lag ``j + 1`` is revealed-target column ``c * k + j``."""
-    n, k = plan[P_N], plan[P_REVEALED]
+    target): class ``c`` at lag ``j + 1`` is revealed-target column ``c * k + j``."""
+    k = plan[P_REVEALED]
+    at = plan[P_VALUES] + plan[P_N] + 1
     ycols = _revealed_columns(plan)
     for j in range(k):
-        c = int(row[R_VALUES + n + j])
+        c = int(row[at + j])
         if c >= 0:
             u[ycols[c * k + j]] = 1.0
 
 
 @njit(**_JIT)
-def classifier_logits(row, plan, stats, lay, buf, scratch, shifted):
+def classifier_logits(row, plan, stats, buf, scratch, shifted):
     """``predict_proba_one`` of a classifier without entities, up to the
     exponential: each seen class's logit (as float64) less the largest into
-    ``shifted`` (NaN throughout if one is NaN); ``row[R_STATUS]`` set when
-    the row is not for this path."""
+    ``shifted`` (NaN throughout if one is NaN). Returns whether the row was
+    for this path (``row[R_STATUS]``)."""
     if not takes_row(row, plan, False):
-        return
+        return False
+    lay = _layout(plan)
     n_in = lay[L_INPUT]
     u, out = scratch[:n_in], scratch[n_in : n_in + lay[L_OUTPUT]]
     standardized_inputs(row, plan, stats, stats[0], False, u)
@@ -197,7 +229,7 @@ def classifier_logits(row, plan, stats, lay, buf, scratch, shifted):
     predict_one(lay, buf, u, out)
     nc = shifted.shape[0]
     if nc == 0:
-        return
+        return True
     top = np.float64(out[0])  # (NaN if any is: as NumPy's max)
     for c in range(1, nc):
         v = np.float64(out[c])
@@ -207,19 +239,23 @@ def classifier_logits(row, plan, stats, lay, buf, scratch, shifted):
             top = v
     for c in range(nc):
         shifted[c] = np.float64(out[c]) - top
+    return True
 
 
 @njit(**_JIT)
-def classifier_learn(row, plan, stats, beyond, lay, ctr, buf, scratch):
+def classifier_learn(row, plan, stats, beyond, ctr, buf, scratch):
     """``learn_one`` of a classifier without entities, for a class seen
-    before (its index in ``row[R_TARGET]``): the features' statistics move
-    on and the network learns the step towards the class's one-hot."""
+    before (its index as the target): the features' statistics move on and
+    the network learns the step towards the class's one-hot. Returns
+    whether the row was for this path (``row[R_STATUS]``)."""
     if not takes_row(row, plan, True):
-        return
+        return False
+    lay = _layout(plan)
     n_in, n_out = lay[L_INPUT], lay[L_OUTPUT]
     u, target, out = scratch[:n_in], scratch[n_in : n_in + n_out], scratch[n_in + n_out : n_in + 2 * n_out]
     standardized_inputs(row, plan, stats, beyond, True, u)
     _one_hots(row, plan, u)
     target[:] = 0
-    target[int(row[R_TARGET])] = 1.0
+    target[int(row[plan[P_VALUES] + plan[P_N]])] = 1.0
     learn_one(lay, ctr, buf, u, target, out)
+    return True
