@@ -9,7 +9,7 @@ from river import base
 from .keys import holds_nan
 from .estimator import RecurrentEstimator, RowPath, as_targets, exclusive_as
 from .guard import exclusive
-from .kernels.estimator_rows import classifier_learn, classifier_logits
+from .kernels.estimator_rows import R_REVEALED, classifier_learn, classifier_logits
 from ._docs import document
 
 
@@ -98,7 +98,13 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
 
     def _new_row_path(self) -> RowPath:
         n = self.revealed_targets
-        return RowPath(self, (0, 0, n, len(self._classes)), carried=n)
+        path = RowPath(self, (0, 0, n, len(self._classes)), revealed=n)
+        self._refresh(path)
+        return path
+
+    def _refresh(self, path: RowPath) -> None:
+        """The last classes learned, into ``path``'s row."""
+        path.row[R_REVEALED : R_REVEALED + len(self._carried)] = self._carried
 
     def _register_targets(self, values) -> None:
         new = 0
@@ -131,6 +137,7 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
             self._net.learn(self._compose_one(Z[0], r), y)
             if carried:
                 carried[:] = [c] + carried[:-1]
+            self._refreshed()
             return
         index = [self._class_index[v] for v in labels]
         R = None
@@ -144,6 +151,12 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
         Y = np.zeros((len(index), self._net.output_size))
         Y[np.arange(len(index)), index] = 1.0
         self._net.learn_many(self._compose(Z, R), Y)
+        self._refreshed()
+
+    def _refreshed(self) -> None:
+        path = self._path
+        if path is not None:
+            self._refresh(path)
 
     def _probabilities(self, logits: np.ndarray) -> np.ndarray:
         z = logits[:, : len(self._classes)].astype(np.float64)
@@ -175,7 +188,7 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
     def _learn_in_one_call(self, path, x: dict, c: int) -> bool:
         """Learn the row ``x`` of the class of index ``c`` in one kernel call; whether it could."""
         carried = self._carried
-        plan = path.pack(x, c, carried)
+        plan = path.pack(x, c)
         if plan is None or not classifier_learn(path.row, plan, self._x_scaler.stats, self._x_scaler.beyond,
                                                 self._net._ctr, self._net._buf, path.scratch):
             return False
@@ -219,7 +232,7 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
     def _proba_in_one_call(self, path, x: dict) -> dict | None:
         """The probabilities for ``x`` from one kernel call (then NumPy's
         exponential, as before); None where it cannot."""
-        plan = path.pack(x, 0.0, self._carried)
+        plan = path.pack(x, 0.0)
         if plan is None or not classifier_logits(path.row, plan, self._x_scaler.stats, self._net._buf, path.scratch,
                                                  path.shifted):
             return None
@@ -241,19 +254,24 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
     def _softmax_dict(self, shifted: np.ndarray) -> dict:
         """:meth:`_proba_dict` from the logits less the largest (float64):
         the same exponentials, sum and quotients, bit for bit."""
-        if not self._classes:
+        classes = self._classes
+        if not classes:
             return {}
-        e = np.exp(shifted)
-        if len(e) < 8:  # NumPy's sum of fewer than 8 values: in order, from 0
-            values = e.tolist()
-            total = 0.0
-            for v in values:
-                total += v
-        else:
-            e = e[None, :]
-            total = e.sum(axis=1, keepdims=True)
-            return {c: float(pc) for c, pc in zip(self._classes, (e / total)[0])}
-        return {c: v / total for c, v in zip(self._classes, values)}
+        if len(classes) >= 8:
+            e = np.exp(shifted)[None, :]
+            return {c: float(pc) for c, pc in zip(classes, (e / e.sum(axis=1, keepdims=True))[0])}
+        values = np.exp(shifted).tolist()
+        # NumPy's sum of fewer than 8 values: in order, from 0 (at least 1: exp(0) is among them)
+        if len(values) == 2:  # (the common binary case, spelled out)
+            total = 0.0 + values[0] + values[1]
+            return {classes[0]: values[0] / total, classes[1]: values[1] / total}
+        total = 0.0
+        for v in values:
+            total += v
+        p = {}
+        for c, v in zip(classes, values):
+            p[c] = v / total
+        return p
 
     def _proba_dict(self, logits: np.ndarray) -> dict:
         if not self._classes:

@@ -92,17 +92,15 @@ class RowPath:
     y_scaler
         The target's scaler (regressors), or None.
     revealed
-        The revealed-target inputs a regressor's prediction reads from the row.
-    carried
-        How many carried classes follow the target in the row (classifiers).
+        The values the stream revealed that the row holds: a regressor's
+        revealed-target inputs, a classifier's last classes learned.
     """
 
-    def __init__(self, owner, options: tuple, y_scaler=None, revealed: int = 0, carried: int = 0):
+    def __init__(self, owner, options: tuple, y_scaler=None, revealed: int = 0):
         self._features, self._cols_x, self._cols_y = owner._features, owner._cols_x, owner._cols_y
         self._lay = [int(v) for v in owner._net._lay]
         self._options = options
         self._values_at = R.R_REVEALED + revealed
-        self._carried = carried
         self.plans: dict = {}
         x = owner._x_scaler
         self._head = np.zeros(self._values_at)
@@ -113,7 +111,7 @@ class RowPath:
 
             self._head[[R.R_Y_GLITCH, R.R_Y_GLITCH_OUT, R.R_SPAN, R.R_MARGIN]] = (
                 y_scaler.glitch, y_scaler.glitch_out, ERROR_SPAN, MARGIN)
-        self._widen(self._values_at + 1 + carried)
+        self._widen(self._values_at + 1)
         net = owner._net
         self.scratch = np.zeros(net.input_size + 2 * net.output_size, dtype=net._np_dtype)
         self.shifted = np.zeros(options[3])  # (classifiers: the classes' logits less the largest)
@@ -137,18 +135,18 @@ class RowPath:
         lay_at = R.P_COLUMNS + 2 * n + m
         plan = np.array([n, *self._options, m, self._values_at, lay_at, *scaler, *network, *self._cols_y,
                          *self._lay], dtype=np.int64)
-        width = self._values_at + n + 1 + self._carried
+        width = self._values_at + n + 1
         if len(self.row) < width:
-            saved = self.row[: self._values_at].copy()  # (the forecast's terms too)
+            saved = self.row[: self._values_at].copy()  # (what the state gives too)
             self._widen(width)
             self.row[: self._values_at] = saved
-        packer = struct.Struct(f"@{n + 1 + self._carried}d")
+        packer = struct.Struct(f"@{n + 1}d")
         self.plans[keys] = found = (packer, plan)
         return found
 
-    def pack(self, x: dict, target, carried=()) -> np.ndarray | None:
-        """Pack the values of ``x``, ``target`` and ``carried`` into the
-        row; the plan of ``x``, or None when ``x`` is not for this path (a
+    def pack(self, x: dict, target) -> np.ndarray | None:
+        """Pack the values of ``x`` and ``target`` into the row; the plan
+        of ``x``, or None when ``x`` is not for this path (a
         value of another type than :data:`PACKED_TYPES`, an int beyond the
         floats, a NaN-like name)."""
         keys = tuple(x)
@@ -161,7 +159,7 @@ class RowPath:
         if not PACKED_TYPES.issuperset(map(type, values)):
             return None
         try:
-            found[0].pack_into(self._bytes, 8 * self._values_at, *values, target, *carried)
+            found[0].pack_into(self._bytes, 8 * self._values_at, *values, target)
         except (OverflowError, struct.error):
             return None
         return found[1]

@@ -14,7 +14,9 @@ forecast needs of its state, the per-row values) and an int64 *plan* (the
 columns of the row's features, of the revealed targets, the options and
 the network's layout), laid out as below. A kernel that meets a value it
 does not take (an infinite feature, or while learning an unseen feature with
-a value) sets ``row[R_STATUS]`` to :data:`TAKE_SLOW_PATH` before changing
+a value) or arrays that do not fit its plan (statistics for fewer columns,
+a network of another layout: an edited state, which the row-by-row path
+refuses) sets ``row[R_STATUS]`` to :data:`TAKE_SLOW_PATH` before changing
 anything, and the caller takes the row-by-row path, which raises or
 registers the feature.
 """
@@ -25,7 +27,7 @@ import numpy as np
 from numba import njit
 
 from .. import config
-from .layout import L_INPUT, L_OUTPUT
+from .layout import L_BUF, L_INPUT, L_OUTPUT, N_CTR
 from .recurrent import learn_one, predict_one
 from .scaling import standardize_value
 from .sequential import AUTO, CHANGE, LEVEL, regression_targets, score_candidates
@@ -36,13 +38,16 @@ _JIT = dict(cache=config.CACHE, nogil=True, error_model="numpy")
 #: The row (float64): a status the kernel writes, the constants of the
 #: scalers and of the forecast, the forecast's terms (a regressor's
 #: ``a + b * out[o]``, or ``a`` where ``o`` < 0: what its state gives
-#: any prediction, set after each learned row), then from ``plan[P_VALUES]`` on:
-#: the revealed-target inputs of a regressor's prediction, the feature values
-#: in the plan's order, the target (a classifier's: the class's index) and
-#: (classifiers) the last classes learned, the latest first (-1: none).
+#: any prediction, set after each learned row), then what the stream
+#: revealed (the revealed-target inputs of a regressor's prediction; the
+#: last classes a classifier learned, the latest first, -1: none), then from
+#: ``plan[P_VALUES]`` on the feature values in the plan's order and the
+#: target (a classifier's: the class's index).
 (R_STATUS, R_CLIP, R_GLITCH, R_GLITCH_OUT, R_WARMUP, R_SHIFT_AFTER, R_Y_GLITCH, R_Y_GLITCH_OUT, R_SPAN, R_MARGIN,
  R_FORECAST_A, R_FORECAST_B, R_FORECAST_OUT) = range(13)
 R_REVEALED = 13
+#: ``row[R_FORECAST_OUT]`` where the forecast's terms are not set.
+UNSET = -2
 #: ``row[R_STATUS]`` after a call: done, or take the row-by-row path.
 DONE, TAKE_SLOW_PATH = 0.0, 1.0
 
@@ -62,14 +67,22 @@ def _layout(plan):
 
 
 @njit(**_JIT)
-def takes_row(row, plan, learn):
-    """Whether the row's values are for this path: finite or missing, and
-    (``learn``) none unseen with a value; else the status says so."""
+def takes_row(row, plan, learn, stats, beyond, buf, scratch):
+    """Whether the row is for this path: its values finite or missing and
+    (``learn``) none unseen with a value, the statistics, the network's
+    buffer and the scratch of the sizes the plan indexes (nothing here is
+    bounds-checked); else the status says so."""
+    row[R_STATUS] = TAKE_SLOW_PATH
     n, at = plan[P_N], plan[P_VALUES]
+    lay = _layout(plan)
+    if (buf.shape[0] != lay[L_BUF] or scratch.shape[0] < lay[L_INPUT] + 2 * lay[L_OUTPUT]
+            or at + n >= row.shape[0]):
+        return False
+    columns = min(stats.shape[1], beyond.shape[0])
     for i in range(n):
         v = row[at + i]
-        if math.isinf(v) or (learn and plan[P_COLUMNS + i] < 0 and v == v):
-            row[R_STATUS] = TAKE_SLOW_PATH
+        j = plan[P_COLUMNS + i]
+        if math.isinf(v) or (learn and j < 0 and v == v) or j >= columns:
             return False
     row[R_STATUS] = DONE
     return True
@@ -107,8 +120,13 @@ def regressor_refresh(row, plan, carried, y_stats, changes, errors, scored):
     none) and the terms of the forecast from the network's outputs, as
     :meth:`~streamrnn.target_change.TargetChange.forecast_one` forms it from
     the target's moments, the base ``carried[-1]``, the change scale and
-    (``"auto"``) the candidates' running errors."""
+    (``"auto"``) the candidates' running errors. Carried values that do
+    not fit the plan (an edited state) leave the terms unset: predictions
+    then take the row-by-row path."""
     k = carried.shape[0] - 1
+    if k != plan[P_M] or R_REVEALED + k > plan[P_VALUES]:
+        row[R_FORECAST_OUT] = UNSET
+        return
     for j in range(k):
         v = carried[j]
         row[R_REVEALED + j] = v if v == v else 0.0
@@ -144,7 +162,7 @@ def regressor_refresh(row, plan, carried, y_stats, changes, errors, scored):
 def regressor_predict(row, plan, stats, buf, scratch):
     """``predict_one`` of a regressor without entities: the forecast (NaN
     with ``row[R_STATUS]`` set when the row is not for this path)."""
-    if not takes_row(row, plan, False):
+    if not takes_row(row, plan, False, stats, stats[0], buf, scratch):
         return math.nan
     lay = _layout(plan)
     n_in = lay[L_INPUT]
@@ -153,8 +171,11 @@ def regressor_predict(row, plan, stats, buf, scratch):
     ycols = _revealed_columns(plan)
     for j in range(ycols.shape[0]):
         u[ycols[j]] = row[R_REVEALED + j]
-    predict_one(lay, buf, u, out)
     o = int(row[R_FORECAST_OUT])
+    if o == UNSET:
+        row[R_STATUS] = TAKE_SLOW_PATH
+        return math.nan
+    predict_one(lay, buf, u, out)
     if o < 0:
         return row[R_FORECAST_A]
     return row[R_FORECAST_A] + row[R_FORECAST_B] * np.float64(out[o])
@@ -168,7 +189,9 @@ def regressor_learn(row, plan, stats, beyond, carried, ctr, buf, scratch, y_stat
     and the change scale move on, the network learns the step, the
     candidates are scored (``"auto"``) and the forecast's terms refreshed.
     Returns whether the row was for this path (``row[R_STATUS]``)."""
-    if not takes_row(row, plan, True):
+    if (not takes_row(row, plan, True, stats, beyond, buf, scratch) or ctr.shape[0] < N_CTR
+            or carried.shape[0] != plan[P_M] + 1):
+        row[R_STATUS] = TAKE_SLOW_PATH
         return False
     lay = _layout(plan)
     n_in, n_out = lay[L_INPUT], lay[L_OUTPUT]
@@ -201,14 +224,26 @@ def regressor_learn(row, plan, stats, beyond, carried, ctr, buf, scratch, y_stat
 
 
 @njit(**_JIT)
+def _classes_fit(row, plan, c):
+    """Whether the last classes learned and ``c`` (-1: none) have outputs
+    and revealed-target columns in the plan."""
+    k, classes = plan[P_REVEALED], plan[P_CLASSES]
+    if c >= classes or plan[P_M] != classes * k or _layout(plan)[L_OUTPUT] < classes:
+        return False
+    for j in range(k):
+        if row[R_REVEALED + j] >= classes:
+            return False
+    return True
+
+
+@njit(**_JIT)
 def _one_hots(row, plan, u):
-    """The one-hots of the last classes learned (in the row after the
-    target): class ``c`` at lag ``j + 1`` is revealed-target column ``c * k + j``."""
+    """The one-hots of the last classes learned: class ``c`` at lag ``j + 1``
+    is revealed-target column ``c * k + j``."""
     k = plan[P_REVEALED]
-    at = plan[P_VALUES] + plan[P_N] + 1
     ycols = _revealed_columns(plan)
     for j in range(k):
-        c = int(row[at + j])
+        c = int(row[R_REVEALED + j])
         if c >= 0:
             u[ycols[c * k + j]] = 1.0
 
@@ -219,7 +254,8 @@ def classifier_logits(row, plan, stats, buf, scratch, shifted):
     exponential: each seen class's logit (as float64) less the largest into
     ``shifted`` (NaN throughout if one is NaN). Returns whether the row was
     for this path (``row[R_STATUS]``)."""
-    if not takes_row(row, plan, False):
+    if not (takes_row(row, plan, False, stats, stats[0], buf, scratch) and _classes_fit(row, plan, -1)):
+        row[R_STATUS] = TAKE_SLOW_PATH
         return False
     lay = _layout(plan)
     n_in = lay[L_INPUT]
@@ -245,10 +281,14 @@ def classifier_logits(row, plan, stats, buf, scratch, shifted):
 @njit(**_JIT)
 def classifier_learn(row, plan, stats, beyond, ctr, buf, scratch):
     """``learn_one`` of a classifier without entities, for a class seen
-    before (its index as the target): the features' statistics move on and
-    the network learns the step towards the class's one-hot. Returns
-    whether the row was for this path (``row[R_STATUS]``)."""
-    if not takes_row(row, plan, True):
+    before (its index as the target): the features' statistics move on,
+    the network learns the step towards the class's one-hot and the class
+    joins the last classes learned. Returns whether the row was for this
+    path (``row[R_STATUS]``)."""
+    c = row[plan[P_VALUES] + plan[P_N]]
+    if not (takes_row(row, plan, True, stats, beyond, buf, scratch) and ctr.shape[0] >= N_CTR
+            and _classes_fit(row, plan, c)):
+        row[R_STATUS] = TAKE_SLOW_PATH
         return False
     lay = _layout(plan)
     n_in, n_out = lay[L_INPUT], lay[L_OUTPUT]
@@ -256,6 +296,10 @@ def classifier_learn(row, plan, stats, beyond, ctr, buf, scratch):
     standardized_inputs(row, plan, stats, beyond, True, u)
     _one_hots(row, plan, u)
     target[:] = 0
-    target[int(row[plan[P_VALUES] + plan[P_N]])] = 1.0
+    target[int(c)] = 1.0
     learn_one(lay, ctr, buf, u, target, out)
+    for j in range(plan[P_REVEALED] - 1, 0, -1):
+        row[R_REVEALED + j] = row[R_REVEALED + j - 1]
+    if plan[P_REVEALED] > 0:
+        row[R_REVEALED] = c
     return True
