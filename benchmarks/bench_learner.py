@@ -20,8 +20,9 @@ River calls them; beside them, in the same run and on the same rows, the
 network kernels alone (``kernels.recurrent.predict_one`` and ``learn_one``
 called on the network inputs the estimator built for those rows, recorded
 from its row-by-row path) and the row-by-row path itself (the estimators'
-path before rows took one kernel call, ``_one_call = False``). The ratio
-is the estimator's time over the kernel's. Each figure is the median over
+path before rows took one kernel call, ``_one_call = False``), and the
+network's own Python method (``OnlineRNN.predict`` and ``learn``) on the
+same inputs. The ratio is the estimator's time over the kernel's. Each figure is the median over
 ``--repeats`` passes over the rows, in CPU time of the benchmarking thread
 (wall time on a shared machine also counts other processes' turns on the
 core); predictions from the state after a progressive pass, learning from
@@ -229,8 +230,8 @@ def bench_river_layer(cls, rows: list, repeats: int) -> dict:
     uys = [(u, y) for u, y in recorder.learned if u.shape == shape_in and y.shape == shape_out]
     xs = [x for x, _ in rows]
     out = np.empty(shape_out, net._np_dtype)
-    times: dict = {k: [] for k in ("predict", "predict row-by-row", "predict kernel", "learn", "learn row-by-row",
-                                   "learn kernel")}
+    times: dict = {k: [] for k in ("predict", "predict row-by-row", "predict kernel", "predict OnlineRNN", "learn",
+                                   "learn row-by-row", "learn kernel", "learn OnlineRNN")}
 
     def timed(key, loop, n):
         # CPU time of this thread: on a shared machine, wall time also counts the
@@ -246,19 +247,21 @@ def bench_river_layer(cls, rows: list, repeats: int) -> dict:
         k_net = copy.deepcopy(net)
         lay, ctr, buf = k_net._lay, k_net._ctr, k_net._buf
         timed("predict kernel", lambda: [K.predict_one(lay, buf, u, out) for u in us], len(us))
+        timed("predict OnlineRNN", lambda: [k_net.predict(u) for u in us], len(us))
         for key, m in (("learn", new), ("learn row-by-row", old)):
             c = copy.deepcopy(m)
             timed(key, lambda: [c.learn_one(x, y) for x, y in rows], len(rows))
         timed("learn kernel", lambda: [K.learn_one(lay, ctr, buf, u, y, out) for u, y in uys], len(uys))
+        timed("learn OnlineRNN", lambda: [k_net.learn(u, y) for u, y in uys], len(uys))
     return {k: statistics.median(v) for k, v in times.items()}
 
 
 def river_table(n_rows: int, repeats: int, results: dict) -> None:
     from streamrnn import LSTMClassifier, LSTMRegressor
 
-    print("\n| estimator | stream | rows | predict_one µs | its kernel µs | ratio | row-by-row µs "
-          "| learn_one µs | its kernel µs | ratio | row-by-row µs |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| estimator | stream | rows | predict_one µs | its kernel µs | ratio | OnlineRNN.predict µs "
+          "| row-by-row µs | learn_one µs | its kernel µs | ratio | OnlineRNN.learn µs | row-by-row µs |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     if not ELEC2.exists():
         print(f"(elec2 skipped: {ELEC2} not found; the copy lives in ../shared/data)")
     for stream, (regression, classification) in river_streams(n_rows).items():
@@ -266,8 +269,9 @@ def river_table(n_rows: int, repeats: int, results: dict) -> None:
             t = bench_river_layer(cls, rows, repeats)
             results["river"].append({"estimator": cls.__name__, "stream": stream, "rows": len(rows), **t})
             print(f"| {cls.__name__} | {stream} | {len(rows)} | {t['predict']:.2f} | {t['predict kernel']:.2f} | "
-                  f"{t['predict'] / t['predict kernel']:.2f} | {t['predict row-by-row']:.2f} | {t['learn']:.2f} | "
-                  f"{t['learn kernel']:.2f} | {t['learn'] / t['learn kernel']:.2f} | {t['learn row-by-row']:.2f} |")
+                  f"{t['predict'] / t['predict kernel']:.2f} | {t['predict OnlineRNN']:.2f} | "
+                  f"{t['predict row-by-row']:.2f} | {t['learn']:.2f} | {t['learn kernel']:.2f} | "
+                  f"{t['learn'] / t['learn kernel']:.2f} | {t['learn OnlineRNN']:.2f} | {t['learn row-by-row']:.2f} |")
             sys.stdout.flush()
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pandas as pd
 from river import base
 
 from .keys import holds_nan
-from .estimator import RecurrentEstimator, RowPath, as_targets, exclusive_as
+from .estimator import PACKED_TYPES, RecurrentEstimator, RowPath, as_targets, exclusive_as
 from .guard import exclusive
 from .kernels.estimator_rows import R_REVEALED, classifier_learn, classifier_logits
 from ._docs import document
@@ -221,12 +223,18 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
     def predict_proba_one(self, x: dict) -> dict:
         path, lock = self._path, self._busy
         if path is not None and lock is not None and type(x) is dict and lock.acquire(False):
-            try:
-                p = self._proba_in_one_call(path, x)
+            try:  # (RowPath.pack and _proba_in_one_call, spelled out: predictions are the cheapest calls)
+                found = path.plans.get(tuple(x))
+                values = x.values()
+                if found is not None and PACKED_TYPES.issuperset(map(type, values)):
+                    found[0].pack_into(path.bytes, path.at, *values, 0.0)
+                    if classifier_logits(path.row, found[1], self._x_scaler.stats, self._net._buf, path.scratch,
+                                         path.shifted):
+                        return self._softmax_dict(path.shifted)
+            except (OverflowError, struct.error):  # an int beyond the floats: the guarded method says so
+                pass
             finally:
                 lock.release()
-            if p is not None:
-                return p
         return self._predict_proba_one(x)
 
     def _proba_in_one_call(self, path, x: dict) -> dict | None:

@@ -101,6 +101,7 @@ class RowPath:
         self._lay = [int(v) for v in owner._net._lay]
         self._options = options
         self._values_at = R.R_REVEALED + revealed
+        self.at = 8 * self._values_at  # (the values' byte offset in the row)
         self.plans: dict = {}
         x = owner._x_scaler
         self._head = np.zeros(self._values_at)
@@ -119,8 +120,8 @@ class RowPath:
 
     def _widen(self, width: int) -> None:
         """A row of ``width`` values at least (the packer writes to its bytes)."""
-        self._bytes = bytearray(8 * width)
-        self.row = np.frombuffer(self._bytes, dtype=np.float64)
+        self.bytes = bytearray(8 * width)
+        self.row = np.frombuffer(self.bytes, dtype=np.float64)
         self.row[: len(self._head)] = self._head
 
     def _plan(self, keys: tuple):
@@ -159,7 +160,7 @@ class RowPath:
         if not PACKED_TYPES.issuperset(map(type, values)):
             return None
         try:
-            found[0].pack_into(self._bytes, 8 * self._values_at, *values, target)
+            found[0].pack_into(self.bytes, self.at, *values, target)
         except (OverflowError, struct.error):
             return None
         return found[1]
