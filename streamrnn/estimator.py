@@ -76,12 +76,14 @@ def build_network(owner, cell: str, loss: str, input_size: int, output_size: int
 class RowPath:
     """The per-row buffers of an estimator's one-call path
     (:mod:`streamrnn.kernels.estimator_rows`): the float64 row the kernels
-    read (its constants set once; a dict's values, the target and the
-    carried classes packed into it each row by one ``struct`` call), the
-    plan of each key order met (the scaler's and the network's column of
+    read (its constants set once, what the estimator's state gives its
+    predictions kept up to date by the kernels and the estimator, a dict's
+    values and the target packed into it each row by one ``struct`` call),
+    the plan of each key order met (the scaler's and the network's column of
     each feature, the revealed targets' columns, the options, the network's
-    layout) and the network's scratch. Derived from the estimator, never
-    saved; the estimator drops it whenever its columns or classes change.
+    layout; at most :attr:`MAX_PLANS`) and the network's scratch. Derived
+    from the estimator, never saved; the estimator drops it whenever its
+    columns or classes change.
 
     Parameters
     ----------
@@ -95,6 +97,10 @@ class RowPath:
         The values the stream revealed that the row holds: a regressor's
         revealed-target inputs, a classifier's last classes learned.
     """
+
+    #: Plans kept (a stream whose rows miss features in ever new ways has
+    #: one per pattern): beyond, they start again.
+    MAX_PLANS = 1024
 
     def __init__(self, owner, options: tuple, y_scaler=None, revealed: int = 0):
         self._features, self._cols_x, self._cols_y = owner._features, owner._cols_x, owner._cols_y
@@ -142,6 +148,8 @@ class RowPath:
             self._widen(width)
             self.row[: self._values_at] = saved
         packer = struct.Struct(f"@{n + 1}d")
+        if len(self.plans) >= self.MAX_PLANS:
+            self.plans.clear()
         self.plans[keys] = found = (packer, plan)
         return found
 
@@ -180,12 +188,21 @@ class RecurrentEstimator(Guarded):
     (``_cols_x``) and revealed targets (``_cols_y``): the network only grows.
     With ``key``, the entities' states are swapped in and out of the one
     network (:class:`~streamrnn.entities.EntityStates`).
+
+    Without ``key``, a row of plain numbers (floats, ints, bools, NumPy
+    floats) takes one kernel call (:class:`RowPath`): its features'
+    scaling, the revealed targets, the network's step and a regressor's
+    forecast fused, bit-identical to the row-by-row path, which takes
+    every other row (a None, a date, a new feature or class, bad input,
+    entities) and the mini-batches. The public per-row methods hold the
+    guard's lock themselves on that path.
     """
 
     _cell = "lstm"
     _loss = "squared"
-    #: Take a row in one kernel call where it can (:class:`RowPath`); off, the
-    #: row-by-row path takes every row (the same results, bit for bit).
+    #: Take a row in one kernel call where it can (:class:`RowPath`); off
+    #: (set before the first row), the row-by-row path takes every row (the
+    #: same results, bit for bit).
     _one_call = True
     _path = None  # the RowPath, once made
     # states saved before these options: no revealed targets, no key, and
