@@ -268,7 +268,7 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
         if len(classes) >= 8:
             e = np.exp(shifted)[None, :]
             return {c: float(pc) for c, pc in zip(classes, (e / e.sum(axis=1, keepdims=True))[0])}
-        values = np.exp(shifted).tolist()
+        values = np.exp(shifted, out=shifted).tolist()  # (the logits are the kernel's again at the next call)
         # NumPy's sum of fewer than 8 values: in order, from 0 (at least 1: exp(0) is among them)
         if len(values) == 2:  # (the common binary case, spelled out)
             total = 0.0 + values[0] + values[1]

@@ -186,3 +186,21 @@ def test_two_threads_at_once_raise_on_the_one_call_path(cls):
     x = {"a": 2.0, stall: 1.0}
     error = while_inside(stall, lambda: predict(model, x), lambda: learn(model, {"a": 1.0, "b": 1.0}))
     assert f"{cls.__name__}.learn_one" in str(error)
+
+
+@pytest.mark.parametrize("n_classes", [1, 2, 3, 7, 8, 12])
+def test_probabilities_of_any_number_of_classes_as_row_by_row(n_classes):
+    """The softmax after the one-call kernel: NumPy's exponential, then the
+    sum in NumPy's order (in order below 8 values, pairwise from 8 on)."""
+    rng = np.random.default_rng(n_classes)
+    fast = LSTMClassifier(hidden_size=6, k2=4, seed=0)
+    slow = LSTMClassifier(hidden_size=6, k2=4, seed=0)
+    slow._one_call = False
+    for t in range(120):
+        x = {"a": float(rng.normal()), "b": float(rng.normal(3.0, 5.0))}
+        y = int(rng.integers(0, n_classes))
+        p, q = fast.predict_proba_one(x), slow.predict_proba_one(x)
+        assert list(p) == list(q) and all(p[c] == q[c] for c in p)
+        fast.learn_one(x, y)
+        slow.learn_one(x, y)
+    assert len(fast._classes) == n_classes
