@@ -1,4 +1,5 @@
-"""Per-call cost of ``OnlineRNN`` beside a hand-written PyTorch online loop.
+"""Per-call cost of ``OnlineRNN`` beside a hand-written PyTorch online loop,
+and of the River estimators beside the network kernels they call.
 
 For each cell at hidden size 32, input 1, k2 = 16, in float32 and float64:
 ``predict``, ``learn`` with k1 = 1, ``learn`` with k1 = k2 = 16 (per sample),
@@ -8,14 +9,61 @@ state under ``no_grad``; ``learn`` keeps the last k2 inputs and the state
 before them, and every k1 steps re-runs that window, backpropagates the loss
 of the last k1 predictions, clips and takes an Adam step.
 
+**The River layer** (``--river``): ``LSTMRegressor`` and ``LSTMClassifier``
+at their defaults (``seed=0``) on Elec2 (``../shared/data/elec2/elec2.csv``
+from the repository root, its first ``--rows`` rows; skipped without it) and
+River's TrumpApproval. Regressors: Elec2's ``nswprice`` from the other
+columns, TrumpApproval's own target; classifiers: Elec2's class,
+TrumpApproval's "up" (the target above the previous one). Per row, µs:
+``predict_one`` (``predict_proba_one`` for classifiers) and ``learn_one`` as
+River calls them; beside them, in the same run and on the same rows, the
+network kernels alone (``kernels.recurrent.predict_one`` and ``learn_one``
+called on the network inputs the estimator built for those rows, recorded
+from its row-by-row path) and the row-by-row path itself (the estimators'
+path before rows took one kernel call, ``_one_call = False``), and the
+network's own Python method (``OnlineRNN.predict`` and ``learn``) on the
+same inputs. The ratio is the estimator's time over the kernel's. Each
+figure is the median over ``--repeats`` passes over the rows, in CPU time
+of the benchmarking thread
+(wall time on a shared machine also counts other processes' turns on the
+core); predictions from the state after a progressive pass, learning from
+copies of it.
+
+Measured 2026-12-07 on the project's 2-core AMD EPYC (Python 3.11.7, numba
+0.68.1), under a load average of 6-7 from other jobs (CPU time, so the load
+shows less than in wall time), ``--river --rows 4000 --repeats 9``; µs:
+
+| estimator | stream | predict_one | kernel | ratio | OnlineRNN.predict | row by row | learn_one | kernel | ratio | OnlineRNN.learn | row by row |
+|---|---|---|---|---|---|---|---|---|---|---|---|
+| LSTMRegressor | elec2 | 2.70 | 1.00 | 2.70 | 1.86 | 15.51 | 15.42 | 13.00 | 1.19 | 15.28 | 32.80 |
+| LSTMClassifier | elec2 | 4.03 | 1.19 | 3.38 | 1.97 | 21.15 | 15.76 | 13.74 | 1.15 | 14.97 | 31.95 |
+| LSTMRegressor | trump | 2.73 | 0.99 | 2.75 | 1.80 | 11.15 | 15.66 | 12.97 | 1.21 | 15.17 | 32.34 |
+| LSTMClassifier | trump | 3.91 | 1.20 | 3.25 | 1.84 | 15.41 | 15.53 | 13.46 | 1.15 | 14.72 | 29.66 |
+
+``learn_one`` costs at most 1.21x its kernel (target 1.5x: met) and about
+what ``OnlineRNN.learn`` costs alone. ``predict_one`` costs 2.7x its kernel,
+``predict_proba_one`` 3.3x (target 2x: not met): the guard's lock and the
+dict's packing (~1.2 µs of Python, the plan's look-up by key order, the type
+check every value needs so that bad values raise as before, one
+``struct.pack_into``), Numba's dispatch of five arrays, and for classifiers
+NumPy's exponential (kept: NumPy's SIMD ``exp`` differs from libm's in the
+last bit for ~5% of arguments on this machine) and the dict of
+probabilities. Before the one-call path (the estimators of commit e4be976,
+same machine and load, back to back): predict_one 15.9 / 20.8 /
+11.1 / 15.5 µs, learn_one 33.8 / 32.1 / 33.2 / 29.9 µs in the order of the
+table (10-17x and 2.2-2.6x their kernels).
+
 Each figure is the median over ``--repeats`` runs of ``--calls`` calls after
-a warm-up. Run: ``python benchmarks/bench_learner.py [--quick] [--json out.json]``
+a warm-up. Run: ``python benchmarks/bench_learner.py [--quick] [--river | --network] [--json out.json]``
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import csv
 import json
+import pathlib
 import platform
 import statistics
 import sys
@@ -143,6 +191,115 @@ def bench_torch(cell: str, dtype: str, calls: int, repeats: int, data) -> dict |
     return out
 
 
+ELEC2 = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "elec2" / "elec2.csv"
+
+
+def river_streams(n_rows: int) -> dict:
+    """``name -> (rows of the regressor, rows of the classifier)``."""
+    from river import datasets
+
+    streams = {}
+    if ELEC2.exists():
+        with open(ELEC2) as f:
+            rows = []
+            for r in csv.DictReader(f):
+                label = r.pop("class") == "UP"
+                rows.append(({k: float(v) for k, v in r.items()}, label))
+                if len(rows) == n_rows:
+                    break
+        regression = [({k: v for k, v in x.items() if k != "nswprice"}, x["nswprice"]) for x, _ in rows]
+        streams["elec2"] = (regression, rows)
+    trump = list(datasets.TrumpApproval())
+    ups = [(x, y > trump[i - 1][1] if i else False) for i, (x, y) in enumerate(trump)]
+    streams["trump"] = (trump, ups)
+    return streams
+
+
+class _Recorder:
+    """A network that records the inputs it is given (the estimator's row-by-row path)."""
+
+    def __init__(self, net):
+        self.net, self.predicted, self.learned = net, [], []
+
+    def predict(self, x):
+        self.predicted.append(np.array(x))
+        return self.net.predict(x)
+
+    def learn(self, x, y):
+        self.learned.append((np.array(x), np.array(y)))
+        return self.net.learn(x, y)
+
+    def __getattr__(self, name):
+        return getattr(self.net, name)
+
+
+def bench_river_layer(cls, rows: list, repeats: int) -> dict:
+    """µs per row of the estimator's calls, its row-by-row path's and the
+    network kernels' on the same rows (see the module's docstring)."""
+    from streamrnn.kernels import recurrent as K
+
+    classifier = hasattr(cls, "predict_proba_one")
+    new, old = cls(seed=0), cls(seed=0)
+    old._one_call = False
+    recorder = _Recorder(old._net)
+    old._net = recorder
+    for m in (new, old):
+        predict = m.predict_proba_one if classifier else m.predict_one
+        for x, y in rows:
+            predict(x)
+            m.learn_one(x, y)
+    old._net = recorder.net
+    net = recorder.net
+    shape_in, shape_out = net._in_shape, net._out_shape
+    us = [u for u in recorder.predicted if u.shape == shape_in]
+    uys = [(u, y) for u, y in recorder.learned if u.shape == shape_in and y.shape == shape_out]
+    xs = [x for x, _ in rows]
+    out = np.empty(shape_out, net._np_dtype)
+    times: dict = {k: [] for k in ("predict", "predict row-by-row", "predict kernel", "predict OnlineRNN", "learn",
+                                   "learn row-by-row", "learn kernel", "learn OnlineRNN")}
+
+    def timed(key, loop, n):
+        # CPU time of this thread: on a shared machine, wall time also counts the
+        # other processes' turns on the core
+        start = time.thread_time()
+        loop()
+        times[key].append(1e6 * (time.thread_time() - start) / n)
+
+    for _ in range(repeats):
+        for key, m in (("predict", new), ("predict row-by-row", old)):
+            predict = m.predict_proba_one if classifier else m.predict_one
+            timed(key, lambda: [predict(x) for x in xs], len(xs))
+        k_net = copy.deepcopy(net)
+        lay, ctr, buf = k_net._lay, k_net._ctr, k_net._buf
+        timed("predict kernel", lambda: [K.predict_one(lay, buf, u, out) for u in us], len(us))
+        timed("predict OnlineRNN", lambda: [k_net.predict(u) for u in us], len(us))
+        for key, m in (("learn", new), ("learn row-by-row", old)):
+            c = copy.deepcopy(m)
+            timed(key, lambda: [c.learn_one(x, y) for x, y in rows], len(rows))
+        timed("learn kernel", lambda: [K.learn_one(lay, ctr, buf, u, y, out) for u, y in uys], len(uys))
+        timed("learn OnlineRNN", lambda: [k_net.learn(u, y) for u, y in uys], len(uys))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def river_table(n_rows: int, repeats: int, results: dict) -> None:
+    from streamrnn import LSTMClassifier, LSTMRegressor
+
+    print("\n| estimator | stream | rows | predict_one µs | its kernel µs | ratio | OnlineRNN.predict µs "
+          "| row-by-row µs | learn_one µs | its kernel µs | ratio | OnlineRNN.learn µs | row-by-row µs |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    if not ELEC2.exists():
+        print(f"(elec2 skipped: {ELEC2} not found; the copy lives in ../shared/data)")
+    for stream, (regression, classification) in river_streams(n_rows).items():
+        for cls, rows in ((LSTMRegressor, regression), (LSTMClassifier, classification)):
+            t = bench_river_layer(cls, rows, repeats)
+            results["river"].append({"estimator": cls.__name__, "stream": stream, "rows": len(rows), **t})
+            print(f"| {cls.__name__} | {stream} | {len(rows)} | {t['predict']:.2f} | {t['predict kernel']:.2f} | "
+                  f"{t['predict'] / t['predict kernel']:.2f} | {t['predict OnlineRNN']:.2f} | "
+                  f"{t['predict row-by-row']:.2f} | {t['learn']:.2f} | {t['learn kernel']:.2f} | "
+                  f"{t['learn'] / t['learn kernel']:.2f} | {t['learn OnlineRNN']:.2f} | {t['learn row-by-row']:.2f} |")
+            sys.stdout.flush()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=5000)
@@ -151,19 +308,26 @@ def main(argv=None):
     parser.add_argument("--cells", default="rnn,gru,lstm")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--river", action="store_true", help="the River layer's table only")
+    parser.add_argument("--network", action="store_true", help="the network's table only")
+    parser.add_argument("--rows", type=int, default=4000, help="Elec2 rows of the River layer's table")
     args = parser.parse_args(argv)
     if args.quick:
-        args.calls, args.repeats = 1000, 3
+        args.calls, args.repeats, args.rows = 1000, 3, 1000
 
     rng = np.random.default_rng(0)
     data = (rng.normal(size=(8192, I)), rng.normal(size=(8192, 1)))
-    results = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "rows": []}
+    results = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "rows": [], "river": []}
     print(f"# {results['machine']}, {results['date']}")
+    if not args.network:
+        river_table(args.rows, args.repeats, results)
+    if args.river:
+        args.cells = ""
     print("| cell | dtype | predict µs | learn k1=1 µs | learn k1=k2=16 µs | learn_many k1=1 µs/sample "
           "| learn_many k1=16 µs/sample | torch predict µs | torch learn k1=1 µs | torch learn k1=16 µs "
           "| speed-up predict / learn k1=1 / k1=16 |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for cell in args.cells.split(","):
+    for cell in filter(None, args.cells.split(",")):
         for dtype in ("float32", "float64"):
             ours = bench_streamrnn(cell, dtype, args.calls, args.repeats, data)
             theirs = None if args.no_torch else bench_torch(cell, dtype, args.calls, args.repeats, data)

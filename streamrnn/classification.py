@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pandas as pd
 from river import base
 
 from .keys import holds_nan
-from .estimator import RecurrentEstimator, as_targets
+from .estimator import PACKED_TYPES, RecurrentEstimator, RowPath, as_targets, exclusive_as
 from .guard import exclusive
+from .kernels.estimator_rows import R_REVEALED, classifier_learn, classifier_logits
 from ._docs import document
 
 
@@ -95,6 +98,16 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
     def _multiclass(self):
         return True
 
+    def _new_row_path(self) -> RowPath:
+        n = self.revealed_targets
+        path = RowPath(self, (0, 0, n, len(self._classes)), revealed=n)
+        self._refresh(path)
+        return path
+
+    def _refresh(self, path: RowPath) -> None:
+        """The last classes learned, into ``path``'s row."""
+        path.row[R_REVEALED : R_REVEALED + len(self._carried)] = self._carried
+
     def _register_targets(self, values) -> None:
         new = 0
         for v in values:
@@ -103,6 +116,8 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
                 self._classes.append(v)
                 new += 1
         outputs = max(len(self._classes), self._net.output_size)
+        if new:
+            self.__dict__.pop("_path", None)  # (its classes change)
         if not new and outputs == self._net.output_size:
             return
         if self.revealed_targets:  # each class an input per lag too: the one-hots of the last classes learned
@@ -124,6 +139,7 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
             self._net.learn(self._compose_one(Z[0], r), y)
             if carried:
                 carried[:] = [c] + carried[:-1]
+            self._refreshed()
             return
         index = [self._class_index[v] for v in labels]
         R = None
@@ -137,17 +153,61 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
         Y = np.zeros((len(index), self._net.output_size))
         Y[np.arange(len(index)), index] = 1.0
         self._net.learn_many(self._compose(Z, R), Y)
+        self._refreshed()
+
+    def _refreshed(self) -> None:
+        path = self._path
+        if path is not None:
+            self._refresh(path)
 
     def _probabilities(self, logits: np.ndarray) -> np.ndarray:
         z = logits[:, : len(self._classes)].astype(np.float64)
         z = np.exp(z - z.max(axis=1, keepdims=True))
         return z / z.sum(axis=1, keepdims=True)
 
-    @exclusive
+    # The public per-row methods take a row in one kernel call (a RowPath)
+    # where they can, holding the guard's lock themselves (one Python call
+    # less than the exclusive wrapper); anything else, and the first rows,
+    # go to the guarded methods below, which make the path or take the row
+    # row by row.
+
     def learn_one(self, x: dict, y) -> None:
+        path, lock = self._path, self._busy
+        if path is not None and lock is not None and type(x) is dict:
+            try:
+                c = self._class_index.get(y)  # (a class seen before is a label)
+            except TypeError:  # unhashable: the guarded method says so
+                c = None
+            if c is not None and lock.acquire(False):
+                try:
+                    done = self._learn_in_one_call(path, x, c)
+                finally:
+                    lock.release()
+                if done:
+                    return
+        self._learn_one(x, y)
+
+    def _learn_in_one_call(self, path, x: dict, c: int) -> bool:
+        """Learn the row ``x`` of the class of index ``c`` in one kernel call; whether it could."""
+        carried = self._carried
+        plan = path.pack(x, c)
+        if plan is None or not classifier_learn(path.row, plan, self._x_scaler.stats, self._x_scaler.beyond,
+                                                self._net._ctr, self._net._buf, path.scratch):
+            return False
+        if carried:
+            carried[:] = [c, *carried[:-1]]
+        return True
+
+    @exclusive_as("learn_one")
+    def _learn_one(self, x: dict, y) -> None:
         if not _is_label(y):
             raise ValueError(f"y must be a class label (hashable, not None or NaN), got {y!r}")
         self._check_x(x)
+        if self._entities is None:
+            c = self._class_index.get(y)
+            path = self._row_path()
+            if c is not None and path is not None and self._learn_in_one_call(path, x, c):
+                return
         k = None
         if self._entities is not None:
             k = self._entity_of(x)
@@ -160,13 +220,66 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
         if self._entities is not None:
             self._entities.learned(k)
 
-    @exclusive
     def predict_proba_one(self, x: dict) -> dict:
+        path, lock = self._path, self._busy
+        if path is not None and lock is not None and type(x) is dict and lock.acquire(False):
+            try:  # (RowPath.pack and _proba_in_one_call, spelled out: predictions are the cheapest calls)
+                found = path.plans.get(tuple(x))
+                values = x.values()
+                if found is not None and PACKED_TYPES.issuperset(map(type, values)):
+                    found[0].pack_into(path.bytes, path.at, *values, 0.0)
+                    if classifier_logits(path.row, found[1], self._x_scaler.stats, self._net._buf, path.scratch,
+                                         path.shifted):
+                        return self._softmax_dict(path.shifted)
+            except (OverflowError, struct.error):  # an int beyond the floats: the guarded method says so
+                pass
+            finally:
+                lock.release()
+        return self._predict_proba_one(x)
+
+    def _proba_in_one_call(self, path, x: dict) -> dict | None:
+        """The probabilities for ``x`` from one kernel call (then NumPy's
+        exponential, as before); None where it cannot."""
+        plan = path.pack(x, 0.0)
+        if plan is None or not classifier_logits(path.row, plan, self._x_scaler.stats, self._net._buf, path.scratch,
+                                                 path.shifted):
+            return None
+        return self._softmax_dict(path.shifted)
+
+    @exclusive_as("predict_proba_one")
+    def _predict_proba_one(self, x: dict) -> dict:
         self._check_x(x)
         if self._entities is None:
+            path = self._row_path()
+            if path is not None:
+                p = self._proba_in_one_call(path, x)
+                if p is not None:
+                    return p
             return self._proba_dict(self._net.predict(self._one_input(x, learn=False)))
         with self._entities.peeking(self, self._entity_of(x)):
             return self._proba_dict(self._net.predict(self._one_input(self._without_key(x), learn=False)))
+
+    def _softmax_dict(self, shifted: np.ndarray) -> dict:
+        """:meth:`_proba_dict` from the logits less the largest (float64):
+        the same exponentials, sum and quotients, bit for bit."""
+        classes = self._classes
+        if not classes:
+            return {}
+        if len(classes) >= 8:
+            e = np.exp(shifted)[None, :]
+            return {c: float(pc) for c, pc in zip(classes, (e / e.sum(axis=1, keepdims=True))[0])}
+        values = np.exp(shifted, out=shifted).tolist()  # (the logits are the kernel's again at the next call)
+        # NumPy's sum of fewer than 8 values: in order, from 0 (at least 1: exp(0) is among them)
+        if len(values) == 2:  # (the common binary case, spelled out)
+            total = 0.0 + values[0] + values[1]
+            return {classes[0]: values[0] / total, classes[1]: values[1] / total}
+        total = 0.0
+        for v in values:
+            total += v
+        p = {}
+        for c, v in zip(classes, values):
+            p[c] = v / total
+        return p
 
     def _proba_dict(self, logits: np.ndarray) -> dict:
         if not self._classes:

@@ -7,15 +7,34 @@ bit)."""
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pandas as pd
 
 from .checks import check_integer
 from .entities import EntityStates, check_key
-from .features import FeatureSpace, RunningScaler, first_appearances
-from .guard import Guarded, without_guard
-from .keys import is_missing
+from .features import CLIP, GUARD_WARMUP, FeatureSpace, RunningScaler, first_appearances
+from .guard import Guarded, exclusive, without_guard
+from .keys import holds_nan, is_missing
+from .kernels import estimator_rows as R
 from .learner import OnlineRNN
+from .smoothing import SHIFT_AFTER
+
+#: The types of feature values a :class:`RowPath` packs as they are (a
+#: value of any other type, None included, takes the row-by-row path).
+PACKED_TYPES = frozenset({float, int, bool, np.float64, np.float32, np.int64})
+
+
+def exclusive_as(name: str):
+    """:func:`~streamrnn.guard.exclusive` for the guarded half of a public
+    method: its :class:`~streamrnn.guard.ConcurrentUseError` names the
+    public method ``name``."""
+    def wrap(method):
+        method.__name__ = name
+        return exclusive(method)
+
+    return wrap
 
 
 def check_regression_loss(loss) -> None:
@@ -54,6 +73,107 @@ def build_network(owner, cell: str, loss: str, input_size: int, output_size: int
     return net
 
 
+class RowPath:
+    """The per-row buffers of an estimator's one-call path
+    (:mod:`streamrnn.kernels.estimator_rows`): the float64 row the kernels
+    read (its constants set once, what the estimator's state gives its
+    predictions kept up to date by the kernels and the estimator, a dict's
+    values and the target packed into it each row by one ``struct`` call),
+    the plan of each key order met (the scaler's and the network's column of
+    each feature, the revealed targets' columns, the options, the network's
+    layout; at most :attr:`MAX_PLANS`) and the network's scratch. Derived
+    from the estimator, never saved; the estimator drops it whenever its
+    columns or classes change.
+
+    Parameters
+    ----------
+    owner
+        The estimator (a :class:`RecurrentEstimator`).
+    options
+        The plan's options ``(mode, scaled, revealed, classes)``.
+    y_scaler
+        The target's scaler (regressors), or None.
+    revealed
+        The values the stream revealed that the row holds: a regressor's
+        revealed-target inputs, a classifier's last classes learned.
+    """
+
+    #: Plans kept (a stream whose rows miss features in ever new ways has
+    #: one per pattern): beyond, they start again.
+    MAX_PLANS = 1024
+
+    def __init__(self, owner, options: tuple, y_scaler=None, revealed: int = 0):
+        self._features, self._cols_x, self._cols_y = owner._features, owner._cols_x, owner._cols_y
+        self._lay = [int(v) for v in owner._net._lay]
+        self._options = options
+        self._values_at = R.R_REVEALED + revealed
+        self.at = 8 * self._values_at  # (the values' byte offset in the row)
+        self.plans: dict = {}
+        x = owner._x_scaler
+        self._head = np.zeros(self._values_at)
+        self._head[[R.R_CLIP, R.R_GLITCH, R.R_GLITCH_OUT, R.R_WARMUP, R.R_SHIFT_AFTER]] = (
+            CLIP, x.glitch, x.glitch_out, GUARD_WARMUP, SHIFT_AFTER)
+        if y_scaler is not None:
+            from .target_change import ERROR_SPAN, MARGIN
+
+            self._head[[R.R_Y_GLITCH, R.R_Y_GLITCH_OUT, R.R_SPAN, R.R_MARGIN]] = (
+                y_scaler.glitch, y_scaler.glitch_out, ERROR_SPAN, MARGIN)
+        self._widen(self._values_at + 1)
+        net = owner._net
+        self.scratch = np.zeros(net.input_size + 2 * net.output_size, dtype=net._np_dtype)
+        self.shifted = np.zeros(options[3])  # (classifiers: the classes' logits less the largest)
+        self.plan = self._plan(())[1]  # (the plan of no features)
+
+    def _widen(self, width: int) -> None:
+        """A row of ``width`` values at least (the packer writes to its bytes)."""
+        self.bytes = bytearray(8 * width)
+        self.row = np.frombuffer(self.bytes, dtype=np.float64)
+        self.row[: len(self._head)] = self._head
+
+    def _plan(self, keys: tuple):
+        """The packer and plan of the feature names ``keys`` (in a dict's
+        order), or None where a name is NaN-like (the row-by-row path refuses it)."""
+        if any(holds_nan(k) for k in keys):
+            return None
+        index, cols_x = self._features.index, self._cols_x
+        scaler = [index.get(k, -1) for k in keys]
+        network = [cols_x[j] if j >= 0 else -1 for j in scaler]
+        n, m = len(keys), len(self._cols_y)
+        lay_at = R.P_COLUMNS + 2 * n + m
+        plan = np.array([n, *self._options, m, self._values_at, lay_at, *scaler, *network, *self._cols_y,
+                         *self._lay], dtype=np.int64)
+        width = self._values_at + n + 1
+        if len(self.row) < width:
+            saved = self.row[: self._values_at].copy()  # (what the state gives too)
+            self._widen(width)
+            self.row[: self._values_at] = saved
+        packer = struct.Struct(f"@{n + 1}d")
+        if len(self.plans) >= self.MAX_PLANS:
+            self.plans.clear()
+        self.plans[keys] = found = (packer, plan)
+        return found
+
+    def pack(self, x: dict, target) -> np.ndarray | None:
+        """Pack the values of ``x`` and ``target`` into the row; the plan
+        of ``x``, or None when ``x`` is not for this path (a
+        value of another type than :data:`PACKED_TYPES`, an int beyond the
+        floats, a NaN-like name)."""
+        keys = tuple(x)
+        found = self.plans.get(keys)
+        if found is None:
+            found = self._plan(keys)
+            if found is None:
+                return None
+        values = x.values()
+        if not PACKED_TYPES.issuperset(map(type, values)):
+            return None
+        try:
+            found[0].pack_into(self.bytes, self.at, *values, target)
+        except (OverflowError, struct.error):
+            return None
+        return found[1]
+
+
 class RecurrentEstimator(Guarded):
     """Mixin for estimators built on one :class:`~streamrnn.OnlineRNN`
     whose hidden state runs along the stream of ``x``.
@@ -68,10 +188,23 @@ class RecurrentEstimator(Guarded):
     (``_cols_x``) and revealed targets (``_cols_y``): the network only grows.
     With ``key``, the entities' states are swapped in and out of the one
     network (:class:`~streamrnn.entities.EntityStates`).
+
+    Without ``key``, a row of plain numbers (floats, ints, bools, NumPy
+    floats) takes one kernel call (:class:`RowPath`): its features'
+    scaling, the revealed targets, the network's step and a regressor's
+    forecast fused, bit-identical to the row-by-row path, which takes
+    every other row (a None, a date, a new feature or class, bad input,
+    entities) and the mini-batches. The public per-row methods hold the
+    guard's lock themselves on that path.
     """
 
     _cell = "lstm"
     _loss = "squared"
+    #: Take a row in one kernel call where it can (:class:`RowPath`); off
+    #: (set before the first row), the row-by-row path takes every row (the
+    #: same results, bit for bit).
+    _one_call = True
+    _path = None  # the RowPath, once made
     # states saved before these options: no revealed targets, no key, and
     # the network's columns those of the features (set by __setstate__)
     revealed_targets = 0
@@ -128,6 +261,7 @@ class RecurrentEstimator(Guarded):
     def __getstate__(self) -> dict:
         state = without_guard(dict(self.__dict__))  # (a lock: not state)
         state.pop("_columns_cache", None)  # derived
+        state.pop("_path", None)
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -163,6 +297,7 @@ class RecurrentEstimator(Guarded):
         ``output_size`` outputs); the entities' windows restart with the
         network's."""
         cols = list(range(self._n_cols, self._n_cols + n))
+        self.__dict__.pop("_path", None)  # (its columns and scratch change)
         before = (self._net.input_size, self._net.output_size)
         # the network first (all or nothing: a failed allocation changes nothing)
         self._net.resize(input_size=max(self._n_cols + n, self._net.input_size), output_size=output_size)
@@ -170,6 +305,17 @@ class RecurrentEstimator(Guarded):
         if self._entities is not None and (self._net.input_size, self._net.output_size) != before:
             self._entities.resized()
         return cols
+
+    def _row_path(self) -> RowPath | None:
+        """The estimator's :class:`RowPath` (made again after its columns
+        change); None where rows take the row-by-row path (entities)."""
+        path = self._path
+        if path is None and self._entities is None and self._one_call:
+            path = self._path = self._new_row_path()
+        return path
+
+    def _new_row_path(self) -> RowPath:
+        raise NotImplementedError
 
     def _register(self, names) -> None:
         new = self._features.unseen(names)  # (NaN-like names refused here)

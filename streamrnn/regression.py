@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import math
 import numbers
+import struct
 
 import numpy as np
 import pandas as pd
 from river import base
 
-from .estimator import RecurrentEstimator, as_targets, check_regression_loss
+from .estimator import PACKED_TYPES, RecurrentEstimator, RowPath, as_targets, check_regression_loss, exclusive_as
 from .checks import finite
 from .features import RunningScaler
 from .guard import exclusive
+from .kernels.estimator_rows import (R_STATUS, TAKE_SLOW_PATH, regressor_learn, regressor_predict,
+                                     regressor_refresh)
+from .kernels.sequential import AUTO, CHANGE, LEVEL
 from .target_change import TargetChange
 from ._docs import document
 
@@ -159,6 +163,19 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
         mean, std = self._moments()
         return self._target.forecast_many(out.astype(np.float64), float(self._carried[-1]), mean, std)
 
+    def _new_row_path(self) -> RowPath:
+        mode = {"level": LEVEL, "change": CHANGE, "auto": AUTO}[self._target.mode]
+        path = RowPath(self, (mode, int(bool(self.scale_target)), 0, 0), y_scaler=self._y_scaler,
+                       revealed=len(self._carried) - 1)
+        self._refresh(path)
+        return path
+
+    def _refresh(self, path: RowPath) -> None:
+        """What the state gives the next predictions, into ``path``'s row."""
+        target = self._target
+        regressor_refresh(path.row, path.plan, self._carried, self._y_scaler.stats, target.changes, target.errors,
+                          target.scored)
+
     def _learn_rows(self, Z: np.ndarray, y: np.ndarray) -> None:
         """Learn rows of the active entity: their standardised features
         ``Z`` and targets ``y``, one after the other."""
@@ -169,13 +186,47 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
         else:
             out = self._net.learn_many(self._compose(Z, R if self._cols_y else None), T)
         target.score(out, y, seen)
+        path = self.__dict__.get("_path")
+        if path is not None:
+            self._refresh(path)
 
-    @exclusive
+    # The public per-row methods take a row in one kernel call (a RowPath)
+    # where they can, holding the guard's lock themselves (one Python call
+    # less than the exclusive wrapper); anything else, and the first rows,
+    # go to the guarded methods below, which make the path or take the row
+    # row by row.
+
     def learn_one(self, x: dict, y: float) -> None:
+        path, lock = self._path, self._busy
+        if (path is not None and lock is not None and type(x) is dict and type(y) is float and y - y == 0.0
+                and lock.acquire(False)):
+            try:
+                done = self._learn_in_one_call(path, x, y)
+            finally:
+                lock.release()
+            if done:
+                return
+        self._learn_one(x, y)
+
+    def _learn_in_one_call(self, path, x: dict, y) -> bool:
+        """Learn the row ``x, y`` (checked) in one kernel call; whether it could."""
+        plan = path.pack(x, y)
+        if plan is None:
+            return False
+        scaler, target = self._x_scaler, self._target
+        return regressor_learn(path.row, plan, scaler.stats, scaler.beyond, self._carried, self._net._ctr,
+                               self._net._buf, path.scratch, self._y_scaler.stats, self._y_scaler.beyond,
+                               target.changes, target.errors, target.scored)
+
+    @exclusive_as("learn_one")
+    def _learn_one(self, x: dict, y: float) -> None:
         if isinstance(y, bool) or not isinstance(y, numbers.Real) or not finite(y):
             raise ValueError(f"y must be a finite real number, got {y!r}")
         self._check_x(x)
         if self._entities is None:
+            path = self._row_path()
+            if path is not None and self._learn_in_one_call(path, x, y):
+                return
             self._learn_rows(self._one_features(x, learn=True), np.array([float(y)]))
             return
         k = self._entity_of(x)
@@ -190,10 +241,43 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
         mean, std = self._moments()
         return self._target.forecast_one(out.tolist(), float(self._carried[-1]), mean, std)
 
-    @exclusive
     def predict_one(self, x: dict) -> float:
+        path, lock = self._path, self._busy
+        if path is not None and lock is not None and type(x) is dict and lock.acquire(False):
+            try:  # (RowPath.pack and _predict_in_one_call, spelled out: predictions are the cheapest calls)
+                found = path.plans.get(tuple(x))
+                values = x.values()
+                if found is not None and PACKED_TYPES.issuperset(map(type, values)):
+                    found[0].pack_into(path.bytes, path.at, *values, 0.0)
+                    forecast = regressor_predict(path.row, found[1], self._x_scaler.stats, self._net._buf,
+                                                 path.scratch)
+                    if forecast == forecast or path.row[R_STATUS] != TAKE_SLOW_PATH:
+                        return forecast
+            except (OverflowError, struct.error):  # an int beyond the floats: the guarded method says so
+                pass
+            finally:
+                lock.release()
+        return self._predict_one(x)
+
+    def _predict_in_one_call(self, path, x: dict) -> float | None:
+        """The forecast for ``x`` in one kernel call; None where it cannot."""
+        plan = path.pack(x, 0.0)
+        if plan is None:
+            return None
+        forecast = regressor_predict(path.row, plan, self._x_scaler.stats, self._net._buf, path.scratch)
+        if forecast != forecast and path.row[R_STATUS] == TAKE_SLOW_PATH:
+            return None
+        return forecast
+
+    @exclusive_as("predict_one")
+    def _predict_one(self, x: dict) -> float:
         self._check_x(x)
         if self._entities is None:
+            path = self._row_path()
+            if path is not None:
+                forecast = self._predict_in_one_call(path, x)
+                if forecast is not None:
+                    return forecast
             return self._predict(x)
         with self._entities.peeking(self, self._entity_of(x)):
             return self._predict(self._without_key(x))

@@ -15,8 +15,11 @@ from streamrnn import GRUClassifier, GRURegressor, LSTMClassifier, LSTMRegressor
 
 def spy(model) -> list:
     """Record the network inputs of every learned and predicted step of
-    ``model`` (as float64 rows): ``[("learn" | "predict", row), ...]``."""
+    ``model`` (as float64 rows): ``[("learn" | "predict", row), ...]``; the
+    model takes its rows row by row, through the network's own methods (the
+    one-call path gives the same results: ``test_river_layer.py``)."""
     calls = []
+    model._one_call = False
     net = model._net
     learn_many, predict, predict_each = net.learn_many, net.predict, net.predict_each
 

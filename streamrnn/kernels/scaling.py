@@ -38,43 +38,48 @@ def standardize_rows(stats, X, out, update, clip, beyond, glitch, glitch_out, wa
     counted from then on); ``beyond`` (float64 ``(F,)``) holds the signed
     count of the last values beyond them, all on one side.
     """
-    count, mean, root = stats[0], stats[1], stats[2]
     for t in range(X.shape[0]):
         for j in range(X.shape[1]):
-            x = X[t, j]
-            if math.isnan(x):
-                out[t, j] = 0
-                continue
-            z = 0.0
-            if count[j] > 1:
-                if root[j] > 0:
-                    z = (x - mean[j]) / (root[j] / math.sqrt(count[j]))
-                    if glitch > 0 and update and count[j] >= warmup:
-                        side = 0.0
-                        if z > glitch:
-                            side = 1.0
-                        elif z < -glitch:
-                            side = -1.0
-                        if side != 0.0 and side * beyond[j] > 0:
-                            beyond[j] += side
-                        else:
-                            beyond[j] = side
-                        if side != 0.0 and abs(beyond[j]) < shift_after:
-                            out[t, j] = glitch_out
-                            continue
-                    z = min(max(z, -clip), clip)
-                elif x != mean[j]:  # off a constant history: as far out as the clip goes
-                    z = clip if x > mean[j] else -clip
-            out[t, j] = z
-            if update:
-                count[j] += 1
-                n = count[j]
-                delta = x - mean[j]
-                if math.isfinite(delta):
-                    mean[j] += delta / n
-                    # Welford's delta * (x - new mean) = delta^2 (n - 1) / n, as a root
-                    step = abs(delta) * math.sqrt((n - 1.0) / n)
-                else:  # x and the mean far apart on either side of 0
-                    mean[j] += x / n - mean[j] / n
-                    step = FLOAT_MAX
-                root[j] = min(math.hypot(root[j], step), FLOAT_MAX)
+            out[t, j] = standardize_value(stats, beyond, j, X[t, j], update, clip, glitch, glitch_out, warmup,
+                                          shift_after)
+
+
+@njit(**_JIT)
+def standardize_value(stats, beyond, j, x, update, clip, glitch, glitch_out, warmup, shift_after):
+    """The value ``x`` of column ``j`` standardised as :func:`standardize_rows`
+    does (and, when ``update``, joined to the statistics)."""
+    count, mean, root = stats[0], stats[1], stats[2]
+    if math.isnan(x):
+        return 0.0
+    z = 0.0
+    if count[j] > 1:
+        if root[j] > 0:
+            z = (x - mean[j]) / (root[j] / math.sqrt(count[j]))
+            if glitch > 0 and update and count[j] >= warmup:
+                side = 0.0
+                if z > glitch:
+                    side = 1.0
+                elif z < -glitch:
+                    side = -1.0
+                if side != 0.0 and side * beyond[j] > 0:
+                    beyond[j] += side
+                else:
+                    beyond[j] = side
+                if side != 0.0 and abs(beyond[j]) < shift_after:
+                    return glitch_out
+            z = min(max(z, -clip), clip)
+        elif x != mean[j]:  # off a constant history: as far out as the clip goes
+            z = clip if x > mean[j] else -clip
+    if update:
+        count[j] += 1
+        n = count[j]
+        delta = x - mean[j]
+        if math.isfinite(delta):
+            mean[j] += delta / n
+            # Welford's delta * (x - new mean) = delta^2 (n - 1) / n, as a root
+            step = abs(delta) * math.sqrt((n - 1.0) / n)
+        else:  # x and the mean far apart on either side of 0
+            mean[j] += x / n - mean[j] / n
+            step = FLOAT_MAX
+        root[j] = min(math.hypot(root[j], step), FLOAT_MAX)
+    return z
