@@ -172,14 +172,18 @@ class ShardedBank:
         operation, which the replay runs) asked again."""
         ray = _ray()
         refs = {s: getattr(self._actors[s], m).remote(*a) for s, (m, a) in calls.items()}
-        results, failed = {}, []
-        for s, ref in refs.items():
+        results, failed, error = {}, [], None
+        for s, ref in refs.items():  # (every call awaited, even after an error: none left running)
             try:
                 results[s] = ray.get(ref)
             except ray.exceptions.RayActorError:
                 failed.append(s)
+            except Exception as e:  # the shard's own error (the bank's, raised there)
+                error = error or e
         for s in failed:
             results[s] = self._recover(s, None if logged else calls[s])
+        if error is not None:
+            raise error
         return results
 
     def _recover(self, s: int, call):
