@@ -95,6 +95,13 @@ def test_a_bank_cut_by_group_and_merged_again_is_the_same_bank():
         group_ranges(4, 5)
 
 
+def test_the_core_and_the_package_import_no_ray():
+    code = ("import sys, streamrnn.bank, streamrnn.distributed; from streamrnn.distributed import ShardedBank, Shard; "
+            "print('ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 @pytest.mark.parametrize("where", ["folder", "memory"])
 def test_a_shard_writes_and_reads_its_groups_whole(where, tmp_path):
     """A shard's groups saved to a checkpoint folder (or an fsspec URL) and
@@ -227,7 +234,7 @@ def test_an_interrupted_checkpoint_leaves_the_previous_one(ray, tmp_path, monkey
     from streamrnn.distributed.checkpoint import read_manifest
 
     data = list(stream(6, 6))
-    sharded = ShardedBank(n_shards=1, n_groups=16, seed=8, **CONFIG)
+    sharded = ShardedBank(n_shards=1, n_groups=16, seed=8, betas=(0.9, 0.99), **CONFIG)  # (a tuple: JSON's list)
     for keys, X, Y in data[:3]:
         sharded.learn_many(keys, X, Y)
     first = sharded.checkpoint(tmp_path, offset={"partition": 0, "offset": 3})

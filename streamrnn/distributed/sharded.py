@@ -172,14 +172,18 @@ class ShardedBank:
         operation, which the replay runs) asked again."""
         ray = _ray()
         refs = {s: getattr(self._actors[s], m).remote(*a) for s, (m, a) in calls.items()}
-        results, failed = {}, []
-        for s, ref in refs.items():
+        results, failed, error = {}, [], None
+        for s, ref in refs.items():  # (every call awaited, even after an error: none left running)
             try:
                 results[s] = ray.get(ref)
             except ray.exceptions.RayActorError:
                 failed.append(s)
+            except Exception as e:  # the shard's own error (the bank's, raised there)
+                error = error or e
         for s in failed:
             results[s] = self._recover(s, None if logged else calls[s])
+        if error is not None:
+            raise error
         return results
 
     def _recover(self, s: int, call):
@@ -385,6 +389,7 @@ class ShardedBank:
             "bank": {"seed": self.seed, "max_idle": self.max_idle, "device": self.device, "config": self.config},
             "groups": [[g, name, n] for g, (name, n) in sorted(written.items())],
         }
+        manifest = json.loads(json.dumps(manifest, allow_nan=False))  # (as it reads back: tuples as lists)
         storage.write_json(MANIFEST, manifest)
         for name in stale_files(storage, manifest):
             storage.remove(name)
@@ -402,10 +407,10 @@ class ShardedBank:
         if manifest is None:
             raise FileNotFoundError(f"{storage.path}: no checkpoint ({MANIFEST} not found)")
         args = manifest["bank"]
+        config = {k: tuple(v) if isinstance(v, list) else v for k, v in args["config"].items()}  # (JSON: lists)
         try:
             bank = cls(n_shards=n_shards or manifest["n_shards"], n_groups=manifest["n_groups"], seed=args["seed"],
-                       max_idle=args.get("max_idle"), **{"device": args.get("device", "cpu"), **options},
-                       **args["config"])
+                       max_idle=args.get("max_idle"), **{"device": args.get("device", "cpu"), **options}, **config)
         except (TypeError, ValueError, KeyError) as e:
             raise ValueError(f"{storage.path}: the checkpoint's bank arguments are invalid ({e})") from None
         bank._batch = manifest["batch"]
