@@ -22,7 +22,9 @@ called on the network inputs the estimator built for those rows, recorded
 from its row-by-row path) and the row-by-row path itself (the estimators'
 path before rows took one kernel call, ``_one_call = False``), and the
 network's own Python method (``OnlineRNN.predict`` and ``learn``) on the
-same inputs. The ratio is the estimator's time over the kernel's. Each
+same inputs, and the one-call kernel the estimator calls
+(:mod:`streamrnn.kernels.estimator_rows`) alone on the same rows packed
+beforehand. The ratio is the estimator's time over the kernel's. Each
 figure is the median over ``--repeats`` passes over the rows, in CPU time
 of the benchmarking thread
 (wall time on a shared machine also counts other processes' turns on the
@@ -236,6 +238,7 @@ class _Recorder:
 def bench_river_layer(cls, rows: list, repeats: int) -> dict:
     """µs per row of the estimator's calls, its row-by-row path's and the
     network kernels' on the same rows (see the module's docstring)."""
+    from streamrnn.kernels import estimator_rows as E
     from streamrnn.kernels import recurrent as K
 
     classifier = hasattr(cls, "predict_proba_one")
@@ -255,8 +258,39 @@ def bench_river_layer(cls, rows: list, repeats: int) -> dict:
     uys = [(u, y) for u, y in recorder.learned if u.shape == shape_in and y.shape == shape_out]
     xs = [x for x, _ in rows]
     out = np.empty(shape_out, net._np_dtype)
-    times: dict = {k: [] for k in ("predict", "predict row-by-row", "predict kernel", "predict OnlineRNN", "learn",
-                                   "learn row-by-row", "learn kernel", "learn OnlineRNN")}
+    times: dict = {k: [] for k in ("predict", "predict row-by-row", "predict kernel", "predict OnlineRNN",
+                                   "predict one-call kernel", "learn", "learn row-by-row", "learn kernel",
+                                   "learn OnlineRNN", "learn one-call kernel")}
+
+    def packed(model, pairs):
+        """The rows of ``pairs`` packed by ``model``'s one-call path, each its own copy."""
+        path = model._row_path()
+        out_rows = []
+        for x, target in pairs:
+            plan = path.pack(x, target)
+            if plan is not None:
+                out_rows.append((path.row.copy(), plan))
+        return path, out_rows
+
+    def one_call_predict(model):
+        """The one-call kernel of ``model``'s predictions on rows packed beforehand."""
+        path, packs = packed(model, [(x, 0.0) for x in xs])
+        stats, nbuf = model._x_scaler.stats, model._net._buf
+        if classifier:
+            return lambda: [E.classifier_logits(r, p, stats, nbuf, path.scratch, path.shifted) for r, p in packs]
+        return lambda: [E.regressor_predict(r, p, stats, nbuf, path.scratch) for r, p in packs]
+
+    def one_call_learn(model):
+        """The one-call kernel of ``model``'s learning on rows packed beforehand."""
+        pairs = [(x, model._class_index[y] if classifier else y) for x, y in rows]
+        path, packs = packed(model, pairs)
+        sc, n = model._x_scaler, model._net
+        if classifier:
+            return lambda: [E.classifier_learn(r, p, sc.stats, sc.beyond, n._ctr, n._buf, path.scratch)
+                            for r, p in packs]
+        ys, t = model._y_scaler, model._target
+        return lambda: [E.regressor_learn(r, p, sc.stats, sc.beyond, model._carried, n._ctr, n._buf, path.scratch,
+                                          ys.stats, ys.beyond, t.changes, t.errors, t.scored) for r, p in packs]
 
     def timed(key, loop, n):
         # CPU time of this thread: on a shared machine, wall time also counts the
@@ -273,11 +307,13 @@ def bench_river_layer(cls, rows: list, repeats: int) -> dict:
         lay, ctr, buf = k_net._lay, k_net._ctr, k_net._buf
         timed("predict kernel", lambda: [K.predict_one(lay, buf, u, out) for u in us], len(us))
         timed("predict OnlineRNN", lambda: [k_net.predict(u) for u in us], len(us))
+        timed("predict one-call kernel", one_call_predict(new), len(xs))
         for key, m in (("learn", new), ("learn row-by-row", old)):
             c = copy.deepcopy(m)
             timed(key, lambda: [c.learn_one(x, y) for x, y in rows], len(rows))
         timed("learn kernel", lambda: [K.learn_one(lay, ctr, buf, u, y, out) for u, y in uys], len(uys))
         timed("learn OnlineRNN", lambda: [k_net.learn(u, y) for u, y in uys], len(uys))
+        timed("learn one-call kernel", one_call_learn(copy.deepcopy(new)), len(rows))
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -285,8 +321,9 @@ def river_table(n_rows: int, repeats: int, results: dict) -> None:
     from streamrnn import LSTMClassifier, LSTMRegressor
 
     print("\n| estimator | stream | rows | predict_one µs | its kernel µs | ratio | OnlineRNN.predict µs "
-          "| row-by-row µs | learn_one µs | its kernel µs | ratio | OnlineRNN.learn µs | row-by-row µs |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| one-call kernel µs | row-by-row µs | learn_one µs | its kernel µs | ratio | OnlineRNN.learn µs "
+          "| one-call kernel µs | row-by-row µs |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     if not ELEC2.exists():
         print(f"(elec2 skipped: {ELEC2} not found; the copy lives in ../shared/data)")
     for stream, (regression, classification) in river_streams(n_rows).items():
@@ -295,8 +332,9 @@ def river_table(n_rows: int, repeats: int, results: dict) -> None:
             results["river"].append({"estimator": cls.__name__, "stream": stream, "rows": len(rows), **t})
             print(f"| {cls.__name__} | {stream} | {len(rows)} | {t['predict']:.2f} | {t['predict kernel']:.2f} | "
                   f"{t['predict'] / t['predict kernel']:.2f} | {t['predict OnlineRNN']:.2f} | "
-                  f"{t['predict row-by-row']:.2f} | {t['learn']:.2f} | {t['learn kernel']:.2f} | "
-                  f"{t['learn'] / t['learn kernel']:.2f} | {t['learn OnlineRNN']:.2f} | {t['learn row-by-row']:.2f} |")
+                  f"{t['predict one-call kernel']:.2f} | {t['predict row-by-row']:.2f} | {t['learn']:.2f} | "
+                  f"{t['learn kernel']:.2f} | {t['learn'] / t['learn kernel']:.2f} | {t['learn OnlineRNN']:.2f} | "
+                  f"{t['learn one-call kernel']:.2f} | {t['learn row-by-row']:.2f} |")
             sys.stdout.flush()
 
 
