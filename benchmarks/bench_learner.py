@@ -32,28 +32,31 @@ core); predictions from the state after a progressive pass, learning from
 copies of it.
 
 Measured 2026-12-07 on the project's 2-core AMD EPYC (Python 3.11.7, numba
-0.68.1), under a load average of 6-7 from other jobs (CPU time, so the load
+0.68.1), under a load average of 6-8 from other jobs (CPU time, so the load
 shows less than in wall time), ``--river --rows 4000 --repeats 9``; µs:
 
-| estimator | stream | predict_one | kernel | ratio | OnlineRNN.predict | row by row | learn_one | kernel | ratio | OnlineRNN.learn | row by row |
-|---|---|---|---|---|---|---|---|---|---|---|---|
-| LSTMRegressor | elec2 | 2.70 | 1.00 | 2.70 | 1.86 | 15.51 | 15.42 | 13.00 | 1.19 | 15.28 | 32.80 |
-| LSTMClassifier | elec2 | 4.03 | 1.19 | 3.38 | 1.97 | 21.15 | 15.76 | 13.74 | 1.15 | 14.97 | 31.95 |
-| LSTMRegressor | trump | 2.73 | 0.99 | 2.75 | 1.80 | 11.15 | 15.66 | 12.97 | 1.21 | 15.17 | 32.34 |
-| LSTMClassifier | trump | 3.91 | 1.20 | 3.25 | 1.84 | 15.41 | 15.53 | 13.46 | 1.15 | 14.72 | 29.66 |
+| estimator | stream | predict_one | kernel | ratio | OnlineRNN.predict | one-call kernel | row by row | learn_one | kernel | ratio | OnlineRNN.learn | one-call kernel | row by row |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| LSTMRegressor | elec2 | 2.74 | 1.08 | 2.54 | 2.10 | 1.31 | 16.99 | 15.94 | 13.20 | 1.21 | 15.58 | 14.21 | 34.89 |
+| LSTMClassifier | elec2 | 3.97 | 1.17 | 3.38 | 2.17 | 1.38 | 22.25 | 16.17 | 13.97 | 1.16 | 15.21 | 14.07 | 32.86 |
+| LSTMRegressor | trump | 2.78 | 1.01 | 2.76 | 1.91 | 1.26 | 11.76 | 16.15 | 13.20 | 1.22 | 15.66 | 14.31 | 33.94 |
+| LSTMClassifier | trump | 3.97 | 1.20 | 3.31 | 2.11 | 1.35 | 16.12 | 16.41 | 13.88 | 1.18 | 15.20 | 14.06 | 31.99 |
 
-``learn_one`` costs at most 1.21x its kernel (target 1.5x: met) and about
-what ``OnlineRNN.learn`` costs alone. ``predict_one`` costs 2.7x its kernel,
-``predict_proba_one`` 3.3x (target 2x: not met): the guard's lock and the
-dict's packing (~1.2 µs of Python, the plan's look-up by key order, the type
-check every value needs so that bad values raise as before, one
-``struct.pack_into``), Numba's dispatch of five arrays, and for classifiers
-NumPy's exponential (kept: NumPy's SIMD ``exp`` differs from libm's in the
-last bit for ~5% of arguments on this machine) and the dict of
-probabilities. Before the one-call path (the estimators of commit e4be976,
-same machine and load, back to back): predict_one 15.9 / 20.8 /
-11.1 / 15.5 µs, learn_one 33.8 / 32.1 / 33.2 / 29.9 µs in the order of the
-table (10-17x and 2.2-2.6x their kernels).
+Over four such runs the ratios ranged 2.1-2.8 (regressor's predict_one),
+3.3-3.6 (classifier's predict_proba_one) and 1.15-1.23 (learn_one).
+``learn_one`` costs at most 1.23x its kernel (target 1.5x: met), about what
+``OnlineRNN.learn`` costs alone. ``predict_one`` costs 2.1-2.8x its kernel,
+``predict_proba_one`` 3.3-3.6x (target 2x: not met; 2.1-2.2x and 2.9x the
+one-call kernel they call): the guard's lock and the dict's packing (~1.2
+µs of Python: the plan's look-up by key order, the type check every value
+needs so that bad values raise as before, one ``struct.pack_into``),
+Numba's dispatch of five arrays, and for classifiers NumPy's exponential
+(kept: NumPy's SIMD ``exp`` differs from libm's in the last bit for ~5% of
+arguments on this machine) and the dict of probabilities. Before the
+one-call path (the estimators of commit e4be976, same machine and load,
+back to back): predict_one 15.9 / 20.8 / 11.1 / 15.5 µs, learn_one 33.8 /
+32.1 / 33.2 / 29.9 µs in the order of the table (10-17x and 2.2-2.6x their
+kernels).
 
 Each figure is the median over ``--repeats`` runs of ``--calls`` calls after
 a warm-up. Run: ``python benchmarks/bench_learner.py [--quick] [--river | --network] [--json out.json]``
