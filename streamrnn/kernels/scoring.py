@@ -32,18 +32,25 @@ under the point's null model, the largest of:
   the excess alone: a leap far beyond the excursion's last record still
   counts. With several features, the feature with the most evidence counts.
 
-The **reported score** of a point is its evidence when that is an alarm:
-at least :data:`ALARM` (``Q <= 0.01``) and above the evidence of each of
-the ``k`` points before it (a refractory rule: an alarm is news once; a run
-of unusual points raises one alarm, and a second only when the evidence
-grows). Any other point reports :data:`QUIET` times the **memory**: the
-largest evidence seen since the first ``g`` raw scores (the grace period,
-while the statistics settle), its own included, fading by half every
-``h`` points (the alarm memory's half-life). So the quiet points, below
-every alarm, are ranked by how strong and how recent the last unusual
-stretch was (a stream just after an incident ranks above one long calm),
-and quantile filters get a continuous score; thresholds at or above
-:data:`ALARM` see the alarms alone.
+The **reported score** of a point is ``0.5 + evidence / 2`` when it is an
+alarm: evidence at least :data:`ALARM` (``Q <= 0.01``) and above the
+evidence of each of the ``k`` points before it (a refractory rule: an alarm
+is news once; a run of unusual points raises one alarm, and a second only
+when the evidence grows). Any other point reports half the probability
+that a stream of independent, uniform tail probabilities would have a
+**memory** no greater than this point's: the memory is the largest
+evidence seen since the first ``g`` raw scores (the grace period, while the
+statistics settle), its own included, fading by half every ``h`` points
+(the alarm memory's half-life); in units ``m`` of ``-log10 Q``, that
+probability is the product over ages ``i`` of ``1 - 10 ** (-m / d ** i)``
+(``d = 0.5 ** (1 / h)``), computed as an integral (:func:`_log_calm`). So
+alarms score in [0.533, 1] (:data:`THRESHOLD`, 0.55, at ``Q = 1e-3``), the
+other points in (0, 0.5), ranked by how strong and how recent the last
+unusual stretch was (a stream just after an incident ranks above one long
+calm; a long anomaly keeps scoring near 0.5 while it lasts), and spread
+about uniformly on a stationary stream, so quantile filters get a
+continuous score. A point not scored reports :data:`NOT_SCORED` (0.0; every
+scored point reports at least :data:`TINY`).
 
 Everything is one-sided: large errors, and values beyond the range on the
 side they left by.
@@ -101,8 +108,26 @@ SCALE = 30.0
 LN10 = math.log(10.0)
 #: The least evidence an alarm has: Q = 0.01.
 ALARM = 2.0 / SCALE
-#: The score of a point that raises no alarm is QUIET times the memory (at most QUIET).
-QUIET = 1.0 / SCALE
+#: The least reported score of an alarm (at Q = 0.01); every other scored point scores below it.
+ALARM_SCORE = 0.5 + 0.5 * ALARM
+#: The default threshold: the reported score of an alarm at Q = 1e-3.
+THRESHOLD = 0.5 + 0.5 * 3.0 / SCALE
+#: The reported score of a point that is not scored (no scored point reports it).
+NOT_SCORED = 0.0
+#: The least reported score of a scored point.
+TINY = 1e-12
+
+
+def _calm_table(n: int = 6001, low: float = 1e-6, high: float = 60.0):
+    """``G(m) = integral from m to infinity of -ln(1 - 10 ** -u) du / u`` on
+    a grid uniform in ``ln m`` (trapezoids in ``ln u``; 0 past ``high``)."""
+    log_u = np.linspace(math.log(low), math.log(high), n)
+    f = -np.log1p(-(10.0 ** -np.exp(log_u)))
+    steps = 0.5 * (f[1:] + f[:-1]) * np.diff(log_u)
+    return log_u[0], log_u[1] - log_u[0], np.append(np.cumsum(steps[::-1])[::-1], 0.0)
+
+
+CALM_LOG_LOW, CALM_STEP, CALM_G = _calm_table()
 
 
 def state_size(k: int, n_features: int) -> int:
@@ -223,10 +248,36 @@ def _memory(st, evidence):
 
 
 @njit(inline="always")
+def _log_calm(m, decay):
+    """``ln P(M <= m)`` for the memory ``M`` (in units of ``-log10 Q``) of a
+    stream whose tail probabilities are independent and uniform: ``M`` is
+    the largest ``L_i d ** i`` over the ages ``i >= 0`` of exponential
+    ``L_i`` (``P(L > l) = 10 ** -l``), so the log-probability is the sum of
+    ``ln(1 - 10 ** (-m / d ** i))``, here its integral ``-G(m) / -ln d``
+    plus half its first term, less a twelfth of its slope there
+    (Euler-Maclaurin)."""
+    if m <= 0.0:
+        return -math.inf
+    x = (math.log(m) - CALM_LOG_LOW) / CALM_STEP
+    last = CALM_G.shape[0] - 1
+    if x >= last:
+        g = 0.0
+    else:
+        x = max(x, 0.0)
+        i = int(x)
+        g = CALM_G[i] + (x - i) * (CALM_G[i + 1] - CALM_G[i])
+    tail = 10.0 ** -m
+    slope = tail * LN10 * m * -math.log(decay) / (1.0 - tail)
+    return g / math.log(decay) + 0.5 * math.log1p(-tail) - slope / 12.0
+
+
+@njit(inline="always")
 def _reported(st, evidence):
-    """``evidence`` if it is an alarm (at least ``ALARM``, and above each of
-    the last ``k`` points' evidence, fewer at first); otherwise ``QUIET``
-    times the memory with ``evidence`` added."""
+    """``0.5 + evidence / 2`` if it is an alarm (at least ``ALARM``, and
+    above each of the last ``k`` points' evidence, fewer at first);
+    otherwise half the probability that a stream without anomalies would
+    have a memory (with ``evidence`` added) no greater (at least
+    ``TINY``)."""
     if evidence >= ALARM:
         k = int(st[S_WINDOW])
         m = min(int(st[S_SCORED]), k)
@@ -237,8 +288,8 @@ def _reported(st, evidence):
                 news = False
                 break
         if news:
-            return evidence
-    return QUIET * _memory(st, evidence)
+            return 0.5 + 0.5 * evidence
+    return max(0.5 * math.exp(_log_calm(SCALE * _memory(st, evidence), st[S_DECAY])), TINY)
 
 
 @njit(inline="always")
