@@ -236,6 +236,7 @@ class PredictiveDetector(Guarded, AnomalyDetector):
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        self._st = S.with_seen_counts(self._st, len(self._features))  # saved before they were kept
         self._st = S.with_calm_counts(self._st, len(self._features))  # saved before they were kept
         if self._st[S.S_DECAY] == 0.0:  # saved before the memory: that slot held a background
             self._st[S.S_DECAY] = 0.5 ** (1.0 / self.alarm_memory)

@@ -98,7 +98,15 @@ _JIT = dict(cache=config.CACHE, nogil=True, error_model="numpy", fastmath=config
 S_N, S_SCORED, S_POS, S_ALPHA, S_WINDOW = 0, 1, 2, 3, 4
 S_TAIL, S_TAIL_RECENT = 5, 9  # mean, variance, rate above u, mean excess over u
 S_MEMORY, S_DECAY, S_GRACE = 13, 14, 15
-HEAD = 16
+S_SEEN = 16  # raw scores counted in the histograms
+#: Bins of the histograms of the raw scores and of the recent errors, over
+#: [0, SEEN_TOP] (a score beyond it counts in the last bin).
+SEEN_BINS = 256
+SEEN_TOP = 3.2
+S_HIST = 17
+HEAD = S_HIST + 2 * SEEN_BINS
+#: HEAD before the histograms were kept.
+OLD_HEAD = 16
 PER_FEATURE = 6
 CLIP = 10.0
 FLOAT_MAX = 1.7976931348623157e308
@@ -197,10 +205,47 @@ def _recent(st, raw):
 
 
 @njit(inline="always")
+def _bin(x):
+    """The histogram bin of a raw score or recent error ``x`` (>= 0)."""
+    if not x > 0.0:  # (0 and NaN)
+        return 0
+    return min(int(x * (SEEN_BINS / SEEN_TOP)), SEEN_BINS - 1)
+
+
+@njit(inline="always")
+def _seen_log10(st, j, x):
+    """``-log10`` of the fraction of the raw scores (``j = 0``) or recent
+    errors (``j = 1``) counted so far that were at least ``x`` (those of
+    ``x``'s bin taken as spread evenly over it; the last bin counts whole):
+    how often an error this large was seen; ``inf`` when never (or nothing
+    counted yet)."""
+    n = st[S_SEEN]
+    first = S_HIST + j * SEEN_BINS
+    b = _bin(x)
+    count = 0.0
+    for i in range(first + b + 1, first + SEEN_BINS):
+        count += st[i]
+    if b < SEEN_BINS - 1:  # the part of x's bin above x, its errors taken as spread evenly
+        count += st[first + b] * min(max(b + 1.0 - x * (SEEN_BINS / SEEN_TOP), 0.0), 1.0)
+    else:
+        count += st[first + b]
+    if count <= 0.0 or n <= 0.0:
+        return math.inf
+    return -math.log10(min(count / n, 1.0))
+
+
+@njit(inline="always")
 def _error_log10(st, raw):
-    """``-log10 Q`` of the error evidence: the larger of the raw score's and
-    the recent error's."""
-    return max(_tail_log10(st, S_TAIL, raw), _tail_log10(st, S_TAIL_RECENT, _recent(st, raw)))
+    """``-log10 Q`` of the error evidence, the larger of the raw score's and
+    the recent error's: of the alarms (each ``Q`` the larger of its tail
+    model's and of the fraction of the errors counted so far that were as
+    large: an error that recurs is no news), and of the memory (the tail
+    models' alone)."""
+    recent = _recent(st, raw)
+    tail_raw = _tail_log10(st, S_TAIL, raw)
+    tail_recent = _tail_log10(st, S_TAIL_RECENT, recent)
+    news = max(min(tail_raw, _seen_log10(st, 0, raw)), min(tail_recent, _seen_log10(st, 1, recent)))
+    return news, max(tail_raw, tail_recent)
 
 
 @njit(inline="always")
@@ -272,12 +317,12 @@ def _log_calm(m, decay):
 
 
 @njit(inline="always")
-def _reported(st, evidence):
+def _reported(st, evidence, model):
     """``0.5 + evidence / 2`` if it is an alarm (at least ``ALARM``, and
     above each of the last ``k`` points' evidence, fewer at first);
     otherwise half the probability that a stream without anomalies would
-    have a memory (with ``evidence`` added) no greater (at least
-    ``TINY``)."""
+    have a memory (with the tail models' evidence ``model`` added) no
+    greater (at least ``TINY``)."""
     if evidence >= ALARM:
         k = int(st[S_WINDOW])
         m = min(int(st[S_SCORED]), k)
@@ -289,7 +334,15 @@ def _reported(st, evidence):
                 break
         if news:
             return 0.5 + 0.5 * evidence
-    return max(0.5 * math.exp(_log_calm(SCALE * _memory(st, evidence), st[S_DECAY])), TINY)
+    return max(0.5 * math.exp(_log_calm(SCALE * _memory(st, model), st[S_DECAY])), TINY)
+
+
+@njit(inline="always")
+def _evidences(st, raw, range_log10):
+    """The evidence of a point's alarms and of its memory: ``-log10(Q) /
+    30`` of the larger of its error's and its range's (capped at 1)."""
+    news, model = _error_log10(st, raw)
+    return _evidence(max(news, range_log10)), _evidence(max(model, range_log10))
 
 
 @njit(inline="always")
@@ -337,34 +390,37 @@ def scaled_changes(st, values, z):
 @njit(**_JIT)
 def error_evidence(st, raw):
     """The evidence of a raw score alone (no range): ``-log10(Q) / 30``, capped at 1."""
-    return _evidence(_error_log10(st, raw))
+    return _evidences(st, raw, 0.0)[0]
 
 
 @njit(**_JIT)
 def evidence(st, values, raw):
     """The evidence of ``values`` with raw score ``raw``: the larger of the
     error's and the range's."""
-    return _evidence(max(_error_log10(st, raw), _range_log10(st, values)))
+    return _evidences(st, raw, _range_log10(st, values))[0]
 
 
 @njit(**_JIT)
 def likelihood(st, raw):
     """The reported score of a raw score alone (no range evidence)."""
-    return _reported(st, _evidence(_error_log10(st, raw)))
+    ev, model = _evidences(st, raw, 0.0)
+    return _reported(st, ev, model)
 
 
 @njit(**_JIT)
 def score(st, values, z):
     """The reported score of ``values``; changes nothing but ``z``."""
     raw = scaled_changes(st, values, z)
-    return _reported(st, _evidence(max(_error_log10(st, raw), _range_log10(st, values))))
+    ev, model = _evidences(st, raw, _range_log10(st, values))
+    return _reported(st, ev, model)
 
 
 @njit(**_JIT)
-def _push(st, raw, ev):
-    """Add a raw score and its point's evidence to the rings, the evidence
-    to the memory (past the grace period), and the raw score and recent
-    error to their statistics (a running mean at first, exponentially weighted once past
+def _push(st, raw, ev, model):
+    """Add a raw score and its point's evidence to the rings, the tail
+    models' evidence ``model`` to the memory (past the grace period), the
+    raw score and recent error to the histograms (past it too) and to their
+    statistics (a running mean at first, exponentially weighted once past
     the half-life)."""
     k = int(st[S_WINDOW])
     recent = _recent(st, raw)
@@ -372,7 +428,11 @@ def _push(st, raw, ev):
     alpha = max(st[S_ALPHA], 1.0 / (scored + 1.0))
     _tail_update(st, S_TAIL, raw, alpha, scored == 0)
     _tail_update(st, S_TAIL_RECENT, recent, alpha, scored == 0)
-    st[S_MEMORY] = _memory(st, ev) if scored >= st[S_GRACE] else 0.0
+    if scored >= st[S_GRACE]:  # (the errors of the grace period, while the network settles, are not counted)
+        st[S_HIST + _bin(raw)] += 1.0
+        st[S_HIST + SEEN_BINS + _bin(recent)] += 1.0
+        st[S_SEEN] += 1.0
+    st[S_MEMORY] = _memory(st, model) if scored >= st[S_GRACE] else 0.0
     pos = int(st[S_POS])
     st[HEAD + pos] = raw
     st[HEAD + k + pos] = ev
@@ -384,8 +444,8 @@ def _push(st, raw, ev):
 def record_raw(st, raw):
     """Record a raw score with its error evidence (the reconstruction
     detector's step). Returns the evidence."""
-    ev = _evidence(_error_log10(st, raw))
-    _push(st, raw, ev)
+    ev, model = _evidences(st, raw, 0.0)
+    _push(st, raw, ev, model)
     return ev
 
 
@@ -410,8 +470,8 @@ def record(st, values, z):
     values); ``values`` become the last ones. Returns the raw score."""
     F = values.shape[0]
     raw = scaled_changes(st, values, z)
-    ev = _evidence(max(_error_log10(st, raw), _range_log10(st, values)))
-    _push(st, raw, ev)
+    ev, model = _evidences(st, raw, _range_log10(st, values))
+    _push(st, raw, ev, model)
     last, scale, _, _, _, _ = _blocks(st, F)
     for j in range(F):
         scale[j] = _rescaled(values[j] - last[j], scale[j], st[S_N])
@@ -424,7 +484,8 @@ def record(st, values, z):
 def score_raw(st, values, raw):
     """The reported score of ``values`` whose raw score ``raw`` was computed
     elsewhere (the reconstruction detector's); changes nothing."""
-    return _reported(st, _evidence(max(_error_log10(st, raw), _range_log10(st, values))))
+    ev, model = _evidences(st, raw, _range_log10(st, values))
+    return _reported(st, ev, model)
 
 
 @njit(**_JIT)
@@ -432,8 +493,8 @@ def record_raw_values(st, values, raw):
     """Record ``values`` with their raw score computed elsewhere: the evidence
     (error and range) with :func:`_push`, the values to the ranges. Returns
     the evidence."""
-    ev = _evidence(max(_error_log10(st, raw), _range_log10(st, values)))
-    _push(st, raw, ev)
+    ev, model = _evidences(st, raw, _range_log10(st, values))
+    _push(st, raw, ev, model)
     _extend_ranges(st, values)
     return ev
 
@@ -451,6 +512,16 @@ def restart_history(st, values):
     high[:] = values
     calm[:] = st[S_WINDOW]
     st[S_N] = 0
+
+
+def with_seen_counts(st, n_features: int):
+    """A state saved before the histograms of the errors were kept, with
+    them added (empty: nothing seen yet); any other state as it is."""
+    k = int(st[S_WINDOW])
+    old = OLD_HEAD + 2 * k + PER_FEATURE * n_features
+    if st.shape[0] in (old, old - n_features):
+        return np.concatenate([st[:OLD_HEAD], np.zeros(HEAD - OLD_HEAD), st[OLD_HEAD:]])
+    return st
 
 
 def with_calm_counts(st, n_features: int):
