@@ -78,6 +78,10 @@ class PredictiveDetector(Guarded, AnomalyDetector):
       -e``, so a series creeping to a new record at every step raises one
       alarm, and a leap beyond the excursion another.
 
+    For the alarms, an error's ``Q`` is at least the fraction of the errors
+    seen since the grace period that were as large: errors that recur (a
+    daily jump of a square wave) stop raising alarms once they are usual.
+
     **The reported score** lies in [0, 1] and reads as a probability:
 
     - an **alarm** is a point whose evidence reaches ``2 / 30`` (Q <= 0.01)
