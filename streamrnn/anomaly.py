@@ -115,7 +115,8 @@ class PredictiveDetector(Guarded, AnomalyDetector):
     ``protect_anomaly_detector=False``) is learned when the next, different
     point is scored: the history of changes has no hole, so a level shift
     raises one alarm, not one per later point. To score points without
-    learning them, use ``score_many``.
+    learning them, use ``score_many``. (A saved or copied detector keeps no
+    withheld point.)
 
     Parameters
     ----------

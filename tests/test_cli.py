@@ -735,3 +735,25 @@ def test_warmup_compiles_the_kernels_into_the_cache():
     assert status == 0 and err == ""
     assert out.startswith(f"kernels compiled and cached in {cache_location()} (")
     assert os.path.exists(recurrent.learn_one._cache._cache_file._index_path)
+
+
+def test_detect_leaves_rows_not_scored_empty_and_evaluate_reads_them_as_such():
+    """The warm-up and a row with a missing value have empty score and flag
+    cells; read back as NaN, streamrnn.evaluate leaves them out of the point
+    metrics and never counts them as detections."""
+    from streamrnn.evaluate import LabelledSeries, nab_file_score, roc_auc
+
+    lines = waterflow_csv(300).splitlines()
+    time, _ = lines[200].split(",")
+    lines[200] = f"{time},"  # a missing value
+    status, out, err = run(["detect", "--target", "flow", "--hidden-size", "8"], "\n".join(lines) + "\n")
+    assert status == 0, err
+    rows = rows_of(out)[1:]
+    empty = np.array([r == ["", ""] for r in rows])
+    assert empty[:101].all() and empty[199] and empty.sum() == 102  # (row 199 of the output: line 200)
+    scores = np.array([float(r[0]) if r[0] else np.nan for r in rows])
+    labels = np.zeros(len(rows), dtype=bool)
+    labels[250:260] = True
+    assert roc_auc(labels, scores) == roc_auc(labels[~empty], scores[~empty])
+    series = LabelledSeries("f", len(rows), [(90, 110)])
+    assert nab_file_score(series, scores, 0.0) == nab_file_score(series, np.where(empty, -1.0, scores), 0.0)
