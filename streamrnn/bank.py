@@ -14,6 +14,7 @@ from .kernels import layout as L
 from .kernels import recurrent as K
 from .learner import OnlineRNN
 from .network import aligned_zeros, counters_problem
+from .workers import run_chunks
 
 SNAPSHOT_VERSION = 1
 DEVICES = ("cpu", "cuda")
@@ -312,7 +313,10 @@ class ModelBank(Guarded):
         if len(keys):
             groups, starts, order = self._groups(slots)
             if self._dev is None:
-                K.bank_learn(self._lay, self._ctr, self._buf, groups, starts, order, X, Y, out)
+                ordered = np.empty_like(out)
+                run_chunks(K.bank_learn_chunks, (self._lay, self._ctr, self._buf, groups, starts, order, X, Y, ordered),
+                           len(groups))
+                out[order] = ordered
             else:
                 d = self._dev
                 _cuda_kernels().bank_learn(d.lay, d.ctr, d.buf, groups, starts, order, X, Y, out)
@@ -364,7 +368,10 @@ class ModelBank(Guarded):
         if self._dev is None:
             for rows, slots, buf in self._by_bank(keys):
                 groups, starts, order = self._groups(slots)
-                K.bank_predict(self._lay, buf, groups, starts, rows[order].astype(np.int64), X, out)
+                rows = rows[order].astype(np.int64)
+                ordered = np.empty((len(rows), self._output_size), dtype=self._dtype)
+                run_chunks(K.bank_predict_chunks, (self._lay, buf, groups, starts, rows, X, ordered), len(groups))
+                out[rows] = ordered
             return out
         KC = _cuda_kernels()
         cuda = KC.cuda_module()
@@ -387,11 +394,13 @@ class ModelBank(Guarded):
         out = np.empty((len(keys), horizon, self._output_size), dtype=self._dtype)
         for rows, slots, buf in self._by_bank(keys):
             groups, starts, order = self._groups(slots)  # a model's rows share its scratch: in turn
-            args = (groups, starts, rows[order].astype(np.int64), X0, out)
+            rows = rows[order].astype(np.int64)
             if self._dev is None:
-                K.bank_forecast(self._lay, buf, *args)
+                ordered = np.empty((len(rows), horizon, self._output_size), dtype=self._dtype)
+                run_chunks(K.bank_forecast_chunks, (self._lay, buf, groups, starts, rows, X0, ordered), len(groups))
+                out[rows] = ordered
             else:
-                _cuda_kernels().bank_forecast(self._dev.lay, buf, *args)
+                _cuda_kernels().bank_forecast(self._dev.lay, buf, groups, starts, rows, X0, out)
         return out
 
     # ------------------------------------------------------------ snapshots
