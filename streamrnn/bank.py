@@ -99,7 +99,8 @@ class ModelBank(Guarded):
     capacity
         Slots allocated at first (doubled as needed).
     device
-        ``"cpu"`` (Numba threads, one model per thread) or ``"cuda"``: the
+        ``"cpu"`` (``numba.get_num_threads()`` threads, each running whole
+        models, claimed a few at a time: see :mod:`streamrnn.workers`) or ``"cuda"``: the
         models' buffers live in GPU memory and each batch runs one GPU thread
         per key (needs ``pip install "streamrnn[cuda]"`` and a CUDA GPU).
         Only inputs, targets and predictions cross to the GPU each batch.

@@ -941,11 +941,29 @@ def sequence_gradient(lay, buf, X, Y, n_loss):
 
 
 @njit(inline="always")
+def prefetch_range(b, start, n):
+    """Start fetching ``b[start:start + n]``."""
+    for j in range(start, start + n, 64 // b.itemsize):
+        prefetch(b, j)
+
+
+@njit(inline="always")
 def prefetch_parameters(lay, buf, m):
     """Start fetching the parameters of model ``m`` (read by its next step)."""
+    prefetch_range(buf[m], 0, lay[L_NPARAM])
+
+
+@njit(inline="always")
+def prefetch_predictor(lay, buf, m):
+    """Start fetching what a prediction of model ``m`` reads and writes: its
+    parameters, carried state and the scratch a forward step writes."""
     b = buf[m]
-    for j in range(0, lay[L_NPARAM], 64 // b.itemsize):
-        prefetch(b, j)
+    prefetch_range(b, 0, lay[L_NPARAM])
+    prefetch_range(b, lay[L_STATE], 2 * lay[L_LAYERS] * lay[L_HSTRIDE])
+    prefetch_range(b, lay[L_PSTATE], 2 * lay[L_LAYERS] * lay[L_HSTRIDE])
+    prefetch_range(b, lay[L_PRED], lay[L_ROW])
+    prefetch_range(b, lay[L_S_AX], lay[L_GATES] * lay[L_HIDDEN])
+    prefetch_range(b, lay[L_S_AH], lay[L_GATES] * lay[L_HIDDEN])
 
 
 @njit(inline="always")
@@ -1017,7 +1035,7 @@ def bank_predict_chunks(lay, buf, groups, starts, order, X, out, chunk, claim):
     while first < n:
         for g in range(first, last):
             if g + 1 < last:
-                prefetch_parameters(lay, buf, groups[g + 1])
+                prefetch_predictor(lay, buf, groups[g + 1])
             predict_into(lay, buf[groups[g]], order, starts[g], starts[g + 1], X, out, True)
         finished = groups_done(claim, first, last, n)
         first, last = claim_groups(claim, chunk, n)
