@@ -305,6 +305,35 @@ def torch_rows_peer(bank, ids, X, Y, rows_per_key: int, threads: int, repeats: i
     return result
 
 
+def footprint(hidden: int = 32, k2: int = 16, dtype: str = "float32") -> None:
+    """Bytes per model of each cell and optimizer (input and output 1), from
+    the layout: what a saved bank holds per model (its buffer up to
+    ``L_PERSIST``: parameters, the two moment regions, carried state, TBPTT
+    window, hyperparameters) and what a model takes in a bank's memory (its
+    whole buffer: also the scratch that every kernel writes before reading,
+    and its counters)."""
+    from streamrnn.kernels import layout as L
+
+    size = np.dtype(dtype).itemsize
+    print(f"bytes per model, hidden {hidden}, k2 = {k2}, {dtype} (KB = 1,024 bytes):")
+    print(f"  {'cell':5} {'optimizer':9} {'params':>7} {'moments':>8} {'window':>7} {'of it dax/dah':>13} "
+          f"{'saved':>7} {'scratch':>8} {'in memory':>9}")
+    for cell in ("rnn", "gru", "lstm"):
+        for optimizer in ("sgd", "rmsprop", "adam", "adamw"):
+            bank = ModelBank(seed=0, capacity=1, cell=cell, hidden_size=hidden, k1=k2, k2=k2, optimizer=optimizer,
+                             dtype=dtype)
+            lay = bank._lay
+            n_param, row, persist = int(lay[L.L_NPARAM]), int(lay[L.L_ROW]), int(lay[L.L_PERSIST])
+            dadh = 2 * int(lay[L.L_R_DAH] - lay[L.L_R_DAX]) * int(lay[L.L_LAYERS]) * k2
+
+            def kb(n):
+                return f"{n * size / 1024:.1f}"
+
+            print(f"  {cell:5} {optimizer:9} {kb(n_param):>7} {kb(2 * n_param):>8} {kb(k2 * row):>7} {kb(dadh):>13} "
+                  f"{kb(persist):>7} {kb(int(lay[L.L_BUF]) - persist):>8} "
+                  f"{(bank._buf[0].nbytes + bank._ctr[0].nbytes) / 1024:>9.1f}")
+
+
 def measure(args) -> list[dict]:
     """Every configuration of ``args`` in this process: one dict each."""
     numba.set_num_threads(args.threads)
@@ -377,7 +406,12 @@ def main(argv=None):
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
     parser.add_argument("--no-shared", action="store_true", help="skip the SharedWeightsBank (rows layout)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON line")
+    parser.add_argument("--footprint", action="store_true", help="print the bytes per model of each cell and "
+                        "optimizer (from the layout, nothing timed) and stop")
     args = parser.parse_args(argv)
+    if args.footprint:
+        footprint()
+        return
     if args.processes > 1:
         report(in_processes(args, argv))
         return

@@ -235,9 +235,16 @@ class ModelBank(Guarded):
             if len(self._pending) >= _FLUSH_MODELS:
                 self._flush()
 
+    def _known_slots(self, keys) -> np.ndarray | None:
+        """The slot of every key when all are known, else None: dict look-ups,
+        also for a numpy array of keys (its Python scalars are the keys a
+        factorization would look up; 4-7x faster than factorizing when every
+        key is distinct, as in a fleet tick)."""
+        return known_slots(self._slot_of, keys.tolist() if isinstance(keys, np.ndarray) else keys)
+
     def _slots(self, keys: list) -> np.ndarray:
         """The slot of each key, new keys getting one."""
-        known = known_slots(self._slot_of, keys)
+        known = self._known_slots(keys)
         if known is not None:
             return known
         codes, uniques = factorize(keys)
@@ -336,7 +343,7 @@ class ModelBank(Guarded):
         """Split ``keys`` into rows of known keys (their slots) and rows of
         unseen keys, for which a small bank of the models they would get is
         made (nothing is registered). Returns ``(rows, slots, buf)`` parts."""
-        known = known_slots(self._slot_of, keys)
+        known = self._known_slots(keys)
         if known is not None:
             buf = self._buf if self._dev is None else self._dev.buf
             return [(np.arange(len(known), dtype=np.int64), known, buf)] if len(known) else []
