@@ -12,6 +12,7 @@ from .guard import Guarded, exclusive, without_guard
 from .keys import batch_keys, factorize, holds_nan, known_slots, keys_to_evict
 from .kernels import layout as L
 from .kernels import recurrent as K
+from .kernels.grouping import group_rows
 from .learner import OnlineRNN
 from .network import aligned_zeros, counters_problem
 from .workers import run_chunks
@@ -305,6 +306,12 @@ class ModelBank(Guarded):
 
     @staticmethod
     def _groups(slots: np.ndarray):
+        """``(groups, starts, order)``: the distinct slots in increasing order,
+        the rows of ``groups[g]`` being ``order[starts[g]:starts[g + 1]]`` in
+        arrival order."""
+        low, top = (int(slots.min()), int(slots.max()) + 1) if len(slots) else (0, 0)
+        if low >= 0 and top <= 4 * len(slots) + 64:  # a counting sort, unless the slots are few and far apart
+            return group_rows(slots.astype(np.int64, copy=False), top)
         order = np.argsort(slots, kind="stable")
         ordered = slots[order]
         starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])

@@ -454,3 +454,20 @@ def _count_groups(counts, chunk, claim):
         finished = groups_done(claim, first, last, n)
         first, last = claim_groups(claim, chunk, n)
     return finished
+
+
+def test_rows_are_grouped_by_slot_as_a_stable_sort_groups_them():
+    """Dense slots (a counting sort), slots few and far apart and negative
+    codes (numpy's sort): the distinct slots in order, each one's rows in
+    arrival order."""
+    rng = np.random.default_rng(8)
+    cases = [rng.permutation(1000), rng.integers(0, 50, 3000), np.array([7]), np.array([99_999, 3, 99_999]),
+             -rng.integers(1, 4, 9), np.array([2, 2, 0, 5, 0])]
+    for slots in cases:
+        groups, starts, order = ModelBank._groups(slots.astype(np.int64))
+        stable = np.argsort(slots, kind="stable")
+        assert order.tolist() == stable.tolist()
+        assert groups.tolist() == sorted(set(slots.tolist()))
+        assert np.diff(starts).tolist() == [int((slots == s).sum()) for s in groups]
+        assert starts[0] == 0 and starts[-1] == len(slots)
+        assert groups.dtype == starts.dtype == order.dtype == np.int64
