@@ -56,7 +56,8 @@ from streamrnn import ModelBank, SharedWeightsBank
 
 CONFIG = dict(cell="lstm", hidden_size=32, k1=16, k2=16)
 CYCLE = 16  # ticks per update (k1)
-#: bytes a model takes in a bank (its whole buffer and counters) times this must fit the memory left
+#: a bank of N models (allocated at once, no growth) runs only if N times the bytes of a model
+#: times this fits the memory available: half of it is left to the machine's other work
 MEMORY_MARGIN = 2.0
 
 
@@ -82,7 +83,7 @@ def fleet(n_models: int, threads: int, cycles: int, rng) -> dict:
     """µs per stream-sample of the fleet tick: ``learn_many`` (mean over a
     cycle of 16 ticks, median over ``cycles``) and ``predict_many`` (median
     tick), keys as integer ids in a new random order each tick."""
-    bank = ModelBank(seed=0, **CONFIG)
+    bank = ModelBank(seed=0, capacity=n_models, **CONFIG)
     X = rng.normal(size=(n_models, 1)).astype(np.float32)
     Y = rng.normal(size=(n_models, 1)).astype(np.float32)
     bank.learn_many(np.arange(n_models), X, Y)  # creates the models, compiles
@@ -354,8 +355,9 @@ def measure(args) -> list[dict]:
             row = {"models": n_models, "layout": layout, "threads": numba.get_num_threads()}
             need = n_models * model_bytes() * MEMORY_MARGIN
             if need > memory_available():
-                row["skipped"] = (f"needs ~{need / 2**30:.1f} GiB ({model_bytes() / 1024:.0f} KB a model, x"
-                                  f"{MEMORY_MARGIN:g}), {memory_available() / 2**30:.1f} GiB available")
+                row["skipped"] = (f"{n_models * model_bytes() / 2**30:.1f} GiB of models ({model_bytes() / 1024:.0f} KB "
+                                  f"each) would take more than 1/{MEMORY_MARGIN:g} of the "
+                                  f"{memory_available() / 2**30:.1f} GiB available")
             elif layout == "fleet":
                 row.update(fleet(n_models, args.threads, args.cycles, rng))
             else:
