@@ -318,15 +318,15 @@ def footprint(hidden: int = 32, k2: int = 16, dtype: str = "float32") -> None:
     """Bytes per model of each cell and optimizer (input and output 1), from
     the layout: what a saved bank holds per model (its buffer up to
     ``L_PERSIST``: parameters, the two moment regions, carried state, TBPTT
-    window, hyperparameters) and what a model takes in a bank's memory (its
-    whole buffer: also the scratch that every kernel writes before reading,
-    and its counters)."""
+    window, hyperparameters), what a model takes in a bank's memory (the
+    same and its counters) and the scratch each thread has (one region per
+    thread, not per model)."""
     from streamrnn.kernels import layout as L
 
     size = np.dtype(dtype).itemsize
     print(f"bytes per model, hidden {hidden}, k2 = {k2}, {dtype} (KB = 1,024 bytes):")
     print(f"  {'cell':5} {'optimizer':9} {'params':>7} {'moments':>8} {'window':>7} {'of it dax/dah':>13} "
-          f"{'saved':>7} {'scratch':>8} {'in memory':>9}")
+          f"{'saved':>7} {'in memory':>9} {'scratch/thread':>14}")
     for cell in ("rnn", "gru", "lstm"):
         for optimizer in ("sgd", "rmsprop", "adam", "adamw"):
             bank = ModelBank(seed=0, capacity=1, cell=cell, hidden_size=hidden, k1=k2, k2=k2, optimizer=optimizer,
@@ -339,8 +339,8 @@ def footprint(hidden: int = 32, k2: int = 16, dtype: str = "float32") -> None:
                 return f"{n * size / 1024:.1f}"
 
             print(f"  {cell:5} {optimizer:9} {kb(n_param):>7} {kb(2 * n_param):>8} {kb(k2 * row):>7} {kb(dadh):>13} "
-                  f"{kb(persist):>7} {kb(int(lay[L.L_BUF]) - persist):>8} "
-                  f"{(bank._buf[0].nbytes + bank._ctr[0].nbytes) / 1024:>9.1f}")
+                  f"{kb(persist):>7} {(bank._buf[0].nbytes + bank._ctr[0].nbytes) / 1024:>9.1f} "
+                  f"{kb(int(lay[L.L_BUF]) - persist):>14}")
 
 
 def measure(args) -> list[dict]:

@@ -49,7 +49,7 @@ class _Task:
 
     def __init__(self, kernel, args, chunk: int):
         self.kernel, self.args, self.chunk = kernel, args, chunk
-        self.claim = np.zeros(2, dtype=np.int64)  # groups claimed, groups done
+        self.claim = np.zeros(3, dtype=np.int64)  # groups claimed, groups done, scratch regions taken
         self.finished = threading.Event()
         self.error = None
 
@@ -96,7 +96,7 @@ def run_chunks(kernel, args: tuple, n_groups: int) -> None:
     every group is done."""
     threads = numba.get_num_threads()
     if threads == 1 or n_groups < 2:
-        kernel(*args, max(n_groups, 1), np.zeros(2, dtype=np.int64))
+        kernel(*args, max(n_groups, 1), np.zeros(3, dtype=np.int64))
         return
     task = _Task(kernel, args, chunk_size(n_groups, threads))
     for tasks in _WORKERS.queues(threads - 1):

@@ -34,7 +34,8 @@ def test_a_bank_equals_separate_learners_bit_for_bit(rng):
             np.testing.assert_array_equal(out[i], separate[k].learn(X[i], Y[i]))
     assert bank.keys == order
     for k, model in separate.items():
-        np.testing.assert_array_equal(bank.model(k)._buf, model._buf)
+        persist = bank._lay[L.L_PERSIST]  # (the rest is scratch: not model state)
+        np.testing.assert_array_equal(bank.model(k)._buf[:persist], model._buf[:persist])
     X = rng.normal(size=(4, 2))
     keys = ["a", "a", "c", "new"]
     fresh = OnlineRNN(**CONFIG, seed=10 + len(order))
@@ -120,7 +121,8 @@ def test_idle_keys_are_evicted_and_their_slots_reused(rng):
     # in it, a fresh model: the third one created
     fresh = OnlineRNN(**CONFIG, seed=2)
     fresh.learn(x[0], y[0])
-    np.testing.assert_array_equal(bank.model("c")._buf, fresh._buf)
+    persist = bank._lay[L.L_PERSIST]
+    np.testing.assert_array_equal(bank.model("c")._buf[:persist], fresh._buf[:persist])
 
 
 def test_bad_input():
@@ -475,11 +477,11 @@ def test_rows_are_grouped_by_slot_as_a_stable_sort_groups_them():
 
 def test_bytes_per_model_follow_from_the_sizes():
     """A banked LSTM (input 1, hidden 32, output 1, Adam, k2 = 16, float32)
-    takes, counted from its sizes (each region padded to 16 floats): the
-    parameters, two optimizer moments, carried h and c, a TBPTT window of k2
-    rows and the hyperparameters when saved; the scratch besides in memory.
-    (91.4 KB saved and 151.2 KB in memory: the issue's target of 64 KB is
-    not met by this layout.)"""
+    takes, counted from its sizes (each region padded to 16 floats), the
+    same in memory as saved: the parameters, two optimizer moments, carried
+    h and c, a TBPTT window of k2 rows and the hyperparameters (91.4 KB, and
+    64 bytes of counters: the issue's target of 64 KB is not met by this
+    layout); the scratch is one region per thread, not per model."""
     H, G, I, k2, f = 32, 4, 1, 16, 4
 
     def pad(n):
@@ -489,8 +491,9 @@ def test_bytes_per_model_follow_from_the_sizes():
     row = pad(max(I, H)) + 5 * pad(H) + 3 * pad(G * H) + 2 * pad(1)  # input, h, c, gates, tanh c, h', c', 2 gate grads
     saved = 3 * params + 2 * pad(H) + k2 * row + pad(9)
     scratch = params + k2 * row + row + 2 * pad(H) + 2 * pad(G * H) + pad(H) + pad(H) + 2 * pad(H)
-    bank = ModelBank(seed=0, cell="lstm", hidden_size=H, k1=k2, k2=k2, optimizer="adam")
+    bank = ModelBank(seed=0, cell="lstm", hidden_size=H, k1=k2, k2=k2, optimizer="adam", capacity=4)
     bank.learn_many(["a", "b"], np.zeros((2, 1)), np.zeros((2, 1)))
     assert bank.snapshot()["buf"][0].nbytes == saved * f == 93_568
-    assert pickle.loads(pickle.dumps(bank))._buf[0].nbytes == bank._buf[0].nbytes == (saved + scratch) * f
-    assert bank._buf[0].nbytes + bank._ctr[0].nbytes == 154_880
+    for b in (bank, pickle.loads(pickle.dumps(bank))):
+        assert b._buf[0].nbytes + b._ctr[0].nbytes == saved * f + 64 == 93_632
+        assert b._store.nbytes == (4 * saved + numba.config.NUMBA_NUM_THREADS * scratch) * f

@@ -48,6 +48,7 @@ from .layout import (
     HP_MOMENTUM,
     HP_WEIGHT_DECAY,
     L_APPROX,
+    L_BUF,
     L_CACHE,
     L_CELL,
     L_GATES,
@@ -67,6 +68,7 @@ from .layout import (
     L_OPT,
     L_OUTPUT,
     L_PARAMS0,
+    L_PERSIST,
     L_PRED,
     L_PSTATE,
     L_R_ACT,
@@ -97,6 +99,7 @@ from .layout import (
     OPT_ADAMW,
     OPT_RMSPROP,
     OPT_SGD,
+    SCRATCH_SLOTS,
 )
 
 _JIT = dict(cache=config.CACHE, nogil=True, error_model="numpy", fastmath=config.FASTMATH)
@@ -923,21 +926,32 @@ def sequence_gradient(lay, buf, X, Y, n_loss):
 
 
 # ------------------------------------------------------------------- banks
-# Many independent models of one layout: ``ctr`` and ``buf`` with one row per
-# model. Rows of a batch arrive grouped by model: ``groups[g]`` is the model
-# of rows ``order[starts[g]:starts[g + 1]]`` (in arrival order), groups sorted
-# by model so that a thread walks through the models' memory in one
-# direction. Nothing is reduced across models, so results do not depend on
-# which thread runs a model, nor on how many threads there are.
+# Many independent models of one layout. A bank stores them in one flat
+# ``store``: model ``m``'s persistent part (``lay[L_PERSIST]`` values: what a
+# snapshot holds) at ``m * lay[L_PERSIST]``, then, from ``scratch_at``, one
+# scratch region per thread (``lay[L_BUF] - lay[L_PERSIST]`` values each), which
+# every kernel writes before it reads: scratch costs a thread's worth of
+# memory, not a model's. A thread runs model ``m`` on the view of the store
+# from the model's start, with a copy of ``lay`` whose scratch offsets
+# (:data:`SCRATCH_SLOTS`) point into its own scratch region: the
+# single-model kernels run unchanged. ``ctr`` has one row per model.
+#
+# Rows of a batch arrive grouped by model: ``groups[g]`` is the model of rows
+# ``order[starts[g]:starts[g + 1]]`` (in arrival order), groups sorted by
+# model so that a thread walks through the models' memory in one direction.
+# Nothing is reduced across models, so results do not depend on which
+# thread runs a model, nor on how many threads there are.
 #
 # The ``*_chunks`` kernels share a batch between threads without a parallel
 # region: each call claims the next ``chunk`` groups from the counter
 # ``claim[0]`` (an atomic addition), runs them, adds their number to
 # ``claim[1]`` and claims again until none is left; any number of threads may
 # run the same call at once (``streamrnn.workers``), and a thread that starts
-# late, or never, delays nobody. The results of the rows of group ``g`` go to
-# the rows ``starts[g]:starts[g + 1]`` of ``out`` (in group order: threads write
-# to separate cache lines); each call returns whether it finished the batch.
+# late, or never, delays nobody. A call that gets a chunk takes the next
+# scratch region from ``claim[2]`` (so at most as many regions as calls of
+# one batch are needed). The results of the rows of group ``g`` go to the
+# rows ``starts[g]:starts[g + 1]`` of ``out`` (in group order: threads write to
+# separate cache lines); each call returns whether it finished the batch.
 
 
 @njit(inline="always")
@@ -948,22 +962,24 @@ def prefetch_range(b, start, n):
 
 
 @njit(inline="always")
-def prefetch_parameters(lay, buf, m):
-    """Start fetching the parameters of model ``m`` (read by its next step)."""
-    prefetch_range(buf[m], 0, lay[L_NPARAM])
+def model_view(lay, store, m):
+    """Model ``m``'s view of the store: from its start to the store's end."""
+    return store[m * lay[L_PERSIST] :]
 
 
 @njit(inline="always")
-def prefetch_predictor(lay, buf, m):
-    """Start fetching what a prediction of model ``m`` reads and writes: its
-    parameters, carried state and the scratch a forward step writes."""
-    b = buf[m]
+def prefetch_parameters(lay, store, m):
+    """Start fetching the parameters of model ``m`` (read by its next step)."""
+    prefetch_range(model_view(lay, store, m), 0, lay[L_NPARAM])
+
+
+@njit(inline="always")
+def prefetch_predictor(lay, store, m):
+    """Start fetching what a prediction of model ``m`` reads: its parameters
+    and carried state."""
+    b = model_view(lay, store, m)
     prefetch_range(b, 0, lay[L_NPARAM])
     prefetch_range(b, lay[L_STATE], 2 * lay[L_LAYERS] * lay[L_HSTRIDE])
-    prefetch_range(b, lay[L_PSTATE], 2 * lay[L_LAYERS] * lay[L_HSTRIDE])
-    prefetch_range(b, lay[L_PRED], lay[L_ROW])
-    prefetch_range(b, lay[L_S_AX], lay[L_GATES] * lay[L_HIDDEN])
-    prefetch_range(b, lay[L_S_AH], lay[L_GATES] * lay[L_HIDDEN])
 
 
 @njit(inline="always")
@@ -979,22 +995,40 @@ def groups_done(claim, first, last, n):
     return fetch_add(claim, 1, last - first) + last - first == n
 
 
+@njit(inline="always")
+def thread_layout(lay, tlay, scratch_at, region, m):
+    """``tlay``: ``lay`` for model ``m``'s view of the store, its scratch
+    offsets moved into the scratch region ``region``."""
+    persist = lay[L_PERSIST]
+    shift = scratch_at + region * (lay[L_BUF] - persist) - persist - m * persist
+    for k in range(lay.shape[0]):
+        tlay[k] = lay[k]
+    for k in SCRATCH_SLOTS:
+        tlay[k] = lay[k] + shift
+
+
 @njit(**_JIT)
-def bank_learn_chunks(lay, ctr, buf, groups, starts, order, X, Y, out, chunk, claim):
+def bank_learn_chunks(lay, ctr, store, scratch_at, groups, starts, order, X, Y, out, chunk, claim):
     """``learn_one`` for every row, each on its own model, the prediction of
     the row ``order[r]`` to ``out[r]``; chunks claimed as described above."""
     n = groups.shape[0]
+    region = -1  # this call's scratch region, taken on first use
+    tlay = np.empty_like(lay)
     finished = False
     first, last = claim_groups(claim, chunk, n)
     while first < n:
         for g in range(first, last):
             if g + 1 < last:
-                prefetch_parameters(lay, buf, groups[g + 1])
+                prefetch_parameters(lay, store, groups[g + 1])
             m = groups[g]
+            if region < 0:
+                region = fetch_add(claim, 2, 1)
+            thread_layout(lay, tlay, scratch_at, region, m)
+            buf = model_view(lay, store, m)
             norms = NO_NORMS
             for r in range(starts[g], starts[g + 1]):
                 i = order[r]
-                norms = learn_step(lay, ctr[m], buf[m], X[i], Y[i], out[r], norms)
+                norms = learn_step(tlay, ctr[m], buf, X[i], Y[i], out[r], norms)
         finished = groups_done(claim, first, last, n)
         first, last = claim_groups(claim, chunk, n)
     return finished
@@ -1025,18 +1059,24 @@ def predict_rows(lay, buf, order, first, last, X, out):
 
 
 @njit(**_JIT)
-def bank_predict_chunks(lay, buf, groups, starts, order, X, out, chunk, claim):
+def bank_predict_chunks(lay, store, scratch_at, groups, starts, order, X, out, chunk, claim):
     """Predictions for every row, the rows of a model run in order from its
     carried state (which is not changed); the row ``order[r]``'s to
     ``out[r]``, chunks claimed as described above."""
     n = groups.shape[0]
+    region = -1
+    tlay = np.empty_like(lay)
     finished = False
     first, last = claim_groups(claim, chunk, n)
     while first < n:
         for g in range(first, last):
             if g + 1 < last:
-                prefetch_predictor(lay, buf, groups[g + 1])
-            predict_into(lay, buf[groups[g]], order, starts[g], starts[g + 1], X, out, True)
+                prefetch_predictor(lay, store, groups[g + 1])
+            m = groups[g]
+            if region < 0:
+                region = fetch_add(claim, 2, 1)
+            thread_layout(lay, tlay, scratch_at, region, m)
+            predict_into(tlay, model_view(lay, store, m), order, starts[g], starts[g + 1], X, out, True)
         finished = groups_done(claim, first, last, n)
         first, last = claim_groups(claim, chunk, n)
     return finished
@@ -1061,58 +1101,62 @@ def forecast_fed_back(lay, buf, x0, out):
 
 
 @njit(**_JIT)
-def bank_forecast_chunks(lay, buf, groups, starts, order, X0, out, chunk, claim):
+def bank_forecast_chunks(lay, store, scratch_at, groups, starts, order, X0, out, chunk, claim):
     """For every row ``i = order[r]``: ``out.shape[1]`` steps of its model
     from the carried state (not changed), each step's outputs fed back as the
     next inputs, starting from the inputs ``X0[i]``, to ``out[r]``; chunks
     claimed as described above. A model's rows run one after another on
-    its scratch rows."""
+    the thread's scratch."""
     n = groups.shape[0]
+    region = -1
+    tlay = np.empty_like(lay)
     finished = False
     first, last = claim_groups(claim, chunk, n)
     while first < n:
         for g in range(first, last):
             m = groups[g]
+            if region < 0:
+                region = fetch_add(claim, 2, 1)
+            thread_layout(lay, tlay, scratch_at, region, m)
+            buf = model_view(lay, store, m)
             for r in range(starts[g], starts[g + 1]):
-                forecast_fed_back(lay, buf[m], X0[order[r]], out[r])
+                forecast_fed_back(tlay, buf, X0[order[r]], out[r])
         finished = groups_done(claim, first, last, n)
         first, last = claim_groups(claim, chunk, n)
     return finished
 
 
-# One thread, the results in the rows of the batch (``out[order[r]]``).
-
-
-@njit(inline="always")
-def scatter_rows(order, ordered, out):
-    for r in range(order.shape[0]):
-        out[order[r]] = ordered[r]
+# One thread, on whole model buffers (``buf`` with a row of ``lay[L_BUF]``
+# values per model, scratch included): the reference the CUDA kernels are
+# tested against.
 
 
 @njit(**_JIT)
 def bank_learn(lay, ctr, buf, groups, starts, order, X, Y, out):
     """``learn_one`` for every row, each on its own model, on this thread."""
-    ordered = np.empty((order.shape[0], out.shape[1]), dtype=out.dtype)
-    bank_learn_chunks(lay, ctr, buf, groups, starts, order, X, Y, ordered, max(groups.shape[0], 1),
-                      np.zeros(2, dtype=np.int64))
-    scatter_rows(order, ordered, out)
+    for g in range(groups.shape[0]):
+        m = groups[g]
+        norms = NO_NORMS
+        for r in range(starts[g], starts[g + 1]):
+            i = order[r]
+            norms = learn_step(lay, ctr[m], buf[m], X[i], Y[i], out[i], norms)
 
 
 @njit(**_JIT)
 def bank_predict(lay, buf, groups, starts, order, X, out):
     """Predictions for every row from its model's carried state (not
     changed), on this thread."""
-    ordered = np.empty((order.shape[0], out.shape[1]), dtype=out.dtype)
-    bank_predict_chunks(lay, buf, groups, starts, order, X, ordered, max(groups.shape[0], 1),
-                        np.zeros(2, dtype=np.int64))
-    scatter_rows(order, ordered, out)
+    for g in range(groups.shape[0]):
+        predict_rows(lay, buf[groups[g]], order, starts[g], starts[g + 1], X, out)
 
 
 @njit(**_JIT)
 def bank_forecast(lay, buf, groups, starts, order, X0, out):
-    """:func:`bank_forecast_chunks` on this thread, the forecasts of row
-    ``i`` to ``out[i]``."""
-    ordered = np.empty((order.shape[0], out.shape[1], out.shape[2]), dtype=out.dtype)
-    bank_forecast_chunks(lay, buf, groups, starts, order, X0, ordered, max(groups.shape[0], 1),
-                         np.zeros(2, dtype=np.int64))
-    scatter_rows(order, ordered, out)
+    """For every row ``i``: ``out.shape[1]`` steps of its model from the
+    carried state (not changed), outputs fed back as the next inputs, from
+    ``X0[i]``, on this thread."""
+    for g in range(groups.shape[0]):
+        m = groups[g]
+        for r in range(starts[g], starts[g + 1]):
+            i = order[r]
+            forecast_fed_back(lay, buf[m], X0[i], out[i])
