@@ -353,11 +353,10 @@ def measure(args) -> list[dict]:
     for n_models in args.models:
         for layout in args.layout:
             row = {"models": n_models, "layout": layout, "threads": numba.get_num_threads()}
-            need = n_models * model_bytes() * MEMORY_MARGIN
-            if need > memory_available():
-                row["skipped"] = (f"{n_models * model_bytes() / 2**30:.1f} GiB of models ({model_bytes() / 1024:.0f} KB "
-                                  f"each) would take more than 1/{MEMORY_MARGIN:g} of the "
-                                  f"{memory_available() / 2**30:.1f} GiB available")
+            size, available = n_models * model_bytes(), memory_available()
+            if size * MEMORY_MARGIN > available:
+                row["skipped"] = (f"{size / 2**30:.1f} GiB of models ({model_bytes() / 1024:.0f} KB each) would take "
+                                  f"more than 1/{MEMORY_MARGIN:g} of the {available / 2**30:.1f} GiB available")
             elif layout == "fleet":
                 row.update(fleet(n_models, args.threads, args.cycles, rng))
             else:
