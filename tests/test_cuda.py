@@ -29,6 +29,14 @@ from streamrnn import ModelBank, OnlineRNN
 from streamrnn.kernels import layout as L
 
 
+def whole(bank):
+    """A CPU bank's models as whole buffers (persistent part and scratch), one
+    row per slot: the form the CUDA kernels and their CPU references take."""
+    buf = np.zeros((bank._buf.shape[0], bank._lay[L.L_BUF]), dtype=bank._buf.dtype)
+    buf[:, : bank._buf.shape[1]] = bank._buf
+    return buf
+
+
 def _device_skip_reason():
     if importlib.util.find_spec("numba_cuda") is None:
         return 'numba-cuda is not installed (pip install "streamrnn[cuda]")'
@@ -242,7 +250,7 @@ def test_the_learning_launchers_refuse_host_models(rng):
     one = np.array([0])
     for block in (False, True):
         with pytest.raises(ValueError, match="ctr and buf must be device arrays"):
-            KC.bank_learn(cpu._lay, cpu._ctr.T.copy(), cpu._buf.T.copy(), one, np.array([0, 1]), one,
+            KC.bank_learn(cpu._lay, cpu._ctr.T.copy(), whole(cpu).T.copy(), one, np.array([0, 1]), one,
                           np.zeros((1, 2)), np.zeros((1, 2)), np.zeros((1, 2)), block_per_model=block)
 
 @needs_cuda
@@ -252,7 +260,7 @@ def test_the_launchers_take_the_cpu_kernels_arguments(rng):
 
     cpu, _ = pair("float64", cell="gru")
     cpu.learn_many(list(KEYS) + ["a"], rng.normal(size=(4, 2)), rng.normal(size=(4, 2)))
-    buf, ctr = cpu._buf.copy(), cpu._ctr.copy()
+    buf, ctr = whole(cpu).copy(), cpu._ctr.copy()
     dev = KC.DeviceBuffers(cpu._lay, buf, ctr)
     groups = np.array([0, 2], dtype=np.int64)
     starts = np.array([0, 2, 3], dtype=np.int64)
@@ -289,7 +297,7 @@ def test_the_batch_check_names_what_would_read_out_of_bounds(rng):
 
     cpu = ModelBank(seed=3, capacity=2, **{**BASE, "cell": "gru"})
     cpu.learn_many(list(KEYS), rng.normal(size=(3, 2)), rng.normal(size=(3, 2)))
-    lay, buf, ctr = cpu._lay, cpu._buf.T, cpu._ctr.T  # model-minor, 3 models (capacity 4)
+    lay, buf, ctr = cpu._lay, whole(cpu).T, cpu._ctr.T  # model-minor, 3 models (capacity 4)
     n_models = buf.shape[1]
     good = dict(groups=np.array([0, 2]), starts=np.array([0, 2, 3]), order=np.array([2, 0, 1]),
                 X=np.zeros((3, 2)), out=np.zeros((3, 2)))
@@ -317,7 +325,7 @@ def test_the_batch_check_names_what_would_read_out_of_bounds(rng):
     one_in = ModelBank(seed=0, input_size=1, output_size=2, hidden_size=3, k2=2)
     one_in.learn_many(["a"], np.zeros((1, 1)), np.zeros((1, 2)))
     with pytest.raises(ValueError, match="input_size .1. must equal output_size .2."):
-        KC.check_batch(one_in._lay, one_in._buf.T, np.array([0]), np.array([0, 1]), np.array([0]),
+        KC.check_batch(one_in._lay, whole(one_in).T, np.array([0]), np.array([0, 1]), np.array([0]),
                        np.zeros((1, 1)), np.zeros((1, 4, 2)))
 
 
@@ -327,7 +335,7 @@ def test_the_launchers_check_the_batch_before_launching(rng):
 
     cpu, _ = pair("float64", cell="gru")
     cpu.learn_many(list(KEYS), rng.normal(size=(3, 2)), rng.normal(size=(3, 2)))
-    dev = KC.DeviceBuffers(cpu._lay, cpu._buf, cpu._ctr)
+    dev = KC.DeviceBuffers(cpu._lay, whole(cpu), cpu._ctr)
     before = dev.take(np.arange(3))
     groups, starts, X = np.array([0]), np.array([0, 1]), rng.normal(size=(1, 2))
     beyond = np.array([1])  # row 1 of a one-row batch
@@ -356,7 +364,7 @@ def block_kernel_matches_cpu(rng, dtype="float64", threads=None, poison_weight=F
     warm = make_batches(rng, n_batches=1, poison=False)[0]
     keys = list(KEYS) + warm[0][3:]  # every key registered before the copies
     cpu.learn_many(keys, warm[1], targets(warm[2]) if targets else warm[2])
-    buf, ctr = cpu._buf.copy(), cpu._ctr.copy()
+    buf, ctr = whole(cpu).copy(), cpu._ctr.copy()
     lay = cpu._lay
     if poison_weight:  # model 1's recurrent weight: its state goes non-finite and is reset
         buf[1, lay[L.L_PARAMS0 + 1]] = np.nan
@@ -474,7 +482,7 @@ def test_the_block_per_model_kernel_refuses_what_it_does_not_run(rng):
 
     for config, message in ((dict(num_layers=2), "one-layer"), (dict(k1=1, k2=3, recompute=True), "stored windows")):
         cpu, _ = pair("float64", **config)
-        dev = KC.DeviceBuffers(cpu._lay, cpu._buf, cpu._ctr)
+        dev = KC.DeviceBuffers(cpu._lay, whole(cpu), cpu._ctr)
         one = np.zeros(1, dtype=np.int64)
         with pytest.raises(ValueError, match=message):
             KC.bank_learn(dev.lay, dev.ctr, dev.buf, one, np.array([0, 1]), one, np.zeros((1, 2)), np.zeros((1, 2)),
@@ -484,7 +492,7 @@ def test_the_block_per_model_kernel_refuses_what_it_does_not_run(rng):
                 KC.bank_predict(dev.lay, dev.buf, one, np.array([0, 1]), one, np.zeros((1, 2)), np.zeros((1, 2)),
                                 block_per_model=True)
     cpu, _ = pair("float32", hidden_size=64)  # W_h alone is 64 KB: over what a block is granted
-    dev = KC.DeviceBuffers(cpu._lay, cpu._buf, cpu._ctr)
+    dev = KC.DeviceBuffers(cpu._lay, whole(cpu), cpu._ctr)
     with pytest.raises(ValueError, match="shared memory"):
         KC.bank_predict(dev.lay, dev.buf, one, np.array([0, 1]), one, np.zeros((1, 2), np.float32),
                         np.zeros((1, 2), np.float32), block_per_model=True)

@@ -102,3 +102,8 @@ C_FILL = 5  # rows in the window
 C_SINCE = 6  # steps since the last update attempt
 C_OVERFLOWS = 7  # updates rolled back: they would have written a non-finite parameter or moment
 N_CTR = 8
+
+#: ``lay`` slots holding the offsets of scratch regions (at or past
+#: ``lay[L_PERSIST]``): the only ones a bank moves to give each thread its own
+#: scratch (the kernels reach scratch through these alone).
+SCRATCH_SLOTS = (L_GRAD, L_RCACHE, L_PRED, L_PSTATE, L_S_AX, L_S_AH, L_S_DIN, L_S_GH, L_S_DH, L_S_DC)

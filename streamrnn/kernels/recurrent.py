@@ -22,10 +22,11 @@ and every gradient are contiguous axpys and dot products.
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .. import config
 from ._math import act_sigmoid, act_tanh
+from ._memory import fetch_add, prefetch
 from .layout import (
     C_FILL,
     C_OVERFLOWS,
@@ -47,6 +48,7 @@ from .layout import (
     HP_MOMENTUM,
     HP_WEIGHT_DECAY,
     L_APPROX,
+    L_BUF,
     L_CACHE,
     L_CELL,
     L_GATES,
@@ -66,6 +68,7 @@ from .layout import (
     L_OPT,
     L_OUTPUT,
     L_PARAMS0,
+    L_PERSIST,
     L_PRED,
     L_PSTATE,
     L_R_ACT,
@@ -96,6 +99,7 @@ from .layout import (
     OPT_ADAMW,
     OPT_RMSPROP,
     OPT_SGD,
+    SCRATCH_SLOTS,
 )
 
 _JIT = dict(cache=config.CACHE, nogil=True, error_model="numpy", fastmath=config.FASTMATH)
@@ -922,39 +926,160 @@ def sequence_gradient(lay, buf, X, Y, n_loss):
 
 
 # ------------------------------------------------------------------- banks
-# Many independent models of one layout: ``ctr`` and ``buf`` with one row per
-# model. Rows of a batch arrive grouped by model (``groups[g]`` is the model
-# of rows ``order[starts[g]:starts[g + 1]]``, in arrival order); groups run in
-# parallel and nothing is reduced across models, so results do not depend on
-# the number of threads.
+# Many independent models of one layout. A bank stores them in one flat
+# ``store``: model ``m``'s persistent part (``lay[L_PERSIST]`` values: what a
+# snapshot holds) at ``m * lay[L_PERSIST]``, then, from ``scratch_at``, one
+# scratch region per thread (``lay[L_BUF] - lay[L_PERSIST]`` values each), which
+# every kernel writes before it reads: scratch costs a thread's worth of
+# memory, not a model's. A thread runs model ``m`` on the view of the store
+# from the model's start, with a copy of ``lay`` whose scratch offsets
+# (:data:`SCRATCH_SLOTS`) point into its own scratch region: the
+# single-model kernels run unchanged. ``ctr`` has one row per model.
+#
+# Rows of a batch arrive grouped by model: ``groups[g]`` is the model of rows
+# ``order[starts[g]:starts[g + 1]]`` (in arrival order), groups sorted by
+# model so that a thread walks through the models' memory in one direction.
+# Nothing is reduced across models, so results do not depend on which
+# thread runs a model, nor on how many threads there are.
+#
+# The ``*_chunks`` kernels share a batch between threads without a parallel
+# region: each call claims the next ``chunk`` groups from the counter
+# ``claim[0]`` (an atomic addition), runs them, adds their number to
+# ``claim[1]`` and claims again until none is left; any number of threads may
+# run the same call at once (``streamrnn.workers``), and a thread that starts
+# late, or never, delays nobody. A call that gets a chunk takes the next
+# scratch region from ``claim[2]`` (so at most as many regions as calls of
+# one batch are needed). The results of the rows of group ``g`` go to the
+# rows ``starts[g]:starts[g + 1]`` of ``out`` (in group order: threads write to
+# separate cache lines); each call returns whether it finished the batch.
 
-_PJIT = dict(_JIT, parallel=True)
+
+@njit(inline="always")
+def prefetch_range(b, start, n):
+    """Start fetching ``b[start:start + n]``."""
+    for j in range(start, start + n, 64 // b.itemsize):
+        prefetch(b, j)
 
 
-@njit(**_PJIT)
-def bank_learn(lay, ctr, buf, groups, starts, order, X, Y, out):
-    """``learn_one`` for every row, each on its own model."""
-    for g in prange(groups.shape[0]):
-        m = groups[g]
-        norms = NO_NORMS
-        for r in range(starts[g], starts[g + 1]):
-            i = order[r]
-            norms = learn_step(lay, ctr[m], buf[m], X[i], Y[i], out[i], norms)
+@njit(inline="always")
+def model_view(lay, store, m):
+    """Model ``m``'s view of the store: from its start to the store's end."""
+    return store[m * lay[L_PERSIST] :]
+
+
+@njit(inline="always")
+def prefetch_parameters(lay, store, m):
+    """Start fetching the parameters of model ``m`` (read by its next step)."""
+    prefetch_range(model_view(lay, store, m), 0, lay[L_NPARAM])
+
+
+@njit(inline="always")
+def prefetch_predictor(lay, store, m):
+    """Start fetching what a prediction of model ``m`` reads: its parameters
+    and carried state."""
+    b = model_view(lay, store, m)
+    prefetch_range(b, 0, lay[L_NPARAM])
+    prefetch_range(b, lay[L_STATE], 2 * lay[L_LAYERS] * lay[L_HSTRIDE])
+
+
+@njit(inline="always")
+def claim_groups(claim, chunk, n):
+    """The first and end groups of the next chunk (first >= n: none left)."""
+    first = fetch_add(claim, 0, chunk)
+    return first, min(first + chunk, n)
+
+
+@njit(inline="always")
+def groups_done(claim, first, last, n):
+    """Count the groups ``first:last`` done; whether they were the batch's last."""
+    return fetch_add(claim, 1, last - first) + last - first == n
+
+
+@njit(inline="always")
+def thread_layout(lay, tlay, scratch_at, region, m):
+    """``tlay``: ``lay`` for model ``m``'s view of the store, its scratch
+    offsets moved into the scratch region ``region``."""
+    persist = lay[L_PERSIST]
+    shift = scratch_at + region * (lay[L_BUF] - persist) - persist - m * persist
+    for k in range(lay.shape[0]):
+        tlay[k] = lay[k]
+    for k in SCRATCH_SLOTS:
+        tlay[k] = lay[k] + shift
 
 
 @njit(**_JIT)
-def predict_rows(lay, buf, order, first, last, X, out):
+def bank_learn_chunks(lay, ctr, store, scratch_at, groups, starts, order, X, Y, out, chunk, claim):
+    """``learn_one`` for every row, each on its own model, the prediction of
+    the row ``order[r]`` to ``out[r]``; chunks claimed as described above."""
+    n = groups.shape[0]
+    region = -1  # this call's scratch region, taken on first use
+    tlay = np.empty_like(lay)
+    finished = False
+    first, last = claim_groups(claim, chunk, n)
+    while first < n:
+        for g in range(first, last):
+            if g + 1 < last:
+                prefetch_parameters(lay, store, groups[g + 1])
+            m = groups[g]
+            if region < 0:
+                region = fetch_add(claim, 2, 1)
+            thread_layout(lay, tlay, scratch_at, region, m)
+            buf = model_view(lay, store, m)
+            norms = NO_NORMS
+            for r in range(starts[g], starts[g + 1]):
+                i = order[r]
+                norms = learn_step(tlay, ctr[m], buf, X[i], Y[i], out[r], norms)
+        finished = groups_done(claim, first, last, n)
+        first, last = claim_groups(claim, chunk, n)
+    return finished
+
+
+@njit(inline="always")
+def predict_into(lay, buf, order, first, last, X, out, ordered):
     """Predictions for the rows ``order[first:last]`` of ``X``, in order, from
-    the carried state (which is not changed)."""
+    the carried state (which is not changed): the row ``order[r]``'s to
+    ``out[r]`` if ``ordered``, else to ``out[order[r]]``."""
     n = 2 * lay[L_LAYERS] * lay[L_HSTRIDE]
     copy_into(vec(buf, lay[L_PSTATE], n), vec(buf, lay[L_STATE], n))
     row = lay[L_PRED]
     for r in range(first, last):
         i = order[r]
+        o = r if ordered else i
         if all_finite(X[i]) and network_forward(lay, buf, X[i], row, lay[L_PSTATE]):
-            copy_into(out[i], vec(buf, row + lay[L_R_YHAT], out.shape[1]))
+            copy_into(out[o], vec(buf, row + lay[L_R_YHAT], out.shape[1]))
         else:
-            out[i] = np.nan
+            out[o] = np.nan
+
+
+@njit(**_JIT)
+def predict_rows(lay, buf, order, first, last, X, out):
+    """Predictions for the rows ``order[first:last]`` of ``X``, in order, from
+    the carried state (which is not changed), each to its row of ``out``."""
+    predict_into(lay, buf, order, first, last, X, out, False)
+
+
+@njit(**_JIT)
+def bank_predict_chunks(lay, store, scratch_at, groups, starts, order, X, out, chunk, claim):
+    """Predictions for every row, the rows of a model run in order from its
+    carried state (which is not changed); the row ``order[r]``'s to
+    ``out[r]``, chunks claimed as described above."""
+    n = groups.shape[0]
+    region = -1
+    tlay = np.empty_like(lay)
+    finished = False
+    first, last = claim_groups(claim, chunk, n)
+    while first < n:
+        for g in range(first, last):
+            if g + 1 < last:
+                prefetch_predictor(lay, store, groups[g + 1])
+            m = groups[g]
+            if region < 0:
+                region = fetch_add(claim, 2, 1)
+            thread_layout(lay, tlay, scratch_at, region, m)
+            predict_into(tlay, model_view(lay, store, m), order, starts[g], starts[g + 1], X, out, True)
+        finished = groups_done(claim, first, last, n)
+        first, last = claim_groups(claim, chunk, n)
+    return finished
 
 
 @njit(**_JIT)
@@ -975,22 +1100,62 @@ def forecast_fed_back(lay, buf, x0, out):
             x[:] = np.nan
 
 
-@njit(**_PJIT)
+@njit(**_JIT)
+def bank_forecast_chunks(lay, store, scratch_at, groups, starts, order, X0, out, chunk, claim):
+    """For every row ``i = order[r]``: ``out.shape[1]`` steps of its model
+    from the carried state (not changed), each step's outputs fed back as the
+    next inputs, starting from the inputs ``X0[i]``, to ``out[r]``; chunks
+    claimed as described above. A model's rows run one after another on
+    the thread's scratch."""
+    n = groups.shape[0]
+    region = -1
+    tlay = np.empty_like(lay)
+    finished = False
+    first, last = claim_groups(claim, chunk, n)
+    while first < n:
+        for g in range(first, last):
+            m = groups[g]
+            if region < 0:
+                region = fetch_add(claim, 2, 1)
+            thread_layout(lay, tlay, scratch_at, region, m)
+            buf = model_view(lay, store, m)
+            for r in range(starts[g], starts[g + 1]):
+                forecast_fed_back(tlay, buf, X0[order[r]], out[r])
+        finished = groups_done(claim, first, last, n)
+        first, last = claim_groups(claim, chunk, n)
+    return finished
+
+
+# One thread, on whole model buffers (``buf`` with a row of ``lay[L_BUF]``
+# values per model, scratch included): the reference the CUDA kernels are
+# tested against.
+
+
+@njit(**_JIT)
+def bank_learn(lay, ctr, buf, groups, starts, order, X, Y, out):
+    """``learn_one`` for every row, each on its own model, on this thread."""
+    for g in range(groups.shape[0]):
+        m = groups[g]
+        norms = NO_NORMS
+        for r in range(starts[g], starts[g + 1]):
+            i = order[r]
+            norms = learn_step(lay, ctr[m], buf[m], X[i], Y[i], out[i], norms)
+
+
+@njit(**_JIT)
 def bank_predict(lay, buf, groups, starts, order, X, out):
-    """Predictions for every row, the rows of a model run in order from its
-    carried state (which is not changed)."""
-    for g in prange(groups.shape[0]):
+    """Predictions for every row from its model's carried state (not
+    changed), on this thread."""
+    for g in range(groups.shape[0]):
         predict_rows(lay, buf[groups[g]], order, starts[g], starts[g + 1], X, out)
 
 
-@njit(**_PJIT)
+@njit(**_JIT)
 def bank_forecast(lay, buf, groups, starts, order, X0, out):
     """For every row ``i``: ``out.shape[1]`` steps of its model from the
-    carried state (not changed), each step's outputs fed back as the next
-    inputs, starting from the inputs ``X0[i]``. Rows grouped by model as in
-    :func:`bank_predict`: a model's rows run one after another on its
-    scratch rows."""
-    for g in prange(groups.shape[0]):
+    carried state (not changed), outputs fed back as the next inputs, from
+    ``X0[i]``, on this thread."""
+    for g in range(groups.shape[0]):
         m = groups[g]
         for r in range(starts[g], starts[g + 1]):
             i = order[r]

@@ -1,0 +1,50 @@
+"""Two machine instructions the CPU kernels need and Numba does not offer:
+an atomic fetch-and-add on an int64 array element (threads claiming chunks
+of work from one counter) and a prefetch hint (a model's weights fetched
+while the model before it computes)."""
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+
+def _element_pointer(context, builder, array_type, array, index):
+    a = context.make_array(array_type)(context, builder, array)
+    return cgutils.get_item_pointer(context, builder, array_type, a, [index], wraparound=False)
+
+
+@intrinsic
+def fetch_add(typingctx, array, index, value):
+    """``array[index] += value`` as one atomic (sequentially consistent)
+    operation; returns the value before the addition. ``array`` is int64."""
+    if not (isinstance(array, types.Array) and array.dtype == types.int64):
+        return None
+    sig = types.int64(array, types.intp, types.int64)
+
+    def codegen(context, builder, signature, args):
+        ptr = _element_pointer(context, builder, signature.args[0], args[0], args[1])
+        value = context.cast(builder, args[2], signature.args[2], types.int64)
+        return builder.atomic_rmw("add", ptr, value, "seq_cst")
+
+    return sig, codegen
+
+
+@intrinsic
+def prefetch(typingctx, array, index):
+    """Hint that the cache line holding ``array[index]`` (an index inside
+    the array) will be read soon: fetched into the outer cache levels (L2),
+    not L1, where it would evict the lines in use. Changes nothing."""
+    if not isinstance(array, types.Array):
+        return None
+    sig = types.void(array, types.intp)
+
+    def codegen(context, builder, signature, args):
+        ptr = _element_pointer(context, builder, signature.args[0], args[0], args[1])
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0i8")
+        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 2), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
