@@ -70,7 +70,7 @@ from .learner import OnlineRNN
 from .shared_bank import SeriesView
 from .combination import MARGIN, MIN_COUNT, TRIM, HorizonCombination
 from .seasonal import SeasonalBase, calendar_period, find_period
-from .kernels.combination import gate_departure, record_origin, seasonal_naives, statistical_path
+from .kernels.combination import gate_departure, record_origin, scaled_column, seasonal_naives, statistical_path
 from .smoothing import CLIP_ERRORS, SCALE_DECAY, SHIFT_AFTER, SeasonalSmoothing, long_period
 from ._docs import document
 
@@ -844,11 +844,9 @@ class RecurrentForecaster(Guarded, Forecaster):
                 # known for k < m, fed back from the forecast after that
                 known = min(horizon, m)
                 start = len(surprises) - m
-                seasonal = np.fromiter(itertools.islice(surprises, start, start + known), np.float64, known)
-                seasonal /= scale
-                # (np.clip, exactly: NaN and -0.0 kept; ~5 µs cheaper on 48 values)
-                np.maximum(seasonal, -CLIP, out=seasonal)
-                U[:known, 1] = np.minimum(seasonal, CLIP, out=seasonal)
+                seasonal = np.fromiter(surprises if start == 0 else itertools.islice(surprises, start, None),
+                                       np.float64, known)
+                scaled_column(U, 1, seasonal, scale, CLIP)  # (np.clip, exactly: NaN and -0.0 kept)
             if xs is not None:  # without xs, every feature is missing: 0 once standardised
                 rows = xs[:horizon] if type(xs) is list else list(itertools.islice(xs, horizon))
                 features = self._features

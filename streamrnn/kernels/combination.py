@@ -340,3 +340,17 @@ def record_origin(d, gate_scale, reach, last, rho, by_phase, seen, phase0, z, st
     seasonal_naives(recent, n_recent, m, long_m, F, k + 2)
     combination_combine(sq_errors, counts, F, min_count, trim, margin, C - 1, mixture, given, choice)
     combination_record(made, origin, unit, i, F, mixture, z)
+
+
+@njit(**_JIT)
+def scaled_column(U, col, values, scale, clip):
+    """``U[k, col] = clip(values[k] / scale, -clip, clip)`` for each ``k``
+    of ``values`` (as ``np.clip`` does: NaN and -0.0 kept; three NumPy calls
+    and a strided copy cost a few microseconds more on 48 values)."""
+    for k in range(values.shape[0]):
+        v = values[k] / scale
+        if v < -clip:
+            v = -clip
+        elif v > clip:
+            v = clip
+        U[k, col] = v
