@@ -141,7 +141,7 @@ class GlobalForecaster(Guarded, base.Base):
         self._series: dict = {}
         self._last_seen: collections.OrderedDict = collections.OrderedDict()  # key -> row, oldest first
         self._row = 0
-        self._window = window_network(float(lr) / 10, seed) if correct else None
+        self._window = window_network(float(lr), seed) if correct else None
         self._correctors: dict = {}  # key -> its WindowCorrector
 
     def _forecaster(self) -> RecurrentForecaster:

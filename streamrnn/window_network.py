@@ -25,7 +25,7 @@ import math
 import numpy as np
 
 from .combination import HorizonCombination
-from .kernels.window_network import window_forward, window_learn
+from .kernels.window_network import window_forward, window_inputs, window_learn, window_targets
 
 #: Values in the window the network sees, and of the mean that sets the level.
 WINDOW = 168
@@ -34,6 +34,8 @@ LEVEL = 24
 HORIZON = 48
 #: Units of the hidden layer.
 HIDDEN = 64
+#: Its learning rate, relative to the recurrent network's.
+LR_FACTOR = 0.1
 #: Inputs beyond this many (log) units from the level, and targets beyond
 #: this many from the forecast, are clipped (a glitch or a level shift moves
 #: the network by a bounded step).
@@ -124,8 +126,9 @@ class WindowNetwork:
 
 
 def window_network(lr: float, seed: int | None) -> WindowNetwork:
-    """The network a :class:`WindowCorrector` uses."""
-    return WindowNetwork(WINDOW + HORIZON, HIDDEN, HORIZON, lr=lr, seed=seed)
+    """The network a :class:`WindowCorrector` uses, for a recurrent network
+    learning at ``lr``."""
+    return WindowNetwork(WINDOW + HORIZON, HIDDEN, HORIZON, lr=LR_FACTOR * lr, seed=seed)
 
 
 class WindowCorrector:
@@ -171,7 +174,8 @@ class WindowCorrector:
     def update(self, value: float, forecast: np.ndarray, network: WindowNetwork) -> None:
         """Learn the series' next ``value`` and the ``forecast`` then made of
         the values after it (at most :data:`HORIZON`; NaN where none)."""
-        if self.idle or not value > 0 or not np.all((forecast > 0) | np.isnan(forecast)):
+        k = min(len(forecast), HORIZON)
+        if self.idle or not value > 0 or not (forecast[:k] > 0).all():
             self.idle, self.made = True, None
             return
         z = math.log(value)
@@ -181,29 +185,18 @@ class WindowCorrector:
         n = self.n
         origin = (n - HORIZON) % HORIZON  # the origin whose values are all known now
         if n >= HORIZON and not math.isnan(self.inputs[origin, 0]):
-            ring = np.arange(n - HORIZON, n) % WINDOW
-            target = self.values[ring] - self.anchors[origin]
-            np.clip(target, -CLIP_TARGETS, CLIP_TARGETS, out=target)
+            target = np.empty(HORIZON)
+            window_targets(self.values, n, self.anchors[origin], CLIP_TARGETS, target)
             network.learn(self.inputs[origin], target)
         slot = n % HORIZON
-        self.inputs[slot] = np.nan
-        log_forecast = np.full(HORIZON, np.nan)
-        k = min(len(forecast), HORIZON)
-        log_forecast[:k] = np.log(forecast[:k])
         F = np.full((2, HORIZON), np.nan)
-        F[0] = log_forecast
-        if n >= WINDOW and k:
-            recent = self.values[np.arange(n - WINDOW, n) % WINDOW]
-            level = recent[-LEVEL:].mean()
-            filled = log_forecast.copy()
-            filled[k:] = log_forecast[k - 1]
-            x = np.concatenate([recent, filled]) - level
-            np.clip(x, -CLIP_INPUTS, CLIP_INPUTS, out=x)
-            if np.isfinite(x).all():
-                self.inputs[slot] = x
-                self.anchors[slot] = filled
-                F[1] = filled + network.forward(x)
-                F[1, k:] = np.nan
+        x, filled = self.inputs[slot], self.anchors[slot]
+        if n >= WINDOW and k and window_inputs(self.values, n, forecast, k, LEVEL, CLIP_INPUTS, x, filled):
+            F[0, :k] = filled[:k]
+            F[1, :k] = filled[:k] + network.forward(x)[:k]
+        else:
+            x[:] = np.nan
+            F[0, :k] = np.log(forecast[:k])
         given, mixture, choice = self.combination.combine(F)
         self.combination.record(F, mixture, z)
         choice[np.isnan(given)] = 0  # (beyond the forecast: none)

@@ -11,7 +11,7 @@ from numba import njit
 
 from .. import config
 
-_JIT = dict(cache=config.CACHE, nogil=True, error_model="numpy")
+_JIT = dict(cache=config.CACHE, nogil=True, error_model="numpy", fastmath=config.FASTMATH)
 
 
 @njit(**_JIT)
@@ -88,3 +88,40 @@ def window_learn(theta, m1, m2, grad, n_in, n_hidden, n_out, x, y, step, lr, bet
         m2[p] = beta2 * m2[p] + (1.0 - beta2) * g * g
         theta[p] -= lr * (m1[p] / c1) / (math.sqrt(m2[p] / c2) + eps)
     return loss
+
+
+@njit(**_JIT)
+def window_inputs(values, n, forecast, k, n_level, clip, x, filled):
+    """A window network's inputs at an origin, into ``x``: the last
+    ``len(values)`` log values (the ring ``values``, ``n`` written, at least
+    its length) and the log ``forecast`` of the next ``len(filled)`` values
+    (its first ``k`` known, the last known one repeated after them, into
+    ``filled``), each less the mean of the last ``n_level`` values and clipped
+    at ``±clip``. Returns whether every input is finite."""
+    W = values.shape[0]
+    H = filled.shape[0]
+    for h in range(H):
+        filled[h] = math.log(forecast[min(h, k - 1)])
+    level = 0.0
+    for i in range(n_level):
+        level += values[(n - 1 - i) % W]
+    level /= n_level
+    finite = True
+    for i in range(W + H):
+        v = (values[(n - W + i) % W] if i < W else filled[i - W]) - level
+        if not math.isfinite(v):
+            finite = False
+        x[i] = min(max(v, -clip), clip)
+    return finite
+
+
+@njit(**_JIT)
+def window_targets(values, n, anchor, clip, out):
+    """Into ``out``, the last ``len(anchor)`` log values (the ring
+    ``values``, ``n`` written) less the log forecast ``anchor`` made of
+    them, clipped at ``±clip``."""
+    W = values.shape[0]
+    H = anchor.shape[0]
+    for h in range(H):
+        v = values[(n - H + h) % W] - anchor[h]
+        out[h] = min(max(v, -clip), clip)
