@@ -297,3 +297,25 @@ def test_future_dates_are_checked_not_used():
     assert model.forecast_interval("a", 3, 0.8, future) == model.forecast_interval("a", 3, 0.8)
     with pytest.raises(ValueError, match="dates"):
         model.forecast("a", 3, [{"load": 1.0}] * 3)
+
+
+def test_the_window_network_sees_the_log_window_and_forecast_less_the_level():
+    """The inputs kept at an origin, against NumPy: the last 168 log values
+    and the log forecast (its last step repeated beyond what was given),
+    less the mean of the last 24 log values, clipped at ±3."""
+    from streamrnn.window_network import CLIP_INPUTS, HORIZON, LEVEL, WINDOW, WindowCorrector, window_network
+
+    rng = np.random.default_rng(3)
+    y = np.exp(rng.normal(0, 0.3, 400)) * 10
+    y[390] = 1e4  # an input beyond the clip
+    corrector, network = WindowCorrector(), window_network(0.0, seed=0)
+    for i in range(400):
+        forecast = y[i] * np.exp(rng.normal(0, 0.1, 20))  # 20 steps given
+        corrector.update(float(y[i]), forecast, network)
+    logs = np.log(y)
+    level = logs[-LEVEL:].mean()
+    filled = np.concatenate([np.log(forecast), np.full(HORIZON - 20, np.log(forecast[-1]))])
+    expected = np.clip(np.concatenate([logs[-WINDOW:], filled]) - level, -CLIP_INPUTS, CLIP_INPUTS)
+    np.testing.assert_allclose(corrector.inputs[400 % HORIZON], expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(corrector.anchors[400 % HORIZON], filled, rtol=1e-12)
+    assert not corrector.made[1][20:].any()  # nothing given beyond the 20 steps forecast
