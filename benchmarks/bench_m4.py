@@ -18,7 +18,9 @@ combination) and with ``seasonality=24``, each learning and (defaults and
 never move, so its forecasts are the statistical part alone), over
 ``--seeds`` seeds (median); then the global forecaster
 (:class:`~streamrnn.GlobalForecaster`: one network for all series, each
-series keyed by its position), fed every series interleaved by time index
+series keyed by its position, and its window network correcting every
+series' forecasts from what it learns across them; ``lr=1e-30`` freezes
+both networks), fed every series interleaved by time index
 (the t-th value of every series, then the (t+1)-th, ...) and forecasting
 each series as soon as its training part ends. Run:
 ``python benchmarks/bench_m4.py [--series N] [--subset even|odd] [--seeds 0 1 2] [--cell lstm] [--only NAME ...]``.

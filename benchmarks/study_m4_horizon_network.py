@@ -20,6 +20,10 @@ Protocol (one pass, no per-series tuning, seed 0 for the network):
    forecaster's combination does (none beyond twice the best); with
    ``--mode resid`` and no ``--gate``, the corrected mixture is given as it is.
 
+``--mode resid --gate`` is the design :class:`~streamrnn.GlobalForecaster`
+adopted (its ``correct`` argument, :mod:`streamrnn.window_network`), there
+learned row by row as the keys arrive instead of in mini-batches.
+
 Printed: OWA of the mixture, of the network alone, of the two weighed, and
 the ratio (weighed / mixture) on ``--subset`` (even- or odd-indexed series, or
 all). Run: ``python benchmarks/study_m4_horizon_network.py --subset even``
