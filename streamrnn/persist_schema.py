@@ -146,7 +146,7 @@ def registry() -> dict[str, Schema]:
         Schema(SeriesView, frozenset({"dtype", "input_size", "key", "output_size"}), check=C.check_series_view),
         Schema(WindowNetwork, frozenset({"lr", "m1", "m2", "n_hidden", "n_in", "n_out", "steps", "theta"}),
                check=C.check_window_network),
-        Schema(WindowCorrector, frozenset({"anchors", "combination", "idle", "inputs", "made", "n", "values"}),
+        Schema(WindowCorrector, frozenset({"anchors", "combination", "idle", "made", "n", "values"}),
                check=C.check_window_corrector),
         Schema(ModelBank, frozenset(_BANK), check=C.check_bank),
         Schema(SharedWeightsBank, frozenset(_SHARED_BANK), check=C.check_bank),

@@ -25,7 +25,7 @@ import math
 import numpy as np
 
 from .combination import HorizonCombination
-from .kernels.window_network import window_forward, window_inputs, window_learn, window_targets
+from .kernels.window_network import log_filled, window_forward, window_inputs, window_learn, window_targets
 
 #: Values in the window the network sees, and of the mean that sets the level.
 WINDOW = 168
@@ -145,18 +145,18 @@ class WindowCorrector:
     """
 
     def __init__(self):
-        self.values = np.zeros(WINDOW)  # ring of the last log values
+        # ring of the last log values: the window of the origin HORIZON steps
+        # back and the values since (its inputs are made again to learn from it)
+        self.values = np.zeros(WINDOW + HORIZON)
         self.n = 0  # values seen
-        self.inputs = np.full((HORIZON, WINDOW + HORIZON), np.nan)  # the inputs at the last origins, by origin
-        self.anchors = np.full((HORIZON, HORIZON), np.nan)  # the log forecasts corrected at those origins
+        self.anchors = np.full((HORIZON, HORIZON), np.nan)  # the log forecasts corrected at the last origins (NaN: none)
         self.combination = HorizonCombination(2, HORIZON)
         self.made: tuple | None = None  # the forecast to give now (log scale) and which one, per horizon
         self.idle = False
 
     def __setstate__(self, state: dict) -> None:
         n, idle, comb, made = (state.get(k) for k in ("n", "idle", "combination", "made"))
-        for name, shape in (("values", (WINDOW,)), ("inputs", (HORIZON, WINDOW + HORIZON)),
-                            ("anchors", (HORIZON, HORIZON))):
+        for name, shape in (("values", (WINDOW + HORIZON,)), ("anchors", (HORIZON, HORIZON))):
             a = state.get(name)
             if not (type(a) is np.ndarray and a.dtype == np.float64 and a.shape == shape and a.flags.c_contiguous):
                 raise ValueError(f"the window corrector's {name} must be a float64 array of shape {shape}")
@@ -180,22 +180,26 @@ class WindowCorrector:
             return
         z = math.log(value)
         self.combination.observe(z)
-        self.values[self.n % WINDOW] = z
+        R = len(self.values)
+        self.values[self.n % R] = z
         self.n += 1
         n = self.n
+        x = np.empty(WINDOW + HORIZON)
         origin = (n - HORIZON) % HORIZON  # the origin whose values are all known now
-        if n >= HORIZON and not math.isnan(self.inputs[origin, 0]):
+        if n >= HORIZON and not math.isnan(self.anchors[origin, 0]):
+            window_inputs(self.values, n - HORIZON, WINDOW, self.anchors[origin], LEVEL, CLIP_INPUTS, x)
             target = np.empty(HORIZON)
             window_targets(self.values, n, self.anchors[origin], CLIP_TARGETS, target)
-            network.learn(self.inputs[origin], target)
+            network.learn(x, target)
         slot = n % HORIZON
         F = np.full((2, HORIZON), np.nan)
-        x, filled = self.inputs[slot], self.anchors[slot]
-        if n >= WINDOW and k and window_inputs(self.values, n, forecast, k, LEVEL, CLIP_INPUTS, x, filled):
+        filled = self.anchors[slot]
+        if n >= WINDOW and k and log_filled(forecast, k, filled):
+            window_inputs(self.values, n, WINDOW, filled, LEVEL, CLIP_INPUTS, x)
             F[0, :k] = filled[:k]
             F[1, :k] = filled[:k] + network.forward(x)[:k]
         else:
-            x[:] = np.nan
+            filled[:] = np.nan
             F[0, :k] = np.log(forecast[:k])
         given, mixture, choice = self.combination.combine(F)
         self.combination.record(F, mixture, z)

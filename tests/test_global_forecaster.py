@@ -300,9 +300,11 @@ def test_future_dates_are_checked_not_used():
 
 
 def test_the_window_network_sees_the_log_window_and_forecast_less_the_level():
-    """The inputs kept at an origin, against NumPy: the last 168 log values
-    and the log forecast (its last step repeated beyond what was given),
-    less the mean of the last 24 log values, clipped at ±3."""
+    """The inputs at an origin, made from the values and the forecast kept,
+    against NumPy: the last 168 log values and the log forecast (its last
+    step repeated beyond what was given), less the mean of the last 24 log
+    values, clipped at ±3."""
+    from streamrnn.kernels.window_network import window_inputs
     from streamrnn.window_network import CLIP_INPUTS, HORIZON, LEVEL, WINDOW, WindowCorrector, window_network
 
     rng = np.random.default_rng(3)
@@ -316,6 +318,8 @@ def test_the_window_network_sees_the_log_window_and_forecast_less_the_level():
     level = logs[-LEVEL:].mean()
     filled = np.concatenate([np.log(forecast), np.full(HORIZON - 20, np.log(forecast[-1]))])
     expected = np.clip(np.concatenate([logs[-WINDOW:], filled]) - level, -CLIP_INPUTS, CLIP_INPUTS)
-    np.testing.assert_allclose(corrector.inputs[400 % HORIZON], expected, rtol=1e-12, atol=1e-12)
+    x = np.empty(WINDOW + HORIZON)
+    window_inputs(corrector.values, corrector.n, WINDOW, corrector.anchors[400 % HORIZON], LEVEL, CLIP_INPUTS, x)
+    np.testing.assert_allclose(x, expected, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(corrector.anchors[400 % HORIZON], filled, rtol=1e-12)
     assert not corrector.made[1][20:].any()  # nothing given beyond the 20 steps forecast

@@ -91,28 +91,33 @@ def window_learn(theta, m1, m2, grad, n_in, n_hidden, n_out, x, y, step, lr, bet
 
 
 @njit(**_JIT)
-def window_inputs(values, n, forecast, k, n_level, clip, x, filled):
-    """A window network's inputs at an origin, into ``x``: the last
-    ``len(values)`` log values (the ring ``values``, ``n`` written, at least
-    its length) and the log ``forecast`` of the next ``len(filled)`` values
-    (its first ``k`` known, the last known one repeated after them, into
-    ``filled``), each less the mean of the last ``n_level`` values and clipped
-    at ``±clip``. Returns whether every input is finite."""
-    W = values.shape[0]
-    H = filled.shape[0]
-    for h in range(H):
-        filled[h] = math.log(forecast[min(h, k - 1)])
-    level = 0.0
-    for i in range(n_level):
-        level += values[(n - 1 - i) % W]
-    level /= n_level
+def log_filled(forecast, k, filled):
+    """Into ``filled``, the log of the first ``k`` values of ``forecast``,
+    the last one repeated after them. Returns whether they are finite."""
     finite = True
-    for i in range(W + H):
-        v = (values[(n - W + i) % W] if i < W else filled[i - W]) - level
+    for h in range(filled.shape[0]):
+        v = math.log(forecast[min(h, k - 1)])
         if not math.isfinite(v):
             finite = False
-        x[i] = min(max(v, -clip), clip)
+        filled[h] = v
     return finite
+
+
+@njit(**_JIT)
+def window_inputs(values, n, n_window, filled, n_level, clip, x):
+    """A window network's inputs at an origin, into ``x``: the last
+    ``n_window`` log values (from the ring ``values``, ``n`` written, at
+    least ``n_window``) and the log forecast ``filled``, each less the mean
+    of the last ``n_level`` values and clipped at ``±clip``."""
+    R = values.shape[0]
+    H = filled.shape[0]
+    level = 0.0
+    for i in range(n_level):
+        level += values[(n - 1 - i) % R]
+    level /= n_level
+    for i in range(n_window + H):
+        v = (values[(n - n_window + i) % R] if i < n_window else filled[i - n_window]) - level
+        x[i] = min(max(v, -clip), clip)
 
 
 @njit(**_JIT)
