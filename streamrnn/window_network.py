@@ -8,11 +8,11 @@ shapes, not sizes), to a correction of each step of that forecast (one
 hidden tanh layer; its head starts at zero: no correction). It learns
 online, by Adam on the absolute error of the corrected forecast (on the log
 scale: relative errors, like the M4 competition's sMAPE), once the values a
-forecast was made of are known. One network can serve many series: what it
+forecast was made for are known. One network can serve many series: what it
 learns from one applies to all.
 
-:class:`WindowCorrector` is one series' part: its recent values, the inputs
-awaiting their values, and the corrected forecast's record beside the
+:class:`WindowCorrector` is one series' part: its recent values, the
+forecasts awaiting their values, and the corrected forecast's record beside the
 forecast it corrects (a :class:`~streamrnn.combination.HorizonCombination`
 of the two, on the log scale): at each horizon the correction counts only
 where it has erred less there, series by series.
