@@ -18,10 +18,12 @@ combination) and with ``seasonality=24``, each learning and (defaults and
 never move, so its forecasts are the statistical part alone), over
 ``--seeds`` seeds (median); then the global forecaster
 (:class:`~streamrnn.GlobalForecaster`: one network for all series, each
-series keyed by its position), fed every series interleaved by time index
+series keyed by its position, and its window network correcting every
+series' forecasts from what it learns across them; ``lr=1e-30`` freezes
+both networks), fed every series interleaved by time index
 (the t-th value of every series, then the (t+1)-th, ...) and forecasting
 each series as soon as its training part ends. Run:
-``python benchmarks/bench_m4.py [--series N] [--seeds 0 1 2] [--cell lstm]``.
+``python benchmarks/bench_m4.py [--series N] [--subset even|odd] [--seeds 0 1 2] [--cell lstm] [--only NAME ...]``.
 """
 
 from __future__ import annotations
@@ -141,6 +143,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=DATA)
     parser.add_argument("--series", type=int, default=None, help="only the first N series (a quick look)")
+    parser.add_argument("--subset", choices=["even", "odd"], default=None,
+                        help="only the even- or odd-indexed series (designs are decided on one half, confirmed on "
+                             "the other)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--cell", choices=["lstm", "gru", "rnn"], default="lstm")
     parser.add_argument("--only", nargs="*", default=None, help="configurations to run (names as printed)")
@@ -151,6 +156,9 @@ def main(argv=None) -> None:
 
     ids, train, test = load(args.data)
     check_metrics(train, test)
+    if args.subset:
+        start = 0 if args.subset == "even" else 1
+        train, test = train[start::2], test[start::2]
     if args.series:
         train, test = train[: args.series], test[: args.series]
     cls = {"lstm": streamrnn.LSTMForecaster, "gru": streamrnn.GRUForecaster, "rnn": streamrnn.RNNForecaster}[args.cell]

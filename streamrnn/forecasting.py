@@ -68,9 +68,9 @@ from .estimator import build_network, check_regression_loss
 from .guard import Guarded, exclusive
 from .learner import OnlineRNN
 from .shared_bank import SeriesView
-from .combination import MARGIN, MIN_COUNT, HorizonCombination
+from .combination import MARGIN, MIN_COUNT, TRIM, HorizonCombination
 from .seasonal import SeasonalBase, calendar_period, find_period
-from .kernels.combination import gate_departure, seasonal_naives, statistical_path
+from .kernels.combination import gate_departure, record_origin, scaled_column, seasonal_naives, statistical_path
 from .smoothing import CLIP_ERRORS, SCALE_DECAY, SHIFT_AFTER, SeasonalSmoothing, long_period
 from ._docs import document
 
@@ -443,14 +443,30 @@ class RecurrentForecaster(Guarded, Forecaster):
 
     def _record(self) -> None:
         """Each candidate's forecasts from this origin, for scoring later."""
-        H = self._combination.horizon
+        combination = self._combination
+        H = combination.horizon
         z = self._z(self._last)
-        path, statistical = self._recurrent_path(H, None, statistical=True)
-        path += z  # (fresh arrays: the changes become values in place)
-        statistical += z
-        F = self._candidates(H, path, statistical)
-        given, mixture, choice = self._combination.combine(F, self._margin())
-        self._combination.record(F, mixture, z)
+        if not self.combine:
+            path = self._recurrent_path(H, None)
+            path += z  # (a fresh array: the changes become values in place)
+            F = path[None, :]
+            given, mixture, choice = combination.combine(F, self._margin())
+            combination.record(F, mixture, z)
+            self._made = (F, given, choice)
+            return
+        # the same as _recurrent_path, _candidates, combine and record, in one kernel call
+        d, scale = self._departure(H, None)
+        rho, last = self._reversion(), self._residuals[3]
+        by_phase, seen, phase0 = self._by_phase()
+        smoothing = self._smoothing
+        m = self._period or 0
+        F = np.empty((combination.n_candidates, H))
+        given, mixture, choice = np.empty(H), np.empty(H), np.empty(H, dtype=np.int64)
+        record_origin(d, NETWORK_GATE * scale, NETWORK_REACH, 0.0 if last is None else last,
+                      rho if last is not None else 0.0, by_phase, seen, phase0, z, smoothing.state, smoothing.season,
+                      smoothing.season_long, smoothing.n, m, long_period(m) or 0, self._recent, self._n_recent,
+                      combination.sq_errors, combination.counts, MIN_COUNT, TRIM, self._margin(), combination.made,
+                      combination.origin, combination.unit, combination.t % H, F, mixture, given, choice)
         self._made = (F, given, choice)
 
     def _observe(self, y: float) -> None:
@@ -790,11 +806,34 @@ class RecurrentForecaster(Guarded, Forecaster):
         changes from the last value on the modelling scale (the running
         sums of base, reversion and the network's surprises); with
         ``statistical``, also the same without the network's surprises."""
+        d, scale = self._departure(horizon, xs)
+        d = self._gated(d, scale)
+        rho, last = self._reversion(), self._residuals[3]
+        by_phase, seen, phase0 = self._by_phase()
+        s = np.empty(horizon)
+        # the running sums of base, reversion and (in d) the network's surprises
+        statistical_path(d, s, 0.0 if last is None else last, rho if last is not None else 0.0, by_phase, seen, phase0)
+        return (d, s) if statistical else d
+
+    def _by_phase(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """The seasonal base's change at each phase, whether each phase has
+        been seen (both empty without a base in use), and the phase of the
+        next step."""
+        m = self._period
+        if m:
+            base = self._bases.get("log" if self._log else "lin")
+            if base is not None and base.weights is not None:
+                return base._by_phase, base.seen, self._n % m
+        return _NO_FEATURES, _NO_SEEN, self._n % m if m else 0
+
+    def _departure(self, horizon: int, xs) -> tuple[np.ndarray, float]:
+        """The network's forecast surprises of the next ``horizon`` steps
+        (float64, ungated), and the scale they are on."""
         m = self._period
         surprises = self._surprises
         scale = self._scale()
         if self.horizon is not None:
-            d = self._gated(self._direct(horizon, xs) * scale, scale)
+            d = self._direct(horizon, xs) * scale
         else:
             net = self._net
             U = np.zeros((horizon, net.input_size), net._np_dtype)
@@ -805,11 +844,9 @@ class RecurrentForecaster(Guarded, Forecaster):
                 # known for k < m, fed back from the forecast after that
                 known = min(horizon, m)
                 start = len(surprises) - m
-                seasonal = np.fromiter(itertools.islice(surprises, start, start + known), np.float64, known)
-                seasonal /= scale
-                # (np.clip, exactly: NaN and -0.0 kept; ~5 µs cheaper on 48 values)
-                np.maximum(seasonal, -CLIP, out=seasonal)
-                U[:known, 1] = np.minimum(seasonal, CLIP, out=seasonal)
+                seasonal = np.fromiter(surprises if start == 0 else itertools.islice(surprises, start, None),
+                                       np.float64, known)
+                scaled_column(U, 1, seasonal, scale, CLIP)  # (np.clip, exactly: NaN and -0.0 kept)
             if xs is not None:  # without xs, every feature is missing: 0 once standardised
                 rows = xs[:horizon] if type(xs) is list else list(itertools.islice(xs, horizon))
                 features = self._features
@@ -823,18 +860,8 @@ class RecurrentForecaster(Guarded, Forecaster):
                     self._exogenous(rows, False)  # no features: only validates rows
             # (z * scale, with z the network's outputs as float64)
             # (U and the feedback pairs are built here, of the network's dtype and width)
-            d = self._gated(np.multiply(net._forecast_own(U, self._feedback)[:, 0], scale, dtype=np.float64), scale)
-        rho, last = self._reversion(), self._residuals[3]
-        by_phase, seen = _NO_FEATURES, _NO_SEEN
-        if m:
-            base = self._bases.get("log" if self._log else "lin")
-            if base is not None and base.weights is not None:
-                by_phase, seen = base._by_phase, base.seen
-        s = np.empty(horizon)
-        # the running sums of base, reversion and (in d) the network's surprises
-        statistical_path(d, s, 0.0 if last is None else last, rho if last is not None else 0.0, by_phase, seen,
-                         self._n % m if m else 0)
-        return (d, s) if statistical else d
+            d = np.multiply(net._forecast_own(U, self._feedback)[:, 0], scale, dtype=np.float64)
+        return d, scale
 
     def _gated(self, d: np.ndarray, scale: float) -> np.ndarray:
         """The network's forecast surprises ``d`` (one per step, float64),

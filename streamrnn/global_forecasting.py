@@ -16,6 +16,7 @@ from .forecasting import N_BASE_INPUTS, GRUForecaster, LSTMForecaster, Recurrent
 from .kernels import layout as L
 from .keys import holds_nan, keys_to_evict
 from .shared_bank import SeriesView, SharedWeightsBank
+from .window_network import HORIZON, WindowCorrector, WindowNetwork, window_network
 
 _FORECASTERS = {"rnn": RNNForecaster, "gru": GRUForecaster, "lstm": LSTMForecaster}
 
@@ -60,6 +61,15 @@ class GlobalForecaster(Guarded, base.Base):
         If set, a key not learned from in the last ``max_idle`` rows (of
         any key) is evicted: its forecaster and its state in the network are
         forgotten, so memory stays bounded on a stream of ever new keys.
+    correct
+        Correct each key's forecasts of up to 48 steps by a second network
+        shared by all keys, that learns across series from windows of their
+        last 168 values (on the log scale, less their level) and the
+        forecasts made from them (:mod:`streamrnn.window_network`), at a
+        tenth of ``lr``; at each horizon, a key's forecast is the mean of
+        its forecast and the corrected one (weighted by their recent errors)
+        only where that mean has erred less there than the forecast alone.
+        Positive series only: a key idles from its first value <= 0.
 
     Examples
     --------
@@ -94,11 +104,14 @@ class GlobalForecaster(Guarded, base.Base):
         dtype: str = "float32",
         seed: int | None = None,
         max_idle: int | None = None,
+        correct: bool = True,
     ):
         if cell not in _FORECASTERS:
             raise ValueError(f"cell must be one of {sorted(_FORECASTERS)}, got {cell!r}")
         check_seed(seed)
         check_integer("max_idle", max_idle, none_ok=True)
+        if type(correct) is not bool:
+            raise ValueError(f"correct must be True or False, got {correct!r}")
         self.cell = cell
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -114,6 +127,7 @@ class GlobalForecaster(Guarded, base.Base):
         self.dtype = dtype
         self.seed = seed
         self.max_idle = max_idle
+        self.correct = correct
         template = self._forecaster()  # checks the forecaster's arguments
         net = template._net
         self._bank = SharedWeightsBank(
@@ -127,6 +141,8 @@ class GlobalForecaster(Guarded, base.Base):
         self._series: dict = {}
         self._last_seen: collections.OrderedDict = collections.OrderedDict()  # key -> row, oldest first
         self._row = 0
+        self._window = window_network(float(lr), seed) if correct else None
+        self._correctors: dict = {}  # key -> its WindowCorrector
 
     def _forecaster(self) -> RecurrentForecaster:
         return _FORECASTERS[self.cell](
@@ -188,6 +204,7 @@ class GlobalForecaster(Guarded, base.Base):
         for key in keys:
             del self._series[key]
             del self._last_seen[key]
+            self._correctors.pop(key, None)
 
     # ------------------------------------------------------------ learning
 
@@ -213,6 +230,13 @@ class GlobalForecaster(Guarded, base.Base):
             forecaster.learn_one(y)
         if x and forecaster.seasonality == "auto" and forecaster._period is None and forecaster._n <= 1:
             forecaster._look_for_period(x)
+        if self._window is not None:
+            corrector = self._correctors.get(key)
+            if corrector is None:
+                corrector = self._correctors[key] = WindowCorrector()
+            if not corrector.idle:
+                given = forecaster._made[1]  # the forecast made now, on the forecaster's scale
+                corrector.update(forecaster._last, np.exp(given) if forecaster._log else given, self._window)
         self._last_seen[key] = self._row
         self._last_seen.move_to_end(key)
         self._row += 1
@@ -253,14 +277,30 @@ class GlobalForecaster(Guarded, base.Base):
         key); changes nothing. ``xs``: None, or the steps' dates (checked,
         not used: the network takes no features)."""
         self._check_future(xs)
-        return self._peek(key).forecast(horizon)
+        values = self._peek(key).forecast(horizon)
+        corrector = self._correctors.get(key)
+        if corrector is not None and corrector.made is not None and horizon <= HORIZON:
+            given, choice = corrector.made
+            for h in np.flatnonzero(choice[:horizon]).tolist():  # the corrections' mean where it has erred less
+                values[h] = float(np.exp(given[h]))
+        return values
 
     @exclusive
     def forecast_interval(self, key, horizon: int, coverage: float = 0.95, xs: list | None = None) -> tuple[list, list]:
         """Lower and upper bounds of the next ``horizon`` values of ``key``
         (see :meth:`~streamrnn.LSTMForecaster.forecast_interval`)."""
         self._check_future(xs)
-        return self._peek(key).forecast_interval(horizon, coverage)
+        lower, upper = self._peek(key).forecast_interval(horizon, coverage)
+        corrector = self._correctors.get(key)
+        if corrector is not None and corrector.made is not None and horizon <= HORIZON:
+            given, choice = corrector.made
+            steps = np.flatnonzero(choice[:horizon])
+            if len(steps):
+                q = corrector.combination.quantiles(choice[: steps[-1] + 1], float(coverage))
+                with np.errstate(over="ignore", invalid="ignore"):
+                    for h in steps.tolist():
+                        lower[h], upper[h] = float(np.exp(given[h] - q[h])), float(np.exp(given[h] + q[h]))
+        return lower, upper
 
     @exclusive
     def forecast_many(self, keys, horizon: int) -> np.ndarray:
@@ -286,4 +326,12 @@ class GlobalForecaster(Guarded, base.Base):
             view.link(bank)
         if not all(k in series for k in bank.keys) or set(state.get("_last_seen", ())) != set(series):
             raise ValueError("the global forecaster's keys do not match its network's")
+        if "correct" not in state:  # saved before the corrections: continues without them, as it was
+            state.update(correct=False, _window=None, _correctors={})
+        window, correctors, correct = state.get("_window"), state.get("_correctors"), state.get("correct")
+        if not (type(correct) is bool and (window is None) == (not correct)
+                and (window is None or type(window) is WindowNetwork) and type(correctors) is dict
+                and all(k in series and type(c) is WindowCorrector for k, c in correctors.items())
+                and (correct or not correctors)):
+            raise ValueError("the global forecaster's corrections are malformed")
         self.__dict__.update(state)

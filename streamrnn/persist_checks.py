@@ -517,6 +517,39 @@ def check_global_forecaster(cls, state, limits) -> None:
     need(_is_int(state.get("_row")) and isinstance(seen, dict) and set(seen) == set(series)
          and all(_is_int(v, 0, max(state["_row"] - 1, 0)) for v in seen.values()),
          f"the {name}'s keys are malformed")
+    if "correct" in state:  # (saved before the corrections: none)
+        window, mine = state.get("_window"), fresh._window
+        need(state["correct"] is (window is not None) and (window is None or (
+            type(window) is type(mine) and all(getattr(window, k) == getattr(mine, k)
+                                               for k in ("n_in", "n_hidden", "n_out", "lr")))),
+             f"the {name}'s window network does not match its arguments")
+        correctors = state.get("_correctors")
+        need(type(correctors) is dict and all(k in series for k in correctors)
+             and (window is not None or not correctors), f"the {name}'s corrections are malformed")
+
+
+def _by_setstate(name, cls, state) -> None:
+    """The checks of the class's own ``__setstate__`` (on a copy)."""
+    state = _dict_state(name, state)
+    try:
+        cls.__new__(cls).__setstate__(dict(state))
+    except (ValueError, TypeError) as e:
+        raise Invalid(str(e)) from None
+
+
+def check_window_network(cls, state, limits) -> None:
+    """Its sizes and arrays (by its ``__setstate__``), then finite values."""
+    _by_setstate("WindowNetwork", cls, state)
+    need(all(np.isfinite(state[k]).all() for k in ("theta", "m1", "m2")) and (state["m2"] >= 0).all(),
+         "the window network's weights or moments are not finite")
+
+
+def check_window_corrector(cls, state, limits) -> None:
+    """Its arrays (by its ``__setstate__``), then values: finite but for
+    NaN marking forecasts not corrected."""
+    _by_setstate("WindowCorrector", cls, state)
+    need(np.isfinite(state["values"]).all() and not np.isinf(state["anchors"]).any(),
+         "the window corrector's values are not finite")
 
 
 def check_regressor(cls, state, limits) -> None:

@@ -30,7 +30,8 @@ _REGRESSOR = (*_ESTIMATOR, *_REVEALED, "_loss", "_target", "_y_scaler", "loss", 
 _CLASSIFIER = (*_ESTIMATOR, *_REVEALED, "_class_index", "_classes")
 _GLOBAL_FORECASTER = (
     "cell", "hidden_size", "num_layers", "k1", "k2", "optimizer", "lr", "clip_norm", "loss", "seasonality",
-    "log_transform", "combine", "dtype", "seed", "max_idle", "_bank", "_series", "_last_seen", "_row",
+    "log_transform", "combine", "dtype", "seed", "max_idle", "_bank", "_series", "_last_seen", "_row", "correct",
+    "_window", "_correctors",
 )
 _FORECASTER = (
     *_NETWORK_ARGS, "_base_errors", "_bases", "_clean", "_combination", "_features", "_feedback", "_first_time",
@@ -113,6 +114,7 @@ def registry() -> dict[str, Schema]:
     from .shared_bank import SeriesView, SharedWeightsBank
     from .smoothing import SeasonalSmoothing
     from .target_change import TargetChange
+    from .window_network import WindowCorrector, WindowNetwork
 
     quantile_backend = type(stats.Quantile(0.5)._quantile)
     declared = [
@@ -143,6 +145,10 @@ def registry() -> dict[str, Schema]:
                  check=C.check_keyed) for c in (KeyedDetector, KeyedForecaster)),
         Schema(GlobalForecaster, frozenset(_GLOBAL_FORECASTER), check=C.check_global_forecaster),
         Schema(SeriesView, frozenset({"dtype", "input_size", "key", "output_size"}), check=C.check_series_view),
+        Schema(WindowNetwork, frozenset({"lr", "m1", "m2", "n_hidden", "n_in", "n_out", "steps", "theta"}),
+               check=C.check_window_network),
+        Schema(WindowCorrector, frozenset({"anchors", "combination", "idle", "made", "n", "values"}),
+               check=C.check_window_corrector),
         Schema(ModelBank, frozenset(_BANK), check=C.check_bank),
         Schema(SharedWeightsBank, frozenset(_SHARED_BANK), check=C.check_bank),
         # River objects users combine with the estimators: plain data (their states complete)

@@ -21,10 +21,11 @@ def _series(seed, n=300, period=12):
 
 
 def test_one_key_equals_its_per_series_forecaster():
-    """A single key is its per-series forecaster, bit for bit: the shared
-    network starts as that forecaster's own and sees only its rows."""
+    """A single key is its per-series forecaster, bit for bit (without the
+    corrections across series): the shared network starts as that
+    forecaster's own and sees only its rows."""
     y = _series(1, 400)
-    single, shared = LSTMForecaster(hidden_size=8, seed=3), GlobalForecaster(hidden_size=8, seed=3)
+    single, shared = LSTMForecaster(hidden_size=8, seed=3), GlobalForecaster(hidden_size=8, seed=3, correct=False)
     for t, v in enumerate(y):
         single.learn_one(float(v))
         shared.learn_one("a", float(v))
@@ -37,7 +38,7 @@ def test_one_key_equals_its_per_series_forecaster():
 def test_gru_cell_equals_its_per_series_forecaster():
     y = _series(2, 200)
     single, shared = GRUForecaster(hidden_size=4, k1=2, k2=6, seed=0), GlobalForecaster(
-        cell="gru", hidden_size=4, k1=2, k2=6, seed=0)
+        cell="gru", hidden_size=4, k1=2, k2=6, seed=0, correct=False)
     for v in y:
         single.learn_one(float(v))
         shared.learn_one(7, float(v))
@@ -118,9 +119,10 @@ def test_learn_many_equals_learn_one_in_a_loop():
 
 @pytest.mark.parametrize("how", ["pickle", "save"])
 def test_saved_and_loaded_it_continues_exactly(tmp_path, how):
-    data = {k: _series(i, 200) for i, k in enumerate(["a", "b"])}
+    """... its corrections across series included (active from the 168th value)."""
+    data = {k: _series(i, 300) for i, k in enumerate(["a", "b"])}
     model = GlobalForecaster(hidden_size=4, seed=2)
-    for t in range(120):
+    for t in range(220):
         for k in data:
             model.learn_one(k, float(data[k][t]))
     if how == "pickle":
@@ -128,7 +130,7 @@ def test_saved_and_loaded_it_continues_exactly(tmp_path, how):
     else:
         save(model, tmp_path / "m.npz")
         copy = load(tmp_path / "m.npz")
-    for t in range(120, 200):
+    for t in range(220, 300):
         for k in data:
             model.learn_one(k, float(data[k][t]))
             copy.learn_one(k, float(data[k][t]))
@@ -136,6 +138,91 @@ def test_saved_and_loaded_it_continues_exactly(tmp_path, how):
         assert copy.forecast(k, 24) == model.forecast(k, 24)
         assert copy.forecast_interval(k, 24) == model.forecast_interval(k, 24)
     assert copy.n_updates == model.n_updates
+    assert copy._window.steps == model._window.steps > 0
+    np.testing.assert_array_equal(copy._window.theta, model._window.theta)
+
+
+def test_a_global_forecaster_saved_before_the_corrections_continues_without_them():
+    data = {k: _series(i, 250) for i, k in enumerate(["a", "b"])}
+    old, new = GlobalForecaster(hidden_size=4, seed=2, correct=False), GlobalForecaster(hidden_size=4, seed=2,
+                                                                                         correct=False)
+    for t in range(100):
+        for k in data:
+            old.learn_one(k, float(data[k][t]))
+            new.learn_one(k, float(data[k][t]))
+    for name in ("correct", "_window", "_correctors"):
+        del old.__dict__[name]  # as a file of the earlier version holds it
+    old = pickle.loads(pickle.dumps(old))
+    assert old.correct is False
+    for t in range(100, 250):
+        for k in data:
+            old.learn_one(k, float(data[k][t]))
+            new.learn_one(k, float(data[k][t]))
+    assert old.forecast("a", 24) == new.forecast("a", 24)
+
+
+def test_corrections_by_a_frozen_network_change_nothing():
+    """The window network's head starts at zero: frozen (lr tiny), its
+    corrected forecasts equal the forecasts, and every forecast and interval
+    is the one without corrections, bit for bit."""
+    data = {k: _series(i, 260) for i, k in enumerate(["a", "b"])}
+    on, off = GlobalForecaster(hidden_size=4, seed=0, lr=1e-30), GlobalForecaster(hidden_size=4, seed=0, lr=1e-30,
+                                                                                    correct=False)
+    for t in range(260):
+        for k in data:
+            on.learn_one(k, float(data[k][t]))
+            off.learn_one(k, float(data[k][t]))
+    for k in data:
+        assert on._correctors[k].made is not None
+        assert on.forecast(k, 48) == off.forecast(k, 48)
+        assert on.forecast_interval(k, 48, 0.8) == off.forecast_interval(k, 48, 0.8)
+
+
+def test_corrections_learn_a_bias_the_forecasts_share():
+    """Series whose forecasts are all 10 % too high: the window network,
+    learning from every key, corrects them; each key's forecast becomes the
+    corrected one where it has erred less, within 2 % of the truth."""
+    from streamrnn.window_network import HORIZON, WindowCorrector, window_network
+
+    n = 1500
+    t = np.arange(n + HORIZON)
+    keys = range(4)
+    truth = {k: (20 + 5 * k) * np.exp(0.2 * np.sin(2 * np.pi * t / 24 + k)) for k in keys}
+    network, correctors = window_network(1e-3, seed=0), {k: WindowCorrector() for k in keys}
+    for i in range(n):
+        for k in keys:
+            correctors[k].update(float(truth[k][i]), truth[k][i + 1 : i + 1 + HORIZON] * 1.1, network)
+    for k in keys:
+        got = np.array(correctors[k].forecast(HORIZON))
+        expected = truth[k][n : n + HORIZON]
+        assert np.abs(got / expected - 1).max() < 0.02
+        assert correctors[k].made[1].all()  # the corrected mean is given at every horizon
+
+
+def test_the_window_network_takes_the_step_a_reference_takes():
+    """One Adam step on the mean absolute error, against NumPy."""
+    from streamrnn.window_network import WindowNetwork
+
+    rng = np.random.default_rng(1)
+    net = WindowNetwork(5, 4, 3, lr=0.05, seed=2)
+    net.theta[20:] = rng.normal(size=len(net.theta) - 20)  # a head away from zero
+    W1, b1 = net.theta[:20].reshape(5, 4).copy(), net.theta[20:24].copy()
+    W2, b2 = net.theta[24:36].reshape(4, 3).copy(), net.theta[36:].copy()
+    x, y = rng.normal(size=5), rng.normal(size=3)
+    h = np.tanh(x @ W1 + b1)
+    out = h @ W2 + b2
+    np.testing.assert_allclose(net.forward(x), out, rtol=1e-12)
+    g_out = np.sign(out - y) / 3
+    g_W2, g_b2 = np.outer(h, g_out), g_out
+    g_pre = (W2 @ g_out) * (1 - h * h)
+    grad = np.concatenate([np.outer(x, g_pre).ravel(), g_pre, g_W2.ravel(), g_b2])
+    m1, m2 = 0.1 * grad, 0.001 * grad * grad
+    step = 0.05 * (m1 / 0.1) / (np.sqrt(m2 / 0.001) + 1e-8)
+    expected = np.concatenate([W1.ravel(), b1, W2.ravel(), b2]) - step
+    assert net.learn(x, y) == pytest.approx(np.abs(out - y).mean(), rel=1e-12)
+    np.testing.assert_allclose(net.theta, expected, rtol=1e-12, atol=1e-15)
+    assert net.steps == 1
+    assert np.isnan(net.learn(x, np.array([np.nan, 0.0, 0.0]))) and net.steps == 1
 
 
 def test_a_loaded_file_whose_keys_disagree_is_refused():
@@ -210,3 +297,29 @@ def test_future_dates_are_checked_not_used():
     assert model.forecast_interval("a", 3, 0.8, future) == model.forecast_interval("a", 3, 0.8)
     with pytest.raises(ValueError, match="dates"):
         model.forecast("a", 3, [{"load": 1.0}] * 3)
+
+
+def test_the_window_network_sees_the_log_window_and_forecast_less_the_level():
+    """The inputs at an origin, made from the values and the forecast kept,
+    against NumPy: the last 168 log values and the log forecast (its last
+    step repeated beyond what was given), less the mean of the last 24 log
+    values, clipped at ±3."""
+    from streamrnn.kernels.window_network import window_inputs
+    from streamrnn.window_network import CLIP_INPUTS, HORIZON, LEVEL, WINDOW, WindowCorrector, window_network
+
+    rng = np.random.default_rng(3)
+    y = np.exp(rng.normal(0, 0.3, 400)) * 10
+    y[390] = 1e4  # an input beyond the clip
+    corrector, network = WindowCorrector(), window_network(0.0, seed=0)
+    for i in range(400):
+        forecast = y[i] * np.exp(rng.normal(0, 0.1, 20))  # 20 steps given
+        corrector.update(float(y[i]), forecast, network)
+    logs = np.log(y)
+    level = logs[-LEVEL:].mean()
+    filled = np.concatenate([np.log(forecast), np.full(HORIZON - 20, np.log(forecast[-1]))])
+    expected = np.clip(np.concatenate([logs[-WINDOW:], filled]) - level, -CLIP_INPUTS, CLIP_INPUTS)
+    x = np.empty(WINDOW + HORIZON)
+    window_inputs(corrector.values, corrector.n, WINDOW, corrector.anchors[400 % HORIZON], LEVEL, CLIP_INPUTS, x)
+    np.testing.assert_allclose(x, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(corrector.anchors[400 % HORIZON], filled, rtol=1e-12)
+    assert not corrector.made[1][20:].any()  # nothing given beyond the 20 steps forecast

@@ -307,3 +307,50 @@ def seasonal_base_update(means, seen, errors, gammas, phase, change):
         means[i, phase] = change
     seen[phase] = True
     return False
+
+
+@njit(**_JIT)
+def record_origin(d, gate_scale, reach, last, rho, by_phase, seen, phase0, z, state, season, season_long, t, m,
+                  long_m, recent, n_recent, sq_errors, counts, min_count, trim, margin, made, origin, unit, i, F,
+                  mixture, given, choice):
+    """A forecaster's candidates at an origin, their combination and its
+    record, in one call: the network's departure ``d`` gated
+    (:func:`gate_departure`, by the path without the network, the last row
+    of ``sq_errors``/``counts``), the recurrent path and the path without
+    the network (:func:`statistical_path`) from the value now ``z``, into
+    ``F``'s first and last rows; each smoothing setting's forecasts
+    (:func:`smoothing_forecast`, smoothing state ``state``, ``season``,
+    ``season_long`` after ``t`` values, periods ``m`` and ``long_m``), the
+    last value and the seasonal naive forecasts (:func:`seasonal_naives`,
+    ring ``recent``, ``n_recent`` written) into the rows between; their
+    ``mixture``, the forecast ``given`` and the ``choice``
+    (:func:`combination_combine`), kept in row ``i`` of the record
+    (:func:`combination_record`). ``d`` is overwritten."""
+    C = F.shape[0]
+    H = F.shape[1]
+    k = state.shape[1]
+    gate_departure(d, gate_scale, reach, sq_errors[C - 1], counts[C - 1], min_count)
+    s = F[C - 1]
+    statistical_path(d, s, last, rho, by_phase, seen, phase0)
+    for h in range(H):
+        F[0, h] = d[h] + z
+        s[h] += z
+    smoothing_forecast(state, season, season_long, t, m, long_m, F[1 : k + 1])
+    F[k + 1, :] = recent[(n_recent - 1) % recent.shape[0]]
+    seasonal_naives(recent, n_recent, m, long_m, F, k + 2)
+    combination_combine(sq_errors, counts, F, min_count, trim, margin, C - 1, mixture, given, choice)
+    combination_record(made, origin, unit, i, F, mixture, z)
+
+
+@njit(**_JIT)
+def scaled_column(U, col, values, scale, clip):
+    """``U[k, col] = clip(values[k] / scale, -clip, clip)`` for each ``k``
+    of ``values`` (as ``np.clip`` does: NaN and -0.0 kept; three NumPy calls
+    and a strided copy cost a few microseconds more on 48 values)."""
+    for k in range(values.shape[0]):
+        v = values[k] / scale
+        if v < -clip:
+            v = -clip
+        elif v > clip:
+            v = clip
+        U[k, col] = v

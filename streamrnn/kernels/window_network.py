@@ -1,0 +1,132 @@
+"""Kernels of a window network (:class:`streamrnn.window_network.WindowNetwork`):
+one hidden tanh layer from a window of inputs to several outputs, learned
+one sample at a time by Adam on the absolute error. Plain loops over a few
+hundred inputs and a few dozen units."""
+
+import math
+
+import numpy as np
+
+from numba import njit
+
+from .. import config
+
+_JIT = dict(cache=config.CACHE, nogil=True, error_model="numpy", fastmath=config.FASTMATH)
+
+
+@njit(**_JIT)
+def window_forward(theta, n_in, n_hidden, n_out, x, hidden, out):
+    """Into ``hidden`` the units ``tanh(x W1 + b1)`` and into ``out`` the
+    outputs ``hidden W2 + b2``; ``theta`` holds ``W1`` ``(n_in, n_hidden)``,
+    ``b1``, ``W2`` ``(n_hidden, n_out)`` and ``b2``, one after the other."""
+    b1 = n_in * n_hidden
+    w2 = b1 + n_hidden
+    b2 = w2 + n_hidden * n_out
+    for j in range(n_hidden):
+        hidden[j] = theta[b1 + j]
+    for i in range(n_in):
+        xi = x[i]
+        row = i * n_hidden
+        for j in range(n_hidden):
+            hidden[j] += xi * theta[row + j]
+    for j in range(n_hidden):
+        hidden[j] = math.tanh(hidden[j])
+    for k in range(n_out):
+        out[k] = theta[b2 + k]
+    for j in range(n_hidden):
+        hj = hidden[j]
+        row = w2 + j * n_out
+        for k in range(n_out):
+            out[k] += hj * theta[row + k]
+
+
+@njit(**_JIT)
+def window_learn(theta, m1, m2, grad, n_in, n_hidden, n_out, x, y, step, lr, beta1, beta2, eps, hidden, out):
+    """One Adam step (``step``: this one's number, from 1) on the mean
+    absolute error of the outputs for input ``x`` against the targets ``y``
+    (its gradient: the sign of each error, over ``n_out``); the moments
+    ``m1``, ``m2`` and the scratch ``grad`` are shaped like ``theta``.
+    Returns the loss before the step; a non-finite input or target changes
+    nothing (NaN returned)."""
+    for i in range(n_in):
+        if not math.isfinite(x[i]):
+            return math.nan
+    for k in range(n_out):
+        if not math.isfinite(y[k]):
+            return math.nan
+    window_forward(theta, n_in, n_hidden, n_out, x, hidden, out)
+    b1 = n_in * n_hidden
+    w2 = b1 + n_hidden
+    b2 = w2 + n_hidden * n_out
+    loss = 0.0
+    for k in range(n_out):
+        e = out[k] - y[k]
+        loss += abs(e)
+        out[k] = (1.0 if e > 0 else -1.0 if e < 0 else 0.0) / n_out  # d loss / d output
+    loss /= n_out
+    for k in range(n_out):
+        grad[b2 + k] = out[k]
+    for j in range(n_hidden):
+        hj = hidden[j]
+        row = w2 + j * n_out
+        back = 0.0
+        for k in range(n_out):
+            grad[row + k] = hj * out[k]
+            back += theta[row + k] * out[k]
+        hidden[j] = back * (1.0 - hj * hj)  # d loss / d pre-activation
+        grad[b1 + j] = hidden[j]
+    for i in range(n_in):
+        xi = x[i]
+        row = i * n_hidden
+        for j in range(n_hidden):
+            grad[row + j] = xi * hidden[j]
+    c1 = 1.0 - beta1**step
+    c2 = 1.0 - beta2**step
+    for p in range(theta.shape[0]):
+        g = grad[p]
+        m1[p] = beta1 * m1[p] + (1.0 - beta1) * g
+        m2[p] = beta2 * m2[p] + (1.0 - beta2) * g * g
+        theta[p] -= lr * (m1[p] / c1) / (math.sqrt(m2[p] / c2) + eps)
+    return loss
+
+
+@njit(**_JIT)
+def log_filled(forecast, k, filled):
+    """Into ``filled``, the log of the first ``k`` values of ``forecast``,
+    the last one repeated after them. Returns whether they are finite."""
+    finite = True
+    for h in range(filled.shape[0]):
+        v = math.log(forecast[min(h, k - 1)])
+        if not math.isfinite(v):
+            finite = False
+        filled[h] = v
+    return finite
+
+
+@njit(**_JIT)
+def window_inputs(values, n, n_window, filled, n_level, clip, x):
+    """A window network's inputs at an origin, into ``x``: the last
+    ``n_window`` log values (from the ring ``values``, ``n`` written, at
+    least ``n_window``) and the log forecast ``filled``, each less the mean
+    of the last ``n_level`` values and clipped at ``±clip``."""
+    R = values.shape[0]
+    H = filled.shape[0]
+    level = 0.0
+    for i in range(n_level):
+        level += values[(n - 1 - i) % R]
+    level /= n_level
+    for i in range(n_window + H):
+        v = (values[(n - n_window + i) % R] if i < n_window else filled[i - n_window]) - level
+        x[i] = min(max(v, -clip), clip)
+
+
+@njit(**_JIT)
+def window_targets(values, n, anchor, clip, out):
+    """Into ``out``, the last ``len(anchor)`` log values (the ring
+    ``values``, ``n`` written) less the log forecast ``anchor`` made of
+    them, clipped at ``±clip``."""
+    W = values.shape[0]
+    H = anchor.shape[0]
+    for h in range(H):
+        v = values[(n - H + h) % W] - anchor[h]
+        out[h] = min(max(v, -clip), clip)

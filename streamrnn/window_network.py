@@ -1,0 +1,223 @@
+"""A network that corrects forecasts from a window of a series' recent
+values, learning across series, and each series' record of it.
+
+:class:`WindowNetwork` maps the last :data:`WINDOW` values of a series and a
+forecast of its next :data:`HORIZON` values, all on the log scale less the
+mean of the last :data:`LEVEL` values (the series' level: the network sees
+shapes, not sizes), to a correction of each step of that forecast (one
+hidden tanh layer; its head starts at zero: no correction). It learns
+online, by Adam on the absolute error of the corrected forecast (on the log
+scale: relative errors, like the M4 competition's sMAPE), once the values a
+forecast was made for are known. One network can serve many series: what it
+learns from one applies to all.
+
+:class:`WindowCorrector` is one series' part: its recent values, the
+forecasts awaiting their values, and the corrected forecast's record beside the
+forecast it corrects (a :class:`~streamrnn.combination.HorizonCombination`
+of the two, on the log scale): at each horizon the correction counts only
+where it has erred less there, series by series.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .combination import HorizonCombination
+from .kernels.window_network import log_filled, window_forward, window_inputs, window_learn, window_targets
+
+#: Values in the window the network sees, and of the mean that sets the level.
+WINDOW = 168
+LEVEL = 24
+#: Steps corrected.
+HORIZON = 48
+#: Units of the hidden layer.
+HIDDEN = 64
+#: Its learning rate, relative to the recurrent network's.
+LR_FACTOR = 0.1
+#: Inputs beyond this many (log) units from the level, and targets beyond
+#: this many from the forecast, are clipped (a glitch or a level shift moves
+#: the network by a bounded step).
+CLIP_INPUTS = 3.0
+CLIP_TARGETS = 1.0
+_BETAS, _EPS = (0.9, 0.999), 1e-8
+
+
+class WindowNetwork:
+    """One hidden layer from a window of ``n_in`` inputs to ``n_out``
+    corrections, learned online by Adam on their absolute errors.
+
+    Parameters
+    ----------
+    n_in, n_hidden, n_out
+        Inputs, hidden units, outputs.
+    lr
+        Adam's learning rate.
+    seed
+        Seed of the first layer's weights (the head starts at zero).
+
+    Examples
+    --------
+    It learns a fixed correction of two steps:
+
+    >>> import numpy as np
+    >>> from streamrnn.window_network import WindowNetwork
+    >>> net = WindowNetwork(3, 8, 2, lr=1e-2, seed=0)
+    >>> x, y = np.array([0.5, -1.0, 0.2]), np.array([0.3, -0.2])
+    >>> net.forward(x).tolist()
+    [0.0, 0.0]
+    >>> for _ in range(500):
+    ...     _ = net.learn(x, y)
+    >>> bool(np.abs(net.forward(x) - y).max() < 0.01)
+    True
+    """
+
+    def __init__(self, n_in: int, n_hidden: int, n_out: int, lr: float = 1e-4, seed: int | None = None):
+        self.n_in, self.n_hidden, self.n_out, self.lr = n_in, n_hidden, n_out, lr
+        rng = np.random.default_rng(seed)
+        first = rng.normal(size=n_in * n_hidden) / math.sqrt(n_in)
+        self.theta = np.concatenate([first, np.zeros(n_hidden + n_hidden * n_out + n_out)])
+        self.m1 = np.zeros_like(self.theta)
+        self.m2 = np.zeros_like(self.theta)
+        self.steps = 0
+        self._scratch()
+
+    def _scratch(self) -> None:
+        self._grad = np.empty_like(self.theta)
+        self._hidden = np.empty(self.n_hidden)
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_grad", "_hidden")}
+
+    def __setstate__(self, state: dict) -> None:
+        """Refuse a state whose arrays the kernels would index out of bounds."""
+        n_in, n_hidden, n_out = (state.get(k) for k in ("n_in", "n_hidden", "n_out"))
+        if not all(type(v) is int and 1 <= v <= 1 << 16 for v in (n_in, n_hidden, n_out)):
+            raise ValueError("the window network's sizes must be positive integers")
+        size = n_in * n_hidden + n_hidden + n_hidden * n_out + n_out
+        for name in ("theta", "m1", "m2"):
+            a = state.get(name)
+            if not (type(a) is np.ndarray and a.dtype == np.float64 and a.shape == (size,) and a.flags.c_contiguous):
+                raise ValueError(f"the window network's {name} must be a float64 array of shape ({size},)")
+        lr, steps = state.get("lr"), state.get("steps")
+        if not (type(lr) is float and math.isfinite(lr) and lr >= 0 and type(steps) is int and steps >= 0):
+            raise ValueError("the window network's learning rate and steps are malformed")
+        self.__dict__.update(state)
+        self._scratch()
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """The corrections for the inputs ``x`` (float64)."""
+        out = np.empty(self.n_out)
+        window_forward(self.theta, self.n_in, self.n_hidden, self.n_out, x, self._hidden, out)
+        return out
+
+    def learn(self, x: np.ndarray, y: np.ndarray) -> float:
+        """One step towards the corrections ``y`` for the inputs ``x``;
+        returns the mean absolute error before it (NaN, and no step, for a
+        non-finite input or target)."""
+        out = np.empty(self.n_out)
+        step = self.steps + 1
+        loss = window_learn(self.theta, self.m1, self.m2, self._grad, self.n_in, self.n_hidden, self.n_out, x, y,
+                            step, self.lr, _BETAS[0], _BETAS[1], _EPS, self._hidden, out)
+        if loss == loss:
+            self.steps = step
+        return loss
+
+
+def window_network(lr: float, seed: int | None) -> WindowNetwork:
+    """The network a :class:`WindowCorrector` uses, for a recurrent network
+    learning at ``lr``."""
+    return WindowNetwork(WINDOW + HORIZON, HIDDEN, HORIZON, lr=LR_FACTOR * lr, seed=seed)
+
+
+class WindowCorrector:
+    """One series' corrections of its forecasts by a :class:`WindowNetwork`
+    (not kept here: handed to each call, as it may be shared).
+
+    Each :meth:`update` takes the series' next value and the forecast then
+    made of the values after it (positive values; the corrector stays idle
+    from the first value that is not): the forecast made :data:`HORIZON`
+    steps before, whose values are now all known, teaches the network; the
+    network corrects the new forecast once :data:`WINDOW` values are known;
+    both forecasts are scored as their values arrive, and :meth:`forecast`
+    gives, at each horizon, the forecast unless their mixture has erred less.
+    """
+
+    def __init__(self):
+        # ring of the last log values: the window of the origin HORIZON steps
+        # back and the values since (its inputs are made again to learn from it)
+        self.values = np.zeros(WINDOW + HORIZON)
+        self.n = 0  # values seen
+        self.anchors = np.full((HORIZON, HORIZON), np.nan)  # the log forecasts corrected at the last origins (NaN: none)
+        self.combination = HorizonCombination(2, HORIZON)
+        self.made: tuple | None = None  # the forecast to give now (log scale) and which one, per horizon
+        self.idle = False
+
+    def __setstate__(self, state: dict) -> None:
+        n, idle, comb, made = (state.get(k) for k in ("n", "idle", "combination", "made"))
+        for name, shape in (("values", (WINDOW + HORIZON,)), ("anchors", (HORIZON, HORIZON))):
+            a = state.get(name)
+            if not (type(a) is np.ndarray and a.dtype == np.float64 and a.shape == shape and a.flags.c_contiguous):
+                raise ValueError(f"the window corrector's {name} must be a float64 array of shape {shape}")
+        if not (type(n) is int and n >= 0 and type(idle) is bool and isinstance(comb, HorizonCombination)
+                and comb.n_candidates == 2 and comb.horizon == HORIZON):
+            raise ValueError("the window corrector's count, flag or combination is malformed")
+        if made is not None and not (
+            type(made) is tuple and len(made) == 2 and all(type(a) is np.ndarray for a in made)
+            and made[0].dtype == np.float64 and made[1].dtype == np.int64 and made[0].shape == made[1].shape == (HORIZON,)
+            and ((made[1] == 0) | (made[1] == 1)).all()
+        ):
+            raise ValueError("the window corrector's last forecast is malformed")
+        self.__dict__.update(state)
+
+    def update(self, value: float, forecast: np.ndarray, network: WindowNetwork) -> None:
+        """Learn the series' next ``value`` and the ``forecast`` then made of
+        the values after it (at most :data:`HORIZON`; NaN where none)."""
+        k = min(len(forecast), HORIZON)
+        if self.idle or not value > 0 or not (forecast[:k] > 0).all():
+            self.idle, self.made = True, None
+            return
+        z = math.log(value)
+        self.combination.observe(z)
+        R = len(self.values)
+        self.values[self.n % R] = z
+        self.n += 1
+        n = self.n
+        x = np.empty(WINDOW + HORIZON)
+        origin = (n - HORIZON) % HORIZON  # the origin whose values are all known now
+        if n >= HORIZON and not math.isnan(self.anchors[origin, 0]):
+            window_inputs(self.values, n - HORIZON, WINDOW, self.anchors[origin], LEVEL, CLIP_INPUTS, x)
+            target = np.empty(HORIZON)
+            window_targets(self.values, n, self.anchors[origin], CLIP_TARGETS, target)
+            network.learn(x, target)
+        slot = n % HORIZON
+        F = np.full((2, HORIZON), np.nan)
+        filled = self.anchors[slot]
+        if n >= WINDOW and k and log_filled(forecast, k, filled):
+            window_inputs(self.values, n, WINDOW, filled, LEVEL, CLIP_INPUTS, x)
+            F[0, :k] = filled[:k]
+            F[1, :k] = filled[:k] + network.forward(x)[:k]
+        else:
+            filled[:] = np.nan
+            F[0, :k] = np.log(forecast[:k])
+        given, mixture, choice = self.combination.combine(F)
+        self.combination.record(F, mixture, z)
+        choice[np.isnan(given)] = 0  # (beyond the forecast: none)
+        self.made = (given, choice)
+
+    def forecast(self, horizon: int, coverage: float | None = None):
+        """The corrected forecast of the next ``horizon`` values (at most
+        :data:`HORIZON`), or with ``coverage`` its interval's bounds; None
+        while idle or before the first value."""
+        if self.made is None or horizon > HORIZON:
+            return None
+        given, choice = self.made
+        g = given[:horizon]
+        if np.isnan(g).any():
+            return None
+        if coverage is None:
+            return np.exp(g).tolist()
+        q = self.combination.quantiles(choice[:horizon], coverage)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.exp(g - q).tolist(), np.exp(g + q).tolist()
