@@ -5,8 +5,6 @@ hundred inputs and a few dozen units."""
 
 import math
 
-import numpy as np
-
 from numba import njit
 
 from .. import config
