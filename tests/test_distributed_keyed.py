@@ -258,3 +258,82 @@ def test_killed_shards_a_lost_driver_and_rescaling_lose_nothing(ray, tmp_path):
     with pytest.raises(ValueError, match="a checkpoint of a sharded keyed"):
         ShardedBank.restore(tmp_path)
     restored.close()
+
+
+# ------------------------------------------------------------ command line
+
+
+def fleet_csv(path, n=300):
+    """Two busy sensors (past the detectors' grace period of 100 rows) and
+    rare ones that come and go (evicted by --max-idle)."""
+    rng = np.random.default_rng(9)
+    lines = ["time,sensor,temp,load"]
+    for t in range(n):
+        sensor = f"s{t % 2}" if t % 5 else f"rare{int(rng.integers(0, 6))}"
+        spike = 8.0 if t in (252, 281) else 0.0
+        lines.append(f"2026-01-01T00:{t // 60:02d}:{t % 60:02d},{sensor},{np.sin(t / 4) + spike:.3f},"
+                     f"{rng.normal():.3f}")
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def run_cli(argv):
+    from streamrnn.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    status = main(argv, stdout=out, stderr=err)
+    return status, out.getvalue(), err.getvalue()
+
+
+def test_the_command_line_with_shards_writes_what_one_process_writes(ray, tmp_path):
+    data = fleet_csv(tmp_path / "fleet.csv")
+    columns = ["-t", "temp", "load", "--key", "sensor", "--max-idle", "12", "--no-progress"]
+    common = [*columns, "--hidden-size", "3"]
+    detect = ["detect", data, *common, "--time", "time"]
+    status, alone, err = run_cli([*detect, "--seed-by-key", "--save", str(tmp_path / "alone.npz")])
+    assert status == 0, err
+    assert any(float(line.split(",")[2]) > 0 for line in alone.splitlines()[1:])  # (scores, not only zeros)
+    status, sharded, err = run_cli([*detect, "--shards", "2", "--save", str(tmp_path / "sharded.npz"),
+                                    "--checkpoint-every", "40"])
+    assert status == 0, err
+    assert sharded == alone
+    status, arrival, _ = run_cli(detect)  # (seeded by arrival order: other models)
+    assert status == 0 and arrival != alone
+    # resumed from the saved wrapper, on 3 shards and in one process: the same rows
+    rest = ["detect", fleet_csv(tmp_path / "more.csv", 60), *columns, "--time", "time"]
+    outs = [run_cli([*rest, "--load", str(tmp_path / name), *extra])
+            for name, extra in (("alone.npz", []), ("sharded.npz", ["--shards", "3"]))]
+    assert outs[0][0] == outs[1][0] == 0 and outs[0][1] == outs[1][1]
+    forecast = ["forecast", data, *common, "-H", "2", "--interval", "0.9", "--with-target"]
+    assert run_cli([*forecast, "--seed-by-key"])[1] == run_cli([*forecast, "--shards", "3"])[1]
+    # what --shards refuses
+    assert run_cli(["detect", data, *common, "--save", str(tmp_path / "arrival.npz")])[0] == 0
+    for argv, message in (
+            ([*rest, "--load", str(tmp_path / "arrival.npz"), "--shards", "2"], "saved without --seed-by-key"),
+            (["detect", data, "-t", "temp", "--shards", "2"], "--shards needs --key"),
+            ([*detect, "--ray-address", "auto"], "--ray-address needs --shards"),
+            (["forecast", data, "-t", "temp", "--global", "--shards", "2"], "not to --global"),
+            ([*rest, "--load", str(tmp_path / "alone.npz"), "--seed-by-key"], "a loaded model keeps")):
+        status, _, err = run_cli(argv)
+        assert status == 2 and message in err, (argv, err)
+
+
+def test_without_ray_shards_is_a_usage_error(monkeypatch, tmp_path):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    data = fleet_csv(tmp_path / "fleet.csv", 5)
+    status, _, err = run_cli(["detect", data, "-t", "temp", "--key", "sensor", "--shards", "2"])
+    assert status == 2 and 'pip install "streamrnn[ray]"' in err
+
+
+def test_the_keyed_shards_and_the_command_line_import_no_ray():
+    import subprocess
+    import sys
+
+    code = ("import sys, streamrnn.cli.sharded, streamrnn.cli.commands; "
+            "from streamrnn.distributed import ShardedKeyedForecaster, ShardedKeyedDetector, KeyedShard; "
+            "print('ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -149,12 +149,14 @@ class ShardedBase:
             raise error
         return results
 
-    def _logged(self, method: str, keys, columns: tuple = (), extra: tuple = (), parts=None) -> dict:
-        """Log the operation, then run it on every shard (on its rows)."""
+    def _logged(self, method: str, keys, columns: tuple = (), extra: tuple = (), parts=None,
+                everywhere: bool = True) -> dict:
+        """Log the operation, then run it on every shard (on its rows; only
+        on the shards that have rows unless ``everywhere``)."""
         parts = self._split(keys) if parts is None else parts
         self._log.append((method, keys, columns, extra))
         calls = {s: (method, (self._take(keys, rows), *(take(rows, c) for c in columns), *extra))
-                 for s, rows in enumerate(parts)}
+                 for s, rows in enumerate(parts) if everywhere or rows is None or len(rows)}
         return self._call(calls, logged=True)
 
     def _recover(self, s: int, call):

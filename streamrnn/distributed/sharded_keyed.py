@@ -179,7 +179,7 @@ class _ShardedKeyed(ShardedBase):
         n = len(keys)
         clocks = np.arange(self._batch + 1, self._batch + n + 1, dtype=np.int64)
         self._batch += n
-        results = self._logged(method, keys, (*columns, clocks), extra, parts=parts)
+        results = self._logged(method, keys, (*columns, clocks), extra, parts=parts, everywhere=False)
         errors = []
         for s, result in results.items():
             rows = parts[s]
