@@ -181,6 +181,17 @@ def test_one_two_and_three_shards_equal_one_in_process_wrapper(ray):
     s.learn_one("c", 1.5)
     one.learn_one("c", 1.5)
     assert s.forecast("c", 2) == one.forecast("c", 2)
+    # with a bounded log, a killed shard restarts from the last copy of the models
+    s.max_log = 2
+    for b, (keys, ys) in enumerate(batches(rows(6, 64))):
+        if b == 3:
+            assert len(s._log) <= 2 and s._base[0] == "snapshot"  # (never more than max_log kept)
+            ray.kill(s._actors[1])
+        s.learn_many(keys, ys)
+        for key, y in zip(keys, ys):
+            one.learn_one(key, y)
+    assert s.recoveries == 1
+    assert_same_wrappers(s.to_keyed(), one)
     # the in-process wrapper spread over shards continues exactly
     back = ShardedKeyedForecaster.from_keyed(one, n_shards=2, n_groups=16)
     keys, ys = next(batches(rows(3, 16)))

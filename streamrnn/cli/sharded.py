@@ -11,6 +11,9 @@ import logging
 
 from .rows import CommandError
 
+#: Rows learned between the copies of every model the driver keeps to
+#: recover a shard from (its log of rows to replay stays bounded).
+MAX_LOG = 10_000
 _OPEN: list = []  # the sharded models of this process's runs, closed by close_all()
 
 
@@ -67,6 +70,7 @@ def spread(model, args: argparse.Namespace):
         sharded = cls.from_keyed(model, n_shards=args.shards, n_groups=max(256, args.shards))
     except ValueError as error:
         raise CommandError(f"--shards: {error}", status=2) from None
+    sharded.max_log = MAX_LOG
     _OPEN.append(sharded)
     return sharded
 
