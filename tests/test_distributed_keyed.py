@@ -107,14 +107,13 @@ def test_shards_fed_the_stream_positions_equal_one_wrapper_with_max_idle():
     one = detector(max_idle=15)
     index = GroupIndex(8)
     shards = [KeyedShard(empty_like(detector(max_idle=15)), 8) for _ in range(2)]
-    scores = []
     for t, (key, y) in enumerate(data, start=1):
-        expected = one.score_one(key, {"v": y})
+        expected, new = one.score_one(key, {"v": y}), key not in one
         one.learn_one(key, {"v": y})
         shard = shards[int(index.of([key])[0]) % 2]
-        answers, errors = shard.ask_learn_many([key], [({"v": y},)], [({"v": y},)], np.array([t]), "score_one")
-        assert answers == [expected] and errors == []
-        scores.append(expected)
+        answers, errors, made = shard.ask_learn_many([key], [({"v": y},)], [({"v": y},)], np.array([t]),
+                                                     "score_one")
+        assert answers == [expected] and errors == [] and made == new
     merged = merge_wrappers([s.group_parts(clock=len(data))[g] for s in shards
                              for g in s.group_parts(clock=len(data))], one)
     assert_same_wrappers(merged, one)
@@ -168,7 +167,9 @@ def test_one_two_and_three_shards_equal_one_in_process_wrapper(ray):
             assert s.forecast_interval("a", 2, 0.8) == one.forecast_interval("a", 2, 0.8)
     for s in sharded:
         assert sorted(map(repr, s.keys)) == sorted(map(repr, one.keys)) and len(s) == len(one)
-        assert_same_wrappers(s.to_keyed(), one)
+        gathered = s.to_keyed()
+        assert_same_wrappers(gathered, one)
+        assert (gathered._clock, gathered._n_created) == (one._clock, one._n_created)
         assert state(s["b"]) == state(one["b"]) if "b" in one else "b" not in s
         with pytest.raises(KeyError):
             s.evict(["not-there"])
@@ -259,7 +260,9 @@ def test_killed_shards_a_lost_driver_and_rescaling_lose_nothing(ray, tmp_path):
     assert offset == 3 and restored.n_shards == 3
     for keys, ys in data[offset:]:
         restored.learn_many(keys, [{"v": y} for y in ys])
-    assert_same_wrappers(restored.to_keyed(), one)
+    gathered = restored.to_keyed()
+    assert_same_wrappers(gathered, one)
+    assert (gathered._clock, gathered._n_created) == (one._clock, one._n_created)
     names = set(os.listdir(tmp_path))
     assert "manifest.json" in names and any(n.startswith("wrapper-") for n in names)
     restored.checkpoint(tmp_path, offset=len(data))
@@ -308,6 +311,10 @@ def test_the_command_line_with_shards_writes_what_one_process_writes(ray, tmp_pa
                                     "--checkpoint-every", "40"])
     assert status == 0, err
     assert sharded == alone
+    saved = [load(tmp_path / name) for name in ("sharded.npz", "alone.npz")]  # (one wrapper each)
+    assert_same_wrappers(*saved)
+    assert [(w._clock, w._n_created, w.max_idle, w.seed_by_key) for w in saved] == [
+        (300, saved[1]._n_created, 12, True)] * 2
     status, arrival, _ = run_cli(detect)  # (seeded by arrival order: other models)
     assert status == 0 and arrival != alone
     # resumed from the saved wrapper, on 3 shards and in one process: the same rows

@@ -102,18 +102,38 @@ class KeyedShard:
 
     def _learn(self, key, args: tuple, clock) -> str | None:
         self._at(clock - 1)
+        new = key not in self.wrapper
         try:
             self.wrapper.learn_one(key, *args)
         except ValueError as error:  # a sample the model refuses: reported, the others learned
             return str(error)
+        self._made += new
         return None
 
-    def learn_many(self, keys, args: list, clocks) -> list:
+    def _rows(self, keys, clocks, learn_args: list, ask_args: list | None, ask: str | None, first: bool):
+        """Learn each row (the ``clocks[i]``-th sample of the stream), asking
+        ``wrapper.<ask>(key, *ask_args[i])`` before (``first``) or after it;
+        returns the answers, the errors of the refused rows (``[(row,
+        message)]``) and the number of keys made."""
+        self._made = 0
+        answers, errors = [], []
+        method = getattr(self.wrapper, ask) if ask else None
+        for i, (k, c) in enumerate(zip(keys, clocks.tolist())):
+            if method is not None and first:
+                self._at(c - 1)
+                answers.append(method(k, *ask_args[i]))
+            error = self._learn(k, learn_args[i], c)
+            if error is not None:
+                errors.append((i, error))
+            if method is not None and not first:
+                answers.append(method(k, *ask_args[i]))
+        return answers, errors, self._made
+
+    def learn_many(self, keys, args: list, clocks) -> tuple[list, list, int]:
         """Learn each row (``learn_one(key, *args[i])``, the ``clocks[i]``-th
-        sample of the stream); returns the errors of the refused rows
-        (``[(row, message)]``)."""
-        errors = [(i, self._learn(k, a, c)) for i, (k, a, c) in enumerate(zip(keys, args, clocks.tolist()))]
-        return [(i, e) for i, e in errors if e is not None]
+        sample of the stream); returns no answers, the errors of the refused
+        rows (``[(row, message)]``) and the number of keys made."""
+        return self._rows(keys, clocks, args, None, None, True)
 
     def ask_many(self, keys, args: list, ask: str, clock: int) -> list:
         """``wrapper.<ask>(key, *args[i])`` for each row, at ``clock``."""
@@ -121,30 +141,14 @@ class KeyedShard:
         method = getattr(self.wrapper, ask)
         return [method(k, *a) for k, a in zip(keys, args)]
 
-    def ask_learn_many(self, keys, ask_args: list, learn_args: list, clocks, ask: str) -> tuple[list, list]:
+    def ask_learn_many(self, keys, ask_args: list, learn_args: list, clocks, ask: str) -> tuple[list, list, int]:
         """For each row: ask (``wrapper.<ask>(key, *ask_args[i])``), then
-        learn; returns the answers and the errors of the refused rows."""
-        answers, errors = [], []
-        method = getattr(self.wrapper, ask)
-        for i, (k, a, b, c) in enumerate(zip(keys, ask_args, learn_args, clocks.tolist())):
-            self._at(c - 1)
-            answers.append(method(k, *a))
-            error = self._learn(k, b, c)
-            if error is not None:
-                errors.append((i, error))
-        return answers, errors
+        learn; returns as :meth:`learn_many` with the answers."""
+        return self._rows(keys, clocks, learn_args, ask_args, ask, True)
 
-    def learn_ask_many(self, keys, learn_args: list, ask_args: list, clocks, ask: str) -> tuple[list, list]:
-        """For each row: learn, then ask; returns the answers and the errors
-        of the refused rows."""
-        answers, errors = [], []
-        method = getattr(self.wrapper, ask)
-        for i, (k, b, a, c) in enumerate(zip(keys, learn_args, ask_args, clocks.tolist())):
-            error = self._learn(k, b, c)
-            if error is not None:
-                errors.append((i, error))
-            answers.append(method(k, *a))
-        return answers, errors
+    def learn_ask_many(self, keys, learn_args: list, ask_args: list, clocks, ask: str) -> tuple[list, list, int]:
+        """For each row: learn, then ask; returns as :meth:`ask_learn_many`."""
+        return self._rows(keys, clocks, learn_args, ask_args, ask, False)
 
     def evict(self, keys, clock: int | None = None) -> None:
         self._at(clock)

@@ -88,6 +88,7 @@ class _ShardedKeyed(ShardedBase):
         if "seed" not in template._get_params():
             raise ValueError(f"the template must have a seed parameter (a {type(template).__name__} has none)")
         self._setup(n_shards, n_groups, threads, actor_options, address)
+        self._created = 0  # keys whose models were made (evicted ones counted), as one wrapper counts them
 
     @property
     def template(self):
@@ -110,7 +111,7 @@ class _ShardedKeyed(ShardedBase):
     def _manifest_args(self, storage, number: int) -> dict:
         name = wrapper_file(number)
         storage.save(name, empty_like(self._empty))
-        return {"kind": self.kind, "wrapper": name}
+        return {"kind": self.kind, "wrapper": name, "created": self._created}
 
     @classmethod
     def _from_manifest(cls, storage, manifest: dict, n_shards: int, options: dict):
@@ -118,8 +119,11 @@ class _ShardedKeyed(ShardedBase):
         empty = storage.load(name)
         if type(empty) is not cls.wrapper_class or not empty.seed_by_key:
             raise ValueError(f"{storage.path}: {name} does not hold a key-seeded {cls.wrapper_class.__name__}")
-        return cls(empty.template, seed=empty.seed, max_idle=empty.max_idle, n_shards=n_shards,
-                   n_groups=manifest["n_groups"], **options)
+        sharded = cls(empty.template, seed=empty.seed, max_idle=empty.max_idle, n_shards=n_shards,
+                      n_groups=manifest["n_groups"], **options)
+        created = manifest.get("created", 0)
+        sharded._created = created if type(created) is int and created >= 0 else 0
+        return sharded
 
     # ------------------------------------------------------------ the wrapper
 
@@ -135,6 +139,7 @@ class _ShardedKeyed(ShardedBase):
         sharded = cls(wrapper.template, seed=wrapper.seed, max_idle=wrapper.max_idle, n_shards=n_shards,
                       n_groups=n_groups, **options)
         sharded._batch = wrapper._clock
+        sharded._created = wrapper._created()
         parts = split_wrapper(copy.deepcopy(wrapper), sharded._index.of(wrapper.keys))
         sharded._base = ("snapshot", parts, sharded._batch)
         ray_module().get([sharded._load_base(a, s) for s, a in enumerate(sharded._actors)])
@@ -145,7 +150,9 @@ class _ShardedKeyed(ShardedBase):
         every model, continuing exactly as these. The operations kept for
         recovery are dropped: a shard that dies restarts from this state."""
         parts = self._rebase()
-        return merge_wrappers(copy.deepcopy([parts[g] for g in sorted(parts)]), self._empty, self._batch)
+        merged = merge_wrappers(copy.deepcopy([parts[g] for g in sorted(parts)]), self._empty, self._batch)
+        merged._n_created = self._created
+        return merged
 
     def _rebase(self) -> dict:
         """Every group's wrapper copied here as the state recovery starts
@@ -194,10 +201,10 @@ class _ShardedKeyed(ShardedBase):
         self._batch += n
         results = self._logged(method, keys, (*columns, clocks), extra, parts=parts, everywhere=False)
         errors = []
-        for s, result in results.items():
+        for s, (_, refused, made) in results.items():
             rows = parts[s]
-            for i, error in (result if method == "learn_many" else result[1]):
-                errors.append((i if rows is None else int(rows[i]), error))
+            self._created += made
+            errors.extend((i if rows is None else int(rows[i]), error) for i, error in refused)
         if errors:
             row, error = min(errors)
             if n == 1:  # the one sample refused: as the in-process wrapper, not counted
