@@ -14,7 +14,6 @@ from .storage import Storage
 __all__ = ["Shard", "group_file", "replay"]
 
 
-
 def group_file(group: int, checkpoint: int) -> str:
     """The name of a group's file in a checkpoint.
 
