@@ -22,7 +22,9 @@ called on the network inputs the estimator built for those rows, recorded
 from its row-by-row path) and the row-by-row path itself (the estimators'
 path before rows took one kernel call, ``_one_call = False``), and the
 network's own Python method (``OnlineRNN.predict`` and ``learn``) on the
-same inputs. The ratio is the estimator's time over the kernel's. Each
+same inputs, and the one-call kernel the estimator calls
+(:mod:`streamrnn.kernels.estimator_rows`) alone on the same rows packed
+beforehand. The ratio is the estimator's time over the kernel's. Each
 figure is the median over ``--repeats`` passes over the rows, in CPU time
 of the benchmarking thread
 (wall time on a shared machine also counts other processes' turns on the
@@ -30,28 +32,31 @@ core); predictions from the state after a progressive pass, learning from
 copies of it.
 
 Measured 2026-12-07 on the project's 2-core AMD EPYC (Python 3.11.7, numba
-0.68.1), under a load average of 6-7 from other jobs (CPU time, so the load
+0.68.1), under a load average of 6-8 from other jobs (CPU time, so the load
 shows less than in wall time), ``--river --rows 4000 --repeats 9``; µs:
 
-| estimator | stream | predict_one | kernel | ratio | OnlineRNN.predict | row by row | learn_one | kernel | ratio | OnlineRNN.learn | row by row |
-|---|---|---|---|---|---|---|---|---|---|---|---|
-| LSTMRegressor | elec2 | 2.70 | 1.00 | 2.70 | 1.86 | 15.51 | 15.42 | 13.00 | 1.19 | 15.28 | 32.80 |
-| LSTMClassifier | elec2 | 4.03 | 1.19 | 3.38 | 1.97 | 21.15 | 15.76 | 13.74 | 1.15 | 14.97 | 31.95 |
-| LSTMRegressor | trump | 2.73 | 0.99 | 2.75 | 1.80 | 11.15 | 15.66 | 12.97 | 1.21 | 15.17 | 32.34 |
-| LSTMClassifier | trump | 3.91 | 1.20 | 3.25 | 1.84 | 15.41 | 15.53 | 13.46 | 1.15 | 14.72 | 29.66 |
+| estimator | stream | predict_one | kernel | ratio | OnlineRNN.predict | one-call kernel | row by row | learn_one | kernel | ratio | OnlineRNN.learn | one-call kernel | row by row |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| LSTMRegressor | elec2 | 2.74 | 1.08 | 2.54 | 2.10 | 1.31 | 16.99 | 15.94 | 13.20 | 1.21 | 15.58 | 14.21 | 34.89 |
+| LSTMClassifier | elec2 | 3.97 | 1.17 | 3.38 | 2.17 | 1.38 | 22.25 | 16.17 | 13.97 | 1.16 | 15.21 | 14.07 | 32.86 |
+| LSTMRegressor | trump | 2.78 | 1.01 | 2.76 | 1.91 | 1.26 | 11.76 | 16.15 | 13.20 | 1.22 | 15.66 | 14.31 | 33.94 |
+| LSTMClassifier | trump | 3.97 | 1.20 | 3.31 | 2.11 | 1.35 | 16.12 | 16.41 | 13.88 | 1.18 | 15.20 | 14.06 | 31.99 |
 
-``learn_one`` costs at most 1.21x its kernel (target 1.5x: met) and about
-what ``OnlineRNN.learn`` costs alone. ``predict_one`` costs 2.7x its kernel,
-``predict_proba_one`` 3.3x (target 2x: not met): the guard's lock and the
-dict's packing (~1.2 µs of Python, the plan's look-up by key order, the type
-check every value needs so that bad values raise as before, one
-``struct.pack_into``), Numba's dispatch of five arrays, and for classifiers
-NumPy's exponential (kept: NumPy's SIMD ``exp`` differs from libm's in the
-last bit for ~5% of arguments on this machine) and the dict of
-probabilities. Before the one-call path (the estimators of commit e4be976,
-same machine and load, back to back): predict_one 15.9 / 20.8 /
-11.1 / 15.5 µs, learn_one 33.8 / 32.1 / 33.2 / 29.9 µs in the order of the
-table (10-17x and 2.2-2.6x their kernels).
+Over four such runs the ratios ranged 2.1-2.8 (regressor's predict_one),
+3.3-3.6 (classifier's predict_proba_one) and 1.15-1.23 (learn_one).
+``learn_one`` costs at most 1.23x its kernel (target 1.5x: met), about what
+``OnlineRNN.learn`` costs alone. ``predict_one`` costs 2.1-2.8x its kernel,
+``predict_proba_one`` 3.3-3.6x (target 2x: not met; 2.1-2.2x and 2.9x the
+one-call kernel they call): the guard's lock and the dict's packing (~1.2
+µs of Python: the plan's look-up by key order, the type check every value
+needs so that bad values raise as before, one ``struct.pack_into``),
+Numba's dispatch of five arrays, and for classifiers NumPy's exponential
+(kept: NumPy's SIMD ``exp`` differs from libm's in the last bit for ~5% of
+arguments on this machine) and the dict of probabilities. Before the
+one-call path (the estimators of commit e4be976, same machine and load,
+back to back): predict_one 15.9 / 20.8 / 11.1 / 15.5 µs, learn_one 33.8 /
+32.1 / 33.2 / 29.9 µs in the order of the table (10-17x and 2.2-2.6x their
+kernels).
 
 Each figure is the median over ``--repeats`` runs of ``--calls`` calls after
 a warm-up. Run: ``python benchmarks/bench_learner.py [--quick] [--river | --network] [--json out.json]``
@@ -236,6 +241,7 @@ class _Recorder:
 def bench_river_layer(cls, rows: list, repeats: int) -> dict:
     """µs per row of the estimator's calls, its row-by-row path's and the
     network kernels' on the same rows (see the module's docstring)."""
+    from streamrnn.kernels import estimator_rows as E
     from streamrnn.kernels import recurrent as K
 
     classifier = hasattr(cls, "predict_proba_one")
@@ -255,8 +261,39 @@ def bench_river_layer(cls, rows: list, repeats: int) -> dict:
     uys = [(u, y) for u, y in recorder.learned if u.shape == shape_in and y.shape == shape_out]
     xs = [x for x, _ in rows]
     out = np.empty(shape_out, net._np_dtype)
-    times: dict = {k: [] for k in ("predict", "predict row-by-row", "predict kernel", "predict OnlineRNN", "learn",
-                                   "learn row-by-row", "learn kernel", "learn OnlineRNN")}
+    times: dict = {k: [] for k in ("predict", "predict row-by-row", "predict kernel", "predict OnlineRNN",
+                                   "predict one-call kernel", "learn", "learn row-by-row", "learn kernel",
+                                   "learn OnlineRNN", "learn one-call kernel")}
+
+    def packed(model, pairs):
+        """The rows of ``pairs`` packed by ``model``'s one-call path, each its own copy."""
+        path = model._row_path()
+        out_rows = []
+        for x, target in pairs:
+            plan = path.pack(x, target)
+            if plan is not None:
+                out_rows.append((path.row.copy(), plan))
+        return path, out_rows
+
+    def one_call_predict(model):
+        """The one-call kernel of ``model``'s predictions on rows packed beforehand."""
+        path, packs = packed(model, [(x, 0.0) for x in xs])
+        stats, nbuf = model._x_scaler.stats, model._net._buf
+        if classifier:
+            return lambda: [E.classifier_logits(r, p, stats, nbuf, path.scratch, path.shifted) for r, p in packs]
+        return lambda: [E.regressor_predict(r, p, stats, nbuf, path.scratch) for r, p in packs]
+
+    def one_call_learn(model):
+        """The one-call kernel of ``model``'s learning on rows packed beforehand."""
+        pairs = [(x, model._class_index[y] if classifier else y) for x, y in rows]
+        path, packs = packed(model, pairs)
+        sc, n = model._x_scaler, model._net
+        if classifier:
+            return lambda: [E.classifier_learn(r, p, sc.stats, sc.beyond, n._ctr, n._buf, path.scratch)
+                            for r, p in packs]
+        ys, t = model._y_scaler, model._target
+        return lambda: [E.regressor_learn(r, p, sc.stats, sc.beyond, model._carried, n._ctr, n._buf, path.scratch,
+                                          ys.stats, ys.beyond, t.changes, t.errors, t.scored) for r, p in packs]
 
     def timed(key, loop, n):
         # CPU time of this thread: on a shared machine, wall time also counts the
@@ -273,11 +310,13 @@ def bench_river_layer(cls, rows: list, repeats: int) -> dict:
         lay, ctr, buf = k_net._lay, k_net._ctr, k_net._buf
         timed("predict kernel", lambda: [K.predict_one(lay, buf, u, out) for u in us], len(us))
         timed("predict OnlineRNN", lambda: [k_net.predict(u) for u in us], len(us))
+        timed("predict one-call kernel", one_call_predict(new), len(xs))
         for key, m in (("learn", new), ("learn row-by-row", old)):
             c = copy.deepcopy(m)
             timed(key, lambda: [c.learn_one(x, y) for x, y in rows], len(rows))
         timed("learn kernel", lambda: [K.learn_one(lay, ctr, buf, u, y, out) for u, y in uys], len(uys))
         timed("learn OnlineRNN", lambda: [k_net.learn(u, y) for u, y in uys], len(uys))
+        timed("learn one-call kernel", one_call_learn(copy.deepcopy(new)), len(rows))
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -285,8 +324,9 @@ def river_table(n_rows: int, repeats: int, results: dict) -> None:
     from streamrnn import LSTMClassifier, LSTMRegressor
 
     print("\n| estimator | stream | rows | predict_one µs | its kernel µs | ratio | OnlineRNN.predict µs "
-          "| row-by-row µs | learn_one µs | its kernel µs | ratio | OnlineRNN.learn µs | row-by-row µs |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| one-call kernel µs | row-by-row µs | learn_one µs | its kernel µs | ratio | OnlineRNN.learn µs "
+          "| one-call kernel µs | row-by-row µs |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     if not ELEC2.exists():
         print(f"(elec2 skipped: {ELEC2} not found; the copy lives in ../shared/data)")
     for stream, (regression, classification) in river_streams(n_rows).items():
@@ -295,8 +335,9 @@ def river_table(n_rows: int, repeats: int, results: dict) -> None:
             results["river"].append({"estimator": cls.__name__, "stream": stream, "rows": len(rows), **t})
             print(f"| {cls.__name__} | {stream} | {len(rows)} | {t['predict']:.2f} | {t['predict kernel']:.2f} | "
                   f"{t['predict'] / t['predict kernel']:.2f} | {t['predict OnlineRNN']:.2f} | "
-                  f"{t['predict row-by-row']:.2f} | {t['learn']:.2f} | {t['learn kernel']:.2f} | "
-                  f"{t['learn'] / t['learn kernel']:.2f} | {t['learn OnlineRNN']:.2f} | {t['learn row-by-row']:.2f} |")
+                  f"{t['predict one-call kernel']:.2f} | {t['predict row-by-row']:.2f} | {t['learn']:.2f} | "
+                  f"{t['learn kernel']:.2f} | {t['learn'] / t['learn kernel']:.2f} | {t['learn OnlineRNN']:.2f} | "
+                  f"{t['learn one-call kernel']:.2f} | {t['learn row-by-row']:.2f} |")
             sys.stdout.flush()
 
 

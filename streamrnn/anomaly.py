@@ -16,12 +16,36 @@ from .guard import Guarded, exclusive
 from .kernels import scoring as S
 from ._docs import document
 
+#: The score of a point that is not scored (in the grace period, with a
+#: missing value, or the first of a stream): no scored point scores 0.
+NOT_SCORED = S.NOT_SCORED
+#: The default alarm threshold: an alarm at tail probability ``Q = 1e-3``.
+THRESHOLD = S.THRESHOLD
+
 
 def _rows(X: pd.DataFrame):
     if not isinstance(X, pd.DataFrame):
         raise ValueError(f"X must be a pandas DataFrame, got {type(X).__name__}")
     for row in X.to_dict(orient="records"):
         yield {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+
+
+def _same_point(a: dict, b: dict) -> bool:
+    """Whether ``a`` and ``b`` hold the same features with the same values
+    (each value the same object or equal: a missing value, NaN or NA, is
+    the same point only as the same object)."""
+    if a.keys() != b.keys():
+        return False
+    for k, v in a.items():
+        w = b[k]
+        if v is w:
+            continue
+        try:
+            if not bool(v == w):
+                return False
+        except TypeError:  # (pd.NA)
+            return False
+    return True
 
 
 class PredictiveDetector(Guarded, AnomalyDetector):
@@ -54,19 +78,45 @@ class PredictiveDetector(Guarded, AnomalyDetector):
       -e``, so a series creeping to a new record at every step raises one
       alarm, and a leap beyond the excursion another.
 
-    A point whose evidence reaches ``2 / 30`` (Q <= 0.01) and exceeds that
-    of each of the ``short_window`` points before it raises an alarm and
-    scores its evidence (a run of unusual points raises one alarm, and
-    another only when the evidence grows). Every other point scores a
-    thirtieth of the memory: the largest evidence seen since the grace
-    period, fading by half every ``alarm_memory`` points, so at most
-    ``1 / 30``. So a threshold at or above ``2 / 30`` means the same tail
-    probability on every series (0.1 for Q = 1e-3, 0.2 for Q = 1e-6) and
-    sees the alarms alone; extreme points stay ordered (ties at 1 need Q < 1e-30); alarms
-    are sparse; and the quiet points are ranked, below every alarm, by how
-    strong and how recent the last unusual stretch was (quantile filters
-    need a continuous score; a stream just after an incident ranks above
-    one long calm).
+    For the alarms, an error's ``Q`` is at least the fraction of the errors
+    seen since the grace period that were as large: errors that recur (a
+    daily jump of a square wave) stop raising alarms once they are usual.
+
+    **The reported score** lies in [0, 1] and reads as a probability:
+
+    - an **alarm** is a point whose evidence reaches ``2 / 30`` (Q <= 0.01)
+      and exceeds that of each of the ``short_window`` points before it (a
+      run of unusual points raises one alarm, and another only when the
+      evidence grows); it scores ``0.5 + evidence / 2``, so at least 0.533.
+      :data:`THRESHOLD` (0.55) is an alarm at ``Q = 1e-3``, 0.6 one at
+      ``Q = 1e-6``: on a stationary stream, whatever its scale, period,
+      noise or number of features, a threshold ``t >= 0.55`` flags about a
+      fraction ``Q`` of the points (one to two per 1,000 at 0.55 in the
+      tests);
+    - every **other** point scores below 0.5: half the probability that a
+      stream without anomalies (independent, uniform tail probabilities)
+      would have a memory no greater than this point's. The memory is the
+      largest evidence seen since the grace period, the point's own
+      included, fading by half every ``alarm_memory`` points. So a long
+      anomaly keeps scoring near 0.5 while it lasts and for a while after;
+      a stream long calm scores near 0; and the quiet points spread over
+      (0, 0.5), about uniformly (successive tail probabilities are not
+      quite independent): River's ``QuantileFilter(q=0.995)`` flags about
+      0.5 % of the points and its ``ROCAUC`` with 10 thresholds ranks them;
+    - a point **not scored** (the first of a stream, the
+      ``grace_period`` after it, a point with a missing value) scores
+      :data:`NOT_SCORED`, 0.0, which no scored point reports (they score at
+      least 1e-12). River's ``ThresholdFilter`` never flags it; its
+      ``QuantileFilter``, comparing with ``>=``, flags it while 0.0 is all
+      it has seen (the warm-up).
+
+    A point scored by ``score_one`` and then withheld from ``learn_one``
+    (River's filters withhold the points they flag, unless
+    ``protect_anomaly_detector=False``) is learned when the next, different
+    point is scored: the history of changes has no hole, so a level shift
+    raises one alarm, not one per later point. To score points without
+    learning them, use ``score_many``. (A saved or copied detector keeps no
+    withheld point.)
 
     Parameters
     ----------
@@ -81,21 +131,23 @@ class PredictiveDetector(Guarded, AnomalyDetector):
     long_halflife
         Half-life, in points, of the raw scores' long-run statistics.
     alarm_memory
-        Half-life, in points, of the memory that scores the quiet points.
+        Half-life, in points, of the memory that scores the points raising
+        no alarm.
         The default, 200, is the length of a window of the Numenta Anomaly
         Benchmark's protocol on its typical series (10 % of 4,000 points
         shared by two anomalies): about how long an incident's aftermath
         lasts there.
     grace_period
-        Points scored 0 while the statistics settle.
+        Points not scored (:data:`NOT_SCORED`) while the statistics settle.
 
     Notes
     -----
     Features are the numeric values of ``x`` (a new feature gets an input
     and an output, and restarts the ranges). A point with a missing (None,
     NaN) or infinite value, or with no feature at all, is not learned
-    (``n_skipped`` counts it) and scores 0; a non-numeric value raises
-    ``ValueError``. ``score_one`` changes nothing. With several features,
+    (``n_skipped`` counts it) and is not scored; a non-numeric value raises
+    ``ValueError``. ``score_one`` changes nothing, but for learning a point
+    scored before and withheld (above). With several features,
     the range evidence is that of the feature furthest out of its range.
     A feature named NaN (unequal to itself) raises ``ValueError``.
 
@@ -105,11 +157,11 @@ class PredictiveDetector(Guarded, AnomalyDetector):
     Examples
     --------
     Hourly water flow through a pipeline, with drops (maintenance, losses)
-    and a pumping peak. The highest scores fall on sudden changes; few
-    hours reach Q = 0.01.
+    and a pumping peak. The highest scores fall on sudden changes; one
+    hour is an alarm at Q <= 1e-3; the first 101 hours are not scored.
 
     >>> from river import datasets
-    >>> from streamrnn.anomaly import PredictiveDetector
+    >>> from streamrnn.anomaly import NOT_SCORED, THRESHOLD, PredictiveDetector
     >>> detector = PredictiveDetector(seed=0)
     >>> scores, flows = [], []
     >>> for x, y in datasets.WaterFlow():
@@ -118,11 +170,11 @@ class PredictiveDetector(Guarded, AnomalyDetector):
     ...     flows.append(y)
     >>> for i in sorted(range(len(scores)), key=scores.__getitem__)[::-1][:3]:
     ...     print(f"hour {i}: {flows[i - 1]:.1f} -> {flows[i]:.1f} l/s, score {scores[i]:.3f}")
-    hour 873: 91.3 -> 55.8 l/s, score 0.109
-    hour 329: 102.7 -> 109.7 l/s, score 0.086
-    hour 212: 95.3 -> 24.3 l/s, score 0.084
-    >>> sum(s >= 2 / 30 for s in scores), len(scores)  # scores at Q <= 0.01
-    (6, 1268)
+    hour 873: 91.3 -> 55.8 l/s, score 0.554
+    hour 329: 102.7 -> 109.7 l/s, score 0.543
+    hour 212: 95.3 -> 24.3 l/s, score 0.542
+    >>> sum(s >= THRESHOLD for s in scores), sum(s == NOT_SCORED for s in scores), len(scores)
+    (1, 101, 1268)
     """
 
     #: for states saved before the parameter existed
@@ -189,6 +241,7 @@ class PredictiveDetector(Guarded, AnomalyDetector):
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        self._st = S.with_seen_counts(self._st, len(self._features))  # saved before they were kept
         self._st = S.with_calm_counts(self._st, len(self._features))  # saved before they were kept
         if self._st[S.S_DECAY] == 0.0:  # saved before the memory: that slot held a background
             self._st[S.S_DECAY] = 0.5 ** (1.0 / self.alarm_memory)
@@ -252,8 +305,41 @@ class PredictiveDetector(Guarded, AnomalyDetector):
 
     # ---------------------------------------------------------------- River
 
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state.pop("_withheld", None)  # a point awaiting learning is no part of the model
+        return state
+
     @exclusive
     def learn_one(self, x: dict) -> None:
+        self._withheld = None
+        self._learn(x)
+
+    @exclusive
+    def score_one(self, x: dict) -> float:
+        withheld = getattr(self, "_withheld", None)
+        if withheld is not None and not _same_point(withheld, x):  # scored, then withheld from learn_one
+            self._withheld = None
+            self._learn(withheld)
+        score = self._score(x)
+        # (a point with a missing value has nothing to learn: never withheld)
+        self._withheld = dict(x) if score != NOT_SCORED or self._complete(x) else None
+        return score
+
+    @exclusive
+    def learn_many(self, X: pd.DataFrame) -> None:
+        """``learn_one`` on each row of ``X`` in order (NaN cells are missing values)."""
+        self._withheld = None
+        for x in _rows(X):
+            self._learn(x)
+
+    @exclusive
+    def score_many(self, X: pd.DataFrame) -> np.ndarray:
+        """The score of each row of ``X`` against the current model (a point
+        withheld after ``score_one`` stays withheld; rows are never learned)."""
+        return np.array([self._score(x) for x in _rows(X)], dtype=np.float64)
+
+    def _learn(self, x: dict) -> None:
         if not self._complete(x):
             self._n_skipped += 1
             return
@@ -273,23 +359,11 @@ class PredictiveDetector(Guarded, AnomalyDetector):
         self._input = z
         S.set_prediction(self._st, self._net.predict(z))
 
-    @exclusive
-    def score_one(self, x: dict) -> float:
+    def _score(self, x: dict) -> float:
         values = self._values(x)
         if values is None or self._st[S.S_SCORED] < max(self.grace_period, 1):
-            return 0.0
+            return NOT_SCORED
         return S.score(self._st, values, np.empty(len(values)))
-
-    @exclusive
-    def learn_many(self, X: pd.DataFrame) -> None:
-        """``learn_one`` on each row of ``X`` in order (NaN cells are missing values)."""
-        for x in _rows(X):
-            self.learn_one(x)
-
-    @exclusive
-    def score_many(self, X: pd.DataFrame) -> np.ndarray:
-        """``score_one`` of each row of ``X`` against the current model."""
-        return np.array([self.score_one(x) for x in _rows(X)], dtype=np.float64)
 
     @property
     def n_skipped(self) -> int:
@@ -364,8 +438,7 @@ class ReconstructionDetector(PredictiveDetector):
             self._has_last = False  # the ranges restart with the new feature
             self._recent_z = np.zeros((self.window, n))  # the window restarts
 
-    @exclusive
-    def learn_one(self, x: dict) -> None:
+    def _learn(self, x: dict) -> None:
         if not self._complete(x):
             self._n_skipped += 1
             return
@@ -391,11 +464,10 @@ class ReconstructionDetector(PredictiveDetector):
         u[: len(z)] = z
         return u
 
-    @exclusive
-    def score_one(self, x: dict) -> float:
+    def _score(self, x: dict) -> float:
         values = self._values(x)
         if values is None or self._st[S.S_SCORED] < max(self.grace_period, 1):
-            return 0.0
+            return NOT_SCORED
         z = self._scaler.transform(values[None, :], update=False)[0]
         reconstruction = self._net.predict(self._input_for(z))
         return S.score_raw(self._st, values, S.reconstruction_error(reconstruction, self._recent_z, z, True))

@@ -28,8 +28,13 @@ Mann-Whitney statistic, ties counted half) and :func:`average_precision`
 fraction of scored rows (never more: tied scores are flagged all or none)
 and reports the windows detected, the false alarms and the detection delay.
 
-Scores must be finite: a NaN or infinite score raises ``ValueError`` naming
-its row (and its file).
+A NaN score means **not scored** (a detector's warm-up or a missing value;
+streamrnn's detectors report such points as :data:`streamrnn.anomaly.NOT_SCORED`,
+the CLI as an empty cell): the row is never a detection and takes no part in
+the point metrics. An infinite score raises ``ValueError`` naming its row
+(and its file).
+
+NAB's three cost profiles are in :data:`PROFILES`.
 """
 
 from __future__ import annotations
@@ -40,6 +45,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 STANDARD = {"tp": 1.0, "fp": 0.11, "fn": 1.0}  # NAB's standard cost profile (weights)
+#: NAB's cost profiles (its ``config/profiles.json``): a false positive costs
+#: twice as much under ``reward_low_FP_rate``, a false negative twice as much
+#: under ``reward_low_FN_rate``.
+PROFILES = {
+    "standard": STANDARD,
+    "reward_low_FP_rate": {"tp": 1.0, "fp": 0.22, "fn": 1.0},
+    "reward_low_FN_rate": {"tp": 1.0, "fp": 0.11, "fn": 2.0},
+}
 
 
 def scaled_sigmoid(position: float) -> float:
@@ -130,11 +143,11 @@ def nab_row_weights(series: LabelledSeries, profile: dict = STANDARD) -> tuple[n
 
 
 def _check_finite(s: np.ndarray, where: str = "") -> None:
-    """Refuse a NaN or infinite score, naming its row (and ``where``: the file)."""
-    if not np.isfinite(s).all():
-        row = int(np.flatnonzero(~np.isfinite(s))[0])
-        raise ValueError(f"{where}score of row {row} is {'NaN' if np.isnan(s[row]) else 'infinite'}; "
-                         "scores must be finite")
+    """Refuse an infinite score, naming its row (and ``where``: the file);
+    NaN (not scored) passes."""
+    if np.isinf(s).any():
+        row = int(np.flatnonzero(np.isinf(s))[0])
+        raise ValueError(f"{where}score of row {row} is infinite; scores must be finite (NaN: not scored)")
 
 
 def _file_scores(series: LabelledSeries, scores) -> np.ndarray:
@@ -189,7 +202,7 @@ def nab_corpus_score(corpus: list[LabelledSeries], scores: list, profile: dict =
     scores = _corpus_scores(corpus, scores)
     for series, s in zip(corpus, scores):
         weights, window_of = nab_row_weights(series, profile)
-        outside = window_of == -1
+        outside = (window_of == -1) & ~np.isnan(s)  # (a row not scored is never a detection)
         events_score.append(s[outside])
         events_delta.append(weights[outside])
         counted = 0
@@ -198,6 +211,7 @@ def nab_corpus_score(corpus: list[LabelledSeries], scores: list, profile: dict =
             if rows.size == 0:
                 continue
             counted += 1
+            rows = rows[~np.isnan(s[rows])]
             order = rows[np.argsort(-s[rows], kind="stable")]
             best = np.maximum.accumulate(weights[order])
             gain = np.diff(np.concatenate([[-profile["fn"]], best]))  # running improvements
@@ -253,12 +267,14 @@ def _labelled_scores(labels, scores) -> tuple[np.ndarray, np.ndarray]:
     if y.ndim != 1 or s.shape != y.shape:
         raise ValueError(f"labels and scores must be 1-D of one length, got shapes {y.shape} and {s.shape}")
     _check_finite(s)
-    return y, s
+    scored = ~np.isnan(s)
+    return y[scored], s[scored]
 
 
 def roc_auc(labels, scores) -> float:
     """Area under the ROC curve: the probability that a positive outscores a
-    negative, ties counting one half. NaN without both classes."""
+    negative, ties counting one half, over the scored rows (score not NaN).
+    NaN without both classes."""
     y, s = _labelled_scores(labels, scores)
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
@@ -350,7 +366,7 @@ def alarm_report(corpus: list[LabelledSeries], scores: list, budget: float = 0.0
     if not 0 < budget < 1:
         raise ValueError(f"budget must be in (0, 1), got {budget!r}")
     scores = _corpus_scores(corpus, scores)
-    scored = [s[series.scored()] for series, s in zip(corpus, scores)]
+    scored = [s[series.scored() & ~np.isnan(s)] for series, s in zip(corpus, scores)]
     pooled = np.concatenate(scored)
     threshold = _alarm_threshold(pooled, budget)
     detected = windows = false_alarms = 0

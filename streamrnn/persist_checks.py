@@ -868,10 +868,14 @@ def check_detector_state(cls: type, state) -> None:
           f"the {name}'s window or features are malformed")
     F = len(names)
     st = state.get("_st")
-    # (F fewer numbers: saved before the counts of calm values were kept)
+    # (F fewer numbers: saved before the counts of calm values were kept; HEAD - OLD_HEAD
+    # fewer: before the histograms of the errors were)
+    sizes = [S.state_size(k, F) - d for d in (0, S.HEAD - S.OLD_HEAD)]
     need(type(st) is np.ndarray and st.dtype == np.float64 and st.ndim == 1
-          and st.shape[0] in (S.state_size(k, F), S.state_size(k, F) - F),
+          and st.shape[0] in (*sizes, *(size - F for size in sizes)),
           f"the {name}'s score statistics do not match its window and features")
+    if st.shape[0] in (sizes[1], sizes[1] - F):  # (upgraded on load)
+        st = S.with_seen_counts(st, F)
     need(st[S.S_WINDOW] == k and 0 <= st[S.S_POS] < k and st[S.S_POS] == int(st[S.S_POS]),
           f"the {name}'s score statistics are inconsistent")
     need(np.isfinite(st).all(), f"the {name}'s score statistics are not all finite")
@@ -880,7 +884,8 @@ def check_detector_state(cls: type, state) -> None:
     need(min(st[S.S_N], st[S.S_SCORED], st[S.S_MEMORY], st[S.S_GRACE], *st[tails]) >= 0
          and 0 < st[S.S_ALPHA] <= 1 and 0 <= st[S.S_DECAY] < 1
          and st[S.S_TAIL + 2] <= 1 and st[S.S_TAIL_RECENT + 2] <= 1
-         and (st[a + F : a + 2 * F] >= 0).all() and (st[a + 5 * F : a + 6 * F] >= 0).all(),
+         and (st[a + F : a + 2 * F] >= 0).all() and (st[a + 5 * F : a + 6 * F] >= 0).all()
+         and (st[S.S_SEEN : S.HEAD] >= 0).all() and st[S.S_HIST : S.HEAD].sum() <= 2 * st[S.S_SEEN] + 1e-6 * st[S.S_SEEN],
          f"the {name}'s score statistics are out of their ranges (counts, variances, rates, scales >= 0)")
     net = state.get("_net")
     need(isinstance(net, OnlineRNN) and net._shape.input_size >= F and net._shape.output_size >= F,

@@ -154,9 +154,32 @@ def run(make, rows: list, kind: str) -> dict:
     return state
 
 
+def environment() -> str:
+    """What the figures' last bits depend on besides the code: the kernels'
+    machine code (Numba, LLVM's target CPU, bounds checking changes the code
+    of the fast-math kernels) and NumPy's exponential (its SIMD one on
+    AVX-512)."""
+    import platform
+
+    import numba
+    from llvmlite import binding
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+        cpu = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
+        cpu += ", avx512f" if " avx512f" in info else ""
+    except (OSError, StopIteration):
+        pass
+    return (f"numpy {np.__version__}, numba {numba.__version__}, {cpu} ({binding.get_host_cpu_name()}), "
+            f"boundscheck {bool(numba.config.BOUNDSCHECK)}")
+
+
 def compute() -> dict:
-    """Every scenario's figures, flattened to ``"<scenario>/<figure>"``."""
-    figures = {}
+    """Every scenario's figures, flattened to ``"<scenario>/<figure>"``, and
+    the :func:`environment` they were computed in."""
+    figures = {"environment": np.array(environment())}
     for name, (make, rows, kind) in scenarios().items():
         for part, value in run(make, rows, kind).items():
             figures[f"{name}/{part}"] = value

@@ -17,7 +17,7 @@ import pytest
 from river import datasets
 
 from streamrnn import GRUForecaster
-from streamrnn.anomaly import PredictiveDetector
+from streamrnn.anomaly import NOT_SCORED, THRESHOLD, PredictiveDetector
 from streamrnn.cli import main
 from streamrnn.cli.commands import DEFAULT_THRESHOLD
 
@@ -116,17 +116,23 @@ def test_detect_matches_the_detector_run_by_hand():
         score = detector.score_one({"flow": y})
         detector.learn_one({"flow": y})
         assert row[0] == x["Time"].isoformat()
-        assert row[1] == str(np.float32(score))
-        assert row[2] == str(int(score >= DEFAULT_THRESHOLD))
+        if score == NOT_SCORED:  # the warm-up: score and flag empty
+            assert row[1:] == ["", ""]
+        else:
+            assert row[1] == str(np.float32(score))
+            assert row[2] == str(int(score >= DEFAULT_THRESHOLD))
+    assert [r[1] for r in rows[1:102]] == [""] * 101 and "" not in rows[102]  # the first row and 100 warming up
+    assert DEFAULT_THRESHOLD == THRESHOLD
 
 
 def test_detect_threshold_and_quantile_options():
     text = waterflow_csv(150)
     _, out, _ = run(["detect", "--target", "flow", "--threshold", "0"], text)
-    assert {r[1] for r in rows_of(out)[1:]} == {"1"}
+    assert {r[1] for r in rows_of(out)[1:]} == {"1", ""}  # every scored row flagged; the warm-up not scored
     _, out, _ = run(["detect", "--target", "flow", "--quantile", "0.9"], text)
-    flags = np.array([int(r[1]) for r in rows_of(out)[1:]])
-    scores = np.array([float(r[0]) for r in rows_of(out)[1:]])
+    scored = [r for r in rows_of(out)[1:] if r[0] != ""]
+    flags = np.array([int(r[1]) for r in scored])
+    scores = np.array([float(r[0]) for r in scored])
     assert 0 < flags.sum() < len(flags)
     assert np.all(scores[flags == 1] > 0)
 
@@ -276,7 +282,7 @@ def test_subprocess_answers_a_pipe_row_by_row():
     proc.stdin.flush()
     assert proc.stdout.readline() == "score,is_anomaly\n"
     first = proc.stdout.readline()  # answered before the input ends
-    assert first.endswith(",0\n")
+    assert first == ",\n"  # (the first row: not scored)
     proc.stdin.write("2.0\n")
     proc.stdin.close()
     assert len(proc.stdout.read().splitlines()) == 1
@@ -418,7 +424,7 @@ def test_subprocess_signal_finishes_the_row_saves_and_exits_128_plus_signum(tmp_
                        stderr=subprocess.PIPE)
     values = [1, 3, 2, 5, 4, 6, 5, 7, 6, 8]
     lines = _feed_and_wait(proc, ["v"] + values[:9], 10)
-    assert lines[0] == "score,is_anomaly\n" and all(line.endswith(",0\n") for line in lines[1:])
+    assert lines[0] == "score,is_anomaly\n" and all(line == ",\n" for line in lines[1:])  # (warming up)
     checkpoint = _going_on(load(model))  # written after rows 4 and 8, while the stream goes on
     assert checkpoint == _going_on(_trained(values[:8])) and max(checkpoint) > 0
     _feed_and_wait(proc, values[9:], 1)
@@ -555,8 +561,8 @@ def test_delimiter_encoding_and_target_columns():
     status, out, err = run(["detect", "--target", "v", "--time", "t", "-d", ";", "--with-target",
                             "--hidden-size", "4"], text)
     assert status == 0, err
-    assert [line.split(";")[:3] for line in out.splitlines()] == [["t", "v", "score"], ["1", "1.5", "0.0"],
-                                                                  ["2", "2", "0.0"]]
+    assert [line.split(";")[:3] for line in out.splitlines()] == [["t", "v", "score"], ["1", "1.5", ""],
+                                                                  ["2", "2", ""]]
     status, out, _ = run(["forecast", "--target", "v", "--delimiter", "tab", "--hidden-size", "4"], "v\n1\n2\n")
     assert status == 0 and out.splitlines()[0] == "v+1" and "\t" not in out
     status, out, _ = run(["forecast", "--target", "v", "w", "--delimiter", "tab", "--hidden-size", "4"],
@@ -660,7 +666,7 @@ def test_a_score_rounded_to_float32_never_contradicts_its_flag():
     threshold is written in full beside its 0 flag."""
     text = waterflow_csv(150)
     _, out, _ = run(["detect", "--target", "flow", "--hidden-size", "8"], text)
-    scores = [float(r[0]) for r in rows_of(out)[1:] if float(r[0]) > 0]
+    scores = [float(r[0]) for r in rows_of(out)[1:] if r[0] != ""]
     full = PredictiveDetector(hidden_size=8, seed=0)
     exact = []
     for _, y in datasets.WaterFlow():
@@ -668,12 +674,13 @@ def test_a_score_rounded_to_float32_never_contradicts_its_flag():
         full.learn_one({"flow": y})
         if len(exact) == 150:
             break
-    rounded_up = [s for s in exact if s > 0 and float(np.float32(s)) > s]
+    # (scores whose float32 text reads at or above their float32, itself above them)
+    rounded_up = [s for s in exact if s > 0 and float(str(np.float32(s))) >= float(np.float32(s)) > s]
     assert scores and rounded_up
     threshold = float(np.float32(rounded_up[0]))  # the score lies below it, its float32 text on it
     _, out, _ = run(["detect", "--target", "flow", "--hidden-size", "8", "--threshold", repr(threshold)], text)
     rows = rows_of(out)[1:]
-    assert all((float(score) >= threshold) == (flag == "1") for score, flag in rows)
+    assert all((float(score) >= threshold) == (flag == "1") for score, flag in rows if score != "")
     assert repr(rounded_up[0]) in [score for score, _ in rows]
 
 
@@ -746,3 +753,25 @@ def test_warmup_compiles_the_kernels_into_the_cache():
     assert status == 0 and err == ""
     assert out.startswith(f"kernels compiled and cached in {cache_location()} (")
     assert os.path.exists(recurrent.learn_one._cache._cache_file._index_path)
+
+
+def test_detect_leaves_rows_not_scored_empty_and_evaluate_reads_them_as_such():
+    """The warm-up and a row with a missing value have empty score and flag
+    cells; read back as NaN, streamrnn.evaluate leaves them out of the point
+    metrics and never counts them as detections."""
+    from streamrnn.evaluate import LabelledSeries, nab_file_score, roc_auc
+
+    lines = waterflow_csv(300).splitlines()
+    time, _ = lines[200].split(",")
+    lines[200] = f"{time},"  # a missing value
+    status, out, err = run(["detect", "--target", "flow", "--hidden-size", "8"], "\n".join(lines) + "\n")
+    assert status == 0, err
+    rows = rows_of(out)[1:]
+    empty = np.array([r == ["", ""] for r in rows])
+    assert empty[:101].all() and empty[199] and empty.sum() == 102  # (row 199 of the output: line 200)
+    scores = np.array([float(r[0]) if r[0] else np.nan for r in rows])
+    labels = np.zeros(len(rows), dtype=bool)
+    labels[250:260] = True
+    assert roc_auc(labels, scores) == roc_auc(labels[~empty], scores[~empty])
+    series = LabelledSeries("f", len(rows), [(90, 110)])
+    assert nab_file_score(series, scores, 0.0) == nab_file_score(series, np.where(empty, -1.0, scores), 0.0)

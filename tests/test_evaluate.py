@@ -124,8 +124,8 @@ def test_alarm_report_counts_windows_false_alarms_and_delays():
 
 
 def test_scores_that_do_not_fit_their_files_are_refused():
-    """A missing file, a short score array or a NaN score would silently
-    change the figures (a file dropped by zip, labels truncated)."""
+    """A missing file or a short score array would silently change the
+    figures (a file dropped by zip, labels truncated)."""
     f, g = LabelledSeries("f", 100, [(40, 49)]), LabelledSeries("g", 100, [(60, 69)])
     hit = np.zeros(100)
     hit[40] = 1
@@ -135,13 +135,9 @@ def test_scores_that_do_not_fit_their_files_are_refused():
         alarm_report([f, g], [hit])
     with pytest.raises(ValueError, match=r"g: scores of shape \(99,\) for 100 rows"):
         alarm_report([f, g], [hit, hit[:99]])
-    with pytest.raises(ValueError, match="f: score of row 3 is NaN"):
-        nab_file_score(f, np.where(np.arange(100) == 3, np.nan, hit), 0.5)
     for metric in (roc_auc, average_precision):
         with pytest.raises(ValueError, match="1-D of one length"):
             metric([0, 1, 1], [0.1, 0.2])
-        with pytest.raises(ValueError, match="row 1 is NaN"):
-            metric([0, 1, 1], [0.1, np.nan, 0.3])
     for windows in ([(60, 69), (40, 49)], [(40, 49), (45, 50)], [(95, 100)], [(-1, 3)], [(5, 4)]):
         with pytest.raises(ValueError, match="must lie within its 100 rows"):
             LabelledSeries("h", 100, windows)
@@ -163,8 +159,28 @@ def test_infinite_scores_are_refused_naming_the_file():
         for metric in (roc_auc, average_precision):
             with pytest.raises(ValueError, match=rf"score of row {row} is infinite"):
                 metric(g.labels(), bad)
-    with pytest.raises(ValueError, match="f: score of row 3 is NaN"):
-        alarm_report([f], [np.where(np.arange(100) == 3, np.nan, 0.0)])
+
+
+def test_nan_scores_are_rows_not_scored():
+    """A NaN score (not scored) is never a detection, and the point metrics
+    and the alarm budget leave its row out: the figures equal those of the
+    same rows with the NaN rows removed (point metrics) or scored below
+    every threshold (NAB)."""
+    rng = np.random.default_rng(0)
+    f, g = LabelledSeries("f", 300, [(100, 129)]), LabelledSeries("g", 300, [(200, 229), (260, 279)])
+    scores = [rng.random(300), rng.random(300)]
+    scores[0][100:110] += 0.5
+    missing = [rng.random(300) < 0.2, rng.random(300) < 0.2]
+    with_nan = [np.where(m, np.nan, s) for s, m in zip(scores, missing)]
+    low = [np.where(m, -1.0, s) for s, m in zip(scores, missing)]
+    got, want = nab_corpus_score([f, g], with_nan), nab_corpus_score([f, g], low)
+    assert (got.score, got.threshold, got.per_file) == (want.score, want.threshold, want.per_file)
+    assert nab_file_score(f, with_nan[0], 0.9) == nab_file_score(f, low[0], 0.9)
+    for metric in (roc_auc, average_precision):
+        labels = g.labels()
+        assert metric(labels, with_nan[1]) == metric(labels[~missing[1]], scores[1][~missing[1]])
+    report = alarm_report([f, g], with_nan, budget=0.05)
+    assert report.rows == sum(int((s.scored() & ~m).sum()) for s, m in zip([f, g], missing))
 
 
 def test_alarm_report_flags_at_most_its_budget_when_scores_tie():

@@ -14,7 +14,7 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
-from river_streams import FIXTURE, run, scenarios
+from river_streams import FIXTURE, environment, run, scenarios
 
 import streamrnn
 from streamrnn import GRUClassifier, GRURegressor, LSTMClassifier, LSTMRegressor, RNNClassifier, RNNRegressor
@@ -26,6 +26,12 @@ REFERENCE = np.load(FIXTURE)
 SCENARIOS = scenarios()
 
 
+SAME_ENVIRONMENT = str(REFERENCE["environment"]) == environment()
+
+
+@pytest.mark.skipif(not SAME_ENVIRONMENT, reason=f"the reference figures were computed with "
+                    f"{REFERENCE['environment']}, here {environment()}: their last bits differ on other machine code "
+                    "(the one-call path is compared with the row-by-row path below instead)")
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_every_prediction_and_the_final_state_as_before(name):
     make, rows, kind = SCENARIOS[name]

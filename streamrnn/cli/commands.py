@@ -451,13 +451,19 @@ def detect(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
     def handle(row, fields, key, when):
         x = {t: run.rows.number(fields, t, row) for t in run.targets}
         score = model.score_one(key, x)
-        if args.quantile is not None:
+        scored = score != anomaly.NOT_SCORED  # (warm-up, a missing value): score and flag left empty
+        if not scored:
+            flag = False
+        elif args.quantile is not None:
             flag = _above_quantile(quantiles, key, score, args.quantile)
         else:
             flag = score >= threshold
         model.learn_one(key, x)
         if run.plots(key):
-            run.record(score=score, flag=flag, value=x[run.targets[0]], index=run.plot_index(when))
+            run.record(score=score if scored else float("nan"), flag=flag, value=x[run.targets[0]],
+                       index=run.plot_index(when))
+        if not scored:
+            return ["", ""]
         text = run.number(score)  # at the model's precision, unless that would cross the threshold
         if args.quantile is None and (float(text) >= threshold) != flag:
             text = format_number(score)

@@ -2,10 +2,10 @@
 the parser, ``--help`` and ``--version`` start at once)."""
 
 CELLS = ("lstm", "gru", "rnn")
-# Default alarm level of ``detect``: a tail probability of 1e-3 (the score is
-# -log10(Q) / 30, see PredictiveDetector); the best single threshold over the
-# NAB corpus is 0.103 (benchmarks/bench_nab.py).
-DEFAULT_THRESHOLD = 0.1
+# Default alarm level of ``detect``: an alarm at a tail probability of 1e-3
+# (an alarm scores 0.5 + (-log10(Q) / 30) / 2; streamrnn.anomaly.THRESHOLD,
+# written out so that the parser imports no model).
+DEFAULT_THRESHOLD = 0.55
 #: The options that configure a new model, with their defaults (the parser
 #: leaves them None, so that one given with ``--load`` can be told apart).
 MODEL_OPTIONS = {"model": "--model", "hidden_size": "--hidden-size", "seed": "--seed"}

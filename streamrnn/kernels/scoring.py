@@ -32,18 +32,36 @@ under the point's null model, the largest of:
   the excess alone: a leap far beyond the excursion's last record still
   counts. With several features, the feature with the most evidence counts.
 
-The **reported score** of a point is its evidence when that is an alarm:
-at least :data:`ALARM` (``Q <= 0.01``) and above the evidence of each of
-the ``k`` points before it (a refractory rule: an alarm is news once; a run
-of unusual points raises one alarm, and a second only when the evidence
-grows). Any other point reports :data:`QUIET` times the **memory**: the
-largest evidence seen since the first ``g`` raw scores (the grace period,
-while the statistics settle), its own included, fading by half every
-``h`` points (the alarm memory's half-life). So the quiet points, below
-every alarm, are ranked by how strong and how recent the last unusual
-stretch was (a stream just after an incident ranks above one long calm),
-and quantile filters get a continuous score; thresholds at or above
-:data:`ALARM` see the alarms alone.
+**News.** For the alarms, each error's ``Q`` is at least the fraction of the
+errors counted since the grace period that were as large (from the
+histograms; none as large: the tail's ``Q`` alone). An exponential tail fitted
+to mostly small errors is sure that a large one is rare; when errors this
+large recur (a square wave's daily jump, a regular burst of spikes), their
+frequency says how rare they are, and they raise no alarm once they are
+usual (on NAB's shared corpus, seed 0: standard score 53.5 to 60.4; halves 55.1 and
+53.9 to 60.1 and 61.3).
+The memory takes the tail's ``Q`` alone, so that the quiet scores of a
+stationary stream keep their calibration.
+
+The **reported score** of a point is ``0.5 + evidence / 2`` when it is an
+alarm: evidence at least :data:`ALARM` (``Q <= 0.01``) and above the
+evidence of each of the ``k`` points before it (a refractory rule: an alarm
+is news once; a run of unusual points raises one alarm, and a second only
+when the evidence grows). Any other point reports half the probability
+that a stream of independent, uniform tail probabilities would have a
+**memory** no greater than this point's: the memory is the largest
+evidence seen since the first ``g`` raw scores (the grace period, while the
+statistics settle), its own included, fading by half every ``h`` points
+(the alarm memory's half-life); in units ``m`` of ``-log10 Q``, that
+probability is the product over ages ``i`` of ``1 - 10 ** (-m / d ** i)``
+(``d = 0.5 ** (1 / h)``), computed as an integral (:func:`_log_calm`). So
+alarms score in [0.533, 1] (:data:`THRESHOLD`, 0.55, at ``Q = 1e-3``), the
+other points in (0, 0.5), ranked by how strong and how recent the last
+unusual stretch was (a stream just after an incident ranks above one long
+calm; a long anomaly keeps scoring near 0.5 while it lasts), and spread
+about uniformly on a stationary stream, so quantile filters get a
+continuous score. A point not scored reports :data:`NOT_SCORED` (0.0; every
+scored point reports at least :data:`TINY`).
 
 Everything is one-sided: large errors, and values beyond the range on the
 side they left by.
@@ -65,8 +83,12 @@ The detector's numbers live in one float64 array ``st``:
 ``st[S_MEMORY]``, ``st[S_DECAY]``, ``st[S_GRACE]``
     the memory after the last point, its factor of decay per point
     (``0.5 ** (1 / h)``), and the raw scores ``g`` it does not remember;
+``st[S_SEEN]``, ``st[S_HIST : S_HIST + B]``, ``st[S_HIST + B : HEAD]``
+    the raw scores counted since the grace period, and the histograms (``B
+    = SEEN_BINS`` bins over ``[0, SEEN_TOP]``) of their raw scores and
+    recent errors;
 ``st[HEAD : HEAD + k]``, ``st[HEAD + k : HEAD + 2 k]``
-    the rings of the last raw scores and of the last evidence;
+    the rings of the last raw scores and of the last (alarm) evidence;
 then, for ``F`` features, ``last``, ``scale``, ``prediction``, ``low``,
 ``high`` and ``calm`` (each ``F``): the :data:`PER_FEATURE` blocks; ``calm``
 counts the values recorded since the feature was last beyond its range (at
@@ -91,7 +113,15 @@ _JIT = dict(cache=config.CACHE, nogil=True, error_model="numpy", fastmath=config
 S_N, S_SCORED, S_POS, S_ALPHA, S_WINDOW = 0, 1, 2, 3, 4
 S_TAIL, S_TAIL_RECENT = 5, 9  # mean, variance, rate above u, mean excess over u
 S_MEMORY, S_DECAY, S_GRACE = 13, 14, 15
-HEAD = 16
+S_SEEN = 16  # raw scores counted in the histograms
+#: Bins of the histograms of the raw scores and of the recent errors, over
+#: [0, SEEN_TOP] (a score beyond it counts in the last bin).
+SEEN_BINS = 256
+SEEN_TOP = 3.2
+S_HIST = 17
+HEAD = S_HIST + 2 * SEEN_BINS
+#: HEAD before the histograms were kept.
+OLD_HEAD = 16
 PER_FEATURE = 6
 CLIP = 10.0
 FLOAT_MAX = 1.7976931348623157e308
@@ -101,8 +131,26 @@ SCALE = 30.0
 LN10 = math.log(10.0)
 #: The least evidence an alarm has: Q = 0.01.
 ALARM = 2.0 / SCALE
-#: The score of a point that raises no alarm is QUIET times the memory (at most QUIET).
-QUIET = 1.0 / SCALE
+#: The least reported score of an alarm (at Q = 0.01); every other scored point scores below it.
+ALARM_SCORE = 0.5 + 0.5 * ALARM
+#: The default threshold: the reported score of an alarm at Q = 1e-3.
+THRESHOLD = 0.5 + 0.5 * 3.0 / SCALE
+#: The reported score of a point that is not scored (no scored point reports it).
+NOT_SCORED = 0.0
+#: The least reported score of a scored point.
+TINY = 1e-12
+
+
+def _calm_table(n: int = 6001, low: float = 1e-6, high: float = 60.0):
+    """``G(m) = integral from m to infinity of -ln(1 - 10 ** -u) du / u`` on
+    a grid uniform in ``ln m`` (trapezoids in ``ln u``; 0 past ``high``)."""
+    log_u = np.linspace(math.log(low), math.log(high), n)
+    f = -np.log1p(-(10.0 ** -np.exp(log_u)))
+    steps = 0.5 * (f[1:] + f[:-1]) * np.diff(log_u)
+    return log_u[0], log_u[1] - log_u[0], np.append(np.cumsum(steps[::-1])[::-1], 0.0)
+
+
+CALM_LOG_LOW, CALM_STEP, CALM_G = _calm_table()
 
 
 def state_size(k: int, n_features: int) -> int:
@@ -172,10 +220,47 @@ def _recent(st, raw):
 
 
 @njit(inline="always")
+def _bin(x):
+    """The histogram bin of a raw score or recent error ``x`` (>= 0)."""
+    if not x > 0.0:  # (0 and NaN)
+        return 0
+    return min(int(x * (SEEN_BINS / SEEN_TOP)), SEEN_BINS - 1)
+
+
+@njit(inline="always")
+def _seen_log10(st, j, x):
+    """``-log10`` of the fraction of the raw scores (``j = 0``) or recent
+    errors (``j = 1``) counted so far that were at least ``x`` (those of
+    ``x``'s bin taken as spread evenly over it; the last bin counts whole):
+    how often an error this large was seen; ``inf`` when never (or nothing
+    counted yet)."""
+    n = st[S_SEEN]
+    first = S_HIST + j * SEEN_BINS
+    b = _bin(x)
+    count = 0.0
+    for i in range(first + b + 1, first + SEEN_BINS):
+        count += st[i]
+    if b < SEEN_BINS - 1:  # the part of x's bin above x, its errors taken as spread evenly
+        count += st[first + b] * min(max(b + 1.0 - x * (SEEN_BINS / SEEN_TOP), 0.0), 1.0)
+    else:
+        count += st[first + b]
+    if count <= 0.0 or n <= 0.0:
+        return math.inf
+    return -math.log10(min(count / n, 1.0))
+
+
+@njit(inline="always")
 def _error_log10(st, raw):
-    """``-log10 Q`` of the error evidence: the larger of the raw score's and
-    the recent error's."""
-    return max(_tail_log10(st, S_TAIL, raw), _tail_log10(st, S_TAIL_RECENT, _recent(st, raw)))
+    """``-log10 Q`` of the error evidence, the larger of the raw score's and
+    the recent error's: of the alarms (each ``Q`` the larger of its tail
+    model's and of the fraction of the errors counted so far that were as
+    large: an error that recurs is no news), and of the memory (the tail
+    models' alone)."""
+    recent = _recent(st, raw)
+    tail_raw = _tail_log10(st, S_TAIL, raw)
+    tail_recent = _tail_log10(st, S_TAIL_RECENT, recent)
+    news = max(min(tail_raw, _seen_log10(st, 0, raw)), min(tail_recent, _seen_log10(st, 1, recent)))
+    return news, max(tail_raw, tail_recent)
 
 
 @njit(inline="always")
@@ -223,10 +308,36 @@ def _memory(st, evidence):
 
 
 @njit(inline="always")
-def _reported(st, evidence):
-    """``evidence`` if it is an alarm (at least ``ALARM``, and above each of
-    the last ``k`` points' evidence, fewer at first); otherwise ``QUIET``
-    times the memory with ``evidence`` added."""
+def _log_calm(m, decay):
+    """``ln P(M <= m)`` for the memory ``M`` (in units of ``-log10 Q``) of a
+    stream whose tail probabilities are independent and uniform: ``M`` is
+    the largest ``L_i d ** i`` over the ages ``i >= 0`` of exponential
+    ``L_i`` (``P(L > l) = 10 ** -l``), so the log-probability is the sum of
+    ``ln(1 - 10 ** (-m / d ** i))``, here its integral ``-G(m) / -ln d``
+    plus half its first term, less a twelfth of its slope there
+    (Euler-Maclaurin)."""
+    if m <= 0.0:
+        return -math.inf
+    x = (math.log(m) - CALM_LOG_LOW) / CALM_STEP
+    last = CALM_G.shape[0] - 1
+    if x >= last:
+        g = 0.0
+    else:
+        x = max(x, 0.0)
+        i = int(x)
+        g = CALM_G[i] + (x - i) * (CALM_G[i + 1] - CALM_G[i])
+    tail = 10.0 ** -m
+    slope = tail * LN10 * m * -math.log(decay) / (1.0 - tail)
+    return g / math.log(decay) + 0.5 * math.log1p(-tail) - slope / 12.0
+
+
+@njit(inline="always")
+def _reported(st, evidence, model):
+    """``0.5 + evidence / 2`` if it is an alarm (at least ``ALARM``, and
+    above each of the last ``k`` points' evidence, fewer at first);
+    otherwise half the probability that a stream without anomalies would
+    have a memory (with the tail models' evidence ``model`` added) no
+    greater (at least ``TINY``)."""
     if evidence >= ALARM:
         k = int(st[S_WINDOW])
         m = min(int(st[S_SCORED]), k)
@@ -237,8 +348,16 @@ def _reported(st, evidence):
                 news = False
                 break
         if news:
-            return evidence
-    return QUIET * _memory(st, evidence)
+            return 0.5 + 0.5 * evidence
+    return max(0.5 * math.exp(_log_calm(SCALE * _memory(st, model), st[S_DECAY])), TINY)
+
+
+@njit(inline="always")
+def _evidences(st, raw, range_log10):
+    """The evidence of a point's alarms and of its memory: ``-log10(Q) /
+    30`` of the larger of its error's and its range's (capped at 1)."""
+    news, model = _error_log10(st, raw)
+    return _evidence(max(news, range_log10)), _evidence(max(model, range_log10))
 
 
 @njit(inline="always")
@@ -286,34 +405,37 @@ def scaled_changes(st, values, z):
 @njit(**_JIT)
 def error_evidence(st, raw):
     """The evidence of a raw score alone (no range): ``-log10(Q) / 30``, capped at 1."""
-    return _evidence(_error_log10(st, raw))
+    return _evidences(st, raw, 0.0)[0]
 
 
 @njit(**_JIT)
 def evidence(st, values, raw):
     """The evidence of ``values`` with raw score ``raw``: the larger of the
     error's and the range's."""
-    return _evidence(max(_error_log10(st, raw), _range_log10(st, values)))
+    return _evidences(st, raw, _range_log10(st, values))[0]
 
 
 @njit(**_JIT)
 def likelihood(st, raw):
     """The reported score of a raw score alone (no range evidence)."""
-    return _reported(st, _evidence(_error_log10(st, raw)))
+    ev, model = _evidences(st, raw, 0.0)
+    return _reported(st, ev, model)
 
 
 @njit(**_JIT)
 def score(st, values, z):
     """The reported score of ``values``; changes nothing but ``z``."""
     raw = scaled_changes(st, values, z)
-    return _reported(st, _evidence(max(_error_log10(st, raw), _range_log10(st, values))))
+    ev, model = _evidences(st, raw, _range_log10(st, values))
+    return _reported(st, ev, model)
 
 
 @njit(**_JIT)
-def _push(st, raw, ev):
-    """Add a raw score and its point's evidence to the rings, the evidence
-    to the memory (past the grace period), and the raw score and recent
-    error to their statistics (a running mean at first, exponentially weighted once past
+def _push(st, raw, ev, model):
+    """Add a raw score and its point's evidence to the rings, the tail
+    models' evidence ``model`` to the memory (past the grace period), the
+    raw score and recent error to the histograms (past it too) and to their
+    statistics (a running mean at first, exponentially weighted once past
     the half-life)."""
     k = int(st[S_WINDOW])
     recent = _recent(st, raw)
@@ -321,7 +443,11 @@ def _push(st, raw, ev):
     alpha = max(st[S_ALPHA], 1.0 / (scored + 1.0))
     _tail_update(st, S_TAIL, raw, alpha, scored == 0)
     _tail_update(st, S_TAIL_RECENT, recent, alpha, scored == 0)
-    st[S_MEMORY] = _memory(st, ev) if scored >= st[S_GRACE] else 0.0
+    if scored >= st[S_GRACE]:  # (the errors of the grace period, while the network settles, are not counted)
+        st[S_HIST + _bin(raw)] += 1.0
+        st[S_HIST + SEEN_BINS + _bin(recent)] += 1.0
+        st[S_SEEN] += 1.0
+    st[S_MEMORY] = _memory(st, model) if scored >= st[S_GRACE] else 0.0
     pos = int(st[S_POS])
     st[HEAD + pos] = raw
     st[HEAD + k + pos] = ev
@@ -333,8 +459,8 @@ def _push(st, raw, ev):
 def record_raw(st, raw):
     """Record a raw score with its error evidence (the reconstruction
     detector's step). Returns the evidence."""
-    ev = _evidence(_error_log10(st, raw))
-    _push(st, raw, ev)
+    ev, model = _evidences(st, raw, 0.0)
+    _push(st, raw, ev, model)
     return ev
 
 
@@ -359,8 +485,8 @@ def record(st, values, z):
     values); ``values`` become the last ones. Returns the raw score."""
     F = values.shape[0]
     raw = scaled_changes(st, values, z)
-    ev = _evidence(max(_error_log10(st, raw), _range_log10(st, values)))
-    _push(st, raw, ev)
+    ev, model = _evidences(st, raw, _range_log10(st, values))
+    _push(st, raw, ev, model)
     last, scale, _, _, _, _ = _blocks(st, F)
     for j in range(F):
         scale[j] = _rescaled(values[j] - last[j], scale[j], st[S_N])
@@ -373,7 +499,8 @@ def record(st, values, z):
 def score_raw(st, values, raw):
     """The reported score of ``values`` whose raw score ``raw`` was computed
     elsewhere (the reconstruction detector's); changes nothing."""
-    return _reported(st, _evidence(max(_error_log10(st, raw), _range_log10(st, values))))
+    ev, model = _evidences(st, raw, _range_log10(st, values))
+    return _reported(st, ev, model)
 
 
 @njit(**_JIT)
@@ -381,8 +508,8 @@ def record_raw_values(st, values, raw):
     """Record ``values`` with their raw score computed elsewhere: the evidence
     (error and range) with :func:`_push`, the values to the ranges. Returns
     the evidence."""
-    ev = _evidence(max(_error_log10(st, raw), _range_log10(st, values)))
-    _push(st, raw, ev)
+    ev, model = _evidences(st, raw, _range_log10(st, values))
+    _push(st, raw, ev, model)
     _extend_ranges(st, values)
     return ev
 
@@ -400,6 +527,16 @@ def restart_history(st, values):
     high[:] = values
     calm[:] = st[S_WINDOW]
     st[S_N] = 0
+
+
+def with_seen_counts(st, n_features: int):
+    """A state saved before the histograms of the errors were kept, with
+    them added (empty: nothing seen yet); any other state as it is."""
+    k = int(st[S_WINDOW])
+    old = OLD_HEAD + 2 * k + PER_FEATURE * n_features
+    if st.shape[0] in (old, old - n_features):
+        return np.concatenate([st[:OLD_HEAD], np.zeros(HEAD - OLD_HEAD), st[OLD_HEAD:]])
+    return st
 
 
 def with_calm_counts(st, n_features: int):
