@@ -173,6 +173,10 @@ def test_one_two_and_three_shards_equal_one_in_process_wrapper(ray):
         assert state(s["b"]) == state(one["b"]) if "b" in one else "b" not in s
         with pytest.raises(KeyError):
             s.evict(["not-there"])
+        with pytest.raises(ValueError, match="values must have one entry per key: 2 keys, 1 values"):
+            s.learn_many(["a", "b"], [1.0])
+        with pytest.raises(TypeError, match="has no stable hash"):
+            s.learn_one(1j, 1.0)
     # single rows, and a value the model refuses (not counted, as in-process)
     s = sharded[1]
     with pytest.raises(ValueError):
@@ -306,7 +310,8 @@ def test_the_command_line_with_shards_writes_what_one_process_writes(ray, tmp_pa
     detect = ["detect", data, *common, "--time", "time"]
     status, alone, err = run_cli([*detect, "--seed-by-key", "--save", str(tmp_path / "alone.npz")])
     assert status == 0, err
-    assert any(float(line.split(",")[2]) > 0 for line in alone.splitlines()[1:])  # (scores, not only zeros)
+    scores = [line.split(",")[2] for line in alone.splitlines()[1:]]  # (empty while a key warms up)
+    assert any(float(score) > 0 for score in scores if score)
     status, sharded, err = run_cli([*detect, "--shards", "2", "--save", str(tmp_path / "sharded.npz"),
                                     "--checkpoint-every", "40"])
     assert status == 0, err

@@ -214,17 +214,17 @@ class _ShardedKeyed(ShardedBase):
         return results
 
     def _learn_many(self, keys, args: list) -> None:
-        keys, parts = self._rows(keys, ("rows", args))
+        keys, parts = self._rows(keys, ("values", args))
         self._learned("learn_many", keys, parts, (args,))
 
     def _ask_many(self, ask: str, keys, args: list) -> list:
-        keys, parts = self._rows(keys, ("rows", args))
+        keys, parts = self._rows(keys, ("values", args))
         calls = {s: ("ask_many", (self._take(keys, rows), take(rows, args), ask, self._batch))
                  for s, rows in enumerate(parts) if rows is None or len(rows)}
         return self._in_order(parts, self._call(calls, logged=False), len(keys))
 
     def _combined(self, method: str, ask: str, keys, first: list, second: list) -> list:
-        keys, parts = self._rows(keys, ("rows", first), ("rows", second))
+        keys, parts = self._rows(keys, ("values", first), ("values", second))
         results = self._learned(method, keys, parts, (first, second), (ask,))
         return self._in_order(parts, {s: r[0] for s, r in results.items()}, len(keys))
 
