@@ -5,19 +5,21 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import numpy as np
 from river import base
 
 from .checks import check_integer, check_seed
 from ._docs import document
 from .guard import Guarded, exclusive
-from .keys import holds_nan, keys_to_evict
+from .keys import holds_nan, key_seed, keys_to_evict
 
 
 class _Keyed(Guarded):
     """One clone of ``template`` per key, the n-th key created (evicted ones
     counted) seeded ``seed + n`` when the template has a ``seed`` (so runs
-    repeat exactly); with ``max_idle``, the keys not learned from in the
-    last ``max_idle`` calls of ``learn_one`` are evicted.
+    repeat exactly), or, with ``seed_by_key``, seeded from ``seed`` and the
+    key; with ``max_idle``, the keys not learned from in the last
+    ``max_idle`` calls of ``learn_one`` are evicted.
 
     Parameters
     ----------
@@ -32,6 +34,14 @@ class _Keyed(Guarded):
         a new model (and a new seed). None (the default) keeps every key.
         The memory then stays bounded by ``max_idle`` models, however many
         keys the stream has.
+    seed_by_key
+        Seed key ``k``'s model ``key_seed(seed, k)`` (from ``seed`` and a
+        stable hash of the key, :func:`streamrnn.keys.key_seed`) instead of
+        ``seed + n``: a key's model then depends neither on the order keys
+        arrive in nor on which wrapper holds it, so wrappers holding parts
+        of a stream's keys give the results of one (keys must be of the
+        kinds :func:`streamrnn.keys.key_bytes` takes: None, bool, int,
+        float, str, bytes, numpy scalars, tuples and frozensets of those).
     """
 
     _n_created = None  # for states saved before it was kept: the keys then held
@@ -39,12 +49,17 @@ class _Keyed(Guarded):
     max_idle = None
     _clock = 0
     _last_seen = None
+    seed_by_key = False  # for states saved before there was a choice
 
-    def __init__(self, template: base.Estimator, seed: int | None = None, max_idle: int | None = None):
+    def __init__(self, template: base.Estimator, seed: int | None = None, max_idle: int | None = None,
+                 seed_by_key: bool = False):
         check_seed(seed)
         max_idle = check_integer("max_idle", max_idle, none_ok=True)
+        if not isinstance(seed_by_key, bool | np.bool_):
+            raise TypeError(f"seed_by_key must be True or False, got {seed_by_key!r}")
         self.template = template
         self.seed = seed
+        self.seed_by_key = bool(seed_by_key)
         self.max_idle = max_idle
         self._models: dict = {}
         self._n_created = 0
@@ -57,7 +72,7 @@ class _Keyed(Guarded):
             raise ValueError(f"key {key!r} is or holds NaN: a missing key? (None is a valid key)")
         params = {}
         if self.seed is not None and "seed" in self.template._get_params():
-            params["seed"] = self.seed + self._created()
+            params["seed"] = key_seed(self.seed, key) if self.seed_by_key else self.seed + self._created()
         return self.template.clone(params)
 
     def _created(self) -> int:
@@ -86,7 +101,12 @@ class _Keyed(Guarded):
             self._last_seen = OrderedDict.fromkeys(self._models, self._clock)
         self._last_seen[key] = self._clock
         self._last_seen.move_to_end(key)
-        if self.max_idle is None:
+        self._evict_idle()
+
+    def _evict_idle(self) -> None:
+        """Evict the keys idle for more than ``max_idle`` samples at the
+        current count."""
+        if self.max_idle is None or self._last_seen is None:
             return
         while self._last_seen:
             oldest, when = next(iter(self._last_seen.items()))

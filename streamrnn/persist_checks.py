@@ -771,6 +771,7 @@ def check_keyed(cls, state, limits) -> None:
     need(type(models) is dict and _is_int(state.get("_n_created"))
          and all(type(m) is type(template) for m in models.values()),
          f"the {cls.__qualname__}'s models are malformed (each of its template's class)")
+    need(type(state.get("seed_by_key", False)) is bool, f"the {cls.__qualname__}'s seed_by_key must be True or False")
     _check_arguments(cls, state, None)
 
 

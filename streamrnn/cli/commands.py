@@ -15,6 +15,7 @@ from river import stats
 from .files import check_plot, check_writable, is_terminal, open_input
 from .rows import CommandError, CSVInput, format_number
 from .service import Checkpoints, SignalGuard, Stop
+from .sharded import key_seeded
 from .times import TimeParser, add_months, months_between
 
 from .options import DEFAULT_THRESHOLD, MAX_HORIZON, MODEL_DEFAULTS, MODEL_OPTIONS
@@ -115,6 +116,8 @@ def _check_outputs(args: argparse.Namespace) -> None:
 def _save(model, path: str, metadata: dict) -> None:
     from ..persistence import save
 
+    if hasattr(model, "to_keyed"):  # models over shards: saved as one keyed wrapper
+        model = model.to_keyed()
     try:
         save(model, path, metadata=metadata)
     except OSError as error:
@@ -347,6 +350,7 @@ def forecast(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
             model = KeyedForecaster(_build(cls, **params), seed=seed)
     if args.max_idle is not None:  # the wrapper counts learned values: a row has one per target
         model.max_idle = args.max_idle * len(_targets(args))
+    model = key_seeded(model, args)
     dtype = model.dtype if isinstance(model, GlobalForecaster) else model.template.dtype
     run = _Run(args, stream, name, piped, stdout, stderr, guard, dtype)
     run.resume(metadata)
@@ -437,6 +441,7 @@ def detect(args: argparse.Namespace, stream: TextIO, name: str, piped: bool,
         model = KeyedDetector(_build(anomaly.PredictiveDetector, cell=cell, **params), seed=seed)
     if args.max_idle is not None:
         model.max_idle = args.max_idle
+    model = key_seeded(model, args)
     quantiles: dict = {}
     threshold = args.threshold if args.threshold is not None else DEFAULT_THRESHOLD
     run = _Run(args, stream, name, piped, stdout, stderr, guard, model.template.dtype)

@@ -124,6 +124,14 @@ def _add_stream_options(parser: argparse.ArgumentParser) -> None:
                         help="plot the first target (of the first key, over its own rows) to this file; its "
                              "extension picks the format (png, pdf, svg, ...)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument("--seed-by-key", action="store_true",
+                        help="with --key: seed each key's model from --seed and the key, not from the order keys "
+                             "arrive in (the results of a key do not depend on the others'; --shards implies it)")
+    parser.add_argument("--shards", type=_positive_int, metavar="N",
+                        help="with --key: spread the keys' models over N Ray actors (pip install "
+                             "\"streamrnn[ray]\"); the same output as one process with --seed-by-key")
+    parser.add_argument("--ray-address", metavar="ADDR",
+                        help="with --shards: join the Ray cluster at ADDR (default: start a local one)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -210,7 +218,13 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
         _say_if_cold(stderr)
         from .commands import run_command  # (the models: imported only to run one)
 
-        return run_command(args, stdin, stdout, stderr)
+        try:
+            return run_command(args, stdin, stdout, stderr)
+        finally:
+            if getattr(args, "shards", None):
+                from .sharded import close_all
+
+                close_all()
     except CommandError as error:
         print(f"streamrnn {args.command}: error: {error}", file=stderr)
         return error.status

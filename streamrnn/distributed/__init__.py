@@ -1,6 +1,8 @@
 """Keyed models beyond one process: :class:`ShardedBank`, a
-:class:`~streamrnn.ModelBank` over Ray actors by key group, with
-checkpoints, recovery and rescaling that keep every model exact.
+:class:`~streamrnn.ModelBank` over Ray actors by key group, and
+:class:`ShardedKeyedForecaster` and :class:`ShardedKeyedDetector`, the keyed
+River wrappers likewise, with checkpoints, recovery and rescaling that keep
+every model exact.
 
 Needs Ray (``pip install "streamrnn[ray]"``), imported when a bank is made;
 importing this package does not import Ray.
@@ -10,7 +12,8 @@ from __future__ import annotations
 
 import importlib
 
-_EXPORTS = {"ShardedBank": "sharded", "Shard": "shard", "Storage": "storage"}
+_EXPORTS = {"ShardedBank": "sharded", "Shard": "shard", "Storage": "storage", "KeyedShard": "keyed_shard",
+            "ShardedKeyedForecaster": "sharded_keyed", "ShardedKeyedDetector": "sharded_keyed"}
 
 __all__ = sorted(_EXPORTS)
 

@@ -9,12 +9,21 @@ import re
 from .shard import group_file
 from .storage import Storage
 
-__all__ = ["FORMAT", "MANIFEST", "read_manifest", "stale_files"]
+__all__ = ["FORMAT", "MANIFEST", "read_manifest", "stale_files", "wrapper_file"]
 
 MANIFEST = "manifest.json"
 FORMAT = "streamrnn-checkpoint"
 FORMAT_VERSION = 1
-_GROUP_FILE = re.compile(r"group-\d{5}-\d{6}\.npz")
+_CHECKPOINT_FILE = re.compile(r"(group-\d{5}-\d{6}|wrapper-\d{6})\.npz")  # (a group's, a keyed wrapper's)
+
+
+def wrapper_file(checkpoint: int) -> str:
+    """The name of a checkpoint's file of keyed wrapper arguments.
+
+    >>> wrapper_file(3)
+    'wrapper-000003.npz'
+    """
+    return f"wrapper-{checkpoint:06d}.npz"
 
 
 def _need(cond: bool, storage: Storage, problem: str) -> None:
@@ -40,8 +49,13 @@ def read_manifest(storage: Storage) -> dict | None:
           storage, "n_groups or checkpoint number out of range")
     _need(_int(m.get("n_shards")) and 1 <= m["n_shards"] <= n_groups and _int(m.get("batch")) and m["batch"] >= 0,
           storage, "n_shards or batch out of range")
-    bank = m.get("bank")
-    _need(isinstance(bank, dict) and isinstance(bank.get("config"), dict), storage, "no bank arguments")
+    kind = m.get("kind", "bank")
+    if kind == "keyed":  # keyed wrappers: their arguments (a template) saved beside the groups
+        _need(m.get("wrapper") == wrapper_file(checkpoint), storage, "no wrapper file named")
+    else:
+        _need(kind == "bank", storage, f"unknown kind {kind!r}"[:200])
+        bank = m.get("bank")
+        _need(isinstance(bank, dict) and isinstance(bank.get("config"), dict), storage, "no bank arguments")
     groups = m.get("groups")
     _need(isinstance(groups, list), storage, "no list of groups")
     seen = set()
@@ -56,7 +70,7 @@ def read_manifest(storage: Storage) -> dict | None:
 
 
 def stale_files(storage: Storage, manifest: dict) -> list[str]:
-    """The group files in ``storage`` that ``manifest`` does not name (of
-    earlier or interrupted checkpoints)."""
-    named = {name for _, name, _ in manifest["groups"]}
-    return [n for n in storage.names() if _GROUP_FILE.fullmatch(n) and n not in named]
+    """The checkpoint files in ``storage`` that ``manifest`` does not name
+    (of earlier or interrupted checkpoints)."""
+    named = {name for _, name, _ in manifest["groups"]} | {manifest.get("wrapper")}
+    return [n for n in storage.names() if _CHECKPOINT_FILE.fullmatch(n) and n not in named]

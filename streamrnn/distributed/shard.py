@@ -11,7 +11,7 @@ from ..bank import ModelBank
 from .groups import GroupIndex, merge_snapshots, split_snapshot
 from .storage import Storage
 
-__all__ = ["Shard", "group_file"]
+__all__ = ["Shard", "group_file", "replay"]
 
 
 def group_file(group: int, checkpoint: int) -> str:
@@ -21,6 +21,18 @@ def group_file(group: int, checkpoint: int) -> str:
     'group-00017-000003.npz'
     """
     return f"group-{group:05d}-{checkpoint:06d}.npz"
+
+
+def replay(shard, ops: list):
+    """Apply logged operations to ``shard`` in turn, each ``(method, keys,
+    columns, extra)`` run as ``shard.method(keys, *columns, *extra)``;
+    returns the last one's result."""
+    out = None
+    for method, keys, columns, extra in ops:
+        if method not in type(shard).replayed:
+            raise ValueError(f"{method!r} is not an operation a {type(shard).__name__} replays")
+        out = getattr(shard, method)(keys, *columns, *extra)
+    return out
 
 
 class Shard:
@@ -36,6 +48,8 @@ class Shard:
     threads
         Numba threads of this process (None: Numba's default).
     """
+
+    replayed = frozenset({"learn_many", "evict"})  # the operations a log holds
 
     def __init__(self, bank_args: dict, n_groups: int, threads: int | None = None):
         if threads is not None:
@@ -75,15 +89,10 @@ class Shard:
         return self.bank.snapshot()
 
     def replay(self, ops: list):
-        """Apply logged operations in turn: ``("learn", keys, X, Y)`` and
-        ``("evict", keys)``; returns the predictions of the last learn."""
-        out = None
-        for op in ops:
-            if op[0] == "learn":
-                out = self.bank.learn_many(*op[1:])
-            else:
-                self.evict(op[1])
-        return out
+        """Apply logged operations in turn, each ``(method, keys, columns,
+        extra)`` run as ``method(keys, *columns, *extra)``; returns the last
+        one's result."""
+        return replay(self, ops)
 
     # --------------------------------------------------------------- groups
 
