@@ -89,6 +89,22 @@ def check_snapshot_arrays(bank, snapshot: dict) -> None:
         raise ValueError(f"snapshot counters are not a model's: {problem}")
 
 
+def batch_rows(keys, X, size: int, name: str, dtype) -> tuple[list, np.ndarray]:
+    """A batch's keys and its array ``X`` checked against them: numeric, one
+    row per key and ``size`` columns (a 1-D array where ``size`` is 1), as a
+    contiguous array of ``dtype``. Masked entries are missing values, as
+    :class:`~streamrnn.OnlineRNN` takes them."""
+    keys = batch_keys(keys)
+    X = unmasked(X)
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be numeric, got dtype {X.dtype}")
+    if X.ndim == 1 and size == 1:
+        X = X[:, None]
+    if X.ndim != 2 or X.shape != (len(keys), size):
+        raise ValueError(f"{name} must have shape ({len(keys)}, {size}), got {X.shape}")
+    return keys, np.ascontiguousarray(X, dtype=dtype)
+
+
 class ModelBank(Guarded):
     """N independent :class:`~streamrnn.OnlineRNN` models of one
     configuration, stored as one array of model buffers and addressed by any
@@ -338,15 +354,7 @@ class ModelBank(Guarded):
     # -------------------------------------------------------------- batches
 
     def _rows(self, keys, X, size, name) -> tuple[list, np.ndarray]:
-        keys = batch_keys(keys)
-        X = unmasked(X)  # masked entries: missing values, as OnlineRNN takes them
-        if X.dtype.kind not in "biuf":
-            raise ValueError(f"{name} must be numeric, got dtype {X.dtype}")
-        if X.ndim == 1 and size == 1:
-            X = X[:, None]
-        if X.ndim != 2 or X.shape != (len(keys), size):
-            raise ValueError(f"{name} must have shape ({len(keys)}, {size}), got {X.shape}")
-        return keys, np.ascontiguousarray(X, dtype=self._dtype)
+        return batch_rows(keys, X, size, name, self._dtype)
 
     @staticmethod
     def _groups(slots: np.ndarray):

@@ -8,9 +8,8 @@ import secrets
 
 import numpy as np
 
-from ..bank import ModelBank
-from ..checks import check_integer, unmasked
-from ..keys import batch_keys
+from ..bank import ModelBank, batch_rows
+from ..checks import check_integer
 from .base import MAX_GROUPS, ShardedBase, ray_module
 from .groups import compact, merge_snapshots, split_snapshot
 from .shard import Shard
@@ -100,15 +99,7 @@ class ShardedBank(ShardedBase):
             raise ValueError(f"{storage.path}: the checkpoint's bank arguments are invalid ({e})") from None
 
     def _rows(self, keys, X, size: int, name: str):
-        keys = batch_keys(keys)
-        X = unmasked(X)
-        if X.dtype.kind not in "biuf":
-            raise ValueError(f"{name} must be numeric, got dtype {X.dtype}")
-        if X.ndim == 1 and size == 1:
-            X = X[:, None]
-        if X.ndim != 2 or X.shape != (len(keys), size):
-            raise ValueError(f"{name} must have shape ({len(keys)}, {size}), got {X.shape}")
-        return keys, np.ascontiguousarray(X, dtype=self._template._dtype)
+        return batch_rows(keys, X, size, name, self._template._dtype)
 
     # ------------------------------------------------------------- batches
 
