@@ -215,6 +215,21 @@ def test_killed_shards_and_a_lost_driver_lose_nothing(ray, tmp_path):
     assert_same_models(restored, again)
 
 
+def test_a_bounded_log_recovers_a_killed_shard_from_the_last_copy(ray):
+    from streamrnn.distributed import ShardedBank
+
+    bank = ModelBank(seed=8, seed_by_key=True, max_idle=5, **CONFIG)
+    sharded = ShardedBank(n_shards=2, n_groups=32, seed=8, max_idle=5, **CONFIG)
+    sharded.max_log = 2
+    for b, (keys, X, Y) in enumerate(stream(8, 9)):
+        if b == 5:
+            assert len(sharded._log) <= 2 and sharded._base[0] == "snapshot"  # never more than max_log kept
+            ray.kill(sharded._actors[1])
+        np.testing.assert_array_equal(sharded.learn_many(keys, X, Y), bank.learn_many(keys, X, Y))
+    assert sharded.recoveries == 1
+    assert_same_models(sharded, bank)
+
+
 def test_rescaling_two_three_one_shards_keeps_every_model(ray):
     from streamrnn.distributed import ShardedBank
 

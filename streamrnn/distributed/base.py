@@ -76,8 +76,32 @@ class ShardedBase:
         self._base: tuple = ("empty",)  # what recovery restarts from
         self.recoveries = 0  # shards restarted so far
 
+    #: With more operations than this kept for recovery, the next learning
+    #: call first copies every model to the driver and starts the log
+    #: afresh (None: the log grows until :meth:`checkpoint`).
+    max_log: int | None = None
+
     def _shard_args(self) -> tuple:
         raise NotImplementedError
+
+    def _group_state_call(self) -> tuple:
+        """The shard method (and its arguments) that returns the state of
+        each group a shard holds, as its ``put_groups`` takes it back."""
+        raise NotImplementedError
+
+    def _rebase(self) -> dict:
+        """Every group's models copied here as the state recovery starts
+        from, the log emptied; returns them."""
+        parts = {}
+        for part in self._everywhere(*self._group_state_call()):
+            parts.update(part)
+        self._base, self._log = ("snapshot", parts, self._batch), []
+        return parts
+
+    def _bound_log(self) -> None:
+        """Before a learning call: keep at most :attr:`max_log` operations."""
+        if self.max_log is not None and len(self._log) >= self.max_log:
+            self._rebase()
 
     def _manifest_args(self, storage: Storage, number: int) -> dict:
         raise NotImplementedError

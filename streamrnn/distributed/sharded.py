@@ -80,6 +80,9 @@ class ShardedBank(ShardedBase):
         self.seed, self.max_idle, self.device, self.config = seed, max_idle, device, dict(config)
         self._setup(n_shards, n_groups, threads, actor_options, address)
 
+    def _group_state_call(self) -> tuple:
+        return ("group_snapshots",)
+
     def _shard_args(self) -> tuple:
         return (dict(seed=self.seed, max_idle=self.max_idle, device=self.device, **self.config),)
 
@@ -111,6 +114,7 @@ class ShardedBank(ShardedBase):
         keys, X = self._rows(keys, X, t._input_size, "X")
         _, Y = self._rows(keys, Y, t._output_size, "Y")
         parts = self._split(keys)
+        self._bound_log()
         self._batch += 1
         return self._gather(parts, self._logged("learn_many", keys, (X, Y), parts=parts), (len(keys), t._output_size))
 

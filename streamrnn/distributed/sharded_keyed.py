@@ -74,12 +74,6 @@ class _ShardedKeyed(ShardedBase):
     kind = "keyed"
     shard_class = KeyedShard
     wrapper_class: type
-    #: With more operations than this kept for recovery, the next learning
-    #: call first copies every model to the driver and starts the log
-    #: afresh (None: the log grows until :meth:`checkpoint` or
-    #: :meth:`to_keyed`).
-    max_log: int | None = None
-
     def __init__(self, template, seed: int | None = None, max_idle: int | None = None, n_shards: int = 2,
                  n_groups: int = 256, threads: int | None = None, actor_options: dict | None = None,
                  address: str | None = None):
@@ -154,14 +148,8 @@ class _ShardedKeyed(ShardedBase):
         merged._n_created = self._created
         return merged
 
-    def _rebase(self) -> dict:
-        """Every group's wrapper copied here as the state recovery starts
-        from, the log emptied; returns them."""
-        parts = {}
-        for part in self._everywhere("group_parts", None, self._batch):
-            parts.update(part)
-        self._base, self._log = ("snapshot", parts, self._batch), []
-        return parts
+    def _group_state_call(self) -> tuple:
+        return ("group_parts", None, self._batch)
 
     def model(self, key):
         """A copy of ``key``'s model (``KeyError`` if not held)."""
@@ -194,8 +182,7 @@ class _ShardedKeyed(ShardedBase):
         """Run a logged operation that learns every row (the stream's next
         ``len(keys)`` samples); raises ``ValueError`` for a refused row once
         all are done (a single row refused is not counted)."""
-        if self.max_log is not None and len(self._log) >= self.max_log:
-            self._rebase()
+        self._bound_log()
         n = len(keys)
         clocks = np.arange(self._batch + 1, self._batch + n + 1, dtype=np.int64)
         self._batch += n
