@@ -459,7 +459,7 @@ def test_the_block_per_model_kernel_rolls_back_overflowing_updates_as_the_cpu(rn
 
     cpu = ModelBank(seed=3, capacity=2, **{**OVERFLOWING, "cell": "lstm"})
     cpu._slots(["big", "calm"])
-    buf, ctr, lay = cpu._buf.copy(), cpu._ctr.copy(), cpu._lay
+    buf, ctr, lay = whole(cpu), cpu._ctr.copy(), cpu._lay
     dev = KC.DeviceBuffers(lay, buf, ctr)
     for keys, X, Y in overflowing_batches(rng):
         groups, starts, order = cpu._groups(cpu._slots(keys))
