@@ -131,6 +131,15 @@ def copy_into(dst, src):
 
 
 @njit(inline="always")
+def check_same_length(a, n):
+    """Raise if ``a`` does not hold ``n`` values (a view of ``buf`` cut short
+    by its end): a constant message, where the shape-formatting one of
+    Numba's slice assignment costs seconds of compilation."""
+    if a.shape[0] != n:
+        raise ValueError("cannot assign slice from input of different size")
+
+
+@njit(inline="always")
 def accumulate_matvec(a, buf, offset, n, x):
     """``a += x @ W`` for the ``(n, m)`` matrix ``W`` at ``offset`` (``m`` the
     length of ``a``): rows taken eight (then four) at a time, which cuts the
@@ -352,9 +361,10 @@ def predict_many(lay, buf, X, out):
     copy_into(vec(buf, lay[L_PSTATE], n), vec(buf, lay[L_STATE], n))
     row = lay[L_PRED]
     yhat = vec(buf, row + lay[L_R_YHAT], out.shape[1])
+    check_same_length(yhat, out.shape[1])
     for t in range(X.shape[0]):
         if all_finite(X[t]) and network_forward(lay, buf, X[t], row, lay[L_PSTATE]):
-            out[t] = yhat
+            copy_into(out[t], yhat)
         else:
             out[t] = np.nan
 
@@ -379,13 +389,14 @@ def forecast_recursive(lay, buf, U, feedback, out):
     copy_into(vec(buf, lay[L_PSTATE], n), vec(buf, lay[L_STATE], n))
     row = lay[L_PRED]
     yhat = vec(buf, row + lay[L_R_YHAT], out.shape[1])
+    check_same_length(yhat, out.shape[1])
     for k in range(U.shape[0]):
         for f in range(feedback.shape[0]):
             lag = feedback[f, 1]
             if k >= lag:
                 U[k, feedback[f, 0]] = out[k - lag, 0]
         if all_finite(U[k]) and network_forward(lay, buf, U[k], row, lay[L_PSTATE]):
-            out[k] = yhat
+            copy_into(out[k], yhat)
         else:
             out[k] = np.nan
 
