@@ -187,25 +187,55 @@ def ring_row(rows, start, s, k2, stride):
 # ----------------------------------------------------------------- forward
 
 
+# The activations as small compiled functions, which LLVM inlines into the
+# loops below and vectorises as before: inlined by Numba instead, their
+# bodies were typed anew in each of the forward step's fourteen loops, seconds
+# of a cold start's compilation.
+
+
+@njit(**_JIT)
+def sigmoid_approx(x):
+    """``act_sigmoid(x, True)``."""
+    return act_sigmoid(x, True)
+
+
+@njit(**_JIT)
+def sigmoid_exact(x):
+    """``act_sigmoid(x, False)``."""
+    return act_sigmoid(x, False)
+
+
+@njit(**_JIT)
+def tanh_approx(x):
+    """``act_tanh(x, True)``."""
+    return act_tanh(x, True)
+
+
+@njit(**_JIT)
+def tanh_exact(x):
+    """``act_tanh(x, False)``."""
+    return act_tanh(x, False)
+
+
 @njit(inline="always")
 def apply_sigmoid(v, approx):
     # one branch outside the loop keeps each loop simple enough to vectorise
     if approx:
         for k in range(v.shape[0]):
-            v[k] = act_sigmoid(v[k], True)
+            v[k] = sigmoid_approx(v[k])
     else:
         for k in range(v.shape[0]):
-            v[k] = act_sigmoid(v[k], False)
+            v[k] = sigmoid_exact(v[k])
 
 
 @njit(inline="always")
 def apply_tanh(v, approx):
     if approx:
         for k in range(v.shape[0]):
-            v[k] = act_tanh(v[k], True)
+            v[k] = tanh_approx(v[k])
     else:
         for k in range(v.shape[0]):
-            v[k] = act_tanh(v[k], False)
+            v[k] = tanh_exact(v[k])
 
 
 @njit(**_JIT)
@@ -232,8 +262,12 @@ def cell_forward(lay, buf, layer, base):
 
     copy_into(ax, bx)
     copy_into(ah, bh)
-    accumulate_matvec(ax, buf, lay[p], nin, xin)
-    accumulate_matvec(ah, buf, lay[p + 1], H, hp)
+    # one call site for both products (input side, then hidden side): each
+    # inlined copy of the product costs a second of compilation
+    a, w, n, v = ax, lay[p], nin, xin
+    for side in range(2):
+        accumulate_matvec(a, buf, w, n, v)
+        a, w, n, v = ah, lay[p + 1], H, hp
 
     if cell == CELL_GRU:
         for k in range(2 * H):
