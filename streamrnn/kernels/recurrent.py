@@ -131,6 +131,15 @@ def copy_into(dst, src):
 
 
 @njit(inline="always")
+def check_same_length(a, n):
+    """Raise if ``a`` does not hold ``n`` values (a view of ``buf`` cut short
+    by its end): a constant message, where the shape-formatting one of
+    Numba's slice assignment costs seconds of compilation."""
+    if a.shape[0] != n:
+        raise ValueError("cannot assign slice from input of different size")
+
+
+@njit(inline="always")
 def accumulate_matvec(a, buf, offset, n, x):
     """``a += x @ W`` for the ``(n, m)`` matrix ``W`` at ``offset`` (``m`` the
     length of ``a``): rows taken eight (then four) at a time, which cuts the
@@ -178,25 +187,55 @@ def ring_row(rows, start, s, k2, stride):
 # ----------------------------------------------------------------- forward
 
 
+# The activations as small compiled functions, which LLVM inlines into the
+# loops below and vectorises as before: inlined by Numba instead, their
+# bodies were typed anew in each of the forward step's fourteen loops, seconds
+# of a cold start's compilation.
+
+
+@njit(**_JIT)
+def sigmoid_approx(x):
+    """``act_sigmoid(x, True)``."""
+    return act_sigmoid(x, True)
+
+
+@njit(**_JIT)
+def sigmoid_exact(x):
+    """``act_sigmoid(x, False)``."""
+    return act_sigmoid(x, False)
+
+
+@njit(**_JIT)
+def tanh_approx(x):
+    """``act_tanh(x, True)``."""
+    return act_tanh(x, True)
+
+
+@njit(**_JIT)
+def tanh_exact(x):
+    """``act_tanh(x, False)``."""
+    return act_tanh(x, False)
+
+
 @njit(inline="always")
 def apply_sigmoid(v, approx):
     # one branch outside the loop keeps each loop simple enough to vectorise
     if approx:
         for k in range(v.shape[0]):
-            v[k] = act_sigmoid(v[k], True)
+            v[k] = sigmoid_approx(v[k])
     else:
         for k in range(v.shape[0]):
-            v[k] = act_sigmoid(v[k], False)
+            v[k] = sigmoid_exact(v[k])
 
 
 @njit(inline="always")
 def apply_tanh(v, approx):
     if approx:
         for k in range(v.shape[0]):
-            v[k] = act_tanh(v[k], True)
+            v[k] = tanh_approx(v[k])
     else:
         for k in range(v.shape[0]):
-            v[k] = act_tanh(v[k], False)
+            v[k] = tanh_exact(v[k])
 
 
 @njit(**_JIT)
@@ -223,8 +262,12 @@ def cell_forward(lay, buf, layer, base):
 
     copy_into(ax, bx)
     copy_into(ah, bh)
-    accumulate_matvec(ax, buf, lay[p], nin, xin)
-    accumulate_matvec(ah, buf, lay[p + 1], H, hp)
+    # one call site for both products (input side, then hidden side): each
+    # inlined copy of the product costs a second of compilation
+    a, w, n, v = ax, lay[p], nin, xin
+    for side in range(2):
+        accumulate_matvec(a, buf, w, n, v)
+        a, w, n, v = ah, lay[p + 1], H, hp
 
     if cell == CELL_GRU:
         for k in range(2 * H):
@@ -352,9 +395,10 @@ def predict_many(lay, buf, X, out):
     copy_into(vec(buf, lay[L_PSTATE], n), vec(buf, lay[L_STATE], n))
     row = lay[L_PRED]
     yhat = vec(buf, row + lay[L_R_YHAT], out.shape[1])
+    check_same_length(yhat, out.shape[1])
     for t in range(X.shape[0]):
         if all_finite(X[t]) and network_forward(lay, buf, X[t], row, lay[L_PSTATE]):
-            out[t] = yhat
+            copy_into(out[t], yhat)
         else:
             out[t] = np.nan
 
@@ -379,13 +423,14 @@ def forecast_recursive(lay, buf, U, feedback, out):
     copy_into(vec(buf, lay[L_PSTATE], n), vec(buf, lay[L_STATE], n))
     row = lay[L_PRED]
     yhat = vec(buf, row + lay[L_R_YHAT], out.shape[1])
+    check_same_length(yhat, out.shape[1])
     for k in range(U.shape[0]):
         for f in range(feedback.shape[0]):
             lag = feedback[f, 1]
             if k >= lag:
                 U[k, feedback[f, 0]] = out[k - lag, 0]
         if all_finite(U[k]) and network_forward(lay, buf, U[k], row, lay[L_PSTATE]):
-            out[k] = yhat
+            copy_into(out[k], yhat)
         else:
             out[k] = np.nan
 
