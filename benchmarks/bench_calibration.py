@@ -20,12 +20,11 @@ import sys
 import time
 
 import numpy as np
-from river import anomaly
 
 from streamrnn.anomaly import THRESHOLD, PredictiveDetector
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
-from test_anomaly_calibration import KINDS, SETTLED, points, stationary  # noqa: E402
+from test_anomaly_calibration import KINDS, SETTLED, flags_of_river_filters, points, stationary  # noqa: E402
 
 
 def cost_per_point(seed: int, n: int = 30_000, batch: int = 200) -> float:
@@ -53,16 +52,7 @@ def main(argv=None):
     print(f"| stream | ThresholdFilter({THRESHOLD:.2f}) per 1,000 | QuantileFilter(0.995) % | score deciles 10/50/90 |")
     print("|---|---|---|---|")
     for kind in KINDS:
-        by_threshold = anomaly.ThresholdFilter(PredictiveDetector(seed=args.seed), threshold=THRESHOLD)
-        by_quantile = anomaly.QuantileFilter(PredictiveDetector(seed=args.seed), q=0.995)
-        flags_t, flags_q, scores = [], [], []
-        for x in points(stationary(kind)):
-            s = by_threshold.score_one(x)
-            scores.append(s)
-            flags_t.append(by_threshold.classify(s))
-            by_threshold.learn_one(x)
-            flags_q.append(by_quantile.classify(by_quantile.score_one(x)))
-            by_quantile.learn_one(x)
+        flags_t, flags_q, scores = flags_of_river_filters(points(stationary(kind)), seed=args.seed)
         deciles = np.quantile(scores[SETTLED:], [0.1, 0.5, 0.9])
         print(f"| {kind} | {1000 * np.mean(flags_t[SETTLED:]):.2f} | {100 * np.mean(flags_q[SETTLED:]):.2f} | "
               + " / ".join(f"{d:.3f}" for d in deciles) + " |", flush=True)

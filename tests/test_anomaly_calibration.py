@@ -42,6 +42,23 @@ def points(Y: np.ndarray) -> list[dict]:
     return [{f"f{j}": float(v) for j, v in enumerate(row)} for row in Y]
 
 
+def flags_of_river_filters(xs: list[dict], seed: int) -> tuple[list, list, list]:
+    """Each point's flag under River's ThresholdFilter at the documented
+    threshold and under its QuantileFilter(q=0.995), each around its own
+    default detector, and the detector's scores (the threshold filter's)."""
+    by_threshold = anomaly.ThresholdFilter(PredictiveDetector(seed=seed), threshold=THRESHOLD)
+    by_quantile = anomaly.QuantileFilter(PredictiveDetector(seed=seed), q=0.995)
+    flags_t, flags_q, scores = [], [], []
+    for x in xs:
+        s = by_threshold.score_one(x)
+        scores.append(s)
+        flags_t.append(by_threshold.classify(s))
+        by_threshold.learn_one(x)
+        flags_q.append(by_quantile.classify(by_quantile.score_one(x)))
+        by_quantile.learn_one(x)
+    return flags_t, flags_q, scores
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_on_any_stationary_stream_the_default_threshold_flags_its_documented_rate(kind):
     """Under River's ThresholdFilter at the documented threshold (alarms at a
@@ -52,17 +69,7 @@ def test_on_any_stationary_stream_the_default_threshold_flags_its_documented_rat
     QuantileFilter(q=0.995) flags 0.25-1 % of the points; and scores spread
     over (0, 0.5) below the alarms: River's ROCAUC with its 10 thresholds
     sees them."""
-    xs = points(stationary(kind))
-    by_threshold = anomaly.ThresholdFilter(PredictiveDetector(seed=0), threshold=THRESHOLD)
-    by_quantile = anomaly.QuantileFilter(PredictiveDetector(seed=0), q=0.995)
-    flags_t, flags_q, scores = [], [], []
-    for x in xs:
-        s = by_threshold.score_one(x)
-        scores.append(s)
-        flags_t.append(by_threshold.classify(s))
-        by_threshold.learn_one(x)
-        flags_q.append(by_quantile.classify(by_quantile.score_one(x)))
-        by_quantile.learn_one(x)
+    flags_t, flags_q, scores = flags_of_river_filters(points(stationary(kind)), seed=0)
     rate_t = np.mean(flags_t[SETTLED:])
     rate_q = np.mean(flags_q[SETTLED:])
     assert 0.4e-3 <= rate_t <= 2e-3, rate_t
