@@ -13,6 +13,14 @@ compiled ``nogil``), each claiming chunks of models from one atomic counter
 until none is left. The caller never waits for a worker that has not
 claimed a chunk: a late worker finds nothing left and goes back to sleep.
 A model runs whole on one thread, so results do not depend on the threads.
+
+When the call returns, no worker is left inside the kernel: a worker that
+has entered it is waited for (it is running, so this is short), and one
+that arrives later finds the batch closed and does not enter. Native code
+running without the GIL after the call has returned would race with what
+the caller does next; CPython's ``tracemalloc.start()`` and ``stop()``, for
+one, swap the memory allocator that Numba's runtime frees through, and a
+free racing with the swap crashes the process.
 """
 
 from __future__ import annotations
@@ -45,13 +53,17 @@ def chunk_size(n_groups: int, threads: int) -> int:
 class _Task:
     """One batch: the kernel, its arguments and the threads' shared counters."""
 
-    __slots__ = ("kernel", "args", "chunk", "claim", "finished", "error")
+    __slots__ = ("kernel", "args", "chunk", "claim", "finished", "error", "lock", "active", "closed", "idle")
 
     def __init__(self, kernel, args, chunk: int):
         self.kernel, self.args, self.chunk = kernel, args, chunk
         self.claim = np.zeros(3, dtype=np.int64)  # groups claimed, groups done, scratch regions taken
         self.finished = threading.Event()
         self.error = None
+        self.lock = threading.Lock()
+        self.active = 0  # workers inside the kernel
+        self.closed = False  # set by the caller: no worker enters any more
+        self.idle = threading.Event()  # the last active worker left a closed task
 
     def run(self) -> None:
         try:
@@ -61,10 +73,32 @@ class _Task:
             self.error = error
             self.finished.set()
 
+    def join(self) -> None:
+        """A worker's turn: run the kernel unless the caller has closed the task."""
+        with self.lock:
+            if self.closed:
+                return
+            self.active += 1
+        try:
+            self.run()
+        finally:
+            with self.lock:
+                self.active -= 1
+                if self.closed and not self.active:
+                    self.idle.set()
+
+    def close(self) -> None:
+        """Let no worker enter any more; wait for those inside to leave."""
+        with self.lock:
+            self.closed = True
+            busy = self.active > 0
+        if busy:
+            self.idle.wait()
+
 
 def _serve(tasks: queue.SimpleQueue) -> None:
     while True:
-        tasks.get().run()
+        tasks.get().join()
 
 
 class _Workers:
@@ -101,12 +135,15 @@ def run_chunks(kernel, args: tuple, n_groups: int) -> None:
     task = _Task(kernel, args, chunk_size(n_groups, threads))
     for tasks in _WORKERS.queues(threads - 1):
         tasks.put(task)
-    task.run()
-    if task.claim[1] < n_groups and task.error is None:
-        deadline = time.perf_counter() + SPIN_S
-        while task.claim[1] < n_groups and task.error is None and time.perf_counter() < deadline:
-            pass
-        while task.claim[1] < n_groups and task.error is None:
-            task.finished.wait(0.01)
+    try:
+        task.run()
+        if task.claim[1] < n_groups and task.error is None:
+            deadline = time.perf_counter() + SPIN_S
+            while task.claim[1] < n_groups and task.error is None and time.perf_counter() < deadline:
+                pass
+            while task.claim[1] < n_groups and task.error is None:
+                task.finished.wait(0.01)
+    finally:
+        task.close()
     if task.error is not None:
         raise task.error

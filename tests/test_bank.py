@@ -1,7 +1,11 @@
 """ModelBank: equal to separate learners, thread-count independent, restorable."""
 
 import pickle
+import subprocess
+import sys
+import textwrap
 import threading
+import time
 
 import numba
 import numpy as np
@@ -541,6 +545,75 @@ def _count_groups(counts, chunk, claim):
         finished = groups_done(claim, first, last, n)
         first, last = claim_groups(claim, chunk, n)
     return finished
+
+
+def test_no_worker_is_inside_the_kernel_once_run_chunks_returns():
+    """A worker that comes late (here: held at the kernel's entry while the
+    caller runs every group) is waited for, or does not enter: when the
+    call returns, no thread runs the kernel, and none enters it after."""
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two Numba threads (NUMBA_NUM_THREADS >= 2)")
+    numba.set_num_threads(2)
+    caller = threading.get_ident()
+    lock, state = threading.Lock(), {"inside": 0, "returned": False, "late": 0}
+
+    def kernel(counts, chunk, claim):
+        with lock:
+            state["inside"] += 1
+            state["late"] += state["returned"]
+        try:
+            if threading.get_ident() != caller:
+                time.sleep(0.05)  # the worker is late: the caller claims every group meanwhile
+            finished = False
+            while True:
+                with lock:
+                    first = int(claim[0])
+                    claim[0] += chunk
+                if first >= counts.shape[0]:
+                    return finished
+                last = min(first + chunk, counts.shape[0])
+                counts[first:last] += 1
+                with lock:
+                    claim[1] += last - first
+                    finished = claim[1] == counts.shape[0]
+        finally:
+            with lock:
+                state["inside"] -= 1
+
+    for _ in range(5):
+        counts = np.zeros(4, dtype=np.int64)
+        state["returned"] = False
+        run_chunks(kernel, (counts,), 4)
+        with lock:
+            inside, state["returned"] = state["inside"], True
+        assert inside == 0
+        assert counts.tolist() == [1] * 4
+    time.sleep(0.2)
+    assert state["late"] == 0
+
+
+def test_bank_calls_survive_tracemalloc_switched_on_and_off_between_them():
+    """``tracemalloc.start()``/``stop()`` swap the allocator that Numba's
+    runtime frees through; a bank worker still freeing without the GIL
+    after a call returned crashed the process within seconds."""
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two Numba threads (NUMBA_NUM_THREADS >= 2)")
+    script = textwrap.dedent("""
+        import time, tracemalloc
+        import numpy as np
+        from streamrnn import ModelBank
+        bank = ModelBank(cell="lstm", hidden_size=3, input_size=2, output_size=1, k2=3, seed=0)
+        keys, X, Y = [0, 1, 2], np.full((3, 2), 0.25), np.ones((3, 1))
+        end = time.perf_counter() + 6
+        while time.perf_counter() < end:
+            bank.learn_many(keys, X, Y)
+            tracemalloc.start(); junk = [np.zeros(10) for _ in range(5)]; tracemalloc.stop()
+            bank.predict_many(keys, X)
+            tracemalloc.start(); del junk; tracemalloc.stop()
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
 
 
 def test_rows_are_grouped_by_slot_as_a_stable_sort_groups_them():
