@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import contextlib
 
-import numpy as np
-
 from .checks import check_integer
 from .keys import holds_nan
 from .kernels import layout as L

@@ -139,6 +139,43 @@ def temporary_name(directory: str, name: str) -> str:
     return os.path.join(directory, f".{name}.{os.getpid()}-{secrets.token_hex(6)}.tmp")
 
 
+def write_whole(path: str, write, durable: bool = True) -> None:
+    """Write a file whole or not at all: ``write(f)`` fills a temporary file
+    beside ``path`` (see :func:`temporary_name`), which then replaces
+    ``path``; on any error the temporary file is removed and ``path`` is as
+    before. ``durable``: the file's data and its new name are on disk before
+    this returns (else once the system writes them back, or a ``sync``).
+
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> write_whole(os.path.join(folder, "a.bin"), lambda f: f.write(b"abc"))
+    >>> open(os.path.join(folder, "a.bin"), "rb").read(), os.listdir(folder)
+    (b'abc', ['a.bin'])
+    """
+    directory, name = os.path.split(os.path.abspath(path))
+    tmp = temporary_name(directory, name)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    if durable and os.name == "posix":  # the rename too
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def _alive(pid: int) -> bool:
     if pid == os.getpid() or os.name != "posix":
         return True

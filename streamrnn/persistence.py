@@ -438,11 +438,6 @@ _TAG_KEYS = {
 }
 
 
-def _need(cond: bool, problem: str) -> None:
-    if not cond:
-        raise _Invalid(problem)
-
-
 def _short(v) -> str:
     """The start of a JSON value, for messages (a reprlib view: never the
     whole of a large value)."""
@@ -733,22 +728,8 @@ def save(model, path, *, metadata: dict | None = None, compress: bool = False) -
         path.write(data.getvalue())
         return
     path = os.fsdecode(path)
-    directory, name = os.path.split(os.path.abspath(path))
-    archive.clean_stale_temporaries(directory, name)
-    tmp = archive.temporary_name(directory, name)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            _write(f, model, metadata, compress)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    archive.clean_stale_temporaries(*os.path.split(os.path.abspath(path)))
+    archive.write_whole(path, lambda f: _write(f, model, metadata, compress))
 
 
 def _open(path, max_bytes: int):

@@ -22,6 +22,15 @@ def reference_model(cell, **kwargs):
     return OnlineRNN(cell=cell, **kwargs)
 
 
+@pytest.fixture(scope="module")
+def ray():
+    """A local Ray cluster on 2 CPUs for a test module (skipped without Ray)."""
+    ray = pytest.importorskip("ray", reason='the distributed tests need Ray: pip install "streamrnn[ray]"')
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

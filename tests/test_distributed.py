@@ -135,14 +135,6 @@ def test_a_shard_writes_and_reads_its_groups_whole(where, tmp_path):
 # ------------------------------------------------------------------ on Ray
 
 
-@pytest.fixture(scope="module")
-def ray():
-    ray = pytest.importorskip("ray", reason='the distributed tests need Ray: pip install "streamrnn[ray]"')
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 def test_one_two_and_three_shards_equal_one_key_seeded_bank(ray):
     from streamrnn.distributed import ShardedBank
 

@@ -128,14 +128,6 @@ def test_shards_fed_the_stream_positions_equal_one_wrapper_with_max_idle():
 # ------------------------------------------------------------------ on Ray
 
 
-@pytest.fixture(scope="module")
-def ray():
-    ray = pytest.importorskip("ray", reason='the distributed tests need Ray: pip install "streamrnn[ray]"')
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 def batches(data, size=16):
     for start in range(0, len(data), size):
         chunk = data[start:start + size]

@@ -1,14 +1,13 @@
 """The global forecaster: one network shared by many keyed series."""
 
 import datetime as dt
-import os
 import pickle
 
 import numpy as np
 import pytest
 
 import streamrnn
-from streamrnn import GlobalForecaster, GRUForecaster, LSTMForecaster, OnlineRNN
+from streamrnn import GlobalForecaster, GRUForecaster, LSTMForecaster
 from streamrnn.kernels import layout as L
 from streamrnn.persistence import load, save
 

@@ -94,26 +94,7 @@ class Storage:
             self.fs.pipe_file(tmp, data)
             self.fs.mv(tmp, self._where(name))
             return
-        tmp = archive.temporary_name(self.path, name)
-        try:
-            with open(tmp, "xb") as f:
-                f.write(data)
-                if durable or not hasattr(os, "sync"):
-                    f.flush()
-                    os.fsync(f.fileno())
-            os.replace(tmp, self._where(name))
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        if durable and os.name == "posix":  # the rename too
-            fd = os.open(self.path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        archive.write_whole(self._where(name), lambda f: f.write(data), durable or not hasattr(os, "sync"))
 
     def flush(self) -> None:
         """The files written so far on disk, renames included (one system
