@@ -143,7 +143,12 @@ def run_chunks(kernel, args: tuple, n_groups: int) -> None:
                 pass
             while task.claim[1] < n_groups and task.error is None:
                 task.finished.wait(0.01)
+    except BaseException:  # (Ctrl-C while waiting): the workers claim no more chunks
+        task.claim[0] = n_groups
+        raise
     finally:
+        if task.error is not None:
+            task.claim[0] = n_groups
         task.close()
     if task.error is not None:
         raise task.error

@@ -547,23 +547,19 @@ def _count_groups(counts, chunk, claim):
     return finished
 
 
-def test_no_worker_is_inside_the_kernel_once_run_chunks_returns():
-    """A worker that comes late (here: held at the kernel's entry while the
-    caller runs every group) is waited for, or does not enter: when the
-    call returns, no thread runs the kernel, and none enters it after."""
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("needs two Numba threads (NUMBA_NUM_THREADS >= 2)")
-    numba.set_num_threads(2)
-    caller = threading.get_ident()
-    lock, state = threading.Lock(), {"inside": 0, "returned": False, "late": 0}
+def python_chunk_kernel(on_entry=None, on_chunk=None):
+    """A chunk-claiming kernel in Python (as the bank's compiled ones), with
+    hooks run on entry and after each chunk, and a record of its threads:
+    ``inside`` (threads in it now), ``done`` (groups run)."""
+    lock = threading.Lock()
+    state = {"inside": 0, "done": 0, "caller": threading.get_ident()}
 
     def kernel(counts, chunk, claim):
         with lock:
             state["inside"] += 1
-            state["late"] += state["returned"]
         try:
-            if threading.get_ident() != caller:
-                time.sleep(0.05)  # the worker is late: the caller claims every group meanwhile
+            if on_entry is not None:
+                on_entry(threading.get_ident() == state["caller"])
             finished = False
             while True:
                 with lock:
@@ -575,29 +571,93 @@ def test_no_worker_is_inside_the_kernel_once_run_chunks_returns():
                 counts[first:last] += 1
                 with lock:
                     claim[1] += last - first
+                    state["done"] += last - first
                     finished = claim[1] == counts.shape[0]
+                if on_chunk is not None:
+                    on_chunk(threading.get_ident() == state["caller"])
         finally:
             with lock:
                 state["inside"] -= 1
 
+    return kernel, state
+
+
+@pytest.fixture
+def two_threads():
+    """Two Numba threads for the test (the caller and one worker)."""
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two Numba threads (NUMBA_NUM_THREADS >= 2)")
+    before = numba.get_num_threads()
+    numba.set_num_threads(2)
+    yield
+    numba.set_num_threads(before)
+
+
+def test_no_worker_is_inside_the_kernel_once_run_chunks_returns(two_threads):
+    """A worker that comes late (here: held at the kernel's entry while the
+    caller runs every group) is waited for, or does not enter: when the
+    call returns, no thread runs the kernel, and none enters it after."""
+    late = []
+
+    def on_entry(is_caller):
+        late.append(returned)
+        if not is_caller:
+            time.sleep(0.05)  # the worker is late: the caller claims every group meanwhile
+
+    kernel, state = python_chunk_kernel(on_entry)
     for _ in range(5):
         counts = np.zeros(4, dtype=np.int64)
-        state["returned"] = False
+        returned = False
         run_chunks(kernel, (counts,), 4)
-        with lock:
-            inside, state["returned"] = state["inside"], True
-        assert inside == 0
+        returned = True
+        assert state["inside"] == 0
         assert counts.tolist() == [1] * 4
     time.sleep(0.2)
-    assert state["late"] == 0
+    assert not any(late)
 
 
-def test_bank_calls_survive_tracemalloc_switched_on_and_off_between_them():
+def test_an_error_in_a_worker_reaches_the_caller_after_every_thread_left(two_threads):
+
+    def on_entry(is_caller):
+        if is_caller:
+            time.sleep(0.1)  # the worker enters first
+        else:
+            raise ValueError("from a worker")
+
+    kernel, state = python_chunk_kernel(on_entry)
+    counts = np.zeros(40, dtype=np.int64)
+    with pytest.raises(ValueError, match="from a worker"):
+        run_chunks(kernel, (counts,), 40)
+    assert state["inside"] == 0
+    assert counts.tolist() == [1] * 40  # (the caller ran them all)
+
+
+def test_after_an_error_in_the_caller_the_workers_claim_no_more_chunks(two_threads):
+    """The caller's kernel fails after its first chunk: the worker finishes
+    the chunk it holds and stops, and the error is raised once it has left."""
+
+    def on_chunk(is_caller):
+        if is_caller:
+            raise KeyError("from the caller")
+        time.sleep(0.002)
+
+    def on_entry(is_caller):
+        if is_caller:
+            time.sleep(0.05)  # the worker is inside, claiming, when the caller fails
+
+    kernel, state = python_chunk_kernel(on_entry, on_chunk)
+    counts = np.zeros(2000, dtype=np.int64)
+    with pytest.raises(KeyError, match="from the caller"):
+        run_chunks(kernel, (counts,), 2000)
+    assert state["inside"] == 0
+    assert state["done"] < 1000
+    assert counts.max() == 1
+
+
+def test_bank_calls_survive_tracemalloc_switched_on_and_off_between_them(two_threads):
     """``tracemalloc.start()``/``stop()`` swap the allocator that Numba's
     runtime frees through; a bank worker still freeing without the GIL
     after a call returned crashed the process within seconds."""
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("needs two Numba threads (NUMBA_NUM_THREADS >= 2)")
     script = textwrap.dedent("""
         import time, tracemalloc
         import numpy as np
