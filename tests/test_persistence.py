@@ -360,7 +360,7 @@ def test_metadata_and_info(tmp_path):
     path = tmp_path / "m.npz"
     P.save(GRURegressor(hidden_size=2), str(path), metadata={"trained_on": "TrumpApproval", "rows": 3})
     header = P.info(path)
-    assert header["format_version"] == P.FORMAT_VERSION == 2
+    assert header["format_version"] == P.FORMAT_VERSION == 3
     assert header["streamrnn_version"] == __import__("streamrnn").__version__
     assert header["class"] == "streamrnn.regression:GRURegressor"
     assert header["metadata"] == {"trained_on": "TrumpApproval", "rows": 3}
@@ -566,8 +566,8 @@ def test_newer_and_invalid_format_versions_are_refused(tmp_path, small_file):
             meta["streamrnn_version"] = "9.9"
         return edit
 
-    (tmp_path / "new.npz").write_bytes(rewrite(small_file, version(3)))
-    with pytest.raises(P.UnsupportedVersionError, match="format version 3 .*streamrnn 9.9.*upgrade streamrnn"):
+    (tmp_path / "new.npz").write_bytes(rewrite(small_file, version(4)))
+    with pytest.raises(P.UnsupportedVersionError, match="format version 4 .*streamrnn 9.9.*upgrade streamrnn"):
         P.load(tmp_path / "new.npz")
     with pytest.raises(P.UnsupportedVersionError):
         P.info(tmp_path / "new.npz")

@@ -100,6 +100,8 @@ from ..layout import (
     LOSS_CROSS_ENTROPY,
     LOSS_HUBER,
     N_CTR,
+    OPT_RMSPROP,
+    OPT_SGD,
 )
 from . import recurrent
 from .recurrent import element_update, ring_row, step_constants
@@ -502,8 +504,10 @@ def block_optimizer_step(lay, cnt, B, m, sh, t, T):
     for e in range(t, P, T):
         th, v1, v2 = element_update(opt, B[e, m], B[grad + e, m], B[m1 + e, m], B[m2 + e, m], gscale, hps, one)
         B[e, m] = th
-        B[m1 + e, m] = v1
-        B[m2 + e, m] = v2
+        if opt != OPT_RMSPROP:  # (SGD's and RMSprop's one moment: both names, one region)
+            B[m1 + e, m] = v1
+        if opt != OPT_SGD:
+            B[m2 + e, m] = v2
         if e >= wh and e < wh + H * GH:
             j = (e - wh) // GH
             sh[j * sw + (e - wh) - j * GH] = th

@@ -630,8 +630,10 @@ def optimizer_step(lay, ctr, B, m):
     for j in range(P):
         th, v1, v2 = element_update(opt, B[j, m], B[grad + j, m], B[m1 + j, m], B[m2 + j, m], gscale, hps, one)
         B[j, m] = th
-        B[m1 + j, m] = v1
-        B[m2 + j, m] = v2
+        if opt != OPT_RMSPROP:  # (SGD's and RMSprop's one moment: both names, one region)
+            B[m1 + j, m] = v1
+        if opt != OPT_SGD:
+            B[m2 + j, m] = v2
     return True
 
 
