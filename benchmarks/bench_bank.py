@@ -317,30 +317,31 @@ def torch_rows_peer(bank, ids, X, Y, rows_per_key: int, threads: int, repeats: i
 def footprint(hidden: int = 32, k2: int = 16, dtype: str = "float32") -> None:
     """Bytes per model of each cell and optimizer (input and output 1), from
     the layout: what a saved bank holds per model (its buffer up to
-    ``L_PERSIST``: parameters, the two moment regions, carried state, TBPTT
-    window, hyperparameters), what a model takes in a bank's memory (the
-    same and its counters) and the scratch each thread has (one region per
-    thread, not per model)."""
+    ``L_PERSIST``: parameters, the optimizer's moment regions, carried
+    state, the compact TBPTT window with the state before its oldest step,
+    hyperparameters), what a model takes in a bank's memory (the same and
+    its counters) and the scratch each thread has (one region per thread,
+    not per model: the gradient and the window expanded into full rows)."""
     from streamrnn.kernels import layout as L
 
     size = np.dtype(dtype).itemsize
     print(f"bytes per model, hidden {hidden}, k2 = {k2}, {dtype} (KB = 1,024 bytes):")
-    print(f"  {'cell':5} {'optimizer':9} {'params':>7} {'moments':>8} {'window':>7} {'of it dax/dah':>13} "
-          f"{'saved':>7} {'in memory':>9} {'scratch/thread':>14}")
+    print(f"  {'cell':5} {'optimizer':9} {'params':>7} {'moments':>8} {'window':>7} {'saved':>7} {'in memory':>9} "
+          f"{'scratch/thread':>14}")
     for cell in ("rnn", "gru", "lstm"):
         for optimizer in ("sgd", "rmsprop", "adam", "adamw"):
             bank = ModelBank(seed=0, capacity=1, cell=cell, hidden_size=hidden, k1=k2, k2=k2, optimizer=optimizer,
                              dtype=dtype)
             lay = bank._lay
-            n_param, row, persist = int(lay[L.L_NPARAM]), int(lay[L.L_ROW]), int(lay[L.L_PERSIST])
-            dadh = 2 * int(lay[L.L_R_DAH] - lay[L.L_R_DAX]) * int(lay[L.L_LAYERS]) * k2
+            n_param, persist = int(lay[L.L_NPARAM]), int(lay[L.L_PERSIST])
+            moments = n_param * (1 if lay[L.L_V] == lay[L.L_M] else 2)
+            window = int(lay[L.L_CACHE] + k2 * lay[L.L_CROW] - lay[L.L_WSTATE])
 
             def kb(n):
                 return f"{n * size / 1024:.1f}"
 
-            print(f"  {cell:5} {optimizer:9} {kb(n_param):>7} {kb(2 * n_param):>8} {kb(k2 * row):>7} {kb(dadh):>13} "
-                  f"{kb(persist):>7} {(bank._buf[0].nbytes + bank._ctr[0].nbytes) / 1024:>9.1f} "
-                  f"{kb(int(lay[L.L_BUF]) - persist):>14}")
+            print(f"  {cell:5} {optimizer:9} {kb(n_param):>7} {kb(moments):>8} {kb(window):>7} {kb(persist):>7} "
+                  f"{(bank._buf[0].nbytes + bank._ctr[0].nbytes) / 1024:>9.1f} {kb(int(lay[L.L_BUF]) - persist):>14}")
 
 
 def measure(args) -> list[dict]:

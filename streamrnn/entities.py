@@ -19,6 +19,7 @@ import contextlib
 from .checks import check_integer
 from .keys import holds_nan
 from .kernels import layout as L
+from .network import window_span
 
 #: The window counters each key keeps (the others count over all keys).
 _WINDOW = [L.C_POS, L.C_FILL, L.C_SINCE]
@@ -77,7 +78,8 @@ class EntityStates:
     def _parts(net):
         lay, buf = net._lay, net._buf
         state = buf[lay[L.L_STATE] : lay[L.L_STATE] + 2 * lay[L.L_LAYERS] * lay[L.L_HSTRIDE]]
-        window = buf[lay[L.L_CACHE] : lay[L.L_CACHE] + lay[L.L_K2] * lay[L.L_ROW]]
+        start, end = window_span(lay)
+        window = buf[start:end]
         return state, window
 
     def activate(self, owner, key) -> None:

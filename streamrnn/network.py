@@ -1,7 +1,7 @@
 """Memory layout of a stack of recurrent cells plus a linear head.
 
-A model is one flat float buffer (parameters first, then gradient, optimizer
-moments, carried state, the TBPTT window, scratch and hyperparameters) and an
+A model is one flat float buffer (parameters first, then optimizer moments,
+carried state, the compact TBPTT window, hyperparameters, then scratch) and an
 integer array of offsets into it (see :mod:`streamrnn.kernels.layout`).
 Sub-arrays start on multiples of 16 elements. This module builds the layout,
 initialises parameters like PyTorch does, and maps them to and from
@@ -112,12 +112,30 @@ def build_layout(shape: NetworkShape) -> np.ndarray:
     n_param = a.size
     lay[L.L_NPARAM] = n_param
     lay[L.L_M] = a.take(n_param)
-    lay[L.L_V] = a.take(n_param)
+    # SGD (momentum) and RMSprop (square average) keep one moment, Adam two
+    two_moments = shape.optimizer not in ("sgd", "rmsprop")
+    lay[L.L_V] = a.take(n_param) if two_moments else lay[L.L_M]
 
     hs = _pad(H)
     lay[L.L_HSTRIDE] = hs
     lay[L.L_STATE] = a.take(2 * shape.num_layers * hs)
+    lay[L.L_WSTATE] = a.take(2 * shape.num_layers * hs)
 
+    # a compact row of the window: input, target and prediction, then per
+    # layer the gate activations (and the GRU's W_hn h + b_hn)
+    c = _Allocator()
+    lay[L.L_C_X] = 0
+    lay[L.L_C_Y] = shape.input_size
+    lay[L.L_C_YHAT] = shape.input_size + O
+    c.take(shape.input_size + 2 * O)
+    lay[L.L_C_LAYER0] = c.size
+    c.size = 0
+    lay[L.L_C_ACT] = c.take(GH)
+    lay[L.L_C_AUX] = c.take(H) if shape.cell == "gru" else c.size
+    lay[L.L_CROW_LAYER] = c.size
+    lay[L.L_CROW] = lay[L.L_C_LAYER0] + shape.num_layers * c.size
+
+    # a full row: every value of a step, and the gradients of its pre-activations
     r = _Allocator()
     for slot, n in (
         (L.L_R_XIN, n_in_max),
@@ -137,7 +155,7 @@ def build_layout(shape: NetworkShape) -> np.ndarray:
     lay[L.L_R_YHAT] = r.take(O)
     lay[L.L_ROW] = r.size
 
-    lay[L.L_CACHE] = a.take(shape.k2 * r.size)
+    lay[L.L_CACHE] = a.take(shape.k2 * int(lay[L.L_CROW]))
     lay[L.L_HP] = a.take(L.N_HP)
     # scratch from here on: rewritten before it is read, so not model state
     lay[L.L_PERSIST] = a.size
@@ -156,6 +174,12 @@ def build_layout(shape: NetworkShape) -> np.ndarray:
         lay[slot] = a.take(n)
     lay[L.L_BUF] = a.size
     return lay
+
+
+def window_span(lay: np.ndarray) -> tuple[int, int]:
+    """Where a model's TBPTT window lies in its buffer, ``(start, end)``: the
+    state before its oldest step, then its compact rows."""
+    return int(lay[L.L_WSTATE]), int(lay[L.L_CACHE] + lay[L.L_K2] * lay[L.L_CROW])
 
 
 def counters_problem(lay: np.ndarray, ctr: np.ndarray) -> str | None:

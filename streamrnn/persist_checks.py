@@ -438,7 +438,7 @@ def _check_entities(name, state, net) -> None:
     window counters and carried targets as the network swaps them in."""
     from .entities import _WINDOW, EntityStates
     from .kernels import layout as L
-    from .network import counters_problem
+    from .network import counters_problem, window_span
 
     if "_cols_x" not in state:
         return
@@ -452,7 +452,8 @@ def _check_entities(name, state, net) -> None:
          and entities.max_idle == state.get("max_idle"), f"the {name}'s entities are malformed")
     lay, dtype = net._lay, net._np_dtype
     n_state = int(2 * lay[L.L_LAYERS] * lay[L.L_HSTRIDE])
-    n_window = int(lay[L.L_K2] * lay[L.L_ROW])
+    start, end = window_span(lay)
+    n_window = end - start
     for entry in entities.stored.values():
         need(type(entry) is list and len(entry) == 4, f"the {name}'s stored entities are malformed")
         hidden, window, counters, carried = entry

@@ -12,7 +12,7 @@ A file is a zip archive (an ``.npz``): one ``.npy`` entry per numpy array of
 the model's state (``a0.npy``, ``a1.npy``, ...), and ``__meta__.json``, a
 UTF-8 JSON document::
 
-    {"format": "streamrnn", "format_version": 2, "streamrnn_version": "0.1.0",
+    {"format": "streamrnn", "format_version": 3, "streamrnn_version": "0.1.0",
      "numpy_version": "...", "python_version": "...",
      "class": "streamrnn.forecasting:LSTMForecaster",
      "metadata": {...},            # the caller's JSON metadata, if any
@@ -144,13 +144,14 @@ import pandas as pd
 from . import persist_archive as archive
 from .persist_checks import Invalid, Limits, need
 from .persist_schema import class_path, registry
+from .persist_upgrade import upgrade_state
 
 __all__ = ["DEFAULT_MAX_BYTES", "FORMAT_VERSION", "FormatError", "ForbiddenClassError", "UnsupportedVersionError",
            "info", "load", "save"]
 
 #: Version of the file format written by :func:`save`; :func:`load` reads
 #: this one and every earlier one.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 #: What :func:`load` may allocate by default (see its ``max_bytes``): 4 GiB.
 DEFAULT_MAX_BYTES = 4 << 30
@@ -462,10 +463,11 @@ def _dtype(s) -> np.dtype:
 
 
 class _Decoder:
-    def __init__(self, arrays, limits: Limits):
+    def __init__(self, arrays, limits: Limits, version: int | None = None):
         self._arrays = arrays  # name -> array, read lazily
         self._memo: list = []
         self.limits = limits
+        self.version = FORMAT_VERSION if version is None else version  # the file's format version
 
     def _register(self, node: dict, obj) -> None:
         if node.get("$id") != len(self._memo):
@@ -608,6 +610,7 @@ class _Decoder:
         self._register(v, obj)
         # decode everything first (in the order it was written), check, then build as pickle does
         state = self._state(v["state"]) if "state" in v else None
+        state = upgrade_state(v["$obj"], state, self.version)  # model buffers of earlier formats
         if schema.state == "bytes":
             _need(type(state) is bytes, f"the state of {v['$obj']} must be bytes")
         else:
@@ -799,7 +802,9 @@ def _read_meta(zf, names, where, max_bytes: int) -> dict:
         extra, missing = sorted(set(names) - expected), sorted(expected - set(names))
         raise FormatError(where, f"entries do not match the metadata: missing {missing}, unexpected {extra}")
     # format 1 -> 2: the same encoding; version 2 files hold only declared classes and
-    # banks without their unused capacity, which version 1 files are checked for on load
+    # banks without their unused capacity, which version 1 files are checked for on load.
+    # 2 -> 3: the same encoding; model buffers with a compact TBPTT window and one
+    # moment region for SGD and RMSprop, upgraded on load (streamrnn.persist_upgrade)
     return meta
 
 
@@ -862,7 +867,7 @@ def load(path, *, max_bytes: int | None = None):
     with zf:
         meta = _read_meta(zf, names, where, max_bytes)
         arrays = _LazyArrays(zf, names, meta["arrays"])
-        decoder = _Decoder(arrays, Limits(max_bytes))
+        decoder = _Decoder(arrays, Limits(max_bytes), meta["format_version"])
         try:
             _need("root" in meta, "the file holds no model")
             model = decoder.decode(meta["root"])

@@ -95,7 +95,8 @@ class SharedWeightsBank(ModelBank):
         """Point the layouts of these series at their regions."""
         state = self._origin + slots * self._stride
         self._lays[slots, L.L_STATE] = state
-        self._lays[slots, L.L_CACHE] = state + (self._lay[L.L_CACHE] - self._lay[L.L_STATE])
+        for slot in (L.L_WSTATE, L.L_CACHE):
+            self._lays[slots, slot] = state + (self._lay[slot] - self._lay[L.L_STATE])
 
     @property
     def _capacity(self) -> int:

@@ -360,7 +360,7 @@ def test_metadata_and_info(tmp_path):
     path = tmp_path / "m.npz"
     P.save(GRURegressor(hidden_size=2), str(path), metadata={"trained_on": "TrumpApproval", "rows": 3})
     header = P.info(path)
-    assert header["format_version"] == P.FORMAT_VERSION == 2
+    assert header["format_version"] == P.FORMAT_VERSION == 3
     assert header["streamrnn_version"] == __import__("streamrnn").__version__
     assert header["class"] == "streamrnn.regression:GRURegressor"
     assert header["metadata"] == {"trained_on": "TrumpApproval", "rows": 3}
@@ -566,8 +566,8 @@ def test_newer_and_invalid_format_versions_are_refused(tmp_path, small_file):
             meta["streamrnn_version"] = "9.9"
         return edit
 
-    (tmp_path / "new.npz").write_bytes(rewrite(small_file, version(3)))
-    with pytest.raises(P.UnsupportedVersionError, match="format version 3 .*streamrnn 9.9.*upgrade streamrnn"):
+    (tmp_path / "new.npz").write_bytes(rewrite(small_file, version(4)))
+    with pytest.raises(P.UnsupportedVersionError, match="format version 4 .*streamrnn 9.9.*upgrade streamrnn"):
         P.load(tmp_path / "new.npz")
     with pytest.raises(P.UnsupportedVersionError):
         P.info(tmp_path / "new.npz")
@@ -793,6 +793,55 @@ def test_files_of_earlier_versions_load_predict_and_keep_learning(path):
             f"{P.FORMAT_VERSION} yet, rewrite the fixtures: python tests/fixtures/make_fixtures.py --replace"
         ) from e
     assert not np.allclose(after, meta["probe"])  # it did learn
+
+
+def test_models_saved_mid_window_in_format_2_continue_as_they_would_have(tmp_path):
+    """Models, a bank and a shared-weights bank saved in format version 2 in
+    the middle of their TBPTT windows (full window rows, two moment regions
+    for every optimizer) load into today's layout (compact window, the
+    window's start state, one moment region for SGD and RMSprop) and go on
+    to predict, while learning, what the code that wrote them did; and what
+    the same models built today do. (Close, not bit-identical: the file was
+    written on another CPU; on the machine that wrote it, bit for bit.)"""
+    spec = importlib.util.spec_from_file_location("make_format2_windows", FIXTURES / "make_format2_windows.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    data = np.load(FIXTURES / "format2_windows.npz")
+    for i, (kind, config, n) in enumerate(module.CASES):
+        path = tmp_path / f"case{i}.npz"
+        path.write_bytes(data[f"file{i}"].tobytes())
+        assert P.info(path)["format_version"] == 2
+        loaded, today = P.load(path), module.build(kind, config, n)
+        if kind == "model":
+            assert loaded._buf.shape == today._buf.shape and np.array_equal(loaded._lay, today._lay)
+        ahead = module.more(kind, loaded)
+        np.testing.assert_allclose(ahead, data[f"more{i}"], rtol=1e-5, atol=1e-6, err_msg=f"case {i}")
+        np.testing.assert_allclose(ahead, module.more(kind, today), rtol=1e-5, atol=1e-6, err_msg=f"case {i}")
+
+
+def test_a_format_2_file_whose_window_does_not_fit_its_layout_is_refused(tmp_path):
+    """An edited format-2 file whose buffer is cut short is not upgraded but
+    refused, the error saying that it does not fit the model's layout."""
+    spec = importlib.util.spec_from_file_location("make_format2_windows", FIXTURES / "make_format2_windows.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    data = np.load(FIXTURES / "format2_windows.npz")
+    source = tmp_path / "case0.npz"
+    source.write_bytes(data["file0"].tobytes())
+    with zipfile.ZipFile(source) as zf:
+        entries = {name: zf.read(name) for name in zf.namelist()}
+    buffers = [name for name, raw in entries.items() if name.endswith(".npy")
+               and np.load(io.BytesIO(raw)).dtype == np.float32 and np.load(io.BytesIO(raw)).size > 1000]
+    assert len(buffers) == 1
+    out = io.BytesIO()
+    np.save(out, np.load(io.BytesIO(entries[buffers[0]]))[:-16])
+    entries[buffers[0]] = out.getvalue()
+    edited = tmp_path / "edited.npz"
+    with zipfile.ZipFile(edited, "w") as zf:
+        for name, raw in entries.items():
+            zf.writestr(name, raw)
+    with pytest.raises(P.FormatError, match="(layout|buffer) does not match its (shape|layout)"):
+        P.load(edited)
 
 
 def test_forecaster_feedback_pairs_a_kernel_would_follow_are_checked(tmp_path):

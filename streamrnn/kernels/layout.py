@@ -8,10 +8,20 @@ A model lives in three arrays:
     Counters and the TBPTT schedule position; the ``C_*`` constants index it.
 ``buf`` (float32 or float64)
     One flat buffer holding parameters, optimizer moments, the carried
-    hidden state, the TBPTT window of activations and the hyperparameters
-    (indexed by ``HP_*`` from ``lay[L_HP]``), then, from ``lay[L_PERSIST]``,
-    scratch space (gradient, recomputed window, prediction rows), which every
-    kernel writes before it reads and which is therefore not model state.
+    hidden state, the compact TBPTT window and the hyperparameters (indexed
+    by ``HP_*`` from ``lay[L_HP]``), then, from ``lay[L_PERSIST]``, scratch
+    space (gradient, the window expanded into full rows, a row for single
+    steps), which every kernel writes before it reads and which is therefore
+    not model state.
+
+The window keeps per step only what cannot be recomputed cheaply: the input,
+the target, the prediction and each layer's gate activations (and, for the
+GRU, ``W_hn h + b_hn``), in *compact rows* (``L_C_*`` offsets, stride
+``lay[L_CROW]``), plus the state before its oldest step (``lay[L_WSTATE]``).
+The cell and hidden states of the window's steps are rebuilt from these with
+the forward pass's own operations, into *full rows* (``L_R_*`` offsets,
+stride ``lay[L_ROW]``) in scratch, so every result is the same as if they
+had been stored.
 
 Plain Python integers, so Numba folds them into constants.
 """
@@ -45,9 +55,9 @@ L_GRAD = 13
 L_M = 14
 L_V = 15
 L_STATE = 16  # carried state: per layer h then c, each lay[L_HSTRIDE] long
-L_CACHE = 17  # TBPTT ring buffer: k2 rows of lay[L_ROW] values
-L_RCACHE = 18  # k2 rows where a window is recomputed with the current weights
-L_PRED = 19  # one row for pure forward steps (predict)
+L_CACHE = 17  # TBPTT ring buffer: k2 compact rows of lay[L_CROW] values
+L_RCACHE = 18  # k2 full rows where the window is expanded (or recomputed with the current weights)
+L_PRED = 19  # one full row for single forward steps (learn, predict)
 L_PSTATE = 20  # state scratch for pure forward steps and recomputation
 L_HP = 21  # hyperparameters
 L_ROW = 22  # stride between rows
@@ -68,7 +78,7 @@ L_R_YHAT = 33  # prediction
 L_S_AX = 34  # input-side pre-activations, G*H
 L_S_AH = 35  # hidden-side pre-activations, G*H
 L_PERSIST = 36  # buf[:lay[L_PERSIST]] is model state; the rest is scratch
-# 37: unused
+L_WSTATE = 37  # state before the window's oldest step: per layer h then c, each lay[L_HSTRIDE] long
 L_S_DIN = 38  # gradient arriving from above, max(I, H)
 L_S_GH = 39  # gradient with respect to a layer's new hidden state
 L_S_DH = 40  # recurrent gradient of h, per layer
@@ -78,7 +88,16 @@ L_HEAD_B = 43
 L_BUF = 44  # total length of buf
 L_R_DAX = 45  # row, per layer: gradient of the input-side pre-activations, G*H
 L_R_DAH = 46  # row, per layer: gradient of the hidden-side pre-activations, G*H
-L_PARAMS0 = 48  # layer l: lay[L_PARAMS0 + 4*l + (0: W_x, 1: W_h, 2: b_x, 3: b_h)]
+L_CROW = 47  # stride between compact rows of the window
+L_CROW_LAYER = 48  # stride between the layer blocks of a compact row
+# --- lay: offsets inside a compact row (the layer blocks after the input and target)
+L_C_X = 49  # input
+L_C_Y = 50  # target
+L_C_ACT = 51  # layer block: gate activations, G*H
+L_C_AUX = 52  # layer block: GRU W_hn h + b_hn (H; LSTM and RNN: none)
+L_C_LAYER0 = 53  # offset of the first layer block
+L_C_YHAT = 54  # prediction (made with the weights of its step: a shared model's may have changed since)
+L_PARAMS0 = 56  # layer l: lay[L_PARAMS0 + 4*l + (0: W_x, 1: W_h, 2: b_x, 3: b_h)]
 
 # --- hyperparameters, at buf[lay[L_HP] + HP_*]
 HP_LR = 0

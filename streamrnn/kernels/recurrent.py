@@ -49,8 +49,16 @@ from .layout import (
     HP_WEIGHT_DECAY,
     L_APPROX,
     L_BUF,
+    L_C_ACT,
+    L_C_AUX,
+    L_C_LAYER0,
+    L_C_X,
+    L_C_Y,
+    L_C_YHAT,
     L_CACHE,
     L_CELL,
+    L_CROW,
+    L_CROW_LAYER,
     L_GATES,
     L_GRAD,
     L_HEAD_B,
@@ -94,6 +102,7 @@ from .layout import (
     L_S_GH,
     L_STATE,
     L_V,
+    L_WSTATE,
     LOSS_CROSS_ENTROPY,
     LOSS_HUBER,
     OPT_ADAMW,
@@ -254,11 +263,8 @@ def cell_forward(lay, buf, layer, base):
     p = L_PARAMS0 + 4 * layer
     bx, bh = vec(buf, lay[p + 2], GH), vec(buf, lay[p + 3], GH)
     ax, ah = vec(buf, lay[L_S_AX], GH), vec(buf, lay[L_S_AH], GH)
-    xin = vec(buf, base + lay[L_R_XIN], nin)
-    hp, cp = vec(buf, base + lay[L_R_HP], H), vec(buf, base + lay[L_R_CP], H)
+    xin, hp = vec(buf, base + lay[L_R_XIN], nin), vec(buf, base + lay[L_R_HP], H)
     act, aux = vec(buf, base + lay[L_R_ACT], GH), vec(buf, base + lay[L_R_AUX], H)
-    hn, cn = vec(buf, base + lay[L_R_HN], H), vec(buf, base + lay[L_R_CN], H)
-    one = buf.dtype.type(1.0)
 
     copy_into(ax, bx)
     copy_into(ah, bh)
@@ -277,9 +283,6 @@ def cell_forward(lay, buf, layer, base):
             aux[k] = ah[2 * H + k]
             act[2 * H + k] = ax[2 * H + k] + act[k] * aux[k]
         apply_tanh(act[2 * H :], approx)
-        for k in range(H):
-            z = act[H + k]
-            hn[k] = (one - z) * act[2 * H + k] + z * hp[k]
     else:
         for k in range(GH):
             act[k] = ax[k] + ah[k]
@@ -287,15 +290,38 @@ def cell_forward(lay, buf, layer, base):
             apply_sigmoid(act[: 2 * H], approx)
             apply_tanh(act[2 * H : 3 * H], approx)
             apply_sigmoid(act[3 * H :], approx)
-            for k in range(H):
-                cn[k] = act[H + k] * cp[k] + act[k] * act[2 * H + k]
-            copy_into(aux, cn)
-            apply_tanh(aux, approx)
-            for k in range(H):
-                hn[k] = act[3 * H + k] * aux[k]
         else:
             apply_tanh(act, approx)
-            copy_into(hn, act)
+    cell_state(lay, buf, base)
+
+
+@njit(**_JIT)
+def cell_state(lay, buf, base):
+    """The new state of one layer at the row block ``base`` from its gate
+    activations (and, for the GRU, ``W_hn h + b_hn``) and previous state:
+    the end of :func:`cell_forward`, also run alone to rebuild a window's
+    states from its compact rows, with the same operations and so the same
+    values."""
+    cell = lay[L_CELL]
+    H = lay[L_HIDDEN]
+    approx = lay[L_APPROX] != 0
+    hp, cp = vec(buf, base + lay[L_R_HP], H), vec(buf, base + lay[L_R_CP], H)
+    act, aux = vec(buf, base + lay[L_R_ACT], lay[L_GATES] * H), vec(buf, base + lay[L_R_AUX], H)
+    hn, cn = vec(buf, base + lay[L_R_HN], H), vec(buf, base + lay[L_R_CN], H)
+    one = buf.dtype.type(1.0)
+    if cell == CELL_GRU:
+        for k in range(H):
+            z = act[H + k]
+            hn[k] = (one - z) * act[2 * H + k] + z * hp[k]
+    elif cell == CELL_LSTM:
+        for k in range(H):
+            cn[k] = act[H + k] * cp[k] + act[k] * act[2 * H + k]
+        copy_into(aux, cn)
+        apply_tanh(aux, approx)
+        for k in range(H):
+            hn[k] = act[3 * H + k] * aux[k]
+    else:
+        copy_into(hn, act)
 
 
 @njit(**_JIT)
@@ -832,29 +858,114 @@ def optimizer_step(lay, ctr, buf, norms):
 # ------------------------------------------------------------- TBPTT driver
 
 
+@njit(inline="always")
+def compact_row(lay, s_start, s):
+    """Offset of the compact row of step ``s`` of the window that starts at
+    ring row ``s_start``."""
+    return ring_row(lay[L_CACHE], s_start, s, lay[L_K2], lay[L_CROW])
+
+
+@njit(**_JIT)
+def store_compact(lay, buf, row, crow):
+    """Keep of the full row ``row`` what the window needs in the compact row
+    ``crow``: input, target, prediction and each layer's gate activations
+    (and the GRU's ``W_hn h + b_hn``)."""
+    H = lay[L_HIDDEN]
+    GH = lay[L_GATES] * H
+    rl, cl = lay[L_ROW_LAYER], lay[L_CROW_LAYER]
+    copy_into(vec(buf, crow + lay[L_C_X], lay[L_INPUT]), vec(buf, row + lay[L_R_XIN], lay[L_INPUT]))
+    copy_into(vec(buf, crow + lay[L_C_Y], lay[L_OUTPUT]), vec(buf, row + lay[L_R_Y], lay[L_OUTPUT]))
+    copy_into(vec(buf, crow + lay[L_C_YHAT], lay[L_OUTPUT]), vec(buf, row + lay[L_R_YHAT], lay[L_OUTPUT]))
+    for layer in range(lay[L_LAYERS]):
+        c, base = crow + lay[L_C_LAYER0] + layer * cl, row + layer * rl
+        copy_into(vec(buf, c + lay[L_C_ACT], GH), vec(buf, base + lay[L_R_ACT], GH))
+        if lay[L_CELL] == CELL_GRU:
+            copy_into(vec(buf, c + lay[L_C_AUX], H), vec(buf, base + lay[L_R_AUX], H))
+
+
+@njit(**_JIT)
+def expand_row(lay, buf, crow, row):
+    """Rebuild the full row ``row`` of a step from its compact row ``crow``
+    and the previous state already in ``row`` (each layer's ``hp``, ``cp``):
+    input, activations, new states (the forward pass's operations, so its
+    values), target and prediction."""
+    H = lay[L_HIDDEN]
+    GH = lay[L_GATES] * H
+    rl, cl = lay[L_ROW_LAYER], lay[L_CROW_LAYER]
+    copy_into(vec(buf, row + lay[L_R_XIN], lay[L_INPUT]), vec(buf, crow + lay[L_C_X], lay[L_INPUT]))
+    for layer in range(lay[L_LAYERS]):
+        c, base = crow + lay[L_C_LAYER0] + layer * cl, row + layer * rl
+        if layer > 0:
+            copy_into(vec(buf, base + lay[L_R_XIN], H), vec(buf, base - rl + lay[L_R_HN], H))
+        copy_into(vec(buf, base + lay[L_R_ACT], GH), vec(buf, c + lay[L_C_ACT], GH))
+        if lay[L_CELL] == CELL_GRU:
+            copy_into(vec(buf, base + lay[L_R_AUX], H), vec(buf, c + lay[L_C_AUX], H))
+        cell_state(lay, buf, base)
+    copy_into(vec(buf, row + lay[L_R_Y], lay[L_OUTPUT]), vec(buf, crow + lay[L_C_Y], lay[L_OUTPUT]))
+    copy_into(vec(buf, row + lay[L_R_YHAT], lay[L_OUTPUT]), vec(buf, crow + lay[L_C_YHAT], lay[L_OUTPUT]))
+
+
+@njit(inline="always")
+def state_into_row(lay, buf, state, row):
+    """Each layer's ``h``, ``c`` from the state at ``state`` into ``row``'s
+    ``hp``, ``cp``."""
+    H, hs, rl = lay[L_HIDDEN], lay[L_HSTRIDE], lay[L_ROW_LAYER]
+    for layer in range(lay[L_LAYERS]):
+        s, base = state + 2 * layer * hs, row + layer * rl
+        copy_into(vec(buf, base + lay[L_R_HP], H), vec(buf, s, H))
+        copy_into(vec(buf, base + lay[L_R_CP], H), vec(buf, s + hs, H))
+
+
+@njit(**_JIT)
+def advance_window_state(lay, buf, oldest):
+    """Move the window's start state past its oldest step, at ring row
+    ``oldest`` (about to be overwritten): the state that step left, rebuilt
+    in the single-step row."""
+    H, hs, rl = lay[L_HIDDEN], lay[L_HSTRIDE], lay[L_ROW_LAYER]
+    row, ws = lay[L_PRED], lay[L_WSTATE]
+    state_into_row(lay, buf, ws, row)
+    expand_row(lay, buf, lay[L_CACHE] + oldest * lay[L_CROW], row)
+    for layer in range(lay[L_LAYERS]):
+        s, base = ws + 2 * layer * hs, row + layer * rl
+        copy_into(vec(buf, s, H), vec(buf, base + lay[L_R_HN], H))
+        copy_into(vec(buf, s + hs, H), vec(buf, base + lay[L_R_CN], H))
+
+
+@njit(**_JIT)
+def expand_window(lay, buf, start, n_rows):
+    """The window's ``n_rows`` steps from ring row ``start`` as full rows,
+    from the first row of the full rows region on: states rebuilt from the
+    start state and the compact rows."""
+    rs = lay[L_ROW]
+    rows = lay[L_RCACHE]
+    state_into_row(lay, buf, lay[L_WSTATE], rows)
+    H, rl = lay[L_HIDDEN], lay[L_ROW_LAYER]
+    for s in range(n_rows):
+        row = rows + s * rs
+        if s > 0:
+            for layer in range(lay[L_LAYERS]):
+                base = row + layer * rl
+                copy_into(vec(buf, base + lay[L_R_HP], H), vec(buf, base - rs + lay[L_R_HN], H))
+                copy_into(vec(buf, base + lay[L_R_CP], H), vec(buf, base - rs + lay[L_R_CN], H))
+        expand_row(lay, buf, compact_row(lay, start, s), row)
+
+
 @njit(**_JIT)
 def recompute_window(lay, buf, start, n_rows):
-    """Re-run the window's steps with the current weights into the recompute
-    rows, from the state stored with its first step. Returns False if a state
+    """Re-run the window's steps with the current weights into the full
+    rows, from the state before its first step. Returns False if a state
     went non-finite."""
-    H = lay[L_HIDDEN]
-    hs = lay[L_HSTRIDE]
-    k2 = lay[L_K2]
-    rs, rl = lay[L_ROW], lay[L_ROW_LAYER]
+    n = 2 * lay[L_LAYERS] * lay[L_HSTRIDE]
+    rs = lay[L_ROW]
     O = lay[L_OUTPUT]
     ps = lay[L_PSTATE]
-    first = lay[L_CACHE] + (start % k2) * rs
-    for layer in range(lay[L_LAYERS]):
-        s = ps + 2 * layer * hs
-        base = first + layer * rl
-        copy_into(vec(buf, s, H), vec(buf, base + lay[L_R_HP], H))
-        copy_into(vec(buf, s + hs, H), vec(buf, base + lay[L_R_CP], H))
+    copy_into(vec(buf, ps, n), vec(buf, lay[L_WSTATE], n))
     for s in range(n_rows):
-        src = lay[L_CACHE] + ((start + s) % k2) * rs
+        src = compact_row(lay, start, s)
         dst = lay[L_RCACHE] + s * rs
-        if not network_forward(lay, buf, vec(buf, src + lay[L_R_XIN], lay[L_INPUT]), dst, ps):
+        if not network_forward(lay, buf, vec(buf, src + lay[L_C_X], lay[L_INPUT]), dst, ps):
             return False
-        copy_into(vec(buf, dst + lay[L_R_Y], O), vec(buf, src + lay[L_R_Y], O))
+        copy_into(vec(buf, dst + lay[L_R_Y], O), vec(buf, src + lay[L_C_Y], O))
     return True
 
 
@@ -867,20 +978,17 @@ def tbptt_update(lay, ctr, buf, norms):
     n_rows = ctr[C_FILL]
     n_loss = min(k1, n_rows)
     start = (ctr[C_POS] - n_rows + k2) % k2
-    rs = lay[L_ROW]
     for s in range(n_rows - n_loss, n_rows):
-        row = lay[L_CACHE] + ((start + s) % k2) * rs
-        if not all_finite(vec(buf, row + lay[L_R_Y], lay[L_OUTPUT])):
+        if not all_finite(vec(buf, compact_row(lay, start, s) + lay[L_C_Y], lay[L_OUTPUT])):
             ctr[C_SKIPPED] += 1
             return False, norms
-    rows = lay[L_CACHE]
     if lay[L_RECOMPUTE] != 0 and k1 < k2:
         if not recompute_window(lay, buf, start, n_rows):
             ctr[C_SKIPPED] += 1
             return False, norms
-        rows = lay[L_RCACHE]
-        start = 0
-    loss = window_backward(lay, buf, rows, start, n_rows, n_loss)
+    else:
+        expand_window(lay, buf, start, n_rows)
+    loss = window_backward(lay, buf, lay[L_RCACHE], 0, n_rows, n_loss)
     if not math.isfinite(loss):
         ctr[C_SKIPPED] += 1
         return False, norms
@@ -914,12 +1022,20 @@ def learn_step(lay, ctr, buf, x, y, out, norms):
     (counted in ``ctr[C_RESETS]``).
     """
     O = lay[L_OUTPUT]
-    k2 = lay[L_K2]
+    k1, k2 = lay[L_K1], lay[L_K2]
     if not all_finite(x):
         ctr[C_SKIPPED] += 1
         out[:] = np.nan
         return norms
-    row = lay[L_CACHE] + ctr[C_POS] * lay[L_ROW]
+    # the state before the window's oldest step: the carried state when the
+    # window starts (empty, or, with k1 >= k2, the next update's first step
+    # here); with k1 < k2 moved past the step this one overwrites
+    if ctr[C_FILL] == 0 or (k1 >= k2 and ctr[C_SINCE] == k1 - k2):
+        n = 2 * lay[L_LAYERS] * lay[L_HSTRIDE]
+        copy_into(vec(buf, lay[L_WSTATE], n), vec(buf, lay[L_STATE], n))
+    elif ctr[C_FILL] == k2 and k1 < k2:
+        advance_window_state(lay, buf, ctr[C_POS])
+    row = lay[L_PRED]
     ok = network_forward(lay, buf, x, row, lay[L_STATE])
     copy_into(out, vec(buf, row + lay[L_R_YHAT], O))
     copy_into(vec(buf, row + lay[L_R_Y], O), y)
@@ -929,10 +1045,11 @@ def learn_step(lay, ctr, buf, x, y, out, norms):
         ctr[C_RESETS] += 1
         ctr[C_SKIPPED] += 1
         return norms
+    store_compact(lay, buf, row, lay[L_CACHE] + ctr[C_POS] * lay[L_CROW])
     ctr[C_POS] = (ctr[C_POS] + 1) % k2
     ctr[C_FILL] = min(ctr[C_FILL] + 1, k2)
     ctr[C_SINCE] += 1
-    if ctr[C_SINCE] >= lay[L_K1]:
+    if ctr[C_SINCE] >= k1:
         ctr[C_SINCE] = 0
         norms = tbptt_update(lay, ctr, buf, norms)[1]
     return norms

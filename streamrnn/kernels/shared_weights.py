@@ -5,8 +5,8 @@ and TBPTT window.
 All series live in one buffer: the model's own buffer (parameters, moments,
 hyperparameters, scratch), then one region per series holding its state and
 window, laid out as in a single model. Series ``m`` has its own copy of the
-layout, ``lays[m]``, identical but for the offsets ``L_STATE`` and
-``L_CACHE`` which point into its region; so the single-model kernels of
+layout, ``lays[m]``, identical but for the offsets ``L_STATE``,
+``L_WSTATE`` and ``L_CACHE`` which point into its region; so the single-model kernels of
 :mod:`.recurrent` run unchanged on ``(lays[m], ctrs[m], buf)``. Rows are
 processed one after another in arrival order (every row may update the
 shared weights), so results never depend on the number of threads.

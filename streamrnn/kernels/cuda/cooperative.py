@@ -52,8 +52,15 @@ from ..layout import (
     HP_CLIP,
     HP_HUBER_DELTA,
     L_APPROX,
+    L_C_ACT,
+    L_C_AUX,
+    L_C_LAYER0,
+    L_C_X,
+    L_C_Y,
+    L_C_YHAT,
     L_CACHE,
     L_CELL,
+    L_CROW,
     L_GATES,
     L_GRAD,
     L_HEAD_B,
@@ -84,13 +91,17 @@ from ..layout import (
     L_R_XIN,
     L_R_Y,
     L_R_YHAT,
+    L_RCACHE,
     L_RECOMPUTE,
     L_ROW,
     L_STATE,
     L_V,
+    L_WSTATE,
     LOSS_CROSS_ENTROPY,
     LOSS_HUBER,
     N_CTR,
+    OPT_RMSPROP,
+    OPT_SGD,
 )
 from . import recurrent
 from .recurrent import element_update, ring_row, step_constants
@@ -387,14 +398,15 @@ def block_weight_gradients(lay, B, m, rows, start, n_rows, t, T):
 
 def block_window_backward(lay, B, m, sh, start, n_rows, n_loss, t, T):
     """Backpropagate the mean loss of the last ``n_loss`` of the window's
-    ``n_rows`` steps into the gradient region (``window_backward`` on the
-    CPU). Returns the loss, the same in every thread."""
+    ``n_rows`` steps, expanded in the full rows from ring row ``start``, into
+    the gradient region (``window_backward`` on the CPU). Returns the loss,
+    the same in every thread."""
     tp = B.dtype.type
     zero = tp(0.0)
     H = lay[L_HIDDEN]
     O = lay[L_OUTPUT]
     k2, rs = lay[L_K2], lay[L_ROW]
-    rows = lay[L_CACHE]
+    rows = lay[L_RCACHE]
     g0 = lay[L_GRAD]
     _, _, din, _, dh, dc = scratch_offsets(lay, T)
     W = lay[L_HEAD_W]
@@ -492,13 +504,72 @@ def block_optimizer_step(lay, cnt, B, m, sh, t, T):
     for e in range(t, P, T):
         th, v1, v2 = element_update(opt, B[e, m], B[grad + e, m], B[m1 + e, m], B[m2 + e, m], gscale, hps, one)
         B[e, m] = th
-        B[m1 + e, m] = v1
-        B[m2 + e, m] = v2
+        if opt != OPT_RMSPROP:  # (SGD's and RMSprop's one moment: both names, one region)
+            B[m1 + e, m] = v1
+        if opt != OPT_SGD:
+            B[m2 + e, m] = v2
         if e >= wh and e < wh + H * GH:
             j = (e - wh) // GH
             sh[j * sw + (e - wh) - j * GH] = th
     cuda.syncthreads()
     return True
+
+
+def block_expand_row(lay, B, m, crow, row, t, T):
+    """The full row ``row`` of a step rebuilt from its compact row ``crow``
+    and the previous state already in ``row`` (``expand_row`` on the CPU;
+    each unit's state with :func:`block_forward`'s operations)."""
+    tp = B.dtype.type
+    one = tp(1.0)
+    cell = lay[L_CELL]
+    H = lay[L_HIDDEN]
+    GH = lay[L_GATES] * H
+    O = lay[L_OUTPUT]
+    approx = lay[L_APPROX] != 0
+    c = crow + lay[L_C_LAYER0]
+    hp, cp = row + lay[L_R_HP], row + lay[L_R_CP]
+    act, aux = row + lay[L_R_ACT], row + lay[L_R_AUX]
+    hn, cn = row + lay[L_R_HN], row + lay[L_R_CN]
+    for j in range(t, lay[L_INPUT], T):
+        B[row + lay[L_R_XIN] + j, m] = B[crow + lay[L_C_X] + j, m]
+    for o in range(t, O, T):
+        B[row + lay[L_R_Y] + o, m] = B[crow + lay[L_C_Y] + o, m]
+        B[row + lay[L_R_YHAT] + o, m] = B[crow + lay[L_C_YHAT] + o, m]
+    for k in range(t, GH, T):
+        B[act + k, m] = B[c + lay[L_C_ACT] + k, m]
+    cuda.syncthreads()
+    for k in range(t, H, T):
+        if cell == CELL_GRU:
+            z = B[act + H + k, m]
+            B[aux + k, m] = B[c + lay[L_C_AUX] + k, m]
+            B[hn + k, m] = (one - z) * B[act + 2 * H + k, m] + z * B[hp + k, m]
+        elif cell == CELL_LSTM:
+            cc = B[act + H + k, m] * B[cp + k, m] + B[act + k, m] * B[act + 2 * H + k, m]
+            B[cn + k, m] = cc
+            a = act_tanh(cc, approx)
+            B[aux + k, m] = a
+            B[hn + k, m] = B[act + 3 * H + k, m] * a
+        else:
+            B[hn + k, m] = B[act + k, m]
+    cuda.syncthreads()
+
+
+def block_expand_window(lay, B, m, start, n_rows, t, T):
+    """The window's steps from ring row ``start`` as full rows, states
+    rebuilt from the state before its first step (``expand_window`` on the
+    CPU)."""
+    H, hs, rs = lay[L_HIDDEN], lay[L_HSTRIDE], lay[L_ROW]
+    k2, crs = lay[L_K2], lay[L_CROW]
+    for s in range(n_rows):
+        row = lay[L_RCACHE] + s * rs
+        for j in range(t, H, T):
+            if s == 0:
+                B[row + lay[L_R_HP] + j, m] = B[lay[L_WSTATE] + j, m]
+                B[row + lay[L_R_CP] + j, m] = B[lay[L_WSTATE] + hs + j, m]
+            else:
+                B[row + lay[L_R_HP] + j, m] = B[row - rs + lay[L_R_HN] + j, m]
+                B[row + lay[L_R_CP] + j, m] = B[row - rs + lay[L_R_CN] + j, m]
+        block_expand_row(lay, B, m, ring_row(lay[L_CACHE], start, s, k2, crs), row, t, T)
 
 
 def block_tbptt_update(lay, cnt, B, m, sh, t, T):
@@ -508,15 +579,16 @@ def block_tbptt_update(lay, cnt, B, m, sh, t, T):
     n_rows = cnt[C_FILL]
     n_loss = min(k1, n_rows)
     start = (cnt[C_POS] - n_rows + k2) % k2
-    rs = lay[L_ROW]
+    crs = lay[L_CROW]
     O = lay[L_OUTPUT]
     for s in range(n_rows - n_loss, n_rows):
-        y = lay[L_CACHE] + ((start + s) % k2) * rs + lay[L_R_Y]
+        y = ring_row(lay[L_CACHE], start, s, k2, crs) + lay[L_C_Y]
         for o in range(O):
             if not math.isfinite(B[y + o, m]):
                 cnt[C_SKIPPED] += 1
                 return
-    loss = block_window_backward(lay, B, m, sh, start, n_rows, n_loss, t, T)
+    block_expand_window(lay, B, m, start, n_rows, t, T)
+    loss = block_window_backward(lay, B, m, sh, 0, n_rows, n_loss, t, T)
     if not math.isfinite(loss) or not block_optimizer_step(lay, cnt, B, m, sh, t, T):
         cnt[C_SKIPPED] += 1
         return
@@ -528,7 +600,9 @@ def block_learn_one(lay, cnt, B, m, sh, X, Y, out, i, t, T):
     nan = B.dtype.type(math.nan)
     O = lay[L_OUTPUT]
     nin = lay[L_INPUT]
-    k2 = lay[L_K2]
+    H, hs = lay[L_HIDDEN], lay[L_HSTRIDE]
+    GH = lay[L_GATES] * H
+    k1, k2 = lay[L_K1], lay[L_K2]
     finite = True
     for j in range(nin):
         if not math.isfinite(X[i, j]):
@@ -538,7 +612,21 @@ def block_learn_one(lay, cnt, B, m, sh, X, Y, out, i, t, T):
         for o in range(t, O, T):
             out[i, o] = nan
         return
-    row = lay[L_CACHE] + cnt[C_POS] * lay[L_ROW]
+    row, ws = lay[L_PRED], lay[L_WSTATE]
+    # the state before the window's oldest step (as learn_step on the CPU)
+    if cnt[C_FILL] == 0 or (k1 >= k2 and cnt[C_SINCE] == k1 - k2):
+        for j in range(t, 2 * hs, T):
+            B[ws + j, m] = B[lay[L_STATE] + j, m]
+        cuda.syncthreads()
+    elif cnt[C_FILL] == k2 and k1 < k2:
+        for j in range(t, H, T):
+            B[row + lay[L_R_HP] + j, m] = B[ws + j, m]
+            B[row + lay[L_R_CP] + j, m] = B[ws + hs + j, m]
+        block_expand_row(lay, B, m, lay[L_CACHE] + cnt[C_POS] * lay[L_CROW], row, t, T)
+        for j in range(t, H, T):
+            B[ws + j, m] = B[row + lay[L_R_HN] + j, m]
+            B[ws + hs + j, m] = B[row + lay[L_R_CN] + j, m]
+        cuda.syncthreads()
     for j in range(t, nin, T):
         B[row + lay[L_R_XIN] + j, m] = X[i, j]
     ok = block_forward(lay, B, m, sh, row, lay[L_STATE], t, T)
@@ -548,7 +636,7 @@ def block_learn_one(lay, cnt, B, m, sh, X, Y, out, i, t, T):
         B[y + o, m] = Y[i, o]
     cnt[C_STEPS] += 1
     if not ok:
-        for j in range(t, 2 * lay[L_HSTRIDE], T):
+        for j in range(t, 2 * hs, T):
             B[lay[L_STATE] + j, m] = B.dtype.type(0.0)
         cnt[C_FILL] = 0
         cnt[C_SINCE] = 0
@@ -556,11 +644,23 @@ def block_learn_one(lay, cnt, B, m, sh, X, Y, out, i, t, T):
         cnt[C_SKIPPED] += 1
         cuda.syncthreads()
         return
+    crow = lay[L_CACHE] + cnt[C_POS] * lay[L_CROW]
+    for j in range(t, nin, T):
+        B[crow + lay[L_C_X] + j, m] = B[row + lay[L_R_XIN] + j, m]
+    for o in range(t, O, T):
+        B[crow + lay[L_C_Y] + o, m] = B[y + o, m]
+        B[crow + lay[L_C_YHAT] + o, m] = B[yhat + o, m]
+    c = crow + lay[L_C_LAYER0]
+    for k in range(t, GH, T):
+        B[c + lay[L_C_ACT] + k, m] = B[row + lay[L_R_ACT] + k, m]
+    if lay[L_CELL] == CELL_GRU:
+        for k in range(t, H, T):
+            B[c + lay[L_C_AUX] + k, m] = B[row + lay[L_R_AUX] + k, m]
     cnt[C_POS] = (cnt[C_POS] + 1) % k2
     cnt[C_FILL] = min(cnt[C_FILL] + 1, k2)
     cnt[C_SINCE] += 1
     cuda.syncthreads()
-    if cnt[C_SINCE] >= lay[L_K1]:
+    if cnt[C_SINCE] >= k1:
         cnt[C_SINCE] = 0
         block_tbptt_update(lay, cnt, B, m, sh, t, T)
 
@@ -644,6 +744,8 @@ _DEVICE_FUNCTIONS = (
     "block_weight_gradients",
     "block_window_backward",
     "block_optimizer_step",
+    "block_expand_row",
+    "block_expand_window",
     "block_tbptt_update",
     "block_learn_one",
 )

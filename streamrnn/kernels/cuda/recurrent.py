@@ -55,8 +55,16 @@ from ..layout import (
     HP_MOMENTUM,
     HP_WEIGHT_DECAY,
     L_APPROX,
+    L_C_ACT,
+    L_C_AUX,
+    L_C_LAYER0,
+    L_C_X,
+    L_C_Y,
+    L_C_YHAT,
     L_CACHE,
     L_CELL,
+    L_CROW,
+    L_CROW_LAYER,
     L_GATES,
     L_GRAD,
     L_HEAD_B,
@@ -99,6 +107,7 @@ from ..layout import (
     L_S_GH,
     L_STATE,
     L_V,
+    L_WSTATE,
     LOSS_CROSS_ENTROPY,
     LOSS_HUBER,
     OPT_ADAMW,
@@ -240,8 +249,6 @@ def ipow(b, n):
 
 def cell_forward(lay, B, m, layer, base):
     """Forward one layer at the row block ``base`` (``cell_forward`` on the CPU)."""
-    t = B.dtype.type
-    one = t(1.0)
     cell = lay[L_CELL]
     H = lay[L_HIDDEN]
     GH = lay[L_GATES] * H
@@ -250,9 +257,8 @@ def cell_forward(lay, B, m, layer, base):
     p = L_PARAMS0 + 4 * layer
     wx, wh, bx, bh = lay[p], lay[p + 1], lay[p + 2], lay[p + 3]
     ax, ah = lay[L_S_AX], lay[L_S_AH]
-    xin, hp, cp = base + lay[L_R_XIN], base + lay[L_R_HP], base + lay[L_R_CP]
+    xin, hp = base + lay[L_R_XIN], base + lay[L_R_HP]
     act, aux = base + lay[L_R_ACT], base + lay[L_R_AUX]
-    hn, cn = base + lay[L_R_HN], base + lay[L_R_CN]
 
     matvec(B, m, ax, bx, wx, xin, nin, GH)
     matvec(B, m, ah, bh, wh, hp, H, GH)
@@ -264,9 +270,6 @@ def cell_forward(lay, B, m, layer, base):
             a = B[ah + 2 * H + k, m]
             B[aux + k, m] = a
             B[act + 2 * H + k, m] = act_tanh(B[ax + 2 * H + k, m] + B[act + k, m] * a, approx)
-        for k in range(H):
-            z = B[act + H + k, m]
-            B[hn + k, m] = (one - z) * B[act + 2 * H + k, m] + z * B[hp + k, m]
     elif cell == CELL_LSTM:
         for k in range(GH):
             a = B[ax + k, m] + B[ah + k, m]
@@ -274,6 +277,29 @@ def cell_forward(lay, B, m, layer, base):
                 B[act + k, m] = act_tanh(a, approx)
             else:
                 B[act + k, m] = act_sigmoid(a, approx)
+    else:
+        for k in range(GH):
+            B[act + k, m] = act_tanh(B[ax + k, m] + B[ah + k, m], approx)
+    cell_state(lay, B, m, base)
+
+
+def cell_state(lay, B, m, base):
+    """The new state of one layer from its activations and previous state
+    (``cell_state`` on the CPU): the end of :func:`cell_forward`, also run
+    alone to rebuild a window's states from its compact rows."""
+    t = B.dtype.type
+    one = t(1.0)
+    cell = lay[L_CELL]
+    H = lay[L_HIDDEN]
+    approx = lay[L_APPROX] != 0
+    hp, cp = base + lay[L_R_HP], base + lay[L_R_CP]
+    act, aux = base + lay[L_R_ACT], base + lay[L_R_AUX]
+    hn, cn = base + lay[L_R_HN], base + lay[L_R_CN]
+    if cell == CELL_GRU:
+        for k in range(H):
+            z = B[act + H + k, m]
+            B[hn + k, m] = (one - z) * B[act + 2 * H + k, m] + z * B[hp + k, m]
+    elif cell == CELL_LSTM:
         for k in range(H):
             c = B[act + H + k, m] * B[cp + k, m] + B[act + k, m] * B[act + 2 * H + k, m]
             B[cn + k, m] = c
@@ -281,10 +307,7 @@ def cell_forward(lay, B, m, layer, base):
             B[aux + k, m] = a
             B[hn + k, m] = B[act + 3 * H + k, m] * a
     else:
-        for k in range(GH):
-            a = act_tanh(B[ax + k, m] + B[ah + k, m], approx)
-            B[act + k, m] = a
-            B[hn + k, m] = a
+        copy_block(B, m, hn, act, H)
 
 
 def head_forward(lay, B, m, row):
@@ -607,34 +630,103 @@ def optimizer_step(lay, ctr, B, m):
     for j in range(P):
         th, v1, v2 = element_update(opt, B[j, m], B[grad + j, m], B[m1 + j, m], B[m2 + j, m], gscale, hps, one)
         B[j, m] = th
-        B[m1 + j, m] = v1
-        B[m2 + j, m] = v2
+        if opt != OPT_RMSPROP:  # (SGD's and RMSprop's one moment: both names, one region)
+            B[m1 + j, m] = v1
+        if opt != OPT_SGD:
+            B[m2 + j, m] = v2
     return True
 
 
 # ------------------------------------------------------------- TBPTT driver
 
 
-def recompute_window(lay, B, m, start, n_rows):
-    """Re-run the window with the current weights into the recompute rows."""
+def compact_row(lay, start, s):
+    """Offset of the compact row of step ``s`` of the window from ring row ``start``."""
+    return ring_row(lay[L_CACHE], start, s, lay[L_K2], lay[L_CROW])
+
+
+def store_compact(lay, B, m, row, crow):
+    """What the window keeps of the full row ``row``, into the compact row
+    ``crow`` (``store_compact`` on the CPU)."""
     H = lay[L_HIDDEN]
-    hs = lay[L_HSTRIDE]
-    k2 = lay[L_K2]
-    rs, rl = lay[L_ROW], lay[L_ROW_LAYER]
-    ps = lay[L_PSTATE]
-    first = lay[L_CACHE] + (start % k2) * rs
+    GH = lay[L_GATES] * H
+    rl, cl = lay[L_ROW_LAYER], lay[L_CROW_LAYER]
+    copy_block(B, m, crow + lay[L_C_X], row + lay[L_R_XIN], lay[L_INPUT])
+    copy_block(B, m, crow + lay[L_C_Y], row + lay[L_R_Y], lay[L_OUTPUT])
+    copy_block(B, m, crow + lay[L_C_YHAT], row + lay[L_R_YHAT], lay[L_OUTPUT])
     for layer in range(lay[L_LAYERS]):
-        s = ps + 2 * layer * hs
-        base = first + layer * rl
-        copy_block(B, m, s, base + lay[L_R_HP], H)
-        copy_block(B, m, s + hs, base + lay[L_R_CP], H)
+        c, base = crow + lay[L_C_LAYER0] + layer * cl, row + layer * rl
+        copy_block(B, m, c + lay[L_C_ACT], base + lay[L_R_ACT], GH)
+        if lay[L_CELL] == CELL_GRU:
+            copy_block(B, m, c + lay[L_C_AUX], base + lay[L_R_AUX], H)
+
+
+def expand_row(lay, B, m, crow, row):
+    """The full row ``row`` rebuilt from the compact row ``crow`` and the
+    previous state in ``row`` (``expand_row`` on the CPU)."""
+    H = lay[L_HIDDEN]
+    GH = lay[L_GATES] * H
+    rl, cl = lay[L_ROW_LAYER], lay[L_CROW_LAYER]
+    copy_block(B, m, row + lay[L_R_XIN], crow + lay[L_C_X], lay[L_INPUT])
+    for layer in range(lay[L_LAYERS]):
+        c, base = crow + lay[L_C_LAYER0] + layer * cl, row + layer * rl
+        if layer > 0:
+            copy_block(B, m, base + lay[L_R_XIN], base - rl + lay[L_R_HN], H)
+        copy_block(B, m, base + lay[L_R_ACT], c + lay[L_C_ACT], GH)
+        if lay[L_CELL] == CELL_GRU:
+            copy_block(B, m, base + lay[L_R_AUX], c + lay[L_C_AUX], H)
+        cell_state(lay, B, m, base)
+    copy_block(B, m, row + lay[L_R_Y], crow + lay[L_C_Y], lay[L_OUTPUT])
+    copy_block(B, m, row + lay[L_R_YHAT], crow + lay[L_C_YHAT], lay[L_OUTPUT])
+
+
+def state_into_row(lay, B, m, state, row):
+    """Each layer's ``h``, ``c`` at ``state`` into ``row``'s ``hp``, ``cp``."""
+    H, hs, rl = lay[L_HIDDEN], lay[L_HSTRIDE], lay[L_ROW_LAYER]
+    for layer in range(lay[L_LAYERS]):
+        copy_block(B, m, row + layer * rl + lay[L_R_HP], state + 2 * layer * hs, H)
+        copy_block(B, m, row + layer * rl + lay[L_R_CP], state + 2 * layer * hs + hs, H)
+
+
+def advance_window_state(lay, B, m, oldest):
+    """The window's start state moved past its oldest step, at ring row
+    ``oldest`` (``advance_window_state`` on the CPU)."""
+    H, hs, rl = lay[L_HIDDEN], lay[L_HSTRIDE], lay[L_ROW_LAYER]
+    row, ws = lay[L_PRED], lay[L_WSTATE]
+    state_into_row(lay, B, m, ws, row)
+    expand_row(lay, B, m, lay[L_CACHE] + oldest * lay[L_CROW], row)
+    for layer in range(lay[L_LAYERS]):
+        copy_block(B, m, ws + 2 * layer * hs, row + layer * rl + lay[L_R_HN], H)
+        copy_block(B, m, ws + 2 * layer * hs + hs, row + layer * rl + lay[L_R_CN], H)
+
+
+def expand_window(lay, B, m, start, n_rows):
+    """The window as full rows (``expand_window`` on the CPU)."""
+    H, rs, rl = lay[L_HIDDEN], lay[L_ROW], lay[L_ROW_LAYER]
+    rows = lay[L_RCACHE]
+    state_into_row(lay, B, m, lay[L_WSTATE], rows)
     for s in range(n_rows):
-        src = lay[L_CACHE] + ((start + s) % k2) * rs
+        row = rows + s * rs
+        if s > 0:
+            for layer in range(lay[L_LAYERS]):
+                base = row + layer * rl
+                copy_block(B, m, base + lay[L_R_HP], base - rs + lay[L_R_HN], H)
+                copy_block(B, m, base + lay[L_R_CP], base - rs + lay[L_R_CN], H)
+        expand_row(lay, B, m, compact_row(lay, start, s), row)
+
+
+def recompute_window(lay, B, m, start, n_rows):
+    """Re-run the window with the current weights into the full rows."""
+    ps = lay[L_PSTATE]
+    rs = lay[L_ROW]
+    copy_block(B, m, ps, lay[L_WSTATE], 2 * lay[L_LAYERS] * lay[L_HSTRIDE])
+    for s in range(n_rows):
+        src = compact_row(lay, start, s)
         dst = lay[L_RCACHE] + s * rs
-        copy_block(B, m, dst + lay[L_R_XIN], src + lay[L_R_XIN], lay[L_INPUT])
+        copy_block(B, m, dst + lay[L_R_XIN], src + lay[L_C_X], lay[L_INPUT])
         if not network_forward(lay, B, m, dst, ps):
             return False
-        copy_block(B, m, dst + lay[L_R_Y], src + lay[L_R_Y], lay[L_OUTPUT])
+        copy_block(B, m, dst + lay[L_R_Y], src + lay[L_C_Y], lay[L_OUTPUT])
     return True
 
 
@@ -644,20 +736,17 @@ def tbptt_update(lay, ctr, B, m):
     n_rows = ctr[C_FILL, m]
     n_loss = min(k1, n_rows)
     start = (ctr[C_POS, m] - n_rows + k2) % k2
-    rs = lay[L_ROW]
     for s in range(n_rows - n_loss, n_rows):
-        row = lay[L_CACHE] + ((start + s) % k2) * rs
-        if not all_finite(B, m, row + lay[L_R_Y], lay[L_OUTPUT]):
+        if not all_finite(B, m, compact_row(lay, start, s) + lay[L_C_Y], lay[L_OUTPUT]):
             ctr[C_SKIPPED, m] += 1
             return False
-    rows = lay[L_CACHE]
     if lay[L_RECOMPUTE] != 0 and k1 < k2:
         if not recompute_window(lay, B, m, start, n_rows):
             ctr[C_SKIPPED, m] += 1
             return False
-        rows = lay[L_RCACHE]
-        start = 0
-    loss = window_backward(lay, B, m, rows, start, n_rows, n_loss)
+    else:
+        expand_window(lay, B, m, start, n_rows)
+    loss = window_backward(lay, B, m, lay[L_RCACHE], 0, n_rows, n_loss)
     if not math.isfinite(loss) or not optimizer_step(lay, ctr, B, m):
         ctr[C_SKIPPED, m] += 1
         return False
@@ -676,13 +765,18 @@ def learn_one(lay, ctr, B, m, X, Y, out, i):
     """``learn_one`` of the CPU for the row ``i`` of ``X``, ``Y``, ``out``."""
     nan = B.dtype.type(math.nan)
     O = lay[L_OUTPUT]
-    k2 = lay[L_K2]
+    k1, k2 = lay[L_K1], lay[L_K2]
     if not row_finite(X, i, lay[L_INPUT]):
         ctr[C_SKIPPED, m] += 1
         for o in range(O):
             out[i, o] = nan
         return
-    row = lay[L_CACHE] + ctr[C_POS, m] * lay[L_ROW]
+    fill = ctr[C_FILL, m]
+    if fill == 0 or (k1 >= k2 and ctr[C_SINCE, m] == k1 - k2):
+        copy_block(B, m, lay[L_WSTATE], lay[L_STATE], 2 * lay[L_LAYERS] * lay[L_HSTRIDE])
+    elif fill == k2 and k1 < k2:
+        advance_window_state(lay, B, m, ctr[C_POS, m])
+    row = lay[L_PRED]
     load_row_input(lay, B, m, row, X, i)
     ok = network_forward(lay, B, m, row, lay[L_STATE])
     yhat, y = row + lay[L_R_YHAT], row + lay[L_R_Y]
@@ -695,10 +789,11 @@ def learn_one(lay, ctr, B, m, X, Y, out, i):
         ctr[C_RESETS, m] += 1
         ctr[C_SKIPPED, m] += 1
         return
+    store_compact(lay, B, m, row, lay[L_CACHE] + ctr[C_POS, m] * lay[L_CROW])
     ctr[C_POS, m] = (ctr[C_POS, m] + 1) % k2
     ctr[C_FILL, m] = min(ctr[C_FILL, m] + 1, k2)
     ctr[C_SINCE, m] += 1
-    if ctr[C_SINCE, m] >= lay[L_K1]:
+    if ctr[C_SINCE, m] >= k1:
         ctr[C_SINCE, m] = 0
         tbptt_update(lay, ctr, B, m)
 
@@ -808,6 +903,7 @@ _DEVICE_FUNCTIONS = (
     "element_update",
     "step_constants",
     "cell_forward",
+    "cell_state",
     "head_forward",
     "network_forward",
     "cell_backward",
@@ -815,6 +911,12 @@ _DEVICE_FUNCTIONS = (
     "accumulate_weight_gradients",
     "window_backward",
     "optimizer_step",
+    "compact_row",
+    "store_compact",
+    "expand_row",
+    "state_into_row",
+    "advance_window_state",
+    "expand_window",
     "recompute_window",
     "tbptt_update",
     "reset_window",
