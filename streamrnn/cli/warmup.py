@@ -27,7 +27,7 @@ def cache_location() -> str:
 
 def cache_is_cold() -> bool:
     """Whether Numba's cache holds nothing yet of the kernel every command
-    runs (a learning step): the command about to run then compiles for tens
+    runs (learning one step): the command about to run then compiles for tens
     of seconds. False where caching is off, or where it cannot tell."""
     from .. import config
     from ..kernels import recurrent
@@ -35,7 +35,7 @@ def cache_is_cold() -> bool:
     if not config.CACHE:
         return False
     # (Numba's cache objects are not public API: where they change, say nothing)
-    index = getattr(getattr(getattr(recurrent.learn_step, "_cache", None), "_cache_file", None), "_index_path", None)
+    index = getattr(getattr(getattr(recurrent.learn_one, "_cache", None), "_cache_file", None), "_index_path", None)
     return isinstance(index, str) and not os.path.exists(index)
 
 
