@@ -80,3 +80,20 @@ def test_the_package_imports_its_public_names_on_first_use():
     assert out.split() == ["False", "True", "streamrnn.forecasting", "True"]
     with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
         streamrnn.Nothing  # noqa: B018
+
+
+def test_learning_one_step_compiles_the_step_inside_its_kernel_only():
+    """``learn_step`` and the update it runs are inlined into the kernels
+    that call them, never compiled on their own (each separately compiled
+    level has LLVM optimise its whole call tree once more: seconds of a
+    first run); the entry points are compiled, or loaded from the cache,
+    for the model's dtype alone."""
+    import subprocess
+    import sys
+
+    code = ("from streamrnn import OnlineRNN; from streamrnn.kernels import recurrent as K\n"
+            "OnlineRNN(hidden_size=2, k1=2, k2=4, recompute=True).learn([0.5], [0.1])\n"
+            "print([len(f.signatures) for f in (K.learn_one, K.learn_step, K.tbptt_update, K.recompute_window)])\n"
+            "print([str(s[2].dtype) for s in K.learn_one.signatures])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[:2] == ["[1, 0, 0, 0]", "['float32']"]
