@@ -97,3 +97,20 @@ def test_learning_one_step_compiles_the_step_inside_its_kernel_only():
             "print([str(s[2].dtype) for s in K.learn_one.signatures])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split("\n")[:2] == ["[1, 0, 0, 0]", "['float32']"]
+
+
+def test_the_forecasters_load_rivers_base_class_without_its_time_series_toolkit():
+    """``LSTMForecaster`` subclasses River's ``Forecaster`` without importing
+    the rest of ``river.time_series`` (SNARIMAX, the metrics and what they
+    import); importing that package later gives the same class, so River's
+    own checks see a forecaster."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from streamrnn import LSTMForecaster\n"
+            "print(sorted(m for m in ('river.time_series', 'river.time_series.snarimax', 'river.metrics') if m in sys.modules))\n"
+            "from river import time_series; from river.time_series.base import Forecaster\n"
+            "print(issubclass(LSTMForecaster, time_series.base.Forecaster), Forecaster is time_series.base.Forecaster,"
+            " isinstance(LSTMForecaster(), Forecaster))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[:2] == ["[]", "True True True"]
