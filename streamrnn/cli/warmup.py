@@ -9,10 +9,10 @@ import os
 import time
 from typing import TextIO
 
-#: What a command's first run compiles, measured on 2 cores (about 35 s for
-#: ``forecast``, 50 for ``demo``): said once on stderr when the cache is cold.
-COLD_START_MESSAGE = ("streamrnn: compiling the kernels for first use (about 30-60 s, once); later runs start at "
-                      "once. `streamrnn warmup` does it ahead, for example in a container image.")
+#: What a command's first run compiles, measured on 2 cores (about 28 CPU
+#: seconds for ``forecast``): said once on stderr when the cache is cold.
+COLD_START_MESSAGE = ("streamrnn: compiling the kernels for first use (about 30 s, once); later runs start at once. "
+                      "`streamrnn warmup` does it ahead, for example in a container image.")
 
 
 def cache_location() -> str:
