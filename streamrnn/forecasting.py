@@ -60,7 +60,7 @@ import numbers
 import warnings
 
 import numpy as np
-from river.time_series.base import Forecaster
+from .river_bases import Forecaster
 
 from .checks import check_integer, finite, is_integer
 from .features import CLIP, GLITCH, FeatureSpace, RunningScaler

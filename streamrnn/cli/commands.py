@@ -10,8 +10,6 @@ import gzip
 import zlib
 from typing import TextIO
 
-from river import stats
-
 from .files import check_plot, check_writable, is_terminal, open_input
 from .rows import CommandError, CSVInput, format_number
 from .service import Checkpoints, SignalGuard, Stop
@@ -492,6 +490,8 @@ def _above_quantile(quantiles: dict, key, score: float, q: float) -> bool:
     scores (River's running quantile); then adds it to them."""
     quantile = quantiles.get(key)
     if quantile is None:
+        from river import stats  # (imported where used: it loads SciPy)
+
         quantile = quantiles[key] = stats.Quantile(q)
     level = quantile.get()
     quantile.update(score)

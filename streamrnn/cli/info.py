@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import platform
 from importlib import metadata
 from typing import TextIO
@@ -16,23 +18,53 @@ def _version(name: str) -> str:
         return "not installed"
 
 
+def _numba_setting(name: str, default: str) -> tuple[str, bool]:
+    """A Numba setting as Numba will read it: the environment variable
+    ``NUMBA_<NAME>``, else a ``.numba_config.yaml`` in the working folder,
+    else ``default``; and whether it was set. Read without importing Numba
+    (that alone takes most of a second, SciPy with it)."""
+    value = os.environ.get(f"NUMBA_{name}")
+    if value is not None:
+        return value, True
+    if os.path.isfile(".numba_config.yaml"):  # rare: let Numba read its own file
+        from numba.core import config
+
+        value = str(getattr(config, name if name != "NUM_THREADS" else "NUMBA_NUM_THREADS"))
+        return value, value != default
+    return default, False
+
+
+def _default_threads() -> int:
+    """Numba's default thread count: the CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # (not on every platform)
+        return max(1, os.cpu_count() or 1)
+
+
 def threading_layer() -> str:
     """The threading layer Numba's parallel kernels will run on, as
     configured (one is picked at the first parallel run: nothing is compiled
-    or run here), and their thread count."""
-    from numba.core import config
+    or run here), and their thread count.
 
-    layer = config.THREADING_LAYER
-    chosen = "picked at the first parallel run" if layer == "default" else "set by NUMBA_THREADING_LAYER"
-    return f"{layer} ({chosen}; {config.NUMBA_NUM_THREADS} threads)"
+    >>> threading_layer().endswith(" threads)")
+    True
+    """
+    layer, given = _numba_setting("THREADING_LAYER", "default")
+    threads, _ = _numba_setting("NUM_THREADS", str(_default_threads()))
+    chosen = "set by NUMBA_THREADING_LAYER" if given else "picked at the first parallel run"
+    return f"{layer} ({chosen}; {threads} threads)"
 
 
 def cuda_status() -> str:
-    """Whether CUDA kernels can run: numba-cuda installed, and a GPU (or the simulator)."""
+    """Whether CUDA kernels can run: numba-cuda installed, and a GPU (or the
+    simulator). Numba is imported only where numba-cuda is installed."""
+    if importlib.util.find_spec("numba_cuda") is None:
+        return "unavailable: numba-cuda is not installed (pip install streamrnn[cuda])"
     try:
         from numba import cuda
-    except ImportError:
-        return "unavailable: numba-cuda is not installed (pip install streamrnn[cuda])"
+    except ImportError as error:
+        return f"unavailable: {error}"
     try:
         if cuda.is_available():
             name = cuda.get_current_device().name

@@ -12,7 +12,7 @@ from typing import TextIO
 
 from .. import __version__
 from .options import CELLS, DEFAULT_THRESHOLD, MAX_HIDDEN_SIZE, MAX_HORIZON, MODEL_DEFAULTS
-from .rows import CommandError
+from .errors import CommandError
 from .service import Stop
 
 EPILOG = """examples:

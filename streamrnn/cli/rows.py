@@ -12,18 +12,11 @@ from typing import TextIO
 
 import numpy as np
 
+from .errors import CommandError
+
 _UNDECODED = re.compile("[\udc80-\udcff]")  # bytes that were no text, as surrogateescape keeps them
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 MISSING = frozenset({"", "nan", "NaN", "NAN", "na", "NA", "N/A", "null", "NULL", "None"})
-
-
-class CommandError(Exception):
-    """An error the command reports in one line, with its exit status:
-    2 for usage errors (a column that does not exist), 1 for bad data."""
-
-    def __init__(self, message: str, status: int = 1):
-        super().__init__(message)
-        self.status = status
 
 
 def _without_bom(lines) -> Iterator[str]:

@@ -9,10 +9,10 @@ import os
 import time
 from typing import TextIO
 
-#: What a command's first run compiles, measured on 2 cores (about 35 s for
-#: ``forecast``, 50 for ``demo``): said once on stderr when the cache is cold.
-COLD_START_MESSAGE = ("streamrnn: compiling the kernels for first use (about 30-60 s, once); later runs start at "
-                      "once. `streamrnn warmup` does it ahead, for example in a container image.")
+#: What a command's first run compiles, measured on 2 cores (about 28 CPU
+#: seconds for ``forecast``): said once on stderr when the cache is cold.
+COLD_START_MESSAGE = ("streamrnn: compiling the kernels for first use (about 30 s, once); later runs start at once. "
+                      "`streamrnn warmup` does it ahead, for example in a container image.")
 
 
 def cache_location() -> str:
@@ -27,7 +27,7 @@ def cache_location() -> str:
 
 def cache_is_cold() -> bool:
     """Whether Numba's cache holds nothing yet of the kernel every command
-    runs (a learning step): the command about to run then compiles for tens
+    runs (learning one step): the command about to run then compiles for tens
     of seconds. False where caching is off, or where it cannot tell."""
     from .. import config
     from ..kernels import recurrent
@@ -35,7 +35,7 @@ def cache_is_cold() -> bool:
     if not config.CACHE:
         return False
     # (Numba's cache objects are not public API: where they change, say nothing)
-    index = getattr(getattr(getattr(recurrent.learn_step, "_cache", None), "_cache_file", None), "_index_path", None)
+    index = getattr(getattr(getattr(recurrent.learn_one, "_cache", None), "_cache_file", None), "_index_path", None)
     return isinstance(index, str) and not os.path.exists(index)
 
 

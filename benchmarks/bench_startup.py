@@ -1,0 +1,155 @@
+"""Start-up of the command line: each command run in a fresh process, first
+with an empty Numba cache (what a new installation's first run pays: the
+kernels it needs are compiled), then again with the cache that run left
+(a warm start). Reported for each: the wall time and the CPU time (user +
+system) of the process, the median of ``--repeats`` runs; on a busy
+machine the CPU time is the steadier figure.
+
+The commands: ``--version``, ``--help``, ``info``, ``forecast`` and
+``detect`` on a 10-row CSV file, and ``demo --no-plot``. Each cold run gets
+its own empty cache (``NUMBA_CACHE_DIR`` in a temporary folder), so that
+one command's compilation does not warm the next.
+
+``--compiles`` also runs each kernel command once more, cold, in a process
+that records Numba's compilation events, and reports how many functions
+(specialisations) it compiled and the inclusive compile time of the
+largest. ``--imports`` reports which of River, pandas, SciPy, matplotlib
+and Numba each command imports.
+
+::
+
+    python benchmarks/bench_startup.py [--repeats 3] [--only info] [--compiles] [--imports]
+
+Measured on the project's 2-core machine (2026-12-07, one run each, load
+average 10-12 from other jobs: the wall times are inflated, the CPU times
+are the figures to compare), ``pip install -e .`` without extras (no
+scikit-learn, no matplotlib), CPU seconds cold / warm: ``--version`` 0.06,
+``info`` 0.08 (0.14 s wall at load 4-5), ``forecast`` 28.3 / 1.5,
+``detect`` 32.0 / 1.3, ``demo --no-plot`` 36.9 / 1.7; the version before
+(main at 522dd44), in the same run: 0.15, 0.50, 34.8 / 2.6, 37.9 / 1.6,
+45.2 / 2.6.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#: name, arguments (``{csv}``: the 10-row file), whether it runs a kernel
+COMMANDS = [
+    ("--version", ["--version"], False),
+    ("--help", ["--help"], False),
+    ("info", ["info"], False),
+    ("argument error", ["forecast", "{csv}"], False),
+    ("forecast 10 rows", ["forecast", "{csv}", "--target", "v", "--time", "t", "--no-progress"], True),
+    ("detect 10 rows", ["detect", "{csv}", "--target", "v", "--no-progress"], True),
+    ("demo", ["demo", "--no-plot"], True),
+]
+
+#: What a child process run with ``--child`` does around the command: records
+#: compilations (``--compiles``) or the heavy modules imported (``--imports``).
+CHILD = r"""
+import contextlib, io, json, sys, time
+mode, argv = sys.argv[1], sys.argv[2:]
+report = {}
+if mode == "compiles":
+    from numba.core import event
+    spans, stack = [], []
+    class Listener(event.Listener):
+        def on_start(self, ev):
+            stack.append(time.process_time())
+        def on_end(self, ev):
+            spans.append((ev.data["dispatcher"].py_func.__qualname__, time.process_time() - stack.pop()))
+    event.register("numba:compile", Listener())
+from streamrnn.cli import main
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    report["status"] = main(argv)
+if mode == "compiles":
+    report["count"] = len(spans)
+    report["largest"] = sorted(spans, key=lambda s: -s[1])[:8]
+else:
+    heavy = ("river", "pandas", "scipy", "matplotlib", "numba", "sklearn", "torch")
+    report["imported"] = sorted({m.split(".")[0] for m in sys.modules} & set(heavy))
+    report["kernels"] = sorted(m for m in sys.modules if m.startswith("streamrnn.kernels."))
+print(json.dumps(report), file=sys.__stderr__)
+"""
+
+
+def write_csv(path: str, rows: int = 10) -> None:
+    with open(path, "w") as f:
+        f.write("t,v\n")
+        for i in range(rows):
+            f.write(f"2024-01-01T{i:02d}:00:00,{10 + (i % 4) * 0.5}\n")
+
+
+def run(args: list[str], cache: str, child: str | None = None) -> tuple[float, float, int, str]:
+    """Wall and CPU seconds of one process running ``streamrnn args``, its
+    exit status and standard error."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, "-c", CHILD, child, *args] if child else [sys.executable, "-m", "streamrnn", *args]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    err = proc.stderr.read()
+    proc.stderr.close()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return wall, usage.ru_utime + usage.ru_stime, proc.returncode, err
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each measurement (median reported)")
+    parser.add_argument("--only", help="only the commands whose name contains this")
+    parser.add_argument("--no-cold", action="store_true", help="skip the cold runs of the kernel commands")
+    parser.add_argument("--compiles", action="store_true", help="count the compilations of each kernel command")
+    parser.add_argument("--imports", action="store_true", help="list the heavy modules each command imports")
+    opts = parser.parse_args()
+
+    work = tempfile.mkdtemp(prefix="streamrnn-startup-")
+    csv = os.path.join(work, "ten.csv")
+    write_csv(csv)
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; median of {opts.repeats} runs")
+    print(f"{'command':<18}{'cold wall s':>12}{'cold CPU s':>12}{'warm wall s':>12}{'warm CPU s':>12}")
+    try:
+        for name, template, kernel in COMMANDS:
+            if opts.only and opts.only not in name:
+                continue
+            args = [csv if a == "{csv}" else a for a in template]
+            cold, warm_cache = [], os.path.join(work, f"warm-{len(name)}-{abs(hash(name))}")
+            if kernel and not opts.no_cold:
+                for r in range(opts.repeats):
+                    cache = os.path.join(work, f"cold-{r}")
+                    cold.append(run(args, cache)[:2])
+                    shutil.rmtree(cache, ignore_errors=True)
+            run(args, warm_cache)  # fills the cache (a first run)
+            warm = [run(args, warm_cache)[:2] for _ in range(opts.repeats)]
+            if not kernel:  # nothing compiled: every run is a cold one
+                cold = warm
+            med = lambda runs, i: f"{statistics.median(r[i] for r in runs):12.2f}" if runs else f"{'-':>12}"  # noqa: E731
+            print(f"{name:<18}{med(cold, 0)}{med(cold, 1)}{med(warm, 0)}{med(warm, 1)}", flush=True)
+            if opts.imports:
+                report = json.loads(run(args, warm_cache, "imports")[3].strip().splitlines()[-1])
+                print(f"{'':<18}imports {report['imported']}; kernel modules {len(report['kernels'])}")
+            if opts.compiles and kernel:
+                cache = os.path.join(work, "count")
+                report = json.loads(run(args, cache, "compiles")[3].strip().splitlines()[-1])
+                shutil.rmtree(cache, ignore_errors=True)
+                largest = ", ".join(f"{n} {s:.1f}" for n, s in report["largest"])
+                print(f"{'':<18}{report['count']} functions compiled; largest (inclusive CPU s): {largest}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
