@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import struct
-
 import numpy as np
 import pandas as pd
 from river import base
 
 from .keys import holds_nan
-from .estimator import PACKED_TYPES, RecurrentEstimator, RowPath, as_targets, exclusive_as
+from .estimator import RecurrentEstimator, RowPath, as_targets, exclusive_as
 from .guard import exclusive
-from .kernels.estimator_rows import R_REVEALED, classifier_learn, classifier_logits
+from .kernels.estimator_rows import (NOT_READ, R_REVEALED, R_STATUS, classifier_learn, classifier_logits,
+                                     classifier_proba_dict)
+from .kernels.numpy_exp import exp_loop_checked
 from ._docs import document
 
 
@@ -99,8 +99,11 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
         return True
 
     def _new_row_path(self) -> RowPath:
-        n = self.revealed_targets
-        path = RowPath(self, (0, 0, n, len(self._classes)), revealed=n)
+        n, nc = self.revealed_targets, len(self._classes)
+        # the softmax in the kernel, by NumPy's exponential, where it sums as NumPy (fewer than 8 values)
+        loop, data = exp_loop_checked() if 0 < nc < 8 else (0, 0)
+        path = RowPath(self, (0, 0, n, nc), revealed=n, reader=classifier_proba_dict)
+        path.reader_args, path.softmax = (path.shifted, loop, data), loop != 0
         self._refresh(path)
         return path
 
@@ -223,27 +226,35 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
     def predict_proba_one(self, x: dict) -> dict:
         path, lock = self._path, self._busy
         if path is not None and lock is not None and type(x) is dict and lock.acquire(False):
-            try:  # (RowPath.pack and _proba_in_one_call, spelled out: predictions are the cheapest calls)
-                found = path.plans.get(tuple(x))
-                values = x.values()
-                if found is not None and PACKED_TYPES.issuperset(map(type, values)):
-                    found[0].pack_into(path.bytes, path.at, *values, 0.0)
-                    if classifier_logits(path.row, found[1], self._x_scaler.stats, self._net._buf, path.scratch,
-                                         path.shifted):
+            try:  # (spelled out: predictions are the cheapest calls)
+                read = path.read
+                if read is not None and self._x_scaler.stats is path.stats and self._net._buf is path.buf:
+                    if read(id(x)):  # (the dict read in the kernel)
+                        if path.softmax:
+                            classes, p = self._classes, path.shifted.tolist()
+                            if len(p) == 2:  # (the common binary case, spelled out)
+                                return {classes[0]: p[0], classes[1]: p[1]}
+                            return dict(zip(classes, p))
                         return self._softmax_dict(path.shifted)
-            except (OverflowError, struct.error):  # an int beyond the floats: the guarded method says so
-                pass
+                    # another key order or other types: packed here; else the row-by-row path
+                    p = self._proba_in_one_call(path, x) if path.row[R_STATUS] == NOT_READ else None
+                else:
+                    p = self._proba_in_one_call(path, x)
+                if p is not None:
+                    return p
             finally:
                 lock.release()
         return self._predict_proba_one(x)
 
     def _proba_in_one_call(self, path, x: dict) -> dict | None:
-        """The probabilities for ``x`` from one kernel call (then NumPy's
-        exponential, as before); None where it cannot."""
-        plan = path.pack(x, 0.0)
-        if plan is None or not classifier_logits(path.row, plan, self._x_scaler.stats, self._net._buf, path.scratch,
-                                                 path.shifted):
+        """The probabilities for ``x`` from one kernel call, its values
+        packed here (and the path's dict reading bound to its plan), then
+        NumPy's exponential; None where it cannot."""
+        found = path.packed(x, 0.0)
+        stats, buf = self._x_scaler.stats, self._net._buf
+        if found is None or not classifier_logits(path.row, found[1], stats, buf, path.scratch, path.shifted):
             return None
+        path.bind(found, stats, buf)
         return self._softmax_dict(path.shifted)
 
     @exclusive_as("predict_proba_one")
