@@ -9,8 +9,8 @@ from river import base
 from .keys import holds_nan
 from .estimator import RecurrentEstimator, RowPath, as_targets, exclusive_as
 from .guard import exclusive
-from .kernels.estimator_rows import (NOT_READ, R_REVEALED, R_STATUS, classifier_learn, classifier_logits,
-                                     classifier_proba_dict)
+from .kernels.estimator_rows import (DONE, NOT_READ, R_REVEALED, R_STATUS, classifier_binary_dict,
+                                     classifier_learn, classifier_logits, classifier_proba_dict)
 from .kernels.numpy_exp import exp_loop_checked
 from ._docs import document
 
@@ -101,9 +101,12 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
     def _new_row_path(self) -> RowPath:
         n, nc = self.revealed_targets, len(self._classes)
         # the softmax in the kernel, by NumPy's exponential, where it sums as NumPy (fewer than 8 values)
-        loop, data = exp_loop_checked() if 0 < nc < 8 else (0, 0)
-        path = RowPath(self, (0, 0, n, nc), revealed=n, reader=classifier_proba_dict)
-        path.reader_args, path.softmax = (path.shifted, loop, data), loop != 0
+        exp = exp_loop_checked() if 0 < nc < 8 else (0, 0)
+        binary = nc == 2 and exp[0] != 0
+        path = RowPath(self, (0, 0, n, nc), revealed=n, reader=classifier_binary_dict if binary else
+                       classifier_proba_dict, exp=exp)
+        path.reader_args = (path.shifted,)
+        path.exp, path.binary = exp[0] != 0, binary  # (the reader leaves probabilities; as a pair)
         self._refresh(path)
         return path
 
@@ -169,25 +172,30 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
         return z / z.sum(axis=1, keepdims=True)
 
     # The public per-row methods take a row in one kernel call (a RowPath)
-    # where they can, holding the guard's lock themselves (one Python call
+    # where they can, holding the guard's token themselves (one Python call
     # less than the exclusive wrapper); anything else, and the first rows,
     # go to the guarded methods below, which make the path or take the row
     # row by row.
 
     def learn_one(self, x: dict, y) -> None:
-        path, lock = self._path, self._busy
-        if path is not None and lock is not None and type(x) is dict:
+        path, held = self._path, self._busy
+        if path is not None and held and type(x) is dict:
             try:
                 c = self._class_index.get(y)  # (a class seen before is a label)
             except TypeError:  # unhashable: the guarded method says so
                 c = None
-            if c is not None and lock.acquire(False):
+            if c is not None:
                 try:
-                    done = self._learn_in_one_call(path, x, c)
-                finally:
-                    lock.release()
-                if done:
-                    return
+                    token = held.pop()  # (the guard's token: see streamrnn.guard)
+                except IndexError:  # (taken meanwhile: the guarded method says so)
+                    token = None
+                if token is not None:
+                    try:
+                        done = self._learn_in_one_call(path, x, c)
+                    finally:
+                        held.append(token)
+                    if done:
+                        return
         self._learn_one(x, y)
 
     def _learn_in_one_call(self, path, x: dict, c: int) -> bool:
@@ -224,17 +232,23 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
             self._entities.learned(k)
 
     def predict_proba_one(self, x: dict) -> dict:
-        path, lock = self._path, self._busy
-        if path is not None and lock is not None and type(x) is dict and lock.acquire(False):
+        path, held = self._path, self._busy
+        if path is not None and held and type(x) is dict:
+            try:
+                token = held.pop()  # (the guard's token: see streamrnn.guard)
+            except IndexError:  # (taken meanwhile: the guarded method says so)
+                return self._predict_proba_one(x)
             try:  # (spelled out: predictions are the cheapest calls)
                 read = path.read
                 if read is not None and self._x_scaler.stats is path.stats and self._net._buf is path.buf:
-                    if read(id(x)):  # (the dict read in the kernel)
-                        if path.softmax:
-                            classes, p = self._classes, path.shifted.tolist()
-                            if len(p) == 2:  # (the common binary case, spelled out)
-                                return {classes[0]: p[0], classes[1]: p[1]}
-                            return dict(zip(classes, p))
+                    if path.binary:  # (the dict read in the kernel, two classes: their probabilities)
+                        p0, p1 = read(id(x))
+                        if p0 == p0 or path.row[R_STATUS] == DONE:
+                            c0, c1 = self._classes
+                            return {c0: p0, c1: p1}
+                    elif read(id(x)):  # (the dict read in the kernel)
+                        if path.exp:
+                            return dict(zip(self._classes, path.shifted.tolist()))
                         return self._softmax_dict(path.shifted)
                     # another key order or other types: packed here; else the row-by-row path
                     p = self._proba_in_one_call(path, x) if path.row[R_STATUS] == NOT_READ else None
@@ -243,7 +257,7 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
                 if p is not None:
                     return p
             finally:
-                lock.release()
+                held.append(token)
         return self._predict_proba_one(x)
 
     def _proba_in_one_call(self, path, x: dict) -> dict | None:

@@ -115,16 +115,21 @@ class RowPath:
     reader_args
         The reader's arguments after the scratch (:attr:`reader_args`,
         which the estimator may set before the first row).
+    exp
+        The addresses of NumPy's exponential loop and of its data for the
+        plans (:func:`~streamrnn.kernels.numpy_exp.exp_loop`; 0: none).
     """
 
     #: Plans kept (a stream whose rows miss features in ever new ways has
     #: one per pattern): beyond, they start again.
     MAX_PLANS = 1024
 
-    def __init__(self, owner, options: tuple, y_scaler=None, revealed: int = 0, reader=None, reader_args: tuple = ()):
+    def __init__(self, owner, options: tuple, y_scaler=None, revealed: int = 0, reader=None, reader_args: tuple = (),
+                 exp: tuple = (0, 0)):
         self._features, self._cols_x, self._cols_y = owner._features, owner._cols_x, owner._cols_y
         self._lay = [int(v) for v in owner._net._lay]
         self._options = options
+        self._exp = exp
         self._values_at = R.R_REVEALED + revealed
         self.at = 8 * self._values_at  # (the values' byte offset in the row)
         self.plans: dict = {}
@@ -140,7 +145,6 @@ class RowPath:
         self._reader = reader if reader is not None and reads_dicts() else None
         self.reader_args = reader_args
         self.read = self.stats = self.buf = self._bound = None
-        self.softmax = False  # (whether the reader leaves a classifier's probabilities, set by the classifier)
         self._widen(self._values_at + 1)
         net = owner._net
         self.scratch = np.zeros(net.input_size + 2 * net.output_size, dtype=net._np_dtype)
@@ -165,7 +169,7 @@ class RowPath:
         network = [cols_x[j] if j >= 0 else -1 for j in scaler]
         n, m = len(keys), len(self._cols_y)
         keys_at = R.P_COLUMNS + 2 * n + m
-        plan = np.array([n, *self._options, m, self._values_at, keys_at + n, keys_at, *OBJECTS, 0, 0, 0, *scaler,
+        plan = np.array([n, *self._options, m, self._values_at, keys_at + n, keys_at, *self._exp, *OBJECTS, 0, 0, 0, *scaler,
                          *network, *self._cols_y, *map(id, keys), *self._lay], dtype=np.int64)
         width = self._values_at + n + 1
         if len(self.row) < width:
@@ -243,7 +247,12 @@ class RecurrentEstimator(Guarded):
     forecast fused, bit-identical to the row-by-row path, which takes
     every other row (a None, a date, a new feature or class, bad input,
     entities) and the mini-batches. The public per-row methods hold the
-    guard's lock themselves on that path.
+    guard's token themselves on that path. A prediction reads the dict in
+    the kernel itself where its keys are those of the last row packed, in
+    the same order, and its values numbers (and None) the kernel reads
+    (:mod:`~streamrnn.kernels.pyobjects`); a classifier's softmax is taken
+    there too, by NumPy's own exponential
+    (:mod:`~streamrnn.kernels.numpy_exp`).
     """
 
     _cell = "lstm"
@@ -307,7 +316,7 @@ class RecurrentEstimator(Guarded):
         self._entities = None if key is None else EntityStates(max_idle)
 
     def __getstate__(self) -> dict:
-        state = without_guard(dict(self.__dict__))  # (a lock: not state)
+        state = without_guard(dict(self.__dict__))  # (the guard: not state)
         state.pop("_columns_cache", None)  # derived
         state.pop("_path", None)
         return state

@@ -190,21 +190,25 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
             self._refresh(path)
 
     # The public per-row methods take a row in one kernel call (a RowPath)
-    # where they can, holding the guard's lock themselves (one Python call
+    # where they can, holding the guard's token themselves (one Python call
     # less than the exclusive wrapper); anything else, and the first rows,
     # go to the guarded methods below, which make the path or take the row
     # row by row.
 
     def learn_one(self, x: dict, y: float) -> None:
-        path, lock = self._path, self._busy
-        if (path is not None and lock is not None and type(x) is dict and type(y) is float and y - y == 0.0
-                and lock.acquire(False)):
+        path, held = self._path, self._busy
+        if path is not None and held and type(x) is dict and type(y) is float and y - y == 0.0:
             try:
-                done = self._learn_in_one_call(path, x, y)
-            finally:
-                lock.release()
-            if done:
-                return
+                token = held.pop()  # (the guard's token: see streamrnn.guard)
+            except IndexError:  # (taken meanwhile: the guarded method says so)
+                token = None
+            if token is not None:
+                try:
+                    done = self._learn_in_one_call(path, x, y)
+                finally:
+                    held.append(token)
+                if done:
+                    return
         self._learn_one(x, y)
 
     def _learn_in_one_call(self, path, x: dict, y) -> bool:
@@ -241,8 +245,12 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
         return self._target.forecast_one(out.tolist(), float(self._carried[-1]), mean, std)
 
     def predict_one(self, x: dict) -> float:
-        path, lock = self._path, self._busy
-        if path is not None and lock is not None and type(x) is dict and lock.acquire(False):
+        path, held = self._path, self._busy
+        if path is not None and held and type(x) is dict:
+            try:
+                token = held.pop()  # (the guard's token: see streamrnn.guard)
+            except IndexError:  # (taken meanwhile: the guarded method says so)
+                return self._predict_one(x)
             try:  # (spelled out: predictions are the cheapest calls)
                 read = path.read
                 if read is not None and self._x_scaler.stats is path.stats and self._net._buf is path.buf:
@@ -257,7 +265,7 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
                 if forecast is not None:
                     return forecast
             finally:
-                lock.release()
+                held.append(token)
         return self._predict_one(x)
 
     def _predict_in_one_call(self, path, x: dict) -> float | None:

@@ -266,36 +266,49 @@ def test_predictions_follow_statistics_and_weights_replaced_behind_the_path(cls)
     assert fast._path.stats is fast._x_scaler.stats and fast._path.buf is fast._net._buf
 
 
-def test_the_kernel_reads_dicts_of_floats_as_python_does():
-    """Keys by identity and in order, values exactly floats (any bits: NaN,
-    infinities, -0.0, subnormals), nothing else read."""
+def test_the_kernel_reads_dicts_of_numbers_as_python_does():
+    """Keys by identity and in order; values that are floats (any bits:
+    NaN, infinities, -0.0, subnormals), NumPy float64s, bools, ints (as
+    ``float`` rounds them) and None (NaN) read as the row-by-row path reads
+    them; any other value, key, order or size refused."""
+    from streamrnn.features import _value
     from streamrnn.kernels.pyobjects import OBJECTS, layout_holds, read_floats
 
     assert layout_holds()
     rng = np.random.default_rng(0)
     names = [f"f{i}" for i in range(9)]
-    specials = [math.nan, math.inf, -math.inf, -0.0, 5e-324, 1.7976931348623157e308]
-    for trial in range(200):
+    specials = [math.nan, math.inf, -math.inf, -0.0, 5e-324, 1.7976931348623157e308, None, True, False, 0, 7,
+                -(2**63) - 1, 2**53 + 1, 3**200, np.float64(0.3), np.float64("nan")]
+    refused = [-1, 10**400, np.float32(1.0), np.int64(2), "1.0", decimal.Decimal("1.5"), np.array(1.5), 1 + 2j, [1.0]]
+    for trial in range(300):
         n = int(rng.integers(0, 9))
         keys = names[:n]
         values = [float(v) for v in rng.normal(0, 10.0 ** rng.integers(-300, 300), n)]
         for i in range(n):
-            if rng.random() < 0.2:
+            if rng.random() < 0.3:
                 values[i] = specials[int(rng.integers(len(specials)))]
         x = dict(zip(keys, values))
         plan = np.array([*(id(k) for k in keys), 0, 0, 0, *OBJECTS], dtype=np.int64)
         out = np.full(n + 2, 7.0)
-        assert read_floats(id(x), plan, 0, n, n, n + 3, out, 1)
-        assert out[1 : n + 1].tobytes() == np.array(values, dtype=np.float64).tobytes()
+
+        def reads(d):
+            return read_floats(id(d), plan, 0, n, n, n + 3, out, 1)
+
+        assert reads(x)
+        expected = [math.nan if v is None else float(v) for v in values]
+        assert out[1 : n + 1].tobytes() == np.array(expected, dtype=np.float64).tobytes()
+        finite = [i for i, v in enumerate(expected) if not math.isinf(v)]  # (the row-by-row path refuses the others)
+        assert np.array([expected[i] for i in finite]).tobytes() == \
+            np.array([_value("f", values[i]) for i in finite]).tobytes()
         if n:
             j = int(rng.integers(n))
-            for other in (1, np.float64(1.0), None, "1.0", True):  # not exactly a float
-                assert not read_floats(id({**x, keys[j]: other}), plan, 0, n, n, n + 3, out, 1)
-            assert not read_floats(id({key(k): v for k, v in x.items()}), plan, 0, n, n, n + 3, out, 1)
-            assert not read_floats(id(dict(list(x.items())[:-1])), plan, 0, n, n, n + 3, out, 1)
+            for other in refused:
+                assert not reads({**x, keys[j]: other})
+            assert not reads({key(k): v for k, v in x.items()})
+            assert not reads(dict(list(x.items())[:-1]))
             if n > 1:
-                assert not read_floats(id(dict(reversed(x.items()))), plan, 0, n, n, n + 3, out, 1)
-        assert not read_floats(id({**x, "more": 1.0}), plan, 0, n, n, n + 3, out, 1)
+                assert not reads(dict(reversed(x.items())))
+        assert not reads({**x, "more": 1.0})
 
 
 def test_numpys_exponential_from_the_kernel_gives_numpys_bits():

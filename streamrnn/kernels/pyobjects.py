@@ -1,20 +1,20 @@
-"""Reading a Python dict of floats from compiled code, without the
+"""Reading a Python dict of numbers from compiled code, without the
 interpreter: the address of each key and, where a value is exactly a
-``float``, its value.
+``float``, a NumPy float64, an ``int``, a ``bool`` or None, its value as a
+float (None: NaN).
 
 An estimator's row is a dict of feature values; turning it into floats in
 Python (a look-up of its key order, a type check per value, a ``struct``
 call) costs more than the network's step it feeds. Here a kernel walks the
 dict with CPython's ``PyDict_Next`` and reads each float's value where the
-object keeps it. Kernels that call these functions must hold the GIL (no
+object keeps it (an int's by ``PyLong_AsDouble``, as ``float`` does). Kernels that call these functions must hold the GIL (no
 ``nogil``) and get the dict's address (``id(x)``) from a caller that keeps
 the dict alive; they read nothing but the dict's entries and never run
 Python code, so the dict cannot change meanwhile.
 
 Where a float keeps its value and its type is taken from the running
-interpreter (:data:`FLOAT_TYPE`, :data:`TYPE_AT`, :data:`VALUE_AT`), and
-:func:`layout_holds` checks them on a known dict: a caller uses these
-functions only where it holds.
+interpreter (:data:`OBJECTS`), and :func:`layout_holds` checks them on
+known dicts: a caller uses these functions only where it holds.
 """
 
 import math
@@ -40,8 +40,14 @@ VALUE_AT = float.__basicsize__ - 8
 #: ``PyDict_Next``'s state in an int64 array, from an offset: the
 #: position, then the addresses of the key and the value it gave last.
 D_POS, D_KEY, D_VALUE = range(3)
-#: The int64s that describe this interpreter's objects to :func:`read_floats`.
-OBJECTS = (FLOAT_TYPE, TYPE_AT, VALUE_AT)
+#: The int64s that describe this interpreter's objects to :func:`read_floats`,
+#: in the order of the ``O_`` offsets: the offsets of an object's type and of
+#: a float's value, the addresses of the types float, NumPy's float64 (0
+#: where it does not keep its value as float does), int and bool, and of
+#: True and None.
+OBJECTS = (TYPE_AT, VALUE_AT, FLOAT_TYPE, id(np.float64) if np.float64.__basicsize__ == float.__basicsize__ else 0,
+           id(int), id(bool), id(True), id(None))
+O_TYPE_AT, O_VALUE_AT, O_FLOAT, O_FLOAT64, O_INT, O_BOOL, O_TRUE, O_NONE = range(8)
 
 
 @intrinsic
@@ -68,6 +74,34 @@ def dict_next(typingctx, address, state, at):
         return builder.icmp_signed("!=", found, ir.Constant(ir.IntType(32), 0))
 
     return types.boolean(address, state, at), codegen
+
+
+@intrinsic
+def long_as_double(typingctx, address):
+    """``PyLong_AsDouble`` of the int at ``address`` (-1.0 with an error set
+    where it is beyond the floats)."""
+    if not isinstance(address, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        i8p = ir.IntType(8).as_pointer()
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.DoubleType(), [i8p]),
+                                            "PyLong_AsDouble")
+        return builder.call(fn, [builder.inttoptr(args[0], i8p)])
+
+    return types.float64(address), codegen
+
+
+@intrinsic
+def clear_error(typingctx):
+    """``PyErr_Clear``: no Python error set any more."""
+
+    def codegen(context, builder, signature, args):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []), "PyErr_Clear")
+        builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return types.void(), codegen
 
 
 @intrinsic
@@ -99,19 +133,33 @@ def read_floats(address, plan, keys_at, n, state_at, objects_at, out, at):
     """The values of the dict at ``address`` into ``out[at:at + n]``, in its
     order, where its keys are the ``n`` objects of the addresses
     ``plan[keys_at:keys_at + n]``, in that order and none more, and each value
-    is exactly a float; whether they were (else ``out`` may hold some of
-    them). ``plan[state_at:state_at + 3]`` is ``PyDict_Next``'s state and
-    ``plan[objects_at:objects_at + 3]`` holds :data:`OBJECTS`."""
-    float_type, type_at, value_at = plan[objects_at], plan[objects_at + 1], plan[objects_at + 2]
+    is exactly a float, a NumPy float64, a bool, an int within the floats
+    (other than -1) or None (NaN); whether they were (else ``out`` may hold
+    some of them). ``plan[state_at:state_at + 3]`` is ``PyDict_Next``'s
+    state and ``plan[objects_at:]`` holds :data:`OBJECTS`."""
+    o = objects_at
+    type_at, value_at = plan[o + O_TYPE_AT], plan[o + O_VALUE_AT]
     plan[state_at + D_POS] = 0
     i = 0
     while dict_next(address, plan, state_at):
         if i == n or plan[state_at + D_KEY] != plan[keys_at + i]:
             return False
         value = plan[state_at + D_VALUE]
-        if load_int64(value + type_at) != float_type:
+        kind = load_int64(value + type_at)
+        if kind == plan[o + O_FLOAT] or kind == plan[o + O_FLOAT64]:
+            v = load_float64(value + value_at)
+        elif value == plan[o + O_NONE]:
+            v = math.nan
+        elif kind == plan[o + O_BOOL]:
+            v = 1.0 if value == plan[o + O_TRUE] else 0.0
+        elif kind == plan[o + O_INT]:
+            v = long_as_double(value)
+            if v == -1.0:  # (or beyond the floats, an error set: the caller's path says so)
+                clear_error()
+                return False
+        else:
             return False
-        out[at + i] = load_float64(value + value_at)
+        out[at + i] = v
         i += 1
     return i == n
 
@@ -127,8 +175,11 @@ def layout_holds() -> bool:
     def reads(d):
         return read_floats(id(d), plan, 0, 3, 3, 6, out, 1)
 
-    if not reads(x) or out[1:].tobytes() != np.array(list(x.values())).tobytes():
-        return False
+    for y in (x, {"a": np.float64(0.1), "b": True, "c": 2**60 + 1}, {"a": None, "b": False, "c": -(10**20)}):
+        expected = np.array([math.nan if v is None else float(v) for v in y.values()])
+        if not reads(y) or out[1:].tobytes() != expected.tobytes():
+            return False
     # another type, key order or size is refused
-    return not (reads({"a": 1.5, "b": 1, "c": 2.0}) or reads({"a": 1.5, "c": 2.0, "b": 1.0})
-                or reads({"a": 1.5, "b": 2.0}) or reads({**x, "d": 0.0}) or reads({}))
+    return not (reads({"a": 1.5, "b": np.float32(1.0), "c": 2.0}) or reads({"a": 1.5, "c": 2.0, "b": 1.0})
+                or reads({"a": 1.5, "b": 2.0}) or reads({**x, "d": 0.0}) or reads({}) or reads({**x, "b": 10**400})
+                or reads({**x, "b": -1}) or reads({**x, "c": "1.0"}))
