@@ -169,8 +169,8 @@ class RowPath:
         network = [cols_x[j] if j >= 0 else -1 for j in scaler]
         n, m = len(keys), len(self._cols_y)
         keys_at = R.P_COLUMNS + 2 * n + m
-        plan = np.array([n, *self._options, m, self._values_at, keys_at + n, keys_at, *self._exp, *OBJECTS, 0, 0, 0, *scaler,
-                         *network, *self._cols_y, *map(id, keys), *self._lay], dtype=np.int64)
+        plan = np.array([n, *self._options, m, self._values_at, keys_at + n, keys_at, *self._exp, *OBJECTS, 0, 0, 0,
+                         *scaler, *network, *self._cols_y, *map(id, keys), *self._lay], dtype=np.int64)
         width = self._values_at + n + 1
         if len(self.row) < width:
             saved = self.row[: self._values_at].copy()  # (what the state gives too)

@@ -7,10 +7,11 @@ An estimator's row is a dict of feature values; turning it into floats in
 Python (a look-up of its key order, a type check per value, a ``struct``
 call) costs more than the network's step it feeds. Here a kernel walks the
 dict with CPython's ``PyDict_Next`` and reads each float's value where the
-object keeps it (an int's by ``PyLong_AsDouble``, as ``float`` does). Kernels that call these functions must hold the GIL (no
-``nogil``) and get the dict's address (``id(x)``) from a caller that keeps
-the dict alive; they read nothing but the dict's entries and never run
-Python code, so the dict cannot change meanwhile.
+object keeps it (an int's by ``PyLong_AsDouble``, as ``float`` does).
+Kernels that call these functions must hold the GIL (no ``nogil``) and get
+the dict's address (``id(x)``) from a caller that keeps the dict alive;
+they read nothing but the dict's entries and never run Python code, so the
+dict cannot change meanwhile.
 
 Where a float keeps its value and its type is taken from the running
 interpreter (:data:`OBJECTS`), and :func:`layout_holds` checks them on
@@ -18,6 +19,7 @@ known dicts: a caller uses these functions only where it holds.
 """
 
 import math
+import sys
 
 import numpy as np
 from llvmlite import ir
@@ -166,7 +168,11 @@ def read_floats(address, plan, keys_at, n, state_at, objects_at, out, at):
 
 def layout_holds() -> bool:
     """Whether :func:`read_floats` reads this interpreter's dicts and floats
-    as Python does (checked on dicts of known keys and values)."""
+    as Python does (checked on dicts of known keys and values): on a 64-bit
+    CPython whose GIL is on (a free-threaded build's dicts change under
+    other threads)."""
+    if sys.maxsize != 2**63 - 1 or not getattr(sys, "_is_gil_enabled", lambda: True)():
+        return False
     names = ("a", "b", "c")
     x = {"a": 1.5, "b": -0.0, "c": math.pi}
     plan = np.array([*(id(k) for k in names), 0, 0, 0, *OBJECTS], dtype=np.int64)
