@@ -42,9 +42,11 @@ shows less than in wall time), ``--river --rows 4000 --repeats 9``; µs:
 | LSTMRegressor | trump | 1.54 | 1.07 | 1.43 | 1.82 | 1.25 | 11.90 | 16.22 | 13.36 | 1.21 | 15.83 | 14.43 | 36.28 |
 | LSTMClassifier | trump | 2.06 | 1.25 | 1.65 | 2.26 | 1.42 | 16.93 | 16.14 | 13.90 | 1.16 | 15.27 | 14.09 | 32.04 |
 
-A second run right after: ratios 1.38 / 1.77 / 1.31 / 1.70 (predict) and
-1.15 / 1.13 / 1.22 / 1.15 (learn). ``predict_one`` costs 1.3-1.5x its
-kernel, ``predict_proba_one`` 1.65-1.8x (target 2x: met), about what
+Two more runs (load 6-12): ratios 1.38 / 1.77 / 1.31 / 1.70 and 1.51 /
+1.88 / 1.49 / 1.77 (predict), 1.15 / 1.13 / 1.22 / 1.15 and 1.18 / 1.12 /
+1.20 / 1.15 (learn). Over the three, ``predict_one`` costs 1.31-1.51x its
+kernel, ``predict_proba_one`` 1.65-1.88x (target 2x: met, the classifier
+with little margin), about what
 ``OnlineRNN.predict`` costs alone or less: a prediction reads the feature dict in the
 kernel (:mod:`streamrnn.kernels.pyobjects`), called by its compiled entry
 point, the classifier's softmax taken there by NumPy's own exponential
