@@ -32,31 +32,32 @@ core); predictions from the state after a progressive pass, learning from
 copies of it.
 
 Measured 2026-12-07 on the project's 2-core AMD EPYC (Python 3.11.7, numba
-0.68.1), under a load average of 6-8 from other jobs (CPU time, so the load
+0.68.1), under a load average of 10-12 from other jobs (CPU time, so the load
 shows less than in wall time), ``--river --rows 4000 --repeats 9``; µs:
 
 | estimator | stream | predict_one | kernel | ratio | OnlineRNN.predict | one-call kernel | row by row | learn_one | kernel | ratio | OnlineRNN.learn | one-call kernel | row by row |
 |---|---|---|---|---|---|---|---|---|---|---|---|---|---|
-| LSTMRegressor | elec2 | 2.74 | 1.08 | 2.54 | 2.10 | 1.31 | 16.99 | 15.94 | 13.20 | 1.21 | 15.58 | 14.21 | 34.89 |
-| LSTMClassifier | elec2 | 3.97 | 1.17 | 3.38 | 2.17 | 1.38 | 22.25 | 16.17 | 13.97 | 1.16 | 15.21 | 14.07 | 32.86 |
-| LSTMRegressor | trump | 2.78 | 1.01 | 2.76 | 1.91 | 1.26 | 11.76 | 16.15 | 13.20 | 1.22 | 15.66 | 14.31 | 33.94 |
-| LSTMClassifier | trump | 3.97 | 1.20 | 3.31 | 2.11 | 1.35 | 16.12 | 16.41 | 13.88 | 1.18 | 15.20 | 14.06 | 31.99 |
+| LSTMRegressor | elec2 | 1.57 | 1.05 | 1.49 | 2.10 | 1.22 | 17.57 | 16.04 | 13.66 | 1.17 | 15.95 | 14.42 | 37.14 |
+| LSTMClassifier | elec2 | 2.17 | 1.26 | 1.72 | 2.30 | 1.40 | 23.39 | 16.40 | 14.31 | 1.15 | 15.68 | 14.41 | 34.42 |
+| LSTMRegressor | trump | 1.54 | 1.07 | 1.43 | 1.82 | 1.25 | 11.90 | 16.22 | 13.36 | 1.21 | 15.83 | 14.43 | 36.28 |
+| LSTMClassifier | trump | 2.06 | 1.25 | 1.65 | 2.26 | 1.42 | 16.93 | 16.14 | 13.90 | 1.16 | 15.27 | 14.09 | 32.04 |
 
-Over four such runs the ratios ranged 2.1-2.8 (regressor's predict_one),
-3.3-3.6 (classifier's predict_proba_one) and 1.15-1.23 (learn_one).
-``learn_one`` costs at most 1.23x its kernel (target 1.5x: met), about what
-``OnlineRNN.learn`` costs alone. ``predict_one`` costs 2.1-2.8x its kernel,
-``predict_proba_one`` 3.3-3.6x (target 2x: not met; 2.1-2.2x and 2.9x the
-one-call kernel they call): the guard's lock and the dict's packing (~1.2
-µs of Python: the plan's look-up by key order, the type check every value
-needs so that bad values raise as before, one ``struct.pack_into``),
-Numba's dispatch of five arrays, and for classifiers NumPy's exponential
-(kept: NumPy's SIMD ``exp`` differs from libm's in the last bit for ~5% of
-arguments on this machine) and the dict of probabilities. Before the
-one-call path (the estimators of commit e4be976, same machine and load,
-back to back): predict_one 15.9 / 20.8 / 11.1 / 15.5 µs, learn_one 33.8 /
-32.1 / 33.2 / 29.9 µs in the order of the table (10-17x and 2.2-2.6x their
-kernels).
+Two more runs (load 6-12): ratios 1.38 / 1.77 / 1.31 / 1.70 and 1.51 /
+1.88 / 1.49 / 1.77 (predict), 1.15 / 1.13 / 1.22 / 1.15 and 1.18 / 1.12 /
+1.20 / 1.15 (learn). Over the three, ``predict_one`` costs 1.31-1.51x its
+kernel, ``predict_proba_one`` 1.65-1.88x (target 2x: met, the classifier
+with little margin), about what
+``OnlineRNN.predict`` costs alone or less: a prediction reads the feature dict in the
+kernel (:mod:`streamrnn.kernels.pyobjects`), called by its compiled entry
+point, the classifier's softmax taken there by NumPy's own exponential
+(:mod:`streamrnn.kernels.numpy_exp`), and the guard is a token in a list.
+``learn_one`` costs at most 1.22x its kernel (target 1.5x: met). The
+one-call kernel column is the kernel of rows packed in Python (the path
+a dict of other keys or types takes), called through Numba's dispatcher.
+Before (the same machine, load 6-8, four runs): ratios 2.1-2.8
+(``predict_one``), 3.3-3.6 (``predict_proba_one``), 1.15-1.23 (``learn_one``);
+before the one-call path (commit e4be976): predict_one 15.9 / 20.8 / 11.1 /
+15.5 µs, learn_one 33.8 / 32.1 / 33.2 / 29.9 µs in the order of the table.
 
 Each figure is the median over ``--repeats`` runs of ``--calls`` calls after
 a warm-up. Run: ``python benchmarks/bench_learner.py [--quick] [--river | --network] [--json out.json]``

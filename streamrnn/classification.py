@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import struct
-
 import numpy as np
 import pandas as pd
 from river import base
 
 from .keys import holds_nan
-from .estimator import PACKED_TYPES, RecurrentEstimator, RowPath, as_targets, exclusive_as
+from .estimator import RecurrentEstimator, RowPath, as_targets, exclusive_as
 from .guard import exclusive
-from .kernels.estimator_rows import R_REVEALED, classifier_learn, classifier_logits
+from .kernels.estimator_rows import (DONE, NOT_READ, R_REVEALED, R_STATUS, classifier_binary_dict,
+                                     classifier_learn, classifier_logits, classifier_proba_dict)
+from .kernels.numpy_exp import exp_loop_checked
 from ._docs import document
 
 
@@ -99,8 +99,14 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
         return True
 
     def _new_row_path(self) -> RowPath:
-        n = self.revealed_targets
-        path = RowPath(self, (0, 0, n, len(self._classes)), revealed=n)
+        n, nc = self.revealed_targets, len(self._classes)
+        # the softmax in the kernel, by NumPy's exponential, where it sums as NumPy (fewer than 8 values)
+        exp = exp_loop_checked() if 0 < nc < 8 else (0, 0)
+        binary = nc == 2 and exp[0] != 0
+        path = RowPath(self, (0, 0, n, nc), revealed=n, reader=classifier_binary_dict if binary else
+                       classifier_proba_dict, exp=exp)
+        path.reader_args = (path.shifted,)
+        path.exp, path.binary = exp[0] != 0, binary  # (the reader leaves probabilities; as a pair)
         self._refresh(path)
         return path
 
@@ -166,25 +172,30 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
         return z / z.sum(axis=1, keepdims=True)
 
     # The public per-row methods take a row in one kernel call (a RowPath)
-    # where they can, holding the guard's lock themselves (one Python call
+    # where they can, holding the guard's token themselves (one Python call
     # less than the exclusive wrapper); anything else, and the first rows,
     # go to the guarded methods below, which make the path or take the row
     # row by row.
 
     def learn_one(self, x: dict, y) -> None:
-        path, lock = self._path, self._busy
-        if path is not None and lock is not None and type(x) is dict:
+        path, held = self._path, self._busy
+        if path is not None and held and type(x) is dict:
             try:
                 c = self._class_index.get(y)  # (a class seen before is a label)
             except TypeError:  # unhashable: the guarded method says so
                 c = None
-            if c is not None and lock.acquire(False):
+            if c is not None:
                 try:
-                    done = self._learn_in_one_call(path, x, c)
-                finally:
-                    lock.release()
-                if done:
-                    return
+                    token = held.pop()  # (the guard's token: see streamrnn.guard)
+                except IndexError:  # (taken meanwhile: the guarded method says so)
+                    token = None
+                if token is not None:
+                    try:
+                        done = self._learn_in_one_call(path, x, c)
+                    finally:
+                        held.append(token)
+                    if done:
+                        return
         self._learn_one(x, y)
 
     def _learn_in_one_call(self, path, x: dict, c: int) -> bool:
@@ -221,29 +232,43 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
             self._entities.learned(k)
 
     def predict_proba_one(self, x: dict) -> dict:
-        path, lock = self._path, self._busy
-        if path is not None and lock is not None and type(x) is dict and lock.acquire(False):
-            try:  # (RowPath.pack and _proba_in_one_call, spelled out: predictions are the cheapest calls)
-                found = path.plans.get(tuple(x))
-                values = x.values()
-                if found is not None and PACKED_TYPES.issuperset(map(type, values)):
-                    found[0].pack_into(path.bytes, path.at, *values, 0.0)
-                    if classifier_logits(path.row, found[1], self._x_scaler.stats, self._net._buf, path.scratch,
-                                         path.shifted):
+        path, held = self._path, self._busy
+        if path is not None and held and type(x) is dict:
+            try:
+                token = held.pop()  # (the guard's token: see streamrnn.guard)
+            except IndexError:  # (taken meanwhile: the guarded method says so)
+                return self._predict_proba_one(x)
+            try:  # (spelled out: predictions are the cheapest calls)
+                read = path.read
+                if read is not None and self._x_scaler.stats is path.stats and self._net._buf is path.buf:
+                    if path.binary:  # (the dict read in the kernel, two classes: their probabilities)
+                        p0, p1 = read(id(x))
+                        if p0 == p0 or path.row[R_STATUS] == DONE:
+                            c0, c1 = self._classes
+                            return {c0: p0, c1: p1}
+                    elif read(id(x)):  # (the dict read in the kernel)
+                        if path.exp:
+                            return dict(zip(self._classes, path.shifted.tolist()))
                         return self._softmax_dict(path.shifted)
-            except (OverflowError, struct.error):  # an int beyond the floats: the guarded method says so
-                pass
+                    # another key order or other types: packed here; else the row-by-row path
+                    p = self._proba_in_one_call(path, x) if path.row[R_STATUS] == NOT_READ else None
+                else:
+                    p = self._proba_in_one_call(path, x)
+                if p is not None:
+                    return p
             finally:
-                lock.release()
+                held.append(token)
         return self._predict_proba_one(x)
 
     def _proba_in_one_call(self, path, x: dict) -> dict | None:
-        """The probabilities for ``x`` from one kernel call (then NumPy's
-        exponential, as before); None where it cannot."""
-        plan = path.pack(x, 0.0)
-        if plan is None or not classifier_logits(path.row, plan, self._x_scaler.stats, self._net._buf, path.scratch,
-                                                 path.shifted):
+        """The probabilities for ``x`` from one kernel call, its values
+        packed here (and the path's dict reading bound to its plan), then
+        NumPy's exponential; None where it cannot."""
+        found = path.packed(x, 0.0)
+        stats, buf = self._x_scaler.stats, self._net._buf
+        if found is None or not classifier_logits(path.row, found[1], stats, buf, path.scratch, path.shifted):
             return None
+        path.bind(found, stats, buf)
         return self._softmax_dict(path.shifted)
 
     @exclusive_as("predict_proba_one")

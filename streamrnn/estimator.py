@@ -7,8 +7,10 @@ bit)."""
 
 from __future__ import annotations
 
+import functools
 import struct
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -18,6 +20,7 @@ from .features import CLIP, GUARD_WARMUP, FeatureSpace, RunningScaler, first_app
 from .guard import Guarded, exclusive, without_guard
 from .keys import holds_nan, is_missing
 from .kernels import estimator_rows as R
+from .kernels.pyobjects import OBJECTS, layout_holds
 from .learner import OnlineRNN
 from .smoothing import SHIFT_AFTER
 
@@ -80,10 +83,19 @@ class RowPath:
     predictions kept up to date by the kernels and the estimator, a dict's
     values and the target packed into it each row by one ``struct`` call),
     the plan of each key order met (the scaler's and the network's column of
-    each feature, the revealed targets' columns, the options, the network's
+    each feature, the revealed targets', the keys, the options, the network's
     layout; at most :attr:`MAX_PLANS`) and the network's scratch. Derived
     from the estimator, never saved; the estimator drops it whenever its
     columns or classes change.
+
+    Predictions read the dict in the kernel (:attr:`read`): the kernel that
+    reads it (``reader``) bound to the row, the last plan packed (whose
+    keys it holds, so that their addresses stay theirs), the statistics and
+    network buffer it was bound with (:attr:`stats`, :attr:`buf`: a caller
+    checks that they are still the estimator's) and the scratch, called by
+    its compiled entry point with the dict's address; None until a row is
+    packed, or where this interpreter's objects are not as
+    :mod:`~streamrnn.kernels.pyobjects` reads them.
 
     Parameters
     ----------
@@ -96,16 +108,28 @@ class RowPath:
     revealed
         The values the stream revealed that the row holds: a regressor's
         revealed-target inputs, a classifier's last classes learned.
+    reader
+        The kernel that reads a dict (its arguments the row, the plan, the
+        statistics, the network's buffer, the scratch, ``reader_args`` and
+        the dict's address), or None.
+    reader_args
+        The reader's arguments after the scratch (:attr:`reader_args`,
+        which the estimator may set before the first row).
+    exp
+        The addresses of NumPy's exponential loop and of its data for the
+        plans (:func:`~streamrnn.kernels.numpy_exp.exp_loop`; 0: none).
     """
 
     #: Plans kept (a stream whose rows miss features in ever new ways has
     #: one per pattern): beyond, they start again.
     MAX_PLANS = 1024
 
-    def __init__(self, owner, options: tuple, y_scaler=None, revealed: int = 0):
+    def __init__(self, owner, options: tuple, y_scaler=None, revealed: int = 0, reader=None, reader_args: tuple = (),
+                 exp: tuple = (0, 0)):
         self._features, self._cols_x, self._cols_y = owner._features, owner._cols_x, owner._cols_y
         self._lay = [int(v) for v in owner._net._lay]
         self._options = options
+        self._exp = exp
         self._values_at = R.R_REVEALED + revealed
         self.at = 8 * self._values_at  # (the values' byte offset in the row)
         self.plans: dict = {}
@@ -118,6 +142,9 @@ class RowPath:
 
             self._head[[R.R_Y_GLITCH, R.R_Y_GLITCH_OUT, R.R_SPAN, R.R_MARGIN]] = (
                 y_scaler.glitch, y_scaler.glitch_out, ERROR_SPAN, MARGIN)
+        self._reader = reader if reader is not None and reads_dicts() else None
+        self.reader_args = reader_args
+        self.read = self.stats = self.buf = self._bound = None
         self._widen(self._values_at + 1)
         net = owner._net
         self.scratch = np.zeros(net.input_size + 2 * net.output_size, dtype=net._np_dtype)
@@ -129,19 +156,21 @@ class RowPath:
         self.bytes = bytearray(8 * width)
         self.row = np.frombuffer(self.bytes, dtype=np.float64)
         self.row[: len(self._head)] = self._head
+        self.read = self._bound = None  # (bound to the row before)
 
     def _plan(self, keys: tuple):
-        """The packer and plan of the feature names ``keys`` (in a dict's
-        order), or None where a name is NaN-like (the row-by-row path refuses it)."""
+        """The packer, plan and keys of the feature names ``keys`` (in a
+        dict's order), or None where a name is NaN-like (the row-by-row path
+        refuses it)."""
         if any(holds_nan(k) for k in keys):
             return None
         index, cols_x = self._features.index, self._cols_x
         scaler = [index.get(k, -1) for k in keys]
         network = [cols_x[j] if j >= 0 else -1 for j in scaler]
         n, m = len(keys), len(self._cols_y)
-        lay_at = R.P_COLUMNS + 2 * n + m
-        plan = np.array([n, *self._options, m, self._values_at, lay_at, *scaler, *network, *self._cols_y,
-                         *self._lay], dtype=np.int64)
+        keys_at = R.P_COLUMNS + 2 * n + m
+        plan = np.array([n, *self._options, m, self._values_at, keys_at + n, keys_at, *self._exp, *OBJECTS, 0, 0, 0,
+                         *scaler, *network, *self._cols_y, *map(id, keys), *self._lay], dtype=np.int64)
         width = self._values_at + n + 1
         if len(self.row) < width:
             saved = self.row[: self._values_at].copy()  # (what the state gives too)
@@ -150,7 +179,7 @@ class RowPath:
         packer = struct.Struct(f"@{n + 1}d")
         if len(self.plans) >= self.MAX_PLANS:
             self.plans.clear()
-        self.plans[keys] = found = (packer, plan)
+        self.plans[keys] = found = (packer, plan, keys)
         return found
 
     def pack(self, x: dict, target) -> np.ndarray | None:
@@ -158,6 +187,11 @@ class RowPath:
         of ``x``, or None when ``x`` is not for this path (a
         value of another type than :data:`PACKED_TYPES`, an int beyond the
         floats, a NaN-like name)."""
+        found = self.packed(x, target)
+        return None if found is None else found[1]
+
+    def packed(self, x: dict, target) -> tuple | None:
+        """:meth:`pack`, giving the packer, plan and keys of ``x``."""
         keys = tuple(x)
         found = self.plans.get(keys)
         if found is None:
@@ -171,7 +205,25 @@ class RowPath:
             found[0].pack_into(self.bytes, self.at, *values, target)
         except (OverflowError, struct.error):
             return None
-        return found[1]
+        return found
+
+    def bind(self, found: tuple, stats: np.ndarray, buf: np.ndarray) -> None:
+        """Bind :attr:`read` to the plan of ``found`` (from :meth:`packed`),
+        the statistics ``stats`` and the network's buffer ``buf`` (where
+        any differs from those it is bound to)."""
+        if self._reader is None or (found is self._bound and stats is self.stats and buf is self.buf):
+            return
+        args = (self.row, found[1], stats, buf, self.scratch, *self.reader_args)
+        entry = self._reader.compile(tuple(numba.typeof(a) for a in (*args, id(self))))
+        self.read = functools.partial(entry, *args)
+        self._bound, self.stats, self.buf = found, stats, buf
+
+
+@functools.cache
+def reads_dicts() -> bool:
+    """Whether kernels read this interpreter's dicts of floats
+    (:func:`~streamrnn.kernels.pyobjects.layout_holds`, checked once)."""
+    return layout_holds()
 
 
 class RecurrentEstimator(Guarded):
@@ -195,7 +247,12 @@ class RecurrentEstimator(Guarded):
     forecast fused, bit-identical to the row-by-row path, which takes
     every other row (a None, a date, a new feature or class, bad input,
     entities) and the mini-batches. The public per-row methods hold the
-    guard's lock themselves on that path.
+    guard's token themselves on that path. A prediction reads the dict in
+    the kernel itself where its keys are those of the last row packed, in
+    the same order, and its values numbers (and None) the kernel reads
+    (:mod:`~streamrnn.kernels.pyobjects`); a classifier's softmax is taken
+    there too, by NumPy's own exponential
+    (:mod:`~streamrnn.kernels.numpy_exp`).
     """
 
     _cell = "lstm"
@@ -259,7 +316,7 @@ class RecurrentEstimator(Guarded):
         self._entities = None if key is None else EntityStates(max_idle)
 
     def __getstate__(self) -> dict:
-        state = without_guard(dict(self.__dict__))  # (a lock: not state)
+        state = without_guard(dict(self.__dict__))  # (the guard: not state)
         state.pop("_columns_cache", None)  # derived
         state.pop("_path", None)
         return state

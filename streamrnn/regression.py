@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import math
 import numbers
-import struct
 
 import numpy as np
 import pandas as pd
 from river import base
 
-from .estimator import PACKED_TYPES, RecurrentEstimator, RowPath, as_targets, check_regression_loss, exclusive_as
+from .estimator import RecurrentEstimator, RowPath, as_targets, check_regression_loss, exclusive_as
 from .checks import finite
 from .features import RunningScaler
 from .guard import exclusive
-from .kernels.estimator_rows import (R_STATUS, TAKE_SLOW_PATH, regressor_learn, regressor_predict,
-                                     regressor_refresh)
+from .kernels.estimator_rows import (DONE, NOT_READ, R_STATUS, TAKE_SLOW_PATH, regressor_learn, regressor_predict,
+                                     regressor_predict_dict, regressor_refresh)
 from .kernels.sequential import AUTO, CHANGE, LEVEL
 from .target_change import TargetChange
 from ._docs import document
@@ -166,7 +165,7 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
     def _new_row_path(self) -> RowPath:
         mode = {"level": LEVEL, "change": CHANGE, "auto": AUTO}[self._target.mode]
         path = RowPath(self, (mode, int(bool(self.scale_target)), 0, 0), y_scaler=self._y_scaler,
-                       revealed=len(self._carried) - 1)
+                       revealed=len(self._carried) - 1, reader=regressor_predict_dict)
         self._refresh(path)
         return path
 
@@ -191,21 +190,25 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
             self._refresh(path)
 
     # The public per-row methods take a row in one kernel call (a RowPath)
-    # where they can, holding the guard's lock themselves (one Python call
+    # where they can, holding the guard's token themselves (one Python call
     # less than the exclusive wrapper); anything else, and the first rows,
     # go to the guarded methods below, which make the path or take the row
     # row by row.
 
     def learn_one(self, x: dict, y: float) -> None:
-        path, lock = self._path, self._busy
-        if (path is not None and lock is not None and type(x) is dict and type(y) is float and y - y == 0.0
-                and lock.acquire(False)):
+        path, held = self._path, self._busy
+        if path is not None and held and type(x) is dict and type(y) is float and y - y == 0.0:
             try:
-                done = self._learn_in_one_call(path, x, y)
-            finally:
-                lock.release()
-            if done:
-                return
+                token = held.pop()  # (the guard's token: see streamrnn.guard)
+            except IndexError:  # (taken meanwhile: the guarded method says so)
+                token = None
+            if token is not None:
+                try:
+                    done = self._learn_in_one_call(path, x, y)
+                finally:
+                    held.append(token)
+                if done:
+                    return
         self._learn_one(x, y)
 
     def _learn_in_one_call(self, path, x: dict, y) -> bool:
@@ -242,31 +245,40 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
         return self._target.forecast_one(out.tolist(), float(self._carried[-1]), mean, std)
 
     def predict_one(self, x: dict) -> float:
-        path, lock = self._path, self._busy
-        if path is not None and lock is not None and type(x) is dict and lock.acquire(False):
-            try:  # (RowPath.pack and _predict_in_one_call, spelled out: predictions are the cheapest calls)
-                found = path.plans.get(tuple(x))
-                values = x.values()
-                if found is not None and PACKED_TYPES.issuperset(map(type, values)):
-                    found[0].pack_into(path.bytes, path.at, *values, 0.0)
-                    forecast = regressor_predict(path.row, found[1], self._x_scaler.stats, self._net._buf,
-                                                 path.scratch)
-                    if forecast == forecast or path.row[R_STATUS] != TAKE_SLOW_PATH:
+        path, held = self._path, self._busy
+        if path is not None and held and type(x) is dict:
+            try:
+                token = held.pop()  # (the guard's token: see streamrnn.guard)
+            except IndexError:  # (taken meanwhile: the guarded method says so)
+                return self._predict_one(x)
+            try:  # (spelled out: predictions are the cheapest calls)
+                read = path.read
+                if read is not None and self._x_scaler.stats is path.stats and self._net._buf is path.buf:
+                    forecast = read(id(x))  # (the dict read in the kernel)
+                    status = DONE if forecast == forecast else path.row[R_STATUS]
+                    if status == DONE:
                         return forecast
-            except (OverflowError, struct.error):  # an int beyond the floats: the guarded method says so
-                pass
+                    # another key order or other types: packed here; else the row-by-row path
+                    forecast = self._predict_in_one_call(path, x) if status == NOT_READ else None
+                else:
+                    forecast = self._predict_in_one_call(path, x)
+                if forecast is not None:
+                    return forecast
             finally:
-                lock.release()
+                held.append(token)
         return self._predict_one(x)
 
     def _predict_in_one_call(self, path, x: dict) -> float | None:
-        """The forecast for ``x`` in one kernel call; None where it cannot."""
-        plan = path.pack(x, 0.0)
-        if plan is None:
+        """The forecast for ``x`` in one kernel call, its values packed here
+        (and the path's dict reading bound to its plan); None where it cannot."""
+        found = path.packed(x, 0.0)
+        if found is None:
             return None
-        forecast = regressor_predict(path.row, plan, self._x_scaler.stats, self._net._buf, path.scratch)
+        stats, buf = self._x_scaler.stats, self._net._buf
+        forecast = regressor_predict(path.row, found[1], stats, buf, path.scratch)
         if forecast != forecast and path.row[R_STATUS] == TAKE_SLOW_PATH:
             return None
+        path.bind(found, stats, buf)
         return forecast
 
     @exclusive_as("predict_one")

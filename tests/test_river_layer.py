@@ -210,3 +210,120 @@ def test_probabilities_of_any_number_of_classes_as_row_by_row(n_classes):
         fast.learn_one(x, y)
         slow.learn_one(x, y)
     assert len(fast._classes) == n_classes
+
+
+# ------------------------------------- predictions that read the dict itself
+
+
+def key(name: str) -> str:
+    """``name`` as a new string object (equal, not identical: as keys built
+    row by row are)."""
+    return "".join(list(name))
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS)
+def test_predictions_reading_the_dict_equal_the_row_by_row_path_whatever_the_keys_and_types(cls):
+    """Rows whose keys are the plan's key objects and whose values are
+    floats are read in the kernel; equal keys that are other objects,
+    another order, ints, bools, NumPy scalars, NaN and -0.0, a key more or
+    less, a dict subclass: all give the row-by-row path's predictions, bit
+    for bit, before and after each other."""
+    fast, slow = trained(cls), trained(cls)
+    slow._one_call, slow._path = False, None
+
+    class Row(dict):
+        pass
+
+    rows = [{"a": 1.0, "b": 2.0}, {"a": 1.5, "b": -0.0}, {key("a"): 2.0, key("b"): 0.5}, {"b": 3.0, "a": 1.0},
+            {"a": 1.0, "b": 2.0}, {"a": 1, "b": 2.0}, {"a": True, "b": 2.0}, {"a": np.float64(0.5), "b": 2.0},
+            {"a": math.nan, "b": 2.0}, {"a": 1.0}, {"a": 1.0, "b": 2.0, "c": 3.0}, Row(a=1.0, b=2.0), {},
+            {"a": 5e-324, "b": -1e300}]
+    for _ in range(2):
+        for x in rows:
+            p, q = predict(fast, x), predict(slow, x)
+            assert p == q or (p != p and q != q), x
+            if isinstance(p, dict):
+                assert list(p) == list(q) and all(p[c] == q[c] for c in p)
+    assert fast._path.read is not None  # (the dict is read in the kernel)
+    learn(fast, {"a": 1.0, "b": 2.0})
+    learn(slow, {"a": 1.0, "b": 2.0})
+    assert predict(fast, {"a": 0.25, "b": 2.0}) == predict(slow, {"a": 0.25, "b": 2.0})
+
+
+@pytest.mark.parametrize("cls", [LSTMRegressor, LSTMClassifier])
+def test_predictions_follow_statistics_and_weights_replaced_behind_the_path(cls):
+    """The kernel that reads the dict is bound to the statistics and the
+    network's buffer: where either is replaced (an edited state), the
+    prediction reads the new ones, as row by row."""
+    fast, slow = trained(cls), trained(cls)
+    slow._one_call, slow._path = False, None
+    x = {"a": 1.0, "b": 2.0}
+    predict(fast, x)
+    for m in (fast, slow):
+        m._x_scaler.stats = m._x_scaler.stats * 2.0
+        m._net._buf = m._net._buf * np.float32(0.5)
+    assert predict(fast, x) == predict(slow, x)
+    assert fast._path.stats is fast._x_scaler.stats and fast._path.buf is fast._net._buf
+
+
+def test_the_kernel_reads_dicts_of_numbers_as_python_does():
+    """Keys by identity and in order; values that are floats (any bits:
+    NaN, infinities, -0.0, subnormals), NumPy float64s, bools, ints (as
+    ``float`` rounds them) and None (NaN) read as the row-by-row path reads
+    them; any other value, key, order or size refused."""
+    from streamrnn.features import _value
+    from streamrnn.kernels.pyobjects import OBJECTS, layout_holds, read_floats
+
+    assert layout_holds()
+    rng = np.random.default_rng(0)
+    names = [f"f{i}" for i in range(9)]
+    specials = [math.nan, math.inf, -math.inf, -0.0, 5e-324, 1.7976931348623157e308, None, True, False, 0, 7,
+                -(2**63) - 1, 2**53 + 1, 3**200, np.float64(0.3), np.float64("nan")]
+    refused = [-1, 10**400, np.float32(1.0), np.int64(2), "1.0", decimal.Decimal("1.5"), np.array(1.5), 1 + 2j, [1.0]]
+    for trial in range(300):
+        n = int(rng.integers(0, 9))
+        keys = names[:n]
+        values = [float(v) for v in rng.normal(0, 10.0 ** rng.integers(-300, 300), n)]
+        for i in range(n):
+            if rng.random() < 0.3:
+                values[i] = specials[int(rng.integers(len(specials)))]
+        x = dict(zip(keys, values))
+        plan = np.array([*(id(k) for k in keys), 0, 0, 0, *OBJECTS], dtype=np.int64)
+        out = np.full(n + 2, 7.0)
+
+        def reads(d):
+            return read_floats(id(d), plan, 0, n, n, n + 3, out, 1)
+
+        assert reads(x)
+        expected = [math.nan if v is None else float(v) for v in values]
+        assert out[1 : n + 1].tobytes() == np.array(expected, dtype=np.float64).tobytes()
+        finite = [i for i, v in enumerate(expected) if not math.isinf(v)]  # (the row-by-row path refuses the others)
+        assert np.array([expected[i] for i in finite]).tobytes() == \
+            np.array([_value("f", values[i]) for i in finite]).tobytes()
+        if n:
+            j = int(rng.integers(n))
+            for other in refused:
+                assert not reads({**x, keys[j]: other})
+            assert not reads({key(k): v for k, v in x.items()})
+            assert not reads(dict(list(x.items())[:-1]))
+            if n > 1:
+                assert not reads(dict(reversed(x.items())))
+        assert not reads({**x, "more": 1.0})
+
+
+def test_numpys_exponential_from_the_kernel_gives_numpys_bits():
+    """The softmax's exponential is NumPy's own loop: the bits of
+    ``np.exp``, which differ from the C library's (``math.exp``) on a few
+    percent of these arguments."""
+    from streamrnn.kernels.numpy_exp import exp_into, exp_loop_checked
+
+    loop, data = exp_loop_checked()
+    assert loop != 0
+    x = np.random.default_rng(1).uniform(-50.0, 0.0, 20000)
+    got = x.copy()
+    exp_into(loop, data, got, len(got))
+    assert got.tobytes() == np.exp(x).tobytes()
+    assert sum(math.exp(v) != e for v, e in zip(x.tolist(), got.tolist())) > 100  # (the test tells them apart)
+    part = x.copy()
+    exp_into(loop, data, part, 3)
+    assert part[:3].tobytes() == np.exp(x[:3]).tobytes() and part[3:].tobytes() == x[3:].tobytes()

@@ -116,7 +116,7 @@ def test_use_from_threads_one_after_another_equals_one_thread():
 
 
 def test_the_guard_is_not_state(tmp_path):
-    """A used bank or estimator pickles, copies and saves without its lock
+    """A used bank or estimator pickles, copies and saves without its guard
     (made again on first use), exactly as without it."""
     bank, regressor = ModelBank(hidden_size=4, seed=0), LSTMRegressor(hidden_size=4, seed=0)
     bank.learn_many(["a"], ROW, ROW)
@@ -131,7 +131,7 @@ def test_the_guard_is_not_state(tmp_path):
         model.__dict__["_busy"] = lock
         assert (tmp_path / "used.npz").read_bytes() == (tmp_path / "unguarded.npz").read_bytes()
     for other in (pickle.loads(pickle.dumps(bank)), copy.copy(bank), load(tmp_path / "used.npz")):
-        if isinstance(other, ModelBank):  # each copy with a lock of its own
+        if isinstance(other, ModelBank):  # each copy with a guard of its own
             other.learn_many(["b"], ROW, ROW)
             assert other.__dict__["_busy"] is not bank.__dict__["_busy"]
     loaded = load(tmp_path / "used.npz")  # the regressor, saved last
@@ -150,8 +150,8 @@ def test_keyed_wrappers_and_the_global_forecaster_refuse_a_second_thread():
     for model in (KeyedForecaster(GRUForecaster(hidden_size=2), seed=0), GlobalForecaster(hidden_size=2, seed=0)):
         model.learn_one("a", 1.0)
         errors = []
-        lock = model.__dict__["_busy"]
-        assert lock.acquire(False)  # this thread is "inside"
+        tokens = model.__dict__["_busy"]
+        token = tokens.pop()  # this thread is "inside"
         try:
             def other():
                 try:
@@ -162,7 +162,56 @@ def test_keyed_wrappers_and_the_global_forecaster_refuse_a_second_thread():
             t.start()
             t.join()
         finally:
-            lock.release()
+            tokens.append(token)
         assert len(errors) == 1 and "two threads" in str(errors[0])
         model.learn_one("b", 2.0)  # one after another: fine
         assert "b" in model
+
+
+def test_the_guard_lets_its_own_thread_re_enter_and_is_given_back_after_errors():
+    """One guarded method may call another on the same thread; a second
+    thread meanwhile is refused; after a call that raised, or was refused,
+    the next call goes in (the token is back, no thread noted inside)."""
+    import math
+
+    from streamrnn.guard import TOKEN, Guarded, exclusive
+
+    class Box(Guarded):
+        def __init__(self):
+            self.inside, self.release = threading.Event(), threading.Event()
+
+        @exclusive
+        def outer(self, wait=False):
+            if wait:
+                self.inside.set()
+                assert self.release.wait(60)
+            return self.inner()
+
+        @exclusive
+        def inner(self):
+            return threading.get_ident()
+
+    box = Box()
+    assert box.outer() == threading.get_ident()
+    thread = threading.Thread(target=box.outer, kwargs={"wait": True})
+    thread.start()
+    assert box.inside.wait(60)
+    try:
+        with pytest.raises(ConcurrentUseError, match="Box.inner was called while another thread"):
+            box.inner()
+    finally:
+        box.release.set()
+        thread.join(60)
+    assert box.inner() == threading.get_ident()
+    assert box.__dict__["_busy"] == [TOKEN] and box.__dict__.get("_busy_owner") is None
+
+    model = LSTMRegressor(hidden_size=4, seed=0)
+    for _ in range(3):
+        model.learn_one({"a": 1.0}, 1.0)
+        model.predict_one({"a": 1.0})
+    for call in (lambda: model.learn_one({"a": math.inf}, 1.0), lambda: model.predict_one({"a": "x"}),
+                 lambda: model.learn_one({"a": 1.0}, math.nan)):
+        with pytest.raises(ValueError):
+            call()
+        assert model.__dict__["_busy"] == [TOKEN] and model.__dict__.get("_busy_owner") is None
+    assert model.predict_one({"a": 1.0}) == model.predict_one({"a": 1.0})

@@ -19,6 +19,14 @@ a network of another layout: an edited state, which the row-by-row path
 refuses) sets ``row[R_STATUS]`` to :data:`TAKE_SLOW_PATH` before changing
 anything, and the caller takes the row-by-row path, which raises or
 registers the feature.
+
+The predictions also read the feature dict itself
+(:func:`regressor_predict_dict`, :func:`classifier_proba_dict`, from
+:mod:`.pyobjects`): where its keys are the plan's key objects in the plan's
+order and its values numbers it reads, they go into the row without
+the interpreter (else ``row[R_STATUS]`` is :data:`NOT_READ` and the caller
+packs the row itself); and a classifier's softmax is taken in the kernel,
+by NumPy's own exponential (:mod:`.numpy_exp`), bit for bit as before.
 """
 
 import math
@@ -28,12 +36,17 @@ from numba import njit
 
 from .. import config
 from .layout import L_BUF, L_INPUT, L_OUTPUT, N_CTR
+from .numpy_exp import exp_into
+from .pyobjects import OBJECTS, read_floats
 from .recurrent import learn_one, predict_one
 from .scaling import standardize_value
 from .sequential import AUTO, CHANGE, LEVEL, regression_targets, score_candidates
 
 # No fast-math: the arithmetic of the row-by-row path, step for step.
 _JIT = dict(cache=config.CACHE, nogil=True, error_model="numpy")
+# The kernels that read Python objects hold the GIL (and a call of a
+# microsecond gains nothing from releasing it).
+_WITH_GIL = dict(cache=config.CACHE, error_model="numpy")
 
 #: The row (float64): a status the kernel writes, the constants of the
 #: scalers and of the forecast, the forecast's terms (a regressor's
@@ -48,22 +61,36 @@ _JIT = dict(cache=config.CACHE, nogil=True, error_model="numpy")
 R_REVEALED = 13
 #: ``row[R_FORECAST_OUT]`` where the forecast's terms are not set.
 UNSET = -2
-#: ``row[R_STATUS]`` after a call: done, or take the row-by-row path.
-DONE, TAKE_SLOW_PATH = 0.0, 1.0
+#: ``row[R_STATUS]`` after a call: done, take the row-by-row path, or (the
+#: kernels that read a dict) the dict was not read: pack the row and call again.
+DONE, TAKE_SLOW_PATH, NOT_READ = 0.0, 1.0, 2.0
 
 #: The plan (int64): the number of feature values ``n``, the options, the
 #: number ``m`` of revealed-target columns, where the values start in the
-#: row and where the network's layout starts in the plan; then the scaler's
-#: column of each value (-1: an unseen feature), the network's input column
-#: of each value, the network's columns of the revealed targets, and the
-#: network's layout (``lay``).
-P_N, P_MODE, P_SCALED, P_REVEALED, P_CLASSES, P_M, P_VALUES, P_LAY = range(8)
-P_COLUMNS = 8
+#: row, where the network's layout and the keys' addresses start in the
+#: plan, the addresses of NumPy's exponential loop and its data (0: none,
+#: from :func:`.numpy_exp.exp_loop`), what describes the interpreter's objects
+#: (:data:`.pyobjects.OBJECTS`) and the state of a dict's reading
+#: (3 values); then the scaler's column of each value (-1: an unseen
+#: feature), the network's input column of each value, the network's
+#: columns of the revealed targets, the addresses of the keys (``id``), and
+#: the network's layout (``lay``).
+P_N, P_MODE, P_SCALED, P_REVEALED, P_CLASSES, P_M, P_VALUES, P_LAY, P_KEYS, P_EXP, P_EXP_DATA = range(11)
+P_OBJECTS = 11
+P_DICT = P_OBJECTS + len(OBJECTS)
+P_COLUMNS = P_DICT + 3
 
 
 @njit(**_JIT)
 def _layout(plan):
     return plan[plan[P_LAY] :]
+
+
+@njit(**_JIT)
+def _lay(plan, field):
+    """The network layout's ``field`` (an element, not a view: a view costs
+    reference counting on every call)."""
+    return plan[plan[P_LAY] + field]
 
 
 @njit(**_JIT)
@@ -74,8 +101,7 @@ def takes_row(row, plan, learn, stats, beyond, buf, scratch):
     bounds-checked); else the status says so."""
     row[R_STATUS] = TAKE_SLOW_PATH
     n, at = plan[P_N], plan[P_VALUES]
-    lay = _layout(plan)
-    if (buf.shape[0] != lay[L_BUF] or scratch.shape[0] < lay[L_INPUT] + 2 * lay[L_OUTPUT]
+    if (buf.shape[0] != _lay(plan, L_BUF) or scratch.shape[0] < _lay(plan, L_INPUT) + 2 * _lay(plan, L_OUTPUT)
             or at + n >= row.shape[0]):
         return False
     columns = min(stats.shape[1], beyond.shape[0])
@@ -228,7 +254,7 @@ def _classes_fit(row, plan, c):
     """Whether the last classes learned and ``c`` (-1: none) have outputs
     and revealed-target columns in the plan."""
     k, classes = plan[P_REVEALED], plan[P_CLASSES]
-    if c >= classes or plan[P_M] != classes * k or _layout(plan)[L_OUTPUT] < classes:
+    if c >= classes or plan[P_M] != classes * k or _lay(plan, L_OUTPUT) < classes:
         return False
     for j in range(k):
         if row[R_REVEALED + j] >= classes:
@@ -241,11 +267,11 @@ def _one_hots(row, plan, u):
     """The one-hots of the last classes learned: class ``c`` at lag ``j + 1``
     is revealed-target column ``c * k + j``."""
     k = plan[P_REVEALED]
-    ycols = _revealed_columns(plan)
+    ycols_at = P_COLUMNS + 2 * plan[P_N]
     for j in range(k):
         c = int(row[R_REVEALED + j])
         if c >= 0:
-            u[ycols[c * k + j]] = 1.0
+            u[plan[ycols_at + c * k + j]] = 1.0
 
 
 @njit(**_JIT)
@@ -303,3 +329,58 @@ def classifier_learn(row, plan, stats, beyond, ctr, buf, scratch):
     if plan[P_REVEALED] > 0:
         row[R_REVEALED] = c
     return True
+
+
+# ------------------------------------------------- predictions from the dict
+
+
+@njit(**_WITH_GIL)
+def _read_dict(row, plan, address):
+    """The values of the dict at ``address`` into the row, where it holds
+    the plan's keys in order and numbers :func:`.pyobjects.read_floats`
+    reads; else ``row[R_STATUS]`` is
+    :data:`NOT_READ`."""
+    if read_floats(address, plan, plan[P_KEYS], plan[P_N], P_DICT, P_OBJECTS, row, plan[P_VALUES]):
+        return True
+    row[R_STATUS] = NOT_READ
+    return False
+
+
+@njit(**_WITH_GIL)
+def regressor_predict_dict(row, plan, stats, buf, scratch, address):
+    """:func:`regressor_predict` of the dict at ``address`` (NaN with
+    ``row[R_STATUS]`` set where it is not for this call)."""
+    if not _read_dict(row, plan, address):
+        return math.nan
+    return regressor_predict(row, plan, stats, buf, scratch)
+
+
+@njit(**_WITH_GIL)
+def classifier_proba_dict(row, plan, stats, buf, scratch, shifted, address):
+    """:func:`classifier_logits` of the dict at ``address``, then, where
+    the plan holds NumPy's float64 exponential (``plan[P_EXP]``; 0: leave
+    the logits), the probabilities into ``shifted``: NumPy's exponential of
+    each, each over their sum in order from 0 (NumPy's sum of fewer than 8
+    values). Returns whether the row was for this call (else
+    ``row[R_STATUS]`` says why)."""
+    if not (_read_dict(row, plan, address) and classifier_logits(row, plan, stats, buf, scratch, shifted)):
+        return False
+    nc = shifted.shape[0]
+    if plan[P_EXP] != 0 and nc > 0:
+        exp_into(plan[P_EXP], plan[P_EXP_DATA], shifted, nc)
+        total = 0.0
+        for c in range(nc):
+            total += shifted[c]
+        for c in range(nc):
+            shifted[c] = shifted[c] / total
+    return True
+
+
+@njit(**_WITH_GIL)
+def classifier_binary_dict(row, plan, stats, buf, scratch, shifted, address):
+    """:func:`classifier_proba_dict` of two classes, the exponential in the
+    plan: their probabilities (NaN with ``row[R_STATUS]`` set where the row
+    is not for this call)."""
+    if not classifier_proba_dict(row, plan, stats, buf, scratch, shifted, address):
+        return math.nan, math.nan
+    return shifted[0], shifted[1]

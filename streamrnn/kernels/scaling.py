@@ -13,6 +13,9 @@ from .scoring import FLOAT_MAX
 # the overflow the update avoids (and a scalar loop gains nothing from it).
 _JIT = dict(cache=config.CACHE, nogil=True, error_model="numpy")
 
+#: The rows of the statistics: count, mean, root of the sum of squared deviations.
+COUNT, MEAN, ROOT = range(3)
+
 
 @njit(**_JIT)
 def standardize_rows(stats, X, out, update, clip, beyond, glitch, glitch_out, warmup, shift_after):
@@ -48,14 +51,15 @@ def standardize_rows(stats, X, out, update, clip, beyond, glitch, glitch_out, wa
 def standardize_value(stats, beyond, j, x, update, clip, glitch, glitch_out, warmup, shift_after):
     """The value ``x`` of column ``j`` standardised as :func:`standardize_rows`
     does (and, when ``update``, joined to the statistics)."""
-    count, mean, root = stats[0], stats[1], stats[2]
+    # (elements indexed in two dimensions: a row taken as a view costs
+    # reference counting on every call)
     if math.isnan(x):
         return 0.0
     z = 0.0
-    if count[j] > 1:
-        if root[j] > 0:
-            z = (x - mean[j]) / (root[j] / math.sqrt(count[j]))
-            if glitch > 0 and update and count[j] >= warmup:
+    if stats[COUNT, j] > 1:
+        if stats[ROOT, j] > 0:
+            z = (x - stats[MEAN, j]) / (stats[ROOT, j] / math.sqrt(stats[COUNT, j]))
+            if glitch > 0 and update and stats[COUNT, j] >= warmup:
                 side = 0.0
                 if z > glitch:
                     side = 1.0
@@ -68,18 +72,18 @@ def standardize_value(stats, beyond, j, x, update, clip, glitch, glitch_out, war
                 if side != 0.0 and abs(beyond[j]) < shift_after:
                     return glitch_out
             z = min(max(z, -clip), clip)
-        elif x != mean[j]:  # off a constant history: as far out as the clip goes
-            z = clip if x > mean[j] else -clip
+        elif x != stats[MEAN, j]:  # off a constant history: as far out as the clip goes
+            z = clip if x > stats[MEAN, j] else -clip
     if update:
-        count[j] += 1
-        n = count[j]
-        delta = x - mean[j]
+        stats[COUNT, j] += 1
+        n = stats[COUNT, j]
+        delta = x - stats[MEAN, j]
         if math.isfinite(delta):
-            mean[j] += delta / n
+            stats[MEAN, j] += delta / n
             # Welford's delta * (x - new mean) = delta^2 (n - 1) / n, as a root
             step = abs(delta) * math.sqrt((n - 1.0) / n)
         else:  # x and the mean far apart on either side of 0
-            mean[j] += x / n - mean[j] / n
+            stats[MEAN, j] += x / n - stats[MEAN, j] / n
             step = FLOAT_MAX
-        root[j] = min(math.hypot(root[j], step), FLOAT_MAX)
+        stats[ROOT, j] = min(math.hypot(stats[ROOT, j], step), FLOAT_MAX)
     return z
