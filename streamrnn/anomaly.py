@@ -57,7 +57,7 @@ class PredictiveDetector(Guarded, AnomalyDetector):
     root mean square) and predicts the next ones; it learns from every point.
     A point's raw score is the logarithm of one plus the root mean square of
     its prediction errors. Its evidence is ``-log10(Q) / 30`` (capped at 1)
-    for the smallest of three tail probabilities ``Q``:
+    for the smallest of four tail probabilities ``Q``:
 
     - of the raw score, under an exponential tail fitted above the level
       ``u = mean + sd`` of the raw scores' long-run distribution (the rate of
@@ -77,7 +77,15 @@ class PredictiveDetector(Guarded, AnomalyDetector):
       breakout only, when none of the feature's last ``short_window``
       values was beyond its range; within an excursion ``Q = (n + 1) **
       -e``, so a series creeping to a new record at every step raises one
-      alarm, and a leap beyond the excursion another.
+      alarm, and a leap beyond the excursion another;
+    - for the alarms, once the stream shows a period that predicts (a peak
+      of the changes' autocorrelation, whose seasonal base beats the median
+      of the last three values by 10 %), of the point's difference from its
+      seasonal base, the last period's mean plus the median deviation at the
+      same phase in the last three periods, under tail models of their own
+      (:class:`~streamrnn.anomaly_season.SeasonalErrors`): a periodic
+      stream that changes shape (a flattened day, a jump that does not come)
+      shows no unusual change, but differs from its usual day.
 
     For the alarms, an error's ``Q`` is at least the fraction of the errors
     seen since the grace period that were as large: errors that recur (a
