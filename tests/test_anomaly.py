@@ -651,3 +651,66 @@ def test_a_short_grace_period_raises_no_alarm_at_the_start_of_a_stream():
             scores.append(detector.score_one({"a": v}))
             detector.learn_one({"a": v})
         assert max(scores) < ALARM
+
+
+def square_wave_without_a_jump(period=48, n=2400, missing=1800, seed=0):
+    """A noisy square wave, low for the first half of each period, high for
+    the second; the period starting at ``missing`` stays low (its jump does
+    not come)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    y = np.where(t % period < period // 2, 0.0, 1.0) + 0.05 * rng.normal(size=n)
+    y[missing + period // 2 : missing + period] -= 1.0
+    return y
+
+
+def test_a_square_wave_whose_jump_does_not_come_raises_a_seasonal_alarm():
+    """No change is unusual where the jump of a square wave does not come,
+    but the point differs from the same phase of the last periods: the
+    seasonal errors find the period, raise an alarm there (their own tail
+    probability at most 1e-3), and none in the periods before."""
+    y = square_wave_without_a_jump()
+    detector = PredictiveDetector(seed=0)
+    scores, seasonal = [], []
+    for v in y:
+        x = {"value": float(v)}
+        seasonal.append(detector._season.log10(np.array([float(v)])))
+        scores.append(detector.score_one(x))
+        detector.learn_one(x)
+    scores, seasonal = np.array(scores), np.array(seasonal)
+    assert detector._season.period == 48
+    missed = slice(1800 + 24, 1800 + 48)
+    first = 1800 + 24 + int(np.argmax(scores[missed] >= S.THRESHOLD))
+    assert scores[first] >= S.THRESHOLD and seasonal[first] >= 3.0
+    assert not (scores[1200:1800] >= S.THRESHOLD).any()
+
+
+def test_seasonal_errors_resume_bit_identically_and_edited_ones_are_refused():
+    """A detector saved once its period is found scores on as the original;
+    seasonal errors whose phase, ring or history do not match their period
+    are refused on load."""
+    import io
+
+    from streamrnn import persist_checks as C
+    from streamrnn import persistence as P
+
+    y = square_wave_without_a_jump(n=2000)
+    detector = PredictiveDetector(hidden_size=4, seed=0)
+    for v in y[:1500]:
+        detector.learn_one({"value": float(v)})
+    assert detector._season.period == 48
+    f = io.BytesIO()
+    P.save(detector, f)
+    f.seek(0)
+    copy = P.load(f)
+    for v in y[1500:]:
+        x = {"value": float(v)}
+        assert copy.score_one(x) == detector.score_one(x)
+        copy.learn_one(x)
+        detector.learn_one(x)
+    state = dict(vars(detector._season))
+    C.check_seasonal_errors(type(detector._season), state, None)  # as it is: accepted
+    for key, value in (("phase", 48), ("period", 47), ("ring", state["ring"][:-1]),
+                       ("history", np.zeros((5, 1))), ("local", -state["local"] - 1.0)):
+        with pytest.raises(C.Invalid):
+            C.check_seasonal_errors(type(detector._season), {**state, key: value}, None)
