@@ -47,6 +47,8 @@ class SeasonalErrors:
         An empty scoring state for the stream's features (the detector's
         window, half-lives and grace period), copied whenever the
         statistics restart.
+    n_features
+        The stream's number of features.
 
     Attributes
     ----------

@@ -30,7 +30,11 @@ under the point's null model, the largest of:
   hair, and each had a little more evidence than the last, as ``n`` grew,
   so the refractory rule let each through), and ``Q = (n + 1) ** -e``, of
   the excess alone: a leap far beyond the excursion's last record still
-  counts. With several features, the feature with the most evidence counts.
+  counts. With several features, the feature with the most evidence counts;
+- for the alarms only, a further ``-log10 Q`` from another model of the
+  point (:func:`score_with`, :func:`record_with`): the detector's seasonal
+  errors, calibrated by the kernels at the end of this module with
+  statistics of their own (:mod:`streamrnn.anomaly_season`).
 
 **News.** For the alarms, each error's ``Q`` is at least the fraction of the
 errors counted since the grace period that were as large (from the
