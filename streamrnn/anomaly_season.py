@@ -97,8 +97,8 @@ class SeasonalErrors:
 
     def _look_for_period(self) -> None:
         rows = self.history[: self.n]
-        changes = np.diff(rows, axis=0)
         with np.errstate(over="ignore", invalid="ignore"):  # (values near the largest floats)
+            changes = np.diff(rows, axis=0)
             changes = np.nan_to_num(changes, posinf=np.finfo(float).max, neginf=-np.finfo(float).max)
             for _ in range(2):  # over the largest, then over the root mean square: at any scale
                 size = np.sqrt((changes * changes).mean(axis=0)) if _ else np.abs(changes).max(axis=0)
