@@ -14,6 +14,7 @@ from .estimator import build_network
 from .features import FeatureSpace, RunningScaler
 from .guard import Guarded, exclusive
 from .kernels import scoring as S
+from .anomaly_season import SeasonalErrors
 from ._docs import document
 
 #: The score of a point that is not scored (in the grace period, with a
@@ -56,7 +57,7 @@ class PredictiveDetector(Guarded, AnomalyDetector):
     root mean square) and predicts the next ones; it learns from every point.
     A point's raw score is the logarithm of one plus the root mean square of
     its prediction errors. Its evidence is ``-log10(Q) / 30`` (capped at 1)
-    for the smallest of three tail probabilities ``Q``:
+    for the smallest of four tail probabilities ``Q``:
 
     - of the raw score, under an exponential tail fitted above the level
       ``u = mean + sd`` of the raw scores' long-run distribution (the rate of
@@ -76,7 +77,15 @@ class PredictiveDetector(Guarded, AnomalyDetector):
       breakout only, when none of the feature's last ``short_window``
       values was beyond its range; within an excursion ``Q = (n + 1) **
       -e``, so a series creeping to a new record at every step raises one
-      alarm, and a leap beyond the excursion another.
+      alarm, and a leap beyond the excursion another;
+    - for the alarms, once the stream shows a period that predicts (a peak
+      of the changes' autocorrelation, whose seasonal base beats the median
+      of the last three values by 10 %), of the point's difference from its
+      seasonal base, the last period's mean plus the median deviation at the
+      same phase in the last three periods, under tail models of their own
+      (:class:`~streamrnn.anomaly_season.SeasonalErrors`): a periodic
+      stream that changes shape (a flattened day, a jump that does not come)
+      shows no unusual change, but differs from its usual day.
 
     For the alarms, an error's ``Q`` is at least the fraction of the errors
     seen since the grace period that were as large: errors that recur (a
@@ -221,6 +230,7 @@ class PredictiveDetector(Guarded, AnomalyDetector):
         self._net = build_network(self, cell, "squared", input_size=1, output_size=1, zero_head=True)
         self._features = FeatureSpace()
         self._st = self._new_state(0)
+        self._season = SeasonalErrors(self._new_state(0), 0)
         self._has_last = False
         self._input = np.zeros(1)  # the scaled changes the last prediction was made from
         self._n_skipped = 0
@@ -247,6 +257,8 @@ class PredictiveDetector(Guarded, AnomalyDetector):
             self._st[S.S_DECAY] = 0.5 ** (1.0 / self.alarm_memory)
             self._st[S.S_GRACE] = self.grace_period
             self._st[S.S_MEMORY] = 0.0
+        if "_season" not in state:  # saved before the seasonal errors: none seen yet
+            self._season = SeasonalErrors(self._new_state(len(self._features)), len(self._features))
         if not state.get("_scale_kept"):  # saved when the changes' sums of squares were kept
             S.sums_of_squares_to_scales(self._st, len(self._features))
             self._scale_kept = True
@@ -300,6 +312,7 @@ class PredictiveDetector(Guarded, AnomalyDetector):
                 self._net.resize(input_size=n, output_size=n)
             self._features.register(new)
             self._st = self._new_state(n, self._st)
+            self._season = SeasonalErrors(self._new_state(n), n)
             self._has_last = False  # the history restarts with the new feature
             self._input = np.zeros(n)
 
@@ -351,9 +364,11 @@ class PredictiveDetector(Guarded, AnomalyDetector):
         if not self._has_last:
             S.restart_history(self._st, values)
             self._has_last = True
+            self._season.record(values)
             return
         z = np.empty(len(values))
-        S.record(self._st, values, z)
+        S.record_with(self._st, values, z, self._season.log10(values))
+        self._season.record(values)
         z = z.astype(self._net.dtype)  # in the network's dtype, its calls convert nothing
         self._net.learn(self._input, z)
         self._input = z
@@ -363,7 +378,7 @@ class PredictiveDetector(Guarded, AnomalyDetector):
         values = self._values(x)
         if values is None or self._st[S.S_SCORED] < max(self.grace_period, 1):
             return NOT_SCORED
-        return S.score(self._st, values, np.empty(len(values)))
+        return S.score_with(self._st, values, np.empty(len(values)), self._season.log10(values))
 
     @property
     def n_skipped(self) -> int:
@@ -435,6 +450,7 @@ class ReconstructionDetector(PredictiveDetector):
             self._features.register(new)
             self._scaler.grow(n)
             self._st = self._new_state(n, self._st)
+            self._season = SeasonalErrors(self._new_state(n), n)  # (unused: its shapes follow the features)
             self._has_last = False  # the ranges restart with the new feature
             self._recent_z = np.zeros((self.window, n))  # the window restarts
 

@@ -763,7 +763,7 @@ def _plain(v, depth: int) -> bool:
 
 def check_detector(cls, state, limits) -> None:
     check_detector_state(cls, state)
-    _check_arguments(cls, state, state["_net"], cell=True, optional=("_scale_kept",))  # (set by __setstate__)
+    _check_arguments(cls, state, state["_net"], cell=True, optional=("_scale_kept", "_season"))  # (set by __setstate__)
 
 
 def check_keyed(cls, state, limits) -> None:
@@ -912,15 +912,14 @@ def check_detector_state(cls: type, state) -> None:
         st = S.with_seen_counts(st, F)
     need(st[S.S_WINDOW] == k and 0 <= st[S.S_POS] < k and st[S.S_POS] == int(st[S.S_POS]),
           f"the {name}'s score statistics are inconsistent")
-    need(np.isfinite(st).all(), f"the {name}'s score statistics are not all finite")
-    tails = [S.S_TAIL + j for j in (1, 2, 3)] + [S.S_TAIL_RECENT + j for j in (1, 2, 3)]
-    a = S.HEAD + 2 * k
-    need(min(st[S.S_N], st[S.S_SCORED], st[S.S_MEMORY], st[S.S_GRACE], *st[tails]) >= 0
-         and 0 < st[S.S_ALPHA] <= 1 and 0 <= st[S.S_DECAY] < 1
-         and st[S.S_TAIL + 2] <= 1 and st[S.S_TAIL_RECENT + 2] <= 1
-         and (st[a + F : a + 2 * F] >= 0).all() and (st[a + 5 * F : a + 6 * F] >= 0).all()
-         and (st[S.S_SEEN : S.HEAD] >= 0).all() and st[S.S_HIST : S.HEAD].sum() <= 2 * st[S.S_SEEN] + 1e-6 * st[S.S_SEEN],
-         f"the {name}'s score statistics are out of their ranges (counts, variances, rates, scales >= 0)")
+    _check_score_ranges(name, st, k, F)
+    season = state.get("_season")  # (absent: saved before the seasonal errors, added on load)
+    if season is not None or "_season" in state:
+        from .anomaly_season import SeasonalErrors
+
+        need(type(season) is SeasonalErrors and season.n_features == F
+             and season.st.shape[0] == S.state_size(k, F) and season.st[S.S_WINDOW] == k,
+             f"the {name}'s seasonal errors do not match its window and features")
     net = state.get("_net")
     need(isinstance(net, OnlineRNN) and net._shape.input_size >= F and net._shape.output_size >= F,
           f"the {name}'s network does not match its features")
@@ -941,3 +940,49 @@ def check_detector_state(cls: type, state) -> None:
         stats = getattr(state.get("_scaler"), "stats", None)
         need(type(stats) is np.ndarray and stats.dtype == np.float64 and stats.shape == (3, F),
               f"the {name}'s scaler does not match its features")
+
+
+def _check_score_ranges(name: str, st: np.ndarray, k: int, F: int) -> None:
+    """Every number of a scoring state of window ``k`` and ``F`` features
+    (its size checked) finite and in its range."""
+    from .kernels import scoring as S
+
+    need(np.isfinite(st).all(), f"the {name}'s score statistics are not all finite")
+    tails = [S.S_TAIL + j for j in (1, 2, 3)] + [S.S_TAIL_RECENT + j for j in (1, 2, 3)]
+    a = S.HEAD + 2 * k
+    need(min(st[S.S_N], st[S.S_SCORED], st[S.S_MEMORY], st[S.S_GRACE], *st[tails]) >= 0
+         and 0 < st[S.S_ALPHA] <= 1 and 0 <= st[S.S_DECAY] < 1
+         and st[S.S_TAIL + 2] <= 1 and st[S.S_TAIL_RECENT + 2] <= 1
+         and (st[a + F : a + 2 * F] >= 0).all() and (st[a + 5 * F : a + 6 * F] >= 0).all()
+         and (st[S.S_SEEN : S.HEAD] >= 0).all() and st[S.S_HIST : S.HEAD].sum() <= 2 * st[S.S_SEEN] + 1e-6 * st[S.S_SEEN],
+         f"the {name}'s score statistics are out of their ranges (counts, variances, rates, scales >= 0)")
+
+
+def check_seasonal_errors(cls, state, limits) -> None:
+    """The seasonal errors of a detector: every array shaped as the kernels
+    index it (the period's ring, the phase within it, the history while
+    looks remain), every number finite and in its range."""
+    from .anomaly_season import CYCLES, HISTORY
+    from .kernels import scoring as S
+
+    name = "seasonal errors"
+    state = _dict_state(name, state)
+    F, n, period = state.get("n_features"), state.get("n"), state.get("period")
+    phase, cycle = state.get("phase"), state.get("cycle")
+    need(_is_int(F) and _is_int(n) and _is_int(cycle) and (period is None or _is_int(period, 1))
+         and _is_int(phase, 0, (period or 1) - 1), f"the {name}' counts or period are malformed")
+    arrays = {key: state.get(key) for key in ("empty", "st", "history", "ring", "recent", "local", "level",
+                                              "last_period")}
+    need(all(type(a) is np.ndarray and a.dtype == np.float64 and np.isfinite(a).all() for a in arrays.values()),
+         f"the {name}' arrays must be finite float64 arrays")
+    shapes = {"history": (HISTORY if n < HISTORY else 0, F), "ring": (period or 0, CYCLES, F),
+              "recent": (CYCLES, F), "local": (F,), "level": (F,), "last_period": (period or 0, F)}
+    need(all(arrays[key].shape == shape for key, shape in shapes.items()) and (arrays["local"] >= 0).all(),
+         f"the {name}' arrays do not match its period and features")
+    for key in ("empty", "st"):
+        st = arrays[key]
+        k = st[S.S_WINDOW] if st.ndim == 1 and st.shape[0] > S.S_WINDOW else 0
+        need(st.ndim == 1 and k >= 1 and k == int(k) and st.shape[0] == S.state_size(int(k), F)
+             and 0 <= st[S.S_POS] < k and st[S.S_POS] == int(st[S.S_POS]),
+             f"the {name}' score statistics do not match their window and features")
+        _check_score_ranges(name, st, int(k), F)

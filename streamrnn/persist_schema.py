@@ -40,8 +40,8 @@ _FORECASTER = (
     "_w_stats", "_x_scaler", "combine", "horizon", "log_transform", "loss", "seasonality",
 )
 _DETECTOR = (
-    *_NETWORK_ARGS, "cell", "_features", "_has_last", "_input", "_n_skipped", "_net", "_scale_kept", "_st",
-    "alarm_memory", "grace_period", "long_halflife", "short_window",
+    *_NETWORK_ARGS, "cell", "_features", "_has_last", "_input", "_n_skipped", "_net", "_scale_kept", "_season",
+    "_st", "alarm_memory", "grace_period", "long_halflife", "short_window",
 )
 _ONLINE_RNN = (
     "_buf", "_ctr", "_in_shape", "_lay", "_np_dtype", "_out_shape", "_shape", "alpha", "approx_activations", "betas",
@@ -99,6 +99,7 @@ def registry() -> dict[str, Schema]:
 
     from . import persist_checks as C
     from .anomaly import PredictiveDetector, ReconstructionDetector
+    from .anomaly_season import SeasonalErrors
     from .bank import ModelBank
     from .classification import GRUClassifier, LSTMClassifier, RNNClassifier
     from .combination import HorizonCombination
@@ -135,6 +136,9 @@ def registry() -> dict[str, Schema]:
                                         "no_change_error", "period", "prior", "seen"})),
         Schema(SeasonalSmoothing, frozenset({"long_period", "n", "params", "period", "season", "season_long",
                                              "state"})),
+        Schema(SeasonalErrors, frozenset({"cycle", "empty", "history", "last_period", "level", "local", "n",
+                                          "n_features", "period", "phase", "recent", "ring", "st"}),
+               check=C.check_seasonal_errors),
         Schema(PredictiveDetector, frozenset(_DETECTOR), check=C.check_detector),
         Schema(ReconstructionDetector, frozenset({*_DETECTOR, "_recent_z", "_scaler", "window"}),
                check=C.check_detector),

@@ -11,6 +11,7 @@ from river import anomaly, compose, preprocessing
 
 from streamrnn.anomaly import PredictiveDetector, ReconstructionDetector
 from streamrnn.kernels import scoring as S
+from streamrnn.seasonal import find_period
 
 DETECTORS = [PredictiveDetector, ReconstructionDetector]
 
@@ -276,8 +277,12 @@ class ReferenceCalibration:
                 return total
             i += 1
 
-    def push(self, raw, values=None):
-        evidence, model = self.evidence(raw, values), self.evidence(raw, values, seen=False)
+    def push(self, raw, values=None, other=(0.0, 0.0)):
+        """Add a raw score (and values); ``other``: the evidence of another
+        model of the point, for the alarms and for the memory (the larger
+        counts)."""
+        evidence = max(self.evidence(raw, values), other[0])
+        model = max(self.evidence(raw, values, seen=False), other[1])
         alpha = max(self.alpha, 1.0 / (len(self.raws) + 1.0))
         for name, x in (("raw", raw), ("recent", self.recent(raw))):
             fit = self.fits[name]
@@ -310,6 +315,81 @@ class ReferenceCalibration:
         self.n_values += 1
 
 
+class ReferenceSeasonal:
+    """The seasonal errors written out plainly: the period looked for after
+    24, 36, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 2048, 3072 and
+    4096 values (``find_period`` of the changes over their root mean
+    square, averaged over the features); from the point it is found on,
+    each value's difference from its base, the mean of the last period's
+    values plus the median of the deviations from that mean one, two and
+    three periods before (an index before the first whole period seen taken
+    a period later; the first period's values' mean for those within it),
+    over the root mean square of the differences so far, clipped, makes a
+    raw score calibrated by a :class:`ReferenceCalibration` of its own. Its
+    evidence counts for the alarms, once past its grace period, and while
+    those differences' mean square, summed over the features, is at most
+    0.81 times that of the differences from the median of the last three
+    values."""
+
+    LOOKS = (24, 36, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 2048, 3072, 4096)
+
+    def __init__(self, k, halflife, memory, grace):
+        self.args = (k, halflife, memory, grace)
+        self.grace = grace
+        self.values = []
+        self.period = None
+
+    def level(self, t, j):
+        first = max(t - self.period, 0)
+        return sum(v[j] for v in self.values[first : first + self.period]) / self.period
+
+    def base(self, i, j):
+        deviations = []
+        for c in (1, 2, 3):
+            t = i - c * self.period
+            while t < self.start % self.period:
+                t += self.period
+            deviations.append(self.values[t][j] - self.level(t, j))
+        return self.level(i, j) + sorted(deviations)[1]
+
+    def raw(self, values):
+        i = len(self.values)
+        z = []
+        for j, v in enumerate(values):
+            d = v - self.base(i, j)
+            rms = math.sqrt(self.sq[j] / self.n) if self.n else 0.0
+            if rms > 0:
+                z.append(min(max(d / rms, -10.0), 10.0))
+            else:
+                z.append(0.0 if d == 0 or self.n == 0 else math.copysign(10.0, d))
+        return math.log1p(math.sqrt(sum(a * a for a in z) / len(z)))
+
+    def evidence(self, values):
+        """The alarms' evidence of ``values``, the next point."""
+        if self.period is None or len(self.ref.raws) < self.grace or not sum(self.sq) <= 0.81 * sum(self.local_sq):
+            return 0.0
+        return self.ref.evidence(self.raw(values))
+
+    def add(self, values):
+        i = len(self.values)
+        if self.period is not None:
+            self.ref.push(self.raw(values))
+            for j, v in enumerate(values):
+                self.sq[j] += (v - self.base(i, j)) ** 2
+                self.local_sq[j] += (v - sorted(self.values[t][j] for t in (i - 1, i - 2, i - 3))[1]) ** 2
+            self.n += 1
+        self.values.append(list(values))
+        if len(self.values) in self.LOOKS:
+            rows = np.array(self.values)
+            changes = np.diff(rows, axis=0)
+            rms = np.sqrt((changes**2).mean(axis=0))
+            period = find_period((changes / np.where(rms > 0, rms, 1.0)).mean(axis=1))
+            if period is not None and period != self.period:
+                self.period, self.start = period, len(self.values)
+                self.ref = ReferenceCalibration(*self.args)
+                self.sq, self.local_sq, self.n = [0.0] * len(values), [0.0] * len(values), 0
+
+
 def heavy_stream(n=1500, n_features=1, seed=0):
     """Seasonal values with Student-t noise, a slow climb out of the range, a
     spike and a level shift."""
@@ -325,11 +405,12 @@ def heavy_stream(n=1500, n_features=1, seed=0):
 @pytest.mark.parametrize("n_features", [1, 2])
 def test_predictive_scores_match_a_plain_reimplementation(n_features):
     """Every score of the detector, from its network's predictions, against
-    the plain calibration: scaled changes, raw scores, tails, ranges and the
-    refractory rule."""
+    the plain calibration: scaled changes, raw scores, tails, ranges, the
+    seasonal errors and the refractory rule."""
     detector = PredictiveDetector(seed=0, grace_period=20)
-    ref = ReferenceCalibration(detector.short_window, detector.long_halflife, detector.alarm_memory,
-                               detector.grace_period)
+    args = (detector.short_window, detector.long_halflife, detector.alarm_memory, detector.grace_period)
+    ref, seasonal = ReferenceCalibration(*args), ReferenceSeasonal(*args)
+    seasonal_evidences = []
     last = mean_sq = None
     n_changes = 0
     scores, expected, evidences = [], [], []
@@ -342,6 +423,7 @@ def test_predictive_scores_match_a_plain_reimplementation(n_features):
             detector.learn_one(x)
             last, mean_sq = values, [0.0] * n_features
             ref.add_values(values)
+            seasonal.add(values)
             continue
         start = S.stats_size(detector.short_window) + 2 * n_features  # the prediction block
         prediction = detector._st[start : start + n_features].copy()
@@ -353,11 +435,14 @@ def test_predictive_scores_match_a_plain_reimplementation(n_features):
             else:  # only zero changes so far: any other change is as far out as the clip goes
                 z.append(0.0 if v == l or n_changes == 0 else math.copysign(10.0, v - l))
         raw = math.log1p(math.sqrt(sum((a - b) ** 2 for a, b in zip(z, prediction)) / n_features))
-        evidence = ref.evidence(raw, values)
+        other = seasonal.evidence(values)
+        seasonal_evidences.append(other)
+        evidence = max(ref.evidence(raw, values), other)
         evidences.append(evidence)
         model = ref.evidence(raw, values, seen=False)
         expected.append(ref.reported(evidence, model) if len(ref.raws) >= detector.grace_period else 0.0)
-        ref.push(raw, values)
+        ref.push(raw, values, (other, 0.0))
+        seasonal.add(values)
         if len(ref.raws) <= detector.grace_period:  # the memory starts at the first scored point
             ref.memory = 0.0
         mean_sq = [(n_changes * ms + (v - l) ** 2) / (n_changes + 1) for v, l, ms in zip(values, last, mean_sq)]
@@ -368,6 +453,9 @@ def test_predictive_scores_match_a_plain_reimplementation(n_features):
     np.testing.assert_allclose(scores, expected, rtol=5e-4, atol=1e-12)  # (the kernel integrates the sum)
     np.testing.assert_allclose(scores[expected >= ALARM], expected[expected >= ALARM], rtol=1e-9)
     # every part of the rule took part
+    assert seasonal.period == detector._season.period
+    if n_features == 1:
+        assert max(seasonal_evidences) >= 2 / 30
     alarms = expected >= ALARM
     assert np.sum(~alarms & (evidences >= 2 / 30)) > 5  # refractory
     assert np.sum(expected > S.THRESHOLD) >= 2
@@ -563,3 +651,66 @@ def test_a_short_grace_period_raises_no_alarm_at_the_start_of_a_stream():
             scores.append(detector.score_one({"a": v}))
             detector.learn_one({"a": v})
         assert max(scores) < ALARM
+
+
+def square_wave_without_a_jump(period=48, n=2400, missing=1800, seed=0):
+    """A noisy square wave, low for the first half of each period, high for
+    the second; the period starting at ``missing`` stays low (its jump does
+    not come)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    y = np.where(t % period < period // 2, 0.0, 1.0) + 0.05 * rng.normal(size=n)
+    y[missing + period // 2 : missing + period] -= 1.0
+    return y
+
+
+def test_a_square_wave_whose_jump_does_not_come_raises_a_seasonal_alarm():
+    """No change is unusual where the jump of a square wave does not come,
+    but the point differs from the same phase of the last periods: the
+    seasonal errors find the period, raise an alarm there (their own tail
+    probability at most 1e-3), and none in the periods before."""
+    y = square_wave_without_a_jump()
+    detector = PredictiveDetector(seed=0)
+    scores, seasonal = [], []
+    for v in y:
+        x = {"value": float(v)}
+        seasonal.append(detector._season.log10(np.array([float(v)])))
+        scores.append(detector.score_one(x))
+        detector.learn_one(x)
+    scores, seasonal = np.array(scores), np.array(seasonal)
+    assert detector._season.period == 48
+    missed = slice(1800 + 24, 1800 + 48)
+    first = 1800 + 24 + int(np.argmax(scores[missed] >= S.THRESHOLD))
+    assert scores[first] >= S.THRESHOLD and seasonal[first] >= 3.0
+    assert not (scores[1200:1800] >= S.THRESHOLD).any()
+
+
+def test_seasonal_errors_resume_bit_identically_and_edited_ones_are_refused():
+    """A detector saved once its period is found scores on as the original;
+    seasonal errors whose phase, ring or history do not match their period
+    are refused on load."""
+    import io
+
+    from streamrnn import persist_checks as C
+    from streamrnn import persistence as P
+
+    y = square_wave_without_a_jump(n=2000)
+    detector = PredictiveDetector(hidden_size=4, seed=0)
+    for v in y[:1500]:
+        detector.learn_one({"value": float(v)})
+    assert detector._season.period == 48
+    f = io.BytesIO()
+    P.save(detector, f)
+    f.seek(0)
+    copy = P.load(f)
+    for v in y[1500:]:
+        x = {"value": float(v)}
+        assert copy.score_one(x) == detector.score_one(x)
+        copy.learn_one(x)
+        detector.learn_one(x)
+    state = dict(vars(detector._season))
+    C.check_seasonal_errors(type(detector._season), state, None)  # as it is: accepted
+    for key, value in (("phase", 48), ("period", 47), ("ring", state["ring"][:-1]),
+                       ("history", np.zeros((5, 1))), ("local", -state["local"] - 1.0)):
+        with pytest.raises(C.Invalid):
+            C.check_seasonal_errors(type(detector._season), {**state, key: value}, None)

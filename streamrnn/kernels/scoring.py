@@ -30,7 +30,11 @@ under the point's null model, the largest of:
   hair, and each had a little more evidence than the last, as ``n`` grew,
   so the refractory rule let each through), and ``Q = (n + 1) ** -e``, of
   the excess alone: a leap far beyond the excursion's last record still
-  counts. With several features, the feature with the most evidence counts.
+  counts. With several features, the feature with the most evidence counts;
+- for the alarms only, a further ``-log10 Q`` from another model of the
+  point (:func:`score_with`, :func:`record_with`): the detector's seasonal
+  errors, calibrated by the kernels at the end of this module with
+  statistics of their own (:mod:`streamrnn.anomaly_season`).
 
 **News.** For the alarms, each error's ``Q`` is at least the fraction of the
 errors counted since the grace period that were as large (from the
@@ -602,3 +606,127 @@ def reconstruction_error(reconstruction, window, z, slid):
             e = float(reconstruction[r * F + j]) - v
             total += e * e
     return math.log1p(math.sqrt(total / (W * F)))
+
+
+# ------------------------------------------------- evidence from elsewhere
+
+
+@njit(**_JIT)
+def score_with(st, values, z, other_news):
+    """:func:`score` with a further ``-log10 Q`` from another model of the
+    point, ``other_news``, for the alarms (the larger counts; the memory
+    keeps the tail models and the range alone, so that the quiet scores keep
+    their calibration)."""
+    raw = scaled_changes(st, values, z)
+    news, model = _error_log10(st, raw)
+    r = _range_log10(st, values)
+    return _reported(st, _evidence(max(news, r, other_news)), _evidence(max(model, r)))
+
+
+@njit(**_JIT)
+def record_with(st, values, z, other_news):
+    """:func:`record` with a further ``-log10 Q`` for the alarms, as
+    :func:`score_with`. Returns the raw score."""
+    F = values.shape[0]
+    raw = scaled_changes(st, values, z)
+    news, model = _error_log10(st, raw)
+    r = _range_log10(st, values)
+    _push(st, raw, _evidence(max(news, r, other_news)), _evidence(max(model, r)))
+    last, scale, _, _, _, _ = _blocks(st, F)
+    for j in range(F):
+        scale[j] = _rescaled(values[j] - last[j], scale[j], st[S_N])
+        last[j] = values[j]
+    _extend_ranges(st, values)
+    return raw
+
+
+# ------------------------------------------------- the seasonal errors
+#
+# A seasonal state is a scoring state of its own (the same layout; of the
+# per-feature blocks only ``scale`` is used: the root mean square of the
+# seasonal differences) with arrays beside it, for a period ``P``:
+# ``ring[phase, c, j]``, feature ``j``'s deviation from its level at
+# ``phase`` in each of the last three periods (the oldest in slot ``c``, the
+# caller's count of periods modulo 3); ``level[j]``, the mean of its last
+# ``P`` values, and ``last_period[phase, j]``, those values; ``recent[c,
+# j]``, its last three values (any order); ``local[j]``, the root mean
+# square of its differences from their median. (Deviations from the level,
+# not the values themselves: after a level shift the base follows within a
+# period, instead of differing for three.)
+
+#: The seasonal base counts once its differences are this fraction of those
+#: of the local one, or less (the forecasters' margin over no change).
+SEASONAL_MARGIN = 0.9
+
+
+@njit(inline="always")
+def _median3(a, b, c):
+    return max(min(a, b), min(max(a, b), c))
+
+
+@njit(inline="always")
+def _seasonal_base(ring, phase, level, j):
+    """Feature ``j``'s seasonal base: the level (the mean of the last period)
+    plus the median of the deviations from their level at ``phase`` in the
+    last three periods."""
+    return level[j] + _median3(ring[phase, 0, j], ring[phase, 1, j], ring[phase, 2, j])
+
+
+@njit(inline="always")
+def _seasonal_raw(st, ring, phase, level, values):
+    """The raw score of ``values`` against their seasonal base: the
+    logarithm of one plus the root mean square of the differences over
+    their running root mean square (clipped)."""
+    F = values.shape[0]
+    _, scale, _, _, _, _ = _blocks(st, F)
+    err = 0.0
+    for j in range(F):
+        zj = _scaled(values[j] - _seasonal_base(ring, phase, level, j), scale[j], st[S_N])
+        err += zj * zj
+    return math.log1p(math.sqrt(err / F))
+
+
+@njit(**_JIT)
+def seasonal_log10(st, ring, phase, level, local, values):
+    """``-log10 Q`` of the seasonal error of ``values``, for the alarms
+    (as :func:`_error_log10`); 0 during the grace period
+    (while the statistics settle) and unless the seasonal base is a clear
+    gain over the local one (the root mean square of its differences, over
+    the features, at most :data:`SEASONAL_MARGIN` times the local base's).
+    Changes nothing."""
+    if st[S_SCORED] < st[S_GRACE]:
+        return 0.0
+    F = values.shape[0]
+    _, scale, _, _, _, _ = _blocks(st, F)
+    mine = theirs = 0.0
+    for j in range(F):
+        mine += scale[j] * scale[j]
+        theirs += local[j] * local[j]
+    if not mine <= SEASONAL_MARGIN * SEASONAL_MARGIN * theirs:
+        return 0.0
+    return _error_log10(st, _seasonal_raw(st, ring, phase, level, values))[0]
+
+
+@njit(**_JIT)
+def seasonal_record(st, ring, phase, slot, recent, local, level, last_period, values):
+    """Add the seasonal error of ``values`` to the statistics ``st``, its
+    differences to the scales, their differences from the local base (the
+    median of the last three values) to ``local``; their deviations from
+    the level replace the oldest period's at ``phase`` (``slot``), and
+    ``values`` the oldest of ``recent`` and those one period before in the
+    level."""
+    F = values.shape[0]
+    raw = _seasonal_raw(st, ring, phase, level, values)
+    news, model = _error_log10(st, raw)
+    _push(st, raw, _evidence(news), _evidence(model))
+    _, scale, _, _, _, _ = _blocks(st, F)
+    n = st[S_N]
+    P = last_period.shape[0]
+    for j in range(F):
+        scale[j] = _rescaled(values[j] - _seasonal_base(ring, phase, level, j), scale[j], n)
+        local[j] = _rescaled(values[j] - _median3(recent[0, j], recent[1, j], recent[2, j]), local[j], n)
+        ring[phase, slot, j] = values[j] - level[j]
+        recent[int(n) % 3, j] = values[j]
+        level[j] += values[j] / P - last_period[phase, j] / P
+        last_period[phase, j] = values[j]
+    st[S_N] = n + 1
