@@ -41,13 +41,15 @@ def bytes_per_sample(lay: np.ndarray, itemsize: int) -> tuple[float, float]:
     must move at least (each value read or written once per use)."""
     P = int(lay[L.L_NPARAM])  # parameters (padded), as many gradients and moments
     S = 2 * int(lay[L.L_LAYERS]) * int(lay[L.L_HSTRIDE])  # carried state
-    R = int(lay[L.L_ROW])  # one window row (activations, their gradients)
+    C = int(lay[L.L_CROW])  # one stored window step (input, target, prediction, gate activations)
+    R = int(lay[L.L_ROW])  # one expanded window row (activations, states, their gradients)
     k1, k2 = int(lay[L.L_K1]), int(lay[L.L_K2])
-    forward = P + 2 * S + R  # read the weights and state, write state and row
-    # an update: the window's rows read and their gradients written (2 R per
-    # step) with the weights read per step, the gradient written and read,
-    # parameters and two moments read and written
-    update = k2 * (P + 2 * R) + 2 * P + 6 * P
+    forward = P + 2 * S + C  # read the weights and state, write state and the stored step
+    # an update: each stored step read and expanded into a full row (C + R),
+    # the rows read and their gradients written (2 R per step) with the
+    # weights read per step, the gradient written and read, parameters and
+    # two moments read and written
+    update = k2 * (P + C + 3 * R) + 2 * P + 6 * P
     predict = P + 2 * S  # read weights and state, write the scratch state
     return itemsize * (forward + update / k1), itemsize * predict
 
