@@ -8,7 +8,7 @@ from river import base
 
 from .keys import holds_nan
 from .estimator import RecurrentEstimator, RowPath, as_targets, exclusive_as
-from .guard import exclusive
+from .guard import exclusive, holding_token
 from .kernels.estimator_rows import (DONE, NOT_READ, R_REVEALED, R_STATUS, classifier_binary_dict,
                                      classifier_learn, classifier_logits, classifier_proba_dict)
 from .kernels.numpy_exp import exp_loop_checked
@@ -184,18 +184,8 @@ class RecurrentClassifier(RecurrentEstimator, base.MiniBatchClassifier):
                 c = self._class_index.get(y)  # (a class seen before is a label)
             except TypeError:  # unhashable: the guarded method says so
                 c = None
-            if c is not None:
-                try:
-                    token = held.pop()  # (the guard's token: see streamrnn.guard)
-                except IndexError:  # (taken meanwhile: the guarded method says so)
-                    token = None
-                if token is not None:
-                    try:
-                        done = self._learn_in_one_call(path, x, c)
-                    finally:
-                        held.append(token)
-                    if done:
-                        return
+            if c is not None and holding_token(held, self._learn_in_one_call, path, x, c):
+                return
         self._learn_one(x, y)
 
     def _learn_in_one_call(self, path, x: dict, c: int) -> bool:

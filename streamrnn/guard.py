@@ -90,6 +90,29 @@ def exclusive(method):
     return guarded
 
 
+def holding_token(held: list, fn, *args):
+    """``fn(*args)`` with the guard's token taken from ``held`` (an
+    instance's :func:`tokens`) and given back after, whatever happens; None,
+    without calling ``fn``, while another call holds it (the guarded method
+    the caller falls back to says so). For the fast paths that take the
+    token themselves.
+
+    >>> held = [object()]
+    >>> holding_token(held, len, "abc"), len(held)
+    (3, 1)
+    >>> holding_token([], len, "abc") is None
+    True
+    """
+    try:
+        token = held.pop()
+    except IndexError:
+        return None
+    try:
+        return fn(*args)
+    finally:
+        held.append(token)
+
+
 def without_guard(state: dict) -> dict:
     """``state`` (an instance's ``__dict__`` or a copy of it) without the
     guard's token and owner: a copy when it holds them, else ``state`` itself."""

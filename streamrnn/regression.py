@@ -12,7 +12,7 @@ from river import base
 from .estimator import RecurrentEstimator, RowPath, as_targets, check_regression_loss, exclusive_as
 from .checks import finite
 from .features import RunningScaler
-from .guard import exclusive
+from .guard import exclusive, holding_token
 from .kernels.estimator_rows import (DONE, NOT_READ, R_STATUS, TAKE_SLOW_PATH, regressor_learn, regressor_predict,
                                      regressor_predict_dict, regressor_refresh)
 from .kernels.sequential import AUTO, CHANGE, LEVEL
@@ -197,18 +197,9 @@ class RecurrentRegressor(RecurrentEstimator, base.MiniBatchRegressor):
 
     def learn_one(self, x: dict, y: float) -> None:
         path, held = self._path, self._busy
-        if path is not None and held and type(x) is dict and type(y) is float and y - y == 0.0:
-            try:
-                token = held.pop()  # (the guard's token: see streamrnn.guard)
-            except IndexError:  # (taken meanwhile: the guarded method says so)
-                token = None
-            if token is not None:
-                try:
-                    done = self._learn_in_one_call(path, x, y)
-                finally:
-                    held.append(token)
-                if done:
-                    return
+        if path is not None and held and type(x) is dict and type(y) is float and y - y == 0.0 \
+                and holding_token(held, self._learn_in_one_call, path, x, y):
+            return
         self._learn_one(x, y)
 
     def _learn_in_one_call(self, path, x: dict, y) -> bool:
