@@ -207,6 +207,18 @@ def regressor_predict(row, plan, stats, buf, scratch):
     return row[R_FORECAST_A] + row[R_FORECAST_B] * np.float64(out[o])
 
 
+@njit(inline="always")
+def learning_vectors(row, plan, stats, beyond, scratch):
+    """The network's layout and, in ``scratch``, the step's input (the row's
+    features standardised, their statistics moving on), target and output
+    vectors, for a row to learn."""
+    lay = _layout(plan)
+    n_in, n_out = lay[L_INPUT], lay[L_OUTPUT]
+    u, target, out = scratch[:n_in], scratch[n_in : n_in + n_out], scratch[n_in + n_out : n_in + 2 * n_out]
+    standardized_inputs(row, plan, stats, beyond, True, u)
+    return lay, u, target, out
+
+
 @njit(**_JIT)
 def regressor_learn(row, plan, stats, beyond, carried, ctr, buf, scratch, y_stats, y_beyond, changes, errors,
                     scored):
@@ -219,10 +231,7 @@ def regressor_learn(row, plan, stats, beyond, carried, ctr, buf, scratch, y_stat
             or carried.shape[0] != plan[P_M] + 1):
         row[R_STATUS] = TAKE_SLOW_PATH
         return False
-    lay = _layout(plan)
-    n_in, n_out = lay[L_INPUT], lay[L_OUTPUT]
-    u, target, out = scratch[:n_in], scratch[n_in : n_in + n_out], scratch[n_in + n_out : n_in + 2 * n_out]
-    standardized_inputs(row, plan, stats, beyond, True, u)
+    lay, u, target, out = learning_vectors(row, plan, stats, beyond, scratch)
     ycols = _revealed_columns(plan)
     k = carried.shape[0] - 1
     mode = plan[P_MODE]
@@ -237,11 +246,11 @@ def regressor_learn(row, plan, stats, beyond, carried, ctr, buf, scratch, y_stat
                        row[R_CLIP], plan[P_SCALED] != 0, mode, y, carried, changes, T, R, seen)
     for j in range(ycols.shape[0]):
         u[ycols[j]] = R[0, j]
-    for o in range(n_out):
+    for o in range(target.shape[0]):
         target[o] = T[0, o]
     learn_one(lay, ctr, buf, u, target, out)
     if mode == AUTO:
-        score_candidates(out.reshape((1, n_out)), y, seen, errors, scored, row[R_SPAN])
+        score_candidates(out.reshape((1, out.shape[0])), y, seen, errors, scored, row[R_SPAN])
     regressor_refresh(row, plan, carried, y_stats, changes, errors, scored)
     return True
 
@@ -316,10 +325,7 @@ def classifier_learn(row, plan, stats, beyond, ctr, buf, scratch):
             and _classes_fit(row, plan, c)):
         row[R_STATUS] = TAKE_SLOW_PATH
         return False
-    lay = _layout(plan)
-    n_in, n_out = lay[L_INPUT], lay[L_OUTPUT]
-    u, target, out = scratch[:n_in], scratch[n_in : n_in + n_out], scratch[n_in + n_out : n_in + 2 * n_out]
-    standardized_inputs(row, plan, stats, beyond, True, u)
+    lay, u, target, out = learning_vectors(row, plan, stats, beyond, scratch)
     _one_hots(row, plan, u)
     target[:] = 0
     target[int(c)] = 1.0
