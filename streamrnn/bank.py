@@ -10,7 +10,7 @@ import numpy as np
 
 from .checks import check_integer, unmasked
 from .guard import Guarded, exclusive, without_guard
-from .keys import batch_keys, factorize, holds_nan, key_bytes, key_seed, known_slots, keys_to_evict
+from .keys import array_lookup, batch_keys, factorize, holds_nan, key_bytes, key_seed, keys_to_evict
 from .kernels import layout as L
 from .kernels import recurrent as K
 from .kernels.grouping import group_rows
@@ -208,6 +208,7 @@ class ModelBank(Guarded):
         """No key yet: the key-slot maps, free slots, idle counts and counters."""
         self._last_seen = np.zeros(capacity, dtype=np.int64)
         self._slot_of: dict = {}
+        self._int_lookup = None  # integer keys' slots for numpy arrays of keys (None: to be made)
         self._key_of: list = []
         self._free: list = []
         self._n_created = 0
@@ -269,6 +270,7 @@ class ModelBank(Guarded):
             self._key_of.append(key)
         self._n_created += 1
         self._slot_of[key] = slot
+        self._int_lookup = None
         return slot
 
     def _grow(self, capacity: int) -> None:
@@ -293,11 +295,12 @@ class ModelBank(Guarded):
                 self._flush()
 
     def _known_slots(self, keys) -> np.ndarray | None:
-        """The slot of every key when all are known, else None: dict look-ups,
-        also for a numpy array of keys (its Python scalars are the keys a
-        factorization would look up; 4-7x faster than factorizing when every
-        key is distinct, as in a fleet tick)."""
-        return known_slots(self._slot_of, keys.tolist() if isinstance(keys, np.ndarray) else keys)
+        """The slot of every key when all are known, else None: a pandas
+        Index look-up for a numpy array of integer keys, dict look-ups
+        otherwise (also for other numpy arrays: their Python scalars are the
+        keys a factorization would look up; 4-7x faster than factorizing
+        when every key is distinct, as in a fleet tick)."""
+        return array_lookup(self, self._slot_of, keys)
 
     def _slots(self, keys: list) -> np.ndarray:
         """The slot of each key, new keys getting one."""
@@ -350,6 +353,7 @@ class ModelBank(Guarded):
         for key in keys_to_evict(self._slot_of, keys):
             slot = self._slot_of.pop(key)
             self._free.append(slot)
+        self._int_lookup = None
 
     # -------------------------------------------------------------- batches
 
@@ -493,6 +497,7 @@ class ModelBank(Guarded):
         # are equal and unused capacity costs nothing; the capacity is kept
         state = without_guard(dict(self.__dict__))  # (a lock: not state)
         state.pop("_store", None)  # rebuilt around _buf on load
+        state.pop("_int_lookup", None)  # (made again from _slot_of when needed)
         n, persist = len(self._key_of), self._lay[L.L_PERSIST]
         state["_capacity_rows"] = self._capacity
         state["_last_seen"] = self._last_seen[:n].copy()
@@ -569,6 +574,7 @@ class ModelBank(Guarded):
         if sorted(order) != [i for i in range(len(keys)) if i not in free]:
             raise ValueError("snapshot order must list every slot that is not free, once")
         self._slot_of = {keys[i]: i for i in order}
+        self._int_lookup = None
         if len(self._slot_of) != len(order):
             raise ValueError("snapshot keys of the slots in use must be distinct")
         self._n_created = meta["n_created"]

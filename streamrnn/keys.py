@@ -85,6 +85,59 @@ def known_slots(slot_of: dict, keys) -> np.ndarray | None:
         return None
 
 
+class IntKeyLookup:
+    """The values of a dict's integer keys in a pandas Index, to look up a
+    numpy array of integer keys at C speed (~3 ns a key, against ~35 ns by
+    dict look-ups of its Python scalars). A snapshot: make a new one after
+    the dict changes. Keys of other kinds are left out (an array's key
+    equal to one of them, ``2`` to ``2.0``, is not found here: the dict is
+    asked then).
+
+    >>> lookup = IntKeyLookup({3: 0, "a": 1, 7: 2})
+    >>> lookup.get(np.array([7, 3, 7])).tolist()
+    [2, 0, 2]
+    >>> lookup.get(np.array([7, 4])) is None
+    True
+    """
+
+    __slots__ = ("index", "values")
+
+    def __init__(self, mapping: dict):
+        items = [(int(k), v) for k, v in mapping.items()
+                 if isinstance(k, int | np.integer) and -2**63 <= k < 2**63]
+        self.index = pd.Index(np.fromiter((k for k, _ in items), np.int64, len(items)))
+        self.values = np.fromiter((v for _, v in items), np.int64, len(items))
+
+    def get(self, keys: np.ndarray) -> np.ndarray | None:
+        """The value of each key of ``keys`` (a numpy array of signed
+        integers), or None if one is not here."""
+        pos = self.index.get_indexer(keys)
+        if len(pos) and pos.min() < 0:
+            return None
+        return self.values[pos]
+
+
+def array_lookup(owner, mapping: dict, keys) -> np.ndarray | None:
+    """The values of ``keys`` in ``mapping`` when all are known, else None:
+    by ``owner._int_lookup`` (an :class:`IntKeyLookup` of ``mapping``, made
+    here once the dict look-ups find every key of a batch; ``None`` there
+    after ``mapping`` changes) for a numpy array of signed integers, else
+    by dict look-ups (:func:`known_slots`; a numpy array's Python scalars)."""
+    if isinstance(keys, np.ndarray):
+        if keys.dtype.kind == "i":
+            lookup = getattr(owner, "_int_lookup", None)
+            if lookup is not None:
+                found = lookup.get(keys)
+                if found is not None:
+                    return found
+            found = known_slots(mapping, keys.tolist())
+            if found is not None and lookup is None:
+                owner._int_lookup = IntKeyLookup(mapping)
+            return found
+        keys = keys.tolist()
+    return known_slots(mapping, keys)
+
+
 def keys_to_evict(known, keys) -> list:
     """``keys`` as a list without repeats, each checked to be in ``known``
     before anything is evicted (a str is refused: it would be taken for its

@@ -238,6 +238,32 @@ def test_numpy_key_arrays_equal_lists_of_the_same_keys():
         assert np.array_equal(as_list.predict_many(probe.tolist(), X[:7]), as_array.predict_many(probe, X[:7]))
 
 
+def test_integer_key_arrays_find_their_models_through_evictions_and_new_keys():
+    # The look-up of integer arrays is cached between batches: each batch must
+    # still reach the models a list of the same keys reaches, after keys come,
+    # go and come back (slots reused), and for keys equal to a float key.
+    rng = np.random.default_rng(5)
+    as_list, as_array = ModelBank(hidden_size=4, seed=0), ModelBank(hidden_size=4, seed=0)
+    for bank in (as_list, as_array):
+        bank.learn_many([99.0], [[0.5]], [[0.1]])  # 99 in an array is this key
+    for step in range(12):
+        ids = np.arange(8 + step // 4)  # every key each batch: evicted ones come back at once
+        if step % 4 == 3:
+            ids = np.append(ids, 99)
+        rng.shuffle(ids)
+        X, Y = rng.normal(size=(len(ids), 1)), rng.normal(size=(len(ids), 1))
+        assert np.array_equal(as_list.learn_many(ids.tolist(), X, Y), as_array.learn_many(ids, X, Y))
+        assert np.array_equal(as_list.learn_many(ids.tolist(), X, Y), as_array.learn_many(ids, X, Y))
+        assert np.array_equal(as_list.predict_many(ids.tolist(), X), as_array.predict_many(ids, X))
+        if step % 3 == 2:
+            gone = [k for k in as_list.keys if k != 99][:3]
+            as_list.evict(gone)
+            as_array.evict(gone)
+        assert as_list.keys == as_array.keys
+    assert as_list.snapshot()["buf"].tobytes() == as_array.snapshot()["buf"].tobytes()
+    assert pickle.loads(pickle.dumps(as_array)).keys == as_array.keys
+
+
 def test_model_buffers_start_on_64_byte_boundaries():
     import pickle
 

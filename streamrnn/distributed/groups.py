@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..keys import factorize, key_hash, known_slots
+from ..keys import array_lookup, factorize, key_hash
 
 __all__ = ["GroupIndex", "compact", "group_ranges", "merge_snapshots", "split_snapshot"]
 
@@ -39,11 +39,12 @@ class GroupIndex:
     def __init__(self, n_groups: int):
         self.n_groups = n_groups
         self._group_of: dict = {}
+        self._int_lookup = None  # integer keys' groups for numpy arrays of keys (None: to be made)
 
     def of(self, keys) -> np.ndarray:
         """The group of each key of a batch (a list or a 1-D numpy array), as
         int64; a key without a stable hash raises ``TypeError``."""
-        known = known_slots(self._group_of, keys)
+        known = array_lookup(self, self._group_of, keys)
         if known is not None:
             return known
         codes, uniques = factorize(keys)
@@ -54,6 +55,7 @@ class GroupIndex:
             if g is None:
                 g = key_hash(key) % n
                 group_of[key] = g
+                self._int_lookup = None
             groups[i] = g
         return groups[codes]
 
@@ -61,6 +63,7 @@ class GroupIndex:
         """Drop these keys from the index (evicted: memory back)."""
         for key in keys:
             self._group_of.pop(key, None)
+        self._int_lookup = None
 
 
 def split_snapshot(snapshot: dict, groups: np.ndarray) -> dict[int, dict]:
