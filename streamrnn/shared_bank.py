@@ -218,6 +218,7 @@ class SharedWeightsBank(ModelBank):
         state["_ctr"] = self._ctr[:n].copy()
         state["_last_seen"] = self._last_seen[:n].copy()
         del state["_lays"]
+        state.pop("_int_lookup", None)  # (a look-up cache of _slot_of: not state)
         return state
 
     def __setstate__(self, state: dict) -> None:
