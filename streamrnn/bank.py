@@ -526,14 +526,18 @@ class ModelBank(Guarded):
             self._to_device()
 
     @exclusive
-    def snapshot(self) -> dict:
+    def snapshot(self, copy: bool = True) -> dict:
         """The bank's state: numpy arrays (``buf``, ``ctr``, ``last_seen``, one
         row per slot) and ``meta`` (configuration, keys by slot, counters,
-        format version). Restore with :meth:`restore`."""
+        format version). Restore with :meth:`restore`. ``copy=False``: the
+        CPU bank's ``buf`` and ``ctr`` are views of its own buffers, to be
+        read before its next call (no copy of every model)."""
         n = len(self._key_of)
         persist = self._lay[L.L_PERSIST]
         if self._dev is None:
-            buf, ctr = self._buf[:n, :persist].copy(), self._ctr[:n].copy()
+            buf, ctr = self._buf[:n, :persist], self._ctr[:n]
+            if copy:
+                buf, ctr = buf.copy(), ctr.copy()
         else:
             buf, ctr = self._dev.take(np.arange(n), persist)
         return {"buf": buf, "ctr": ctr,

@@ -762,3 +762,14 @@ def test_a_saved_bank_takes_at_most_64_kb_per_lstm(tmp_path, rng):
     size = (tmp_path / "bank.npz").stat().st_size
     assert n * 62 * 1024 < size <= n * 64 * 1024 + 8 * 1024
 
+
+
+def test_a_snapshot_without_copies_holds_the_same_state_as_views(rng):
+    bank = ModelBank(**CONFIG, seed=0)
+    bank.learn_many(["a", "b", "a"], rng.normal(size=(3, 2)), rng.normal(size=(3, 1)))
+    copied, viewed = bank.snapshot(), bank.snapshot(copy=False)
+    assert copied["buf"].tobytes() == viewed["buf"].tobytes() and np.array_equal(copied["ctr"], viewed["ctr"])
+    assert copied["meta"] == viewed["meta"]
+    bank.learn_many(["a"], rng.normal(size=(1, 2)), rng.normal(size=(1, 1)))
+    assert copied["buf"].tobytes() != viewed["buf"].tobytes()  # the views follow the bank; the copy does not
+    assert ModelBank.restore(copied).snapshot()["buf"].tobytes() == copied["buf"].tobytes()

@@ -102,7 +102,7 @@ class Shard:
     def group_snapshots(self, groups=None) -> dict[int, dict]:
         """A snapshot of each group this shard holds keys of (or of those of
         ``groups`` it does)."""
-        parts = split_snapshot(self.bank.snapshot(), self._groups_of_keys())
+        parts = split_snapshot(self.bank.snapshot(copy=False), self._groups_of_keys())  # (copies each group)
         if groups is None:
             return parts
         wanted = set(groups)
@@ -117,7 +117,7 @@ class Shard:
     def put_groups(self, parts: dict, batch: int | None = None) -> None:
         """Add the models of these group snapshots (groups this shard does
         not hold); ``batch`` sets the bank's batch count (a fresh shard's)."""
-        snapshot = self.bank.snapshot()
+        snapshot = self.bank.snapshot(copy=False)  # (split copies each group before the bank is replaced)
         if batch is not None:
             snapshot["meta"]["batch"] = batch
         live = split_snapshot(snapshot, self._groups_of_keys())

@@ -135,9 +135,13 @@ class Storage:
     def save(self, name: str, model, durable: bool = True) -> None:
         """``model`` in the safe save format (:func:`streamrnn.save`), whole
         or not at all; ``durable`` as :meth:`_put`'s."""
-        data = io.BytesIO()
-        persistence.save(model, data)
-        self._put(name, data.getvalue(), durable)
+        if self.url:
+            data = io.BytesIO()
+            persistence.save(model, data)
+            self._put(name, data.getvalue(), durable)
+        else:  # (straight into the temporary file: no copy of the bytes in memory)
+            archive.write_whole(self._where(name), lambda f: persistence.save(model, f),
+                                durable or not hasattr(os, "sync"))
 
     def load(self, name: str):
         """The model saved under ``name`` (checked by :func:`streamrnn.load`)."""
