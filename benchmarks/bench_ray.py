@@ -116,7 +116,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     import ray
 
-    from streamrnn.distributed import ShardedBank
+    from streamrnn.distributed import ShardedBank, start_ray
 
     config = dict(CONFIG, k1=args.k1, k2=args.k2)
     sizes = [int(b) for b in args.batches.split(",")]
@@ -127,7 +127,7 @@ def main(argv=None) -> dict:
           f"median of {args.repeats}, the banks timed in turn; {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.1f}, Numba {numba.__version__}, Ray {ray.__version__}, threads {args.threads}")
     t = time.perf_counter()
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    start_ray(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)  # (shards at niceness 0)
     print(f"ray.init: {time.perf_counter() - t:.1f} s")
     half = max(args.threads // 2, 1)
     two = f"ShardedBank 2 shards x {half}t"

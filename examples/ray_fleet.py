@@ -70,10 +70,9 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     import ray
 
-    from streamrnn.distributed import ShardedBank
+    from streamrnn.distributed import ShardedBank, start_ray
 
-    if not ray.is_initialized():
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    start_ray(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     y = make_fleet(args.sensors, args.steps, args.seed)
     stream = list(ticks(y, args.batch))
     config = dict(cell="lstm", hidden_size=args.hidden_size, seed=args.seed)

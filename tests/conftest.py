@@ -26,7 +26,9 @@ def reference_model(cell, **kwargs):
 def ray():
     """A local Ray cluster on 2 CPUs for a test module (skipped without Ray)."""
     ray = pytest.importorskip("ray", reason='the distributed tests need Ray: pip install "streamrnn[ray]"')
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    from streamrnn.distributed import start_ray
+
+    start_ray(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 

@@ -288,3 +288,19 @@ def test_the_ray_fleet_example_recovers_and_restores_exactly(ray, capsys):
     assert result["equal"] and result["models_equal"] and result["replayed_equal"]
     assert "predictions equal to one in-process bank's: True" in out
     assert result["mae"]["LSTM"] > 0 and result["mae"]["persistence"] > 0
+
+
+def test_shards_of_a_local_cluster_run_at_the_drivers_priority(ray):
+    # Ray lowers its workers' priority (niceness 15) unless told otherwise: the
+    # local cluster started by streamrnn must not, or any busy process would
+    # take the cores from the shards.
+    @ray.remote
+    class Probe:
+        def niceness(self):
+            return os.nice(0)
+
+    probe = Probe.remote()
+    try:
+        assert ray.get(probe.niceness.remote()) == os.nice(0)
+    finally:
+        ray.kill(probe)

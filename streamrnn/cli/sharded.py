@@ -56,12 +56,12 @@ def spread(model, args: argparse.Namespace):
         raise CommandError('--shards runs on Ray, which is not installed: pip install "streamrnn[ray]"', status=2)
     import ray
 
-    from ..distributed import ShardedKeyedDetector, ShardedKeyedForecaster
+    from ..distributed import ShardedKeyedDetector, ShardedKeyedForecaster, start_ray
 
     if not ray.is_initialized():
         options = {} if args.ray_address else {"include_dashboard": False}
         try:
-            ray.init(address=args.ray_address, logging_level=logging.ERROR, log_to_driver=False, **options)
+            start_ray(args.ray_address, logging_level=logging.ERROR, log_to_driver=False, **options)
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise CommandError(f"--ray-address: cannot join the Ray cluster at {args.ray_address}: {error}",
                                status=2) from None

@@ -13,7 +13,8 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {"ShardedBank": "sharded", "Shard": "shard", "Storage": "storage", "KeyedShard": "keyed_shard",
-            "ShardedKeyedForecaster": "sharded_keyed", "ShardedKeyedDetector": "sharded_keyed"}
+            "ShardedKeyedForecaster": "sharded_keyed", "ShardedKeyedDetector": "sharded_keyed",
+            "start_ray": "base"}
 
 __all__ = sorted(_EXPORTS)
 

@@ -6,6 +6,7 @@ checkpoints, restores and rescaling."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Set
 
 import numpy as np
@@ -15,7 +16,7 @@ from .checkpoint import FORMAT, FORMAT_VERSION, MANIFEST, read_manifest, stale_f
 from .groups import GroupIndex, group_ranges
 from .storage import Storage
 
-__all__ = ["MAX_GROUPS", "ShardedBase", "ray_module"]
+__all__ = ["LOCAL_SYSTEM_CONFIG", "MAX_GROUPS", "ShardedBase", "ray_module", "start_ray"]
 
 MAX_GROUPS = 99_999
 
@@ -26,6 +27,32 @@ def ray_module():
         import ray
     except ImportError:
         raise ImportError('the sharded models run on Ray: pip install "streamrnn[ray]"') from None
+    return ray
+
+
+#: Ray settings of the local clusters started here: the shard actors run at
+#: the driver's priority. (Ray lowers its workers' priority to niceness 15 by
+#: default: then any busy process on the machine, the driver's own work
+#: included, takes the cores from the shards, whose every batch waits on the
+#: slowest; measured under load, a shard's batch took 1.5x its in-process
+#: time at niceness 15 and 1.0x at 0.)
+LOCAL_SYSTEM_CONFIG = {"worker_niceness": 0}
+
+
+def start_ray(address: str | None = None, **options):
+    """Ray, initialised if it is not yet: joining the cluster at ``address``
+    (or ``RAY_ADDRESS``), else starting a local one with
+    :data:`LOCAL_SYSTEM_CONFIG`; ``options`` go to ``ray.init``. Returns the
+    ``ray`` module.
+
+    An existing cluster keeps its own settings: start it with
+    ``RAY_worker_niceness=0`` in the environment of ``ray start`` for the
+    same priority."""
+    ray = ray_module()
+    if not ray.is_initialized():
+        if address in (None, "local") and not os.environ.get("RAY_ADDRESS"):
+            options["_system_config"] = {**LOCAL_SYSTEM_CONFIG, **options.get("_system_config", {})}
+        ray.init(address=address, **options)
     return ray
 
 
@@ -66,9 +93,7 @@ class ShardedBase:
         self.actor_options = dict(actor_options or {})
         self._bounds = group_ranges(n_groups, n_shards)
         self._index = GroupIndex(n_groups)
-        ray = ray_module()
-        if not ray.is_initialized():
-            ray.init(address=address)
+        ray = start_ray(address)
         self._remote = ray.remote(self.shard_class).options(max_restarts=0, **self.actor_options)
         self._actors = [self._start() for _ in range(n_shards)]
         self._batch = 0  # the count the shards' models keep (a bank's batches, a wrapper's samples)
