@@ -207,6 +207,55 @@ def test_killed_shards_and_a_lost_driver_lose_nothing(ray, tmp_path):
     assert_same_models(restored, again)
 
 
+def test_batches_in_flight_give_the_answers_of_waiting_calls_through_shard_deaths(ray, tmp_path):
+    from streamrnn.distributed import ShardedBank
+
+    def die_in_learn(shard, after):  # (a local function: Ray sends it by value)
+        """Run inside a shard's process: its learn_many call number ``after``
+        (counting from 0) ends the process."""
+        learn, count = shard.bank.learn_many, [0]
+
+        def maybe_die(*args):
+            count[0] += 1
+            if count[0] > after:
+                os._exit(1)
+            return learn(*args)
+
+        shard.bank.learn_many = maybe_die
+
+    data = list(stream(9, 14))
+    bank = ModelBank(seed=2, seed_by_key=True, max_idle=5, **CONFIG)
+    expected = [bank.learn_many(keys, X, Y) for keys, X, Y in data]
+    sharded = ShardedBank(n_shards=2, n_groups=32, seed=2, max_idle=5, **CONFIG)
+    flights, got = [], {}
+    for b, (keys, X, Y) in enumerate(data):
+        if b == 4:
+            sharded.checkpoint(tmp_path, offset=b)  # (collects the batches in flight first)
+            assert not sharded._in_flight
+        if b == 6:  # dies inside the second of the three batches sent next
+            ray.get(sharded._actors[0].__ray_call__.remote(die_in_learn, 1))
+        flights.append((b, sharded.learn_many_async(keys, X, Y)))
+        if b == 9:
+            ray.kill(sharded._actors[1])  # killed with batches in flight
+        if len(flights) == 3:  # three batches in flight, the oldest collected
+            b0, flight = flights.pop(0)
+            got[b0] = flight.result()
+            assert flight.done()
+    for b0, flight in flights:
+        got[b0] = flight.result()
+    for b, out in enumerate(expected):
+        np.testing.assert_array_equal(got[b], out)
+    assert sharded.recoveries == 2
+    assert_same_models(sharded, bank)
+    # collected out of order: the later one first collects the earlier ones
+    keys, X, Y = data[0]
+    first, second = sharded.learn_many_async(keys, X, Y), sharded.learn_many_async(keys, X, Y)
+    out2 = second.result()
+    assert first.done()
+    np.testing.assert_array_equal(first.result(), bank.learn_many(keys, X, Y))
+    np.testing.assert_array_equal(out2, bank.learn_many(keys, X, Y))
+
+
 def test_a_bounded_log_recovers_a_killed_shard_from_the_last_copy(ray):
     from streamrnn.distributed import ShardedBank
 

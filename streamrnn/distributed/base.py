@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import deque
 from collections.abc import Mapping, Set
 
 import numpy as np
@@ -66,6 +67,36 @@ def take(rows, values):
     return [values[i] for i in rows.tolist()]
 
 
+class InFlight:
+    """A logged operation sent to the shards and not yet collected (as
+    :meth:`ShardedBank.learn_many_async <streamrnn.distributed.ShardedBank.learn_many_async>`
+    returns it): :meth:`result` waits for it."""
+
+    def __init__(self, owner, index: int, calls: dict, refs: dict, finish=None):
+        self._owner, self.index, self.calls, self.refs, self._finish = owner, index, calls, refs, finish
+        self._done, self._value, self._error = False, None, None
+
+    def _finished(self, results: dict, error) -> None:
+        self._done, self._error = True, error
+        if error is None:
+            self._value = results if self._finish is None else self._finish(results)
+        self.calls = self.refs = None  # (their arrays: memory back)
+
+    def done(self) -> bool:
+        """Whether the results have been collected."""
+        return self._done
+
+    def result(self):
+        """The operation's result, once it and every operation sent before
+        it have run (a shard that died meanwhile is recovered, as for a
+        call that waits); the shards' error if it failed."""
+        while not self._done:
+            self._owner._collect_next()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 class ShardedBase:
     """Keyed models over ``n_shards`` Ray actors of class ``shard_class``,
     shard ``i`` owning a contiguous range of the ``n_groups`` key groups.
@@ -98,6 +129,7 @@ class ShardedBase:
         self._actors = [self._start() for _ in range(n_shards)]
         self._batch = 0  # the count the shards' models keep (a bank's batches, a wrapper's samples)
         self._log: list = []  # operations since the base state
+        self._in_flight: deque = deque()  # logged operations sent and not yet collected, oldest first
         self._base: tuple = ("empty",)  # what recovery restarts from
         self.recoveries = 0  # shards restarted so far
 
@@ -179,9 +211,11 @@ class ShardedBase:
     # ---------------------------------------------------- calls and recovery
 
     def _call(self, calls: dict, logged: bool) -> dict:
-        """Run ``{shard: (method, args)}`` on all shards at once; a shard
-        that died is recovered and (unless the call is the last logged
-        operation, which the replay runs) asked again."""
+        """Run ``{shard: (method, args)}`` on all shards at once (after the
+        logged operations still in flight); a shard that died is recovered
+        and (unless the call is the last logged operation, which the replay
+        runs) asked again."""
+        self._drain()
         ray = ray_module()
         refs = {s: getattr(self._actors[s], m).remote(*a) for s, (m, a) in calls.items()}
         results, failed, error = {}, [], None
@@ -201,12 +235,75 @@ class ShardedBase:
     def _logged(self, method: str, keys, columns: tuple = (), extra: tuple = (), parts=None,
                 everywhere: bool = True) -> dict:
         """Log the operation, then run it on every shard (on its rows; only
-        on the shards that have rows unless ``everywhere``)."""
+        on the shards that have rows unless ``everywhere``); returns
+        ``{shard: result}``."""
+        return self._submit(method, keys, columns, extra, parts, everywhere).result()
+
+    def _submit(self, method: str, keys, columns: tuple = (), extra: tuple = (), parts=None,
+                everywhere: bool = True, finish=None) -> InFlight:
+        """Log the operation and send it to the shards as :meth:`_logged`
+        does, without waiting: the shards run it after the operations
+        already sent, and the :class:`InFlight` returned collects the
+        results (``finish(results)``, else the ``{shard: result}`` dict)."""
         parts = self._split(keys) if parts is None else parts
         self._log.append((method, keys, columns, extra))
         calls = {s: (method, (self._take(keys, rows), *(take(rows, c) for c in columns), *extra))
                  for s, rows in enumerate(parts) if everywhere or rows is None or len(rows)}
-        return self._call(calls, logged=True)
+        refs = {s: getattr(self._actors[s], m).remote(*a) for s, (m, a) in calls.items()}
+        flight = InFlight(self, len(self._log) - 1, calls, refs, finish)
+        self._in_flight.append(flight)
+        return flight
+
+    def _drain(self) -> None:
+        """Collect every logged operation in flight (their errors are kept
+        for their own :meth:`InFlight.result`)."""
+        while self._in_flight:
+            self._collect_next()
+
+    def _collect_next(self) -> None:
+        """Collect the oldest logged operation in flight: a shard that died
+        is recovered to the state before it and sent it (and the ones after
+        it) again."""
+        ray = ray_module()
+        flight = self._in_flight[0]
+        results, error = {}, None
+        for s in flight.refs:  # (every call awaited, even after an error: none left running)
+            while True:
+                try:
+                    results[s] = ray.get(flight.refs[s])
+                except ray.exceptions.RayActorError:
+                    self._restart_in_flight(s)
+                    continue
+                except Exception as e:  # the shard's own error (the models', raised there)
+                    error = error or e
+                break
+        self._in_flight.popleft()
+        flight._finished(results, error)
+
+    def _restart_in_flight(self, s: int) -> None:
+        """A new actor for shard ``s``: its groups loaded from the base state,
+        the logged operations before the oldest in flight replayed, and the
+        operations in flight sent to it again, in order."""
+        ray = ray_module()
+        first = self._in_flight[0].index
+        for _ in range(self.max_recoveries):
+            try:
+                ray.kill(self._actors[s], no_restart=True)
+            except Exception:  # already gone
+                pass
+            actor = self._actors[s] = self._start()
+            try:
+                ray.get(self._load_base(actor, s))
+                ray.get(actor.replay.remote(self._ops_for(s, first)))
+            except ray.exceptions.RayActorError:
+                continue
+            for flight in self._in_flight:
+                if s in flight.calls:
+                    method, args = flight.calls[s]
+                    flight.refs[s] = getattr(actor, method).remote(*args)
+            self.recoveries += 1
+            return
+        raise RuntimeError(f"shard {s} died {self.max_recoveries} times in a row while it was being recovered")
 
     def _recover(self, s: int, call):
         """A new actor for shard ``s``, its groups loaded from the base state
@@ -245,10 +342,11 @@ class ShardedBase:
             return actor.put_groups.remote(self._owned(s, parts), batch)
         return actor.keys.remote()  # (fresh models: nothing to load)
 
-    def _ops_for(self, s: int) -> list:
-        """The logged operations restricted to shard ``s``'s keys."""
+    def _ops_for(self, s: int, end: int | None = None) -> list:
+        """The logged operations (the first ``end`` of them) restricted to
+        shard ``s``'s keys."""
         ops = []
-        for method, keys, columns, extra in self._log:
+        for method, keys, columns, extra in self._log[:end]:
             rows = self._split(keys)[s]
             ops.append((method, self._take(keys, rows), tuple(take(rows, c) for c in columns), extra))
         return ops

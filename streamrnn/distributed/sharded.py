@@ -10,7 +10,7 @@ import numpy as np
 
 from ..bank import ModelBank, batch_rows
 from ..checks import check_integer
-from .base import MAX_GROUPS, ShardedBase, ray_module
+from .base import MAX_GROUPS, InFlight, ShardedBase, ray_module
 from .groups import compact, merge_snapshots, split_snapshot
 from .shard import Shard
 
@@ -110,13 +110,26 @@ class ShardedBank(ShardedBase):
         """Learn each row ``(keys[i], X[i], Y[i])`` on its key's model; returns
         the predictions made before each update, shape ``(n, output_size)``
         (as :meth:`ModelBank.learn_many <streamrnn.ModelBank.learn_many>`)."""
+        return self.learn_many_async(keys, X, Y).result()
+
+    def learn_many_async(self, keys, X, Y) -> InFlight:
+        """:meth:`learn_many` without waiting: the batch is checked, logged
+        and sent to the shards, which run it after the batches already sent;
+        ``.result()`` of the returned :class:`~streamrnn.distributed.base.InFlight`
+        gives what :meth:`learn_many` returns. Send the next batch before
+        collecting this one and the shards never wait for the driver
+        (splitting, sending, gathering). Any other call first collects
+        every batch in flight; a shard that dies meanwhile is recovered
+        and sent them again, so the results are those of waiting calls."""
         t = self._template
         keys, X = self._rows(keys, X, t._input_size, "X")
         _, Y = self._rows(keys, Y, t._output_size, "Y")
         parts = self._split(keys)
         self._bound_log()
         self._batch += 1
-        return self._gather(parts, self._logged("learn_many", keys, (X, Y), parts=parts), (len(keys), t._output_size))
+        shape = (len(keys), t._output_size)
+        return self._submit("learn_many", keys, (X, Y), parts=parts,
+                            finish=lambda results: self._gather(parts, results, shape))
 
     def _gather(self, parts, results, shape) -> np.ndarray:
         if len(parts) == 1:
