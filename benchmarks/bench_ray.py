@@ -80,6 +80,27 @@ def rate(bank, n_models: int, batch: int, rows_per_key: int, repeats: int, seed:
     return len(keys) / statistics.median(times)
 
 
+def run_rate(bank, n_models: int, batch: int, rows_per_key: int, repeats: int, seed: int, depth: int) -> float:
+    """Stream-samples per second over ``repeats`` batches learned with
+    ``depth`` batches in flight (``learn_many_async``; 1: ``learn_many``
+    calls one after another)."""
+    gen = batches(n_models, batch, rows_per_key, np.random.default_rng(seed))
+    work = [next(gen) for _ in range(repeats)]
+    t = time.perf_counter()
+    if depth == 1:
+        for keys, X, Y in work:
+            bank.learn_many(keys, X, Y)
+    else:
+        flights = []
+        for keys, X, Y in work:
+            flights.append(bank.learn_many_async(keys, X, Y))
+            if len(flights) == depth:
+                flights.pop(0).result()
+        for flight in flights:
+            flight.result()
+    return sum(len(k) for k, _, _ in work) / (time.perf_counter() - t)
+
+
 def driver_cost(bank, n_models: int, batch: int, repeats: int) -> float:
     """Seconds per row the driver spends splitting a batch by shard and
     putting the outputs back in order (no shard work)."""
@@ -160,6 +181,21 @@ def main(argv=None) -> dict:
                 results[(name, shape, b)] = r = len(keys) / statistics.median(times[name])
                 print(f"{name:<28} {shape:<10} batch {b:>7}: {r:>10,.0f} samples/s "
                       f"({1e6 / r:.2f} µs a sample)", flush=True)
+    b = sizes[-1]
+    print(f"\nruns of {args.repeats} batches of {b} rows, each shard bank with 2 batches in flight "
+          "(learn_many_async), the in-process bank run before each; median of 3 runs", flush=True)
+    for shape, rows in shapes:
+        for name, bank in banks.items():
+            if name == "in-process ModelBank":
+                continue
+            ratios, rates = [], []
+            for run in range(3):
+                base = run_rate(banks["in-process ModelBank"], args.models, b, rows, args.repeats, 10 + run, 1)
+                rates.append(run_rate(bank, args.models, b, rows, args.repeats, 10 + run, 2))
+                ratios.append(rates[-1] / base)
+            results[(name, shape, b, "in flight")] = statistics.median(ratios)
+            print(f"{name:<28} {shape:<10} batch {b:>7}: {statistics.median(rates):>10,.0f} samples/s, "
+                  f"{statistics.median(ratios):.2f} x in-process", flush=True)
     results["driver"] = d = driver_cost(banks[two], args.models, sizes[-1], args.repeats)
     print(f"driver cost (split + gather, batch {sizes[-1]}, 2 shards): {d * 1e6:.3f} µs a row", flush=True)
     del banks["in-process ModelBank"]
@@ -202,6 +238,10 @@ def main(argv=None) -> dict:
             narrow = results.get((f"ShardedBank 1 shard x {half}t", shape, b))
             if narrow:
                 line += f" (/ 1 shard x {half}t: {results[(two, shape, b)] / narrow:.2f})"
+            flying = results.get(("ShardedBank 1 shard", shape, b, "in flight"))
+            if flying:
+                line += (f"; 2 batches in flight: 1 shard / in-process {flying:.2f}, 2 shards / in-process "
+                         f"{results[(two, shape, b, 'in flight')]:.2f}")
             print(line)
     b = sizes[-1]
     r_core = results[(two, "fleet tick", b)] / 2
