@@ -94,9 +94,11 @@ class PredictiveDetector(Guarded, AnomalyDetector):
     **The reported score** lies in [0, 1] and reads as a probability:
 
     - an **alarm** is a point whose evidence reaches ``2 / 30`` (Q <= 0.01)
-      and exceeds that of each of the ``short_window`` points before it (a
-      run of unusual points raises one alarm, and another only when the
-      evidence grows); it scores ``0.5 + evidence / 2``, so at least 0.533.
+      and exceeds that of each of the ``short_window`` points before it,
+      none of which was an alarm at :data:`THRESHOLD` (a run of unusual
+      points raises one alarm, and another only when the evidence grows,
+      and at the threshold only ``short_window`` points after the last:
+      under River's ``ThresholdFilter`` one alarm is one flag); it scores ``0.5 + evidence / 2``, so at least 0.533.
       :data:`THRESHOLD` (0.55) is an alarm at ``Q = 1e-3``, 0.6 one at
       ``Q = 1e-6``: on a stationary stream, whatever its scale, period,
       noise or number of features, a threshold ``t >= 0.55`` flags about a
@@ -188,6 +190,8 @@ class PredictiveDetector(Guarded, AnomalyDetector):
 
     #: for states saved before the parameter existed
     alarm_memory = 200
+    #: whether the detector keeps seasonal errors (the reconstruction detector does not)
+    _seasonal = True
 
     def __init__(
         self,
@@ -230,7 +234,8 @@ class PredictiveDetector(Guarded, AnomalyDetector):
         self._net = build_network(self, cell, "squared", input_size=1, output_size=1, zero_head=True)
         self._features = FeatureSpace()
         self._st = self._new_state(0)
-        self._season = SeasonalErrors(self._new_state(0), 0)
+        if self._seasonal:
+            self._season = SeasonalErrors(self._new_state(0), 0)
         self._has_last = False
         self._input = np.zeros(1)  # the scaled changes the last prediction was made from
         self._n_skipped = 0
@@ -257,7 +262,9 @@ class PredictiveDetector(Guarded, AnomalyDetector):
             self._st[S.S_DECAY] = 0.5 ** (1.0 / self.alarm_memory)
             self._st[S.S_GRACE] = self.grace_period
             self._st[S.S_MEMORY] = 0.0
-        if "_season" not in state:  # saved before the seasonal errors: none seen yet
+        if not self._seasonal:  # (saved when every detector carried them, unused)
+            self.__dict__.pop("_season", None)
+        elif "_season" not in state:  # saved before the seasonal errors: none seen yet
             self._season = SeasonalErrors(self._new_state(len(self._features)), len(self._features))
         if not state.get("_scale_kept"):  # saved when the changes' sums of squares were kept
             S.sums_of_squares_to_scales(self._st, len(self._features))
@@ -407,6 +414,8 @@ class ReconstructionDetector(PredictiveDetector):
         Points reconstructed at each step.
     """
 
+    _seasonal = False  # (its alarms take the reconstruction errors and the range alone)
+
     def __init__(
         self,
         cell: str = "lstm",
@@ -450,7 +459,6 @@ class ReconstructionDetector(PredictiveDetector):
             self._features.register(new)
             self._scaler.grow(n)
             self._st = self._new_state(n, self._st)
-            self._season = SeasonalErrors(self._new_state(n), n)  # (unused: its shapes follow the features)
             self._has_last = False  # the ranges restart with the new feature
             self._recent_z = np.zeros((self.window, n))  # the window restarts
 

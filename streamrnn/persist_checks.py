@@ -956,6 +956,9 @@ def _check_score_ranges(name: str, st: np.ndarray, k: int, F: int) -> None:
          and (st[a + F : a + 2 * F] >= 0).all() and (st[a + 5 * F : a + 6 * F] >= 0).all()
          and (st[S.S_SEEN : S.HEAD] >= 0).all() and st[S.S_HIST : S.HEAD].sum() <= 2 * st[S.S_SEEN] + 1e-6 * st[S.S_SEEN],
          f"the {name}'s score statistics are out of their ranges (counts, variances, rates, scales >= 0)")
+    ring = st[S.HEAD + k : S.HEAD + 2 * k]  # the last evidences, in [0, 1], plus FLAG for an alarm at the threshold
+    need((((ring >= 0) & (ring <= 1)) | ((ring >= S.FLAG) & (ring <= S.FLAG + 1))).all(),
+         f"the {name}'s last evidences are out of their range")
 
 
 def check_seasonal_errors(cls, state, limits) -> None:

@@ -257,9 +257,15 @@ class ReferenceCalibration:
             log10_q = max(log10_q, self.range_log10(values))
         return min(log10_q / 30.0, 1.0)
 
+    def is_alarm(self, evidence):
+        """At least Q = 0.01, above the evidence of each of the last k points,
+        and none of them an alarm at the default threshold (Q = 1e-3)."""
+        recent = self.evidences[-self.k:]
+        news = all(e < evidence for e, _ in recent) and not any(flagged for _, flagged in recent)
+        return news and evidence >= 2.0 / 30.0
+
     def reported(self, evidence, model):
-        news = all(e < evidence for e in self.evidences[-self.k:])
-        if news and evidence >= 2.0 / 30.0:
+        if self.is_alarm(evidence):
             return 0.5 + 0.5 * evidence
         m = 30.0 * max(model, self.memory * self.decay)  # the memory, as -log10 Q
         return max(0.5 * math.exp(self.log_calm(m)), 1e-12)
@@ -299,7 +305,7 @@ class ReferenceCalibration:
             self.seen_raws.append(raw)
             self.seen_recents.append(self.recent(raw))
         self.raws.append(raw)
-        self.evidences.append(evidence)
+        self.evidences.append((evidence, self.is_alarm(evidence) and 0.5 + 0.5 * evidence >= S.THRESHOLD))
         self.memory = max(model, self.memory * self.decay)
         if values is not None:
             self.add_values(values)
@@ -368,7 +374,8 @@ class ReferenceSeasonal:
         """The alarms' evidence of ``values``, the next point."""
         if self.period is None or len(self.ref.raws) < self.grace or not sum(self.sq) <= 0.81 * sum(self.local_sq):
             return 0.0
-        return self.ref.evidence(self.raw(values))
+        # Q at least 1 / (n + 1) for n seasonal errors counted
+        return min(self.ref.evidence(self.raw(values)), math.log10(len(self.ref.seen_raws) + 1.0) / 30.0)
 
     def add(self, values):
         i = len(self.values)
@@ -714,3 +721,73 @@ def test_seasonal_errors_resume_bit_identically_and_edited_ones_are_refused():
                        ("history", np.zeros((5, 1))), ("local", -state["local"] - 1.0)):
         with pytest.raises(C.Invalid):
             C.check_seasonal_errors(type(detector._season), {**state, key: value}, None)
+
+
+def test_the_reconstruction_detector_keeps_no_seasonal_errors_and_old_saves_still_load():
+    """Its alarms take the reconstruction errors and the range alone: it
+    carries no seasonal errors; one saved when it carried them, unused,
+    loads without them and scores on as the original."""
+    import io
+
+    from streamrnn import persistence as P
+    from streamrnn.anomaly_season import SeasonalErrors
+
+    rng = np.random.default_rng(0)
+    y = np.sin(np.arange(700) / 5) + 0.1 * rng.normal(size=700)
+    detector = ReconstructionDetector(hidden_size=4, window=4, seed=0)
+    for v in y[:400]:
+        detector.learn_one({"value": float(v)})
+    assert not hasattr(detector, "_season")
+    old = copy.deepcopy(detector)  # as saved before: unused seasonal errors beside it
+    old._season = SeasonalErrors(old._new_state(1), 1)
+    f = io.BytesIO()
+    P.save(old, f)
+    f.seek(0)
+    loaded = P.load(f)
+    assert not hasattr(loaded, "_season")
+    for v in y[400:]:
+        x = {"value": float(v)}
+        assert loaded.score_one(x) == detector.score_one(x)
+        loaded.learn_one(x)
+        detector.learn_one(x)
+
+
+def test_a_detector_saved_just_after_an_alarm_resumes_bit_identically_and_edited_evidence_is_refused():
+    """Saved one point after an alarm at the threshold (which silences the
+    next ``short_window`` points), a detector scores on as the original:
+    the later points of the burst raise no alarm in either; a ring of
+    evidences out of its range is refused on load."""
+    import io
+
+    from streamrnn import persist_checks as C
+    from streamrnn import persistence as P
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=1700)
+    y[1500:1506] += np.array([4.0, 8.0, 12.0, 16.0, 20.0, 24.0])
+    detector = PredictiveDetector(hidden_size=4, seed=0)
+    for v in y[:1501]:
+        x = {"value": float(v)}
+        score = detector.score_one(x)
+        detector.learn_one(x)
+    assert score >= S.THRESHOLD  # the burst's first point: an alarm
+    f = io.BytesIO()
+    P.save(detector, f)
+    f.seek(0)
+    copy = P.load(f)
+    after = []
+    for v in y[1501:]:
+        x = {"value": float(v)}
+        after.append(copy.score_one(x))
+        assert after[-1] == detector.score_one(x)
+        copy.learn_one(x)
+        detector.learn_one(x)
+    assert max(after[: detector.short_window - 1]) < S.THRESHOLD
+    state = dict(vars(detector))
+    k = detector.short_window
+    for bad in (1.5, -0.1, S.FLAG + 1.5):
+        st = state["_st"].copy()
+        st[S.HEAD + k] = bad
+        with pytest.raises(C.Invalid):
+            C.check_detector_state(PredictiveDetector, {**state, "_st": st})
+    C.check_detector_state(PredictiveDetector, state)  # as it is: accepted

@@ -183,3 +183,24 @@ def test_warm_up_and_missing_points_are_not_scored_under_rivers_filters(cls):
         assert not (s == NOT_SCORED and threshold.classify(threshold.score_one(x)))
         threshold.learn_one(x)
     assert detector.n_skipped == threshold.anomaly_detector.n_skipped == 1
+
+
+@pytest.mark.parametrize("protect", [True, False])
+def test_an_escalating_burst_is_one_alarm_and_a_later_incident_another(protect):
+    """Under River's ThresholdFilter at the documented threshold, a burst
+    whose values climb further out at every step (each with more evidence
+    than the last) is flagged once: no alarm at the threshold within
+    ``short_window`` points after one; a spike after them is flagged again."""
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=3000)
+    y[1500:1506] += np.array([4.0, 8.0, 12.0, 16.0, 20.0, 24.0])
+    y[2500] += 30.0
+    model = anomaly.ThresholdFilter(PredictiveDetector(seed=0), threshold=THRESHOLD, protect_anomaly_detector=protect)
+    flags = []
+    for x in points(y[:, None]):
+        flags.append(model.classify(model.score_one(x)))
+        model.learn_one(x)
+    flags = np.array(flags)
+    assert flags[1500] and flags[1490:1520].sum() == 1
+    assert flags[2500] and flags[2490:2520].sum() == 1
+    assert flags[1000:].sum() <= 4  # (the burst, the spike and at most two others)
