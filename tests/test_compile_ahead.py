@@ -169,14 +169,15 @@ def test_processes_compiling_two_signatures_of_one_kernel_at_once_leave_a_sound_
 # the worker
 
 
-def test_the_learning_task_compiles_what_the_learning_step_then_loads(tmp_path):
+def test_the_tasks_compile_what_learning_and_predicting_then_load(tmp_path):
     """The worker's explicit signatures are those of the calls inside
-    ``learn_one``: after the task, learning compiles none of them again."""
+    ``learn_one`` and of the estimators' ``predict_one``: after the tasks,
+    a model learning and predicting compiles none of them again."""
     cache = tmp_path / "cache"
     result(python("""
         import json
         from streamrnn.cli import compile_ahead
-        compile_ahead.run_tasks(["learning"])
+        compile_ahead.run_tasks(["forward", "learning", "predicting"])
         print(json.dumps({}))
         """, cache))
     after = result(python(RECORD + dedent("""
@@ -185,11 +186,13 @@ def test_the_learning_task_compiles_what_the_learning_step_then_loads(tmp_path):
         model = OnlineRNN(hidden_size=3, k1=2, k2=3, seed=0)
         for t in range(8):
             model.learn([0.1 * t], [0.2 * t])
+            model.predict([0.1 * t])
         print(json.dumps({"compiled": compiled}))
         """), cache))
     assert "learn_one" in after["compiled"]
-    for name in ("window_backward", "optimizer_step", "advance_window_state", "expand_window", "store_compact",
-                 "reset_window", "cell_backward", "apply_update", "expand_row"):
+    for name in ("network_forward", "cell_forward", "predict_one", "window_backward", "optimizer_step",
+                 "advance_window_state", "expand_window", "store_compact", "reset_window", "cell_backward",
+                 "apply_update", "expand_row"):
         assert name not in after["compiled"], name
 
 

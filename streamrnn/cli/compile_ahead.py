@@ -55,7 +55,7 @@ WORKER_WAIT_S = 120.0
 COMMAND_TASKS = {
     "demo": ("learning", "detector"),
     "forecast": ("learning",),
-    "detect": ("learning",),
+    "detect": ("forward", "learning", "predicting"),
     "warmup": ("learning", "detector"),
 }
 
@@ -212,18 +212,38 @@ def lock_kernel_caches() -> int:
 # ---------------------------------------------------------------------------
 # what the worker compiles
 
+def _network_types(dtype: str) -> tuple:
+    """The Numba types of ``lay`` and ``ctr`` (int64) and of ``buf`` and the
+    vectors (the model's dtype) as the kernels receive them."""
+    import numba
+    import numpy as np
+    from numba import types
+
+    index = types.Array(types.int64, 1, "C")
+    return index, index, types.Array(numba.from_dtype(np.dtype(dtype)), 1, "C")
+
+
+def _forward(dtype: str = "float32") -> None:
+    """The network's forward step, with the argument types of its call
+    sites in the learning and predicting kernels."""
+    from numba import types
+
+    from ..kernels import recurrent as K
+
+    lay, _, buf = _network_types(dtype)
+    K.network_forward.compile((lay, buf, buf, types.int64, types.int64))
+
+
 def _learning(dtype: str = "float32") -> None:
     """The subtrees of the learning step that do not need the forward pass:
     backpropagation through the window, the optimizer step and the window's
     bookkeeping, with the argument types of their call sites in
     :func:`~streamrnn.kernels.recurrent.learn_one`."""
-    import numba
     from numba import types
 
     from ..kernels import recurrent as K
 
-    lay, ctr = types.Array(types.int64, 1, "C"), types.Array(types.int64, 1, "C")
-    buf = types.Array(numba.from_dtype(__import__("numpy").dtype(dtype)), 1, "C")
+    lay, ctr, buf = _network_types(dtype)
     i, zero = types.int64, types.literal(0)
     for kernel, sig in (
         (K.window_backward, (lay, buf, i, zero, i, i)),
@@ -234,6 +254,14 @@ def _learning(dtype: str = "float32") -> None:
         (K.reset_window, (lay, ctr, buf)),
     ):
         kernel.compile(sig)
+
+
+def _predicting(dtype: str = "float32") -> None:
+    """The one-step prediction kernel, as the estimators call it."""
+    from ..kernels import recurrent as K
+
+    lay, _, buf = _network_types(dtype)
+    K.predict_one.compile((lay, buf, buf, buf))
 
 
 def _detector() -> None:
@@ -251,7 +279,7 @@ def _detector() -> None:
 
 
 #: The worker's tasks, by name.
-TASKS = {"learning": _learning, "detector": _detector}
+TASKS = {"forward": _forward, "learning": _learning, "predicting": _predicting, "detector": _detector}
 
 
 def run_tasks(names: list[str]) -> None:
