@@ -99,7 +99,7 @@ def _can_lock() -> bool:
 # ---------------------------------------------------------------------------
 # the cross-process lock around each kernel's compilation
 
-_held: dict[str, int] = {}  # lock path -> depth, in this process
+_held: dict[str, int] = {}  # lock path -> depth, in this process (under Numba's compiler lock)
 #: Seconds this process has waited for other processes' compilations.
 waited = [0.0]
 
@@ -169,9 +169,14 @@ def _lock_path(dispatcher) -> str | None:
 
 
 def _locked_compile(compile_, path: str):
+    from numba.core.compiler_lock import global_compiler_lock
+
     @functools.wraps(compile_)
     def compile(sig):
-        with _file_lock(path, LOCK_WAIT_S):
+        # Numba's own (reentrant, per-process) compiler lock first, as its
+        # compile takes it: one thread at a time holds file locks, in the
+        # order of the call graph
+        with global_compiler_lock, _file_lock(path, LOCK_WAIT_S):
             return compile_(sig)
 
     compile.streamrnn_locked = True
