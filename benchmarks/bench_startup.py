@@ -58,9 +58,26 @@ COMMANDS = [
 #: What a child process run with ``--child`` does around the command: records
 #: compilations (``--compiles``) or the heavy modules imported (``--imports``).
 CHILD = r"""
-import contextlib, io, json, sys, time
+import time
+START = time.perf_counter()
+import contextlib, io, json, sys
 mode, argv = sys.argv[1], sys.argv[2:]
 report = {}
+if mode == "phases":
+    from numba.core import event
+    phase, depth, compiled, inside = {}, [], [0.0], [0.0]
+    waited = lambda: getattr(sys.modules.get("streamrnn.cli.compile_ahead"), "waited", [0.0])[0]
+    class Listener(event.Listener):
+        def on_start(self, ev):
+            if not depth:
+                phase.setdefault("first", time.perf_counter())
+            depth.append((time.perf_counter(), waited()))
+        def on_end(self, ev):
+            start, waited_before = depth.pop()
+            if not depth:
+                compiled[0] += time.perf_counter() - start
+                inside[0] += waited() - waited_before
+    event.register("numba:compile", Listener())
 if mode == "compiles":
     from numba.core import event
     spans, stack = [], []
@@ -73,6 +90,11 @@ if mode == "compiles":
 from streamrnn.cli import main
 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
     report["status"] = main(argv)
+if mode == "phases":
+    from streamrnn.cli import compile_ahead
+    end = time.perf_counter()
+    report.update(start=START, first=phase.get("first", end), compiled=compiled[0] - inside[0],
+                  waited=compile_ahead.waited[0], end=end)
 if mode == "compiles":
     report["count"] = len(spans)
     report["largest"] = sorted(spans, key=lambda s: -s[1])[:8]
@@ -91,19 +113,29 @@ def write_csv(path: str, rows: int = 10) -> None:
             f.write(f"2024-01-01T{i:02d}:00:00,{10 + (i % 4) * 0.5}\n")
 
 
-def run(args: list[str], cache: str, child: str | None = None) -> tuple[float, float, int, str]:
-    """Wall and CPU seconds of one process running ``streamrnn args``, its
-    exit status and standard error."""
+def run(args: list[str], cache: str, child: str | None = None, workers: str | None = None
+        ) -> tuple[float, float, int, str]:
+    """Wall and CPU seconds of one process running ``streamrnn args`` (its
+    own and its compile worker's), its exit status and standard error;
+    ``workers``: the value of ``STREAMRNN_COMPILE_WORKERS`` (None: as set
+    here)."""
     env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if workers is not None:
+        env["STREAMRNN_COMPILE_WORKERS"] = workers
     cmd = [sys.executable, "-c", CHILD, child, *args] if child else [sys.executable, "-m", "streamrnn", *args]
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
+    _, status, _ = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # (the command and the worker it waited for)
     err = proc.stderr.read()
     proc.stderr.close()
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return wall, usage.ru_utime + usage.ru_stime, proc.returncode, err
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return wall, cpu, proc.returncode, err
 
 
 def main() -> None:
@@ -113,7 +145,16 @@ def main() -> None:
     parser.add_argument("--no-cold", action="store_true", help="skip the cold runs of the kernel commands")
     parser.add_argument("--compiles", action="store_true", help="count the compilations of each kernel command")
     parser.add_argument("--imports", action="store_true", help="list the heavy modules each command imports")
+    parser.add_argument("--serial-too", action="store_true",
+                        help="cold runs both with the compile worker (STREAMRNN_COMPILE_WORKERS=1) and without "
+                             "(=0), alternating, and their ratio")
+    parser.add_argument("--phases", action="store_true",
+                        help="with --serial-too: one more cold run of each, split into phases (import, own "
+                             "compiles, waiting for the worker, the rest: running and loading)")
     opts = parser.parse_args()
+    if opts.serial_too:
+        serial_vs_parallel(opts)
+        return
 
     work = tempfile.mkdtemp(prefix="streamrnn-startup-")
     csv = os.path.join(work, "ten.csv")
@@ -147,6 +188,51 @@ def main() -> None:
                 shutil.rmtree(cache, ignore_errors=True)
                 largest = ", ".join(f"{n} {s:.1f}" for n, s in report["largest"])
                 print(f"{'':<18}{report['count']} functions compiled; largest (inclusive CPU s): {largest}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def serial_vs_parallel(opts: argparse.Namespace) -> None:
+    """Cold first runs of the kernel commands without and with the compile
+    worker, alternating (the same load for both), medians and the ratio of
+    the medians; with ``--phases``, one more of each split into phases."""
+    work = tempfile.mkdtemp(prefix="streamrnn-startup-")
+    csv = os.path.join(work, "ten.csv")
+    write_csv(csv)
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; median of {opts.repeats} cold runs each, alternating")
+    print(f"{'command':<18}{'serial wall':>12}{'serial CPU':>12}{'2-proc wall':>12}{'2-proc CPU':>12}"
+          f"{'wall ratio':>11}  (all runs' wall s: serial | 2-proc)")
+    try:
+        for name, template, kernel in COMMANDS:
+            if not kernel or (opts.only and opts.only not in name):
+                continue
+            args = [csv if a == "{csv}" else a for a in template]
+            runs = {"0": [], "1": []}
+            for r in range(opts.repeats):
+                for workers in ("0", "1"):
+                    cache = os.path.join(work, f"cold-{workers}-{r}")
+                    wall, cpu, status, err = run(args, cache, workers=workers)
+                    if status != 0:
+                        raise SystemExit(f"{name} failed ({status}): {err[-2000:]}")
+                    runs[workers].append((wall, cpu))
+                    shutil.rmtree(cache, ignore_errors=True)
+            med = {w: [statistics.median(r[i] for r in runs[w]) for i in (0, 1)] for w in runs}
+            each = " ".join(f"{r[0]:.1f}" for r in runs["0"]) + " | " + " ".join(f"{r[0]:.1f}" for r in runs["1"])
+            print(f"{name:<18}{med['0'][0]:12.2f}{med['0'][1]:12.2f}{med['1'][0]:12.2f}{med['1'][1]:12.2f}"
+                  f"{med['0'][0] / med['1'][0]:11.2f}  ({each})", flush=True)
+            if opts.phases:
+                for workers in ("0", "1"):
+                    cache = os.path.join(work, f"phases-{workers}")
+                    wall, _, _, err = run(args, cache, child="phases", workers=workers)
+                    shutil.rmtree(cache, ignore_errors=True)
+                    p = json.loads(err.strip().splitlines()[-1])
+                    rest = p["end"] - p["first"] - p["compiled"] - p["waited"]
+                    print(f"{'':<18}{'serial' if workers == '0' else '2-proc'}: wall {wall:.1f} s = start "
+                          f"{wall - (p['end'] - p['start']):.1f} + imports {p['first'] - p['start']:.1f} + own compiles "
+                          f"{p['compiled']:.1f} + waiting for the worker {p['waited']:.1f} + the rest {rest:.1f}",
+                          flush=True)
+        print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -201,12 +201,9 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
             _file_after_target(args, parser)
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2)
         return int(exit_.code or 0)
+    workers: list = []
+    status = None
     try:
-        if args.command == "demo":
-            from .demo import demo
-
-            _say_if_cold(stderr)
-            return demo(args, stdout)
         if args.command == "info":
             from .info import info
 
@@ -215,11 +212,17 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
             from .warmup import warmup
 
             return warmup(stdout)
-        _say_if_cold(stderr)
+        workers = _say_if_cold(stderr, args)
+        if args.command == "demo":
+            from .demo import demo
+
+            status = demo(args, stdout)
+            return status
         from .commands import run_command  # (the models: imported only to run one)
 
         try:
-            return run_command(args, stdin, stdout, stderr)
+            status = run_command(args, stdin, stdout, stderr)
+            return status
         finally:
             if getattr(args, "shards", None):
                 from .sharded import close_all
@@ -236,15 +239,32 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
         return 0
     except KeyboardInterrupt:
         return 130
+    finally:
+        if workers:
+            from .compile_ahead import end
+
+            end(workers, wait=status == 0)  # (a command that ended early stops its worker)
 
 
-def _say_if_cold(stderr: TextIO) -> None:
+def _say_if_cold(stderr: TextIO, args: argparse.Namespace) -> list:
     """One line on stderr before a command that is about to compile the
-    kernels (a first run after installing): it would look hung otherwise."""
-    from .warmup import COLD_START_MESSAGE, cache_is_cold
+    kernels (a first run after installing): it would look hung otherwise.
+    On a cold cache, the compile worker is started (see
+    :mod:`~streamrnn.cli.compile_ahead`); the workers started."""
+    from .warmup import cache_is_cold, cold_start_message
 
-    if cache_is_cold():
-        print(COLD_START_MESSAGE, file=stderr, flush=True)
+    if not cache_is_cold():
+        return []
+    workers = []
+    if not (getattr(args, "global_network", False) or getattr(args, "shards", None)):
+        from .compile_ahead import begin
+
+        try:
+            workers = begin(args.command)
+        except ValueError as error:  # (a bad STREAMRNN_COMPILE_WORKERS)
+            raise CommandError(str(error), status=2) from None
+    print(cold_start_message(args.command, parallel=bool(workers)), file=stderr, flush=True)
+    return workers
 
 
 def _file_after_target(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:

@@ -9,10 +9,28 @@ import os
 import time
 from typing import TextIO
 
-#: What a command's first run compiles, measured on 2 cores (about 28 CPU
-#: seconds for ``forecast``): said once on stderr when the cache is cold.
-COLD_START_MESSAGE = ("streamrnn: compiling the kernels for first use (about 30 s, once); later runs start at once. "
-                      "`streamrnn warmup` does it ahead, for example in a container image.")
+from .errors import CommandError
+
+#: What a command's first run takes on a quiet 2-core machine, wall seconds,
+#: compiling in its own process alone and with the compile worker
+#: (:mod:`~streamrnn.cli.compile_ahead`), measured by
+#: ``benchmarks/bench_startup.py --serial-too``.
+FIRST_RUN_SECONDS = {
+    "forecast": (25, 25),
+    "detect": (27, 27),
+    "demo": (35, 35),
+}
+
+
+def cold_start_message(command: str, parallel: bool) -> str:
+    """The line a command says on stderr when the cache is cold, naming
+    the seconds its first run takes (``parallel``: with the compile
+    worker)."""
+    serial, with_worker = FIRST_RUN_SECONDS.get(command, FIRST_RUN_SECONDS["forecast"])
+    seconds = with_worker if parallel else serial
+    how = "2 processes" if parallel else "1 process"
+    return (f"streamrnn: compiling the kernels for first use (about {seconds} s on 2 idle cores, {how}, once); "
+            "later runs start at once. `streamrnn warmup` does it ahead, for example in a container image.")
 
 
 def cache_location() -> str:
@@ -44,14 +62,24 @@ def warmup(stdout: TextIO) -> int:
     short synthetic series: every kernel they use is compiled and cached."""
     from ..anomaly import PredictiveDetector
     from ..forecasting import LSTMForecaster
+    from .compile_ahead import begin, end
 
     start = time.perf_counter()
-    forecaster, detector = LSTMForecaster(seed=0), PredictiveDetector(seed=0)
-    for t in range(80):
-        y = 10.0 + math.sin(2 * math.pi * t / 24)
-        forecaster.learn_one(y)
-        detector.score_one({"y": y})
-        detector.learn_one({"y": y})
-    forecaster.forecast_interval(3, 0.9)
+    try:
+        workers = begin("warmup") if cache_is_cold() else []
+    except ValueError as error:  # (a bad STREAMRNN_COMPILE_WORKERS)
+        raise CommandError(str(error), status=2) from None
+    done = False
+    try:
+        forecaster, detector = LSTMForecaster(seed=0), PredictiveDetector(seed=0)
+        for t in range(80):
+            y = 10.0 + math.sin(2 * math.pi * t / 24)
+            forecaster.learn_one(y)
+            detector.score_one({"y": y})
+            detector.learn_one({"y": y})
+        forecaster.forecast_interval(3, 0.9)
+        done = True
+    finally:
+        end(workers, wait=done)
     print(f"kernels compiled and cached in {cache_location()} ({time.perf_counter() - start:.1f} s)", file=stdout)
     return 0
