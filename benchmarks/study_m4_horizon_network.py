@@ -24,6 +24,11 @@ Protocol (one pass, no per-series tuning, seed 0 for the network):
 adopted (its ``correct`` argument, :mod:`streamrnn.window_network`), there
 learned row by row as the keys arrive instead of in mini-batches.
 
+``--validation`` scores on each series' last 48 training values instead of
+its test part, learning from the values before them (the forecasts at those
+origins are the cached ones: online, they saw nothing later); designs are
+decided there, never on the test part.
+
 Printed: OWA of the mixture, of the network alone, of the two weighed, and
 the ratio (weighed / mixture) on ``--subset`` (even- or odd-indexed series, or
 all). Run: ``python benchmarks/study_m4_horizon_network.py --subset even``
@@ -74,12 +79,19 @@ def main(argv=None) -> None:
     p.add_argument("--mb", type=int, default=16)
     p.add_argument("--gate", action="store_true", help="weigh the corrected mixture too (--mode resid)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ensemble", type=int, default=1, help="networks (seeds) whose mean output is the network's")
+    p.add_argument("--joint", action="store_true", help="the ensemble's members learn from their mean's error")
+    p.add_argument("--validation", action="store_true", help="score on the last 48 training values")
     p.add_argument("--cache", default="/tmp/m4_frozen_mixtures.npz")
     a = p.parse_args(argv)
     if not os.path.isdir(B.DATA):
         sys.exit(f"M4 data not found at {B.DATA} (skipped)")
     _, train, test = B.load()
     F = mixtures(train, a.cache)
+    if a.validation:
+        test = [t[-H:] for t in train]
+        train = [t[:-H] for t in train]
+        F = [f[:-H] for f in F]
     idx = [i for i in range(len(train)) if a.subset == "all" or (i % 2 == 0) == (a.subset == "even")]
     first = max(a.L, 24)
     X, Y, A = {}, {}, {}  # inputs, targets and the anchor of the network's outputs, per origin
@@ -94,15 +106,16 @@ def main(argv=None) -> None:
             A[i][t] = level if a.mode == "level" else f[t]
             if t + H < n:
                 Y[i][t] = np.clip(y[t + 1 : t + 1 + H] - A[i][t], -1, 1)
-    rng = np.random.default_rng(a.seed)
     D = a.L + H
-    params = [rng.normal(size=(D, a.hidden)) / np.sqrt(D), np.zeros(a.hidden), np.zeros((a.hidden, H)), np.zeros(H)]
-    moments = [[np.zeros_like(q), np.zeros_like(q)] for q in params]
+    members = []  # each member's parameters and Adam moments; the network's output is their mean
+    for e in range(a.ensemble):
+        rng = np.random.default_rng(a.seed + 1000 * e)
+        params = [rng.normal(size=(D, a.hidden)) / np.sqrt(D), np.zeros(a.hidden), np.zeros((a.hidden, H)), np.zeros(H)]
+        members.append((params, [[np.zeros_like(q), np.zeros_like(q)] for q in params]))
     steps = 0
 
     def forward(x):
-        hidden = np.tanh(x @ params[0] + params[1])
-        return hidden, hidden @ params[2] + params[3]
+        return None, np.mean([np.tanh(x @ q[0] + q[1]) @ q[2] + q[3] for q, _ in members], axis=0)
 
     lengths = {i: len(train[i]) for i in idx}
     P = {i: np.full((lengths[i], H), np.nan) for i in idx}  # the network's outputs at each origin, before learning it
@@ -115,17 +128,21 @@ def main(argv=None) -> None:
             P[i][T - H] = out[r]
         for k in range(0, len(rows), a.mb):
             xb, yb = x[k : k + a.mb], target[k : k + a.mb]
-            hidden, pred = forward(xb)
-            g = np.sign(pred - yb) / (len(xb) * H)
-            dh = g @ params[2].T * (1 - hidden * hidden)
-            grads = [xb.T @ dh, dh.sum(0), hidden.T @ g, g.sum(0)]
             steps += 1
-            for q, grad, (m1, m2) in zip(params, grads, moments):
-                m1 *= 0.9
-                m1 += 0.1 * grad
-                m2 *= 0.999
-                m2 += 0.001 * grad * grad
-                q -= a.lr * (m1 / (1 - 0.9**steps)) / (np.sqrt(m2 / (1 - 0.999**steps)) + 1e-8)
+            for params, moments in members:
+                hidden = np.tanh(xb @ params[0] + params[1])
+                pred = hidden @ params[2] + params[3]
+                if a.joint:  # the members learn their mean's error (one network of a.ensemble heads)
+                    pred = forward(xb)[1]
+                g = np.sign(pred - yb) / (len(xb) * H)
+                dh = g @ params[2].T * (1 - hidden * hidden)
+                grads = [xb.T @ dh, dh.sum(0), hidden.T @ g, g.sum(0)]
+                for q, grad, (m1, m2) in zip(params, grads, moments):
+                    m1 *= 0.9
+                    m1 += 0.1 * grad
+                    m2 *= 0.999
+                    m2 += 0.001 * grad * grad
+                    q -= a.lr * (m1 / (1 - 0.9**steps)) / (np.sqrt(m2 / (1 - 0.999**steps)) + 1e-8)
     base, alone, weighed, share = [], [], [], []
     for i in idx:
         t = lengths[i] - 1
@@ -150,7 +167,8 @@ def main(argv=None) -> None:
         weighed.append(np.exp((w_mix * mixture + w_net * own) / (w_mix + w_net)))
     tr, te = [train[i] for i in idx], [test[i] for i in idx]
     s_base, s_alone, s_weighed = (B.score(tr, te, f)["OWA"] for f in (base, alone, weighed))
-    print(f"{a.subset} ({len(idx)} series), mode {a.mode}, L {a.L}, hidden {a.hidden}, lr {a.lr:g}, mb {a.mb}: "
+    print(f"{a.subset} ({len(idx)} series){' validation' if a.validation else ''}, mode {a.mode}, L {a.L}, "
+          f"hidden {a.hidden}, lr {a.lr:g}, mb {a.mb}, ensemble {a.ensemble}{' joint' if a.joint else ''}: "
           f"OWA mixture {s_base:.4f}, network alone {s_alone:.4f}, weighed {s_weighed:.4f} "
           f"(ratio {s_weighed / s_base:.4f}; network's mean weight {np.mean(share) if share else 1.0:.3f})")
 

@@ -541,7 +541,8 @@ def _by_setstate(name, cls, state) -> None:
 def check_window_network(cls, state, limits) -> None:
     """Its sizes and arrays (by its ``__setstate__``), then finite values."""
     _by_setstate("WindowNetwork", cls, state)
-    need(all(np.isfinite(state[k]).all() for k in ("theta", "m1", "m2")) and (state["m2"] >= 0).all(),
+    need(all(np.isfinite(state[k]).all() for k in ("theta", "m1", "m2", "summed") if k in state)
+         and (state["m2"] >= 0).all(),
          "the window network's weights or moments are not finite")
 
 

@@ -25,7 +25,9 @@ import math
 import numpy as np
 
 from .combination import HorizonCombination
-from .kernels.window_network import log_filled, window_forward, window_inputs, window_learn, window_targets
+from .kernels.window_network import (
+    log_filled, window_accumulate, window_adam, window_forward, window_inputs, window_learn, window_targets,
+)
 
 #: Values in the window the network sees, and of the mean that sets the level.
 WINDOW = 168
@@ -36,6 +38,8 @@ HORIZON = 48
 HIDDEN = 64
 #: Its learning rate, relative to the recurrent network's.
 LR_FACTOR = 0.1
+#: Samples per Adam step of the network a corrector uses.
+BATCH = 1
 #: Inputs beyond this many (log) units from the level, and targets beyond
 #: this many from the forecast, are clipped (a glitch or a level shift moves
 #: the network by a bounded step).
@@ -56,6 +60,11 @@ class WindowNetwork:
         Adam's learning rate.
     seed
         Seed of the first layer's weights (the head starts at zero).
+    batch
+        Samples per Adam step: the step follows the mean gradient of the
+        last ``batch`` samples learned (each taken at the weights of the
+        last step), so the network moves once per batch and the step's cost
+        is shared by its samples. ``1``: a step per sample.
 
     Examples
     --------
@@ -73,7 +82,13 @@ class WindowNetwork:
     True
     """
 
-    def __init__(self, n_in: int, n_hidden: int, n_out: int, lr: float = 1e-4, seed: int | None = None):
+    batch = 1  # (states saved before it was kept: a step per sample)
+    pending = 0  # samples in the gradient summed since the last step
+
+    def __init__(self, n_in: int, n_hidden: int, n_out: int, lr: float = 1e-4, seed: int | None = None,
+                 batch: int = 1):
+        if type(batch) is not int or not 1 <= batch <= 1 << 16:
+            raise ValueError(f"batch must be an integer from 1 to 65536, got {batch!r}")
         self.n_in, self.n_hidden, self.n_out, self.lr = n_in, n_hidden, n_out, lr
         rng = np.random.default_rng(seed)
         first = rng.normal(size=n_in * n_hidden) / math.sqrt(n_in)
@@ -81,6 +96,9 @@ class WindowNetwork:
         self.m1 = np.zeros_like(self.theta)
         self.m2 = np.zeros_like(self.theta)
         self.steps = 0
+        if batch > 1:
+            self.batch = batch
+            self.summed = np.zeros_like(self.theta)  # the gradients of the pending samples
         self._scratch()
 
     def _scratch(self) -> None:
@@ -103,6 +121,15 @@ class WindowNetwork:
         lr, steps = state.get("lr"), state.get("steps")
         if not (type(lr) is float and math.isfinite(lr) and lr >= 0 and type(steps) is int and steps >= 0):
             raise ValueError("the window network's learning rate and steps are malformed")
+        batch, pending = state.get("batch", 1), state.get("pending", 0)
+        if not (type(batch) is int and 1 <= batch <= 1 << 16 and type(pending) is int and 0 <= pending < batch):
+            raise ValueError("the window network's batch or pending count is malformed")
+        summed = state.get("summed")
+        if batch == 1 and summed is not None:
+            raise ValueError("the window network keeps summed gradients only with a batch above 1")
+        if batch > 1 and not (type(summed) is np.ndarray and summed.dtype == np.float64 and summed.shape == (size,)
+                              and summed.flags.c_contiguous):
+            raise ValueError(f"the window network's summed gradients must be a float64 array of shape ({size},)")
         self.__dict__.update(state)
         self._scratch()
 
@@ -113,10 +140,22 @@ class WindowNetwork:
         return out
 
     def learn(self, x: np.ndarray, y: np.ndarray) -> float:
-        """One step towards the corrections ``y`` for the inputs ``x``;
-        returns the mean absolute error before it (NaN, and no step, for a
+        """Learn the corrections ``y`` for the inputs ``x`` (a step, or with
+        ``batch`` above 1 a step once ``batch`` samples are summed); returns
+        the mean absolute error before it (NaN, and nothing learned, for a
         non-finite input or target)."""
         out = np.empty(self.n_out)
+        if self.batch > 1:
+            loss = window_accumulate(self.theta, self.summed, self.n_in, self.n_hidden, self.n_out, x, y,
+                                     self._hidden, out)
+            if loss == loss:
+                self.pending += 1
+                if self.pending == self.batch:
+                    self.steps += 1
+                    window_adam(self.theta, self.m1, self.m2, self.summed, 1.0 / self.batch, self.steps, self.lr,
+                                _BETAS[0], _BETAS[1], _EPS)
+                    self.pending = 0
+            return loss
         step = self.steps + 1
         loss = window_learn(self.theta, self.m1, self.m2, self._grad, self.n_in, self.n_hidden, self.n_out, x, y,
                             step, self.lr, _BETAS[0], _BETAS[1], _EPS, self._hidden, out)
@@ -128,7 +167,7 @@ class WindowNetwork:
 def window_network(lr: float, seed: int | None) -> WindowNetwork:
     """The network a :class:`WindowCorrector` uses, for a recurrent network
     learning at ``lr``."""
-    return WindowNetwork(WINDOW + HORIZON, HIDDEN, HORIZON, lr=LR_FACTOR * lr, seed=seed)
+    return WindowNetwork(WINDOW + HORIZON, HIDDEN, HORIZON, lr=LR_FACTOR * lr, seed=seed, batch=BATCH)
 
 
 class WindowCorrector:

@@ -224,6 +224,43 @@ def test_the_window_network_takes_the_step_a_reference_takes():
     assert np.isnan(net.learn(x, np.array([np.nan, 0.0, 0.0]))) and net.steps == 1
 
 
+def test_a_batched_window_network_steps_along_the_mean_gradient_of_its_batch():
+    """batch=3: no step for two samples, then one Adam step along the mean
+    of the three gradients (each at the weights before the step), against
+    NumPy; a non-finite sample is not counted; a pickled network continues
+    exactly; batch=1 keeps the step per sample."""
+    from streamrnn.window_network import WindowNetwork
+
+    rng = np.random.default_rng(3)
+    net = WindowNetwork(5, 4, 3, lr=0.05, seed=2, batch=3)
+    net.theta[20:] = rng.normal(size=len(net.theta) - 20)
+    theta = net.theta.copy()
+    W1, b1, W2, b2 = theta[:20].reshape(5, 4), theta[20:24], theta[24:36].reshape(4, 3), theta[36:]
+    xs, ys = rng.normal(size=(3, 5)), rng.normal(size=(3, 3))
+    grads = []
+    for x, y in zip(xs, ys):
+        h = np.tanh(x @ W1 + b1)
+        g_out = np.sign(h @ W2 + b2 - y) / 3
+        g_pre = (W2 @ g_out) * (1 - h * h)
+        grads.append(np.concatenate([np.outer(x, g_pre).ravel(), g_pre, np.outer(h, g_out).ravel(), g_out]))
+    grad = np.mean(grads, axis=0)
+    expected = theta - 0.05 * grad / (np.abs(grad) + 1e-8)  # Adam's first step: m1/c1 = g, sqrt(m2/c2) = |g|
+    net.learn(xs[0], ys[0])
+    assert np.isnan(net.learn(xs[0], np.array([np.nan, 0.0, 0.0])))
+    net.learn(xs[1], ys[1])
+    np.testing.assert_array_equal(net.theta, theta)
+    assert (net.steps, net.pending) == (0, 2)
+    copy = pickle.loads(pickle.dumps(net))
+    for model in (net, copy):
+        model.learn(xs[2], ys[2])
+        np.testing.assert_allclose(model.theta, expected, rtol=1e-12, atol=1e-15)
+        assert (model.steps, model.pending) == (1, 0) and not model.summed.any()
+    np.testing.assert_array_equal(net.theta, copy.theta)
+    assert not hasattr(WindowNetwork(5, 4, 3, seed=2), "summed")
+    with pytest.raises(ValueError, match="batch"):
+        WindowNetwork(5, 4, 3, batch=0)
+
+
 def test_a_loaded_file_whose_keys_disagree_is_refused():
     model = GlobalForecaster(hidden_size=4, seed=2)
     for t in range(30):

@@ -89,6 +89,61 @@ def window_learn(theta, m1, m2, grad, n_in, n_hidden, n_out, x, y, step, lr, bet
 
 
 @njit(**_JIT)
+def window_accumulate(theta, acc, n_in, n_hidden, n_out, x, y, hidden, out):
+    """Add to ``acc`` (shaped like ``theta``) the gradient of the mean
+    absolute error of the outputs for input ``x`` against the targets ``y``,
+    the step :func:`window_learn` would take it for. Returns the loss; a
+    non-finite input or target adds nothing (NaN returned)."""
+    for i in range(n_in):
+        if not math.isfinite(x[i]):
+            return math.nan
+    for k in range(n_out):
+        if not math.isfinite(y[k]):
+            return math.nan
+    window_forward(theta, n_in, n_hidden, n_out, x, hidden, out)
+    b1 = n_in * n_hidden
+    w2 = b1 + n_hidden
+    b2 = w2 + n_hidden * n_out
+    loss = 0.0
+    for k in range(n_out):
+        e = out[k] - y[k]
+        loss += abs(e)
+        out[k] = (1.0 if e > 0 else -1.0 if e < 0 else 0.0) / n_out
+    loss /= n_out
+    for k in range(n_out):
+        acc[b2 + k] += out[k]
+    for j in range(n_hidden):
+        hj = hidden[j]
+        row = w2 + j * n_out
+        back = 0.0
+        for k in range(n_out):
+            acc[row + k] += hj * out[k]
+            back += theta[row + k] * out[k]
+        hidden[j] = back * (1.0 - hj * hj)
+        acc[b1 + j] += hidden[j]
+    for i in range(n_in):
+        xi = x[i]
+        row = i * n_hidden
+        for j in range(n_hidden):
+            acc[row + j] += xi * hidden[j]
+    return loss
+
+
+@njit(**_JIT)
+def window_adam(theta, m1, m2, acc, scale, step, lr, beta1, beta2, eps):
+    """One Adam step (``step``: this one's number, from 1) along the
+    gradient ``scale * acc``; ``acc`` is cleared."""
+    c1 = 1.0 - beta1**step
+    c2 = 1.0 - beta2**step
+    for p in range(theta.shape[0]):
+        g = acc[p] * scale
+        acc[p] = 0.0
+        m1[p] = beta1 * m1[p] + (1.0 - beta1) * g
+        m2[p] = beta2 * m2[p] + (1.0 - beta2) * g * g
+        theta[p] -= lr * (m1[p] / c1) / (math.sqrt(m2[p] / c2) + eps)
+
+
+@njit(**_JIT)
 def log_filled(forecast, k, filled):
     """Into ``filled``, the log of the first ``k`` values of ``forecast``,
     the last one repeated after them. Returns whether they are finite."""
