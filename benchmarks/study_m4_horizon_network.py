@@ -81,6 +81,9 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ensemble", type=int, default=1, help="networks (seeds) whose mean output is the network's")
     p.add_argument("--joint", action="store_true", help="the ensemble's members learn from their mean's error")
+    p.add_argument("--mix", type=float, default=None,
+                   help="with --gate: give this fixed weight to the corrected mixture instead of weighing by errors")
+    p.add_argument("--discount", type=float, default=0.99, help="of the gate's squared errors, per origin")
     p.add_argument("--validation", action="store_true", help="score on the last 48 training values")
     p.add_argument("--cache", default="/tmp/m4_frozen_mixtures.npz")
     a = p.parse_args(argv)
@@ -158,17 +161,20 @@ def main(argv=None) -> None:
         truth = np.stack([y[s + 1 : s + 1 + H] for s in ts])
         mix = np.log(np.maximum(np.nan_to_num(F[i][ts], nan=1.0), 1e-3 * train[i].mean()))
         net = A[i][ts] + np.nan_to_num(P[i][ts])
-        discount = 0.99 ** (ts[-1] - ts)[:, None]
+        discount = a.discount ** (ts[-1] - ts)[:, None]
         mse_mix, mse_net = (discount * (truth - mix) ** 2).sum(0), (discount * (truth - net) ** 2).sum(0)
         best = np.minimum(mse_mix, mse_net)
         w_mix = np.where(mse_mix > 2 * best, 0.0, (best / mse_mix) ** 2)
         w_net = np.where(mse_net > 2 * best, 0.0, (best / mse_net) ** 2)
+        if a.mix is not None:
+            w_mix, w_net = np.full(H, 1.0 - a.mix), np.full(H, a.mix)
         share.append(float(np.mean(w_net / (w_mix + w_net))))
         weighed.append(np.exp((w_mix * mixture + w_net * own) / (w_mix + w_net)))
     tr, te = [train[i] for i in idx], [test[i] for i in idx]
     s_base, s_alone, s_weighed = (B.score(tr, te, f)["OWA"] for f in (base, alone, weighed))
     print(f"{a.subset} ({len(idx)} series){' validation' if a.validation else ''}, mode {a.mode}, L {a.L}, "
-          f"hidden {a.hidden}, lr {a.lr:g}, mb {a.mb}, ensemble {a.ensemble}{' joint' if a.joint else ''}: "
+          f"hidden {a.hidden}, lr {a.lr:g}, mb {a.mb}, ensemble {a.ensemble}{' joint' if a.joint else ''}"
+          f"{'' if a.mix is None else f', fixed weight {a.mix}'}, discount {a.discount}: "
           f"OWA mixture {s_base:.4f}, network alone {s_alone:.4f}, weighed {s_weighed:.4f} "
           f"(ratio {s_weighed / s_base:.4f}; network's mean weight {np.mean(share) if share else 1.0:.3f})")
 

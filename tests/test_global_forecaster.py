@@ -116,20 +116,25 @@ def test_learn_many_equals_learn_one_in_a_loop():
     np.testing.assert_array_equal(a.forecast_many(list(data), 10), np.array([b.forecast(k, 10) for k in data]))
 
 
+@pytest.mark.parametrize("batch", [1, 5])
 @pytest.mark.parametrize("how", ["pickle", "save"])
-def test_saved_and_loaded_it_continues_exactly(tmp_path, how):
-    """... its corrections across series included (active from the 168th value)."""
+def test_saved_and_loaded_it_continues_exactly(tmp_path, how, batch, monkeypatch):
+    """... its corrections across series included (active from the 168th
+    value), their network stepping per sample or per batch of 5 (saved with
+    a batch part summed)."""
+    monkeypatch.setattr(streamrnn.window_network, "BATCH", batch)
     data = {k: _series(i, 300) for i, k in enumerate(["a", "b"])}
     model = GlobalForecaster(hidden_size=4, seed=2)
-    for t in range(220):
+    for t in range(221):
         for k in data:
             model.learn_one(k, float(data[k][t]))
+    assert model._window.batch == batch and model._window.pending == (2 if batch == 5 else 0)
     if how == "pickle":
         copy = pickle.loads(pickle.dumps(model))
     else:
         save(model, tmp_path / "m.npz")
         copy = load(tmp_path / "m.npz")
-    for t in range(220, 300):
+    for t in range(221, 300):
         for k in data:
             model.learn_one(k, float(data[k][t]))
             copy.learn_one(k, float(data[k][t]))
