@@ -34,7 +34,9 @@ process and the worker it waits for.
 average 5-9 from other jobs): ``demo``, median of 3, serial 86.0 s wall /
 40.1 CPU s, with the worker 79.6 / 39.9 (wall ratio 1.08); CPU seconds of
 the command alone / the command + its worker: ``forecast`` 25.5 / 17.2 +
-12.6, ``detect`` 29.9 / 15.2 + 14.5, ``demo`` 37.8 / 21.2 + 21.9.
+12.6, ``detect`` 29.9 / 15.2 + 14.5, ``demo`` 37.8 / 21.2 + 21.9. Again
+at load 1.6 rising to 5: ``demo`` serial 45.7 s / 38.9, with the worker
+50.2 / 41.2 (ratio 0.91): without an idle core the worker gains nothing.
 
 Measured on the project's 2-core machine (2026-12-07, one run each, load
 average 10-12 from other jobs: the wall times are inflated, the CPU times
