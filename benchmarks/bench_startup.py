@@ -16,9 +16,27 @@ that records Numba's compilation events, and reports how many functions
 largest. ``--imports`` reports which of River, pandas, SciPy, matplotlib
 and Numba each command imports.
 
+``--serial-too`` runs the kernel commands cold without and with the
+compile worker (``STREAMRNN_COMPILE_WORKERS`` 0 and 1, alternating, each in
+its own empty cache) and reports both medians and their ratio; with
+``--phases``, one more cold run of each is split into the interpreter's
+start, imports, the command's own compiles, its waits for the worker's
+kernels and the rest, with the CPU seconds of the command and of its worker
+(``--repeats 0``: the phases alone). CPU seconds count the command's
+process and the worker it waits for.
+
 ::
 
     python benchmarks/bench_startup.py [--repeats 3] [--only info] [--compiles] [--imports]
+    python benchmarks/bench_startup.py --serial-too [--phases] [--only demo]
+
+``--serial-too --phases``, 2026-12-07, the machine busy throughout (load
+average 5-9 from other jobs): ``demo``, median of 3, serial 86.0 s wall /
+40.1 CPU s, with the worker 79.6 / 39.9 (wall ratio 1.08); CPU seconds of
+the command alone / the command + its worker: ``forecast`` 25.5 / 17.2 +
+12.6, ``detect`` 29.9 / 15.2 + 14.5, ``demo`` 37.8 / 21.2 + 21.9. Again
+at load 1.6 rising to 5: ``demo`` serial 45.7 s / 38.9, with the worker
+50.2 / 41.2 (ratio 0.91): without an idle core the worker gains nothing.
 
 Measured on the project's 2-core machine (2026-12-07, one run each, load
 average 10-12 from other jobs: the wall times are inflated, the CPU times
@@ -94,7 +112,7 @@ if mode == "phases":
     from streamrnn.cli import compile_ahead
     end = time.perf_counter()
     report.update(start=START, first=phase.get("first", end), compiled=compiled[0] - inside[0],
-                  waited=compile_ahead.waited[0], end=end)
+                  waited=compile_ahead.waited[0], end=end, cpu=time.process_time())
 if mode == "compiles":
     report["count"] = len(spans)
     report["largest"] = sorted(spans, key=lambda s: -s[1])[:8]
@@ -192,6 +210,15 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def print_medians(name: str, runs: dict) -> None:
+    """One line of the table: medians of the serial ("0") and 2-process ("1")
+    runs, their wall ratio and each run's wall seconds."""
+    med = {w: [statistics.median(r[i] for r in runs[w]) for i in (0, 1)] for w in runs}
+    each = " ".join(f"{r[0]:.1f}" for r in runs["0"]) + " | " + " ".join(f"{r[0]:.1f}" for r in runs["1"])
+    print(f"{name:<18}{med['0'][0]:12.2f}{med['0'][1]:12.2f}{med['1'][0]:12.2f}{med['1'][1]:12.2f}"
+          f"{med['0'][0] / med['1'][0]:11.2f}  ({each})", flush=True)
+
+
 def serial_vs_parallel(opts: argparse.Namespace) -> None:
     """Cold first runs of the kernel commands without and with the compile
     worker, alternating (the same load for both), medians and the ratio of
@@ -217,21 +244,21 @@ def serial_vs_parallel(opts: argparse.Namespace) -> None:
                         raise SystemExit(f"{name} failed ({status}): {err[-2000:]}")
                     runs[workers].append((wall, cpu))
                     shutil.rmtree(cache, ignore_errors=True)
-            med = {w: [statistics.median(r[i] for r in runs[w]) for i in (0, 1)] for w in runs}
-            each = " ".join(f"{r[0]:.1f}" for r in runs["0"]) + " | " + " ".join(f"{r[0]:.1f}" for r in runs["1"])
-            print(f"{name:<18}{med['0'][0]:12.2f}{med['0'][1]:12.2f}{med['1'][0]:12.2f}{med['1'][1]:12.2f}"
-                  f"{med['0'][0] / med['1'][0]:11.2f}  ({each})", flush=True)
+            if opts.repeats < 1:  # (--repeats 0: the phases alone)
+                print(f"{name:<18}")
+            else:
+                print_medians(name, runs)
             if opts.phases:
                 for workers in ("0", "1"):
                     cache = os.path.join(work, f"phases-{workers}")
-                    wall, _, _, err = run(args, cache, child="phases", workers=workers)
+                    wall, cpu, _, err = run(args, cache, child="phases", workers=workers)
                     shutil.rmtree(cache, ignore_errors=True)
                     p = json.loads(err.strip().splitlines()[-1])
                     rest = p["end"] - p["first"] - p["compiled"] - p["waited"]
                     print(f"{'':<18}{'serial' if workers == '0' else '2-proc'}: wall {wall:.1f} s = start "
                           f"{wall - (p['end'] - p['start']):.1f} + imports {p['first'] - p['start']:.1f} + own compiles "
-                          f"{p['compiled']:.1f} + waiting for the worker {p['waited']:.1f} + the rest {rest:.1f}",
-                          flush=True)
+                          f"{p['compiled']:.1f} + waiting for the worker {p['waited']:.1f} + the rest {rest:.1f}; "
+                          f"CPU s: the command {p['cpu']:.1f}, its worker (and the interpreter's start and exit) {cpu - p['cpu']:.1f}", flush=True)
         print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

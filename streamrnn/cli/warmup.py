@@ -11,14 +11,16 @@ from typing import TextIO
 
 from .errors import CommandError
 
-#: What a command's first run takes on a quiet 2-core machine, wall seconds,
-#: compiling in its own process alone and with the compile worker
-#: (:mod:`~streamrnn.cli.compile_ahead`), measured by
-#: ``benchmarks/bench_startup.py --serial-too``.
+#: What a command's first run takes on an idle 2-core machine, wall seconds,
+#: compiling in its own process alone (measured) and with the compile worker
+#: (:mod:`~streamrnn.cli.compile_ahead`; the alone figure scaled by the
+#: larger of the two processes' CPU shares, measured by
+#: ``benchmarks/bench_startup.py --serial-too --phases``).
 FIRST_RUN_SECONDS = {
-    "forecast": (25, 25),
-    "detect": (27, 27),
-    "demo": (35, 35),
+    "forecast": (25, 17),
+    "detect": (27, 14),
+    "demo": (35, 20),
+    "warmup": (35, 20),
 }
 
 
