@@ -286,29 +286,33 @@ class ShardedBase:
         operations in flight sent to it again, in order."""
         ray = ray_module()
         first = self._in_flight[0].index
-        for _ in range(self.max_recoveries):
-            try:
-                ray.kill(self._actors[s], no_restart=True)
-            except Exception:  # already gone
-                pass
-            actor = self._actors[s] = self._start()
-            try:
-                ray.get(self._load_base(actor, s))
-                ray.get(actor.replay.remote(self._ops_for(s, first)))
-            except ray.exceptions.RayActorError:
-                continue
+
+        def resend(actor):
+            ray.get(actor.replay.remote(self._ops_for(s, first)))
             for flight in self._in_flight:
                 if s in flight.calls:
                     method, args = flight.calls[s]
                     flight.refs[s] = getattr(actor, method).remote(*args)
-            self.recoveries += 1
-            return
-        raise RuntimeError(f"shard {s} died {self.max_recoveries} times in a row while it was being recovered")
+
+        self._restart(s, resend)
 
     def _recover(self, s: int, call):
         """A new actor for shard ``s``, its groups loaded from the base state
         and the logged operations replayed; returns the answer to ``call``
         (or the replay's last operation's)."""
+        ray = ray_module()
+
+        def replay(actor):
+            result = ray.get(actor.replay.remote(self._ops_for(s)))
+            return result if call is None else ray.get(getattr(actor, call[0]).remote(*call[1]))
+
+        return self._restart(s, replay)
+
+    def _restart(self, s: int, then):
+        """Replace shard ``s``'s actor by a new one holding its groups of the
+        base state, then run ``then(actor)`` and return its result; all
+        again (at most :attr:`max_recoveries` times) if the new actor dies
+        meanwhile."""
         ray = ray_module()
         for _ in range(self.max_recoveries):
             try:
@@ -318,9 +322,7 @@ class ShardedBase:
             actor = self._actors[s] = self._start()
             try:
                 ray.get(self._load_base(actor, s))
-                result = ray.get(actor.replay.remote(self._ops_for(s)))
-                if call is not None:
-                    result = ray.get(getattr(actor, call[0]).remote(*call[1]))
+                result = then(actor)
             except ray.exceptions.RayActorError:
                 continue
             self.recoveries += 1
