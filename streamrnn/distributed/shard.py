@@ -146,7 +146,7 @@ class Shard:
                 raise ValueError(f"{name} does not hold a bank of key-seeded models")
             if (bank.config, bank.seed, bank.max_idle) != (self.bank.config, self.bank.seed, self.bank.max_idle):
                 raise ValueError(f"{name} holds models of another configuration, seed or max_idle than the bank's")
-            part = bank.snapshot()
+            part = bank.snapshot(copy=False)  # (the loaded bank is dropped: its buffers are the part's)
             got = self.index.of(part["meta"]["keys"])
             if len(got) and not (got == group).all():
                 raise ValueError(f"{name} holds keys of other groups than {group}")
