@@ -254,10 +254,25 @@ def apply_tanh(v, approx):
             v[k] = tanh_exact(v[k])
 
 
+@njit(inline="always")
+def prefetch_slice(ahead, q, n_slices, n):
+    """Start fetching the ``q``-th of ``n_slices`` slices of ``ahead[:n]``
+    (nothing when ``n`` is 0)."""
+    line = 64 // ahead.itemsize
+    step = ((n + n_slices - 1) // n_slices + line - 1) // line * line
+    lo = min(q * step, n)
+    prefetch_range(ahead, lo, min(step, n - lo))
+
+
 @njit(**_JIT)
-def cell_forward(lay, buf, layer, base):
+def cell_forward(lay, buf, layer, base, ahead, n_ahead):
     """Forward one layer at the row block ``base``: reads the input and the
     previous state stored there, writes activations and the new state.
+    Meanwhile starts fetching ``ahead[:n_ahead]`` (the next model's
+    parameters in a bank; ``n_ahead`` 0: nothing), a quarter of this layer's
+    share at each of four points: spread so, the fetches overlap the
+    arithmetic, where one burst of them before the step held the core up
+    (a bank's fleet tick 10-30 % faster).
 
     Written as short loops over few arrays: LLVM vectorises those; one loop
     over all seven views of ``buf`` stayed scalar (2x slower for LSTM).
@@ -272,7 +287,9 @@ def cell_forward(lay, buf, layer, base):
     ax, ah = vec(buf, lay[L_S_AX], GH), vec(buf, lay[L_S_AH], GH)
     xin, hp = vec(buf, base + lay[L_R_XIN], nin), vec(buf, base + lay[L_R_HP], H)
     act, aux = vec(buf, base + lay[L_R_ACT], GH), vec(buf, base + lay[L_R_AUX], H)
+    n_slices = 4 * lay[L_LAYERS]
 
+    prefetch_slice(ahead, 4 * layer, n_slices, n_ahead)
     copy_into(ax, bx)
     copy_into(ah, bh)
     # one call site for both products (input side, then hidden side): each
@@ -280,6 +297,7 @@ def cell_forward(lay, buf, layer, base):
     a, w, n, v = ax, lay[p], nin, xin
     for side in range(2):
         accumulate_matvec(a, buf, w, n, v)
+        prefetch_slice(ahead, 4 * layer + 1 + side, n_slices, n_ahead)
         a, w, n, v = ah, lay[p + 1], H, hp
 
     if cell == CELL_GRU:
@@ -299,6 +317,7 @@ def cell_forward(lay, buf, layer, base):
             apply_sigmoid(act[3 * H :], approx)
         else:
             apply_tanh(act, approx)
+    prefetch_slice(ahead, 4 * layer + 3, n_slices, n_ahead)
     cell_state(lay, buf, base)
 
 
@@ -358,6 +377,13 @@ def network_forward(lay, buf, x, row, state):
     ``state``. Returns False, leaving ``state`` untouched, if the new state is
     not finite.
     """
+    return network_forward_ahead(lay, buf, x, row, state, buf, 0)
+
+
+@njit(**_JIT)
+def network_forward_ahead(lay, buf, x, row, state, ahead, n_ahead):
+    """:func:`network_forward`, starting to fetch ``ahead[:n_ahead]`` on the
+    way (see :func:`cell_forward`)."""
     nl = lay[L_LAYERS]
     H = lay[L_HIDDEN]
     hs = lay[L_HSTRIDE]
@@ -378,7 +404,7 @@ def network_forward(lay, buf, x, row, state):
         for j in range(H):
             hp[j] = sh[j]
             cp[j] = sc[j]
-        cell_forward(lay, buf, layer, base)
+        cell_forward(lay, buf, layer, base, ahead, n_ahead)
     head_forward(lay, buf, row)
 
     finite = True
@@ -1147,15 +1173,6 @@ def prefetch_parameters(lay, store, m):
 
 
 @njit(inline="always")
-def prefetch_predictor(lay, store, m):
-    """Start fetching what a prediction of model ``m`` reads: its parameters
-    and carried state."""
-    b = model_view(lay, store, m)
-    prefetch_range(b, 0, lay[L_NPARAM])
-    prefetch_range(b, lay[L_STATE], 2 * lay[L_LAYERS] * lay[L_HSTRIDE])
-
-
-@njit(inline="always")
 def claim_groups(claim, chunk, n):
     """The first and end groups of the next chunk (first >= n: none left)."""
     first = fetch_add(claim, 0, chunk)
@@ -1208,17 +1225,19 @@ def bank_learn_chunks(lay, ctr, store, scratch_at, groups, starts, order, X, Y, 
 
 
 @njit(inline="always")
-def predict_into(lay, buf, order, first, last, X, out, ordered):
+def predict_into(lay, buf, order, first, last, X, out, ordered, ahead, n_ahead):
     """Predictions for the rows ``order[first:last]`` of ``X``, in order, from
     the carried state (which is not changed): the row ``order[r]``'s to
-    ``out[r]`` if ``ordered``, else to ``out[order[r]]``."""
+    ``out[r]`` if ``ordered``, else to ``out[order[r]]``; fetching
+    ``ahead[:n_ahead]`` on the way (during the first row)."""
     n = 2 * lay[L_LAYERS] * lay[L_HSTRIDE]
     copy_into(vec(buf, lay[L_PSTATE], n), vec(buf, lay[L_STATE], n))
     row = lay[L_PRED]
     for r in range(first, last):
         i = order[r]
         o = r if ordered else i
-        if all_finite(X[i]) and network_forward(lay, buf, X[i], row, lay[L_PSTATE]):
+        if all_finite(X[i]) and network_forward_ahead(lay, buf, X[i], row, lay[L_PSTATE], ahead,
+                                                      n_ahead if r == first else 0):
             copy_into(out[o], vec(buf, row + lay[L_R_YHAT], out.shape[1]))
         else:
             out[o] = np.nan
@@ -1228,7 +1247,7 @@ def predict_into(lay, buf, order, first, last, X, out, ordered):
 def predict_rows(lay, buf, order, first, last, X, out):
     """Predictions for the rows ``order[first:last]`` of ``X``, in order, from
     the carried state (which is not changed), each to its row of ``out``."""
-    predict_into(lay, buf, order, first, last, X, out, False)
+    predict_into(lay, buf, order, first, last, X, out, False, buf, 0)
 
 
 @njit(**_JIT)
@@ -1243,13 +1262,15 @@ def bank_predict_chunks(lay, store, scratch_at, groups, starts, order, X, out, c
     first, last = claim_groups(claim, chunk, n)
     while first < n:
         for g in range(first, last):
-            if g + 1 < last:
-                prefetch_predictor(lay, store, groups[g + 1])
             m = groups[g]
+            ahead, n_ahead = model_view(lay, store, m), 0  # the next model: its state now, its parameters meanwhile
+            if g + 1 < last:
+                ahead, n_ahead = model_view(lay, store, groups[g + 1]), lay[L_NPARAM]
+                prefetch_range(ahead, lay[L_STATE], 2 * lay[L_LAYERS] * lay[L_HSTRIDE])
             if region < 0:
                 region = fetch_add(claim, 2, 1)
             thread_layout(lay, tlay, scratch_at, region, m)
-            predict_into(tlay, model_view(lay, store, m), order, starts[g], starts[g + 1], X, out, True)
+            predict_into(tlay, model_view(lay, store, m), order, starts[g], starts[g + 1], X, out, True, ahead, n_ahead)
         finished = groups_done(claim, first, last, n)
         first, last = claim_groups(claim, chunk, n)
     return finished
