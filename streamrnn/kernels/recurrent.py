@@ -1046,10 +1046,11 @@ def reset_window(lay, ctr, buf):
 
 
 @njit(inline="always")
-def learn_step(lay, ctr, buf, x, y, out, norms):
+def learn_step(lay, ctr, buf, x, y, out, norms, ahead, n_ahead):
     """One online step: predict ``x`` from the carried state into ``out``,
     store the step in the TBPTT window, advance the state, and update the
-    weights every k1 steps.
+    weights every k1 steps; fetching ``ahead[:n_ahead]`` during the forward
+    step (see :func:`cell_forward`; ``n_ahead`` 0: nothing).
 
     Non-finite policy: a non-finite ``x`` is skipped whole (state not
     advanced, ``out`` NaN, counted); a non-finite target or loss skips the
@@ -1073,7 +1074,7 @@ def learn_step(lay, ctr, buf, x, y, out, norms):
     elif ctr[C_FILL] == k2 and k1 < k2:
         advance_window_state(lay, buf, ctr[C_POS])
     row = lay[L_PRED]
-    ok = network_forward(lay, buf, x, row, lay[L_STATE])
+    ok = network_forward_ahead(lay, buf, x, row, lay[L_STATE], ahead, n_ahead)
     copy_into(out, vec(buf, row + lay[L_R_YHAT], O))
     copy_into(vec(buf, row + lay[L_R_Y], O), y)
     ctr[C_STEPS] += 1
@@ -1095,7 +1096,7 @@ def learn_step(lay, ctr, buf, x, y, out, norms):
 @njit(**_JIT)
 def learn_one(lay, ctr, buf, x, y, out):
     """:func:`learn_step` of one sample (the weights' norms not known)."""
-    learn_step(lay, ctr, buf, x, y, out, NO_NORMS)
+    learn_step(lay, ctr, buf, x, y, out, NO_NORMS, buf, 0)
 
 
 @njit(**_JIT)
@@ -1104,7 +1105,7 @@ def learn_many(lay, ctr, buf, X, Y, out):
     (each update passing the weights' norms on to the next)."""
     norms = NO_NORMS
     for t in range(X.shape[0]):
-        norms = learn_step(lay, ctr, buf, X[t], Y[t], out[t], norms)
+        norms = learn_step(lay, ctr, buf, X[t], Y[t], out[t], norms, buf, 0)
 
 
 @njit(**_JIT)
@@ -1167,12 +1168,6 @@ def model_view(lay, store, m):
 
 
 @njit(inline="always")
-def prefetch_parameters(lay, store, m):
-    """Start fetching the parameters of model ``m`` (read by its next step)."""
-    prefetch_range(model_view(lay, store, m), 0, lay[L_NPARAM])
-
-
-@njit(inline="always")
 def claim_groups(claim, chunk, n):
     """The first and end groups of the next chunk (first >= n: none left)."""
     first = fetch_add(claim, 0, chunk)
@@ -1208,17 +1203,20 @@ def bank_learn_chunks(lay, ctr, store, scratch_at, groups, starts, order, X, Y, 
     first, last = claim_groups(claim, chunk, n)
     while first < n:
         for g in range(first, last):
-            if g + 1 < last:
-                prefetch_parameters(lay, store, groups[g + 1])
             m = groups[g]
+            buf = model_view(lay, store, m)
+            ahead, n_ahead = buf, 0  # the next model: its state now, its parameters during the first step
+            if g + 1 < last:
+                ahead, n_ahead = model_view(lay, store, groups[g + 1]), lay[L_NPARAM]
+                prefetch_range(ahead, lay[L_STATE], 2 * lay[L_LAYERS] * lay[L_HSTRIDE])
             if region < 0:
                 region = fetch_add(claim, 2, 1)
             thread_layout(lay, tlay, scratch_at, region, m)
-            buf = model_view(lay, store, m)
             norms = NO_NORMS
             for r in range(starts[g], starts[g + 1]):
                 i = order[r]
-                norms = learn_step(tlay, ctr[m], buf, X[i], Y[i], out[r], norms)
+                norms = learn_step(tlay, ctr[m], buf, X[i], Y[i], out[r], norms, ahead, n_ahead)
+                n_ahead = 0
         finished = groups_done(claim, first, last, n)
         first, last = claim_groups(claim, chunk, n)
     return finished
@@ -1333,7 +1331,7 @@ def bank_learn(lay, ctr, buf, groups, starts, order, X, Y, out):
         norms = NO_NORMS
         for r in range(starts[g], starts[g + 1]):
             i = order[r]
-            norms = learn_step(lay, ctr[m], buf[m], X[i], Y[i], out[i], norms)
+            norms = learn_step(lay, ctr[m], buf[m], X[i], Y[i], out[i], norms, buf[m], 0)
 
 
 @njit(**_JIT)

@@ -31,7 +31,7 @@ def shared_learn(lays, ctrs, updates, buf, slots, X, Y, out):
         m = slots[i]
         ctr = ctrs[m]
         ctr[C_UPDATES] = updates[0]
-        norms = learn_step(lays[m], ctr, buf, X[i], Y[i], out[i], norms)
+        norms = learn_step(lays[m], ctr, buf, X[i], Y[i], out[i], norms, buf, 0)
         updates[0] = ctr[C_UPDATES]
 
 
