@@ -1275,15 +1275,17 @@ def bank_predict_chunks(lay, store, scratch_at, groups, starts, order, X, out, c
 
 
 @njit(**_JIT)
-def forecast_fed_back(lay, buf, x0, out):
+def forecast_fed_back(lay, buf, x0, out, ahead, n_ahead):
     """``out.shape[0]`` steps from the carried state (not changed), each
-    step's outputs fed back as the next inputs, starting from ``x0``."""
+    step's outputs fed back as the next inputs, starting from ``x0``;
+    fetching ``ahead[:n_ahead]`` during the first step (see
+    :func:`cell_forward`; ``n_ahead`` 0: nothing)."""
     n = 2 * lay[L_LAYERS] * lay[L_HSTRIDE]
     copy_into(vec(buf, lay[L_PSTATE], n), vec(buf, lay[L_STATE], n))
     row = lay[L_PRED]
     x = x0.copy()
     for k in range(out.shape[0]):
-        if all_finite(x) and network_forward(lay, buf, x, row, lay[L_PSTATE]):
+        if all_finite(x) and network_forward_ahead(lay, buf, x, row, lay[L_PSTATE], ahead, n_ahead if k == 0 else 0):
             yhat = vec(buf, row + lay[L_R_YHAT], lay[L_OUTPUT])
             copy_into(out[k], yhat)
             copy_into(x, yhat)
@@ -1307,12 +1309,17 @@ def bank_forecast_chunks(lay, store, scratch_at, groups, starts, order, X0, out,
     while first < n:
         for g in range(first, last):
             m = groups[g]
+            buf = model_view(lay, store, m)
+            ahead, n_ahead = buf, 0  # the next model: its state now, its parameters during the first step
+            if g + 1 < last:
+                ahead, n_ahead = model_view(lay, store, groups[g + 1]), lay[L_NPARAM]
+                prefetch_range(ahead, lay[L_STATE], 2 * lay[L_LAYERS] * lay[L_HSTRIDE])
             if region < 0:
                 region = fetch_add(claim, 2, 1)
             thread_layout(lay, tlay, scratch_at, region, m)
-            buf = model_view(lay, store, m)
             for r in range(starts[g], starts[g + 1]):
-                forecast_fed_back(tlay, buf, X0[order[r]], out[r])
+                forecast_fed_back(tlay, buf, X0[order[r]], out[r], ahead, n_ahead)
+                n_ahead = 0
         finished = groups_done(claim, first, last, n)
         first, last = claim_groups(claim, chunk, n)
     return finished
@@ -1351,4 +1358,4 @@ def bank_forecast(lay, buf, groups, starts, order, X0, out):
         m = groups[g]
         for r in range(starts[g], starts[g + 1]):
             i = order[r]
-            forecast_fed_back(lay, buf[m], X0[i], out[i])
+            forecast_fed_back(lay, buf[m], X0[i], out[i], buf[m], 0)

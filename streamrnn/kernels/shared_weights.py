@@ -50,4 +50,4 @@ def shared_forecast(lays, buf, slots, X0, out):
     state (not changed), each step's outputs fed back as the next inputs,
     starting from ``X0[i]``."""
     for i in range(slots.shape[0]):
-        forecast_fed_back(lays[slots[i]], buf, X0[i], out[i])
+        forecast_fed_back(lays[slots[i]], buf, X0[i], out[i], buf, 0)
