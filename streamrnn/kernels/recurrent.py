@@ -369,21 +369,16 @@ def head_forward(lay, buf, row):
 
 
 @njit(**_JIT)
-def network_forward(lay, buf, x, row, state):
+def network_forward(lay, buf, x, row, state, ahead, n_ahead):
     """One time step of the stack and head.
 
     Copies ``x`` and the state at offset ``state`` into ``row``, computes every
     layer and the prediction there, and writes the new state back to
     ``state``. Returns False, leaving ``state`` untouched, if the new state is
-    not finite.
+    not finite. Meanwhile starts fetching ``ahead[:n_ahead]`` (see
+    :func:`cell_forward`; ``ahead`` is ``buf`` and ``n_ahead`` 0 where
+    nothing is to be fetched).
     """
-    return network_forward_ahead(lay, buf, x, row, state, buf, 0)
-
-
-@njit(**_JIT)
-def network_forward_ahead(lay, buf, x, row, state, ahead, n_ahead):
-    """:func:`network_forward`, starting to fetch ``ahead[:n_ahead]`` on the
-    way (see :func:`cell_forward`)."""
     nl = lay[L_LAYERS]
     H = lay[L_HIDDEN]
     hs = lay[L_HSTRIDE]
@@ -439,7 +434,7 @@ def predict_one(lay, buf, x, out):
     n = 2 * lay[L_LAYERS] * lay[L_HSTRIDE]
     copy_into(vec(buf, lay[L_PSTATE], n), vec(buf, lay[L_STATE], n))
     row = lay[L_PRED]
-    if all_finite(x) and network_forward(lay, buf, x, row, lay[L_PSTATE]):
+    if all_finite(x) and network_forward(lay, buf, x, row, lay[L_PSTATE], buf, 0):
         copy_into(out, vec(buf, row + lay[L_R_YHAT], out.shape[0]))
     else:
         out[:] = np.nan
@@ -456,7 +451,7 @@ def predict_many(lay, buf, X, out):
     yhat = vec(buf, row + lay[L_R_YHAT], out.shape[1])
     check_same_length(yhat, out.shape[1])
     for t in range(X.shape[0]):
-        if all_finite(X[t]) and network_forward(lay, buf, X[t], row, lay[L_PSTATE]):
+        if all_finite(X[t]) and network_forward(lay, buf, X[t], row, lay[L_PSTATE], buf, 0):
             copy_into(out[t], yhat)
         else:
             out[t] = np.nan
@@ -488,7 +483,7 @@ def forecast_recursive(lay, buf, U, feedback, out):
             lag = feedback[f, 1]
             if k >= lag:
                 U[k, feedback[f, 0]] = out[k - lag, 0]
-        if all_finite(U[k]) and network_forward(lay, buf, U[k], row, lay[L_PSTATE]):
+        if all_finite(U[k]) and network_forward(lay, buf, U[k], row, lay[L_PSTATE], buf, 0):
             copy_into(out[k], yhat)
         else:
             out[k] = np.nan
@@ -1000,7 +995,7 @@ def recompute_window(lay, buf, start, n_rows):
     for s in range(n_rows):
         src = compact_row(lay, start, s)
         dst = lay[L_RCACHE] + s * rs
-        if not network_forward(lay, buf, vec(buf, src + lay[L_C_X], lay[L_INPUT]), dst, ps):
+        if not network_forward(lay, buf, vec(buf, src + lay[L_C_X], lay[L_INPUT]), dst, ps, buf, 0):
             return False
         copy_into(vec(buf, dst + lay[L_R_Y], O), vec(buf, src + lay[L_C_Y], O))
     return True
@@ -1074,7 +1069,7 @@ def learn_step(lay, ctr, buf, x, y, out, norms, ahead, n_ahead):
     elif ctr[C_FILL] == k2 and k1 < k2:
         advance_window_state(lay, buf, ctr[C_POS])
     row = lay[L_PRED]
-    ok = network_forward_ahead(lay, buf, x, row, lay[L_STATE], ahead, n_ahead)
+    ok = network_forward(lay, buf, x, row, lay[L_STATE], ahead, n_ahead)
     copy_into(out, vec(buf, row + lay[L_R_YHAT], O))
     copy_into(vec(buf, row + lay[L_R_Y], O), y)
     ctr[C_STEPS] += 1
@@ -1119,7 +1114,7 @@ def sequence_gradient(lay, buf, X, Y, n_loss):
     rs = lay[L_ROW]
     for s in range(X.shape[0]):
         row = lay[L_RCACHE] + s * rs
-        if not network_forward(lay, buf, X[s], row, lay[L_PSTATE]):
+        if not network_forward(lay, buf, X[s], row, lay[L_PSTATE], buf, 0):
             return np.nan
         copy_into(vec(buf, row + lay[L_R_Y], Y.shape[1]), Y[s])
     return window_backward(lay, buf, lay[L_RCACHE], 0, X.shape[0], n_loss)
@@ -1234,7 +1229,7 @@ def predict_into(lay, buf, order, first, last, X, out, ordered, ahead, n_ahead):
     for r in range(first, last):
         i = order[r]
         o = r if ordered else i
-        if all_finite(X[i]) and network_forward_ahead(lay, buf, X[i], row, lay[L_PSTATE], ahead,
+        if all_finite(X[i]) and network_forward(lay, buf, X[i], row, lay[L_PSTATE], ahead,
                                                       n_ahead if r == first else 0):
             copy_into(out[o], vec(buf, row + lay[L_R_YHAT], out.shape[1]))
         else:
@@ -1285,7 +1280,7 @@ def forecast_fed_back(lay, buf, x0, out, ahead, n_ahead):
     row = lay[L_PRED]
     x = x0.copy()
     for k in range(out.shape[0]):
-        if all_finite(x) and network_forward_ahead(lay, buf, x, row, lay[L_PSTATE], ahead, n_ahead if k == 0 else 0):
+        if all_finite(x) and network_forward(lay, buf, x, row, lay[L_PSTATE], ahead, n_ahead if k == 0 else 0):
             yhat = vec(buf, row + lay[L_R_YHAT], lay[L_OUTPUT])
             copy_into(out[k], yhat)
             copy_into(x, yhat)
