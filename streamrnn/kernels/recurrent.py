@@ -255,6 +255,13 @@ def apply_tanh(v, approx):
 
 
 @njit(inline="always")
+def nothing_ahead(lay):
+    """``n_ahead`` for a step that fetches nothing: 0 as an int64 like the
+    bank kernels' counts (a literal 0 would compile the forward step anew)."""
+    return lay[L_NPARAM] * 0
+
+
+@njit(inline="always")
 def prefetch_slice(ahead, q, n_slices, n):
     """Start fetching the ``q``-th of ``n_slices`` slices of ``ahead[:n]``
     (nothing when ``n`` is 0)."""
@@ -434,7 +441,7 @@ def predict_one(lay, buf, x, out):
     n = 2 * lay[L_LAYERS] * lay[L_HSTRIDE]
     copy_into(vec(buf, lay[L_PSTATE], n), vec(buf, lay[L_STATE], n))
     row = lay[L_PRED]
-    if all_finite(x) and network_forward(lay, buf, x, row, lay[L_PSTATE], buf, 0):
+    if all_finite(x) and network_forward(lay, buf, x, row, lay[L_PSTATE], buf, nothing_ahead(lay)):
         copy_into(out, vec(buf, row + lay[L_R_YHAT], out.shape[0]))
     else:
         out[:] = np.nan
@@ -451,7 +458,7 @@ def predict_many(lay, buf, X, out):
     yhat = vec(buf, row + lay[L_R_YHAT], out.shape[1])
     check_same_length(yhat, out.shape[1])
     for t in range(X.shape[0]):
-        if all_finite(X[t]) and network_forward(lay, buf, X[t], row, lay[L_PSTATE], buf, 0):
+        if all_finite(X[t]) and network_forward(lay, buf, X[t], row, lay[L_PSTATE], buf, nothing_ahead(lay)):
             copy_into(out[t], yhat)
         else:
             out[t] = np.nan
@@ -483,7 +490,7 @@ def forecast_recursive(lay, buf, U, feedback, out):
             lag = feedback[f, 1]
             if k >= lag:
                 U[k, feedback[f, 0]] = out[k - lag, 0]
-        if all_finite(U[k]) and network_forward(lay, buf, U[k], row, lay[L_PSTATE], buf, 0):
+        if all_finite(U[k]) and network_forward(lay, buf, U[k], row, lay[L_PSTATE], buf, nothing_ahead(lay)):
             copy_into(out[k], yhat)
         else:
             out[k] = np.nan
@@ -995,7 +1002,7 @@ def recompute_window(lay, buf, start, n_rows):
     for s in range(n_rows):
         src = compact_row(lay, start, s)
         dst = lay[L_RCACHE] + s * rs
-        if not network_forward(lay, buf, vec(buf, src + lay[L_C_X], lay[L_INPUT]), dst, ps, buf, 0):
+        if not network_forward(lay, buf, vec(buf, src + lay[L_C_X], lay[L_INPUT]), dst, ps, buf, nothing_ahead(lay)):
             return False
         copy_into(vec(buf, dst + lay[L_R_Y], O), vec(buf, src + lay[L_C_Y], O))
     return True
@@ -1091,7 +1098,7 @@ def learn_step(lay, ctr, buf, x, y, out, norms, ahead, n_ahead):
 @njit(**_JIT)
 def learn_one(lay, ctr, buf, x, y, out):
     """:func:`learn_step` of one sample (the weights' norms not known)."""
-    learn_step(lay, ctr, buf, x, y, out, NO_NORMS, buf, 0)
+    learn_step(lay, ctr, buf, x, y, out, NO_NORMS, buf, nothing_ahead(lay))
 
 
 @njit(**_JIT)
@@ -1100,7 +1107,7 @@ def learn_many(lay, ctr, buf, X, Y, out):
     (each update passing the weights' norms on to the next)."""
     norms = NO_NORMS
     for t in range(X.shape[0]):
-        norms = learn_step(lay, ctr, buf, X[t], Y[t], out[t], norms, buf, 0)
+        norms = learn_step(lay, ctr, buf, X[t], Y[t], out[t], norms, buf, nothing_ahead(lay))
 
 
 @njit(**_JIT)
@@ -1114,7 +1121,7 @@ def sequence_gradient(lay, buf, X, Y, n_loss):
     rs = lay[L_ROW]
     for s in range(X.shape[0]):
         row = lay[L_RCACHE] + s * rs
-        if not network_forward(lay, buf, X[s], row, lay[L_PSTATE], buf, 0):
+        if not network_forward(lay, buf, X[s], row, lay[L_PSTATE], buf, nothing_ahead(lay)):
             return np.nan
         copy_into(vec(buf, row + lay[L_R_Y], Y.shape[1]), Y[s])
     return window_backward(lay, buf, lay[L_RCACHE], 0, X.shape[0], n_loss)
@@ -1240,7 +1247,7 @@ def predict_into(lay, buf, order, first, last, X, out, ordered, ahead, n_ahead):
 def predict_rows(lay, buf, order, first, last, X, out):
     """Predictions for the rows ``order[first:last]`` of ``X``, in order, from
     the carried state (which is not changed), each to its row of ``out``."""
-    predict_into(lay, buf, order, first, last, X, out, False, buf, 0)
+    predict_into(lay, buf, order, first, last, X, out, False, buf, nothing_ahead(lay))
 
 
 @njit(**_JIT)
@@ -1333,7 +1340,7 @@ def bank_learn(lay, ctr, buf, groups, starts, order, X, Y, out):
         norms = NO_NORMS
         for r in range(starts[g], starts[g + 1]):
             i = order[r]
-            norms = learn_step(lay, ctr[m], buf[m], X[i], Y[i], out[i], norms, buf[m], 0)
+            norms = learn_step(lay, ctr[m], buf[m], X[i], Y[i], out[i], norms, buf[m], nothing_ahead(lay))
 
 
 @njit(**_JIT)
@@ -1353,4 +1360,4 @@ def bank_forecast(lay, buf, groups, starts, order, X0, out):
         m = groups[g]
         for r in range(starts[g], starts[g + 1]):
             i = order[r]
-            forecast_fed_back(lay, buf[m], X0[i], out[i], buf[m], 0)
+            forecast_fed_back(lay, buf[m], X0[i], out[i], buf[m], nothing_ahead(lay))
