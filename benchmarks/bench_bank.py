@@ -12,7 +12,9 @@ N models (hidden 32, input 1, float32, k1 = k2 = 16), two batch layouts:
     model per batch); medians of repeated batches.
 
 Reported: µs per stream-sample (one row of one model), after warm-up (for
-``fleet`` also the process's CPU time, all threads, per stream-sample), keys
+``fleet`` also the process's CPU time, all threads, per stream-sample, and
+the floor of a prediction in CPU time on one thread: reading each model's
+parameters and state once, plus the arithmetic with everything in cache), keys
 as integer ids (a numpy array, mapped to slots without Python objects) and,
 for ``rows``, also as strings (``"sensor-17"``). With ``rows``, the same
 stream through a SharedWeightsBank (one set of weights, a state and window
@@ -111,10 +113,57 @@ def fleet(n_models: int, threads: int, cycles: int, rng) -> dict:
               "predict": 1e6 * statistics.median(predict) / n_models,
               "learn cpu": 1e6 * statistics.median(learn_cpu) / n_models,
               "predict cpu": 1e6 * statistics.median(predict_cpu) / n_models}
+    result.update(predict_floor(bank, X, Y, cycles, rng))
     peer = torch_fleet_peer(bank, X, Y, threads, cycles, rng)
     if peer:
         result.update(peer)
     return result
+
+
+@numba.njit(nogil=True, fastmath=True)
+def stream_models(store, stride, n_param, state_at, n_state, n_models):
+    """Read what a prediction of each model reads (its parameters and
+    carried state), models in slot order as the bank's kernels take them;
+    returns their sum (so that nothing is optimised away)."""
+    total = store.dtype.type(0)
+    for m in range(n_models):
+        b = store[m * stride :]
+        for j in range(n_param):
+            total += b[j]
+        for j in range(state_at, state_at + n_state):
+            total += b[j]
+    return total
+
+
+def predict_floor(bank, X, Y, cycles: int, rng) -> dict:
+    """What a fleet tick's ``predict_many`` cannot go below on this machine,
+    per model and in CPU time on one thread: ``floor stream``, reading each
+    model's parameters and state once (after a ``learn_many``, as in the
+    timed ticks: from wherever they are then, the cache or memory), and
+    ``floor compute``, its arithmetic and per-model work with everything in
+    cache (one model predicted N times); ``predict floor`` their sum, to set
+    beside ``predict cpu`` (all threads' CPU time per model)."""
+    from streamrnn.kernels import layout as L
+    from streamrnn.kernels import recurrent as K
+
+    n = len(bank)
+    lay, (store, scratch_at) = bank._lay, bank._models()
+    args = (int(lay[L.L_PERSIST]), int(lay[L.L_NPARAM]), int(lay[L.L_STATE]),
+            2 * int(lay[L.L_LAYERS]) * int(lay[L.L_HSTRIDE]), n)
+    same = np.zeros(n, dtype=np.int64)  # every row on model 0: in cache after the first
+    starts, rows, out = np.arange(n + 1, dtype=np.int64), np.arange(n, dtype=np.int64), np.empty((n, 1), bank._dtype)
+    stream_models(store, *args)
+    stream, compute = [], []
+    for _ in range(cycles * CYCLE):
+        bank.learn_many(rng.permutation(n), X, Y)
+        c = time.process_time()
+        stream_models(store, *args)
+        stream.append(time.process_time() - c)
+        c = time.process_time()
+        K.bank_predict_chunks(lay, store, scratch_at, same, starts, rows, X, out, n, np.zeros(3, dtype=np.int64))
+        compute.append(time.process_time() - c)
+    stream_us, compute_us = (1e6 * statistics.median(v) / n for v in (stream, compute))
+    return {"floor stream": stream_us, "floor compute": compute_us, "predict floor": stream_us + compute_us}
 
 
 def rows_rates(bank, keys, X, Y, repeats: int) -> tuple[float, float]:

@@ -254,10 +254,32 @@ def apply_tanh(v, approx):
             v[k] = tanh_exact(v[k])
 
 
+@njit(inline="always")
+def nothing_ahead(lay):
+    """``n_ahead`` for a step that fetches nothing: 0 as an int64 like the
+    bank kernels' counts (a literal 0 would compile the forward step anew)."""
+    return lay[L_NPARAM] * 0
+
+
+@njit(inline="always")
+def prefetch_slice(ahead, q, n_slices, n):
+    """Start fetching the ``q``-th of ``n_slices`` slices of ``ahead[:n]``
+    (nothing when ``n`` is 0)."""
+    line = 64 // ahead.itemsize
+    step = ((n + n_slices - 1) // n_slices + line - 1) // line * line
+    lo = min(q * step, n)
+    prefetch_range(ahead, lo, min(step, n - lo))
+
+
 @njit(**_JIT)
-def cell_forward(lay, buf, layer, base):
+def cell_forward(lay, buf, layer, base, ahead, n_ahead):
     """Forward one layer at the row block ``base``: reads the input and the
     previous state stored there, writes activations and the new state.
+    Meanwhile starts fetching ``ahead[:n_ahead]`` (the next model's
+    parameters in a bank; ``n_ahead`` 0: nothing), a quarter of this layer's
+    share at each of four points: spread so, the fetches overlap the
+    arithmetic, where one burst of them before the step held the core up
+    (a bank's fleet tick 10-30 % faster).
 
     Written as short loops over few arrays: LLVM vectorises those; one loop
     over all seven views of ``buf`` stayed scalar (2x slower for LSTM).
@@ -272,7 +294,9 @@ def cell_forward(lay, buf, layer, base):
     ax, ah = vec(buf, lay[L_S_AX], GH), vec(buf, lay[L_S_AH], GH)
     xin, hp = vec(buf, base + lay[L_R_XIN], nin), vec(buf, base + lay[L_R_HP], H)
     act, aux = vec(buf, base + lay[L_R_ACT], GH), vec(buf, base + lay[L_R_AUX], H)
+    n_slices = 4 * lay[L_LAYERS]
 
+    prefetch_slice(ahead, 4 * layer, n_slices, n_ahead)
     copy_into(ax, bx)
     copy_into(ah, bh)
     # one call site for both products (input side, then hidden side): each
@@ -280,6 +304,7 @@ def cell_forward(lay, buf, layer, base):
     a, w, n, v = ax, lay[p], nin, xin
     for side in range(2):
         accumulate_matvec(a, buf, w, n, v)
+        prefetch_slice(ahead, 4 * layer + 1 + side, n_slices, n_ahead)
         a, w, n, v = ah, lay[p + 1], H, hp
 
     if cell == CELL_GRU:
@@ -299,6 +324,7 @@ def cell_forward(lay, buf, layer, base):
             apply_sigmoid(act[3 * H :], approx)
         else:
             apply_tanh(act, approx)
+    prefetch_slice(ahead, 4 * layer + 3, n_slices, n_ahead)
     cell_state(lay, buf, base)
 
 
@@ -350,13 +376,15 @@ def head_forward(lay, buf, row):
 
 
 @njit(**_JIT)
-def network_forward(lay, buf, x, row, state):
+def network_forward(lay, buf, x, row, state, ahead, n_ahead):
     """One time step of the stack and head.
 
     Copies ``x`` and the state at offset ``state`` into ``row``, computes every
     layer and the prediction there, and writes the new state back to
     ``state``. Returns False, leaving ``state`` untouched, if the new state is
-    not finite.
+    not finite. Meanwhile starts fetching ``ahead[:n_ahead]`` (see
+    :func:`cell_forward`; ``ahead`` is ``buf`` and ``n_ahead`` 0 where
+    nothing is to be fetched).
     """
     nl = lay[L_LAYERS]
     H = lay[L_HIDDEN]
@@ -378,7 +406,7 @@ def network_forward(lay, buf, x, row, state):
         for j in range(H):
             hp[j] = sh[j]
             cp[j] = sc[j]
-        cell_forward(lay, buf, layer, base)
+        cell_forward(lay, buf, layer, base, ahead, n_ahead)
     head_forward(lay, buf, row)
 
     finite = True
@@ -413,7 +441,7 @@ def predict_one(lay, buf, x, out):
     n = 2 * lay[L_LAYERS] * lay[L_HSTRIDE]
     copy_into(vec(buf, lay[L_PSTATE], n), vec(buf, lay[L_STATE], n))
     row = lay[L_PRED]
-    if all_finite(x) and network_forward(lay, buf, x, row, lay[L_PSTATE]):
+    if all_finite(x) and network_forward(lay, buf, x, row, lay[L_PSTATE], buf, nothing_ahead(lay)):
         copy_into(out, vec(buf, row + lay[L_R_YHAT], out.shape[0]))
     else:
         out[:] = np.nan
@@ -430,7 +458,7 @@ def predict_many(lay, buf, X, out):
     yhat = vec(buf, row + lay[L_R_YHAT], out.shape[1])
     check_same_length(yhat, out.shape[1])
     for t in range(X.shape[0]):
-        if all_finite(X[t]) and network_forward(lay, buf, X[t], row, lay[L_PSTATE]):
+        if all_finite(X[t]) and network_forward(lay, buf, X[t], row, lay[L_PSTATE], buf, nothing_ahead(lay)):
             copy_into(out[t], yhat)
         else:
             out[t] = np.nan
@@ -462,7 +490,7 @@ def forecast_recursive(lay, buf, U, feedback, out):
             lag = feedback[f, 1]
             if k >= lag:
                 U[k, feedback[f, 0]] = out[k - lag, 0]
-        if all_finite(U[k]) and network_forward(lay, buf, U[k], row, lay[L_PSTATE]):
+        if all_finite(U[k]) and network_forward(lay, buf, U[k], row, lay[L_PSTATE], buf, nothing_ahead(lay)):
             copy_into(out[k], yhat)
         else:
             out[k] = np.nan
@@ -974,7 +1002,7 @@ def recompute_window(lay, buf, start, n_rows):
     for s in range(n_rows):
         src = compact_row(lay, start, s)
         dst = lay[L_RCACHE] + s * rs
-        if not network_forward(lay, buf, vec(buf, src + lay[L_C_X], lay[L_INPUT]), dst, ps):
+        if not network_forward(lay, buf, vec(buf, src + lay[L_C_X], lay[L_INPUT]), dst, ps, buf, nothing_ahead(lay)):
             return False
         copy_into(vec(buf, dst + lay[L_R_Y], O), vec(buf, src + lay[L_C_Y], O))
     return True
@@ -1020,10 +1048,11 @@ def reset_window(lay, ctr, buf):
 
 
 @njit(inline="always")
-def learn_step(lay, ctr, buf, x, y, out, norms):
+def learn_step(lay, ctr, buf, x, y, out, norms, ahead, n_ahead):
     """One online step: predict ``x`` from the carried state into ``out``,
     store the step in the TBPTT window, advance the state, and update the
-    weights every k1 steps.
+    weights every k1 steps; fetching ``ahead[:n_ahead]`` during the forward
+    step (see :func:`cell_forward`; ``n_ahead`` 0: nothing).
 
     Non-finite policy: a non-finite ``x`` is skipped whole (state not
     advanced, ``out`` NaN, counted); a non-finite target or loss skips the
@@ -1047,7 +1076,7 @@ def learn_step(lay, ctr, buf, x, y, out, norms):
     elif ctr[C_FILL] == k2 and k1 < k2:
         advance_window_state(lay, buf, ctr[C_POS])
     row = lay[L_PRED]
-    ok = network_forward(lay, buf, x, row, lay[L_STATE])
+    ok = network_forward(lay, buf, x, row, lay[L_STATE], ahead, n_ahead)
     copy_into(out, vec(buf, row + lay[L_R_YHAT], O))
     copy_into(vec(buf, row + lay[L_R_Y], O), y)
     ctr[C_STEPS] += 1
@@ -1069,7 +1098,7 @@ def learn_step(lay, ctr, buf, x, y, out, norms):
 @njit(**_JIT)
 def learn_one(lay, ctr, buf, x, y, out):
     """:func:`learn_step` of one sample (the weights' norms not known)."""
-    learn_step(lay, ctr, buf, x, y, out, NO_NORMS)
+    learn_step(lay, ctr, buf, x, y, out, NO_NORMS, buf, nothing_ahead(lay))
 
 
 @njit(**_JIT)
@@ -1078,7 +1107,7 @@ def learn_many(lay, ctr, buf, X, Y, out):
     (each update passing the weights' norms on to the next)."""
     norms = NO_NORMS
     for t in range(X.shape[0]):
-        norms = learn_step(lay, ctr, buf, X[t], Y[t], out[t], norms)
+        norms = learn_step(lay, ctr, buf, X[t], Y[t], out[t], norms, buf, nothing_ahead(lay))
 
 
 @njit(**_JIT)
@@ -1092,7 +1121,7 @@ def sequence_gradient(lay, buf, X, Y, n_loss):
     rs = lay[L_ROW]
     for s in range(X.shape[0]):
         row = lay[L_RCACHE] + s * rs
-        if not network_forward(lay, buf, X[s], row, lay[L_PSTATE]):
+        if not network_forward(lay, buf, X[s], row, lay[L_PSTATE], buf, nothing_ahead(lay)):
             return np.nan
         copy_into(vec(buf, row + lay[L_R_Y], Y.shape[1]), Y[s])
     return window_backward(lay, buf, lay[L_RCACHE], 0, X.shape[0], n_loss)
@@ -1141,21 +1170,6 @@ def model_view(lay, store, m):
 
 
 @njit(inline="always")
-def prefetch_parameters(lay, store, m):
-    """Start fetching the parameters of model ``m`` (read by its next step)."""
-    prefetch_range(model_view(lay, store, m), 0, lay[L_NPARAM])
-
-
-@njit(inline="always")
-def prefetch_predictor(lay, store, m):
-    """Start fetching what a prediction of model ``m`` reads: its parameters
-    and carried state."""
-    b = model_view(lay, store, m)
-    prefetch_range(b, 0, lay[L_NPARAM])
-    prefetch_range(b, lay[L_STATE], 2 * lay[L_LAYERS] * lay[L_HSTRIDE])
-
-
-@njit(inline="always")
 def claim_groups(claim, chunk, n):
     """The first and end groups of the next chunk (first >= n: none left)."""
     first = fetch_add(claim, 0, chunk)
@@ -1191,34 +1205,39 @@ def bank_learn_chunks(lay, ctr, store, scratch_at, groups, starts, order, X, Y, 
     first, last = claim_groups(claim, chunk, n)
     while first < n:
         for g in range(first, last):
-            if g + 1 < last:
-                prefetch_parameters(lay, store, groups[g + 1])
             m = groups[g]
+            buf = model_view(lay, store, m)
+            ahead, n_ahead = buf, 0  # the next model: its state now, its parameters during the first step
+            if g + 1 < last:
+                ahead, n_ahead = model_view(lay, store, groups[g + 1]), lay[L_NPARAM]
+                prefetch_range(ahead, lay[L_STATE], 2 * lay[L_LAYERS] * lay[L_HSTRIDE])
             if region < 0:
                 region = fetch_add(claim, 2, 1)
             thread_layout(lay, tlay, scratch_at, region, m)
-            buf = model_view(lay, store, m)
             norms = NO_NORMS
             for r in range(starts[g], starts[g + 1]):
                 i = order[r]
-                norms = learn_step(tlay, ctr[m], buf, X[i], Y[i], out[r], norms)
+                norms = learn_step(tlay, ctr[m], buf, X[i], Y[i], out[r], norms, ahead, n_ahead)
+                n_ahead = 0
         finished = groups_done(claim, first, last, n)
         first, last = claim_groups(claim, chunk, n)
     return finished
 
 
 @njit(inline="always")
-def predict_into(lay, buf, order, first, last, X, out, ordered):
+def predict_into(lay, buf, order, first, last, X, out, ordered, ahead, n_ahead):
     """Predictions for the rows ``order[first:last]`` of ``X``, in order, from
     the carried state (which is not changed): the row ``order[r]``'s to
-    ``out[r]`` if ``ordered``, else to ``out[order[r]]``."""
+    ``out[r]`` if ``ordered``, else to ``out[order[r]]``; fetching
+    ``ahead[:n_ahead]`` on the way (during the first row)."""
     n = 2 * lay[L_LAYERS] * lay[L_HSTRIDE]
     copy_into(vec(buf, lay[L_PSTATE], n), vec(buf, lay[L_STATE], n))
     row = lay[L_PRED]
     for r in range(first, last):
         i = order[r]
         o = r if ordered else i
-        if all_finite(X[i]) and network_forward(lay, buf, X[i], row, lay[L_PSTATE]):
+        if all_finite(X[i]) and network_forward(lay, buf, X[i], row, lay[L_PSTATE], ahead,
+                                                      n_ahead if r == first else 0):
             copy_into(out[o], vec(buf, row + lay[L_R_YHAT], out.shape[1]))
         else:
             out[o] = np.nan
@@ -1228,7 +1247,7 @@ def predict_into(lay, buf, order, first, last, X, out, ordered):
 def predict_rows(lay, buf, order, first, last, X, out):
     """Predictions for the rows ``order[first:last]`` of ``X``, in order, from
     the carried state (which is not changed), each to its row of ``out``."""
-    predict_into(lay, buf, order, first, last, X, out, False)
+    predict_into(lay, buf, order, first, last, X, out, False, buf, nothing_ahead(lay))
 
 
 @njit(**_JIT)
@@ -1243,28 +1262,32 @@ def bank_predict_chunks(lay, store, scratch_at, groups, starts, order, X, out, c
     first, last = claim_groups(claim, chunk, n)
     while first < n:
         for g in range(first, last):
-            if g + 1 < last:
-                prefetch_predictor(lay, store, groups[g + 1])
             m = groups[g]
+            ahead, n_ahead = model_view(lay, store, m), 0  # the next model: its state now, its parameters meanwhile
+            if g + 1 < last:
+                ahead, n_ahead = model_view(lay, store, groups[g + 1]), lay[L_NPARAM]
+                prefetch_range(ahead, lay[L_STATE], 2 * lay[L_LAYERS] * lay[L_HSTRIDE])
             if region < 0:
                 region = fetch_add(claim, 2, 1)
             thread_layout(lay, tlay, scratch_at, region, m)
-            predict_into(tlay, model_view(lay, store, m), order, starts[g], starts[g + 1], X, out, True)
+            predict_into(tlay, model_view(lay, store, m), order, starts[g], starts[g + 1], X, out, True, ahead, n_ahead)
         finished = groups_done(claim, first, last, n)
         first, last = claim_groups(claim, chunk, n)
     return finished
 
 
 @njit(**_JIT)
-def forecast_fed_back(lay, buf, x0, out):
+def forecast_fed_back(lay, buf, x0, out, ahead, n_ahead):
     """``out.shape[0]`` steps from the carried state (not changed), each
-    step's outputs fed back as the next inputs, starting from ``x0``."""
+    step's outputs fed back as the next inputs, starting from ``x0``;
+    fetching ``ahead[:n_ahead]`` during the first step (see
+    :func:`cell_forward`; ``n_ahead`` 0: nothing)."""
     n = 2 * lay[L_LAYERS] * lay[L_HSTRIDE]
     copy_into(vec(buf, lay[L_PSTATE], n), vec(buf, lay[L_STATE], n))
     row = lay[L_PRED]
     x = x0.copy()
     for k in range(out.shape[0]):
-        if all_finite(x) and network_forward(lay, buf, x, row, lay[L_PSTATE]):
+        if all_finite(x) and network_forward(lay, buf, x, row, lay[L_PSTATE], ahead, n_ahead if k == 0 else 0):
             yhat = vec(buf, row + lay[L_R_YHAT], lay[L_OUTPUT])
             copy_into(out[k], yhat)
             copy_into(x, yhat)
@@ -1288,12 +1311,17 @@ def bank_forecast_chunks(lay, store, scratch_at, groups, starts, order, X0, out,
     while first < n:
         for g in range(first, last):
             m = groups[g]
+            buf = model_view(lay, store, m)
+            ahead, n_ahead = buf, 0  # the next model: its state now, its parameters during the first step
+            if g + 1 < last:
+                ahead, n_ahead = model_view(lay, store, groups[g + 1]), lay[L_NPARAM]
+                prefetch_range(ahead, lay[L_STATE], 2 * lay[L_LAYERS] * lay[L_HSTRIDE])
             if region < 0:
                 region = fetch_add(claim, 2, 1)
             thread_layout(lay, tlay, scratch_at, region, m)
-            buf = model_view(lay, store, m)
             for r in range(starts[g], starts[g + 1]):
-                forecast_fed_back(tlay, buf, X0[order[r]], out[r])
+                forecast_fed_back(tlay, buf, X0[order[r]], out[r], ahead, n_ahead)
+                n_ahead = 0
         finished = groups_done(claim, first, last, n)
         first, last = claim_groups(claim, chunk, n)
     return finished
@@ -1312,7 +1340,7 @@ def bank_learn(lay, ctr, buf, groups, starts, order, X, Y, out):
         norms = NO_NORMS
         for r in range(starts[g], starts[g + 1]):
             i = order[r]
-            norms = learn_step(lay, ctr[m], buf[m], X[i], Y[i], out[i], norms)
+            norms = learn_step(lay, ctr[m], buf[m], X[i], Y[i], out[i], norms, buf[m], nothing_ahead(lay))
 
 
 @njit(**_JIT)
@@ -1332,4 +1360,4 @@ def bank_forecast(lay, buf, groups, starts, order, X0, out):
         m = groups[g]
         for r in range(starts[g], starts[g + 1]):
             i = order[r]
-            forecast_fed_back(lay, buf[m], X0[i], out[i])
+            forecast_fed_back(lay, buf[m], X0[i], out[i], buf[m], nothing_ahead(lay))

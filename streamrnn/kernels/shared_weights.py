@@ -16,7 +16,7 @@ from numba import njit
 
 from .. import config
 from .layout import C_UPDATES
-from .recurrent import NO_NORMS, forecast_fed_back, learn_step, predict_rows
+from .recurrent import NO_NORMS, forecast_fed_back, learn_step, nothing_ahead, predict_rows
 
 _JIT = dict(cache=config.CACHE, nogil=True, error_model="numpy", fastmath=config.FASTMATH)
 
@@ -31,7 +31,7 @@ def shared_learn(lays, ctrs, updates, buf, slots, X, Y, out):
         m = slots[i]
         ctr = ctrs[m]
         ctr[C_UPDATES] = updates[0]
-        norms = learn_step(lays[m], ctr, buf, X[i], Y[i], out[i], norms)
+        norms = learn_step(lays[m], ctr, buf, X[i], Y[i], out[i], norms, buf, nothing_ahead(lays[m]))
         updates[0] = ctr[C_UPDATES]
 
 
@@ -50,4 +50,4 @@ def shared_forecast(lays, buf, slots, X0, out):
     state (not changed), each step's outputs fed back as the next inputs,
     starting from ``X0[i]``."""
     for i in range(slots.shape[0]):
-        forecast_fed_back(lays[slots[i]], buf, X0[i], out[i])
+        forecast_fed_back(lays[slots[i]], buf, X0[i], out[i], buf, nothing_ahead(lays[slots[i]]))
