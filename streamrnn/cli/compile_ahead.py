@@ -236,7 +236,7 @@ def _forward(dtype: str = "float32") -> None:
     from ..kernels import recurrent as K
 
     lay, _, buf = _network_types(dtype)
-    K.network_forward.compile((lay, buf, buf, types.int64, types.int64))
+    K.network_forward.compile((lay, buf, buf, types.int64, types.int64, buf, types.int64))
 
 
 def _learning(dtype: str = "float32") -> None:
