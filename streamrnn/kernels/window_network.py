@@ -38,6 +38,28 @@ def window_forward(theta, n_in, n_hidden, n_out, x, hidden, out):
             out[k] += hj * theta[row + k]
 
 
+@njit(inline="always")
+def output_gradient(theta, n_in, n_hidden, n_out, x, y, hidden, out):
+    """The forward pass for input ``x`` (:func:`window_forward`), then into
+    ``out`` the gradient of the mean absolute error against the targets
+    ``y`` with respect to the outputs (the sign of each error, over
+    ``n_out``). Returns whether every input and target is finite (if not,
+    nothing is computed) and the loss."""
+    for i in range(n_in):
+        if not math.isfinite(x[i]):
+            return False, math.nan
+    for k in range(n_out):
+        if not math.isfinite(y[k]):
+            return False, math.nan
+    window_forward(theta, n_in, n_hidden, n_out, x, hidden, out)
+    loss = 0.0
+    for k in range(n_out):
+        e = out[k] - y[k]
+        loss += abs(e)
+        out[k] = (1.0 if e > 0 else -1.0 if e < 0 else 0.0) / n_out  # d loss / d output
+    return True, loss / n_out
+
+
 @njit(**_JIT)
 def window_learn(theta, m1, m2, grad, n_in, n_hidden, n_out, x, y, step, lr, beta1, beta2, eps, hidden, out):
     """One Adam step (``step``: this one's number, from 1) on the mean
@@ -46,22 +68,12 @@ def window_learn(theta, m1, m2, grad, n_in, n_hidden, n_out, x, y, step, lr, bet
     ``m1``, ``m2`` and the scratch ``grad`` are shaped like ``theta``.
     Returns the loss before the step; a non-finite input or target changes
     nothing (NaN returned)."""
-    for i in range(n_in):
-        if not math.isfinite(x[i]):
-            return math.nan
-    for k in range(n_out):
-        if not math.isfinite(y[k]):
-            return math.nan
-    window_forward(theta, n_in, n_hidden, n_out, x, hidden, out)
+    finite, loss = output_gradient(theta, n_in, n_hidden, n_out, x, y, hidden, out)
+    if not finite:
+        return math.nan
     b1 = n_in * n_hidden
     w2 = b1 + n_hidden
     b2 = w2 + n_hidden * n_out
-    loss = 0.0
-    for k in range(n_out):
-        e = out[k] - y[k]
-        loss += abs(e)
-        out[k] = (1.0 if e > 0 else -1.0 if e < 0 else 0.0) / n_out  # d loss / d output
-    loss /= n_out
     for k in range(n_out):
         grad[b2 + k] = out[k]
     for j in range(n_hidden):
@@ -94,22 +106,12 @@ def window_accumulate(theta, acc, n_in, n_hidden, n_out, x, y, hidden, out):
     absolute error of the outputs for input ``x`` against the targets ``y``,
     the step :func:`window_learn` would take it for. Returns the loss; a
     non-finite input or target adds nothing (NaN returned)."""
-    for i in range(n_in):
-        if not math.isfinite(x[i]):
-            return math.nan
-    for k in range(n_out):
-        if not math.isfinite(y[k]):
-            return math.nan
-    window_forward(theta, n_in, n_hidden, n_out, x, hidden, out)
+    finite, loss = output_gradient(theta, n_in, n_hidden, n_out, x, y, hidden, out)
+    if not finite:
+        return math.nan
     b1 = n_in * n_hidden
     w2 = b1 + n_hidden
     b2 = w2 + n_hidden * n_out
-    loss = 0.0
-    for k in range(n_out):
-        e = out[k] - y[k]
-        loss += abs(e)
-        out[k] = (1.0 if e > 0 else -1.0 if e < 0 else 0.0) / n_out
-    loss /= n_out
     for k in range(n_out):
         acc[b2 + k] += out[k]
     for j in range(n_hidden):
