@@ -25,6 +25,7 @@ import math
 import numpy as np
 
 from .combination import HorizonCombination
+from .network import aligned_zeros
 from .kernels.window_network import (
     log_filled, window_accumulate, window_adam, window_forward, window_inputs, window_learn, window_targets,
 )
@@ -92,21 +93,39 @@ class WindowNetwork:
         self.n_in, self.n_hidden, self.n_out, self.lr = n_in, n_hidden, n_out, lr
         rng = np.random.default_rng(seed)
         first = rng.normal(size=n_in * n_hidden) / math.sqrt(n_in)
-        self.theta = np.concatenate([first, np.zeros(n_hidden + n_hidden * n_out + n_out)])
-        self.m1 = np.zeros_like(self.theta)
-        self.m2 = np.zeros_like(self.theta)
         self.steps = 0
         if batch > 1:
             self.batch = batch
-            self.summed = np.zeros_like(self.theta)  # the gradients of the pending samples
-        self._scratch()
+        self._place(np.concatenate([first, np.zeros(n_hidden + n_hidden * n_out + n_out)]))
 
-    def _scratch(self) -> None:
-        self._grad = np.empty_like(self.theta)
-        self._hidden = np.empty(self.n_hidden)
+    _SCRATCH = ("_grad", "_hidden", "_out", "_x", "_y")
+
+    def _place(self, theta: np.ndarray, m1=None, m2=None, summed=None) -> None:
+        """Put the weights, moments (zeros unless given), summed gradients
+        (with a batch above 1: those of the pending samples) and every
+        scratch array the kernels touch in one 64-byte-aligned block, each
+        at a multiple of 64 bytes and always in the same order. The kernels'
+        vectorised sums, and the checks for overlapping arrays that choose
+        between their vector and scalar loops, then meet the same layout in
+        every process, whatever memory the arrays came from: the same
+        inputs give the same bits."""
+        size = theta.shape[0]
+        sizes = {"theta": size, "m1": size, "m2": size, "summed": size if self.batch > 1 else 0, "_grad": size,
+                 "_hidden": self.n_hidden, "_out": self.n_out, "_x": self.n_in, "_y": self.n_out}
+        line = 8  # float64 values in 64 bytes
+        block = aligned_zeros(sum(-(-n // line) * line for n in sizes.values()), np.float64)
+        at = 0
+        for name, n in sizes.items():
+            if n:
+                self.__dict__[name] = block[at : at + n]
+            at += -(-n // line) * line
+        self.theta[:] = theta
+        for name, given in (("m1", m1), ("m2", m2), ("summed", summed)):
+            if given is not None:
+                self.__dict__[name][:] = given
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_grad", "_hidden")}
+        return {k: v for k, v in self.__dict__.items() if k not in self._SCRATCH}
 
     def __setstate__(self, state: dict) -> None:
         """Refuse a state whose arrays the kernels would index out of bounds."""
@@ -130,24 +149,27 @@ class WindowNetwork:
         if batch > 1 and not (type(summed) is np.ndarray and summed.dtype == np.float64 and summed.shape == (size,)
                               and summed.flags.c_contiguous):
             raise ValueError(f"the window network's summed gradients must be a float64 array of shape ({size},)")
+        state = dict(state)
+        arrays = {name: state.pop(name) for name in ("theta", "m1", "m2", "summed") if name in state}
         self.__dict__.update(state)
-        self._scratch()
+        self._place(**arrays)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """The corrections for the inputs ``x`` (float64)."""
-        out = np.empty(self.n_out)
-        window_forward(self.theta, self.n_in, self.n_hidden, self.n_out, x, self._hidden, out)
-        return out
+        self._x[:] = x
+        window_forward(self.theta, self.n_in, self.n_hidden, self.n_out, self._x, self._hidden, self._out)
+        return self._out.copy()
 
     def learn(self, x: np.ndarray, y: np.ndarray) -> float:
         """Learn the corrections ``y`` for the inputs ``x`` (a step, or with
         ``batch`` above 1 a step once ``batch`` samples are summed); returns
         the mean absolute error before it (NaN, and nothing learned, for a
         non-finite input or target)."""
-        out = np.empty(self.n_out)
+        self._x[:] = x
+        self._y[:] = y
         if self.batch > 1:
-            loss = window_accumulate(self.theta, self.summed, self.n_in, self.n_hidden, self.n_out, x, y,
-                                     self._hidden, out)
+            loss = window_accumulate(self.theta, self.summed, self.n_in, self.n_hidden, self.n_out, self._x, self._y,
+                                     self._hidden, self._out)
             if loss == loss:
                 self.pending += 1
                 if self.pending == self.batch:
@@ -157,8 +179,8 @@ class WindowNetwork:
                     self.pending = 0
             return loss
         step = self.steps + 1
-        loss = window_learn(self.theta, self.m1, self.m2, self._grad, self.n_in, self.n_hidden, self.n_out, x, y,
-                            step, self.lr, _BETAS[0], _BETAS[1], _EPS, self._hidden, out)
+        loss = window_learn(self.theta, self.m1, self.m2, self._grad, self.n_in, self.n_hidden, self.n_out, self._x,
+                            self._y, step, self.lr, _BETAS[0], _BETAS[1], _EPS, self._hidden, self._out)
         if loss == loss:
             self.steps = step
         return loss

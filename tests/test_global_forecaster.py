@@ -266,6 +266,94 @@ def test_a_batched_window_network_steps_along_the_mean_gradient_of_its_batch():
         WindowNetwork(5, 4, 3, batch=0)
 
 
+@pytest.mark.parametrize("kernel", ["learn", "accumulate"])
+def test_the_window_kernels_give_the_same_bits_wherever_their_arrays_lie(kernel):
+    """A loop that writes is vectorised behind run-time checks that its
+    arrays do not overlap (Numba's negative-index wrap-around makes those
+    checks reach past an array's end), with a scalar twin that sums in
+    another order: the window kernels' sums must not depend on which runs.
+    The same steps with the arrays laid out in one buffer in any order and
+    spacing, or each in its own, give the same bits."""
+    from streamrnn.kernels.window_network import window_accumulate, window_learn
+    from streamrnn.window_network import WindowNetwork
+
+    rng = np.random.default_rng(1)
+    n_in, n_hidden, n_out = 216, 64, 48
+    xs, ys = rng.normal(size=(3, n_in)), 0.1 * rng.normal(size=(3, n_out))
+    theta = WindowNetwork(n_in, n_hidden, n_out, seed=0).theta
+    theta[n_in * n_hidden :] = 0.1 * rng.normal(size=theta.size - n_in * n_hidden)  # a head away from zero
+    P = theta.size
+    sizes = {"theta": P, "m1": P, "m2": P, "grad": P, "x": n_in, "y": n_out, "hidden": n_hidden, "out": n_out}
+    runs = []
+    for layout in range(24):
+        order = rng.permutation(list(sizes)).tolist()
+        if layout % 3:
+            gaps = rng.choice([0, 1, 8, 100], size=len(order))
+            buf = np.zeros(sum(sizes.values()) + int(gaps.sum()))
+            a, at = {}, 0
+            for name, gap in zip(order, gaps):
+                a[name] = buf[at : at + sizes[name]]
+                at += sizes[name] + int(gap)
+        else:
+            a = {name: np.zeros(sizes[name]) for name in order}
+        a["theta"][:] = theta
+        losses = []
+        for t in range(3):
+            a["x"][:], a["y"][:] = xs[t], ys[t]
+            if kernel == "learn":
+                losses.append(window_learn(a["theta"], a["m1"], a["m2"], a["grad"], n_in, n_hidden, n_out, a["x"],
+                                           a["y"], t + 1, 1e-3, 0.9, 0.999, 1e-8, a["hidden"], a["out"]))
+            else:
+                losses.append(window_accumulate(a["theta"], a["grad"], n_in, n_hidden, n_out, a["x"], a["y"],
+                                                a["hidden"], a["out"]))
+        runs.append(b"".join(a[name].tobytes() for name in ("theta", "m1", "m2", "grad", "hidden", "out"))
+                    + np.array(losses).tobytes())
+    assert all(run == runs[0] for run in runs)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_the_window_network_learns_the_same_bits_wherever_its_arrays_lie(batch):
+    """Its kernels' sums are vectorised, and whether a loop runs its vector
+    or its scalar version (rounding differently) can depend on where its
+    arrays lie relative to each other. A network loaded from weights and
+    moments anywhere in memory (any order, offsets of 8 to 120 bytes apart),
+    fed inputs from anywhere, learns and corrects the same bits."""
+    from streamrnn.window_network import WindowNetwork
+
+    rng = np.random.default_rng(0)
+    n_in, n_hidden, n_out = 216, 64, 48
+    xs, ys = rng.normal(size=(10, n_in)), 0.1 * rng.normal(size=(10, n_out))
+    start = WindowNetwork(n_in, n_hidden, n_out, lr=1e-3, seed=0, batch=batch)
+    for t in range(4):  # moments away from zero, and with batch 3 a pending sample
+        start.learn(xs[t], ys[t])
+    state = pickle.loads(pickle.dumps(start)).__getstate__()
+    placed = [k for k in ("theta", "m1", "m2", "summed") if k in state]
+    runs = []
+    for layout in range(12):
+        sizes = {**{k: state[k].size for k in placed}, "x": n_in, "y": n_out}
+        order = rng.permutation(list(sizes)).tolist()
+        if layout % 2:  # one after the other in one buffer
+            gaps = rng.integers(1, 16, size=len(sizes))
+            buf = np.zeros(sum(sizes.values()) + int(gaps.sum()) + 8)
+            at, view = int(rng.integers(0, 8)), {}
+            for name, gap in zip(order, gaps):
+                view[name] = buf[at : at + sizes[name]]
+                at += sizes[name] + int(gap)
+        else:  # each in its own buffer, at an offset, allocated in any order
+            view = {name: np.zeros(sizes[name] + 8)[(o := int(rng.integers(0, 8))) : o + sizes[name]] for name in order}
+        for k in placed:
+            view[k][:] = state[k]
+        net = WindowNetwork.__new__(WindowNetwork)
+        net.__setstate__({**state, **{k: view[k] for k in placed}})
+        outputs = []
+        for t in range(4, 10):
+            view["x"][:], view["y"][:] = xs[t], ys[t]
+            outputs.append(net.learn(view["x"], view["y"]))
+            outputs.extend(net.forward(view["x"]).tolist())
+        runs.append((net.theta.tobytes(), net.m1.tobytes(), np.array(outputs).tobytes()))
+    assert all(run == runs[0] for run in runs)
+
+
 def test_a_loaded_file_whose_keys_disagree_is_refused():
     model = GlobalForecaster(hidden_size=4, seed=2)
     for t in range(30):

@@ -53,11 +53,25 @@ def output_gradient(theta, n_in, n_hidden, n_out, x, y, hidden, out):
             return False, math.nan
     window_forward(theta, n_in, n_hidden, n_out, x, hidden, out)
     loss = 0.0
+    for k in range(n_out):  # (a loop that only reads: one vectorised sum, wherever the arrays lie)
+        loss += abs(out[k] - y[k])
     for k in range(n_out):
         e = out[k] - y[k]
-        loss += abs(e)
         out[k] = (1.0 if e > 0 else -1.0 if e < 0 else 0.0) / n_out  # d loss / d output
     return True, loss / n_out
+
+
+@njit(inline="always")
+def back_through_head(theta, row, out, n_out):
+    """The sum of ``theta[row + k] * out[k]`` over ``k``, in a loop that
+    only reads. (A loop that also writes is vectorised behind run-time
+    checks that its arrays do not overlap, with a scalar twin for when they
+    might; the twins sum in different orders, so which one runs, and the
+    bits of the sum, would depend on where the arrays lie in memory.)"""
+    back = 0.0
+    for k in range(n_out):
+        back += theta[row + k] * out[k]
+    return back
 
 
 @njit(**_JIT)
@@ -79,10 +93,9 @@ def window_learn(theta, m1, m2, grad, n_in, n_hidden, n_out, x, y, step, lr, bet
     for j in range(n_hidden):
         hj = hidden[j]
         row = w2 + j * n_out
-        back = 0.0
+        back = back_through_head(theta, row, out, n_out)
         for k in range(n_out):
             grad[row + k] = hj * out[k]
-            back += theta[row + k] * out[k]
         hidden[j] = back * (1.0 - hj * hj)  # d loss / d pre-activation
         grad[b1 + j] = hidden[j]
     for i in range(n_in):
@@ -117,10 +130,9 @@ def window_accumulate(theta, acc, n_in, n_hidden, n_out, x, y, hidden, out):
     for j in range(n_hidden):
         hj = hidden[j]
         row = w2 + j * n_out
-        back = 0.0
+        back = back_through_head(theta, row, out, n_out)
         for k in range(n_out):
             acc[row + k] += hj * out[k]
-            back += theta[row + k] * out[k]
         hidden[j] = back * (1.0 - hj * hj)
         acc[b1 + j] += hidden[j]
     for i in range(n_in):
