@@ -108,8 +108,14 @@ class PredictiveDetector(Guarded, AnomalyDetector):
       stream without anomalies (independent, uniform tail probabilities)
       would have a memory no greater than this point's. The memory is the
       largest evidence seen since the grace period, the point's own
-      included, fading by half every ``alarm_memory`` points. So a long
-      anomaly keeps scoring near 0.5 while it lasts and for a while after;
+      included, fading by half every ``alarm_memory`` points; besides the
+      error tails and the range, it takes the tail probability of a
+      **quiet stretch**: how calm the last 100 changes were (the root mean
+      square of the scaled changes) under a tail model of its own, at
+      least ``1 / (n + 1)`` for ``n`` seen (a stalled service or a market
+      gone quiet shows no unusual value; its run is unusual). So a long
+      anomaly, loud or quiet, keeps scoring near 0.5 while it lasts and
+      for a while after;
       a stream long calm scores near 0; and the quiet points spread over
       (0, 0.5), about uniformly (successive tail probabilities are not
       quite independent): River's ``QuantileFilter(q=0.995)`` flags about
@@ -192,6 +198,8 @@ class PredictiveDetector(Guarded, AnomalyDetector):
     alarm_memory = 200
     #: whether the detector keeps seasonal errors (the reconstruction detector does not)
     _seasonal = True
+    #: whether the detector keeps a quiet state (the reconstruction detector does not)
+    _quiet_kept = True
 
     def __init__(
         self,
@@ -236,6 +244,8 @@ class PredictiveDetector(Guarded, AnomalyDetector):
         self._st = self._new_state(0)
         if self._seasonal:
             self._season = SeasonalErrors(self._new_state(0), 0)
+        if self._quiet_kept:
+            self._quiet = np.zeros(S.QUIET_SIZE)
         self._has_last = False
         self._input = np.zeros(1)  # the scaled changes the last prediction was made from
         self._n_skipped = 0
@@ -266,6 +276,10 @@ class PredictiveDetector(Guarded, AnomalyDetector):
             self.__dict__.pop("_season", None)
         elif "_season" not in state:  # saved before the seasonal errors: none seen yet
             self._season = SeasonalErrors(self._new_state(len(self._features)), len(self._features))
+        if not self._quiet_kept:
+            self.__dict__.pop("_quiet", None)
+        elif "_quiet" not in state:  # saved before the quiet state: no change seen yet
+            self._quiet = np.zeros(S.QUIET_SIZE)
         if not state.get("_scale_kept"):  # saved when the changes' sums of squares were kept
             S.sums_of_squares_to_scales(self._st, len(self._features))
             self._scale_kept = True
@@ -374,7 +388,7 @@ class PredictiveDetector(Guarded, AnomalyDetector):
             self._season.record(values)
             return
         z = np.empty(len(values))
-        S.record_with(self._st, values, z, self._season.log10(values))
+        S.record_with(self._st, values, z, self._season.log10(values), self._quiet)
         self._season.record(values)
         z = z.astype(self._net.dtype)  # in the network's dtype, its calls convert nothing
         self._net.learn(self._input, z)
@@ -385,7 +399,7 @@ class PredictiveDetector(Guarded, AnomalyDetector):
         values = self._values(x)
         if values is None or self._st[S.S_SCORED] < max(self.grace_period, 1):
             return NOT_SCORED
-        return S.score_with(self._st, values, np.empty(len(values)), self._season.log10(values))
+        return S.score_with(self._st, values, np.empty(len(values)), self._season.log10(values), self._quiet)
 
     @property
     def n_skipped(self) -> int:
@@ -415,6 +429,7 @@ class ReconstructionDetector(PredictiveDetector):
     """
 
     _seasonal = False  # (its alarms take the reconstruction errors and the range alone)
+    _quiet_kept = False  # (its memory too)
 
     def __init__(
         self,

@@ -764,7 +764,7 @@ def _plain(v, depth: int) -> bool:
 
 def check_detector(cls, state, limits) -> None:
     check_detector_state(cls, state)
-    _check_arguments(cls, state, state["_net"], cell=True, optional=("_scale_kept", "_season"))  # (set by __setstate__)
+    _check_arguments(cls, state, state["_net"], cell=True, optional=("_scale_kept", "_season", "_quiet"))  # (set by __setstate__)
 
 
 def check_keyed(cls, state, limits) -> None:
@@ -921,6 +921,9 @@ def check_detector_state(cls: type, state) -> None:
         need(type(season) is SeasonalErrors and season.n_features == F
              and season.st.shape[0] == S.state_size(k, F) and season.st[S.S_WINDOW] == k,
              f"the {name}'s seasonal errors do not match its window and features")
+    quiet = state.get("_quiet")  # (absent: saved before the quiet state, added on load)
+    if quiet is not None or "_quiet" in state:
+        _check_quiet(name, quiet)
     net = state.get("_net")
     need(isinstance(net, OnlineRNN) and net._shape.input_size >= F and net._shape.output_size >= F,
           f"the {name}'s network does not match its features")
@@ -960,6 +963,22 @@ def _check_score_ranges(name: str, st: np.ndarray, k: int, F: int) -> None:
     ring = st[S.HEAD + k : S.HEAD + 2 * k]  # the last evidences, in [0, 1], plus FLAG for an alarm at the threshold
     need((((ring >= 0) & (ring <= 1)) | ((ring >= S.FLAG) & (ring <= S.FLAG + 1))).all(),
          f"the {name}'s last evidences are out of their range")
+
+
+def _check_quiet(name: str, quiet) -> None:
+    """A detector's quiet state: its length, every number finite and in
+    its range (counts whole, the ring's slot within it, variance, rate,
+    excess and the ring's mean squares of clipped scaled changes)."""
+    from .kernels import scoring as S
+
+    need(type(quiet) is np.ndarray and quiet.dtype == np.float64 and quiet.shape == (S.QUIET_SIZE,)
+         and np.isfinite(quiet).all(), f"the {name}'s quiet state must be {S.QUIET_SIZE} finite float64 numbers")
+    counts = quiet[[S.Q_N, S.Q_FILLED, S.Q_POS]]
+    ring = quiet[S.QUIET_HEAD :]
+    need((counts >= 0).all() and (counts == np.floor(counts)).all() and quiet[S.Q_FILLED] <= S.QUIET_WINDOW
+         and quiet[S.Q_POS] < S.QUIET_WINDOW and min(quiet[S.Q_TAIL + 1], quiet[S.Q_TAIL + 2], quiet[S.Q_TAIL + 3]) >= 0
+         and quiet[S.Q_TAIL + 2] <= 1 and ((ring >= 0) & (ring <= S.CLIP * S.CLIP)).all(),
+         f"the {name}'s quiet state is out of its ranges")
 
 
 def check_seasonal_errors(cls, state, limits) -> None:

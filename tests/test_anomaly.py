@@ -397,6 +397,51 @@ class ReferenceSeasonal:
                 self.sq, self.local_sq, self.n = [0.0] * len(values), [0.0] * len(values), 0
 
 
+class ReferenceQuiet:
+    """The quiet stretch written out plainly: the mean square (over the
+    features) of the scaled changes of each of the last 100 points, the
+    point's own included; ``x = -ln(sqrt(their mean) + 0.001)``, under an
+    exponential tail above mean + sd of the ``x`` counted past the grace
+    period (exponentially weighted as the errors'), gives ``-log10 Q``, at
+    most ``log10(n + 1)`` for ``n`` counted; 0 before ``k`` were counted."""
+
+    def __init__(self, k: int, halflife: int):
+        self.k = k
+        self.alpha = 1.0 - 0.5 ** (1.0 / halflife)
+        self.squares, self.fit, self.n = [], None, 0
+
+    def raw(self, z):
+        if len(self.squares) < 99:
+            return None
+        window = self.squares[-99:] + [sum(a * a for a in z) / len(z)]
+        return -math.log(math.sqrt(sum(window) / 100) + 1e-3)
+
+    def log10(self, z):
+        x = self.raw(z)
+        if x is None or self.n < self.k:
+            return 0.0
+        mean, var, rate, excess = self.fit
+        u = mean + math.sqrt(var)
+        if x <= u or excess <= 0 or rate <= 0:
+            return 0.0
+        return min(-math.log10(rate) + (x - u) / (excess / rate) / math.log(10.0), math.log10(self.n + 1.0))
+
+    def add(self, z, counted: bool):
+        x = self.raw(z)
+        if counted and x is not None:
+            if self.fit is None:
+                self.fit = [x, 0.0, 0.0, 0.0]
+            else:
+                alpha = max(self.alpha, 1.0 / (self.n + 1.0))
+                mean, var, rate, excess = self.fit
+                over = x - (mean + math.sqrt(var))
+                delta = x - mean
+                self.fit = [mean + alpha * delta, (1 - alpha) * (var + alpha * delta * delta),
+                            rate + alpha * (float(over > 0) - rate), excess + alpha * (max(over, 0.0) - excess)]
+            self.n += 1
+        self.squares.append(sum(a * a for a in z) / len(z))
+
+
 def heavy_stream(n=1500, n_features=1, seed=0):
     """Seasonal values with Student-t noise, a slow climb out of the range, a
     spike and a level shift."""
@@ -417,7 +462,8 @@ def test_predictive_scores_match_a_plain_reimplementation(n_features):
     detector = PredictiveDetector(seed=0, grace_period=20)
     args = (detector.short_window, detector.long_halflife, detector.alarm_memory, detector.grace_period)
     ref, seasonal = ReferenceCalibration(*args), ReferenceSeasonal(*args)
-    seasonal_evidences = []
+    quiet = ReferenceQuiet(detector.short_window, detector.long_halflife)
+    seasonal_evidences, quiet_evidences = [], []
     last = mean_sq = None
     n_changes = 0
     scores, expected, evidences = [], [], []
@@ -446,9 +492,12 @@ def test_predictive_scores_match_a_plain_reimplementation(n_features):
         seasonal_evidences.append(other)
         evidence = max(ref.evidence(raw, values), other)
         evidences.append(evidence)
-        model = ref.evidence(raw, values, seen=False)
+        quiet_evidence = min(quiet.log10(z) / 30.0, 1.0)  # (the memory's only)
+        quiet_evidences.append(quiet_evidence)
+        model = max(ref.evidence(raw, values, seen=False), quiet_evidence)
         expected.append(ref.reported(evidence, model) if len(ref.raws) >= detector.grace_period else 0.0)
-        ref.push(raw, values, (other, 0.0))
+        quiet.add(z, len(ref.raws) >= detector.grace_period)
+        ref.push(raw, values, (other, quiet_evidence))
         seasonal.add(values)
         if len(ref.raws) <= detector.grace_period:  # the memory starts at the first scored point
             ref.memory = 0.0
@@ -463,6 +512,7 @@ def test_predictive_scores_match_a_plain_reimplementation(n_features):
     assert seasonal.period == detector._season.period
     if n_features == 1:
         assert max(seasonal_evidences) >= 2 / 30
+    assert max(quiet_evidences) > 0.0
     alarms = expected >= ALARM
     assert np.sum(~alarms & (evidences >= 2 / 30)) > 5  # refractory
     assert np.sum(expected > S.THRESHOLD) >= 2
@@ -791,3 +841,78 @@ def test_a_detector_saved_just_after_an_alarm_resumes_bit_identically_and_edited
         with pytest.raises(C.Invalid):
             C.check_detector_state(PredictiveDetector, {**state, "_st": st})
     C.check_detector_state(PredictiveDetector, state)  # as it is: accepted
+
+
+def quiet_stretch(n=3000, start=2000, end=2300, seed=0):
+    """Noisy values whose noise falls twentyfold from ``start`` to ``end``
+    (the values stay well inside their range)."""
+    rng = np.random.default_rng(seed)
+    y = rng.normal(size=n)
+    y[start:end] *= 0.05
+    return y
+
+
+def test_a_quiet_stretch_inside_the_range_keeps_scoring_while_it_lasts_and_raises_no_alarm():
+    """No change and no value of a stretch calmer than ever is unusual;
+    their run is: the quiet stretch's tail probability joins the memory, so
+    its points rank above the usual ones (most of its span above their 90th
+    percentile; without it, they scored as the calmest of all), but it
+    raises no alarm."""
+    y = quiet_stretch()
+    detector = PredictiveDetector(seed=0)
+    scores = []
+    for v in y:
+        x = {"value": float(v)}
+        scores.append(detector.score_one(x))
+        detector.learn_one(x)
+    scores = np.array(scores)
+    usual, span = scores[1000:2000], scores[2100:2300]
+    assert np.mean(span > np.quantile(usual, 0.9)) > 0.75  # (0.83; none without the quiet stretch)
+    assert not (scores[2000:2300] >= ALARM).any()
+
+
+def test_a_detector_saved_with_its_quiet_state_resumes_bit_identically_old_saves_load_and_edits_are_refused():
+    """The quiet state travels with a save: the copy scores on as the
+    original. A save made before it was kept loads with an empty one (no
+    change seen) and scores on as a detector whose quiet state was emptied
+    there. A quiet state of the wrong length, with a count, slot or mean
+    square out of its range, is refused on load."""
+    import io
+
+    from streamrnn import persist_checks as C
+    from streamrnn import persistence as P
+
+    y = quiet_stretch(n=2600, start=2200, end=2500)
+    detector = PredictiveDetector(hidden_size=4, seed=0)
+    for v in y[:2100]:
+        detector.learn_one({"value": float(v)})
+    assert detector._quiet[S.Q_N] > 1000
+
+    def through_a_file(model):
+        f = io.BytesIO()
+        P.save(model, f)
+        f.seek(0)
+        return P.load(f)
+
+    copy_ = through_a_file(detector)
+    old = copy.deepcopy(detector)
+    del old._quiet  # as saved before the quiet state was kept
+    loaded_old = through_a_file(old)
+    emptied = copy.deepcopy(detector)
+    emptied._quiet[:] = 0.0
+    assert np.array_equal(loaded_old._quiet, np.zeros(S.QUIET_SIZE))
+    for v in y[2100:]:
+        x = {"value": float(v)}
+        s = detector.score_one(x)
+        assert copy_.score_one(x) == s
+        assert loaded_old.score_one(x) == emptied.score_one(x)
+        for model in (detector, copy_, loaded_old, emptied):
+            model.learn_one(x)
+    state = dict(vars(detector))
+    C.check_detector(PredictiveDetector, state, None)  # as it is: accepted
+    quiet = detector._quiet
+    for edit in (quiet[:-1], np.r_[quiet, 0.0], -quiet, np.where(np.arange(quiet.size) == S.Q_POS, 100.0, quiet),
+                 np.where(np.arange(quiet.size) == S.Q_N, 0.5, quiet),
+                 np.where(np.arange(quiet.size) == S.QUIET_HEAD, 101.0, quiet), quiet.astype(np.float32)):
+        with pytest.raises(C.Invalid):
+            C.check_detector(PredictiveDetector, {**state, "_quiet": edit}, None)
