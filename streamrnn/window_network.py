@@ -236,26 +236,32 @@ class WindowCorrector:
         """Learn the series' next ``value`` and the ``forecast`` then made of
         the values after it (at most :data:`HORIZON`; NaN where none)."""
         k = min(len(forecast), HORIZON)
-        if self.idle or not value > 0 or not (forecast[:k] > 0).all():
+        if self.n + 1 < WINDOW:  # the forecast's logs, until the window is full: then the network's inputs take them
+            positive = value > 0 and (forecast[:k] > 0).all()
+            logs = np.log(forecast[:k]) if positive else _NONE
+        else:
+            positive, logs = value > 0, _NONE  # (the kernel checks the forecast)
+        if self.idle or not positive:
             self.idle, self.made = True, None
             return
         z = math.log(value)
         comb, net = self.combination, network
-        # (the logs of the forecast, until the window is full: then the network's inputs take them)
-        logs = np.log(forecast[:k]) if self.n + 1 < WINDOW else _NONE
-        F, mixture, given = np.empty((2, HORIZON)), np.empty(HORIZON), np.empty(HORIZON)
-        choice = np.empty(HORIZON, dtype=np.int64)
-        combination_observe(comb.made, comb.origin, comb.unit, comb.sq_errors, comb.counts, comb.abs_errors,
-                            comb.n_abs, comb.t, z, DISCOUNT, THIN)
-        comb.t += 1
+        F = np.empty((2, HORIZON))
         steps, pending = corrector_step(
             self.values, self.n, self.anchors, z, forecast, k, logs, WINDOW, LEVEL, CLIP_INPUTS, CLIP_TARGETS,
             net.theta, net.m1, net.m2, net._grad, net.summed if net.batch > 1 else net._grad, net.batch, net.pending,
             net.steps, net.lr, _BETAS[0], _BETAS[1], _EPS, net._hidden, net._out, net._x, net._y, F)
+        if steps < 0:  # a forecast value not positive (nothing changed)
+            self.idle, self.made = True, None
+            return
         self.n += 1
         net.steps = steps
         if net.batch > 1:
             net.pending = pending
+        combination_observe(comb.made, comb.origin, comb.unit, comb.sq_errors, comb.counts, comb.abs_errors,
+                            comb.n_abs, comb.t, z, DISCOUNT, THIN)
+        comb.t += 1
+        mixture, given, choice = np.empty(HORIZON), np.empty(HORIZON), np.empty(HORIZON, dtype=np.int64)
         combination_combine(comb.sq_errors, comb.counts, F, MIN_COUNT, TRIM, MARGIN, 1, mixture, given, choice)
         combination_record(comb.made, comb.origin, comb.unit, comb.t % HORIZON, F, mixture, z)
         choice[np.isnan(given)] = 0  # (beyond the forecast: none)

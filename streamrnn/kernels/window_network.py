@@ -212,7 +212,12 @@ def corrector_step(values, n, anchors, z, forecast, k, logs, n_window, n_level, 
     then into the candidates ``F`` ``(2, H)`` the new ``forecast`` (its
     first ``k`` values; ``logs``: their logs while the window is not full)
     and its correction, NaN beyond. ``hidden``, ``out``, ``x``, ``y``: the
-    network's scratch. Returns the network's steps and pending samples."""
+    network's scratch. Returns the network's steps and pending samples,
+    or -1 and ``pending``, and nothing changed, if a value of the forecast
+    is not positive."""
+    for h in range(k):
+        if not forecast[h] > 0:
+            return -1, pending
     H = anchors.shape[0]
     n_in, n_hidden, n_out = x.shape[0], hidden.shape[0], out.shape[0]
     R = values.shape[0]
