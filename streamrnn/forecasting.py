@@ -68,9 +68,11 @@ from .estimator import build_network, check_regression_loss
 from .guard import Guarded, exclusive
 from .learner import OnlineRNN
 from .shared_bank import SeriesView
-from .combination import MARGIN, MIN_COUNT, TRIM, HorizonCombination
+from .combination import DISCOUNT, MARGIN, MIN_COUNT, THIN, TRIM, HorizonCombination
 from .seasonal import SeasonalBase, calendar_period, find_period
-from .kernels.combination import gate_departure, record_origin, scaled_column, seasonal_naives, statistical_path
+from .kernels.combination import (
+    combination_observe, gate_departure, record_origin, scaled_column, seasonal_naives, statistical_path,
+)
 from .smoothing import CLIP_ERRORS, SCALE_DECAY, SHIFT_AFTER, SeasonalSmoothing, long_period
 from ._docs import document
 
@@ -472,8 +474,11 @@ class RecurrentForecaster(Guarded, Forecaster):
     def _observe(self, y: float) -> None:
         """The value ``y`` arrived: score the forecasts made for it, then
         smooth it in."""
-        z = self._z(y)
-        self._combination.observe(z)
+        z = math.log(y) if self._log else y
+        c = self._combination
+        combination_observe(c.made, c.origin, c.unit, c.sq_errors, c.counts, c.abs_errors, c.n_abs, c.t, z, DISCOUNT,
+                            THIN)  # (HorizonCombination.observe, its kernel called here)
+        c.t += 1
         self._smooth(z)
 
     def _smooth(self, z: float) -> None:

@@ -19,6 +19,8 @@ from .shared_bank import SeriesView, SharedWeightsBank
 from .window_network import HORIZON, WindowCorrector, WindowNetwork, window_network
 
 _FORECASTERS = {"rnn": RNNForecaster, "gru": GRUForecaster, "lstm": LSTMForecaster}
+#: A key's forecaster's ``learn_one`` without its guard (the global forecaster's covers it).
+_LEARN = RecurrentForecaster.learn_one.__wrapped__
 
 
 class GlobalForecaster(Guarded, base.Base):
@@ -221,13 +223,18 @@ class GlobalForecaster(Guarded, base.Base):
         """Learn the next value ``y`` of series ``key``; ``x``: None, or the
         value's dates (they give the period with ``seasonality="auto"``)."""
         self._check_dates(x)
+        self._learn_row(key, y, x)
+
+    def _learn_row(self, key, y, x) -> None:
+        """:meth:`learn_one`, ``x`` checked, inside this forecaster's guard
+        (the key's forecaster, its own, is run without taking its guard)."""
         forecaster = self._series.get(key)
         if forecaster is None:
             forecaster = self._new(key)
-            forecaster.learn_one(y)  # a refused value leaves no key behind
+            _LEARN(forecaster, y)  # a refused value leaves no key behind
             self._series[key] = forecaster
         else:
-            forecaster.learn_one(y)
+            _LEARN(forecaster, y)
         if x and forecaster.seasonality == "auto" and forecaster._period is None and forecaster._n <= 1:
             forecaster._look_for_period(x)
         if self._window is not None:
@@ -237,8 +244,9 @@ class GlobalForecaster(Guarded, base.Base):
             if not corrector.idle:
                 given = forecaster._made[1]  # the forecast made now, on the forecaster's scale
                 corrector.update(forecaster._last, np.exp(given) if forecaster._log else given, self._window)
-        self._last_seen[key] = self._row
-        self._last_seen.move_to_end(key)
+        last_seen = self._last_seen
+        last_seen[key] = self._row
+        last_seen.move_to_end(key)
         self._row += 1
         if self.max_idle is not None:
             self._evict_idle()
@@ -261,8 +269,14 @@ class GlobalForecaster(Guarded, base.Base):
         if len(keys) != len(ys) or (xs is not None and len(xs) != len(keys)):
             raise ValueError(f"keys, ys and xs must have the same length, got {len(keys)}, {len(ys)}"
                              + (f" and {len(xs)}" if xs is not None else ""))
-        for i, (key, y) in enumerate(zip(keys, ys)):  # (learn_one checks each y)
-            self.learn_one(key, y, None if xs is None else xs[i])
+        if xs is None:
+            learn = self._learn_row
+            for key, y in zip(keys, ys):  # (the key's forecaster checks each y)
+                learn(key, y, None)
+            return
+        for key, y, x in zip(keys, ys, xs):
+            self._check_dates(x)
+            self._learn_row(key, y, x)
 
     # ------------------------------------------------------------ forecasts
 

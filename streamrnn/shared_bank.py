@@ -337,7 +337,10 @@ class SeriesView:
             X = x.reshape(1, -1)  # (a view: the forecasters' own inputs)
         else:
             X = np.ascontiguousarray(np.reshape(x, (1, -1)), dtype=dtype)
-        Y = np.ascontiguousarray(np.reshape(y, (1, -1)), dtype=dtype)
+        if type(y) is np.ndarray and y.dtype == dtype and y.flags.c_contiguous:
+            Y = y.reshape(1, -1)  # (a view: the forecasters' own targets)
+        else:
+            Y = np.ascontiguousarray(np.reshape(y, (1, -1)), dtype=dtype)
         if X.shape[1] != self.input_size or Y.shape[1] != self.output_size:
             raise ValueError(f"x and y must have {self.input_size} and {self.output_size} values, "
                              f"got {X.shape[1]} and {Y.shape[1]}")

@@ -24,11 +24,10 @@ import math
 
 import numpy as np
 
-from .combination import HorizonCombination
+from .combination import DISCOUNT, MARGIN, MIN_COUNT, THIN, TRIM, HorizonCombination
 from .network import aligned_zeros
-from .kernels.window_network import (
-    log_filled, window_accumulate, window_adam, window_forward, window_inputs, window_learn, window_targets,
-)
+from .kernels.combination import combination_combine, combination_observe, combination_record
+from .kernels.window_network import corrector_step, window_accumulate, window_adam, window_forward, window_learn
 
 #: Values in the window the network sees, and of the mean that sets the level.
 WINDOW = 168
@@ -47,6 +46,7 @@ BATCH = 1
 CLIP_INPUTS = 3.0
 CLIP_TARGETS = 1.0
 _BETAS, _EPS = (0.9, 0.999), 1e-8
+_NONE = np.zeros(0)
 
 
 class WindowNetwork:
@@ -236,34 +236,34 @@ class WindowCorrector:
         """Learn the series' next ``value`` and the ``forecast`` then made of
         the values after it (at most :data:`HORIZON`; NaN where none)."""
         k = min(len(forecast), HORIZON)
-        if self.idle or not value > 0 or not (forecast[:k] > 0).all():
+        if self.n + 1 < WINDOW:  # the forecast's logs, until the window is full: then the network's inputs take them
+            positive = value > 0 and (forecast[:k] > 0).all()
+            logs = np.log(forecast[:k]) if positive else _NONE
+        else:
+            positive, logs = value > 0, _NONE  # (the kernel checks the forecast)
+        if self.idle or not positive:
             self.idle, self.made = True, None
             return
         z = math.log(value)
-        self.combination.observe(z)
-        R = len(self.values)
-        self.values[self.n % R] = z
+        comb, net = self.combination, network
+        F = np.empty((2, HORIZON))
+        steps, pending = corrector_step(
+            self.values, self.n, self.anchors, z, forecast, k, logs, WINDOW, LEVEL, CLIP_INPUTS, CLIP_TARGETS,
+            net.theta, net.m1, net.m2, net._grad, net.summed if net.batch > 1 else net._grad, net.batch, net.pending,
+            net.steps, net.lr, _BETAS[0], _BETAS[1], _EPS, net._hidden, net._out, net._x, net._y, F)
+        if steps < 0:  # a forecast value not positive (nothing changed)
+            self.idle, self.made = True, None
+            return
         self.n += 1
-        n = self.n
-        x = np.empty(WINDOW + HORIZON)
-        origin = (n - HORIZON) % HORIZON  # the origin whose values are all known now
-        if n >= HORIZON and not math.isnan(self.anchors[origin, 0]):
-            window_inputs(self.values, n - HORIZON, WINDOW, self.anchors[origin], LEVEL, CLIP_INPUTS, x)
-            target = np.empty(HORIZON)
-            window_targets(self.values, n, self.anchors[origin], CLIP_TARGETS, target)
-            network.learn(x, target)
-        slot = n % HORIZON
-        F = np.full((2, HORIZON), np.nan)
-        filled = self.anchors[slot]
-        if n >= WINDOW and k and log_filled(forecast, k, filled):
-            window_inputs(self.values, n, WINDOW, filled, LEVEL, CLIP_INPUTS, x)
-            F[0, :k] = filled[:k]
-            F[1, :k] = filled[:k] + network.forward(x)[:k]
-        else:
-            filled[:] = np.nan
-            F[0, :k] = np.log(forecast[:k])
-        given, mixture, choice = self.combination.combine(F)
-        self.combination.record(F, mixture, z)
+        net.steps = steps
+        if net.batch > 1:
+            net.pending = pending
+        combination_observe(comb.made, comb.origin, comb.unit, comb.sq_errors, comb.counts, comb.abs_errors,
+                            comb.n_abs, comb.t, z, DISCOUNT, THIN)
+        comb.t += 1
+        mixture, given, choice = np.empty(HORIZON), np.empty(HORIZON), np.empty(HORIZON, dtype=np.int64)
+        combination_combine(comb.sq_errors, comb.counts, F, MIN_COUNT, TRIM, MARGIN, 1, mixture, given, choice)
+        combination_record(comb.made, comb.origin, comb.unit, comb.t % HORIZON, F, mixture, z)
         choice[np.isnan(given)] = 0  # (beyond the forecast: none)
         self.made = (given, choice)
 

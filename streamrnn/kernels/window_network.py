@@ -197,3 +197,62 @@ def window_targets(values, n, anchor, clip, out):
     for h in range(H):
         v = values[(n - H + h) % W] - anchor[h]
         out[h] = min(max(v, -clip), clip)
+
+
+@njit(**_JIT)
+def corrector_step(values, n, anchors, z, forecast, k, logs, n_window, n_level, clip_inputs, clip_targets,
+                   theta, m1, m2, grad, summed, batch, pending, steps, lr, beta1, beta2, eps, hidden, out, x, y, F):
+    """One series' step of a window corrector
+    (:meth:`streamrnn.window_network.WindowCorrector.update`), its
+    combination apart: write the new log value ``z`` into the ring
+    ``values`` (``n`` written before it), teach the network (``theta`` ...
+    ``eps``: a step, or with ``batch`` above 1 the gradient summed into
+    ``summed`` and a step once ``batch`` are) the corrections of the
+    forecast whose values are now all known (its log row in ``anchors``),
+    then into the candidates ``F`` ``(2, H)`` the new ``forecast`` (its
+    first ``k`` values; ``logs``: their logs while the window is not full)
+    and its correction, NaN beyond. ``hidden``, ``out``, ``x``, ``y``: the
+    network's scratch. Returns the network's steps and pending samples,
+    or -1 and ``pending``, and nothing changed, if a value of the forecast
+    is not positive."""
+    for h in range(k):
+        if not forecast[h] > 0:
+            return -1, pending
+    H = anchors.shape[0]
+    n_in, n_hidden, n_out = x.shape[0], hidden.shape[0], out.shape[0]
+    R = values.shape[0]
+    values[n % R] = z
+    n += 1
+    first = (n - H) % H  # the origin whose values are all known now
+    if n >= H and not math.isnan(anchors[first, 0]):
+        window_inputs(values, n - H, n_window, anchors[first], n_level, clip_inputs, x)
+        window_targets(values, n, anchors[first], clip_targets, y)
+        if batch > 1:
+            loss = window_accumulate(theta, summed, n_in, n_hidden, n_out, x, y, hidden, out)
+            if loss == loss:
+                pending += 1
+                if pending == batch:
+                    steps += 1
+                    window_adam(theta, m1, m2, summed, 1.0 / batch, steps, lr, beta1, beta2, eps)
+                    pending = 0
+        else:
+            loss = window_learn(theta, m1, m2, grad, n_in, n_hidden, n_out, x, y, steps + 1, lr, beta1, beta2, eps,
+                                hidden, out)
+            if loss == loss:
+                steps += 1
+    filled = anchors[n % H]
+    for c in range(2):
+        for h in range(H):
+            F[c, h] = math.nan
+    if n >= n_window and k and log_filled(forecast, k, filled):
+        window_inputs(values, n, n_window, filled, n_level, clip_inputs, x)
+        window_forward(theta, n_in, n_hidden, n_out, x, hidden, out)
+        for h in range(k):
+            F[0, h] = filled[h]
+            F[1, h] = filled[h] + out[h]
+    else:
+        for h in range(H):
+            filled[h] = math.nan
+        for h in range(k):
+            F[0, h] = logs[h] if h < logs.shape[0] else math.log(forecast[h])
+    return steps, pending
