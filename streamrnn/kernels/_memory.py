@@ -1,7 +1,7 @@
-"""Two machine instructions the CPU kernels need and Numba does not offer:
-an atomic fetch-and-add on an int64 array element (threads claiming chunks
-of work from one counter) and a prefetch hint (a model's weights fetched
-while the model before it computes)."""
+"""What the CPU kernels need and Numba does not offer: an atomic
+fetch-and-add on an int64 array element (threads claiming chunks of work
+from one counter), a prefetch hint (a model's weights fetched while the
+model before it computes) and views that take no references."""
 
 from llvmlite import ir
 from numba import types
@@ -48,3 +48,24 @@ def prefetch(typingctx, array, index):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@intrinsic
+def unowned(typingctx, array):
+    """``array`` as a view without an owner: the views taken from it (each
+    slice of a model's buffer) then count no references. Numba counts them
+    with an atomic addition and subtraction on the owner's counter, a few
+    dozen per forward step; in a bank both threads' views of the store share
+    one owner, whose counter's cache line then moves between the cores at
+    every one of them. Only for arrays that the caller keeps alive and that
+    the kernel neither returns nor stores."""
+    if not isinstance(array, types.Array):
+        return None
+
+    def codegen(context, builder, signature, args):
+        view = context.make_array(signature.args[0])(context, builder, args[0])
+        view.meminfo = cgutils.get_null_value(view.meminfo.type)
+        view.parent = cgutils.get_null_value(view.parent.type)
+        return view._getvalue()
+
+    return array(array), codegen
