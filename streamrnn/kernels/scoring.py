@@ -543,12 +543,13 @@ def restart_history(st, values):
     range is the value, and calm)."""
     F = values.shape[0]
     last, scale, prediction, low, high, calm = _blocks(st, F)
-    last[:] = values
-    scale[:] = 0
-    prediction[:] = 0
-    low[:] = values
-    high[:] = values
-    calm[:] = st[S_WINDOW]
+    for i in range(F):  # a loop: an array assigned to a slice compiles Numba's shape-error formatting (~2 s)
+        last[i] = values[i]
+        scale[i] = 0
+        prediction[i] = 0
+        low[i] = values[i]
+        high[i] = values[i]
+        calm[i] = st[S_WINDOW]
     st[S_N] = 0
 
 
@@ -585,7 +586,8 @@ def set_prediction(st, prediction):
     """The scaled changes predicted for the next values."""
     F = prediction.shape[0]
     _, _, slot, _, _, _ = _blocks(st, F)
-    slot[:] = prediction
+    for i in range(F):  # a loop, as in restart_history
+        slot[i] = prediction[i]
 
 
 # ------------------------------------------------- the reconstruction window
