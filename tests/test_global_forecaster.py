@@ -371,6 +371,7 @@ def test_the_window_network_learns_the_same_bits_wherever_its_arrays_lie(batch):
             view[k][:] = state[k]
         net = WindowNetwork.__new__(WindowNetwork)
         net.__setstate__({**state, **{k: view[k] for k in placed}})
+        assert all(getattr(net, k).ctypes.data % 64 == 0 for k in ("theta", "m1", "m2", "_grad", "_x", "_y"))
         outputs = []
         for t in range(4, 10):
             view["x"][:], view["y"][:] = xs[t], ys[t]
