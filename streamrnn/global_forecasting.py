@@ -40,8 +40,12 @@ class GlobalForecaster(Guarded, base.Base):
 
     Rows are learned in arrival order, each one at once: the network a key
     forecasts with is the one learned from every row before, of every key.
-    So ``learn_many`` equals ``learn_one`` in a loop bit for bit, a single
-    key equals its per-series forecaster (without ``x``) bit for bit, and
+    A key's network runs its own recurrent forecast for the first
+    :data:`~streamrnn.forecasting.SHARED_NETWORK_STEPS` steps of each
+    origin and holds the departure reached beyond (its surprises helped at
+    the first steps only). So ``learn_many`` equals ``learn_one`` in a loop
+    bit for bit, a single key equals its per-series forecaster (without
+    ``x``, its network forecasting as far) bit for bit, and
     the statistical part of each key (its base, smoothing and combination)
     does not depend on how keys interleave; the network does, as any model
     learning online from a shared stream does.

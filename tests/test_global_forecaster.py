@@ -8,6 +8,7 @@ import pytest
 
 import streamrnn
 from streamrnn import GlobalForecaster, GRUForecaster, LSTMForecaster
+from streamrnn.forecasting import SHARED_NETWORK_STEPS
 from streamrnn.kernels import layout as L
 from streamrnn.persistence import load, save
 
@@ -19,12 +20,20 @@ def _series(seed, n=300, period=12):
     return level + 5 * np.sin(2 * np.pi * t / period + seed) + 0.01 * t * seed + rng.normal(0, 0.5, n)
 
 
+def _as_a_key(forecaster):
+    """A per-series forecaster whose network forecasts as far as a key's of
+    a global forecaster does (:data:`~streamrnn.forecasting.SHARED_NETWORK_STEPS`)."""
+    forecaster._network_steps = lambda: SHARED_NETWORK_STEPS
+    return forecaster
+
+
 def test_one_key_equals_its_per_series_forecaster():
     """A single key is its per-series forecaster, bit for bit (without the
-    corrections across series): the shared network starts as that
-    forecaster's own and sees only its rows."""
+    corrections across series, its network forecasting as far): the shared
+    network starts as that forecaster's own and sees only its rows."""
     y = _series(1, 400)
-    single, shared = LSTMForecaster(hidden_size=8, seed=3), GlobalForecaster(hidden_size=8, seed=3, correct=False)
+    single = _as_a_key(LSTMForecaster(hidden_size=8, seed=3))
+    shared = GlobalForecaster(hidden_size=8, seed=3, correct=False)
     for t, v in enumerate(y):
         single.learn_one(float(v))
         shared.learn_one("a", float(v))
@@ -36,12 +45,29 @@ def test_one_key_equals_its_per_series_forecaster():
 
 def test_gru_cell_equals_its_per_series_forecaster():
     y = _series(2, 200)
-    single, shared = GRUForecaster(hidden_size=4, k1=2, k2=6, seed=0), GlobalForecaster(
+    single, shared = _as_a_key(GRUForecaster(hidden_size=4, k1=2, k2=6, seed=0)), GlobalForecaster(
         cell="gru", hidden_size=4, k1=2, k2=6, seed=0, correct=False)
     for v in y:
         single.learn_one(float(v))
         shared.learn_one(7, float(v))
     assert shared.forecast(7, 30) == single.forecast(30)
+
+
+def test_a_key_runs_its_networks_forecast_for_its_first_steps_only():
+    """A key's network forecasts the first SHARED_NETWORK_STEPS steps of
+    each origin, as the same forecaster running every step does, bit for
+    bit; beyond, no surprise: the departure reached is held."""
+    y = _series(1, 300)
+    model = GlobalForecaster(hidden_size=8, seed=3, correct=False)
+    for v in y:
+        model.learn_one("a", float(v))
+    key = model["a"]
+    d, scale = key._departure(48, None)
+    key._network_steps = lambda: None  # every step
+    full, same_scale = key._departure(48, None)
+    K = SHARED_NETWORK_STEPS
+    assert scale == same_scale and d[:K].tolist() == full[:K].tolist()
+    assert not d[K:].any() and np.abs(full[K:]).min() > 0
 
 
 def _reference(streams, order, hidden_size=8, seed=0):
@@ -54,7 +80,7 @@ def _reference(streams, order, hidden_size=8, seed=0):
     for key in order:
         f = per_key.get(key)
         if f is None:
-            f = per_key[key] = LSTMForecaster(hidden_size=hidden_size, seed=seed)
+            f = per_key[key] = _as_a_key(LSTMForecaster(hidden_size=hidden_size, seed=seed))
             f._net = net
             states[key] = np.zeros(lay[L.L_HP] - lay[L.L_STATE], net._np_dtype)
             counters[key] = np.zeros_like(net._ctr)
@@ -345,6 +371,7 @@ def test_the_window_network_learns_the_same_bits_wherever_its_arrays_lie(batch):
             view[k][:] = state[k]
         net = WindowNetwork.__new__(WindowNetwork)
         net.__setstate__({**state, **{k: view[k] for k in placed}})
+        assert all(getattr(net, k).ctypes.data % 64 == 0 for k in ("theta", "m1", "m2", "_grad", "_x", "_y"))
         outputs = []
         for t in range(4, 10):
             view["x"][:], view["y"][:] = xs[t], ys[t]
