@@ -1,7 +1,8 @@
 """What the CPU kernels need and Numba does not offer: an atomic
 fetch-and-add on an int64 array element (threads claiming chunks of work
 from one counter), a prefetch hint (a model's weights fetched while the
-model before it computes) and views that take no references."""
+model before it computes), views that take no references and a copy
+that compiles as one ``memcpy``."""
 
 from llvmlite import ir
 from numba import types
@@ -69,3 +70,27 @@ def unowned(typingctx, array):
         return view._getvalue()
 
     return array(array), codegen
+
+
+@intrinsic
+def copy_into(typingctx, dst, src):
+    """``dst[:] = src[:len(dst)]`` for 1-D C-contiguous arrays of one dtype
+    that do not overlap, as one ``llvm.memcpy``. The same values as a loop
+    of assignments; where a loop over two views of one buffer has LLVM emit
+    an overlap check, a vectorised body and its remainders at every call
+    site (the copies were 13 % of the network kernels' compile time), this
+    compiles to a call or a few moves. Numba's slice assignment checks for
+    overlap at run time first (~40 ns for 128 floats)."""
+    if not (isinstance(dst, types.Array) and isinstance(src, types.Array) and dst.dtype == src.dtype
+            and dst.ndim == 1 and src.ndim == 1 and dst.layout == "C" and src.layout == "C"):
+        return None
+
+    def codegen(context, builder, signature, args):
+        to = context.make_array(signature.args[0])(context, builder, args[0])
+        fro = context.make_array(signature.args[1])(context, builder, args[1])
+        n = cgutils.unpack_tuple(builder, to.shape)[0]
+        size = context.get_abi_sizeof(context.get_data_type(signature.args[0].dtype))
+        cgutils.raw_memcpy(builder, to.data, fro.data, n, size)
+        return context.get_dummy_value()
+
+    return types.void(dst, src), codegen

@@ -26,7 +26,7 @@ from numba import njit
 
 from .. import config
 from ._math import act_sigmoid, act_tanh
-from ._memory import fetch_add, prefetch, unowned
+from ._memory import copy_into, fetch_add, prefetch, unowned
 from .layout import (
     C_FILL,
     C_OVERFLOWS,
@@ -128,15 +128,6 @@ def mat_row(buf, offset, cols, j):
     """Row ``j`` of the row-major matrix with ``cols`` columns at ``offset``
     (a slice: a 2-D view by ``reshape`` costs ~13 ns a call)."""
     return buf[offset + j * cols : offset + (j + 1) * cols]
-
-
-@njit(inline="always")
-def copy_into(dst, src):
-    """``dst[:] = src`` for arrays that do not overlap, as a loop: Numba's
-    slice assignment checks for overlap first (~40 ns for 128 floats, 10x
-    the loop)."""
-    for k in range(dst.shape[0]):
-        dst[k] = src[k]
 
 
 @njit(inline="always")
