@@ -80,7 +80,8 @@ def copy_into(typingctx, dst, src):
     an overlap check, a vectorised body and its remainders at every call
     site (the copies were 13 % of the network kernels' compile time), this
     compiles to a call or a few moves. Numba's slice assignment checks for
-    overlap at run time first (~40 ns for 128 floats)."""
+    overlap at run time first (~40 ns for 128 floats). With bounds checking
+    on, a source shorter than ``dst`` raises ``IndexError``."""
     if not (isinstance(dst, types.Array) and isinstance(src, types.Array) and dst.dtype == src.dtype
             and dst.ndim == 1 and src.ndim == 1 and dst.layout == "C" and src.layout == "C"):
         return None
@@ -89,6 +90,10 @@ def copy_into(typingctx, dst, src):
         to = context.make_array(signature.args[0])(context, builder, args[0])
         fro = context.make_array(signature.args[1])(context, builder, args[1])
         n = cgutils.unpack_tuple(builder, to.shape)[0]
+        if context.enable_boundscheck:  # (NUMBA_BOUNDSCHECK=1: a loop's reads would be checked)
+            short = builder.icmp_signed("<", cgutils.unpack_tuple(builder, fro.shape)[0], n)
+            with builder.if_then(short, likely=False):
+                context.call_conv.return_user_exc(builder, IndexError, ("copy_into: the source is shorter",))
         size = context.get_abi_sizeof(context.get_data_type(signature.args[0].dtype))
         cgutils.raw_memcpy(builder, to.data, fro.data, n, size)
         return context.get_dummy_value()
