@@ -16,6 +16,13 @@ that records Numba's compilation events, and reports how many functions
 largest. ``--imports`` reports which of River, pandas, SciPy, matplotlib
 and Numba each command imports.
 
+``--compile-profile`` runs each kernel command once, cold and without the
+compile worker, in a process that records Numba's compile events, and lists
+each compiled function's own CPU seconds (typing, lowering and the machine
+code of its library, which links and re-optimises every callee it calls)
+and inclusive seconds (its callees' compiles too), largest own first, and
+the entries (the functions called from Python).
+
 ``--serial-too`` runs the kernel commands cold without and with the
 compile worker (``STREAMRNN_COMPILE_WORKERS`` 0 and 1, alternating, each in
 its own empty cache) and reports both medians and their ratio; with
@@ -29,6 +36,7 @@ process and the worker it waits for.
 
     python benchmarks/bench_startup.py [--repeats 3] [--only info] [--compiles] [--imports]
     python benchmarks/bench_startup.py --serial-too [--phases] [--only demo]
+    python benchmarks/bench_startup.py --compile-profile [--only demo] [--top 25]
 
 ``--serial-too --phases``, 2026-12-07, the machine busy throughout (load
 average 5-9 from other jobs): ``demo``, median of 3, serial 86.0 s wall /
@@ -96,6 +104,21 @@ if mode == "phases":
                 compiled[0] += time.perf_counter() - start
                 inside[0] += waited() - waited_before
     event.register("numba:compile", Listener())
+if mode == "profile":
+    from numba.core import event
+    spans, stack = [], []
+    class Listener(event.Listener):
+        def on_start(self, ev):
+            stack.append([time.process_time(), 0.0])
+        def on_end(self, ev):
+            start, nested = stack.pop()
+            inclusive = time.process_time() - start
+            if stack:
+                stack[-1][1] += inclusive
+            d = ev.data["dispatcher"]
+            spans.append((d.py_func.__module__.rsplit(".", 1)[-1] + "." + d.py_func.__qualname__,
+                          str(ev.data["args"]), inclusive - nested, inclusive, len(stack)))
+    event.register("numba:compile", Listener())
 if mode == "compiles":
     from numba.core import event
     spans, stack = [], []
@@ -113,6 +136,8 @@ if mode == "phases":
     end = time.perf_counter()
     report.update(start=START, first=phase.get("first", end), compiled=compiled[0] - inside[0],
                   waited=compile_ahead.waited[0], end=end, cpu=time.process_time())
+if mode == "profile":
+    report["spans"] = spans
 if mode == "compiles":
     report["count"] = len(spans)
     report["largest"] = sorted(spans, key=lambda s: -s[1])[:8]
@@ -169,7 +194,14 @@ def main() -> None:
     parser.add_argument("--phases", action="store_true",
                         help="with --serial-too: one more cold run of each, split into phases (import, own "
                              "compiles, waiting for the worker, the rest: running and loading)")
+    parser.add_argument("--compile-profile", action="store_true",
+                        help="one cold serial run of each kernel command recording Numba's compile events: "
+                             "each function's own and inclusive CPU seconds")
+    parser.add_argument("--top", type=int, default=25, help="with --compile-profile: functions listed")
     opts = parser.parse_args()
+    if opts.compile_profile:
+        compile_profile(opts)
+        return
     if opts.serial_too:
         serial_vs_parallel(opts)
         return
@@ -206,6 +238,42 @@ def main() -> None:
                 shutil.rmtree(cache, ignore_errors=True)
                 largest = ", ".join(f"{n} {s:.1f}" for n, s in report["largest"])
                 print(f"{'':<18}{report['count']} functions compiled; largest (inclusive CPU s): {largest}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def compile_profile(opts: argparse.Namespace) -> None:
+    """One cold run of each kernel command without the compile worker, in a
+    process that records Numba's compile events: the CPU seconds of each
+    compiled function (specialisation), its own (its callees' compiles
+    taken out: typing, lowering and the machine code of everything it
+    links, callees included) and inclusive, largest own first; and the
+    entries (functions compiled from Python, not as a callee)."""
+    work = tempfile.mkdtemp(prefix="streamrnn-startup-")
+    csv = os.path.join(work, "ten.csv")
+    write_csv(csv)
+    print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    try:
+        for name, template, kernel in COMMANDS:
+            if not kernel or (opts.only and opts.only not in name):
+                continue
+            args = [csv if a == "{csv}" else a for a in template]
+            cache = os.path.join(work, "profile")
+            wall, cpu, status, err = run(args, cache, child="profile", workers="0")
+            shutil.rmtree(cache, ignore_errors=True)
+            if status != 0:
+                raise SystemExit(f"{name} failed ({status}): {err[-2000:]}")
+            spans = json.loads(err.strip().splitlines()[-1])["spans"]
+            own = sum(s[2] for s in spans)
+            entries = [s for s in spans if s[4] == 0]
+            print(f"{name}: wall {wall:.1f} s, CPU {cpu:.1f} s; {len(spans)} functions compiled, "
+                  f"{own:.1f} CPU s in compiles; {len(entries)} entries")
+            print(f"  {'own s':>7}{'incl s':>8}  function (argument types)")
+            for fn, sig, self_s, incl, depth in sorted(spans, key=lambda s: -s[2])[: opts.top]:
+                print(f"  {self_s:7.2f}{incl:8.2f}  {'' if depth else '* '}{fn} {sig[:90]}")
+            print("  entries (*), inclusive CPU s: " + ", ".join(f"{s[0]} {s[3]:.1f}" for s in
+                                                               sorted(entries, key=lambda s: -s[3])), flush=True)
+        print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
