@@ -196,6 +196,60 @@ def test_the_tasks_compile_what_learning_and_predicting_then_load(tmp_path):
         assert name not in after["compiled"], name
 
 
+def test_the_detector_task_compiles_the_detectors_kernels_then_they_load(tmp_path):
+    """The worker's signatures for the anomaly detector are those of its
+    calls: after the task (and the one-step prediction's), a detector
+    scoring and learning past its grace period compiles none of them."""
+    cache = tmp_path / "cache"
+    result(python("""
+        import json
+        from streamrnn.cli import compile_ahead
+        compile_ahead.run_tasks(["detector", "predicting"])
+        print(json.dumps({}))
+        """, cache))
+    after = result(python(RECORD + dedent("""
+        import json, math
+        from streamrnn.anomaly import PredictiveDetector
+        detector = PredictiveDetector(hidden_size=3, k2=3, grace_period=2, seed=0)
+        scores = []
+        for t in range(8):
+            x = {"y": 10.0 + math.sin(t)}
+            scores.append(detector.score_one(x))
+            detector.learn_one(x)
+        print(json.dumps({"compiled": compiled, "scored": sum(s > 0 for s in scores)}))
+        """), cache))
+    assert after["scored"] > 0 and "learn_one" in after["compiled"]
+    for name in ("restart_history", "record_with", "score_with", "set_prediction", "predict_one",
+                 "network_forward"):
+        assert name not in after["compiled"], name
+
+
+def test_after_warmup_the_commands_compile_nothing(tmp_path):
+    """``streamrnn warmup`` in an empty cache leaves every kernel that
+    ``detect`` (past its first hundred rows, scoring) and ``forecast`` run
+    in the cache: they compile none."""
+    cache = tmp_path / "cache"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), NUMBA_CACHE_DIR=str(cache), **{WORKERS_ENV: "0"})
+    done = subprocess.run([sys.executable, "-m", "streamrnn", "warmup"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    data = tmp_path / "a.csv"
+    data.write_text("t,v\n" + "".join(f"2024-01-{1 + i // 24:02d}T{i % 24:02d}:00:00,{10 + (i % 5) * 0.5}\n"
+                                      for i in range(130)))
+    found = result(python(RECORD + dedent(f"""
+        import contextlib, io, json
+        from streamrnn.cli import main
+        out = io.StringIO()
+        with contextlib.redirect_stderr(io.StringIO()):
+            main(["detect", {str(data)!r}, "-t", "v", "--time", "t", "--no-progress"], stdout=out)
+            main(["forecast", {str(data)!r}, "-t", "v", "--time", "t", "-H", "3", "--no-progress"], stdout=out)
+        scored = sum(1 for line in out.getvalue().splitlines()[1:131] if line.split(",")[1])
+        print(json.dumps({{"compiled": compiled, "scored": scored}}))
+        """), cache))
+    assert found["scored"] > 0
+    assert found["compiled"] == []
+
+
 def test_a_failing_worker_leaves_the_command_to_compile_and_none_outlives_it(monkeypatch):
     monkeypatch.setitem(compile_ahead.COMMAND_TASKS, "forecast", ("no such task",))
     workers = compile_ahead.begin("forecast", {WORKERS_ENV: "1"})

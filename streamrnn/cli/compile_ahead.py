@@ -4,7 +4,7 @@ A first run spends most of its time compiling the kernels it uses, one after
 the other. With a cold cache, :func:`begin` starts a worker process that
 compiles a disjoint part of the call trees the command will need (the
 network's backward pass and optimizer, and for ``demo`` the anomaly
-detector's kernels) while the command itself compiles the rest; both write
+detector's kernels and the one-step prediction) while the command itself compiles the rest; both write
 Numba's on-disk cache, and whichever process reaches a kernel second loads
 it from there.
 
@@ -53,10 +53,10 @@ LOCK_WAIT_S = 300.0
 WORKER_WAIT_S = 120.0
 #: What the worker compiles, by command (see :data:`TASKS`).
 COMMAND_TASKS = {
-    "demo": ("learning", "detector"),
+    "demo": ("learning", "detector", "predicting"),
     "forecast": ("learning",),
     "detect": ("forward", "learning", "predicting"),
-    "warmup": ("learning", "detector"),
+    "warmup": ("learning", "detector", "predicting"),
 }
 
 
@@ -269,18 +269,26 @@ def _predicting(dtype: str = "float32") -> None:
     K.predict_one.compile((lay, buf, buf, buf))
 
 
-def _detector() -> None:
-    """The anomaly detector's kernels, by running its defaults on a short
-    series (what :func:`~streamrnn.cli.warmup.warmup` runs)."""
-    import math
+def _detector(dtype: str = "float32") -> None:
+    """The anomaly detector's own kernels (restarting its history,
+    recording a point, scoring one, taking the network's prediction), with
+    the argument types of their calls in
+    :class:`~streamrnn.anomaly.PredictiveDetector`: compiled by signature,
+    not by running a detector, whose network's calls would wait for the
+    command compiling the same kernels."""
+    from numba import types
 
-    from ..anomaly import PredictiveDetector
+    from ..kernels import scoring as S
 
-    detector = PredictiveDetector(seed=0)
-    for t in range(40):
-        x = {"y": 10.0 + math.sin(2 * math.pi * t / 24)}
-        detector.score_one(x)
-        detector.learn_one(x)
+    _, _, net = _network_types(dtype)
+    f64 = types.Array(types.float64, 1, "C")
+    for kernel, sig in (
+        (S.restart_history, (f64, f64)),
+        (S.record_with, (f64, f64, f64, types.float64, f64)),
+        (S.score_with, (f64, f64, f64, types.float64, f64)),
+        (S.set_prediction, (f64, net)),
+    ):
+        kernel.compile(sig)
 
 
 #: The worker's tasks, by name.

@@ -4,6 +4,7 @@ first ``forecast`` or ``detect`` at once)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import os
 import time
@@ -73,13 +74,19 @@ def warmup(stdout: TextIO) -> int:
         raise CommandError(str(error), status=2) from None
     done = False
     try:
-        forecaster, detector = LSTMForecaster(seed=0), PredictiveDetector(seed=0)
+        # as the commands run them: the forecaster with the calendar features
+        # of a time column, forecasting at each row; the detector with a
+        # short grace period, so that it scores within the series as
+        # ``detect`` does after its first hundred rows
+        forecaster, detector = LSTMForecaster(seed=0), PredictiveDetector(seed=0, grace_period=10)
+        t0, hour = dt.datetime(2024, 1, 1), dt.timedelta(hours=1)
         for t in range(80):
             y = 10.0 + math.sin(2 * math.pi * t / 24)
-            forecaster.learn_one(y)
+            forecaster.learn_one(y, {"time": t0 + t * hour})
+            forecaster.forecast(3, [{"time": t0 + (t + k) * hour} for k in (1, 2, 3)])
             detector.score_one({"y": y})
             detector.learn_one({"y": y})
-        forecaster.forecast_interval(3, 0.9)
+        forecaster.forecast_interval(3, 0.9, [{"time": t0 + (80 + k) * hour} for k in (1, 2, 3)])
         done = True
     finally:
         end(workers, wait=done)
