@@ -13,7 +13,7 @@ from .guard import Guarded, exclusive, without_guard
 from .keys import array_lookup, batch_keys, factorize, holds_nan, key_bytes, key_seed, keys_to_evict
 from .kernels import layout as L
 from .kernels import recurrent as K
-from .kernels.grouping import group_rows
+from .kernels.grouping import group_slots, scatter_rows, table_slots
 from .learner import OnlineRNN
 from .network import aligned_zeros, counters_problem
 from .workers import run_chunks
@@ -105,6 +105,11 @@ def batch_rows(keys, X, size: int, name: str, dtype) -> tuple[list, np.ndarray]:
     return keys, np.ascontiguousarray(X, dtype=dtype)
 
 
+def _take(rows, order) -> np.ndarray:
+    """``rows[order]`` as int64 (``rows`` None: all rows in order, so ``order``)."""
+    return order if rows is None else rows[order].astype(np.int64)
+
+
 class ModelBank(Guarded):
     """N independent :class:`~streamrnn.OnlineRNN` models of one
     configuration, stored as one array of model buffers and addressed by any
@@ -179,6 +184,7 @@ class ModelBank(Guarded):
     device = "cpu"
     _dev = None
     seed_by_key = False
+    _descending = False  # the last CPU batch's direction over the slots (see _direction)
 
     def __init__(self, seed: int | None = None, max_idle: int | None = None, capacity: int = 16,
                  device: str = "cpu", seed_by_key: bool = False, **config):
@@ -299,7 +305,14 @@ class ModelBank(Guarded):
         Index look-up for a numpy array of integer keys, dict look-ups
         otherwise (also for other numpy arrays: their Python scalars are the
         keys a factorization would look up; 4-7x faster than factorizing
-        when every key is distinct, as in a fleet tick)."""
+        when every key is distinct, as in a fleet tick). Integer keys in a
+        dense range are looked up in one compiled pass over the table."""
+        lookup = getattr(self, "_int_lookup", None)  # (absent from an unpickled bank until made)
+        if (lookup is not None and lookup.table is not None and isinstance(keys, np.ndarray)
+                and keys.dtype.kind == "i"):
+            slots, found = table_slots(lookup.table, lookup.low, keys)
+            if found:
+                return slots
         return array_lookup(self, self._slot_of, keys)
 
     def _slots(self, keys: list) -> np.ndarray:
@@ -361,17 +374,22 @@ class ModelBank(Guarded):
         return batch_rows(keys, X, size, name, self._dtype)
 
     @staticmethod
-    def _groups(slots: np.ndarray):
-        """``(groups, starts, order)``: the distinct slots in increasing order,
-        the rows of ``groups[g]`` being ``order[starts[g]:starts[g + 1]]`` in
-        arrival order."""
-        low, top = (int(slots.min()), int(slots.max()) + 1) if len(slots) else (0, 0)
-        if low >= 0 and top <= 4 * len(slots) + 64:  # a counting sort, unless the slots are few and far apart
-            return group_rows(slots.astype(np.int64, copy=False), top)
-        order = np.argsort(slots, kind="stable")
-        ordered = slots[order]
-        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-        return ordered[starts].astype(np.int64), np.r_[starts, len(slots)].astype(np.int64), order.astype(np.int64)
+    def _groups(slots: np.ndarray, descending: bool = False):
+        """``(groups, starts, order)``: the distinct slots in increasing order
+        (decreasing if ``descending``), the rows of ``groups[g]`` being
+        ``order[starts[g]:starts[g + 1]]`` in arrival order."""
+        return group_slots(np.asarray(slots).astype(np.int64, copy=False), bool(descending))
+
+    def _direction(self) -> bool:
+        """Whether this batch walks the slots in decreasing order: each CPU
+        batch the other way round from the one before, so that it starts on
+        the models the last one touched last, still in the caches (a fleet
+        tick's ``predict_many`` after its ``learn_many``: the models' weights
+        are read from the L2 and L3 caches rather than memory for as many
+        models as the caches hold). Results do not depend on it: each model
+        runs whole on one thread."""
+        self._descending = not self._descending
+        return self._descending
 
     @exclusive
     def learn_many(self, keys, X, Y) -> np.ndarray:
@@ -382,12 +400,12 @@ class ModelBank(Guarded):
         slots = self._slots(keys)
         out = np.empty((len(keys), self._output_size), dtype=self._dtype)
         if len(keys):
-            groups, starts, order = self._groups(slots)
+            groups, starts, order = self._groups(slots, self._dev is None and self._direction())
             if self._dev is None:
                 ordered = np.empty_like(out)
                 run_chunks(K.bank_learn_chunks, (self._lay, self._ctr, self._store, self._buf.size, groups, starts,
                                                  order, X, Y, ordered), len(groups))
-                out[order] = ordered
+                scatter_rows(out, order, ordered)
             else:
                 d = self._dev
                 _cuda_kernels().bank_learn(d.lay, d.ctr, d.buf, groups, starts, order, X, Y, out)
@@ -411,10 +429,11 @@ class ModelBank(Guarded):
         """Split ``keys`` into rows of known keys (their slots) and rows of
         unseen keys, for which a small bank of the models they would get is
         made (nothing is registered). Returns ``(rows, slots, models)`` parts
-        (``models`` as :meth:`_models` gives them)."""
+        (``models`` as :meth:`_models` gives them; ``rows`` None: all of them,
+        in order)."""
         known = self._known_slots(keys)
         if known is not None:
-            return [(np.arange(len(known), dtype=np.int64), known, self._models())] if len(known) else []
+            return [(None, known, self._models())] if len(known) else []
         codes, uniques = factorize(keys)
         slot_of = np.array([self._slot_of.get(k, -1) for k in uniques], dtype=np.int64)
         slots = slot_of[codes]
@@ -446,20 +465,21 @@ class ModelBank(Guarded):
         keys, X = self._rows(keys, X, self._input_size, "X")
         out = np.empty((len(keys), self._output_size), dtype=self._dtype)
         if self._dev is None:
+            descending = self._direction()
             for rows, slots, (store, scratch_at) in self._by_bank(keys):
-                groups, starts, order = self._groups(slots)
-                rows = rows[order].astype(np.int64)
+                groups, starts, order = self._groups(slots, descending)
+                rows = _take(rows, order)
                 ordered = np.empty((len(rows), self._output_size), dtype=self._dtype)
                 run_chunks(K.bank_predict_chunks, (self._lay, store, scratch_at, groups, starts, rows, X, ordered),
                            len(groups))
-                out[rows] = ordered
+                scatter_rows(out, rows, ordered)
             return out
         KC = _cuda_kernels()
         cuda = KC.cuda_module()
         X_d, out_d = cuda.to_device(X), cuda.device_array(out.shape, dtype=out.dtype)
         for rows, slots, buf in self._by_bank(keys):
             groups, starts, order = self._groups(slots)
-            KC.bank_predict(self._dev.lay, buf, groups, starts, rows[order].astype(np.int64), X_d, out_d)
+            KC.bank_predict(self._dev.lay, buf, groups, starts, _take(rows, order), X_d, out_d)
         return out_d.copy_to_host() if len(keys) else out
 
     @exclusive
@@ -473,9 +493,10 @@ class ModelBank(Guarded):
         check_integer("horizon", horizon)
         keys, X0 = self._rows(keys, X0, self._input_size, "X0")
         out = np.empty((len(keys), horizon, self._output_size), dtype=self._dtype)
+        descending = self._dev is None and self._direction()
         for rows, slots, models in self._by_bank(keys):
-            groups, starts, order = self._groups(slots)  # a model's rows share its scratch: in turn
-            rows = rows[order].astype(np.int64)
+            groups, starts, order = self._groups(slots, descending)  # a model's rows share its scratch: in turn
+            rows = _take(rows, order)
             if self._dev is None:
                 ordered = np.empty((len(rows), horizon, self._output_size), dtype=self._dtype)
                 run_chunks(K.bank_forecast_chunks, (self._lay, *models, groups, starts, rows, X0, ordered), len(groups))
@@ -498,6 +519,7 @@ class ModelBank(Guarded):
         state = without_guard(dict(self.__dict__))  # (a lock: not state)
         state.pop("_store", None)  # rebuilt around _buf on load
         state.pop("_int_lookup", None)  # (made again from _slot_of when needed)
+        state.pop("_descending", None)  # (how the next batch walks the slots: not state)
         n, persist = len(self._key_of), self._lay[L.L_PERSIST]
         state["_capacity_rows"] = self._capacity
         state["_last_seen"] = self._last_seen[:n].copy()

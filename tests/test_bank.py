@@ -717,6 +717,39 @@ def test_rows_are_grouped_by_slot_as_a_stable_sort_groups_them():
         assert np.diff(starts).tolist() == [int((slots == s).sum()) for s in groups]
         assert starts[0] == 0 and starts[-1] == len(slots)
         assert groups.dtype == starts.dtype == order.dtype == np.int64
+        # decreasing: the same groups reversed, each one's rows still in arrival order
+        down, down_starts, down_order = ModelBank._groups(slots.astype(np.int64), True)
+        assert down.tolist() == groups.tolist()[::-1]
+        assert np.diff(down_starts).tolist() == np.diff(starts).tolist()[::-1]
+        assert down_starts[0] == 0 and down_starts[-1] == len(slots)
+        for g, s in enumerate(down):
+            assert down_order[down_starts[g]:down_starts[g + 1]].tolist() == np.flatnonzero(slots == s).tolist()
+        assert down.dtype == down_starts.dtype == down_order.dtype == np.int64
+
+
+def test_batches_walk_the_slots_in_turn_each_way():
+    """Each CPU batch (learn, predict, forecast) walks the slots the other
+    way round from the batch before; results are those of separate learners
+    whichever way (the bank-equals-learners tests run both ways), and a
+    pickle does not hold the direction."""
+    bank = ModelBank(seed=0, cell="lstm", hidden_size=4)
+    keys, X = np.arange(5), np.zeros((5, 1))
+    seen = []
+    original = ModelBank._groups
+
+    def spy(slots, descending=False):
+        seen.append(descending)
+        return original(slots, descending)
+
+    bank._groups = spy
+    bank.learn_many(keys, X, X)
+    bank.predict_many(keys, X)
+    bank.forecast_many(keys, 2, X)
+    bank.learn_many(keys, X, X)
+    assert seen == [True, False, True, False]
+    del bank._groups
+    assert pickle.dumps(bank) == pickle.dumps(pickle.loads(pickle.dumps(bank)))
+    assert "_descending" not in bank.__getstate__()
 
 
 @pytest.mark.parametrize("optimizer, moments", [("adam", 2), ("adamw", 2), ("sgd", 1), ("rmsprop", 1)])

@@ -1156,14 +1156,18 @@ def sequence_gradient(lay, buf, X, Y, n_loss):
 #
 # Rows of a batch arrive grouped by model: ``groups[g]`` is the model of rows
 # ``order[starts[g]:starts[g + 1]]`` (in arrival order), groups sorted by
-# model so that a thread walks through the models' memory in one direction.
+# model so that a thread walks through the models' memory in one direction
+# (a bank alternates between increasing and decreasing order from batch to
+# batch, starting where the batch before ended, on the models in the caches).
 # Nothing is reduced across models, so results do not depend on which
 # thread runs a model, nor on how many threads there are.
 #
 # The ``*_chunks`` kernels share a batch between threads without a parallel
 # region: each call claims the next ``chunk`` groups from the counter
 # ``claim[0]`` (an atomic addition), runs them, adds their number to
-# ``claim[1]`` and claims again until none is left; any number of threads may
+# ``claim[1]`` and claims again until none is left (the next chunk claimed
+# as its last group starts, so that the next chunk's first model is fetched
+# during that group's step, as a chunk's other models are); any number of threads may
 # run the same call at once (``streamrnn.workers``), and a thread that starts
 # late, or never, delays nobody. A call that gets a chunk takes the next
 # scratch region from ``claim[2]`` (so at most as many regions as calls of
@@ -1199,13 +1203,25 @@ def groups_done(claim, first, last, n):
 
 
 @njit(inline="always")
+def next_model(lay, store, groups, g, n, buf):
+    """``(ahead, n_ahead)`` for the step of the model before group ``g``:
+    the view of ``g``'s model and its parameters' length, whose carried
+    state is fetched now (its parameters are fetched during the step); if
+    ``g >= n`` (no group follows) ``buf`` and 0, fetching nothing."""
+    if g >= n:
+        return buf, lay[L_NPARAM] * 0
+    ahead = model_view(lay, store, groups[g])
+    prefetch_range(ahead, lay[L_STATE], 2 * lay[L_LAYERS] * lay[L_HSTRIDE])
+    return ahead, lay[L_NPARAM]
+
+
+@njit(inline="always")
 def thread_layout(lay, tlay, scratch_at, region, m):
-    """``tlay``: ``lay`` for model ``m``'s view of the store, its scratch
-    offsets moved into the scratch region ``region``."""
+    """``tlay`` (a copy of ``lay``): ``lay`` for model ``m``'s view of the
+    store, its scratch offsets moved into the scratch region ``region``
+    (only those change from model to model: set alone)."""
     persist = lay[L_PERSIST]
     shift = scratch_at + region * (lay[L_BUF] - persist) - persist - m * persist
-    for k in range(lay.shape[0]):
-        tlay[k] = lay[k]
     for k in SCRATCH_SLOTS:
         tlay[k] = lay[k] + shift
 
@@ -1217,17 +1233,17 @@ def bank_learn_chunks(lay, ctr, store, scratch_at, groups, starts, order, X, Y, 
     ctr, store, X, Y, out = unowned(ctr), unowned(store), unowned(X), unowned(Y), unowned(out)
     n = groups.shape[0]
     region = -1  # this call's scratch region, taken on first use
-    tlay = np.empty_like(lay)
+    tlay = lay.copy()
     finished = False
     first, last = claim_groups(claim, chunk, n)
     while first < n:
+        following, end = n, n  # the next chunk, claimed at this one's last group
         for g in range(first, last):
             m = groups[g]
             buf = model_view(lay, store, m)
-            ahead, n_ahead = buf, 0  # the next model: its state now, its parameters during the first step
-            if g + 1 < last:
-                ahead, n_ahead = model_view(lay, store, groups[g + 1]), lay[L_NPARAM]
-                prefetch_range(ahead, lay[L_STATE], 2 * lay[L_LAYERS] * lay[L_HSTRIDE])
+            if g + 1 == last:
+                following, end = claim_groups(claim, chunk, n)
+            ahead, n_ahead = next_model(lay, store, groups, g + 1 if g + 1 < last else following, n, buf)
             if region < 0:
                 region = fetch_add(claim, 2, 1)
             thread_layout(lay, tlay, scratch_at, region, m)
@@ -1236,8 +1252,9 @@ def bank_learn_chunks(lay, ctr, store, scratch_at, groups, starts, order, X, Y, 
                 i = order[r]
                 norms = learn_step(tlay, ctr[m], buf, X[i], Y[i], out[r], norms, ahead, n_ahead)
                 n_ahead = 0
-        finished = groups_done(claim, first, last, n)
-        first, last = claim_groups(claim, chunk, n)
+        if groups_done(claim, first, last, n):
+            finished = True
+        first, last = following, end
     return finished
 
 
@@ -1276,22 +1293,24 @@ def bank_predict_chunks(lay, store, scratch_at, groups, starts, order, X, out, c
     store, X, out = unowned(store), unowned(X), unowned(out)
     n = groups.shape[0]
     region = -1
-    tlay = np.empty_like(lay)
+    tlay = lay.copy()
     finished = False
     first, last = claim_groups(claim, chunk, n)
     while first < n:
+        following, end = n, n  # the next chunk, claimed at this one's last group
         for g in range(first, last):
             m = groups[g]
-            ahead, n_ahead = model_view(lay, store, m), 0  # the next model: its state now, its parameters meanwhile
-            if g + 1 < last:
-                ahead, n_ahead = model_view(lay, store, groups[g + 1]), lay[L_NPARAM]
-                prefetch_range(ahead, lay[L_STATE], 2 * lay[L_LAYERS] * lay[L_HSTRIDE])
+            buf = model_view(lay, store, m)
+            if g + 1 == last:
+                following, end = claim_groups(claim, chunk, n)
+            ahead, n_ahead = next_model(lay, store, groups, g + 1 if g + 1 < last else following, n, buf)
             if region < 0:
                 region = fetch_add(claim, 2, 1)
             thread_layout(lay, tlay, scratch_at, region, m)
-            predict_into(tlay, model_view(lay, store, m), order, starts[g], starts[g + 1], X, out, True, ahead, n_ahead)
-        finished = groups_done(claim, first, last, n)
-        first, last = claim_groups(claim, chunk, n)
+            predict_into(tlay, buf, order, starts[g], starts[g + 1], X, out, True, ahead, n_ahead)
+        if groups_done(claim, first, last, n):
+            finished = True
+        first, last = following, end
     return finished
 
 
@@ -1325,25 +1344,26 @@ def bank_forecast_chunks(lay, store, scratch_at, groups, starts, order, X0, out,
     store, X0, out = unowned(store), unowned(X0), unowned(out)
     n = groups.shape[0]
     region = -1
-    tlay = np.empty_like(lay)
+    tlay = lay.copy()
     finished = False
     first, last = claim_groups(claim, chunk, n)
     while first < n:
+        following, end = n, n  # the next chunk, claimed at this one's last group
         for g in range(first, last):
             m = groups[g]
             buf = model_view(lay, store, m)
-            ahead, n_ahead = buf, 0  # the next model: its state now, its parameters during the first step
-            if g + 1 < last:
-                ahead, n_ahead = model_view(lay, store, groups[g + 1]), lay[L_NPARAM]
-                prefetch_range(ahead, lay[L_STATE], 2 * lay[L_LAYERS] * lay[L_HSTRIDE])
+            if g + 1 == last:
+                following, end = claim_groups(claim, chunk, n)
+            ahead, n_ahead = next_model(lay, store, groups, g + 1 if g + 1 < last else following, n, buf)
             if region < 0:
                 region = fetch_add(claim, 2, 1)
             thread_layout(lay, tlay, scratch_at, region, m)
             for r in range(starts[g], starts[g + 1]):
                 forecast_fed_back(tlay, buf, X0[order[r]], out[r], ahead, n_ahead)
                 n_ahead = 0
-        finished = groups_done(claim, first, last, n)
-        first, last = claim_groups(claim, chunk, n)
+        if groups_done(claim, first, last, n):
+            finished = True
+        first, last = following, end
     return finished
 
 
