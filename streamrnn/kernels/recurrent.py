@@ -1165,9 +1165,7 @@ def sequence_gradient(lay, buf, X, Y, n_loss):
 # The ``*_chunks`` kernels share a batch between threads without a parallel
 # region: each call claims the next ``chunk`` groups from the counter
 # ``claim[0]`` (an atomic addition), runs them, adds their number to
-# ``claim[1]`` and claims again until none is left (the next chunk claimed
-# as its last group starts, so that the next chunk's first model is fetched
-# during that group's step, as a chunk's other models are); any number of threads may
+# ``claim[1]`` and claims again until none is left; any number of threads may
 # run the same call at once (``streamrnn.workers``), and a thread that starts
 # late, or never, delays nobody. A call that gets a chunk takes the next
 # scratch region from ``claim[2]`` (so at most as many regions as calls of
@@ -1203,12 +1201,12 @@ def groups_done(claim, first, last, n):
 
 
 @njit(inline="always")
-def next_model(lay, store, groups, g, n, buf):
+def next_model(lay, store, groups, g, last, buf):
     """``(ahead, n_ahead)`` for the step of the model before group ``g``:
     the view of ``g``'s model and its parameters' length, whose carried
     state is fetched now (its parameters are fetched during the step); if
-    ``g >= n`` (no group follows) ``buf`` and 0, fetching nothing."""
-    if g >= n:
+    ``g >= last`` (the chunk's end) ``buf`` and 0, fetching nothing."""
+    if g >= last:
         return buf, lay[L_NPARAM] * 0
     ahead = model_view(lay, store, groups[g])
     prefetch_range(ahead, lay[L_STATE], 2 * lay[L_LAYERS] * lay[L_HSTRIDE])
@@ -1237,13 +1235,10 @@ def bank_learn_chunks(lay, ctr, store, scratch_at, groups, starts, order, X, Y, 
     finished = False
     first, last = claim_groups(claim, chunk, n)
     while first < n:
-        following, end = n, n  # the next chunk, claimed at this one's last group
         for g in range(first, last):
             m = groups[g]
             buf = model_view(lay, store, m)
-            if g + 1 == last:
-                following, end = claim_groups(claim, chunk, n)
-            ahead, n_ahead = next_model(lay, store, groups, g + 1 if g + 1 < last else following, n, buf)
+            ahead, n_ahead = next_model(lay, store, groups, g + 1, last, buf)
             if region < 0:
                 region = fetch_add(claim, 2, 1)
             thread_layout(lay, tlay, scratch_at, region, m)
@@ -1252,9 +1247,8 @@ def bank_learn_chunks(lay, ctr, store, scratch_at, groups, starts, order, X, Y, 
                 i = order[r]
                 norms = learn_step(tlay, ctr[m], buf, X[i], Y[i], out[r], norms, ahead, n_ahead)
                 n_ahead = 0
-        if groups_done(claim, first, last, n):
-            finished = True
-        first, last = following, end
+        finished = groups_done(claim, first, last, n)
+        first, last = claim_groups(claim, chunk, n)
     return finished
 
 
@@ -1297,20 +1291,16 @@ def bank_predict_chunks(lay, store, scratch_at, groups, starts, order, X, out, c
     finished = False
     first, last = claim_groups(claim, chunk, n)
     while first < n:
-        following, end = n, n  # the next chunk, claimed at this one's last group
         for g in range(first, last):
             m = groups[g]
             buf = model_view(lay, store, m)
-            if g + 1 == last:
-                following, end = claim_groups(claim, chunk, n)
-            ahead, n_ahead = next_model(lay, store, groups, g + 1 if g + 1 < last else following, n, buf)
+            ahead, n_ahead = next_model(lay, store, groups, g + 1, last, buf)
             if region < 0:
                 region = fetch_add(claim, 2, 1)
             thread_layout(lay, tlay, scratch_at, region, m)
             predict_into(tlay, buf, order, starts[g], starts[g + 1], X, out, True, ahead, n_ahead)
-        if groups_done(claim, first, last, n):
-            finished = True
-        first, last = following, end
+        finished = groups_done(claim, first, last, n)
+        first, last = claim_groups(claim, chunk, n)
     return finished
 
 
@@ -1348,22 +1338,18 @@ def bank_forecast_chunks(lay, store, scratch_at, groups, starts, order, X0, out,
     finished = False
     first, last = claim_groups(claim, chunk, n)
     while first < n:
-        following, end = n, n  # the next chunk, claimed at this one's last group
         for g in range(first, last):
             m = groups[g]
             buf = model_view(lay, store, m)
-            if g + 1 == last:
-                following, end = claim_groups(claim, chunk, n)
-            ahead, n_ahead = next_model(lay, store, groups, g + 1 if g + 1 < last else following, n, buf)
+            ahead, n_ahead = next_model(lay, store, groups, g + 1, last, buf)
             if region < 0:
                 region = fetch_add(claim, 2, 1)
             thread_layout(lay, tlay, scratch_at, region, m)
             for r in range(starts[g], starts[g + 1]):
                 forecast_fed_back(tlay, buf, X0[order[r]], out[r], ahead, n_ahead)
                 n_ahead = 0
-        if groups_done(claim, first, last, n):
-            finished = True
-        first, last = following, end
+        finished = groups_done(claim, first, last, n)
+        first, last = claim_groups(claim, chunk, n)
     return finished
 
 
