@@ -23,6 +23,10 @@ code of its library, which links and re-optimises every callee it calls)
 and inclusive seconds (its callees' compiles too), largest own first, and
 the entries (the functions called from Python).
 
+``--timeline`` runs each kernel command once, cold, with the compile
+worker, and shows when each of the two processes compiled what, its CPU
+seconds and when it ended: whether they finish together.
+
 ``--serial-too`` runs the kernel commands cold without and with the
 compile worker (``STREAMRNN_COMPILE_WORKERS`` 0 and 1, alternating, each in
 its own empty cache) and reports both medians and their ratio; with
@@ -37,6 +41,7 @@ process and the worker it waits for.
     python benchmarks/bench_startup.py [--repeats 3] [--only info] [--compiles] [--imports]
     python benchmarks/bench_startup.py --serial-too [--phases] [--only demo]
     python benchmarks/bench_startup.py --compile-profile [--only demo] [--top 25]
+    python benchmarks/bench_startup.py --timeline [--only demo]
 
 ``--serial-too --phases``, 2026-12-07, the machine busy throughout (load
 average 5-9 from other jobs): ``demo``, median of 3, serial 86.0 s wall /
@@ -198,7 +203,13 @@ def main() -> None:
                         help="one cold serial run of each kernel command recording Numba's compile events: "
                              "each function's own and inclusive CPU seconds")
     parser.add_argument("--top", type=int, default=25, help="with --compile-profile: functions listed")
+    parser.add_argument("--timeline", action="store_true",
+                        help="one cold run of each kernel command with the compile worker: when each process "
+                             "compiled what, and each one's CPU seconds")
     opts = parser.parse_args()
+    if opts.timeline:
+        timeline(opts)
+        return
     if opts.compile_profile:
         compile_profile(opts)
         return
@@ -274,6 +285,77 @@ def compile_profile(opts: argparse.Namespace) -> None:
             print("  entries (*), inclusive CPU s: " + ", ".join(f"{s[0]} {s[3]:.1f}" for s in
                                                                sorted(entries, key=lambda s: -s[3])), flush=True)
         print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+#: Loaded first by every Python process of a ``--timeline`` run (the command
+#: and its compile worker, the one run with ``-c``): records Numba's compile events with their times
+#: from the run's start, written to a file per process at its exit.
+SITECUSTOMIZE = r"""
+import atexit, json, os, sys, time
+_log = os.environ.get("BENCH_TIMELINE")
+if _log:
+    from numba.core import event
+    _t0, _stack, _rows = float(os.environ["BENCH_T0"]), [], []
+    class _Listener(event.Listener):
+        def on_start(self, ev):
+            _stack.append([time.time(), time.process_time(), 0.0])
+        def on_end(self, ev):
+            wall, cpu, nested = _stack.pop()
+            inclusive = time.process_time() - cpu
+            if _stack:
+                _stack[-1][2] += inclusive
+            _rows.append((ev.data["dispatcher"].py_func.__qualname__, wall - _t0, time.time() - _t0,
+                          inclusive - nested, len(_stack)))
+    event.register("numba:compile", _Listener())
+    def _dump():
+        with open(f"{_log}.{os.getpid()}", "w") as f:
+            json.dump({"worker": sys.argv[0] == "-c", "end": time.time() - _t0,
+                       "cpu": time.process_time(), "rows": _rows}, f)
+    atexit.register(_dump)
+"""
+
+
+def timeline(opts: argparse.Namespace) -> None:
+    """One cold run of each kernel command with the compile worker: for
+    the command and its worker, the CPU seconds, when each ended, and when
+    each compiled its entries and the callees that took over half a CPU
+    second of their own (seconds from the run's start)."""
+    work = tempfile.mkdtemp(prefix="streamrnn-startup-")
+    csv = os.path.join(work, "ten.csv")
+    write_csv(csv)
+    with open(os.path.join(work, "sitecustomize.py"), "w") as f:
+        f.write(SITECUSTOMIZE)
+    try:
+        for name, template, kernel in COMMANDS:
+            if not kernel or (opts.only and opts.only not in name):
+                continue
+            args = [csv if a == "{csv}" else a for a in template]
+            log = os.path.join(work, "timeline")
+            env = dict(os.environ, BENCH_TIMELINE=log, BENCH_T0=repr(time.time()),
+                       PYTHONPATH=work + os.pathsep + os.environ.get("PYTHONPATH", ""))
+            before = os.getloadavg()
+            old = os.environ.copy()
+            os.environ.update(env)
+            try:
+                wall, cpu, status, err = run(args, os.path.join(work, "cache"), workers="1")
+            finally:
+                os.environ.clear()
+                os.environ.update(old)
+            shutil.rmtree(os.path.join(work, "cache"), ignore_errors=True)
+            if status != 0:
+                raise SystemExit(f"{name} failed ({status}): {err[-2000:]}")
+            print(f"{name}: wall {wall:.1f} s, CPU {cpu:.1f} s; load average before "
+                  f"{' '.join(f'{x:.1f}' for x in before)}, after {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+            for path in sorted(p for p in os.listdir(work) if p.startswith("timeline.")):
+                with open(os.path.join(work, path)) as f:
+                    proc = json.load(f)
+                os.remove(os.path.join(work, path))
+                print(f"  {'worker' if proc['worker'] else 'command'}: CPU {proc['cpu']:.1f} s, ended at {proc['end']:.1f} s")
+                for fn, start, end, own, depth in sorted(proc["rows"], key=lambda r: r[1]):
+                    if depth == 0 or own > 0.5:
+                        print(f"    {'  ' * depth}{fn:<30}{start:7.1f} -{end:7.1f} s, own {own:5.2f} CPU s")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
