@@ -255,6 +255,71 @@ def test_the_window_network_takes_the_step_a_reference_takes():
     assert np.isnan(net.learn(x, np.array([np.nan, 0.0, 0.0]))) and net.steps == 1
 
 
+def test_a_float32_window_network_takes_the_step_a_float32_reference_takes():
+    """The same step in float32 (the corrector's network): weights, moments
+    and arithmetic in float32, against NumPy in float32 (to a few units in
+    the last place: the order of sums differs) and within float32's
+    precision of the float64 step."""
+    from streamrnn.window_network import WindowNetwork
+
+    rng = np.random.default_rng(1)
+    net = WindowNetwork(5, 4, 3, lr=0.05, seed=2, dtype="float32")
+    wide = WindowNetwork(5, 4, 3, lr=0.05, seed=2)
+    assert net.dtype == "float32" and net.theta.dtype == net.m1.dtype == net.m2.dtype == np.float32
+    np.testing.assert_array_equal(net.theta, wide.theta.astype(np.float32))  # drawn in float64, then rounded
+    net.theta[20:] = rng.normal(size=len(net.theta) - 20).astype(np.float32)
+    f = np.float32
+    W1, b1 = net.theta[:20].reshape(5, 4).copy(), net.theta[20:24].copy()
+    W2, b2 = net.theta[24:36].reshape(4, 3).copy(), net.theta[36:].copy()
+    x, y = rng.normal(size=5).astype(f), rng.normal(size=3).astype(f)
+    h = np.tanh(x @ W1 + b1)
+    out = h @ W2 + b2
+    np.testing.assert_allclose(net.forward(x), out, rtol=1e-5)
+    g_out = (np.sign(out - y) / f(3)).astype(f)
+    g_pre = (W2 @ g_out) * (f(1) - h * h)
+    grad = np.concatenate([np.outer(x, g_pre).ravel(), g_pre, np.outer(h, g_out).ravel(), g_out]).astype(f)
+    m1, m2 = f(0.1) * grad, f(0.001) * grad * grad
+    step = f(0.05) * (m1 / f(0.1)) / (np.sqrt(m2 / f(0.001)) + f(1e-8))
+    expected = np.concatenate([W1.ravel(), b1, W2.ravel(), b2]) - step
+    net.learn(x, y)
+    assert net.theta.dtype == np.float32
+    np.testing.assert_allclose(net.theta, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(net.m1, m1, rtol=1e-5, atol=1e-9)
+
+
+def test_a_float64_corrector_network_saved_before_float32_loads_and_continues_in_float64():
+    """A global forecaster saved when its window network was float64 (as
+    every one was before) loads, and continues exactly as the float64
+    network it was continues; a new one runs in float32."""
+    import streamrnn.window_network as W
+
+    data = {k: _series(i, 300) for i, k in enumerate(["a", "b"])}
+    original = W.DTYPE
+    try:
+        W.DTYPE = "float64"
+        wide = GlobalForecaster(hidden_size=4, seed=2)
+    finally:
+        W.DTYPE = original
+    assert wide._window.theta.dtype == np.float64 and GlobalForecaster(seed=0)._window.dtype == "float32"
+    for t in range(200):
+        for k in data:
+            wide.learn_one(k, float(data[k][t]))
+    copy = pickle.loads(pickle.dumps(wide))
+    assert copy._window.dtype == "float64"
+    for t in range(200, 300):
+        for k in data:
+            wide.learn_one(k, float(data[k][t]))
+            copy.learn_one(k, float(data[k][t]))
+    assert copy._window.steps == wide._window.steps > 0
+    np.testing.assert_array_equal(copy._window.theta, wide._window.theta)
+    for k in data:
+        assert copy.forecast(k, 48) == wide.forecast(k, 48)
+    state = copy._window.__getstate__()
+    state["m1"] = state["m1"].astype(np.float32)  # one array in another precision: refused
+    with pytest.raises(ValueError, match="m1"):
+        W.WindowNetwork.__new__(W.WindowNetwork).__setstate__(state)
+
+
 def test_a_batched_window_network_steps_along_the_mean_gradient_of_its_batch():
     """batch=3: no step for two samples, then one Adam step along the mean
     of the three gradients (each at the weights before the step), against

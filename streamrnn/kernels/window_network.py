@@ -8,6 +8,7 @@ import math
 from numba import njit
 
 from .. import config
+from .combination import combination_combine, combination_observe, combination_record
 
 _JIT = dict(cache=config.CACHE, nogil=True, error_model="numpy", fastmath=config.FASTMATH)
 
@@ -74,6 +75,22 @@ def back_through_head(theta, row, out, n_out):
     return back
 
 
+@njit(inline="always")
+def adam_step(theta, m1, m2, grad, step, lr, beta1, beta2, eps):
+    """One Adam step (``step``: its number, from 1) along ``grad``, in the
+    network's own precision (its arrays' dtype: every constant is cast to
+    it, so a float32 network computes in float32 throughout)."""
+    T = theta.dtype.type
+    c1, c2 = T(1.0 - beta1**step), T(1.0 - beta2**step)
+    rate, b1, b2, e = T(lr), T(beta1), T(beta2), T(eps)
+    a1, a2 = T(1.0 - beta1), T(1.0 - beta2)
+    for p in range(theta.shape[0]):
+        g = grad[p]
+        m1[p] = b1 * m1[p] + a1 * g
+        m2[p] = b2 * m2[p] + a2 * g * g
+        theta[p] -= rate * (m1[p] / c1) / (math.sqrt(m2[p] / c2) + e)
+
+
 @njit(**_JIT)
 def window_learn(theta, m1, m2, grad, n_in, n_hidden, n_out, x, y, step, lr, beta1, beta2, eps, hidden, out):
     """One Adam step (``step``: this one's number, from 1) on the mean
@@ -96,20 +113,14 @@ def window_learn(theta, m1, m2, grad, n_in, n_hidden, n_out, x, y, step, lr, bet
         back = back_through_head(theta, row, out, n_out)
         for k in range(n_out):
             grad[row + k] = hj * out[k]
-        hidden[j] = back * (1.0 - hj * hj)  # d loss / d pre-activation
+        hidden[j] = back * (hidden.dtype.type(1.0) - hj * hj)  # d loss / d pre-activation
         grad[b1 + j] = hidden[j]
     for i in range(n_in):
         xi = x[i]
         row = i * n_hidden
         for j in range(n_hidden):
             grad[row + j] = xi * hidden[j]
-    c1 = 1.0 - beta1**step
-    c2 = 1.0 - beta2**step
-    for p in range(theta.shape[0]):
-        g = grad[p]
-        m1[p] = beta1 * m1[p] + (1.0 - beta1) * g
-        m2[p] = beta2 * m2[p] + (1.0 - beta2) * g * g
-        theta[p] -= lr * (m1[p] / c1) / (math.sqrt(m2[p] / c2) + eps)
+    adam_step(theta, m1, m2, grad, step, lr, beta1, beta2, eps)
     return loss
 
 
@@ -133,7 +144,7 @@ def window_accumulate(theta, acc, n_in, n_hidden, n_out, x, y, hidden, out):
         back = back_through_head(theta, row, out, n_out)
         for k in range(n_out):
             acc[row + k] += hj * out[k]
-        hidden[j] = back * (1.0 - hj * hj)
+        hidden[j] = back * (hidden.dtype.type(1.0) - hj * hj)
         acc[b1 + j] += hidden[j]
     for i in range(n_in):
         xi = x[i]
@@ -147,14 +158,16 @@ def window_accumulate(theta, acc, n_in, n_hidden, n_out, x, y, hidden, out):
 def window_adam(theta, m1, m2, acc, scale, step, lr, beta1, beta2, eps):
     """One Adam step (``step``: this one's number, from 1) along the
     gradient ``scale * acc``; ``acc`` is cleared."""
-    c1 = 1.0 - beta1**step
-    c2 = 1.0 - beta2**step
+    T = theta.dtype.type  # the network's own precision throughout
+    c1, c2 = T(1.0 - beta1**step), T(1.0 - beta2**step)
+    rate, b1, b2, e = T(lr), T(beta1), T(beta2), T(eps)
+    a1, a2, s = T(1.0 - beta1), T(1.0 - beta2), T(scale)
     for p in range(theta.shape[0]):
-        g = acc[p] * scale
+        g = acc[p] * s
         acc[p] = 0.0
-        m1[p] = beta1 * m1[p] + (1.0 - beta1) * g
-        m2[p] = beta2 * m2[p] + (1.0 - beta2) * g * g
-        theta[p] -= lr * (m1[p] / c1) / (math.sqrt(m2[p] / c2) + eps)
+        m1[p] = b1 * m1[p] + a1 * g
+        m2[p] = b2 * m2[p] + a2 * g * g
+        theta[p] -= rate * (m1[p] / c1) / (math.sqrt(m2[p] / c2) + e)
 
 
 @njit(**_JIT)
@@ -255,4 +268,33 @@ def corrector_step(values, n, anchors, z, forecast, k, logs, n_window, n_level, 
             filled[h] = math.nan
         for h in range(k):
             F[0, h] = logs[h] if h < logs.shape[0] else math.log(forecast[h])
+    return steps, pending
+
+
+@njit(cache=config.CACHE, nogil=True, error_model="numpy")  # (no fast-math: the combination's own flags)
+def corrector_update(values, n, anchors, z, forecast, k, logs, n_window, n_level, clip_inputs, clip_targets,
+                     theta, m1, m2, grad, summed, batch, pending, steps, lr, beta1, beta2, eps, hidden, out, x, y, F,
+                     made, origin, unit, sq_errors, counts, abs_errors, n_abs, t, discount, thin, min_count, trim,
+                     margin, mixture, given, choice):
+    """One series' whole step of a window corrector
+    (:meth:`streamrnn.window_network.WindowCorrector.update`) in one call:
+    :func:`corrector_step` (its arguments up to ``F``), then, unless it
+    refused the forecast, its combination's scoring of the new log value
+    ``z`` (the ``t``-th), the mixture of the forecast and its correction
+    (into ``mixture``, ``given``, ``choice``: 0 where nothing is given) and
+    their record, as :func:`~streamrnn.kernels.combination.combination_observe`,
+    ``combination_combine`` (fallback: the forecast) and
+    ``combination_record`` do. Returns :func:`corrector_step`'s result."""
+    steps, pending = corrector_step(values, n, anchors, z, forecast, k, logs, n_window, n_level, clip_inputs,
+                                    clip_targets, theta, m1, m2, grad, summed, batch, pending, steps, lr, beta1,
+                                    beta2, eps, hidden, out, x, y, F)
+    if steps < 0:
+        return steps, pending
+    H = made.shape[0]
+    combination_observe(made, origin, unit, sq_errors, counts, abs_errors, n_abs, t, z, discount, thin)
+    combination_combine(sq_errors, counts, F, min_count, trim, margin, 1, mixture, given, choice)
+    combination_record(made, origin, unit, (t + 1) % H, F, mixture, z)
+    for h in range(given.shape[0]):
+        if math.isnan(given[h]):  # (beyond the forecast: none)
+            choice[h] = 0
     return steps, pending
