@@ -251,6 +251,27 @@ def test_info_lists_versions_threading_layer_and_cuda():
     assert "numba threading layer" in out and "cuda" in lines
 
 
+def test_info_cuda_asks_numba_cuda_for_the_gpu(monkeypatch):
+    """``info --cuda`` gives numba-cuda's own answer; plain ``info`` only
+    what is installed (without importing Numba, see test_package)."""
+    import importlib.util
+
+    from streamrnn.cli.info import cuda_status
+
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "0")
+    status, out, _ = run(["info", "--cuda"])
+    line = next(line for line in out.splitlines() if line.startswith("cuda "))
+    assert status == 0 and line.split(None, 1)[1] == cuda_status(probe=True)
+    if importlib.util.find_spec("numba_cuda") is None:
+        assert "not installed" in line
+    else:
+        from numba import cuda
+
+        assert line.split(None, 1)[1].startswith("available" if cuda.is_available() else "unavailable")
+        monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
+        assert cuda_status().startswith("simulator")
+
+
 def test_a_cold_cache_is_announced_on_stderr_before_compiling(tmp_path):
     """With an empty Numba cache a kernel command first says that it compiles;
     with the kernels cached (this process compiled a learning step) it says

@@ -52,14 +52,11 @@ def test_commands_that_need_no_model_import_neither_river_nor_the_kernels(argv, 
     they import neither River, pandas, SciPy nor matplotlib, nor any of
     streamrnn's kernels, so nothing is compiled, even with a cold cache; nor
     Numba or NumPy (``info`` imports Numba only to ask numba-cuda for a
-    GPU, where that is installed)."""
-    import importlib.util
+    GPU, and only when asked: ``info --cuda``)."""
     import subprocess
     import sys
 
-    heavy = ["river", "pandas", "scipy", "matplotlib", "numpy", "numba"]
-    if argv == ["info"] and importlib.util.find_spec("numba_cuda") is not None:
-        heavy = ["river", "pandas", "matplotlib"]  # (asking numba-cuda for a GPU imports Numba, NumPy and SciPy)
+    heavy = ["river", "pandas", "scipy", "matplotlib", "numpy", "numba", "numba_cuda"]
     code = ("import io, sys, contextlib; from streamrnn.cli import main\n"
             "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
             f"    status = main({argv!r})\n"

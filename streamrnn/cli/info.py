@@ -56,11 +56,37 @@ def threading_layer() -> str:
     return f"{layer} ({chosen}; {threads} threads)"
 
 
-def cuda_status() -> str:
+def _driver_found() -> bool:
+    """Whether an NVIDIA driver is installed: its kernel module's version
+    file (Linux) or its library on the loader's path. Cheap: nothing is
+    imported or initialised."""
+    if os.path.exists("/proc/driver/nvidia/version"):
+        return True
+    import ctypes.util
+
+    return ctypes.util.find_library("cuda") is not None or ctypes.util.find_library("nvcuda") is not None
+
+
+def cuda_status(probe: bool = False) -> str:
     """Whether CUDA kernels can run: numba-cuda installed, and a GPU (or the
-    simulator). Numba is imported only where numba-cuda is installed."""
+    simulator).
+
+    Without ``probe`` only what costs nothing is looked at (numba-cuda
+    installed, ``NUMBA_ENABLE_CUDASIM``, a driver on this machine), so that
+    ``streamrnn info`` starts at once; with it numba-cuda is asked for the
+    device (importing Numba and initialising the driver: seconds).
+
+    >>> cuda_status().startswith(("unavailable", "simulator", "driver found"))
+    True
+    """
     if importlib.util.find_spec("numba_cuda") is None:
         return "unavailable: numba-cuda is not installed (pip install streamrnn[cuda])"
+    if not probe:
+        if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
+            return "simulator (NUMBA_ENABLE_CUDASIM is set; streamrnn info --cuda to check it)"
+        if _driver_found():
+            return "driver found (streamrnn info --cuda asks numba-cuda for the GPU)"
+        return "unavailable: no NVIDIA driver found (streamrnn info --cuda asks numba-cuda)"
     try:
         from numba import cuda
     except ImportError as error:
@@ -74,10 +100,12 @@ def cuda_status() -> str:
     return "unavailable: no CUDA GPU or driver found"
 
 
-def info(stdout: TextIO) -> int:
+def info(stdout: TextIO, probe_cuda: bool = False) -> int:
+    """Print the versions, Numba's threading layer and CUDA's status
+    (``probe_cuda``: ask numba-cuda for the GPU, see :func:`cuda_status`)."""
     rows = [("python", platform.python_version())]
     rows += [(name, _version(name)) for name in PACKAGES]
-    rows += [("numba threading layer", threading_layer()), ("cuda", cuda_status())]
+    rows += [("numba threading layer", threading_layer()), ("cuda", cuda_status(probe_cuda))]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}", file=stdout)

@@ -180,7 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-plot", action="store_true", help="do not plot")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
 
-    commands.add_parser("info", help="versions, Numba threading layer, CUDA availability")
+    info_parser = commands.add_parser("info", help="versions, Numba threading layer, CUDA availability")
+    info_parser.add_argument("--cuda", action="store_true",
+                             help="ask numba-cuda for the GPU (imports Numba and starts the driver: seconds); "
+                                  "without it, only whether numba-cuda and a driver are installed")
     commands.add_parser("warmup", help="compile the kernels into Numba's cache now (for container images: "
                                        "the first forecast or detect then starts at once)")
     return parser
@@ -207,7 +210,7 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
         if args.command == "info":
             from .info import info
 
-            return info(stdout)
+            return info(stdout, probe_cuda=args.cuda)
         if args.command == "warmup":
             from .warmup import warmup
 
