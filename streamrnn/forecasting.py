@@ -71,7 +71,8 @@ from .shared_bank import SeriesView
 from .combination import DISCOUNT, MARGIN, MIN_COUNT, THIN, TRIM, HorizonCombination
 from .seasonal import SeasonalBase, calendar_period, find_period
 from .kernels.combination import (
-    combination_observe, gate_departure, record_origin, scaled_column, seasonal_naives, statistical_path,
+    combination_observe, gate_departure, observe_smoothed, record_origin, scaled_column, seasonal_naives,
+    statistical_path,
 )
 from .smoothing import CLIP_ERRORS, SCALE_DECAY, SHIFT_AFTER, SeasonalSmoothing, long_period
 from ._docs import document
@@ -483,7 +484,15 @@ class RecurrentForecaster(Guarded, Forecaster):
         """The value ``y`` arrived: score the forecasts made for it, then
         smooth it in."""
         z = math.log(y) if self._log else y
-        c = self._combination
+        c, s = self._combination, self._smoothing
+        if s is not None:  # the scoring, the smoothing and the ring of recent values: one kernel call
+            observe_smoothed(c.made, c.origin, c.unit, c.sq_errors, c.counts, c.abs_errors, c.n_abs, c.t, z, DISCOUNT,
+                             THIN, s.params, s.state, s.season, s.season_long, s.n, s.period or 0,
+                             s.long_period or 0, CLIP_ERRORS, SCALE_DECAY, SHIFT_AFTER, self._recent, self._n_recent)
+            c.t += 1
+            s.n += 1
+            self._n_recent += 1
+            return
         combination_observe(c.made, c.origin, c.unit, c.sq_errors, c.counts, c.abs_errors, c.n_abs, c.t, z, DISCOUNT,
                             THIN)  # (HorizonCombination.observe, its kernel called here)
         c.t += 1

@@ -128,6 +128,19 @@ def combination_observe(made, origin, unit, sq_errors, counts, abs_errors, n_abs
 
 
 @njit(**_JIT)
+def observe_smoothed(made, origin, unit, sq_errors, counts, abs_errors, n_abs, t, z, discount, thin, params, state,
+                     season, season_long, n, m, M, clip, decay, shift_after, recent, n_recent):
+    """A forecaster's value ``z`` arrived, in one call:
+    :func:`combination_observe` (its arguments up to ``thin``), then
+    :func:`smoothing_update` of ``z`` (``params`` ... ``shift_after``; ``n``:
+    the smoothing's count), then ``z`` into the ring of recent values
+    ``recent`` (``n_recent`` written before it)."""
+    combination_observe(made, origin, unit, sq_errors, counts, abs_errors, n_abs, t, z, discount, thin)
+    smoothing_update(params, state, season, season_long, n, m, M, z, clip, decay, shift_after)
+    recent[n_recent % recent.shape[0]] = z
+
+
+@njit(**_JIT)
 def combination_record(made, origin, unit, i, forecasts, mixture, at):
     """Keep in row ``i`` the candidates' ``forecasts`` ``(C, >= H)`` and their
     ``mixture`` of the next ``H`` values, the value now being ``at``: as
