@@ -388,7 +388,7 @@ class PredictiveDetector(Guarded, AnomalyDetector):
             self._season.record(values)
             return
         z = np.empty(len(values))
-        S.record_with(self._st, values, z, self._season.log10(values), self._quiet)
+        S.point_with(self._st, values, z, self._season.log10(values), self._quiet, True)
         self._season.record(values)
         z = z.astype(self._net.dtype)  # in the network's dtype, its calls convert nothing
         self._net.learn(self._input, z)
@@ -399,7 +399,7 @@ class PredictiveDetector(Guarded, AnomalyDetector):
         values = self._values(x)
         if values is None or self._st[S.S_SCORED] < max(self.grace_period, 1):
             return NOT_SCORED
-        return S.score_with(self._st, values, np.empty(len(values)), self._season.log10(values), self._quiet)
+        return S.point_with(self._st, values, np.empty(len(values)), self._season.log10(values), self._quiet, False)
 
     @property
     def n_skipped(self) -> int:

@@ -284,8 +284,7 @@ def _detector(dtype: str = "float32") -> None:
     f64 = types.Array(types.float64, 1, "C")
     for kernel, sig in (
         (S.restart_history, (f64, f64)),
-        (S.record_with, (f64, f64, f64, types.float64, f64)),
-        (S.score_with, (f64, f64, f64, types.float64, f64)),
+        (S.point_with, (f64, f64, f64, types.float64, f64, types.boolean)),
         (S.set_prediction, (f64, net)),
     ):
         kernel.compile(sig)

@@ -32,10 +32,10 @@ under the point's null model, the largest of:
   the excess alone: a leap far beyond the excursion's last record still
   counts. With several features, the feature with the most evidence counts;
 - for the alarms only, a further ``-log10 Q`` from another model of the
-  point (:func:`score_with`, :func:`record_with`): the detector's seasonal
+  point (:func:`point_with`): the detector's seasonal
   errors, calibrated by the kernels at the end of this module with
   statistics of their own (:mod:`streamrnn.anomaly_season`).
-- for the memory only (:func:`score_with`, :func:`record_with`), the
+- for the memory only (:func:`point_with`), the
   ``-log10 Q`` of a **quiet stretch**, the last ``QUIET_WINDOW`` changes
   calmer than usual, under a tail model of its own (the quiet state, below).
 
@@ -647,24 +647,26 @@ def _point(st, values, z, other_news, quiet):
 
 
 @njit(**_JIT)
-def score_with(st, values, z, other_news, quiet):
-    """:func:`score` with a further ``-log10 Q`` from another model of the
-    point, ``other_news``, for the alarms (the larger counts), and the
-    quiet stretch's for the memory (``quiet``: a quiet state, or an empty
-    array for none). The memory keeps the tail models, the range and the
-    quiet stretch alone, so that the quiet scores keep their calibration."""
-    _, ev, model = _point(st, values, z, other_news, quiet)
-    return _reported(st, ev, model)
+def point_with(st, values, z, other_news, quiet, learn):
+    """A point's score, or (``learn``) its learning: one kernel for both, so
+    that a cold start compiles their shared arithmetic once.
 
+    Scoring (``learn`` false) returns what :func:`score` would, with a
+    further ``-log10 Q`` from another model of the point, ``other_news``,
+    for the alarms (the larger counts), and the quiet stretch's for the
+    memory (``quiet``: a quiet state, or an empty array for none); the
+    state is left as it is. The memory keeps the tail models, the range and
+    the quiet stretch alone, so that the quiet scores keep their
+    calibration.
 
-@njit(**_JIT)
-def record_with(st, values, z, other_news, quiet):
-    """:func:`record` with a further ``-log10 Q`` for the alarms and the
-    quiet stretch's for the memory, as :func:`score_with`; the scaled
-    changes join the quiet state. Returns the raw score."""
+    Learning does what :func:`record` does, with the same further
+    evidences; the scaled changes join the quiet state. Returns the raw
+    score."""
+    raw, ev, model = _point(st, values, z, other_news, quiet)
+    if not learn:
+        return _reported(st, ev, model)
     F = values.shape[0]
     counted = st[S_SCORED] >= st[S_GRACE]
-    raw, ev, model = _point(st, values, z, other_news, quiet)
     if quiet.shape[0]:
         _quiet_push(st, quiet, z, counted)
     _push(st, raw, ev, model)
