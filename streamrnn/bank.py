@@ -13,7 +13,7 @@ from .guard import Guarded, exclusive, without_guard
 from .keys import array_lookup, batch_keys, factorize, holds_nan, key_bytes, key_seed, keys_to_evict
 from .kernels import layout as L
 from .kernels import recurrent as K
-from .kernels.grouping import group_slots, scatter_rows, table_slots
+from .kernels.grouping import dense_groups, scatter_rows, table_slots
 from .learner import OnlineRNN
 from .network import aligned_zeros, counters_problem
 from .workers import run_chunks
@@ -378,7 +378,14 @@ class ModelBank(Guarded):
         """``(groups, starts, order)``: the distinct slots in increasing order
         (decreasing if ``descending``), the rows of ``groups[g]`` being
         ``order[starts[g]:starts[g + 1]]`` in arrival order."""
-        return group_slots(np.asarray(slots).astype(np.int64, copy=False), bool(descending))
+        slots = np.asarray(slots).astype(np.int64, copy=False)
+        groups, starts, order, dense = dense_groups(slots, bool(descending))  # a counting sort
+        if dense:
+            return groups, starts, order
+        order = np.argsort(-slots if descending else slots, kind="stable")  # slots few and far apart
+        ordered = slots[order]
+        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+        return ordered[starts].astype(np.int64), np.r_[starts, len(slots)].astype(np.int64), order.astype(np.int64)
 
     def _direction(self) -> bool:
         """Whether this batch walks the slots in decreasing order: each CPU
