@@ -253,6 +253,14 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def kernel_commands(opts: argparse.Namespace, csv: str):
+    """The kernel commands that ``--only`` selects, as ``(name, arguments)``
+    with the test file ``csv`` in place."""
+    for name, template, kernel in COMMANDS:
+        if kernel and not (opts.only and opts.only not in name):
+            yield name, [csv if a == "{csv}" else a for a in template]
+
+
 def compile_profile(opts: argparse.Namespace) -> None:
     """One cold run of each kernel command without the compile worker, in a
     process that records Numba's compile events: the CPU seconds of each
@@ -265,10 +273,7 @@ def compile_profile(opts: argparse.Namespace) -> None:
     write_csv(csv)
     print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     try:
-        for name, template, kernel in COMMANDS:
-            if not kernel or (opts.only and opts.only not in name):
-                continue
-            args = [csv if a == "{csv}" else a for a in template]
+        for name, args in kernel_commands(opts, csv):
             cache = os.path.join(work, "profile")
             wall, cpu, status, err = run(args, cache, child="profile", workers="0")
             shutil.rmtree(cache, ignore_errors=True)
@@ -328,10 +333,7 @@ def timeline(opts: argparse.Namespace) -> None:
     with open(os.path.join(work, "sitecustomize.py"), "w") as f:
         f.write(SITECUSTOMIZE)
     try:
-        for name, template, kernel in COMMANDS:
-            if not kernel or (opts.only and opts.only not in name):
-                continue
-            args = [csv if a == "{csv}" else a for a in template]
+        for name, args in kernel_commands(opts, csv):
             log = os.path.join(work, "timeline")
             env = dict(os.environ, BENCH_TIMELINE=log, BENCH_T0=repr(time.time()),
                        PYTHONPATH=work + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -381,10 +383,7 @@ def serial_vs_parallel(opts: argparse.Namespace) -> None:
     print(f"{'command':<18}{'serial wall':>12}{'serial CPU':>12}{'2-proc wall':>12}{'2-proc CPU':>12}"
           f"{'wall ratio':>11}  (all runs' wall s: serial | 2-proc)")
     try:
-        for name, template, kernel in COMMANDS:
-            if not kernel or (opts.only and opts.only not in name):
-                continue
-            args = [csv if a == "{csv}" else a for a in template]
+        for name, args in kernel_commands(opts, csv):
             runs = {"0": [], "1": []}
             for r in range(opts.repeats):
                 for workers in ("0", "1"):
