@@ -314,7 +314,8 @@ def test_the_kernel_reads_dicts_of_numbers_as_python_does():
 def test_numpys_exponential_from_the_kernel_gives_numpys_bits():
     """The softmax's exponential is NumPy's own loop: the bits of
     ``np.exp``, which differ from the C library's (``math.exp``) on a few
-    percent of these arguments."""
+    percent of these arguments where NumPy has a vectorised exponential for
+    the CPU (AVX-512); elsewhere NumPy's loop is the C library's."""
     from streamrnn.kernels.numpy_exp import exp_into, exp_loop_checked
 
     loop, data = exp_loop_checked()
@@ -323,7 +324,10 @@ def test_numpys_exponential_from_the_kernel_gives_numpys_bits():
     got = x.copy()
     exp_into(loop, data, got, len(got))
     assert got.tobytes() == np.exp(x).tobytes()
-    assert sum(math.exp(v) != e for v, e in zip(x.tolist(), got.tolist())) > 100  # (the test tells them apart)
+    numpy_differs = sum(math.exp(v) != e for v, e in zip(x.tolist(), np.exp(x).tolist()))
+    if numpy_differs:  # (where NumPy's loop is its own, the test tells the two apart)
+        assert numpy_differs > 100
+        assert sum(math.exp(v) != e for v, e in zip(x.tolist(), got.tolist())) == numpy_differs
     part = x.copy()
     exp_into(loop, data, part, 3)
     assert part[:3].tobytes() == np.exp(x[:3]).tobytes() and part[3:].tobytes() == x[3:].tobytes()
