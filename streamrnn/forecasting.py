@@ -123,6 +123,10 @@ CLEAN_WARMUP = 20
 SHARED_NETWORK_STEPS = 4
 
 
+#: Values below which a loop in Python costs less than a kernel call.
+_FEW = 8
+
+
 def _clip(v: float) -> float:
     """``min(max(v, -CLIP), CLIP)``, faster (NaN and -0.0 unchanged too)."""
     return v if -CLIP <= v <= CLIP else CLIP if v > CLIP else -CLIP if v < -CLIP else v
@@ -710,7 +714,10 @@ class RecurrentForecaster(Guarded, Forecaster):
         stats[1] = sum_sq + w * w
         surprises.append(w)
         if self.horizon is None:
-            net.learn(u, np.array((target,), net._np_dtype))
+            if type(net) is SeriesView:
+                net._learn_own(u, target)
+            else:
+                net.learn(u, np.array((target,), net._np_dtype))
         else:
             pending = self._pending
             pending.append(u)
@@ -861,9 +868,9 @@ class RecurrentForecaster(Guarded, Forecaster):
         :meth:`_network_steps` steps (without ``xs``), none: the departure
         reached there is held."""
         steps = self._network_steps()
+        run = horizon  # the steps the network runs (the departure reached is held after)
         if steps is not None and horizon > steps and xs is None and self.horizon is None:
-            d, scale = self._departure(steps, None)
-            return np.concatenate([d, np.zeros(horizon - steps)]), scale  # (the departure held after)
+            run = steps
         m = self._period
         surprises = self._surprises
         scale = self._scale()
@@ -871,17 +878,21 @@ class RecurrentForecaster(Guarded, Forecaster):
             d = self._direct(horizon, xs) * scale
         else:
             net = self._net
-            U = np.zeros((horizon, net.input_size), net._np_dtype)
+            U = np.zeros((run, net.input_size), net._np_dtype)
             if surprises:
                 U[0, 0] = _clip(surprises[-1] / scale)
             if m and len(surprises) >= m:
                 # step k's seasonal input is the surprise m steps before it:
                 # known for k < m, fed back from the forecast after that
-                known = min(horizon, m)
+                known = min(run, m)
                 start = len(surprises) - m
-                seasonal = np.fromiter(surprises if start == 0 else itertools.islice(surprises, start, None),
-                                       np.float64, known)
-                scaled_column(U, 1, seasonal, scale, CLIP)  # (np.clip, exactly: NaN and -0.0 kept)
+                if known <= _FEW:  # (a few values: in Python, as the kernel would)
+                    for k in range(known):
+                        U[k, 1] = _clip(surprises[start + k] / scale)
+                else:
+                    seasonal = np.fromiter(surprises if start == 0 else itertools.islice(surprises, start, None),
+                                           np.float64, known)
+                    scaled_column(U, 1, seasonal, scale, CLIP)  # (np.clip, exactly: NaN and -0.0 kept)
             if xs is not None:  # without xs, every feature is missing: 0 once standardised
                 rows = xs[:horizon] if type(xs) is list else list(itertools.islice(xs, horizon))
                 features = self._features
@@ -895,7 +906,12 @@ class RecurrentForecaster(Guarded, Forecaster):
                     self._exogenous(rows, False)  # no features: only validates rows
             # (z * scale, with z the network's outputs as float64)
             # (U and the feedback pairs are built here, of the network's dtype and width)
-            d = np.multiply(net._forecast_own(U, self._feedback)[:, 0], scale, dtype=np.float64)
+            z = net._forecast_own(U, self._feedback)[:, 0]
+            if run == horizon:
+                d = np.multiply(z, scale, dtype=np.float64)
+            else:  # zeros beyond: the departure held
+                d = np.zeros(horizon)
+                np.multiply(z, scale, out=d[:run], dtype=np.float64)
         return d, scale
 
     def _gated(self, d: np.ndarray, scale: float) -> np.ndarray:

@@ -313,6 +313,7 @@ class SeriesView:
         self._bank = bank
         self._np_dtype = bank._dtype
         self._slots = None  # the series' slot, as the kernel takes it (checked at each call)
+        self._out = None  # the kernel's prediction of a step, not kept
 
     def __getstate__(self) -> dict:
         return {"key": self.key, "input_size": self.input_size, "output_size": self.output_size, "dtype": self.dtype}
@@ -326,6 +327,7 @@ class SeriesView:
         self._bank = None  # until linked
         self._np_dtype = np.dtype(state["dtype"])
         self._slots = None
+        self._out = None
 
     def learn(self, x, y) -> np.ndarray:
         """Learn one step of the series; returns the prediction made before
@@ -352,6 +354,26 @@ class SeriesView:
         K.shared_learn(bank._lays, bank._ctr, bank._updates, bank._buf, slots, X, Y, out)
         bank._end_batch(slots)
         return out[0]
+
+    def _learn_own(self, x: np.ndarray, target: float) -> None:
+        """:meth:`learn` of one output ``target`` after the inputs ``x``, a
+        C-contiguous array of the bank's dtype and width (unchecked: the
+        forecasters' own), without returning the prediction."""
+        bank = self._bank
+        slot = bank._slot_of.get(self.key)
+        slots = self._slots
+        if slot is None or slots is None or slots[0] != slot:
+            slots = self._slots = bank._slots([self.key])
+        out = self._out
+        if out is None:
+            out = self._out = np.empty((1, self.output_size), dtype=bank._dtype)
+        K.shared_learn(bank._lays, bank._ctr, bank._updates, bank._buf, slots, x.reshape(1, -1),
+                       np.array(((target,),), bank._dtype), out)
+        if bank.max_idle is None:  # (bank._end_batch(slots), for one slot)
+            bank._last_seen[slots[0]] = bank._batch
+            bank._batch += 1
+        else:
+            bank._end_batch(slots)
 
     def _forecast_own(self, U: np.ndarray, feedback: np.ndarray) -> np.ndarray:
         """:meth:`OnlineRNN._forecast_own`: ``U`` a fresh C-contiguous array of
