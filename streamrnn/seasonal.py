@@ -4,11 +4,10 @@ seasonal base forecast of its changes that the network improves on."""
 from __future__ import annotations
 
 import collections
-import math
 
 import numpy as np
 
-from .kernels.combination import seasonal_base_update
+from .kernels.combination import seasonal_base_update, seasonal_weights
 
 
 #: Smoothing constants the seasonal base weighs, online.
@@ -192,23 +191,10 @@ class SeasonalBase:
             if self.prior and self.seen.all():
                 return np.full(len(GAMMAS), 1.0 / len(GAMMAS))
             return None
-        listed = self.errors.tolist()
-        total = sum(listed)
-        if total != total:  # a NaN: so is min(errors)
-            return None
-        lowest = min(listed)  # (no NaN, and no -0.0 among sums of absolute values)
-        if not lowest < MARGIN * self.no_change_error:
-            return None
-        if lowest <= 0:
-            w = [1.0 if v <= 0 else 0.0 for v in listed]
-        else:
-            # exp(-(e - lowest) * (n / lowest)): lowest - e is -(e - lowest)
-            # exactly (but for the sign of a zero, which exp ignores); in
-            # Python floats: a handful of values, where each NumPy call costs more
-            scale = self.n_errors / lowest
-            w = [math.exp((lowest - v) * scale) for v in listed]
-        norm = sum(w)
-        return np.array([v / norm for v in w])
+        # exp(-(e - lowest) * (n / lowest)), normalised, or None: one kernel
+        # call (a handful of values, where each NumPy call costs more)
+        w = np.empty(len(self.errors))
+        return w if seasonal_weights(self.errors, self.no_change_error, self.n_errors, MARGIN, w) else None
 
     @property
     def best(self) -> int | None:

@@ -124,3 +124,45 @@ def test_seasonal_base_pickles_without_its_cache():
     base.forecast(1)  # computes and caches the weights
     assert pickle.dumps(base) == before
     assert pickle.loads(before).forecast(1) == base.forecast(1)
+
+
+def _weights_in_python(errors, no_change_error, n_errors, margin):
+    """The weights as computed in Python floats before the kernel."""
+    import math
+
+    listed = errors.tolist()
+    total = sum(listed)
+    if total != total:
+        return None
+    lowest = min(listed)
+    if not lowest < margin * no_change_error:
+        return None
+    if lowest <= 0:
+        w = [1.0 if v <= 0 else 0.0 for v in listed]
+    else:
+        scale = n_errors / lowest
+        w = [math.exp((lowest - v) * scale) for v in listed]
+    norm = sum(w)
+    return np.array([v / norm for v in w])
+
+
+def test_the_weights_kernel_gives_the_bits_of_the_python_it_replaced():
+    from streamrnn.kernels.combination import seasonal_weights
+    from streamrnn.seasonal import MARGIN
+
+    rng = np.random.default_rng(7)
+    given = 0
+    for _ in range(3000):
+        errors = rng.exponential(1.0, len(GAMMAS)) * rng.choice([1.0, 0.0, 1e-300, 1e6], len(GAMMAS), p=[0.7, 0.1, 0.1, 0.1])
+        if rng.random() < 0.05:
+            errors[rng.integers(len(GAMMAS))] = np.nan
+        no_change = float(np.nanmin(errors) / MARGIN * rng.uniform(0.8, 1.5)) if rng.random() < 0.9 else 0.0
+        n = int(rng.integers(1, 5000))
+        expected = _weights_in_python(errors, no_change, n, MARGIN)
+        out = np.full(len(GAMMAS), -1.0)
+        if seasonal_weights(errors, no_change, n, MARGIN, out):
+            assert expected is not None and out.tobytes() == expected.tobytes()
+            given += 1
+        else:
+            assert expected is None and (out == -1.0).all()
+    assert given > 800  # both branches met (982 of 3000 given)

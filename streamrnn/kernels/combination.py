@@ -305,6 +305,43 @@ def statistical_path(d, s, last, rho, by_phase, seen, phase0):
 
 
 @njit(**_JIT)
+def seasonal_weights(errors, no_change_error, n_errors, margin, out):
+    """A seasonal base's weights of its constants, from their summed
+    absolute one-step ``errors`` over ``n_errors`` steps (``n_errors`` > 0),
+    into ``out``: ``exp(-(E_k - E_min) / (E_min / n))`` normalised (where
+    ``E_min`` is 0: 1 for each constant without error, 0 for the others).
+    Returns False (``out`` untouched) where the base forecasts no change: an
+    error is NaN, or the lowest is not below ``margin`` times the error of
+    no change. (The Python it replaces, operation for operation: the same
+    bits.)"""
+    K = errors.shape[0]
+    total = 0.0
+    for k in range(K):
+        total += errors[k]
+    if total != total:
+        return False
+    lowest = errors[0]
+    for k in range(1, K):
+        if errors[k] < lowest:
+            lowest = errors[k]
+    if not lowest < margin * no_change_error:
+        return False
+    norm = 0.0
+    if lowest <= 0:
+        for k in range(K):
+            out[k] = 1.0 if errors[k] <= 0 else 0.0
+            norm += out[k]
+    else:
+        scale = n_errors / lowest
+        for k in range(K):
+            out[k] = math.exp((lowest - errors[k]) * scale)
+            norm += out[k]
+    for k in range(K):
+        out[k] = out[k] / norm
+    return True
+
+
+@njit(**_JIT)
 def seasonal_base_update(means, seen, errors, gammas, phase, change):
     """A seasonal base's update by the ``change`` at ``phase``: each
     constant's mean there moves by ``gammas[i]`` of its error, whose absolute
