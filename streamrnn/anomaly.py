@@ -57,7 +57,7 @@ class PredictiveDetector(Guarded, AnomalyDetector):
     root mean square) and predicts the next ones; it learns from every point.
     A point's raw score is the logarithm of one plus the root mean square of
     its prediction errors. Its evidence is ``-log10(Q) / 30`` (capped at 1)
-    for the smallest of four tail probabilities ``Q``:
+    for the smallest of five tail probabilities ``Q``:
 
     - of the raw score, under an exponential tail fitted above the level
       ``u = mean + sd`` of the raw scores' long-run distribution (the rate of
@@ -85,7 +85,15 @@ class PredictiveDetector(Guarded, AnomalyDetector):
       same phase in the last three periods, under tail models of their own
       (:class:`~streamrnn.anomaly_season.SeasonalErrors`): a periodic
       stream that changes shape (a flattened day, a jump that does not come)
-      shows no unusual change, but differs from its usual day.
+      shows no unusual change, but differs from its usual day;
+    - for the alarms, of a value beyond the range of the last ``W`` values,
+      ``W`` = 4,096, 8,192 or 16,384, each once that many were seen: ``(W +
+      1) ** -(1 + e)`` at a breakout, ``(W + 1) ** -e`` within an
+      excursion, as the range since the start, times ``(J + 1) F``
+      (Bonferroni: the ``J`` windows counting, the range since the start,
+      the ``F`` features): on a long stream whose level moved, a drop inside
+      the range of all the values seen but beyond every recent one
+      (:func:`~streamrnn.kernels.scoring.recent_log10`).
 
     For the alarms, an error's ``Q`` is at least the fraction of the errors
     seen since the grace period that were as large: errors that recur (a
@@ -200,6 +208,8 @@ class PredictiveDetector(Guarded, AnomalyDetector):
     _seasonal = True
     #: whether the detector keeps a quiet state (the reconstruction detector does not)
     _quiet_kept = True
+    #: whether the detector keeps recent ranges (the reconstruction detector does not)
+    _recent_kept = True
 
     def __init__(
         self,
@@ -246,6 +256,8 @@ class PredictiveDetector(Guarded, AnomalyDetector):
             self._season = SeasonalErrors(self._new_state(0), 0)
         if self._quiet_kept:
             self._quiet = np.zeros(S.QUIET_SIZE)
+        if self._recent_kept:
+            self._recent_ranges = np.zeros(S.recent_size(0))
         self._has_last = False
         self._input = np.zeros(1)  # the scaled changes the last prediction was made from
         self._n_skipped = 0
@@ -280,6 +292,10 @@ class PredictiveDetector(Guarded, AnomalyDetector):
             self.__dict__.pop("_quiet", None)
         elif "_quiet" not in state:  # saved before the quiet state: no change seen yet
             self._quiet = np.zeros(S.QUIET_SIZE)
+        if not self._recent_kept:
+            self.__dict__.pop("_recent_ranges", None)
+        elif "_recent_ranges" not in state:  # saved before the recent ranges: none seen yet
+            self._recent_ranges = np.zeros(S.recent_size(len(self._features)))
         if not state.get("_scale_kept"):  # saved when the changes' sums of squares were kept
             S.sums_of_squares_to_scales(self._st, len(self._features))
             self._scale_kept = True
@@ -334,6 +350,8 @@ class PredictiveDetector(Guarded, AnomalyDetector):
             self._features.register(new)
             self._st = self._new_state(n, self._st)
             self._season = SeasonalErrors(self._new_state(n), n)
+            if self._recent_kept:
+                self._recent_ranges = np.zeros(S.recent_size(n))
             self._has_last = False  # the history restarts with the new feature
             self._input = np.zeros(n)
 
@@ -386,10 +404,12 @@ class PredictiveDetector(Guarded, AnomalyDetector):
             S.restart_history(self._st, values)
             self._has_last = True
             self._season.record(values)
+            S.recent_record(self._st, self._recent_ranges, values)
             return
         z = np.empty(len(values))
-        S.point_with(self._st, values, z, self._season.log10(values), self._quiet, True)
+        S.point_with(self._st, values, z, self._other_news(values), self._quiet, True)
         self._season.record(values)
+        S.recent_record(self._st, self._recent_ranges, values)
         z = z.astype(self._net.dtype)  # in the network's dtype, its calls convert nothing
         self._net.learn(self._input, z)
         self._input = z
@@ -399,7 +419,13 @@ class PredictiveDetector(Guarded, AnomalyDetector):
         values = self._values(x)
         if values is None or self._st[S.S_SCORED] < max(self.grace_period, 1):
             return NOT_SCORED
-        return S.point_with(self._st, values, np.empty(len(values)), self._season.log10(values), self._quiet, False)
+        return S.point_with(self._st, values, np.empty(len(values)), self._other_news(values), self._quiet, False)
+
+    def _other_news(self, values: np.ndarray) -> float:
+        """``-log10 Q`` of ``values`` for the alarms beyond the errors and the
+        range since the start: the larger of the seasonal error's and of the
+        recent ranges' records."""
+        return max(self._season.log10(values), S.recent_log10(self._st, self._recent_ranges, values))
 
     @property
     def n_skipped(self) -> int:
@@ -430,6 +456,7 @@ class ReconstructionDetector(PredictiveDetector):
 
     _seasonal = False  # (its alarms take the reconstruction errors and the range alone)
     _quiet_kept = False  # (its memory too)
+    _recent_kept = False  # (nor its alarms)
 
     def __init__(
         self,

@@ -764,7 +764,8 @@ def _plain(v, depth: int) -> bool:
 
 def check_detector(cls, state, limits) -> None:
     check_detector_state(cls, state)
-    _check_arguments(cls, state, state["_net"], cell=True, optional=("_scale_kept", "_season", "_quiet"))  # (set by __setstate__)
+    _check_arguments(cls, state, state["_net"], cell=True,
+                     optional=("_scale_kept", "_season", "_quiet", "_recent_ranges"))  # (set by __setstate__)
 
 
 def check_keyed(cls, state, limits) -> None:
@@ -924,6 +925,9 @@ def check_detector_state(cls: type, state) -> None:
     quiet = state.get("_quiet")  # (absent: saved before the quiet state, added on load)
     if quiet is not None or "_quiet" in state:
         _check_quiet(name, quiet)
+    ranges = state.get("_recent_ranges")  # (absent: saved before the recent ranges, added on load)
+    if ranges is not None or "_recent_ranges" in state:
+        _check_recent_ranges(name, ranges, k, F)
     net = state.get("_net")
     need(isinstance(net, OnlineRNN) and net._shape.input_size >= F and net._shape.output_size >= F,
           f"the {name}'s network does not match its features")
@@ -965,6 +969,27 @@ def _check_score_ranges(name: str, st: np.ndarray, k: int, F: int) -> None:
          f"the {name}'s last evidences are out of their range")
 
 
+def _check_recent_ranges(name: str, rr, k: int, F: int) -> None:
+    """A detector's recent ranges: their length for ``F`` features, every
+    number finite, the values counted whole, the block being filled and the
+    ring's slot those that count derives, the counts of calm values in
+    [0, ``k``], and each complete block's low at most its high."""
+    from .kernels import scoring as S
+
+    need(type(rr) is np.ndarray and rr.dtype == np.float64 and rr.shape == (S.recent_size(F),)
+         and np.isfinite(rr).all(), f"the {name}'s recent ranges must be {S.recent_size(F)} finite float64 numbers")
+    seen = rr[S.R_SEEN]
+    need(seen >= 0 and seen == np.floor(seen) and rr[S.R_FILL] == seen % S.RECENT_BLOCK
+         and rr[S.R_POS] == (seen // S.RECENT_BLOCK) % S.RECENT_BLOCKS,
+         f"the {name}'s recent ranges' counts are inconsistent")
+    for j in range(F):
+        a = S.RECENT_HEAD + j * S.RECENT_PER_FEATURE
+        lows, highs = rr[a + 2 : a + 2 + S.RECENT_BLOCKS], rr[a + 2 + S.RECENT_BLOCKS : a + 2 + 2 * S.RECENT_BLOCKS]
+        calm = rr[a + 2 + 2 * S.RECENT_BLOCKS : a + 2 + 2 * S.RECENT_BLOCKS + S.RECENT_WINDOWS]
+        need(rr[a] <= rr[a + 1] and (lows <= highs).all() and ((calm >= 0) & (calm <= k)).all(),
+             f"the {name}'s recent ranges are out of their ranges")
+
+
 def _check_quiet(name: str, quiet) -> None:
     """A detector's quiet state: its length, every number finite and in
     its range (counts whole, the ring's slot within it, variance, rate,
@@ -992,7 +1017,7 @@ def check_seasonal_errors(cls, state, limits) -> None:
     state = _dict_state(name, state)
     F, n, period = state.get("n_features"), state.get("n"), state.get("period")
     phase, cycle = state.get("phase"), state.get("cycle")
-    need(_is_int(F) and _is_int(n) and _is_int(cycle) and (period is None or _is_int(period, 1))
+    need(_is_int(F) and _is_int(n) and _is_int(cycle) and "period" in state and (period is None or _is_int(period, 1))
          and _is_int(phase, 0, (period or 1) - 1), f"the {name}' counts or period are malformed")
     arrays = {key: state.get(key) for key in ("empty", "st", "history", "ring", "recent", "local", "level",
                                               "last_period")}

@@ -40,8 +40,8 @@ _FORECASTER = (
     "_w_stats", "_x_scaler", "combine", "horizon", "log_transform", "loss", "seasonality",
 )
 _DETECTOR = (
-    *_NETWORK_ARGS, "cell", "_features", "_has_last", "_input", "_n_skipped", "_net", "_quiet", "_scale_kept",
-    "_season", "_st", "alarm_memory", "grace_period", "long_halflife", "short_window",
+    *_NETWORK_ARGS, "cell", "_features", "_has_last", "_input", "_n_skipped", "_net", "_quiet", "_recent_ranges",
+    "_scale_kept", "_season", "_st", "alarm_memory", "grace_period", "long_halflife", "short_window",
 )
 _ONLINE_RNN = (
     "_buf", "_ctr", "_in_shape", "_lay", "_np_dtype", "_out_shape", "_shape", "alpha", "approx_activations", "betas",

@@ -916,3 +916,124 @@ def test_a_detector_saved_with_its_quiet_state_resumes_bit_identically_old_saves
                  np.where(np.arange(quiet.size) == S.QUIET_HEAD, 101.0, quiet), quiet.astype(np.float32)):
         with pytest.raises(C.Invalid):
             C.check_detector(PredictiveDetector, {**state, "_quiet": edit}, None)
+
+
+def recent_ranges_reference(y: np.ndarray, k: int = 10) -> np.ndarray:
+    """``-log10 Q`` of each point's record among the recent ranges, from the
+    values alone (rows are points): for each window ``W`` (4,096, 8,192,
+    16,384) counting once ``W`` values are in complete blocks of 256, the
+    range of the last ``W`` values plus those of the block being filled, a
+    value beyond it by ``e`` widths scores ``(e + 1) log10(N + 2)`` at a
+    breakout (none of the feature's last ``k`` values beyond that window's
+    range then) and ``e log10(N + 2)`` otherwise, ``N`` the values in the
+    window; the largest, less ``log10((J + 1) F)`` (``J`` windows counting,
+    ``F`` features), at least 0."""
+    n, F = y.shape
+    windows = (4096, 8192, 16384)
+    out = np.zeros(n)
+    calm = np.full((len(windows), F), float(k))
+    for i in range(n):
+        fill = i % 256
+        counting = [W for W in windows if i - fill >= W]
+        best = 0.0
+        for w, W in enumerate(windows):
+            for j in range(F):
+                if W not in counting:
+                    calm[w, j] = k
+                    continue
+                past = y[i - W - fill : i, j]
+                low, high = past.min(), past.max()
+                e = max(y[i, j] - high, low - y[i, j]) / (high - low) if high > low else 0.0
+                if e > 0:
+                    best = max(best, (e + (1.0 if calm[w, j] >= k else 0.0)) * math.log10(W + fill + 2.0))
+                calm[w, j] = 0.0 if e > 0 else min(calm[w, j] + 1.0, k)
+        if counting:
+            out[i] = max(best - math.log10((len(counting) + 1.0) * F), 0.0)
+    return out
+
+
+def test_recent_ranges_score_a_record_of_the_recent_values_as_a_plain_reference_does():
+    """The kernels of the recent ranges give, at every point of a random
+    walk with two features (records of every window, breakouts and
+    excursions), the ``-log10 Q`` that a plain computation over the values
+    gives (to rounding)."""
+    rng = np.random.default_rng(3)
+    y = np.cumsum(rng.normal(size=(17_000, 2)), axis=0)
+    st = np.zeros(S.state_size(10, 2))
+    st[S.S_WINDOW] = 10
+    rr = np.zeros(S.recent_size(2))
+    got = np.empty(len(y))
+    for i, row in enumerate(y):
+        got[i] = S.recent_log10(st, rr, row)
+        S.recent_record(st, rr, row)
+    want = recent_ranges_reference(y)
+    assert (want > 0).sum() > 50 and (want[:4096] == 0).all()
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_a_value_beyond_the_recent_range_after_a_level_shift_is_an_alarm():
+    """After a level shift, a drop that stays inside the range of all values
+    seen but leaves that of the last 4,096 is an alarm at the threshold."""
+    rng = np.random.default_rng(0)
+    y = np.concatenate([rng.normal(size=9000), 5 + 0.2 * rng.normal(size=5000)])
+    y[13700] = 3.0
+    assert y[:13700].min() < 3.0 < y[13700 - 4096 : 13700].min()
+    detector = PredictiveDetector(seed=0)
+    scores = []
+    for v in y:
+        x = {"value": float(v)}
+        scores.append(detector.score_one(x))
+        detector.learn_one(x)
+    assert scores[13700] >= S.THRESHOLD
+
+
+def test_a_detector_saved_with_its_recent_ranges_resumes_bit_identically_old_saves_load_and_edits_are_refused():
+    """The recent ranges travel with a save: the copy scores on as the
+    original. A save made before they were kept loads with empty ones (none
+    seen) and scores on as a detector whose recent ranges were emptied
+    there. Recent ranges of the wrong length, with counts that disagree or
+    a calm count out of its range, are refused on load; the reconstruction
+    detector keeps none."""
+    import io
+
+    from streamrnn import persist_checks as C
+    from streamrnn import persistence as P
+
+    rng = np.random.default_rng(1)
+    y = np.cumsum(rng.normal(size=4800))
+    detector = PredictiveDetector(hidden_size=4, seed=0)
+    for v in y[:4400]:
+        detector.learn_one({"value": float(v)})
+    assert S._recent_counting(detector._recent_ranges) == 1
+
+    def through_a_file(model):
+        f = io.BytesIO()
+        P.save(model, f)
+        f.seek(0)
+        return P.load(f)
+
+    copy_ = through_a_file(detector)
+    old = copy.deepcopy(detector)
+    del old._recent_ranges  # as saved before the recent ranges were kept
+    loaded_old = through_a_file(old)
+    emptied = copy.deepcopy(detector)
+    emptied._recent_ranges = np.zeros(S.recent_size(1))
+    assert np.array_equal(loaded_old._recent_ranges, emptied._recent_ranges)
+    for v in y[4400:]:
+        x = {"value": float(v)}
+        s = detector.score_one(x)
+        assert copy_.score_one(x) == s
+        assert loaded_old.score_one(x) == emptied.score_one(x)
+        for model in (detector, copy_, loaded_old, emptied):
+            model.learn_one(x)
+    state = dict(vars(detector))
+    C.check_detector(PredictiveDetector, state, None)  # as it is: accepted
+    rr = detector._recent_ranges
+    at = np.arange(rr.size)
+    calm = S.RECENT_HEAD + 2 + 2 * S.RECENT_BLOCKS
+    for edit in (rr[:-1], np.r_[rr, 0.0], np.where(at == S.R_SEEN, rr[S.R_SEEN] + 1, rr),
+                 np.where(at == S.R_POS, rr[S.R_POS] + 1, rr), np.where(at == calm, 11.0, rr),
+                 np.where(at == S.RECENT_HEAD + 2, np.inf, rr), rr.astype(np.float32)):
+        with pytest.raises(C.Invalid):
+            C.check_detector(PredictiveDetector, {**state, "_recent_ranges": edit}, None)
+    assert not hasattr(ReconstructionDetector(seed=0), "_recent_ranges")

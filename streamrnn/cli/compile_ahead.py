@@ -285,6 +285,8 @@ def _detector(dtype: str = "float32") -> None:
     for kernel, sig in (
         (S.restart_history, (f64, f64)),
         (S.point_with, (f64, f64, f64, types.float64, f64, types.boolean)),
+        (S.recent_log10, (f64, f64, f64)),
+        (S.recent_record, (f64, f64, f64)),
         (S.set_prediction, (f64, net)),
     ):
         kernel.compile(sig)

@@ -32,9 +32,10 @@ under the point's null model, the largest of:
   the excess alone: a leap far beyond the excursion's last record still
   counts. With several features, the feature with the most evidence counts;
 - for the alarms only, a further ``-log10 Q`` from another model of the
-  point (:func:`point_with`): the detector's seasonal
-  errors, calibrated by the kernels at the end of this module with
-  statistics of their own (:mod:`streamrnn.anomaly_season`).
+  point (:func:`point_with`): the larger of the detector's seasonal
+  errors, calibrated by the kernels near the end of this module with
+  statistics of their own (:mod:`streamrnn.anomaly_season`), and of a
+  record of the recent values (:func:`recent_log10`, at the end).
 - for the memory only (:func:`point_with`), the
   ``-log10 Q`` of a **quiet stretch**, the last ``QUIET_WINDOW`` changes
   calmer than usual, under a tail model of its own (the quiet state, below).
@@ -856,3 +857,136 @@ def seasonal_record(st, ring, phase, slot, recent, local, level, last_period, va
         level[j] += values[j] / P - last_period[phase, j] / P
         last_period[phase, j] = values[j]
     st[S_N] = n + 1
+
+
+# ------------------------------------------------------- recent ranges
+#
+# A record of the last W values: a value beyond the range of the last W
+# values of its feature (none of its last ``k`` beyond that range: a
+# breakout) is the largest of W + 1 exchangeable values, ``Q = (W + 1) **
+# -(1 + e)`` for ``e`` widths of that range beyond it, as the range since the
+# start (:func:`_range_log10`); within an excursion ``Q = (W + 1) ** -e``. On
+# a long stream whose level moved, a value inside the range of all values
+# but beyond that of the recent ones is such a record. The windows are W =
+# RECENT_FIRST, twice that, ... (RECENT_WINDOWS of them), each counting once
+# W values were seen; a ``Q`` is multiplied by ``(J + 1) F`` (Bonferroni:
+# J windows counting, the range since the start, F features). The values
+# are kept as the lows and highs of blocks of RECENT_BLOCK values: a
+# window's range is that of its last W / RECENT_BLOCK complete blocks and
+# of the block being filled (W to W + RECENT_BLOCK - 1 values).
+#
+# The recent state ``rr``: ``rr[R_SEEN]`` values recorded, ``rr[R_FILL]``
+# values in the block being filled, ``rr[R_POS]`` the next slot of the
+# blocks' ring, then per feature (RECENT_PER_FEATURE numbers): the low and
+# the high of the block being filled, the rings of the complete blocks'
+# lows and highs (RECENT_BLOCKS each), and per window its count of calm
+# values (as the range's), low and high over its complete blocks.
+
+RECENT_FIRST = 4096
+RECENT_WINDOWS = 3
+RECENT_BLOCK = 256
+RECENT_BLOCKS = (RECENT_FIRST << (RECENT_WINDOWS - 1)) // RECENT_BLOCK
+R_SEEN, R_FILL, R_POS = 0, 1, 2
+RECENT_HEAD = 3
+RECENT_PER_FEATURE = 2 + 2 * RECENT_BLOCKS + 3 * RECENT_WINDOWS
+
+
+def recent_size(n_features: int) -> int:
+    """The length of a recent state for ``n_features`` features."""
+    return RECENT_HEAD + RECENT_PER_FEATURE * n_features
+
+
+@njit(inline="always")
+def _recent_counting(rr):
+    """How many windows count: those with at least W values in complete blocks."""
+    complete = rr[R_SEEN] - rr[R_FILL]
+    J = 0
+    for w in range(RECENT_WINDOWS):
+        if complete >= (RECENT_FIRST << w):
+            J += 1
+    return J
+
+
+@njit(**_JIT)
+def recent_log10(st, rr, values):
+    """``-log10 Q`` of the most unusual record of ``values`` among the
+    windows of the recent state ``rr`` that count (0 when none counts or
+    none is a record); changes nothing."""
+    F = values.shape[0]
+    J = _recent_counting(rr)
+    if J == 0 or F == 0:
+        return 0.0
+    k = st[S_WINDOW]
+    fill = rr[R_FILL]
+    best = 0.0
+    for j in range(F):
+        a = RECENT_HEAD + j * RECENT_PER_FEATURE
+        c = a + 2 + 2 * RECENT_BLOCKS
+        for w in range(J):
+            low = rr[c + RECENT_WINDOWS + w]
+            high = rr[c + 2 * RECENT_WINDOWS + w]
+            if fill > 0:
+                low = min(low, rr[a])
+                high = max(high, rr[a + 1])
+            e = _beyond(values[j], low, high)
+            if e > 0.0:
+                if rr[c + w] >= k:
+                    e += 1.0
+                v = e * math.log10((RECENT_FIRST << w) + fill + 2.0)
+                if v > best:
+                    best = v
+    return max(best - math.log10((J + 1.0) * F), 0.0)
+
+
+@njit(**_JIT)
+def recent_record(st, rr, values):
+    """Add ``values``, the next point, to the recent state ``rr``: the
+    windows' counts of calm values, the block being filled, and, when it
+    is complete, the ring of blocks and the windows' ranges."""
+    F = values.shape[0]
+    J = _recent_counting(rr)
+    k = st[S_WINDOW]
+    fill = rr[R_FILL]
+    for j in range(F):
+        a = RECENT_HEAD + j * RECENT_PER_FEATURE
+        c = a + 2 + 2 * RECENT_BLOCKS
+        for w in range(RECENT_WINDOWS):
+            if w < J:
+                low = rr[c + RECENT_WINDOWS + w]
+                high = rr[c + 2 * RECENT_WINDOWS + w]
+                if fill > 0:
+                    low = min(low, rr[a])
+                    high = max(high, rr[a + 1])
+                beyond = _beyond(values[j], low, high) > 0.0
+                rr[c + w] = 0.0 if beyond else min(rr[c + w] + 1.0, k)
+            else:
+                rr[c + w] = k
+        if fill == 0:
+            rr[a] = values[j]
+            rr[a + 1] = values[j]
+        else:
+            rr[a] = min(rr[a], values[j])
+            rr[a + 1] = max(rr[a + 1], values[j])
+    rr[R_SEEN] += 1.0
+    rr[R_FILL] = fill + 1.0
+    if rr[R_FILL] < RECENT_BLOCK:
+        return
+    pos = int(rr[R_POS])
+    complete = int((rr[R_SEEN]) // RECENT_BLOCK)
+    for j in range(F):
+        a = RECENT_HEAD + j * RECENT_PER_FEATURE
+        rr[a + 2 + pos] = rr[a]
+        rr[a + 2 + RECENT_BLOCKS + pos] = rr[a + 1]
+        c = a + 2 + 2 * RECENT_BLOCKS
+        for w in range(RECENT_WINDOWS):
+            n = min((RECENT_FIRST << w) // RECENT_BLOCK, complete)
+            low = rr[a + 2 + pos]
+            high = rr[a + 2 + RECENT_BLOCKS + pos]
+            for i in range(1, n):
+                b = (pos - i) % RECENT_BLOCKS
+                low = min(low, rr[a + 2 + b])
+                high = max(high, rr[a + 2 + RECENT_BLOCKS + b])
+            rr[c + RECENT_WINDOWS + w] = low
+            rr[c + 2 * RECENT_WINDOWS + w] = high
+    rr[R_POS] = (pos + 1) % RECENT_BLOCKS
+    rr[R_FILL] = 0.0
