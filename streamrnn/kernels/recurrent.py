@@ -400,21 +400,18 @@ def network_forward(lay, buf, x, row, state, ahead, n_ahead):
     hs = lay[L_HSTRIDE]
     rl = lay[L_ROW_LAYER]
     xin0 = vec(buf, row + lay[L_R_XIN], lay[L_INPUT])
-    for j in range(lay[L_INPUT]):
+    for j in range(lay[L_INPUT]):  # (a loop: ``x`` may be of another dtype or layout)
         xin0[j] = x[j]
+    # the copies within ``buf`` as memcpy calls (:func:`copy_into`): as loops
+    # over views of one buffer, each compiled to an overlap check, a
+    # vectorised body and its remainders, in every kernel linking this step
     for layer in range(nl):
         base = row + layer * rl
         if layer > 0:
-            below = vec(buf, base - rl + lay[L_R_HN], H)
-            xin = vec(buf, base + lay[L_R_XIN], H)
-            for j in range(H):
-                xin[j] = below[j]
+            copy_into(vec(buf, base + lay[L_R_XIN], H), vec(buf, base - rl + lay[L_R_HN], H))
         s = state + 2 * layer * hs
-        sh, sc = vec(buf, s, H), vec(buf, s + hs, H)
-        hp, cp = vec(buf, base + lay[L_R_HP], H), vec(buf, base + lay[L_R_CP], H)
-        for j in range(H):
-            hp[j] = sh[j]
-            cp[j] = sc[j]
+        copy_into(vec(buf, base + lay[L_R_HP], H), vec(buf, s, H))
+        copy_into(vec(buf, base + lay[L_R_CP], H), vec(buf, s + hs, H))
         cell_forward(lay, buf, layer, base, ahead, n_ahead)
     head_forward(lay, buf, row)
 
@@ -426,12 +423,9 @@ def network_forward(lay, buf, x, row, state, ahead, n_ahead):
     if finite:
         for layer in range(nl):
             base = row + layer * rl
-            hn, cn = vec(buf, base + lay[L_R_HN], H), vec(buf, base + lay[L_R_CN], H)
             s = state + 2 * layer * hs
-            sh, sc = vec(buf, s, H), vec(buf, s + hs, H)
-            for j in range(H):
-                sh[j] = hn[j]
-                sc[j] = cn[j]
+            copy_into(vec(buf, s, H), vec(buf, base + lay[L_R_HN], H))
+            copy_into(vec(buf, s + hs, H), vec(buf, base + lay[L_R_CN], H))
     return finite
 
 
