@@ -219,8 +219,8 @@ def test_the_detector_task_compiles_the_detectors_kernels_then_they_load(tmp_pat
         print(json.dumps({"compiled": compiled, "scored": sum(s > 0 for s in scores)}))
         """), cache))
     assert after["scored"] > 0 and "learn_one" in after["compiled"]
-    for name in ("restart_history", "point_with", "set_prediction", "predict_one",
-                 "network_forward"):
+    for name in ("restart_history", "point_with", "recent_log10", "recent_record", "set_prediction",
+                 "predict_one", "network_forward"):
         assert name not in after["compiled"], name
 
 
