@@ -918,10 +918,10 @@ def test_a_detector_saved_with_its_quiet_state_resumes_bit_identically_old_saves
             C.check_detector(PredictiveDetector, {**state, "_quiet": edit}, None)
 
 
-def recent_ranges_reference(y: np.ndarray, k: int = 10) -> np.ndarray:
+def recent_ranges_reference(y: np.ndarray, k: int = 10, block: int = 64) -> np.ndarray:
     """``-log10 Q`` of each point's record among the recent ranges, from the
     values alone (rows are points): for each window ``W`` (4,096, 8,192,
-    16,384) counting once ``W`` values are in complete blocks of 256, the
+    16,384) counting once ``W`` values are in complete blocks of ``block``, the
     range of the last ``W`` values plus those of the block being filled, a
     value beyond it by ``e`` widths scores ``(e + 1) log10(N + 2)`` at a
     breakout (none of the feature's last ``k`` values beyond that window's
@@ -933,7 +933,7 @@ def recent_ranges_reference(y: np.ndarray, k: int = 10) -> np.ndarray:
     out = np.zeros(n)
     calm = np.full((len(windows), F), float(k))
     for i in range(n):
-        fill = i % 256
+        fill = i % block
         counting = [W for W in windows if i - fill >= W]
         best = 0.0
         for w, W in enumerate(windows):

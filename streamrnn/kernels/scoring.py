@@ -884,7 +884,7 @@ def seasonal_record(st, ring, phase, slot, recent, local, level, last_period, va
 
 RECENT_FIRST = 4096
 RECENT_WINDOWS = 3
-RECENT_BLOCK = 256
+RECENT_BLOCK = 64
 RECENT_BLOCKS = (RECENT_FIRST << (RECENT_WINDOWS - 1)) // RECENT_BLOCK
 R_SEEN, R_FILL, R_POS = 0, 1, 2
 RECENT_HEAD = 3
