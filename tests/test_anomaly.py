@@ -871,22 +871,16 @@ def test_a_quiet_stretch_inside_the_range_keeps_scoring_while_it_lasts_and_raise
     assert not (scores[2000:2300] >= ALARM).any()
 
 
-def test_a_detector_saved_with_its_quiet_state_resumes_bit_identically_old_saves_load_and_edits_are_refused():
-    """The quiet state travels with a save: the copy scores on as the
-    original. A save made before it was kept loads with an empty one (no
-    change seen) and scores on as a detector whose quiet state was emptied
-    there. A quiet state of the wrong length, with a count, slot or mean
-    square out of its range, is refused on load."""
+def resumes_through_a_file_and_an_old_save_as_emptied(detector, field: str, empty, ys) -> dict:
+    """Saves ``detector``, and a copy without its ``field`` (a save made
+    before it was kept), loads both and checks, over the values ``ys``, that
+    the first scores on as ``detector`` and the old one as a copy whose
+    ``field`` was set to ``empty``; returns ``detector``'s state (checked as
+    it is)."""
     import io
 
     from streamrnn import persist_checks as C
     from streamrnn import persistence as P
-
-    y = quiet_stretch(n=2600, start=2200, end=2500)
-    detector = PredictiveDetector(hidden_size=4, seed=0)
-    for v in y[:2100]:
-        detector.learn_one({"value": float(v)})
-    assert detector._quiet[S.Q_N] > 1000
 
     def through_a_file(model):
         f = io.BytesIO()
@@ -896,12 +890,12 @@ def test_a_detector_saved_with_its_quiet_state_resumes_bit_identically_old_saves
 
     copy_ = through_a_file(detector)
     old = copy.deepcopy(detector)
-    del old._quiet  # as saved before the quiet state was kept
+    delattr(old, field)
     loaded_old = through_a_file(old)
     emptied = copy.deepcopy(detector)
-    emptied._quiet[:] = 0.0
-    assert np.array_equal(loaded_old._quiet, np.zeros(S.QUIET_SIZE))
-    for v in y[2100:]:
+    setattr(emptied, field, empty)
+    assert np.array_equal(getattr(loaded_old, field), empty)
+    for v in ys:
         x = {"value": float(v)}
         s = detector.score_one(x)
         assert copy_.score_one(x) == s
@@ -910,6 +904,23 @@ def test_a_detector_saved_with_its_quiet_state_resumes_bit_identically_old_saves
             model.learn_one(x)
     state = dict(vars(detector))
     C.check_detector(PredictiveDetector, state, None)  # as it is: accepted
+    return state
+
+
+def test_a_detector_saved_with_its_quiet_state_resumes_bit_identically_old_saves_load_and_edits_are_refused():
+    """The quiet state travels with a save: the copy scores on as the
+    original. A save made before it was kept loads with an empty one (no
+    change seen) and scores on as a detector whose quiet state was emptied
+    there. A quiet state of the wrong length, with a count, slot or mean
+    square out of its range, is refused on load."""
+    from streamrnn import persist_checks as C
+
+    y = quiet_stretch(n=2600, start=2200, end=2500)
+    detector = PredictiveDetector(hidden_size=4, seed=0)
+    for v in y[:2100]:
+        detector.learn_one({"value": float(v)})
+    assert detector._quiet[S.Q_N] > 1000
+    state = resumes_through_a_file_and_an_old_save_as_emptied(detector, "_quiet", np.zeros(S.QUIET_SIZE), y[2100:])
     quiet = detector._quiet
     for edit in (quiet[:-1], np.r_[quiet, 0.0], -quiet, np.where(np.arange(quiet.size) == S.Q_POS, 100.0, quiet),
                  np.where(np.arange(quiet.size) == S.Q_N, 0.5, quiet),
@@ -994,10 +1005,7 @@ def test_a_detector_saved_with_its_recent_ranges_resumes_bit_identically_old_sav
     there. Recent ranges of the wrong length, with counts that disagree or
     a calm count out of its range, are refused on load; the reconstruction
     detector keeps none."""
-    import io
-
     from streamrnn import persist_checks as C
-    from streamrnn import persistence as P
 
     rng = np.random.default_rng(1)
     y = np.cumsum(rng.normal(size=4800))
@@ -1005,29 +1013,8 @@ def test_a_detector_saved_with_its_recent_ranges_resumes_bit_identically_old_sav
     for v in y[:4400]:
         detector.learn_one({"value": float(v)})
     assert S._recent_counting(detector._recent_ranges) == 1
-
-    def through_a_file(model):
-        f = io.BytesIO()
-        P.save(model, f)
-        f.seek(0)
-        return P.load(f)
-
-    copy_ = through_a_file(detector)
-    old = copy.deepcopy(detector)
-    del old._recent_ranges  # as saved before the recent ranges were kept
-    loaded_old = through_a_file(old)
-    emptied = copy.deepcopy(detector)
-    emptied._recent_ranges = np.zeros(S.recent_size(1))
-    assert np.array_equal(loaded_old._recent_ranges, emptied._recent_ranges)
-    for v in y[4400:]:
-        x = {"value": float(v)}
-        s = detector.score_one(x)
-        assert copy_.score_one(x) == s
-        assert loaded_old.score_one(x) == emptied.score_one(x)
-        for model in (detector, copy_, loaded_old, emptied):
-            model.learn_one(x)
-    state = dict(vars(detector))
-    C.check_detector(PredictiveDetector, state, None)  # as it is: accepted
+    state = resumes_through_a_file_and_an_old_save_as_emptied(detector, "_recent_ranges",
+                                                              np.zeros(S.recent_size(1)), y[4400:])
     rr = detector._recent_ranges
     at = np.arange(rr.size)
     calm = S.RECENT_HEAD + 2 + 2 * S.RECENT_BLOCKS
