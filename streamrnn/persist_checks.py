@@ -988,6 +988,19 @@ def _check_recent_ranges(name: str, rr, k: int, F: int) -> None:
         calm = rr[a + 2 + 2 * S.RECENT_BLOCKS : a + 2 + 2 * S.RECENT_BLOCKS + S.RECENT_WINDOWS]
         need(rr[a] <= rr[a + 1] and (lows <= highs).all() and ((calm >= 0) & (calm <= k)).all(),
              f"the {name}'s recent ranges are out of their ranges")
+        # each window's range over its complete blocks: derived from the blocks, not taken from the file
+        complete = int(seen // S.RECENT_BLOCK)
+        c, J = a + 2 + 2 * S.RECENT_BLOCKS, S.RECENT_WINDOWS
+        window_lows, window_highs = rr[c + J : c + 2 * J], rr[c + 2 * J : c + 3 * J]
+        last = (int(rr[S.R_POS]) - 1) % S.RECENT_BLOCKS  # the newest complete block's slot
+        for w in range(S.RECENT_WINDOWS):
+            n = min((S.RECENT_FIRST << w) // S.RECENT_BLOCK, complete)
+            if n == 0:
+                need(window_lows[w] == 0 and window_highs[w] == 0, f"the {name}'s recent ranges are inconsistent")
+                continue
+            slots = (last - np.arange(n)) % S.RECENT_BLOCKS
+            need(window_lows[w] == lows[slots].min() and window_highs[w] == highs[slots].max(),
+                 f"the {name}'s recent ranges do not match their blocks")
 
 
 def _check_quiet(name: str, quiet) -> None:

@@ -980,6 +980,9 @@ def test_recent_ranges_score_a_record_of_the_recent_values_as_a_plain_reference_
     want = recent_ranges_reference(y)
     assert (want > 0).sum() > 50 and (want[:4096] == 0).all()
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    from streamrnn import persist_checks as C
+
+    C._check_recent_ranges("detector", rr, 10, 2)  # the load check derives every window's range as the kernel kept it
 
 
 def test_a_value_beyond_the_recent_range_after_a_level_shift_is_an_alarm():
@@ -1003,8 +1006,8 @@ def test_a_detector_saved_with_its_recent_ranges_resumes_bit_identically_old_sav
     original. A save made before they were kept loads with empty ones (none
     seen) and scores on as a detector whose recent ranges were emptied
     there. Recent ranges of the wrong length, with counts that disagree or
-    a calm count out of its range, are refused on load; the reconstruction
-    detector keeps none."""
+    a calm count out of its range, or a window's range that is not its
+    blocks', are refused on load; the reconstruction detector keeps none."""
     from streamrnn import persist_checks as C
 
     rng = np.random.default_rng(1)
@@ -1020,7 +1023,9 @@ def test_a_detector_saved_with_its_recent_ranges_resumes_bit_identically_old_sav
     calm = S.RECENT_HEAD + 2 + 2 * S.RECENT_BLOCKS
     for edit in (rr[:-1], np.r_[rr, 0.0], np.where(at == S.R_SEEN, rr[S.R_SEEN] + 1, rr),
                  np.where(at == S.R_POS, rr[S.R_POS] + 1, rr), np.where(at == calm, 11.0, rr),
-                 np.where(at == S.RECENT_HEAD + 2, np.inf, rr), rr.astype(np.float32)):
+                 np.where(at == S.RECENT_HEAD + 2, np.inf, rr), rr.astype(np.float32),
+                 np.where(at == calm + S.RECENT_WINDOWS, rr[calm + S.RECENT_WINDOWS] - 1.0, rr),
+                 np.where(at == calm + 2 * S.RECENT_WINDOWS, rr[calm + 2 * S.RECENT_WINDOWS] + 1.0, rr)):
         with pytest.raises(C.Invalid):
             C.check_detector(PredictiveDetector, {**state, "_recent_ranges": edit}, None)
     assert not hasattr(ReconstructionDetector(seed=0), "_recent_ranges")
