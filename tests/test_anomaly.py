@@ -48,14 +48,19 @@ def stream(n=1500, seed=0, spike_at=1200, shift_at=1400):
     return [{"value": float(v)} for v in y]
 
 
+def scored_then_learned(detector, xs) -> np.ndarray:
+    """Each point's score, taken before the detector learns it."""
+    scores = []
+    for x in xs:
+        scores.append(detector.score_one(x))
+        detector.learn_one(x)
+    return np.array(scores)
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_flags_a_spike_and_a_level_shift_above_everything_else(cell):
     detector = PredictiveDetector(cell=cell, seed=0)
-    scores = []
-    for x in stream():
-        scores.append(detector.score_one(x))
-        detector.learn_one(x)
-    scores = np.array(scores)
+    scores = scored_then_learned(detector, stream())
     assert np.all((scores >= 0) & (scores <= 1))
     normal = scores[300:1200].max()
     assert scores[1200:1205].max() > normal
@@ -64,11 +69,7 @@ def test_flags_a_spike_and_a_level_shift_above_everything_else(cell):
 
 def test_reconstruction_detector_flags_a_spike_above_everything_else():
     detector = ReconstructionDetector(seed=0)
-    scores = []
-    for x in stream():
-        scores.append(detector.score_one(x))
-        detector.learn_one(x)
-    scores = np.array(scores)
+    scores = scored_then_learned(detector, stream())
     assert np.all((scores >= 0) & (scores <= 1))
     assert scores[1200:1205].max() > scores[300:1200].max()
     assert detector._net.output_size == 16
@@ -645,12 +646,7 @@ def test_the_first_scored_points_rank_like_later_ones(cls):
     statistics settle within the grace period."""
     rng = np.random.default_rng(0)
     detector = cls(seed=0)
-    scores = []
-    for v in rng.normal(size=1500):
-        x = {"v": float(v)}
-        scores.append(detector.score_one(x))
-        detector.learn_one(x)
-    scores = np.array(scores)
+    scores = scored_then_learned(detector, ({"v": float(v)} for v in rng.normal(size=1500)))
     late = np.quantile(scores[1000:], 0.99)
     assert np.mean(scores[100:200] > late) < 0.1
 
@@ -860,12 +856,7 @@ def test_a_quiet_stretch_inside_the_range_keeps_scoring_while_it_lasts_and_raise
     raises no alarm."""
     y = quiet_stretch()
     detector = PredictiveDetector(seed=0)
-    scores = []
-    for v in y:
-        x = {"value": float(v)}
-        scores.append(detector.score_one(x))
-        detector.learn_one(x)
-    scores = np.array(scores)
+    scores = scored_then_learned(detector, ({"value": float(v)} for v in y))
     usual, span = scores[1000:2000], scores[2100:2300]
     assert np.mean(span > np.quantile(usual, 0.9)) > 0.75  # (0.83; none without the quiet stretch)
     assert not (scores[2000:2300] >= ALARM).any()
@@ -993,11 +984,7 @@ def test_a_value_beyond_the_recent_range_after_a_level_shift_is_an_alarm():
     y[13700] = 3.0
     assert y[:13700].min() < 3.0 < y[13700 - 4096 : 13700].min()
     detector = PredictiveDetector(seed=0)
-    scores = []
-    for v in y:
-        x = {"value": float(v)}
-        scores.append(detector.score_one(x))
-        detector.learn_one(x)
+    scores = scored_then_learned(detector, ({"value": float(v)} for v in y))
     assert scores[13700] >= S.THRESHOLD
 
 
