@@ -11,7 +11,8 @@ import numpy as np
 from river import base
 
 from .checks import check_integer, check_seed, is_integer
-from .guard import Guarded, exclusive
+from .corrector_store import CorrectorStore
+from .guard import Guarded, exclusive, without_guard
 from .forecasting import N_BASE_INPUTS, GRUForecaster, LSTMForecaster, RecurrentForecaster, RNNForecaster
 from .kernels import layout as L
 from .keys import holds_nan, keys_to_evict
@@ -149,6 +150,7 @@ class GlobalForecaster(Guarded, base.Base):
         self._row = 0
         self._window = window_network(float(lr), seed) if correct else None
         self._correctors: dict = {}  # key -> its WindowCorrector
+        self._store = CorrectorStore(self._window) if correct else None  # their state, updated in batches
 
     def _forecaster(self) -> RecurrentForecaster:
         return _FORECASTERS[self.cell](
@@ -210,7 +212,8 @@ class GlobalForecaster(Guarded, base.Base):
         for key in keys:
             del self._series[key]
             del self._last_seen[key]
-            self._correctors.pop(key, None)
+            if self._correctors.pop(key, None) is not None:
+                self._store.detach(key)
 
     # ------------------------------------------------------------ learning
 
@@ -227,7 +230,15 @@ class GlobalForecaster(Guarded, base.Base):
         """Learn the next value ``y`` of series ``key``; ``x``: None, or the
         value's dates (they give the period with ``seasonality="auto"``)."""
         self._check_dates(x)
-        self._learn_row(key, y, x)
+        try:
+            self._learn_row(key, y, x)
+        finally:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Run the corrections' updates queued by the rows learned."""
+        if self._store is not None:
+            self._store.flush()
 
     def _learn_row(self, key, y, x) -> None:
         """:meth:`learn_one`, ``x`` checked, inside this forecaster's guard
@@ -245,9 +256,10 @@ class GlobalForecaster(Guarded, base.Base):
             corrector = self._correctors.get(key)
             if corrector is None:
                 corrector = self._correctors[key] = WindowCorrector()
-            if not corrector.idle:
-                given = forecaster._made[1]  # the forecast made now, on the forecaster's scale
-                corrector.update(forecaster._last, np.exp(given) if forecaster._log else given, self._window)
+                self._store.attach(key, corrector)
+            if not corrector.idle:  # (queued: a key's forecaster never reads its corrector)
+                given = forecaster._made[1]  # the forecast made now, on the forecaster's scale (a fresh array)
+                self._store.queue(key, forecaster._last, np.exp(given) if forecaster._log else given)
         last_seen = self._last_seen
         last_seen[key] = self._row
         last_seen.move_to_end(key)
@@ -273,14 +285,17 @@ class GlobalForecaster(Guarded, base.Base):
         if len(keys) != len(ys) or (xs is not None and len(xs) != len(keys)):
             raise ValueError(f"keys, ys and xs must have the same length, got {len(keys)}, {len(ys)}"
                              + (f" and {len(xs)}" if xs is not None else ""))
-        if xs is None:
-            learn = self._learn_row
-            for key, y in zip(keys, ys):  # (the key's forecaster checks each y)
-                learn(key, y, None)
-            return
-        for key, y, x in zip(keys, ys, xs):
-            self._check_dates(x)
-            self._learn_row(key, y, x)
+        try:
+            if xs is None:
+                learn = self._learn_row
+                for key, y in zip(keys, ys):  # (the key's forecaster checks each y)
+                    learn(key, y, None)
+                return
+            for key, y, x in zip(keys, ys, xs):
+                self._check_dates(x)
+                self._learn_row(key, y, x)
+        finally:
+            self._flush()  # (the rows learned before a refused one are learned whole)
 
     # ------------------------------------------------------------ forecasts
 
@@ -333,6 +348,11 @@ class GlobalForecaster(Guarded, base.Base):
 
     # ------------------------------------------------------------ state
 
+    def __getstate__(self) -> dict:
+        state = without_guard(dict(self.__dict__))
+        state.pop("_store", None)  # (made again from the correctors)
+        return state
+
     def __setstate__(self, state: dict) -> None:
         bank, series = state.get("_bank"), state.get("_series")
         if not (isinstance(bank, SharedWeightsBank) and type(series) is dict):
@@ -352,4 +372,8 @@ class GlobalForecaster(Guarded, base.Base):
                 and all(k in series and type(c) is WindowCorrector for k, c in correctors.items())
                 and (correct or not correctors)):
             raise ValueError("the global forecaster's corrections are malformed")
+        state.pop("_store", None)
         self.__dict__.update(state)
+        self._store = store = CorrectorStore(window) if correct else None
+        for key, corrector in correctors.items():
+            store.attach(key, corrector)

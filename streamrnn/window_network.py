@@ -255,16 +255,10 @@ class WindowCorrector:
     def update(self, value: float, forecast: np.ndarray, network: WindowNetwork) -> None:
         """Learn the series' next ``value`` and the ``forecast`` then made of
         the values after it (at most :data:`HORIZON`; NaN where none)."""
-        k = min(len(forecast), HORIZON)
-        if self.n + 1 < WINDOW:  # the forecast's logs, until the window is full: then the network's inputs take them
-            positive = value > 0 and (forecast[:k] > 0).all()
-            logs = np.log(forecast[:k]) if positive else _NONE
-        else:
-            positive, logs = value > 0, _NONE  # (the kernel checks the forecast)
-        if self.idle or not positive:
-            self.idle, self.made = True, None
+        prepared = self._prepare(value, forecast)
+        if prepared is None:
             return
-        z = math.log(value)
+        z, k, logs = prepared
         comb, net = self.combination, network
         F, mixture = np.empty((2, HORIZON)), np.empty(HORIZON)
         given, choice = np.empty(HORIZON), np.empty(HORIZON, dtype=np.int64)
@@ -284,6 +278,22 @@ class WindowCorrector:
             net.pending = pending
         comb.t += 1
         self.made = (given, choice)
+
+    def _prepare(self, value: float, forecast: np.ndarray) -> tuple | None:
+        """The log ``value``, the forecast's steps taken and, until the window
+        is full, their logs: the kernel's inputs of :meth:`update`; None, the
+        corrector made idle, where it stays idle or the values are not
+        positive."""
+        k = min(len(forecast), HORIZON)
+        if self.n + 1 < WINDOW:  # the forecast's logs, until the window is full: then the network's inputs take them
+            positive = value > 0 and (forecast[:k] > 0).all()
+            logs = np.log(forecast[:k]) if positive else _NONE
+        else:
+            positive, logs = value > 0, _NONE  # (the kernel checks the forecast)
+        if self.idle or not positive:
+            self.idle, self.made = True, None
+            return None
+        return math.log(value), k, logs
 
     def forecast(self, horizon: int, coverage: float | None = None):
         """The corrected forecast of the next ``horizon`` values (at most

@@ -544,3 +544,115 @@ def test_the_window_network_sees_the_log_window_and_forecast_less_the_level():
     np.testing.assert_allclose(x, expected, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(corrector.anchors[400 % HORIZON], filled, rtol=1e-12)
     assert not corrector.made[1][20:].any()  # nothing given beyond the 20 steps forecast
+
+
+def test_a_store_of_correctors_updates_as_each_corrector_alone():
+    """A :class:`~streamrnn.corrector_store.CorrectorStore` runs each batch of
+    updates in one kernel call: the same bits as each corrector's own
+    ``update`` row by row (repeated keys in a batch, forecasts of 12 to 48
+    steps, a value <= 0 early and a forecast value <= 0 late making a
+    corrector idle, a key let go and another taking its row, the store
+    growing past 8 rows)."""
+    from streamrnn.corrector_store import CorrectorStore
+    from streamrnn.window_network import HORIZON, WindowCorrector, window_network
+
+    rng = np.random.default_rng(3)
+    n_keys, n = 12, 260
+    truth = {k: np.exp(rng.normal(0, 0.05, n + HORIZON).cumsum() + k % 5) for k in range(n_keys)}
+    truth[3][40] = -1.0  # idle early, by its value
+    steps = {k: 12 if k % 3 == 0 else HORIZON for k in range(n_keys)}
+
+    def forecast(k, i):
+        f = truth[k][i + 1 : i + 1 + steps[k]] * (1.0 + 0.01 * (k % 4))
+        if k == 5 and i == 220:
+            f = f.copy()
+            f[7] = 0.0  # refused by the kernel, once the window is full
+        return f
+
+    mine, alone = window_network(1e-3, seed=0), window_network(1e-3, seed=0)
+    store, correctors = CorrectorStore(mine), {k: WindowCorrector() for k in range(n_keys)}
+    for k in range(n_keys):
+        store.attach(k, correctors[k])
+    reference = {k: WindowCorrector() for k in range(n_keys)}
+    at = dict.fromkeys(range(n_keys), 0)
+    for batch in range(600):
+        keys = rng.integers(0, n_keys, rng.integers(1, 20)).tolist()  # repeats included
+        for k in keys:
+            if at[k] < n:
+                store.queue(k, float(truth[k][at[k]]), forecast(k, at[k]))
+                reference[k].update(float(truth[k][at[k]]), forecast(k, at[k]), alone)
+                at[k] += 1
+        store.flush()
+        if batch == 300:  # key 0 let go, key 12 takes its row
+            store.detach(0)
+            kept = correctors.pop(0)
+            assert pickle.dumps(kept) == pickle.dumps(reference.pop(0))
+            correctors[n_keys] = WindowCorrector()
+            reference[n_keys] = WindowCorrector()
+            truth[n_keys], steps[n_keys], at[n_keys] = truth[1] * 2.0, HORIZON, 0
+            store.attach(n_keys, correctors[n_keys])
+            n_keys += 1
+    assert correctors[3].idle and correctors[5].idle and min(at.values()) == n
+    assert len(store) == 12 and len(store._arrays["values"]) == 16
+    for k in correctors:
+        assert pickle.dumps(correctors[k]) == pickle.dumps(reference[k]), k
+    assert mine.steps == alone.steps > 0
+    for name in ("theta", "m1", "m2"):
+        np.testing.assert_array_equal(getattr(mine, name), getattr(alone, name))
+
+
+def test_learn_many_learns_the_rows_before_a_refused_one_whole():
+    """A refused row raises after the rows before it are learned, their
+    corrections included (queued, then run), as ``learn_one`` in a loop;
+    both then continue alike. Keys repeat within the calls."""
+    data = {k: _series(i, 240) for i, k in enumerate("abc")}
+    a, b = GlobalForecaster(hidden_size=4, seed=1), GlobalForecaster(hidden_size=4, seed=1)
+    for t in range(0, 240, 2):
+        keys = [k for s in (t, t + 1) for k in data]
+        ys = [float(data[k][s]) for s in (t, t + 1) for k in data]
+        if t == 200:
+            ys[4] = float("inf")
+            with pytest.raises(ValueError, match="finite"):
+                a.learn_many(keys, ys)
+            for k, y in zip(keys[:4], ys[:4]):
+                b.learn_one(k, y)
+            with pytest.raises(ValueError, match="finite"):
+                b.learn_one(keys[4], ys[4])
+            continue
+        a.learn_many(keys, ys)
+        for k, y in zip(keys, ys):
+            b.learn_one(k, y)
+    assert a._window.steps == b._window.steps > 0
+    assert pickle.dumps(a) == pickle.dumps(b)
+
+
+def test_a_loaded_global_forecaster_holds_its_correctors_in_one_store(tmp_path):
+    """On loading, the store is made from the correctors saved (it is not
+    saved): each corrector's arrays are views of its row, equal to what
+    was saved."""
+    model = GlobalForecaster(hidden_size=4, seed=0)
+    for t in range(200):
+        model.learn_many(["a", "b", "c"], [1.0 + t % 7, 2.0 + t % 5, 3.0 + t % 3])
+    assert "_store" not in model.__getstate__()
+    save(model, tmp_path / "m.npz")
+    for copy in (load(tmp_path / "m.npz"), pickle.loads(pickle.dumps(model))):
+        for k in "abc":
+            mine, theirs = copy._correctors[k], model._correctors[k]
+            assert np.shares_memory(mine.values, copy._store._arrays["values"])
+            assert np.shares_memory(mine.combination.abs_errors, copy._store._arrays["abs_errors"])
+            assert _same_corrector(mine, theirs)
+
+
+def _same_corrector(a, b) -> bool:
+    """Two window correctors' states, bit for bit (arrays by their bytes)."""
+    def same(x, y):
+        if type(x) is np.ndarray:
+            return type(y) is np.ndarray and x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
+        if type(x) is tuple:
+            return type(y) is tuple and len(x) == len(y) and all(same(u, v) for u, v in zip(x, y))
+        return type(x) is type(y) and x == y
+
+    ca, cb = a.combination.__dict__, b.combination.__dict__
+    return (a.__dict__.keys() == b.__dict__.keys() and ca.keys() == cb.keys()
+            and all(same(v, b.__dict__[k]) for k, v in a.__dict__.items() if k != "combination")
+            and all(same(v, cb[k]) for k, v in ca.items()))

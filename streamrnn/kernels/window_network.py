@@ -298,3 +298,33 @@ def corrector_update(values, n, anchors, z, forecast, k, logs, n_window, n_level
         if math.isnan(given[h]):  # (beyond the forecast: none)
             choice[h] = 0
     return steps, pending
+
+
+@njit(cache=config.CACHE, nogil=True, error_model="numpy")  # (no fast-math: that of corrector_update)
+def corrector_batch(slots, ns, ts, zs, forecasts, ks, logs, n_logs, values, anchors, n_window, n_level, clip_inputs,
+                    clip_targets, theta, m1, m2, grad, summed, batch, pending, steps, lr, beta1, beta2, eps, hidden,
+                    out, x, y, F, made, origin, unit, sq_errors, counts, abs_errors, n_abs, discount, thin, min_count,
+                    trim, margin, mixture, given, choice, refused):
+    """:func:`corrector_update` for each row ``i`` in order, one network
+    shared: the series in slot ``slots[i]`` of the per-series arrays
+    (``values`` ... ``anchors``, ``made`` ... ``n_abs``: one row a slot),
+    with ``ns[i]`` values and ``ts[i]`` origins before it, learns the log
+    value ``zs[i]`` and the forecast ``forecasts[i]`` (its first ``ks[i]``
+    values; ``logs[i]``'s first ``n_logs[i]``: their logs while its window
+    is not full). Into ``given[s]`` and ``choice[s]`` its output (rows by
+    slot too); where the forecast is refused (a value not positive: nothing
+    changed), ``refused[i]`` is set. ``F`` and ``mixture``: scratch. Returns the
+    network's steps and pending samples after the last row."""
+    for i in range(slots.shape[0]):
+        s = slots[i]
+        r, p = corrector_update(values[s], ns[i], anchors[s], zs[i], forecasts[i], ks[i], logs[i, : n_logs[i]],
+                                n_window, n_level, clip_inputs, clip_targets, theta, m1, m2, grad, summed, batch,
+                                pending, steps, lr, beta1, beta2, eps, hidden, out, x, y, F, made[s], origin[s],
+                                unit[s], sq_errors[s], counts[s], abs_errors[s], n_abs[s], ts[i], discount, thin,
+                                min_count, trim, margin, mixture, given[s], choice[s])
+        if r < 0:
+            refused[i] = True
+        else:
+            refused[i] = False
+            steps, pending = r, p
+    return steps, pending
