@@ -35,6 +35,7 @@ class CorrectorStore:
         self._arrays: dict = {}  # name -> array (capacity, *shape)
         self._slots: dict = {}  # key -> row
         self._members: dict = {}  # row -> corrector
+        self._outputs: list = []  # row -> the views of its last output (given, choice)
         self._free: list = []
         self._queue: list = []
         self._queued: set = set()
@@ -51,7 +52,7 @@ class CorrectorStore:
         for name in _COMBINATION:
             setattr(comb, name, a[name][slot])
         if corrector.made is not None:
-            corrector.made = (a["given"][slot], a["choice"][slot])
+            corrector.made = self._outputs[slot]
 
     def _grow(self, like: WindowCorrector) -> None:
         old = self._arrays
@@ -66,6 +67,7 @@ class CorrectorStore:
                 a[:capacity] = old[name]
             arrays[name] = a
         self._arrays = arrays
+        self._outputs = [(arrays["given"][i], arrays["choice"][i]) for i in range(new)]
         self._free.extend(range(new - 1, capacity - 1, -1))  # (the lowest row first)
         for slot, corrector in self._members.items():
             self._views(slot, corrector)
@@ -82,7 +84,7 @@ class CorrectorStore:
         for name in _COMBINATION:
             a[name][slot] = getattr(comb, name)
         if corrector.made is not None:
-            a["given"][slot], a["choice"][slot] = corrector.made
+            a["given"][slot], a["choice"][slot] = corrector.made  # (before its views are given out)
         self._slots[key] = slot
         self._members[slot] = corrector
         self._views(slot, corrector)
@@ -123,16 +125,19 @@ class CorrectorStore:
         n = len(rows)
         forecasts, logs = np.empty((n, HORIZON)), np.empty((n, HORIZON))
         n_logs = np.zeros(n, dtype=np.int64)
-        for i, (_, _, forecast, _, k, lg) in enumerate(rows):
+        slots, ns, ts, zs, ks = [], [], [], [], []
+        for i, (slot, corrector, forecast, z, k, lg) in enumerate(rows):
             forecasts[i, :k] = forecast[:k]
             if len(lg):
                 logs[i, :k] = lg
                 n_logs[i] = k
-        slots = np.array([r[0] for r in rows], dtype=np.int64)
-        ns = np.array([r[1].n for r in rows], dtype=np.int64)
-        ts = np.array([r[1].combination.t for r in rows], dtype=np.int64)
-        zs = np.array([r[3] for r in rows], dtype=np.float64)
-        ks = np.array([r[4] for r in rows], dtype=np.int64)
+            slots.append(slot)
+            ns.append(corrector.n)
+            ts.append(corrector.combination.t)
+            zs.append(z)
+            ks.append(k)
+        slots, ns, ts = np.array(slots, dtype=np.int64), np.array(ns, dtype=np.int64), np.array(ts, dtype=np.int64)
+        zs, ks = np.array(zs, dtype=np.float64), np.array(ks, dtype=np.int64)
         refused = np.empty(n, dtype=np.bool_)
         a, net = self._arrays, self.network
         steps, pending = corrector_batch(
@@ -145,11 +150,11 @@ class CorrectorStore:
         net.steps = steps
         if net.batch > 1:
             net.pending = pending
-        given, choice = a["given"], a["choice"]
+        outputs = self._outputs
         for (slot, corrector, *_), no in zip(rows, refused.tolist()):
             if no:  # a forecast value not positive (nothing changed)
                 corrector.idle, corrector.made = True, None
             else:
                 corrector.n += 1
                 corrector.combination.t += 1
-                corrector.made = (given[slot], choice[slot])
+                corrector.made = outputs[slot]
