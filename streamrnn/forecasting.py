@@ -71,8 +71,8 @@ from .shared_bank import SeriesView
 from .combination import DISCOUNT, MARGIN, MIN_COUNT, THIN, TRIM, HorizonCombination
 from .seasonal import SeasonalBase, calendar_period, find_period
 from .kernels.combination import (
-    combination_observe, gate_departure, observe_smoothed, record_origin, scaled_column, seasonal_naives,
-    statistical_path,
+    combination_observe, gate_departure, observe_record, observe_smoothed, record_origin, scaled_column,
+    seasonal_naives, statistical_path,
 )
 from .smoothing import CLIP_ERRORS, SCALE_DECAY, SHIFT_AFTER, SeasonalSmoothing, long_period
 from ._docs import document
@@ -502,6 +502,28 @@ class RecurrentForecaster(Guarded, Forecaster):
         c.t += 1
         self._smooth(z)
 
+    def _observe_record(self, y: float) -> None:
+        """:meth:`_observe` of ``y``, the last value, then :meth:`_record`,
+        with the candidates (in one kernel call, ``observe_record``)."""
+        z = math.log(y) if self._log else y
+        c, s = self._combination, self._smoothing
+        H = c.horizon
+        d, scale = self._departure(H, None)  # (reads nothing the observation changes)
+        rho, last = self._reversion(), self._residuals[3]
+        by_phase, seen, phase0 = self._by_phase()
+        m = self._period or 0
+        F = np.empty((c.n_candidates, H))
+        given, mixture, choice = np.empty(H), np.empty(H), np.empty(H, dtype=np.int64)
+        observe_record(c.made, c.origin, c.unit, c.sq_errors, c.counts, c.abs_errors, c.n_abs, c.t, z, DISCOUNT, THIN,
+                       s.params, s.state, s.season, s.season_long, s.n, s.period or 0, s.long_period or 0, CLIP_ERRORS,
+                       SCALE_DECAY, SHIFT_AFTER, self._recent, self._n_recent, d, NETWORK_GATE * scale,
+                       NETWORK_REACH, 0.0 if last is None else last, rho if last is not None else 0.0, by_phase, seen,
+                       phase0, m, long_period(m) or 0, MIN_COUNT, TRIM, self._margin(), F, mixture, given, choice)
+        c.t += 1
+        s.n += 1
+        self._n_recent += 1
+        self._made = (F, given, choice)
+
     def _smooth(self, z: float) -> None:
         if self._smoothing is not None:
             self._smoothing.update(z)
@@ -750,6 +772,11 @@ class RecurrentForecaster(Guarded, Forecaster):
             self._shift_level(self._z(level) - self._z(y))
             y = level
         self._last = y
+        if self._smoothing is not None and not (m and self._log_pending) and not (
+            self.seasonality == "auto" and (self._n <= 1 or self._n in DETECT_AT)
+        ):  # (nothing would act between the two)
+            self._observe_record(y)
+            return
         self._observe(y)
         if m and self._log_pending:
             self._decide_scale()

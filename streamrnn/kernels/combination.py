@@ -404,3 +404,20 @@ def scaled_column(U, col, values, scale, clip):
         elif v > clip:
             v = clip
         U[k, col] = v
+
+
+@njit(**_JIT)
+def observe_record(made, origin, unit, sq_errors, counts, abs_errors, n_abs, t, z, discount, thin, params, state,
+                   season, season_long, n, sm, sM, clip, decay, shift_after, recent, n_recent, d, gate_scale, reach,
+                   last, rho, by_phase, seen, phase0, m, long_m, min_count, trim, margin, F, mixture, given, choice):
+    """A forecaster's value ``z`` arrived and its next origin, in one call:
+    :func:`observe_smoothed` (its arguments up to ``n_recent``; ``sm``,
+    ``sM``: the smoothing's periods), then :func:`record_origin` from the
+    value ``z`` (``d`` ... ``choice``, the record's arrays those of the
+    observation, after it: the smoothing's ``n + 1`` values, ``n_recent +
+    1`` recent ones, row ``(t + 1) % H``)."""
+    observe_smoothed(made, origin, unit, sq_errors, counts, abs_errors, n_abs, t, z, discount, thin, params, state,
+                     season, season_long, n, sm, sM, clip, decay, shift_after, recent, n_recent)
+    record_origin(d, gate_scale, reach, last, rho, by_phase, seen, phase0, z, state, season, season_long, n + 1, m,
+                  long_m, recent, n_recent + 1, sq_errors, counts, min_count, trim, margin, made, origin, unit,
+                  (t + 1) % made.shape[0], F, mixture, given, choice)
