@@ -66,6 +66,7 @@ def main(argv=None) -> None:
     timed(forecasting, "scaled_column", "scaled_column")
     timed(forecasting, "record_origin", "record_origin")
     timed(forecasting, "observe_smoothed", "observe_smoothed")
+    timed(forecasting, "observe_record", "observe_record")
     timed(corrector_store, "corrector_batch", "corrector_batch (one call a learn_many)")
     timed(seasonal, "seasonal_base_update", "seasonal_base_update")
 
