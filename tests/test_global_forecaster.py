@@ -656,3 +656,21 @@ def _same_corrector(a, b) -> bool:
     return (a.__dict__.keys() == b.__dict__.keys() and ca.keys() == cb.keys()
             and all(same(v, b.__dict__[k]) for k, v in a.__dict__.items() if k != "combination")
             and all(same(v, cb[k]) for k, v in ca.items()))
+
+
+def test_learn_many_evicting_idle_keys_mid_call_equals_learn_one_in_a_loop():
+    """``max_idle`` evicts a key inside a call (its queued correction run
+    first); the key comes back as new within later calls; the corrections'
+    network learning all along. The same bits as ``learn_one`` in a loop."""
+    data = {k: _series(i, 260) for i, k in enumerate("abcd")}
+    a, b = (GlobalForecaster(hidden_size=4, seed=3, max_idle=12) for _ in range(2))
+    for t in range(260):
+        keys = [k for k in data if not (k == "d" and 100 <= t < 150)]
+        ys = [float(data[k][t]) for k in keys]
+        a.learn_many(keys + keys[:1], ys + ys[:1])  # (the first key twice)
+        for k, y in zip(keys + keys[:1], ys + ys[:1]):
+            b.learn_one(k, y)
+        if t == 120:
+            assert "d" not in a and "d" not in a._correctors and len(a._store) == 3
+    assert a._window.steps == b._window.steps > 0 and len(a._store) == 4
+    assert pickle.dumps(a) == pickle.dumps(b)
