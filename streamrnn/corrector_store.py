@@ -123,6 +123,10 @@ class CorrectorStore:
             return
         self._queue, self._queued = [], set()
         n = len(rows)
+        if n == 1:  # (one row: the corrector's own kernel call, without the batch's arrays)
+            slot, corrector, forecast, z, k, logs = rows[0]
+            corrector._learn(forecast, z, k, logs, self.network, *self._outputs[slot])
+            return
         forecasts, logs = np.empty((n, HORIZON)), np.empty((n, HORIZON))
         n_logs = np.zeros(n, dtype=np.int64)
         slots, ns, ts, zs, ks = [], [], [], [], []

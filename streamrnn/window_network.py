@@ -256,12 +256,15 @@ class WindowCorrector:
         """Learn the series' next ``value`` and the ``forecast`` then made of
         the values after it (at most :data:`HORIZON`; NaN where none)."""
         prepared = self._prepare(value, forecast)
-        if prepared is None:
-            return
-        z, k, logs = prepared
+        if prepared is not None:
+            self._learn(forecast, *prepared, network, np.empty(HORIZON), np.empty(HORIZON, dtype=np.int64))
+
+    def _learn(self, forecast: np.ndarray, z: float, k: int, logs: np.ndarray, network: WindowNetwork,
+               given: np.ndarray, choice: np.ndarray) -> None:
+        """:meth:`update`, its inputs prepared (:meth:`_prepare`); its output
+        into ``given`` and ``choice``."""
         comb, net = self.combination, network
         F, mixture = np.empty((2, HORIZON)), np.empty(HORIZON)
-        given, choice = np.empty(HORIZON), np.empty(HORIZON, dtype=np.int64)
         # the ring, learning, correction, and the combination's scoring, mixture and record: one kernel call
         steps, pending = corrector_update(
             self.values, self.n, self.anchors, z, forecast, k, logs, WINDOW, LEVEL, CLIP_INPUTS, CLIP_TARGETS,
