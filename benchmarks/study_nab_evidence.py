@@ -7,9 +7,9 @@ full run of ``bench_nab.py``.
 saves, for every point, its reported score and the ``-log10 Q`` of each
 part of its evidence, computed from the detector's state just before it
 learns the point: the raw score, the errors' news (the alarms'), the error
-tails alone (the memory's), the range, the seasonal errors (the alarms') and
-the quiet stretch (the memory's). ``check`` re-scores the recording with
-:func:`rescore` (the refractory rule, the one-alarm flag and the memory,
+tails alone (the memory's), the range, the seasonal errors (the alarms'),
+the quiet stretch (the memory's) and the recent ranges (the alarms').
+``check`` re-scores the recording with :func:`rescore` (the refractory rule, the one-alarm flag and the memory,
 written out in Numba from :mod:`streamrnn.kernels.scoring`), prints the
 largest difference from the recorded scores and the NAB figures of the
 re-scored corpus (standard, low FP, low FN, halves, artificialWithAnomaly,
@@ -21,7 +21,14 @@ pass the result to :func:`rescore` and :func:`figures`, from a script that
 imports this module.
 
 Run: ``python benchmarks/study_nab_evidence.py record --seed S [--out DIR]``,
-then ``python benchmarks/study_nab_evidence.py check --seed S [--out DIR]``.
+then ``python benchmarks/study_nab_evidence.py check --seed S [--out DIR]
+[--candidate fisher2|fisher3]`` (the figures again with the alarms also
+taking Fisher's combination of their parts: ``fisher3`` the errors', the
+range's and the other models' as three independent tests, ``fisher2`` the
+range's and the larger of the others' as two; candidates that are not the
+detector's: they raise the NAB score but break its calibration on
+heavy-tailed noise, where one large draw is at once a record and a large
+error).
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from bench_nab import DEFAULT_DATA, category_score, load_corpus  # noqa: E402
 
 #: The columns of a recording.
-COLUMNS = ("score", "raw", "news", "model", "range", "seasonal", "quiet")
+COLUMNS = ("score", "raw", "news", "model", "range", "seasonal", "quiet", "recent")
 
 
 @njit
@@ -64,17 +71,50 @@ def record(values: np.ndarray, seed: int) -> np.ndarray:
         if detector._has_last:
             point = np.array([float(v)])
             raw, news, model, rng, quiet = _parts(detector._st, detector._quiet, point, z)
-            out[i, 1:] = raw, news, model, rng, detector._season.log10(point), quiet
+            recent = S.recent_log10(detector._st, detector._recent_ranges, point)
+            out[i, 1:] = raw, news, model, rng, detector._season.log10(point), quiet, recent
         detector.learn_one(x)
     return out
+
+
+def fisher2(a, b) -> np.ndarray:
+    """``-log10`` of Fisher's combination of two tail probabilities given as
+    ``-log10 Q`` (each at most ``SCALE``): the tail of a chi-square with 4
+    degrees of freedom at ``2 ln(1 / product)``, ``e ** -s (1 + s)`` for
+    ``s = ln(1 / product)``. A candidate, not the detector's: see ``check
+    --candidate fisher2``."""
+    t = np.minimum(a, S.SCALE) + np.minimum(b, S.SCALE)
+    return t - np.log10(1.0 + S.LN10 * t)
+
+
+def fisher3(a, b, c) -> np.ndarray:
+    """``-log10`` of Fisher's combination of three tail probabilities given
+    as ``-log10 Q`` (each at most ``SCALE``): the tail of a chi-square with
+    6 degrees of freedom at ``2 ln(1 / product)``, ``e ** -s (1 + s + s ** 2
+    / 2)`` for ``s = ln(1 / product)`` (NaN where a part is NaN). A
+    candidate, not the detector's: see ``check --candidate fisher3``."""
+    t = np.minimum(a, S.SCALE) + np.minimum(b, S.SCALE) + np.minimum(c, S.SCALE)
+    s = S.LN10 * t
+    return t - np.log10(1.0 + s + 0.5 * s * s)
+
+
+def alarm_parts(rec: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``-log10 Q`` of the errors' news, of the range since the start
+    and of the other models (the larger of the seasonal errors' and the
+    recent ranges') at each point of a recording."""
+    other = rec[:, COLUMNS.index("seasonal")]
+    if rec.shape[1] > COLUMNS.index("recent"):  # (recorded before the recent ranges: none)
+        other = np.maximum(other, rec[:, COLUMNS.index("recent")])
+    return rec[:, COLUMNS.index("news")], rec[:, COLUMNS.index("range")], other
 
 
 def alarm_and_memory(rec: np.ndarray, alarm_extra=None, memory_extra=None) -> tuple[np.ndarray, np.ndarray]:
     """The ``-log10 Q`` of the alarms and of the memory at each point of a
     recording, as the detector takes them, with the candidates' added (the
     larger counts)."""
-    news, model, rng, seasonal, quiet = (rec[:, COLUMNS.index(c)] for c in COLUMNS[2:])
-    alarm = np.maximum(np.maximum(news, rng), seasonal)
+    news, rng, other = alarm_parts(rec)
+    model, quiet = rec[:, COLUMNS.index("model")], rec[:, COLUMNS.index("quiet")]
+    alarm = np.maximum(np.maximum(news, rng), other)
     memory = np.maximum(np.maximum(model, rng), quiet)
     if alarm_extra is not None:
         alarm = np.maximum(alarm, alarm_extra)
@@ -165,6 +205,7 @@ def main(argv=None):
     parser.add_argument("step", choices=("record", "check"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=pathlib.Path, default=DEFAULT_DATA)
+    parser.add_argument("--candidate", choices=("fisher2", "fisher3"), help="re-score with a candidate evidence added")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("."), help="folder of the recordings")
     args = parser.parse_args(argv)
     corpus = load_corpus(args.data)
@@ -179,6 +220,17 @@ def main(argv=None):
     worst = max(float(np.max(np.abs(s - r[:, 0]))) for s, r in zip(scores, recs))
     print(f"re-scored vs recorded scores: largest difference {worst:.2g}")
     print(" ".join(f"{k} {v:.4g}" for k, v in figures(corpus, scores).items()))
+    if args.candidate:  # the alarms also take a Fisher combination of their parts
+        candidates = []
+        for r in recs:
+            news, rng, other = alarm_parts(r)
+            if args.candidate == "fisher3":  # errors, range and the other models: three tests
+                candidates.append(fisher3(news, rng, other))
+            else:  # the range and the larger of the others: two tests
+                candidates.append(fisher2(rng, np.maximum(news, other)))
+        scores = [rescore(*alarm_and_memory(r, c)) for r, c in zip(recs, candidates)]
+        print(f"with the candidate {args.candidate}:")
+        print(" ".join(f"{k} {v:.4g}" for k, v in figures(corpus, scores).items()))
 
 
 if __name__ == "__main__":
