@@ -22,13 +22,14 @@ imports this module.
 
 Run: ``python benchmarks/study_nab_evidence.py record --seed S [--out DIR]``,
 then ``python benchmarks/study_nab_evidence.py check --seed S [--out DIR]
-[--candidate fisher2|fisher3]`` (the figures again with the alarms also
-taking Fisher's combination of their parts: ``fisher3`` the errors', the
-range's and the other models' as three independent tests, ``fisher2`` the
-range's and the larger of the others' as two; candidates that are not the
-detector's: they raise the NAB score but break its calibration on
-heavy-tailed noise, where one large draw is at once a record and a large
-error).
+[--candidate fisher2|fisher3|conditional]`` (the figures again with the
+alarms also taking a candidate evidence: Fisher's combination of their
+parts, ``fisher3`` the errors', the range's and the other models' as three
+independent tests, ``fisher2`` the range's and the larger of the others'
+as two, both breaking the calibration on heavy-tailed noise, where one
+large draw is at once a record and a large error; ``conditional``, a
+record whose error is also the largest of the records': see
+:func:`conditional_record`. None is the detector's).
 """
 
 from __future__ import annotations
@@ -96,6 +97,36 @@ def fisher3(a, b, c) -> np.ndarray:
     t = np.minimum(a, S.SCALE) + np.minimum(b, S.SCALE) + np.minimum(c, S.SCALE)
     s = S.LN10 * t
     return t - np.log10(1.0 + s + 0.5 * s * s)
+
+
+@njit
+def conditional_record(rng, raw):
+    """``-log10 Q`` of a breakout as a record and as the largest error of
+    the records: ``Q = Q_range (b_e + 1) / (b + 1)``, ``b`` the earlier
+    breakouts of the recording, ``b_e`` those whose raw score was as large
+    (``P(record) P(its error this large | a record)``, the second the rank
+    of the error among those of the records, conservative); 0 elsewhere.
+    A breakout is told from the recorded range part alone: at least
+    ``log10(n + 1)`` (``1 + e`` range widths), ``n`` the values seen
+    before it (an excursion a full range width beyond counts too). A
+    candidate, not the detector's: see ``check --candidate conditional``."""
+    n = rng.shape[0]
+    out = np.zeros(n)
+    past = np.empty(n)
+    b = 0
+    for i in range(n):
+        if np.isnan(rng[i]):
+            out[i] = np.nan
+            continue
+        if rng[i] > 0.0 and rng[i] >= 0.999 * math.log10(i + 1.0):
+            as_large = 0
+            for j in range(b):
+                if past[j] >= raw[i]:
+                    as_large += 1
+            out[i] = rng[i] + math.log10((b + 1.0) / (as_large + 1.0))
+            past[b] = raw[i]
+            b += 1
+    return out
 
 
 def alarm_parts(rec: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -205,7 +236,7 @@ def main(argv=None):
     parser.add_argument("step", choices=("record", "check"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=pathlib.Path, default=DEFAULT_DATA)
-    parser.add_argument("--candidate", choices=("fisher2", "fisher3"), help="re-score with a candidate evidence added")
+    parser.add_argument("--candidate", choices=("fisher2", "fisher3", "conditional"), help="re-score with a candidate evidence added")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("."), help="folder of the recordings")
     args = parser.parse_args(argv)
     corpus = load_corpus(args.data)
@@ -220,12 +251,14 @@ def main(argv=None):
     worst = max(float(np.max(np.abs(s - r[:, 0]))) for s, r in zip(scores, recs))
     print(f"re-scored vs recorded scores: largest difference {worst:.2g}")
     print(" ".join(f"{k} {v:.4g}" for k, v in figures(corpus, scores).items()))
-    if args.candidate:  # the alarms also take a Fisher combination of their parts
+    if args.candidate:  # the alarms also take a candidate evidence
         candidates = []
         for r in recs:
             news, rng, other = alarm_parts(r)
             if args.candidate == "fisher3":  # errors, range and the other models: three tests
                 candidates.append(fisher3(news, rng, other))
+            elif args.candidate == "conditional":  # a record, and the largest error of the records
+                candidates.append(conditional_record(rng, np.nan_to_num(r[:, COLUMNS.index("raw")])))
             else:  # the range and the larger of the others: two tests
                 candidates.append(fisher2(rng, np.maximum(news, other)))
         scores = [rescore(*alarm_and_memory(r, c)) for r, c in zip(recs, candidates)]
