@@ -7,9 +7,9 @@ full run of ``bench_nab.py``.
 saves, for every point, its reported score and the ``-log10 Q`` of each
 part of its evidence, computed from the detector's state just before it
 learns the point: the raw score, the errors' news (the alarms'), the error
-tails alone (the memory's), the range, the seasonal errors (the alarms') and
-the quiet stretch (the memory's). ``check`` re-scores the recording with
-:func:`rescore` (the refractory rule, the one-alarm flag and the memory,
+tails alone (the memory's), the range, the seasonal errors (the alarms'),
+the quiet stretch (the memory's) and the recent ranges (the alarms').
+``check`` re-scores the recording with :func:`rescore` (the refractory rule, the one-alarm flag and the memory,
 written out in Numba from :mod:`streamrnn.kernels.scoring`), prints the
 largest difference from the recorded scores and the NAB figures of the
 re-scored corpus (standard, low FP, low FN, halves, artificialWithAnomaly,
@@ -21,7 +21,15 @@ pass the result to :func:`rescore` and :func:`figures`, from a script that
 imports this module.
 
 Run: ``python benchmarks/study_nab_evidence.py record --seed S [--out DIR]``,
-then ``python benchmarks/study_nab_evidence.py check --seed S [--out DIR]``.
+then ``python benchmarks/study_nab_evidence.py check --seed S [--out DIR]
+[--candidate fisher2|fisher3|conditional]`` (the figures again with the
+alarms also taking a candidate evidence: Fisher's combination of their
+parts, ``fisher3`` the errors', the range's and the other models' as three
+independent tests, ``fisher2`` the range's and the larger of the others'
+as two, both breaking the calibration on heavy-tailed noise, where one
+large draw is at once a record and a large error; ``conditional``, a
+record whose error is also the largest of the records': see
+:func:`conditional_record`. None is the detector's).
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from bench_nab import DEFAULT_DATA, category_score, load_corpus  # noqa: E402
 
 #: The columns of a recording.
-COLUMNS = ("score", "raw", "news", "model", "range", "seasonal", "quiet")
+COLUMNS = ("score", "raw", "news", "model", "range", "seasonal", "quiet", "recent")
 
 
 @njit
@@ -64,17 +72,80 @@ def record(values: np.ndarray, seed: int) -> np.ndarray:
         if detector._has_last:
             point = np.array([float(v)])
             raw, news, model, rng, quiet = _parts(detector._st, detector._quiet, point, z)
-            out[i, 1:] = raw, news, model, rng, detector._season.log10(point), quiet
+            recent = S.recent_log10(detector._st, detector._recent_ranges, point)
+            out[i, 1:] = raw, news, model, rng, detector._season.log10(point), quiet, recent
         detector.learn_one(x)
     return out
+
+
+def fisher2(a, b) -> np.ndarray:
+    """``-log10`` of Fisher's combination of two tail probabilities given as
+    ``-log10 Q`` (each at most ``SCALE``): the tail of a chi-square with 4
+    degrees of freedom at ``2 ln(1 / product)``, ``e ** -s (1 + s)`` for
+    ``s = ln(1 / product)``. A candidate, not the detector's: see ``check
+    --candidate fisher2``."""
+    t = np.minimum(a, S.SCALE) + np.minimum(b, S.SCALE)
+    return t - np.log10(1.0 + S.LN10 * t)
+
+
+def fisher3(a, b, c) -> np.ndarray:
+    """``-log10`` of Fisher's combination of three tail probabilities given
+    as ``-log10 Q`` (each at most ``SCALE``): the tail of a chi-square with
+    6 degrees of freedom at ``2 ln(1 / product)``, ``e ** -s (1 + s + s ** 2
+    / 2)`` for ``s = ln(1 / product)`` (NaN where a part is NaN). A
+    candidate, not the detector's: see ``check --candidate fisher3``."""
+    t = np.minimum(a, S.SCALE) + np.minimum(b, S.SCALE) + np.minimum(c, S.SCALE)
+    s = S.LN10 * t
+    return t - np.log10(1.0 + s + 0.5 * s * s)
+
+
+@njit
+def conditional_record(rng, raw):
+    """``-log10 Q`` of a breakout as a record and as the largest error of
+    the records: ``Q = Q_range (b_e + 1) / (b + 1)``, ``b`` the earlier
+    breakouts of the recording, ``b_e`` those whose raw score was as large
+    (``P(record) P(its error this large | a record)``, the second the rank
+    of the error among those of the records, conservative); 0 elsewhere.
+    A breakout is told from the recorded range part alone: at least
+    ``log10(n + 1)`` (``1 + e`` range widths), ``n`` the values seen
+    before it (an excursion a full range width beyond counts too). A
+    candidate, not the detector's: see ``check --candidate conditional``."""
+    n = rng.shape[0]
+    out = np.zeros(n)
+    past = np.empty(n)
+    b = 0
+    for i in range(n):
+        if np.isnan(rng[i]):
+            out[i] = np.nan
+            continue
+        if rng[i] > 0.0 and rng[i] >= 0.999 * math.log10(i + 1.0):
+            as_large = 0
+            for j in range(b):
+                if past[j] >= raw[i]:
+                    as_large += 1
+            out[i] = rng[i] + math.log10((b + 1.0) / (as_large + 1.0))
+            past[b] = raw[i]
+            b += 1
+    return out
+
+
+def alarm_parts(rec: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``-log10 Q`` of the errors' news, of the range since the start
+    and of the other models (the larger of the seasonal errors' and the
+    recent ranges') at each point of a recording."""
+    other = rec[:, COLUMNS.index("seasonal")]
+    if rec.shape[1] > COLUMNS.index("recent"):  # (recorded before the recent ranges: none)
+        other = np.maximum(other, rec[:, COLUMNS.index("recent")])
+    return rec[:, COLUMNS.index("news")], rec[:, COLUMNS.index("range")], other
 
 
 def alarm_and_memory(rec: np.ndarray, alarm_extra=None, memory_extra=None) -> tuple[np.ndarray, np.ndarray]:
     """The ``-log10 Q`` of the alarms and of the memory at each point of a
     recording, as the detector takes them, with the candidates' added (the
     larger counts)."""
-    news, model, rng, seasonal, quiet = (rec[:, COLUMNS.index(c)] for c in COLUMNS[2:])
-    alarm = np.maximum(np.maximum(news, rng), seasonal)
+    news, rng, other = alarm_parts(rec)
+    model, quiet = rec[:, COLUMNS.index("model")], rec[:, COLUMNS.index("quiet")]
+    alarm = np.maximum(np.maximum(news, rng), other)
     memory = np.maximum(np.maximum(model, rng), quiet)
     if alarm_extra is not None:
         alarm = np.maximum(alarm, alarm_extra)
@@ -165,6 +236,7 @@ def main(argv=None):
     parser.add_argument("step", choices=("record", "check"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=pathlib.Path, default=DEFAULT_DATA)
+    parser.add_argument("--candidate", choices=("fisher2", "fisher3", "conditional"), help="re-score with a candidate evidence added")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("."), help="folder of the recordings")
     args = parser.parse_args(argv)
     corpus = load_corpus(args.data)
@@ -179,6 +251,19 @@ def main(argv=None):
     worst = max(float(np.max(np.abs(s - r[:, 0]))) for s, r in zip(scores, recs))
     print(f"re-scored vs recorded scores: largest difference {worst:.2g}")
     print(" ".join(f"{k} {v:.4g}" for k, v in figures(corpus, scores).items()))
+    if args.candidate:  # the alarms also take a candidate evidence
+        candidates = []
+        for r in recs:
+            news, rng, other = alarm_parts(r)
+            if args.candidate == "fisher3":  # errors, range and the other models: three tests
+                candidates.append(fisher3(news, rng, other))
+            elif args.candidate == "conditional":  # a record, and the largest error of the records
+                candidates.append(conditional_record(rng, np.nan_to_num(r[:, COLUMNS.index("raw")])))
+            else:  # the range and the larger of the others: two tests
+                candidates.append(fisher2(rng, np.maximum(news, other)))
+        scores = [rescore(*alarm_and_memory(r, c)) for r, c in zip(recs, candidates)]
+        print(f"with the candidate {args.candidate}:")
+        print(" ".join(f"{k} {v:.4g}" for k, v in figures(corpus, scores).items()))
 
 
 if __name__ == "__main__":
