@@ -28,7 +28,6 @@ alternating, one process per run, CPU s: ``network`` at load 2.6-6.9 old
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import statistics
 import subprocess
