@@ -19,10 +19,12 @@ compile worker (``STREAMRNN_COMPILE_WORKERS=0``).
     python benchmarks/bench_compile.py [--part network scoring] [--repeats 3]
 
 Measured 2026-12-08 on the project's 2-core machine (other jobs beside it;
-load average given), old (``inline="always"`` helpers, bcae2ab) and new
-alternating, one process per run, CPU s: ``network`` at load 2.6-6.9 old
-39.9, 42.9, 38.3, new 28.5, 28.3, 33.3 (the same hash); ``scoring`` at load
-1.1-1.7 old 18.3, 21.9, 23.2, new 13.1, 16.2, 16.3 (the same hash).
+load average given), the code as it is (old) and with the kernels' small
+helpers compiled instead of inlined by Numba (new; not kept: see the
+README's first-run section), alternating, one process per run, CPU s:
+``network`` at load 2.6-6.9 old 39.9, 42.9, 38.3, new 28.5, 28.3, 33.3 (the
+same hash); ``scoring`` at load 1.1-1.7 old 18.3, 21.9, 23.2, new 13.1,
+16.2, 16.3 (the same hash).
 """
 
 from __future__ import annotations

@@ -113,33 +113,24 @@ from .layout import (
 
 _JIT = dict(cache=config.CACHE, nogil=True, error_model="numpy", fastmath=config.FASTMATH)
 
-# Small helpers (views, offsets, the matrix-vector product, prefetches) are
-# compiled functions, which LLVM inlines into their callers: inlined by Numba
-# (``inline="always"``), each call site's copy of their code was copied and
-# typed anew, 30 % of a cold start's compilation of the network kernels. Only
-# the large steps called from one or two places (``learn_step``,
-# ``tbptt_update``, ``recompute_window`` and the bank's per-model glue) stay
-# inlined by Numba: as compiled functions their callees would be linked and
-# re-optimised once more at each level.
-
 # Loops index views of ``buf`` with range variables only: an index computed
 # from an offset could be negative as far as LLVM knows, and the wraparound
 # check that Numba then emits stops vectorisation (measured 8x slower).
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def vec(buf, offset, n):
     return buf[offset : offset + n]
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def mat_row(buf, offset, cols, j):
     """Row ``j`` of the row-major matrix with ``cols`` columns at ``offset``
     (a slice: a 2-D view by ``reshape`` costs ~13 ns a call)."""
     return buf[offset + j * cols : offset + (j + 1) * cols]
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def check_same_length(a, n):
     """Raise if ``a`` does not hold ``n`` values (a view of ``buf`` cut short
     by its end): a constant message, where the shape-formatting one of
@@ -148,7 +139,7 @@ def check_same_length(a, n):
         raise ValueError("cannot assign slice from input of different size")
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def accumulate_matvec(a, buf, offset, n, x):
     """``a += x @ W`` for the ``(n, m)`` matrix ``W`` at ``offset`` (``m`` the
     length of ``a``): rows taken eight (then four) at a time, which cuts the
@@ -183,7 +174,7 @@ def accumulate_matvec(a, buf, offset, n, x):
         j += 1
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def ring_row(rows, start, s, k2, stride):
     """Offset of step ``s`` of a window that starts at ring row ``start``
     (both < k2); a subtraction, not a modulo, in the inner loops."""
@@ -254,14 +245,14 @@ def apply_tanh(v, approx):
             v[k] = tanh_exact(v[k])
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def nothing_ahead(lay):
     """``n_ahead`` for a step that fetches nothing: 0 as an int64 like the
     bank kernels' counts (a literal 0 would compile the forward step anew)."""
     return lay[L_NPARAM] * 0
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def slice_length(ahead, n_slices, n):
     """The length of each of ``n_slices`` slices of ``ahead[:n]``, whole
     cache lines (0 when ``n`` is 0): one division per step, where one per
@@ -272,7 +263,7 @@ def slice_length(ahead, n_slices, n):
     return ((n + n_slices - 1) // n_slices + line - 1) // line * line
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def prefetch_slice(ahead, q, length, n):
     """Start fetching the ``q``-th slice of ``length`` values of
     ``ahead[:n]`` (nothing past ``n``)."""
@@ -789,7 +780,7 @@ def apply_update(opt, theta, grad, m1, m2, hp, gscale, n_updates):
     return float(st), float(sm), float(sv)
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def sums_of_squares(theta, m1, m2, opt):
     """The sums of squares of the parameters and of the moments that ``opt``
     uses (0 for the others), in one pass."""
@@ -818,7 +809,7 @@ def sums_of_squares(theta, m1, m2, opt):
 NO_NORMS = (0.0, 0.0, 0.0, 0.0)
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def update_bound(opt, sums, hp, grad_norm, n_updates):
     """An upper bound, in float64, on the magnitude of every value an
     optimizer step computes (the new parameters and moments and the terms on
@@ -913,7 +904,7 @@ def optimizer_step(lay, ctr, buf, norms):
 # call tree once more (measured: 8 of a cold start's 35 CPU seconds).
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def compact_row(lay, s_start, s):
     """Offset of the compact row of step ``s`` of the window that starts at
     ring row ``s_start``."""
@@ -960,7 +951,7 @@ def expand_row(lay, buf, crow, row):
     copy_into(vec(buf, row + lay[L_R_YHAT], lay[L_OUTPUT]), vec(buf, crow + lay[L_C_YHAT], lay[L_OUTPUT]))
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def state_into_row(lay, buf, state, row):
     """Each layer's ``h``, ``c`` from the state at ``state`` into ``row``'s
     ``hp``, ``cp``."""
@@ -1177,27 +1168,27 @@ def sequence_gradient(lay, buf, X, Y, n_loss):
 # separate cache lines); each call returns whether it finished the batch.
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def prefetch_range(b, start, n):
     """Start fetching ``b[start:start + n]``."""
     for j in range(start, start + n, 64 // b.itemsize):
         prefetch(b, j)
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def model_view(lay, store, m):
     """Model ``m``'s view of the store: from its start to the store's end."""
     return store[m * lay[L_PERSIST] :]
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def claim_groups(claim, chunk, n):
     """The first and end groups of the next chunk (first >= n: none left)."""
     first = fetch_add(claim, 0, chunk)
     return first, min(first + chunk, n)
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def groups_done(claim, first, last, n):
     """Count the groups ``first:last`` done; whether they were the batch's last."""
     return fetch_add(claim, 1, last - first) + last - first == n

@@ -122,13 +122,6 @@ from .. import config
 
 _JIT = dict(cache=config.CACHE, nogil=True, error_model="numpy", fastmath=config.FASTMATH)
 
-# Small helpers are compiled functions, which LLVM inlines into their callers;
-# only the large steps called from one place (``_point``, ``_evidences``,
-# ``_range_log10``, ``_extend_ranges``, ``_seasonal_raw``) are inlined by
-# Numba (``inline="always"``), which copies and types a callee's code anew at
-# each call site: for the small helpers that was a quarter of the scoring
-# kernels' cold compilation.
-
 S_N, S_SCORED, S_POS, S_ALPHA, S_WINDOW = 0, 1, 2, 3, 4
 S_TAIL, S_TAIL_RECENT = 5, 9  # mean, variance, rate above u, mean excess over u
 S_MEMORY, S_DECAY, S_GRACE = 13, 14, 15
@@ -186,7 +179,7 @@ def stats_size(k: int) -> int:
     return HEAD + 2 * k
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def _blocks(st, n_features):
     k = int(st[S_WINDOW])
     a = HEAD + 2 * k
@@ -195,7 +188,7 @@ def _blocks(st, n_features):
             st[a + 3 * F : a + 4 * F], st[a + 4 * F : a + 5 * F], st[a + 5 * F : a + 6 * F])
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def _tail_log10(st, i, x):
     """``-log10 Q`` of ``x`` under the exponential tail of the statistics at
     ``st[i : i + 4]``; 0 at or below ``u``. Above ``u`` when no excess was
@@ -212,7 +205,7 @@ def _tail_log10(st, i, x):
     return -math.log10(rate) + (x - u) * rate / (excess * LN10)
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def _tail_update(st, i, x, alpha, first):
     """Add ``x`` to the statistics at ``st[i : i + 4]``: the rate above and
     the mean excess over ``u`` (from the mean and variance before ``x``),
@@ -229,7 +222,7 @@ def _tail_update(st, i, x, alpha, first):
     st[i + 1] = (1.0 - alpha) * (st[i + 1] + alpha * delta * delta)
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def _recent(st, raw):
     """The mean of ``raw`` and the last ``k - 1`` raw scores (fewer at first)."""
     k = int(st[S_WINDOW])
@@ -241,7 +234,7 @@ def _recent(st, raw):
     return total / (m + 1)
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def _bin(x):
     """The histogram bin of a raw score or recent error ``x`` (>= 0)."""
     if not x > 0.0:  # (0 and NaN)
@@ -249,7 +242,7 @@ def _bin(x):
     return min(int(x * (SEEN_BINS / SEEN_TOP)), SEEN_BINS - 1)
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def _seen_log10(st, j, x):
     """``-log10`` of the fraction of the raw scores (``j = 0``) or recent
     errors (``j = 1``) counted so far that were at least ``x`` (those of
@@ -271,7 +264,7 @@ def _seen_log10(st, j, x):
     return -math.log10(min(count / n, 1.0))
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def _error_log10(st, raw):
     """``-log10 Q`` of the error evidence, the larger of the raw score's and
     the recent error's: of the alarms (each ``Q`` the larger of its tail
@@ -285,7 +278,7 @@ def _error_log10(st, raw):
     return news, max(tail_raw, tail_recent)
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def _beyond(value, low, high):
     """How many range widths ``value`` lies beyond ``[low, high]`` (0 or
     less inside it, 0 while the range is a single value)."""
@@ -317,19 +310,19 @@ def _range_log10(st, values):
     return best * math.log10(st[S_N] + 2.0)
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def _evidence(log10_q):
     return min(log10_q / SCALE, 1.0)
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def _memory(st, evidence):
     """The memory with ``evidence`` added: the larger of ``evidence`` and the
     memory after the last point, decayed by one point."""
     return max(evidence, st[S_MEMORY] * st[S_DECAY])
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def _log_calm(m, decay):
     """``ln P(M <= m)`` for the memory ``M`` (in units of ``-log10 Q``) of a
     stream whose tail probabilities are independent and uniform: ``M`` is
@@ -353,7 +346,7 @@ def _log_calm(m, decay):
     return g / math.log(decay) + 0.5 * math.log1p(-tail) - slope / 12.0
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def _is_alarm(st, evidence):
     """Whether a point of ``evidence`` is an alarm: at least ``ALARM``,
     above each of the last ``k`` points' evidence (fewer at first), and
@@ -371,7 +364,7 @@ def _is_alarm(st, evidence):
     return True
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def _reported(st, evidence, model):
     """``0.5 + evidence / 2`` if it is an alarm (:func:`_is_alarm`);
     otherwise half the probability that a stream without anomalies would
@@ -390,7 +383,7 @@ def _evidences(st, raw, range_log10):
     return _evidence(max(news, range_log10)), _evidence(max(model, range_log10))
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def _scaled(d, scale, n):
     """The change ``d`` (±inf where it overflowed) in units of ``scale``,
     clipped to [-CLIP, CLIP]; ±CLIP for a change after ``n > 0`` zero
@@ -402,7 +395,7 @@ def _scaled(d, scale, n):
     return 0.0
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def _rescaled(d, scale, n):
     """``scale`` with the change ``d`` added as the ``n + 1``-th: the root
     of the mean of the squares, updated as a ratio so that it neither
@@ -718,7 +711,7 @@ QUIET_HEAD = 7
 QUIET_SIZE = QUIET_HEAD + QUIET_WINDOW
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def _quiet_raw(quiet, z):
     """The quiet raw score of the last ``QUIET_WINDOW`` points, ``z`` the
     scaled changes of the last one; NaN until the ring holds the others."""
@@ -736,7 +729,7 @@ def _quiet_raw(quiet, z):
     return -math.log(math.sqrt(total / W) + QUIET_FLOOR)
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def _quiet_log10(st, quiet, x):
     """``-log10 Q`` of the quiet raw score ``x`` under the exponential tail
     of those counted, at most ``log10(n + 1)``; 0 at or below ``u``, with
@@ -751,7 +744,7 @@ def _quiet_log10(st, quiet, x):
     return min(-math.log10(rate) + (x - u) * rate / (excess * LN10), math.log10(n + 1.0))
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def _quiet_push(st, quiet, z, counted):
     """Add the quiet raw score with the scaled changes ``z`` to the tail
     model (when ``counted``: past the grace period), and their mean square
@@ -790,12 +783,12 @@ def _quiet_push(st, quiet, z, counted):
 SEASONAL_MARGIN = 0.9
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def _median3(a, b, c):
     return max(min(a, b), min(max(a, b), c))
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def _seasonal_base(ring, phase, level, j):
     """Feature ``j``'s seasonal base: the level (the mean of the last period)
     plus the median of the deviations from their level at ``phase`` in the
@@ -903,7 +896,7 @@ def recent_size(n_features: int) -> int:
     return RECENT_HEAD + RECENT_PER_FEATURE * n_features
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def _recent_counting(rr):
     """How many windows count: those with at least W values in complete blocks."""
     complete = rr[R_SEEN] - rr[R_FILL]
